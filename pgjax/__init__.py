@@ -9,7 +9,7 @@ through `pgjax.config`, `pgjax.trainer` (built on `pgjax.rollout`,
 `pgjax.returns` and `pgjax.loss`), `pgjax.parallel` and `pgjax.report`;
 `python -m pgjax.train` is the command line.
 
-Importing pgjax starts no JAX backend, so `pgjax.use_cpu_cores()` can still
+Importing pgjax starts no JAX backend, so `pgjax.configure_cpu()` can still
 give XLA one CPU device per core; the heavier modules load on first use.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pgjax.parallel import use_cpu_cores
+from pgjax.parallel import configure_cpu
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ _EXPORTS = {
     "load_summary": "pgjax.outputs",
 }
 
-__all__ = ["use_cpu_cores", *_EXPORTS]
+__all__ = ["configure_cpu", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

@@ -50,13 +50,19 @@ def reinforce_loss(
     return jnp.sum(coef * per_step), jnp.sum(jnp.where(valid, step_entropy, 0.0))
 
 
-def make_policy_gradient(apply_fn: ApplyFn, time_chunk: int) -> Callable:
+ROWS_PER_CHUNK = 16384  # steps of all runs per slice when time_chunk is None
+
+
+def make_policy_gradient(apply_fn: ApplyFn, time_chunk: int | None = None) -> Callable:
     """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)`.
 
     Arguments are one run's: obs [T, E, D], action/weight/coef/valid [T, E] and a
     scalar entropy_coef. Returns `(loss, grads, entropy)` where `grads` matches
     `params` and `entropy` is the mean policy entropy over valid steps.
     Vmappable over runs; under vmap all runs share one loop over time slices.
+    `time_chunk` (None: about `ROWS_PER_CHUNK` steps of all runs per slice; on a
+    CPU larger slices spill out of cache and smaller ones pay per-call overhead)
+    sets the slice length.
     """
     loss_and_grad = jax.value_and_grad(
         lambda p, *batch: reinforce_loss(apply_fn, p, *batch), has_aux=True
@@ -64,8 +70,9 @@ def make_policy_gradient(apply_fn: ApplyFn, time_chunk: int) -> Callable:
     per_run = jax.vmap(loss_and_grad)
 
     def gradient_batch(params, obs, action, weight, coef, valid, entropy_coef):
-        num_steps = valid.shape[1]
-        chunk = min(time_chunk, num_steps)
+        num_runs, num_steps, num_episodes = valid.shape
+        chunk = time_chunk or max(1, ROWS_PER_CHUNK // (num_runs * num_episodes))
+        chunk = min(chunk, num_steps)
         # Episodes start at row 0, so rows past the longest episode of the batch are all padding.
         longest = valid.any(axis=(0, 2)).sum()
         num_chunks = (longest + chunk - 1) // chunk

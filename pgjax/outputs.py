@@ -25,6 +25,20 @@ METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"
 
 
+def package_versions(packages=("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")) -> dict:
+    """Installed versions of the packages that decide results (None if not installed)."""
+    import importlib.metadata
+    import platform
+
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON types: NumPy scalars become Python numbers, inf and NaN become null."""
     if isinstance(value, dict):

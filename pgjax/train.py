@@ -10,15 +10,19 @@ folder under runs/); `pgjax.outputs` describes the files.
 
 from __future__ import annotations
 
-from pgjax.parallel import use_cpu_cores
+import time
+
+STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
+
+from pgjax.parallel import configure_cpu  # noqa: E402
 
 if __name__ == "__main__":
-    use_cpu_cores()  # before gymnax starts JAX's backends
+    configure_cpu()  # before gymnax starts JAX's backends
 
 import dataclasses
 import math
+import shutil
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -31,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax import outputs, report
-from pgjax.config import PRESETS, Activation, Baseline, Config, Hyperparams, Reduction, Returns
+from pgjax.config import PRESETS, Activation, Baseline, Config, Reduction, Returns
 from pgjax.envs import make_env
 from pgjax.parallel import train_runs
 from pgjax.trainer import make_train
@@ -140,9 +144,10 @@ def summarise(config: Config, preset: str, seeds: np.ndarray, metrics, timings: 
         "env_steps_total": steps_total,
         "wall_seconds": timings["wall_seconds"],
         "compile_seconds": timings["compile_seconds"],
-        "train_seconds": timings["train_seconds"],
-        "env_steps_per_second": steps_total / timings["train_seconds"],
+        "train_seconds": timings["run_seconds"],
+        "env_steps_per_second": steps_total / timings["run_seconds"],
         "devices": timings["devices"],
+        "memory_bytes": timings["memory_bytes"],
         "device_kind": jax.devices()[0].device_kind,
         "runs": runs,
     }
@@ -170,10 +175,13 @@ def print_report(summary: dict, console: Console) -> None:
     )
 
 
-def run(args: Args, console: Console | None = None) -> Path:
-    """Train, write the run folder and print the report; returns the folder."""
-    start = time.perf_counter()
-    console = console or Console()
+def run(args: Args, console: Console | None = None, started: float | None = None) -> Path:
+    """Train, write the run folder and print the report; returns the folder.
+
+    `started` is the `time.perf_counter()` from which wall_seconds counts (default: now).
+    """
+    start = time.perf_counter() if started is None else started
+    console = console or Console(width=shutil.get_terminal_size((120, 24)).columns)
     config = resolve_config(args)
     spec = make_env(config.static.env)
     out = args.out or default_out_dir(config, args.preset)
@@ -183,7 +191,7 @@ def run(args: Args, console: Console | None = None) -> Path:
     seeds = np.arange(args.seed, args.seed + args.num_seeds)
     outputs.write_json(out / outputs.CONFIG_FILE, {
         "command": sys.argv, "args": dataclasses.asdict(args), "config": config.to_dict(),
-        "seeds": seeds, "versions": {p: _version(p) for p in ("pgjax", "jax", "flax", "optax", "gymnax")},
+        "seeds": seeds, "versions": outputs.package_versions(),
         "devices": [str(d) for d in jax.devices()],
     })
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
@@ -200,19 +208,10 @@ def run(args: Args, console: Console | None = None) -> Path:
     return out
 
 
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
     args = tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
     try:
-        run(args)
+        run(args, started=started)
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -220,4 +219,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(started=STARTED))

@@ -1,0 +1,264 @@
+"""`python -m pgjax.bench`: training throughput against the environment's own limit.
+
+For each number of runs in a ladder, on whatever device JAX has, in one process:
+
+  env limit   gymnax `env.step` (auto-reset included) with uniformly random actions,
+              `lax.scan` over steps and `vmap` over runs x episodes_per_update
+              environments, the same parallelism as the training; every step counts.
+  training    the real `make_train` function; only *useful* env steps count, the
+              steps of episodes an update used (padding after an episode ended
+              does not).
+  rollout     the same episode collection with the trained policy and no update.
+
+Each is spread over all local devices as `python -m pgjax.train` does. The table
+gives compile time apart from run time, XLA's memory estimate, the process's
+peak RSS and each throughput as a fraction of the environment limit; `--out`
+writes it all as JSON with the device, versions and settings.
+"""
+
+from __future__ import annotations
+
+from pgjax.parallel import configure_cpu
+
+if __name__ == "__main__":
+    configure_cpu()  # before gymnax starts JAX's backends
+
+import dataclasses
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from pgjax import outputs
+from pgjax.config import PRESETS, Config
+from pgjax.envs import EnvSpec, make_env
+from pgjax.parallel import run_sharded, train_runs
+from pgjax.rollout import make_collect
+from pgjax.trainer import make_policy, make_train
+
+
+@dataclasses.dataclass
+class BenchArgs:
+    """Measure env-limit, rollout and training throughput over a ladder of run counts."""
+
+    preset: Literal["default", "seed-a", "seed-b"] = "default"
+    """Training configuration to measure."""
+    env: str | None = None
+    """gymnax environment id (preset's if left out)."""
+    runs: tuple[int, ...] = (1, 16, 64, 256, 1024)
+    """Numbers of runs (seeds) to measure, one row each."""
+    num_updates: int | None = None
+    """Updates per run (preset's if left out)."""
+    env_limit_steps: int = 1000
+    """Steps of the random-action scan that measures the environment limit."""
+    compile_updates: tuple[int, ...] = (10, 100, 1000)
+    """Update counts at which compile time is measured for the middle rung (flat if the loop is a scan)."""
+    quick: bool = False
+    """Smoke test: runs 1 and 8, 5 updates, 100 env-limit steps, no compile ladder."""
+    out: Path | None = None
+    """Write the results as JSON here."""
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
+    """Random-action steps per second of `num_envs` environments under scan and vmap."""
+    env, params = spec.env, spec.params
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def random_steps(keys):  # keys [n]: this device's environments
+        n = keys.shape[0]
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+
+        def one_step(carry, _):
+            state, key = carry
+            key, action_key, step_key = jax.random.split(key, 3)
+            action = jax.random.randint(action_key, (n,), 0, spec.num_actions)
+            _, state, reward, _, _, _ = step(jax.random.split(step_key, n), state, action, params)
+            return (state, key), reward.sum()
+
+        _, rewards = jax.lax.scan(one_step, (state, keys[0]), None, num_steps)
+        return jnp.broadcast_to(rewards.sum(), (n,))
+
+    keys = jax.random.split(jax.random.key(0), num_envs)
+    _, info = run_sharded(random_steps, keys)
+    return {**info, "steps_per_second": num_envs * num_steps / info["run_seconds"]}
+
+
+def training(config: Config, num_runs: int) -> tuple[dict, object]:
+    """Useful env steps per second of the real training function for `num_runs` seeds."""
+    keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
+    hparams = jax.tree.map(lambda x: jnp.full((num_runs,), x, jnp.float32), config.hparams)
+    state, metrics, info = train_runs(make_train(config), keys, hparams)
+    useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
+    computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
+    finals = np.asarray(metrics.episode_returns).reshape(num_runs, -1)[:, -100:].mean(axis=1)
+    result = {
+        **info,
+        "useful_env_steps": useful,
+        "computed_env_steps": computed,
+        "steps_per_second": useful / info["run_seconds"],
+        "final_return_mean": float(finals.mean()),
+    }
+    threshold = make_env(config.static.env).solve_threshold
+    if threshold is not None:
+        result["solved"] = int((finals >= threshold).sum())
+    return result, state.params
+
+
+def rollout(config: Config, params, num_runs: int) -> dict:
+    """Useful env steps per second of episode collection alone, with given policies."""
+    spec = make_env(config.static.env)
+    module = make_policy(spec, config)
+    collect = make_collect(spec, lambda p, obs: module.apply({"params": p}, obs), config.static.episodes_per_update)
+
+    def collect_many(params, key):
+        def one(_, k):
+            return None, collect(params, k).valid.sum()
+
+        _, steps = jax.lax.scan(one, None, jax.random.split(key, config.static.num_updates))
+        return steps.sum()
+
+    keys = jax.vmap(jax.random.key)(jnp.arange(num_runs) + 10_000)
+    steps, info = run_sharded(jax.vmap(collect_many), params, keys)
+    useful = int(np.asarray(steps).sum())
+    return {**info, "useful_env_steps": useful, "steps_per_second": useful / info["run_seconds"]}
+
+
+def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
+    """Trace and compile time of the sharded training function alone."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
+    devices = jax.local_devices()
+    mesh, runs = Mesh(devices, ("runs",)), PartitionSpec("runs")
+    fn = jax.jit(jax.shard_map(jax.vmap(make_train(config)), mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+    keys = jax.device_put(jax.vmap(jax.random.key)(jnp.arange(num_runs)), NamedSharding(mesh, runs))
+    start = time.perf_counter()
+    fn.lower(keys).compile()
+    return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description() -> dict:
+    device = jax.devices()[0]
+    return {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "num_devices": len(jax.devices()),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tyro.cli(BenchArgs, args=argv, description=__doc__.split("\n")[0])
+    console = Console(width=shutil.get_terminal_size((160, 24)).columns)
+    preset = PRESETS[args.preset]
+    static = preset.static
+    if args.env:
+        static = dataclasses.replace(static, env=args.env)
+    run_counts, env_steps, compile_updates = args.runs, args.env_limit_steps, args.compile_updates
+    if args.quick:
+        static = dataclasses.replace(static, num_updates=5)
+        run_counts, env_steps, compile_updates = (1, 8), 100, ()
+    elif args.num_updates:
+        static = dataclasses.replace(static, num_updates=args.num_updates)
+    config = Config(static, preset.hparams)
+    config.validate()
+    spec = make_env(static.env)
+    device = device_description()
+    console.print(f"device: {device['num_devices']} x {device['device_kind']} ({device['platform']}); "
+                  f"preset {args.preset}, {static.env}, {static.num_updates} updates x "
+                  f"{static.episodes_per_update} episodes per run")
+
+    rows = []
+    for num_runs in run_counts:
+        num_envs = num_runs * static.episodes_per_update
+        limit = env_limit(spec, num_envs, env_steps)
+        train_result, params = training(config, num_runs)
+        roll = rollout(config, params, num_runs)
+        row = {
+            "runs": num_runs,
+            "parallel_envs": num_envs,
+            "env_limit": limit,
+            "training": train_result,
+            "rollout": roll,
+            "training_fraction_of_env_limit": train_result["steps_per_second"] / limit["steps_per_second"],
+            "rollout_fraction_of_env_limit": roll["steps_per_second"] / limit["steps_per_second"],
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+        rows.append(row)
+        console.print(
+            f"  runs {num_runs}: env limit {limit['steps_per_second'] / 1e6:.2f} M/s, training "
+            f"{train_result['steps_per_second'] / 1e6:.2f} M/s ({row['training_fraction_of_env_limit']:.0%}), "
+            f"rollout {roll['steps_per_second'] / 1e6:.2f} M/s"
+        )
+
+    compile_ladder = []
+    if compile_updates:
+        middle = run_counts[len(run_counts) // 2]
+        compile_ladder = [{"runs": middle, "num_updates": u, "compile_seconds": compile_seconds(config, middle, u)}
+                          for u in compile_updates]
+
+    print_table(rows, compile_ladder, console)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        outputs.write_json(args.out, {
+            "device": device, "versions": outputs.package_versions(), "command": sys.argv,
+            "settings": {**dataclasses.asdict(args), "config": config.to_dict()},
+            "ladder": rows, "compile_vs_updates": compile_ladder,
+        })
+        console.print(f"wrote {args.out}")
+    return 0
+
+
+def print_table(rows: list[dict], compile_ladder: list[dict], console: Console) -> None:
+    mega = lambda x: f"{x / 1e6:.2f}"
+    table = Table(title="throughput in million env steps per second (training and rollout: useful steps only)")
+    for column in ("runs", "envs", "env limit", "rollout", "training", "train/limit", "useful/computed",
+                   "compile s", "train s", "XLA memory MiB", "peak RSS MiB", "solved"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        t = r["training"]
+        memory = t["memory_bytes"]
+        table.add_row(
+            str(r["runs"]), str(r["parallel_envs"]), mega(r["env_limit"]["steps_per_second"]),
+            mega(r["rollout"]["steps_per_second"]), mega(t["steps_per_second"]),
+            f"{r['training_fraction_of_env_limit']:.0%}", f"{t['useful_env_steps'] / t['computed_env_steps']:.0%}",
+            f"{t['compile_seconds']:.2f}", f"{t['run_seconds']:.2f}",
+            "-" if memory is None else f"{memory / 2**20:.0f}", f"{r['peak_rss_bytes'] / 2**20:.0f}",
+            f"{t['solved']}/{r['runs']}" if "solved" in t else "-",
+        )
+    console.print(table)
+    if compile_ladder:
+        text = ", ".join(f"{c['num_updates']} updates: {c['compile_seconds']:.2f} s" for c in compile_ladder)
+        console.print(f"compile time with {compile_ladder[0]['runs']} runs - {text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
