@@ -236,7 +236,8 @@ ALGORITHMS = {
 def describe_default(hp: dict[str, Any]) -> str:
     """pgjax's default preset in the words of the table, from the hyperparameters it ran with."""
     layers = "-".join(str(n) for n in (4, *hp["hidden"], 2))
-    baseline = {"batch_norm": "batch-normalised", "episode_norm": "episode-normalised"}.get(hp["baseline"], hp["baseline"])
+    names = {"batch_norm": "batch-normalised", "episode_norm": "episode-normalised"}
+    baseline = names.get(hp["baseline"], hp["baseline"])
     return (f"pgjax default: {layers}, Adam {hp['learning_rate']:g}, {hp['episodes_per_update']} episodes/update, "
             f"{baseline} {hp['returns'].replace('_', '-')} returns")
 
@@ -440,7 +441,9 @@ def markdown_table(rows: list[dict[str, Any]], machine: dict[str, Any], num_epis
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=2000, help="training episodes per seed (tutorials and seed-a/b)")
+    parser.add_argument(
+        "--episodes", type=int, default=2000, help="training episodes per seed (tutorials and seed-a/b)"
+    )
     parser.add_argument("--torch-seeds", type=int, default=3, help="PyTorch seeds 0..n-1, run one after another")
     parser.add_argument("--pgjax-seeds", type=int, default=64, help="pgjax seeds 0..n-1, trained together")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")

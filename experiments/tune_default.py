@@ -86,7 +86,8 @@ def main() -> int:
     results = {}
     start = time.perf_counter()
     print(f"devices: {jax.devices()}; budget {BUDGET_EPISODES} episodes per run; 64 seeds per block")
-    print("| candidate | lr | solved per block | worst final return | median steps to solve | max steps to solve | env steps per run |")
+    print("| candidate | lr | solved per block | worst final return | median steps to solve "
+          "| max steps to first solve | env steps per run |")
     print("|---|---|---|---|---|---|---|")
     for name, overrides in CANDIDATES.items():
         rows = [r for b in args.blocks for r in evaluate(dict(overrides), args.lrs, b)]

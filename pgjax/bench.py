@@ -60,8 +60,9 @@ class BenchArgs:
     """Numbers of runs (seeds) to measure, one row each."""
     num_updates: int | None = None
     """Updates per run (preset's if left out)."""
-    env_limit_steps: int = 1000
-    """Steps of the random-action scan that measures the environment limit."""
+    env_limit_steps: int | None = None
+    """Steps of the random-action scan that measures the environment limit
+    (default: enough for 20 million env steps, at least 1000)."""
     compile_updates: tuple[int, ...] = (10, 100, 1000)
     """Update counts at which compile time is measured for the middle rung (flat if the loop is a scan)."""
     quick: bool = False
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for num_runs in run_counts:
         num_envs = num_runs * static.episodes_per_update
-        limit = env_limit(spec, num_envs, env_steps)
+        limit = env_limit(spec, num_envs, env_steps or max(1000, 20_000_000 // num_envs))
         train_result, params = training(config, num_runs)
         roll = rollout(config, params, num_runs)
         row = {

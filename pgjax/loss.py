@@ -14,6 +14,7 @@ the episodes' lengths rather than the environment's step limit.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -33,12 +34,15 @@ def reinforce_loss(
     coef: jax.Array,
     valid: jax.Array,
     entropy_coef: jax.Array | float,
+    entropy_bonus: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """The loss above over any block of steps.
 
     Args:
       apply_fn: `(params, obs [..., D]) -> logits [..., A]`.
       obs: [..., D] observations; action, weight, coef, valid: [...].
+      entropy_bonus: False leaves the bonus term out (as entropy_coef = 0 would)
+        so that its gradient is not computed at all.
 
     Returns:
       (loss, entropy_sum): the scalar loss and the sum of the policy entropy
@@ -46,7 +50,9 @@ def reinforce_loss(
     """
     logits = apply_fn(params, obs)
     step_entropy = policy.entropy(logits)
-    per_step = -policy.log_prob(logits, action) * weight - entropy_coef * step_entropy
+    per_step = -policy.log_prob(logits, action) * weight
+    if entropy_bonus:
+        per_step = per_step - entropy_coef * step_entropy
     return jnp.sum(coef * per_step), jnp.sum(jnp.where(valid, step_entropy, 0.0))
 
 
@@ -64,10 +70,11 @@ def make_policy_gradient(apply_fn: ApplyFn, time_chunk: int | None = None) -> Ca
     CPU larger slices spill out of cache and smaller ones pay per-call overhead)
     sets the slice length.
     """
-    loss_and_grad = jax.value_and_grad(
-        lambda p, *batch: reinforce_loss(apply_fn, p, *batch), has_aux=True
-    )
-    per_run = jax.vmap(loss_and_grad)
+    def per_run(entropy_bonus: bool):
+        loss_and_grad = jax.value_and_grad(
+            lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus), has_aux=True
+        )
+        return jax.vmap(loss_and_grad)
 
     def gradient_batch(params, obs, action, weight, coef, valid, entropy_coef):
         num_runs, num_steps, num_episodes = valid.shape
@@ -77,12 +84,12 @@ def make_policy_gradient(apply_fn: ApplyFn, time_chunk: int | None = None) -> Ca
         longest = valid.any(axis=(0, 2)).sum()
         num_chunks = (longest + chunk - 1) // chunk
 
-        def add_chunk(i, totals):
+        def add_chunk(i, totals, entropy_bonus):
             nominal = i * chunk
             start = jnp.minimum(nominal, num_steps - chunk)  # the last slice may overlap the one before
             fresh = (start + jnp.arange(chunk) >= nominal)[None, :, None]
             take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, chunk, axis=1)
-            (loss, ent_sum), grads = per_run(
+            (loss, ent_sum), grads = per_run(entropy_bonus)(
                 params, take(obs), take(action), take(weight),
                 take(coef) * fresh, take(valid) & fresh, entropy_coef,
             )
@@ -90,7 +97,12 @@ def make_policy_gradient(apply_fn: ApplyFn, time_chunk: int | None = None) -> Ca
 
         zeros = jnp.zeros(valid.shape[0], jnp.float32)
         init = (zeros, zeros, jax.tree.map(jnp.zeros_like, params))
-        loss, ent_sum, grads = jax.lax.fori_loop(0, num_chunks, add_chunk, init)
+        # Without any bonus in the batch, skip the entropy's gradient (about 10% of the work).
+        loss, ent_sum, grads = jax.lax.cond(
+            jnp.all(entropy_coef == 0),
+            lambda: jax.lax.fori_loop(0, num_chunks, partial(add_chunk, entropy_bonus=False), init),
+            lambda: jax.lax.fori_loop(0, num_chunks, partial(add_chunk, entropy_bonus=True), init),
+        )
         entropy = ent_sum / jnp.maximum(valid.sum(axis=(1, 2)), 1)
         return loss, grads, entropy
 

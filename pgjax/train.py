@@ -14,7 +14,7 @@ import time
 
 STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
-from pgjax.parallel import configure_cpu  # noqa: E402
+from pgjax.parallel import configure_cpu
 
 if __name__ == "__main__":
     configure_cpu()  # before gymnax starts JAX's backends
@@ -69,9 +69,11 @@ class Args:
     num_episodes: int | None = None
     """Training budget in episodes per run instead: num_updates = ceil(num_episodes / episodes_per_update)."""
     returns: Returns | None = None
-    """"episode": each step is weighted by its episode's discounted total; "reward_to_go": by the discounted return from that step on."""
+    """What weights log pi(a_t|s_t): "episode", the episode's discounted total;
+    "reward_to_go", the discounted return from step t on."""
     baseline: Baseline | None = None
-    """What is done to the returns: none, constant (subtract --baseline-constant), batch_mean, episode_norm or batch_norm (standardise)."""
+    """What is done to the returns: none, constant (subtract --baseline-constant),
+    batch_mean, episode_norm or batch_norm (standardise)."""
     baseline_constant: float | None = None
     """Subtracted from the returns when --baseline constant."""
     reduction: Reduction | None = None
@@ -166,7 +168,9 @@ def print_report(summary: dict, console: Console) -> None:
     console.print(table)
     low, high = summary["final_return_ci95"]
     solved = sum(r["solved"] for r in summary["runs"])
-    solved_text = "no solve threshold" if summary["solve_threshold"] is None else f"solved {solved}/{summary['num_runs']}"
+    solved_text = (
+        "no solve threshold" if summary["solve_threshold"] is None else f"solved {solved}/{summary['num_runs']}"
+    )
     console.print(
         f"{solved_text} | final return {summary['final_return_mean']:.1f} (95% CI {low:.1f} to {high:.1f}) | "
         f"{summary['env_steps_total']:,} env steps in {summary['train_seconds']:.2f} s = "

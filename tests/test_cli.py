@@ -74,7 +74,8 @@ def test_flags_override_the_preset(tmp_path):
     assert main(["--preset", "seed-a", "--num-seeds", "2", "--num-episodes", "3", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     hp = summary["runs"][0]["hyperparameters"]
-    assert (hp["hidden"], hp["learning_rate"], hp["baseline_constant"], hp["episodes_per_update"]) == ([32], 0.01, 15.0, 1)
+    chosen = (hp["hidden"], hp["learning_rate"], hp["baseline_constant"], hp["episodes_per_update"])
+    assert chosen == ([32], 0.01, 15.0, 1)
     assert hp["num_updates"] == 3
 
 
@@ -96,7 +97,8 @@ def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
 
 
 def test_help_explains_every_flag():
-    text = subprocess.run([sys.executable, "-m", "pgjax.train", "--help"], capture_output=True, text=True, check=True).stdout
+    command = [sys.executable, "-m", "pgjax.train", "--help"]
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     for flag in ("--env", "--preset", "--num-seeds", "--seed", "--lr", "--gamma", "--hidden",
                  "--episodes-per-update", "--num-updates", "--num-episodes", "--out"):
         assert flag in text

@@ -70,7 +70,8 @@ def test_vmapped_gradient_equals_each_run_alone():
     stacked = [jnp.stack(x) for x in zip(*[b[1:5] for b in batches])]
     params = jax.tree.map(lambda *x: jnp.stack(x), *[b[0] for b in batches])
     obs, action, reward, valid = stacked
-    weight = jax.vmap(lambda r, v: apply_baseline(step_returns(r, v, 1.0, "episode"), v, "constant", 2.0))(reward, valid)
+    returns = jax.vmap(lambda r, v: step_returns(r, v, 1.0, "episode"))(reward, valid)
+    weight = jax.vmap(lambda g, v: apply_baseline(g, v, "constant", 2.0))(returns, valid)
     coef = jax.vmap(lambda v: step_coefficients(v, "step_mean"))(valid)
     pg = make_policy_gradient(apply_fn, 4)
     loss, grads, _ = jax.jit(jax.vmap(pg, (0, 0, 0, 0, 0, 0, None)))(params, obs, action, weight, coef, valid, 0.0)
