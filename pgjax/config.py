@@ -46,9 +46,9 @@ class StaticConfig:
         "episode_sum" sums over each episode's steps, then averages over episodes
         (tutorial 001; the plain Monte-Carlo gradient of J); "step_mean"
         averages over every step of the update's episodes.
-      time_chunk: steps per slice when the loss gradient is accumulated over
-        time; None picks about 16k steps of all runs per slice. A speed knob
-        that does not change the estimator (only the order of float sums).
+      gradient_block_rows: steps (of one or more runs) the loss gradient takes
+        at once; None picks `pgjax.loss.default_block_rows()`. A speed knob that
+        does not change the estimator (only the order of float sums).
     """
 
     env: str = "CartPole-v1"
@@ -59,7 +59,7 @@ class StaticConfig:
     returns: Returns = "episode"
     baseline: Baseline = "batch_norm"
     reduction: Reduction = "step_mean"
-    time_chunk: int | None = None
+    gradient_block_rows: int | None = None
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason if the settings cannot work."""
@@ -69,8 +69,8 @@ class StaticConfig:
             raise ValueError(f"episodes_per_update must be >= 1, got {self.episodes_per_update}")
         if self.num_updates < 1:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
-        if self.time_chunk is not None and self.time_chunk < 1:
-            raise ValueError(f"time_chunk must be >= 1, got {self.time_chunk}")
+        if self.gradient_block_rows is not None and self.gradient_block_rows < 1:
+            raise ValueError(f"gradient_block_rows must be >= 1, got {self.gradient_block_rows}")
         if self.returns == "episode" and self.baseline == "episode_norm":
             raise ValueError(
                 "baseline 'episode_norm' with returns 'episode' gives every step weight 0 "

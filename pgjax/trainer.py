@@ -97,7 +97,7 @@ def make_train(config: Config) -> Callable[..., tuple[TrainState, Metrics]]:
         return module.apply({"params": params}, obs)
 
     collect = make_collect(spec, apply_fn, static.episodes_per_update)
-    policy_gradient = make_policy_gradient(apply_fn, static.time_chunk)
+    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows)
     default_hparams = config.hparams.as_arrays()
 
     def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[TrainState, Metrics]:

@@ -51,12 +51,12 @@ def estimator_by_loop(params, obs, action, weight, coef, valid, entropy_coef):
     return total
 
 
-@pytest.mark.parametrize("time_chunk", [5, 12, 32])
-def test_gradient_matches_per_step_estimator(time_chunk):
+@pytest.mark.parametrize("block_rows", [15, 36, 1000])  # slices of 5 steps, of 12, one block
+def test_gradient_matches_per_step_estimator(block_rows):
     params, obs, action, reward, valid, _ = make_batch(0)
     weight = np.asarray(apply_baseline(step_returns(reward, valid, 0.9, "reward_to_go"), valid, "batch_norm"))
     coef = np.asarray(step_coefficients(valid, "episode_sum"))
-    pg = make_policy_gradient(apply_fn, time_chunk)
+    pg = make_policy_gradient(apply_fn, block_rows)
     loss, grads, entropy = pg(params, obs, action, weight, coef, valid, 0.01)
     want = estimator_by_loop(params, obs, action, weight, coef, valid, 0.01)
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6), grads, want)
@@ -64,18 +64,19 @@ def test_gradient_matches_per_step_estimator(time_chunk):
     np.testing.assert_allclose(entropy, ent[valid].mean(), rtol=1e-5)
 
 
-def test_vmapped_gradient_equals_each_run_alone():
-    """Runs folded into one loop over time slices give each run its own gradient."""
-    batches = [make_batch(s) for s in (1, 2)]
+@pytest.mark.parametrize("block_rows", [4, 72])  # one run per block; two (3 runs: one padded block)
+def test_vmapped_gradient_equals_each_run_alone(block_rows):
+    """Runs gathered into blocks of runs and time slices each get their own gradient."""
+    batches = [make_batch(s) for s in (1, 2, 5)]
     stacked = [jnp.stack(x) for x in zip(*[b[1:5] for b in batches])]
     params = jax.tree.map(lambda *x: jnp.stack(x), *[b[0] for b in batches])
     obs, action, reward, valid = stacked
     returns = jax.vmap(lambda r, v: step_returns(r, v, 1.0, "episode"))(reward, valid)
     weight = jax.vmap(lambda g, v: apply_baseline(g, v, "constant", 2.0))(returns, valid)
     coef = jax.vmap(lambda v: step_coefficients(v, "step_mean"))(valid)
-    pg = make_policy_gradient(apply_fn, 4)
+    pg = make_policy_gradient(apply_fn, block_rows)
     loss, grads, _ = jax.jit(jax.vmap(pg, (0, 0, 0, 0, 0, 0, None)))(params, obs, action, weight, coef, valid, 0.0)
-    for k in range(2):
+    for k in range(3):
         one = jax.tree.map(lambda x: x[k], (params, obs, action, weight, coef, valid))
         loss_k, grads_k, _ = pg(*one, 0.0)
         np.testing.assert_allclose(loss[k], loss_k, rtol=1e-6)
