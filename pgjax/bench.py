@@ -29,7 +29,6 @@ import platform
 import resource
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +42,7 @@ from rich.table import Table
 from pgjax import outputs
 from pgjax.config import PRESETS, Config
 from pgjax.envs import EnvSpec, make_env
-from pgjax.parallel import run_sharded, train_runs
+from pgjax.parallel import compile_sharded, run_sharded, train_runs
 from pgjax.rollout import make_collect
 from pgjax.trainer import make_policy, make_train
 
@@ -142,16 +141,9 @@ def rollout(config: Config, params, num_runs: int) -> dict:
 
 def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
     """Trace and compile time of the sharded training function alone."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
-    devices = jax.local_devices()
-    mesh, runs = Mesh(devices, ("runs",)), PartitionSpec("runs")
-    fn = jax.jit(jax.shard_map(jax.vmap(make_train(config)), mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
-    keys = jax.device_put(jax.vmap(jax.random.key)(jnp.arange(num_runs)), NamedSharding(mesh, runs))
-    start = time.perf_counter()
-    fn.lower(keys).compile()
-    return time.perf_counter() - start
+    keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
+    return compile_sharded(jax.vmap(make_train(config)), keys)[2]
 
 
 def cpu_model() -> str:

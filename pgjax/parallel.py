@@ -71,24 +71,20 @@ def _pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree)
 
 
-def run_sharded(
-    fn: Callable, *args: Any, devices: list | None = None
-) -> tuple[Any, dict[str, float]]:
-    """Compile and run `fn` with its arguments' leading (run) axis spread over devices.
+def compile_sharded(fn: Callable, *args: Any, devices: list | None = None) -> tuple[Any, Any, float]:
+    """Compile `fn` with its arguments' leading (run) axis spread over devices.
 
     Args:
       fn: maps each device's slice of `args` (pytrees with a leading axis) to
         outputs with the same leading axis; typically `jax.vmap` of a per-run
         function. Slices run independently, with no communication.
-      args: pytrees whose leaves share a leading axis of N runs.
+      args: pytrees whose leaves share a leading axis of N runs; it is padded
+        to a multiple of the number of devices.
       devices: devices to spread over (default: all local devices).
 
     Returns:
-      (outputs, info): outputs with the leading [N] axis, and {"compile_seconds",
-      "run_seconds", "devices", "memory_bytes"}. Compile time counts tracing and
-      XLA compilation; run time the execution only; memory is XLA's estimate of
-      what the executable needs for arguments, outputs and temporaries, summed
-      over devices.
+      (compiled, placed_args, compile_seconds): the executable, the padded
+      arguments placed on the devices, and the time spent tracing and compiling.
     """
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -98,19 +94,39 @@ def run_sharded(
     mesh = Mesh(devices, ("runs",))
     runs = PartitionSpec("runs")
     sharded = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
-    args = jax.device_put(_pad_runs(args, num_runs, len(devices)), NamedSharding(mesh, runs))
+    placed = jax.device_put(_pad_runs(args, num_runs, len(devices)), NamedSharding(mesh, runs))
     start = time.perf_counter()
-    compiled = sharded.lower(*args).compile()
-    compile_seconds = time.perf_counter() - start
+    compiled = sharded.lower(*placed).compile()
+    return compiled, placed, time.perf_counter() - start
+
+
+def run_sharded(
+    fn: Callable, *args: Any, devices: list | None = None
+) -> tuple[Any, dict[str, float]]:
+    """Compile and run `fn` over `args` spread over devices (see `compile_sharded`).
+
+    Returns:
+      (outputs, info): outputs with the leading [N] axis, and {"compile_seconds",
+      "run_seconds", "devices", "memory_bytes"}. Compile time counts tracing and
+      XLA compilation; run time the execution only; memory is XLA's estimate of
+      what the executable needs for arguments, outputs and temporaries, summed
+      over devices.
+    """
+    import jax
+
+    devices = devices or jax.local_devices()
+    num_devices = len(devices)
+    compiled, placed, compile_seconds = compile_sharded(fn, *args, devices=devices)
     start = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
+    out = jax.block_until_ready(compiled(*placed))
     run_seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
-    memory_bytes = None if memory is None else len(devices) * int(
+    memory_bytes = None if memory is None else num_devices * int(
         memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     )
     info = {"compile_seconds": compile_seconds, "run_seconds": run_seconds,
-            "devices": len(devices), "memory_bytes": memory_bytes}
+            "devices": num_devices, "memory_bytes": memory_bytes}
+    num_runs = jax.tree.leaves(args)[0].shape[0]
     return jax.tree.map(lambda x: x[:num_runs], out), info
 
 
