@@ -1,0 +1,64 @@
+"""Per-run results and intervals against hand-checked cases."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pgjax.report import mean_interval, run_result, trailing_mean_returns
+
+
+def test_trailing_mean_needs_a_full_window():
+    returns = np.arange(1, 7, dtype=float).reshape(3, 2)  # episodes 1..6 in order
+    got = trailing_mean_returns(returns, window=4)
+    assert np.all(np.isnan(got[:3]))
+    np.testing.assert_allclose(got[3:], [2.5, 3.5, 4.5])
+
+
+def test_solved_at_is_the_end_of_the_update_where_the_trailing_mean_first_reaches_the_threshold():
+    # 2 episodes per update: 50 episodes of 400, then 150 of 500. The mean of the 100
+    # episodes up to episode i (0-based) holds c = 149 - i of the 400s, and reaches 475 when
+    # 500 - c >= 475, i.e. first at episode 124, in update 62, after 63,000 env steps.
+    returns = np.concatenate([np.full(50, 400.0), np.full(150, 500.0)]).reshape(100, 2)
+    env_steps = np.arange(1, 101) * 1000  # cumulative env steps after each update
+    result = run_result(returns, env_steps, 475.0)
+    assert result["solved_at_env_steps"] == 63_000
+    assert result["solved"] and result["final_return"] == 500.0
+
+
+def test_unsolved_and_thresholdless_runs():
+    returns = np.full((10, 20), 100.0)
+    assert run_result(returns, np.arange(10), 475.0) == {
+        "final_return": 100.0, "solved": False, "solved_at_env_steps": None,
+    }
+    assert run_result(returns, np.arange(10), None)["solved"] is False
+
+
+def test_student_t_interval():
+    mean, low, high = mean_interval(np.array([1.0, 2.0, 3.0, 4.0]))
+    # t(0.975, 3) = 3.182446; sem = std(ddof=1) / 2 = 0.645497
+    assert mean == 2.5
+    assert low == pytest.approx(2.5 - 3.182446 * 0.645497, rel=1e-5)
+    assert high == pytest.approx(2.5 + 3.182446 * 0.645497, rel=1e-5)
+    assert mean_interval(np.array([5.0, 5.0])) == (5.0, 5.0, 5.0)
+    assert math.isnan(mean_interval(np.array([5.0]))[1])
+
+
+def test_configure_cpu_gives_one_device_per_core_before_jax_starts():
+    code = (
+        "from pgjax.parallel import configure_cpu\n"
+        "added = configure_cpu(3)\n"
+        "import jax\n"
+        "print(len(jax.devices('cpu')), added)\n"
+        "print(configure_cpu(5))\n"  # too late: the backend has started
+    )
+    env = {**os.environ, "XLA_FLAGS": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    first, second = out.strip().splitlines()
+    assert first.startswith("3 ") and "--xla_force_host_platform_device_count=3" in first
+    assert second == "[]"
