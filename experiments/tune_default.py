@@ -62,7 +62,7 @@ def evaluate(overrides: dict, lrs: tuple[float, ...], block: int) -> list[dict]:
     config = Config(static, base.hparams.replace(gamma=gamma))
     seeds = np.arange(64 * block, 64 * block + 64)
     keys = jax.vmap(jax.random.key)(jnp.tile(jnp.asarray(seeds), len(lrs)))
-    hparams = jax.tree.map(lambda x: jnp.full((keys.shape[0],), x, jnp.float32), config.hparams)
+    hparams = config.hparams.broadcast(keys.shape[0])
     hparams = hparams.replace(learning_rate=jnp.repeat(jnp.asarray(lrs, jnp.float32), len(seeds)))
     _, metrics, info = train_runs(make_train(config), keys, hparams)
     returns, steps = np.asarray(metrics.episode_returns), np.asarray(metrics.env_steps)
@@ -86,8 +86,8 @@ def main() -> int:
     results = {}
     start = time.perf_counter()
     print(f"devices: {jax.devices()}; budget {BUDGET_EPISODES} episodes per run; 64 seeds per block")
-    print("| candidate | lr | solved per block | worst final return | median steps to solve "
-          "| max steps to first solve | env steps per run |")
+    print("| candidate | lr | solved per block | worst final return | median of the blocks' median env steps "
+          "to first solve | max env steps to first solve | env steps per run |")
     print("|---|---|---|---|---|---|---|")
     for name, overrides in CANDIDATES.items():
         rows = [r for b in args.blocks for r in evaluate(dict(overrides), args.lrs, b)]
@@ -100,7 +100,7 @@ def main() -> int:
                 f"| {name} | {lr:g} | {' / '.join(str(r['solved']) for r in mine)} | "
                 f"{min(r['final_return_min'] for r in mine):.1f} | "
                 f"{np.median(medians) if medians else float('nan'):,.0f} | "
-                f"{max(maxes) if None not in maxes else 'not all solved'} | "
+                f"{f'{max(maxes):,}' if None not in maxes else 'not all solved'} | "
                 f"{np.mean([r['env_steps_per_run'] for r in mine]):,.0f} |",
                 flush=True,
             )

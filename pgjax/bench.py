@@ -102,7 +102,7 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
 def training(config: Config, num_runs: int) -> tuple[dict, object]:
     """Useful env steps per second of the real training function for `num_runs` seeds."""
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
-    hparams = jax.tree.map(lambda x: jnp.full((num_runs,), x, jnp.float32), config.hparams)
+    hparams = config.hparams.broadcast(num_runs)
     state, metrics, info = train_runs(make_train(config), keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())

@@ -107,6 +107,12 @@ class Hyperparams:
         if not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
 
+    def broadcast(self, num_runs: int) -> Hyperparams:
+        """The same values as float32 arrays of shape [num_runs], one per run."""
+        return Hyperparams(**{
+            f.name: jnp.full((num_runs,), getattr(self, f.name), jnp.float32) for f in dataclasses.fields(self)
+        })
+
     def as_arrays(self) -> Hyperparams:
         """The same values as float32 arrays, ready to be traced or stacked."""
         return Hyperparams(**{

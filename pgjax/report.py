@@ -37,7 +37,8 @@ def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: fl
 
     Returns:
       dict with `final_return` (mean of the last 100 training episodes, or of all
-      if fewer), `solved` (that mean reached the threshold) and
+      if fewer), `solved` (at least 100 episodes and that mean reached the
+      threshold) and
       `solved_at_env_steps` (env steps at the end of the update in which the
       trailing 100-episode mean first reached the threshold; None if never).
     """
@@ -52,7 +53,7 @@ def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: fl
             solved_at = int(np.asarray(env_steps)[hits[0] // episodes_per_update])
     return {
         "final_return": final_return,
-        "solved": bool(threshold is not None and final_return >= threshold),
+        "solved": bool(threshold is not None and flat.size >= SOLVE_WINDOW and final_return >= threshold),
         "solved_at_env_steps": solved_at,
     }
 

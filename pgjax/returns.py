@@ -51,14 +51,18 @@ def step_returns(reward: jax.Array, valid: jax.Array, gamma: jax.Array | float, 
 def _masked_mean_std(x: jax.Array, mask: jax.Array, axis) -> tuple[jax.Array, jax.Array]:
     """Mean and sample standard deviation (ddof=1, as torch.std) over `mask`ed entries.
 
-    A standard deviation that is zero or undefined (fewer than 2 entries) is
-    returned as 1, so that standardising leaves the centred values as they are.
+    A standard deviation that is undefined (fewer than 2 entries) or negligible
+    (below 1e-6 of max(1, |mean|): equal values up to float rounding) is returned
+    as 1, so that standardising leaves the (near-zero) centred values as they are.
     """
     count = mask.sum(axis=axis, keepdims=True)
-    mean = jnp.where(mask, x, 0.0).sum(axis=axis, keepdims=True) / jnp.maximum(count, 1)
+    # Sum deviations from the largest entry, so that equal entries give exactly 0.
+    shift = jnp.where(count > 0, jnp.where(mask, x, -jnp.inf).max(axis=axis, keepdims=True), 0.0)
+    centred = jnp.where(mask, x - shift, 0.0)
+    mean = shift + centred.sum(axis=axis, keepdims=True) / jnp.maximum(count, 1)
     sq = jnp.where(mask, (x - mean) ** 2, 0.0).sum(axis=axis, keepdims=True)
     std = jnp.sqrt(sq / jnp.maximum(count - 1, 1))
-    std = jnp.where((count > 1) & (std > 0), std, 1.0)
+    std = jnp.where((count > 1) & (std > 1e-6 * jnp.maximum(1.0, jnp.abs(mean))), std, 1.0)
     return mean, std
 
 

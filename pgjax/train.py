@@ -199,7 +199,7 @@ def run(args: Args, console: Console | None = None, started: float | None = None
         "devices": [str(d) for d in jax.devices()],
     })
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-    hparams = jax.tree.map(lambda x: jnp.full((args.num_seeds,), x, jnp.float32), config.hparams)
+    hparams = config.hparams.broadcast(args.num_seeds)
     state, metrics, timings = train_runs(make_train(config), keys, hparams)
     timings["wall_seconds"] = time.perf_counter() - start
     summary = summarise(config, args.preset, seeds, metrics, timings, spec.solve_threshold)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
-import jax
-import jax.numpy as jnp
-import pytest
+# Two CPU devices, so that spreading runs over devices is exercised (before JAX starts).
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
 
-from pgjax.config import PRESETS, Config
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
 
-jax.config.update("jax_enable_x64", False)
+from pgjax.config import PRESETS, Config  # noqa: E402
 
 
 def small_config(**static) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from pgjax import outputs
 from pgjax.policy import MLPPolicy
-from pgjax.train import main
+from pgjax.train import Args, main
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
 RUN_KEYS = {"seed", "hyperparameters", "final_return", "solved", "solved_at_env_steps"}
@@ -99,6 +100,5 @@ def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
 def test_help_explains_every_flag():
     command = [sys.executable, "-m", "pgjax.train", "--help"]
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    for flag in ("--env", "--preset", "--num-seeds", "--seed", "--lr", "--gamma", "--hidden",
-                 "--episodes-per-update", "--num-updates", "--num-episodes", "--out"):
-        assert flag in text
+    for field in dataclasses.fields(Args):
+        assert "--" + field.name.replace("_", "-") in text, field.name

@@ -37,6 +37,8 @@ def test_unsolved_and_thresholdless_runs():
         "final_return": 100.0, "solved": False, "solved_at_env_steps": None,
     }
     assert run_result(returns, np.arange(10), None)["solved"] is False
+    # fewer than 100 episodes never count as solved, however good
+    assert run_result(np.full((2, 4), 500.0), np.arange(2), 475.0)["solved"] is False
 
 
 def test_student_t_interval():

@@ -77,6 +77,15 @@ def test_baselines_match_loop(kind):
         assert np.all(got[n:, e] == 0)
 
 
+@pytest.mark.parametrize("gamma", [1.0, 0.99])
+def test_batch_norm_of_equal_episodes_gives_zero_weights(gamma):
+    """A batch of identical (e.g. all perfect) episodes carries no signal, whatever the rounding."""
+    reward = np.ones((500, 8), np.float32)
+    valid = np.ones((500, 8), bool)
+    weights = np.asarray(apply_baseline(step_returns(reward, valid, gamma, "episode"), valid, "batch_norm"))
+    assert np.abs(weights).max() < 1e-3
+
+
 @pytest.mark.parametrize("kind", ["episode_mean", "episode_sum", "step_mean"])
 def test_reduction_coefficients(kind):
     _, valid, lengths = random_batch(3)

@@ -86,3 +86,6 @@ def test_nested_vmap_folds_into_one_batch(setup):
     nested = jax.jit(jax.vmap(jax.vmap(collect)))(jax.tree.map(grid, params), grid(keys))
     np.testing.assert_array_equal(np.asarray(nested.action).reshape(traj.action.shape), traj.action)
     np.testing.assert_array_equal(np.asarray(nested.valid).reshape(traj.valid.shape), traj.valid)
+    # one loop for the whole batch: every run reports the batch's longest episode
+    longest = traj.valid.sum(axis=1).max()
+    assert np.all(np.asarray(nested.loop_steps) == longest) and np.all(traj.loop_steps == longest)
