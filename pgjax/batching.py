@@ -42,6 +42,8 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
       `batched_fn` with `B = 1`; under `jax.vmap`, at any nesting depth, the
       mapped axes are folded into `B`, so a vmap over N seeds (or over a grid and
       then seeds) calls `batched_fn` once with `B = N` (or grid x seeds).
+      Like any `custom_vmap` function it cannot be differentiated through; pgjax
+      uses it for rollouts and for computing gradients, never inside `jax.grad`.
     """
 
     @custom_vmap

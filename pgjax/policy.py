@@ -56,8 +56,9 @@ class MLPPolicy(nn.Module):
 def _action_major_log_softmax(logits: jax.Array) -> jax.Array:
     """log_softmax over the action axis, returned action-major: [..., A] -> [A, ...].
 
-    Reducing over a leading axis of A rows vectorises along the batch; on CPU this
-    made the loss gradient ~15% faster than reducing over a trailing axis of 2.
+    Reducing over a leading axis of A rows vectorises along the batch; on a CPU the
+    gradient of the default network got 1.5x faster than reducing over a trailing
+    axis of 2 (1.15x in a micro-benchmark of the loss alone).
     """
     z = jnp.moveaxis(logits, -1, 0)
     z = z - jax.lax.stop_gradient(z.max(axis=0))
