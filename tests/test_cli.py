@@ -80,6 +80,25 @@ def test_flags_override_the_preset(tmp_path):
     assert hp["num_updates"] == 3
 
 
+def test_every_algorithm_flag_overrides_the_preset(tmp_path):
+    out = tmp_path / "b"
+    argv = [
+        "--num-seeds", "2", "--episodes-per-update", "8", "--num-episodes", "9", "--hidden", "8", "4",
+        "--activation", "tanh", "--returns", "reward_to_go", "--baseline", "batch_mean", "--reduction",
+        "episode_sum", "--gamma", "0.9", "--baseline-constant", "3", "--entropy-coef", "0.01",
+        "--max-grad-norm", "0.5", "--lr", "0.002", "--out", str(out),
+    ]
+    assert main(argv) == 0
+    hp = json.loads((out / "summary.json").read_text())["runs"][0]["hyperparameters"]
+    assert hp == hp | {
+        "hidden": [8, 4], "activation": "tanh", "returns": "reward_to_go", "baseline": "batch_mean",
+        "reduction": "episode_sum", "episodes_per_update": 8, "num_updates": 2,  # ceil(9 / 8)
+        "gamma": pytest.approx(0.9), "baseline_constant": 3.0, "entropy_coef": pytest.approx(0.01),
+        "max_grad_norm": 0.5, "learning_rate": pytest.approx(0.002),
+    }
+    assert outputs.load_metrics(out)["episode_returns"].shape == (2, 2, 8)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
