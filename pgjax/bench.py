@@ -39,12 +39,12 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax import outputs
+from pgjax import outputs, report
 from pgjax.config import PRESETS, Config
 from pgjax.envs import EnvSpec, make_env
 from pgjax.parallel import compile_sharded, run_sharded, train_runs
 from pgjax.rollout import make_collect
-from pgjax.trainer import make_policy, make_train
+from pgjax.trainer import make_apply_fn, make_policy, make_train
 
 
 @dataclasses.dataclass
@@ -106,25 +106,25 @@ def training(config: Config, num_runs: int) -> tuple[dict, object]:
     state, metrics, info = train_runs(make_train(config), keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
-    finals = np.asarray(metrics.episode_returns).reshape(num_runs, -1)[:, -100:].mean(axis=1)
+    threshold = make_env(config.static.env).solve_threshold
+    runs = [report.run_result(r, s, threshold) for r, s in zip(np.asarray(metrics.episode_returns),
+                                                               np.asarray(metrics.env_steps))]
     result = {
         **info,
         "useful_env_steps": useful,
         "computed_env_steps": computed,
         "steps_per_second": useful / info["run_seconds"],
-        "final_return_mean": float(finals.mean()),
+        "final_return_mean": float(np.mean([r["final_return"] for r in runs])),
     }
-    threshold = make_env(config.static.env).solve_threshold
     if threshold is not None:
-        result["solved"] = int((finals >= threshold).sum())
+        result["solved"] = sum(r["solved"] for r in runs)
     return result, state.params
 
 
 def rollout(config: Config, params, num_runs: int) -> dict:
     """Useful env steps per second of episode collection alone, with given policies."""
     spec = make_env(config.static.env)
-    module = make_policy(spec, config)
-    collect = make_collect(spec, lambda p, obs: module.apply({"params": p}, obs), config.static.episodes_per_update)
+    collect = make_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update)
 
     def collect_many(params, key):
         def one(_, k):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from pgjax import policy
 from pgjax.batching import fold_vmap
+from pgjax.parallel import pad_runs
 from pgjax.rollout import ApplyFn
 
 
@@ -114,8 +115,7 @@ def make_policy_gradient(apply_fn: ApplyFn, block_rows: int | None = None) -> Ca
         num_blocks = -(-num_runs // runs)
         batch = (params, obs, action, weight, coef, valid, entropy_coef)
         # Pad the runs to whole blocks with copies of the last run; their results are dropped.
-        pad = num_blocks * runs - num_runs
-        batch = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x, batch)
+        batch = pad_runs(batch, num_runs, runs)
         blocks = jax.tree.map(lambda x: x.reshape((num_blocks, runs) + x.shape[1:]), batch)
 
         def all_blocks(entropy_bonus: bool):

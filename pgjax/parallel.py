@@ -60,8 +60,8 @@ def configure_cpu(count: int | None = None) -> list[str]:
     return added
 
 
-def _pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
-    """Repeat the last run so that the run axis divides evenly over devices."""
+def pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
+    """Repeat the last run so that the run axis (leading, of `num_runs`) is a multiple of `multiple`."""
     import jax
     import jax.numpy as jnp
 
@@ -94,7 +94,7 @@ def compile_sharded(fn: Callable, *args: Any, devices: list | None = None) -> tu
     mesh = Mesh(devices, ("runs",))
     runs = PartitionSpec("runs")
     sharded = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
-    placed = jax.device_put(_pad_runs(args, num_runs, len(devices)), NamedSharding(mesh, runs))
+    placed = jax.device_put(pad_runs(args, num_runs, len(devices)), NamedSharding(mesh, runs))
     start = time.perf_counter()
     compiled = sharded.lower(*placed).compile()
     return compiled, placed, time.perf_counter() - start

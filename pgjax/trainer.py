@@ -80,6 +80,15 @@ def make_policy(spec: EnvSpec, config: Config) -> MLPPolicy:
     return MLPPolicy(spec.num_actions, config.static.hidden, config.static.activation)
 
 
+def make_apply_fn(module: MLPPolicy) -> Callable[[Any, jax.Array], jax.Array]:
+    """`(params, obs [..., D]) -> logits [..., A]` for a policy module."""
+
+    def apply_fn(params, obs):
+        return module.apply({"params": params}, obs)
+
+    return apply_fn
+
+
 def make_train(config: Config) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
 
@@ -92,10 +101,7 @@ def make_train(config: Config) -> Callable[..., tuple[TrainState, Metrics]]:
     static = config.static
     spec = make_env(static.env)
     module = make_policy(spec, config)
-
-    def apply_fn(params, obs):
-        return module.apply({"params": params}, obs)
-
+    apply_fn = make_apply_fn(module)
     collect = make_collect(spec, apply_fn, static.episodes_per_update)
     policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows)
     default_hparams = config.hparams.as_arrays()
