@@ -88,6 +88,10 @@ class Hyperparams:
       baseline_constant: subtracted from the returns when baseline == "constant".
       entropy_coef: weight of the entropy bonus (0 disables it).
       max_grad_norm: gradients are clipped to this global norm (inf disables it).
+      divergence_limit: a run diverges when its loss or parameters stop being
+        finite or a parameter's magnitude exceeds this; it is then frozen and
+        flagged (`pgjax.trainer`). Adam moves a parameter by about the learning
+        rate per update, so sane runs stay far below the default.
     """
 
     learning_rate: float = 0.03
@@ -95,6 +99,7 @@ class Hyperparams:
     baseline_constant: float = 0.0
     entropy_coef: float = 0.0
     max_grad_norm: float = math.inf
+    divergence_limit: float = 1e3
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason for values outside their domain."""
@@ -106,6 +111,8 @@ class Hyperparams:
             raise ValueError(f"entropy coefficient must be >= 0, got {self.entropy_coef}")
         if not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if not self.divergence_limit > 0:
+            raise ValueError(f"divergence_limit must be > 0, got {self.divergence_limit}")
 
     def broadcast(self, num_runs: int) -> Hyperparams:
         """The same values as float32 arrays of shape [num_runs], one per run."""

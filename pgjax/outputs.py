@@ -1,9 +1,16 @@
 """What a training command leaves in its run folder, and how to read it back.
 
-    config.json   the command line, the resolved Config, versions and devices
-    summary.json  per-run and aggregate results (the contract other tools read)
-    metrics.npz   every run's per-update metrics: arrays [N runs, U updates, ...]
-    params.msgpack  every run's final policy parameters, stacked on a leading [N] axis
+    config.json     the command line, its arguments, every grid point's settings,
+                    the chunk plan, versions and devices
+    summary.json    per-run, per-group and aggregate results (the contract other tools read)
+    metrics.npz     per-update metrics of every group (grid point): arrays
+                    "group<g>/<name>" of shape [R runs of the group, U updates, ...]
+                    and "group<g>/seeds" [R]
+    params.msgpack  final policy parameters, {"group<g>": params stacked on a leading [R] axis}
+    checkpoints/    orbax checkpoints of every chunk of runs (`pgjax.checkpoints`)
+
+A group is one grid point; its runs are its seeds, listed in summary.json's
+`groups[g]["runs"]` (indices into `runs`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 from flax import serialization
+
+from pgjax.config import Config, Hyperparams, StaticConfig
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -65,30 +74,62 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_metrics(path: Path, metrics: Any, seeds: np.ndarray) -> None:
-    """Save a `Metrics` pytree with leaves [N, U, ...] as named arrays, plus the seeds."""
-    arrays = {f.name: np.asarray(getattr(metrics, f.name)) for f in dataclasses.fields(metrics)}
+def write_metrics(path: Path, group_metrics: list[Any], group_seeds: list[np.ndarray]) -> None:
+    """Save each group's `Metrics` (leaves [R, U, ...]) and seeds [R] as named arrays."""
+    arrays = {}
+    for g, (metrics, seeds) in enumerate(zip(group_metrics, group_seeds)):
+        arrays[f"group{g}/seeds"] = np.asarray(seeds)
+        for f in dataclasses.fields(metrics):
+            arrays[f"group{g}/{f.name}"] = np.asarray(getattr(metrics, f.name))
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, seeds=np.asarray(seeds), **arrays)
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
 
 
-def write_params(path: Path, params: Any) -> None:
-    """Save the stacked final parameters of all runs (leaves [N, ...]) as msgpack."""
+def write_params(path: Path, group_params: list[Any]) -> None:
+    """Save each group's stacked final parameters (leaves [R, ...]) as msgpack."""
     tmp = path.with_name(path.name + ".tmp")
-    state_dict = serialization.to_state_dict(jax.tree.map(np.asarray, params))
+    state_dict = {
+        f"group{g}": serialization.to_state_dict(jax.tree.map(np.asarray, params))
+        for g, params in enumerate(group_params)
+    }
     tmp.write_bytes(serialization.msgpack_serialize(state_dict))
     os.replace(tmp, path)
 
 
-def load_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """Every per-update metric of a run folder: name -> [N, U, ...] array."""
-    with np.load(Path(run_dir) / METRICS_FILE) as data:
-        return {k: data[k] for k in data.files}
+def load_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def load_summary(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+    return load_json(Path(run_dir) / SUMMARY_FILE)
+
+
+def load_group_metrics(run_dir: str | Path, group: int) -> dict[str, np.ndarray]:
+    """Per-update metrics of one group's runs: name -> [R, U, ...] array (plus "seeds" [R])."""
+    prefix = f"group{group}/"
+    with np.load(Path(run_dir) / METRICS_FILE) as data:
+        found = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+    if not found:
+        raise IndexError(f"{run_dir} has no group {group}")
+    return found
+
+
+def load_metrics(run_dir: str | Path) -> list[dict[str, np.ndarray]]:
+    """Per-update metrics of every group of a run folder, in group order (see `load_group_metrics`)."""
+    with np.load(Path(run_dir) / METRICS_FILE) as data:
+        num_groups = len({k.split("/")[0] for k in data.files})
+    return [load_group_metrics(run_dir, g) for g in range(num_groups)]
+
+
+def _locate(summary: dict, run: int, run_dir: str | Path) -> tuple[int, int]:
+    """(group, position within the group) of a run index."""
+    num_runs = len(summary["runs"])
+    if not -num_runs <= run < num_runs:
+        raise IndexError(f"run {run} out of range: {run_dir} holds {num_runs} runs")
+    run %= num_runs
+    group = summary["runs"][run]["group"]
+    return group, summary["groups"][group]["runs"].index(run)
 
 
 def load_params(run_dir: str | Path, run: int | None = None) -> Any:
@@ -96,7 +137,8 @@ def load_params(run_dir: str | Path, run: int | None = None) -> Any:
 
     Args:
       run_dir: a folder written by `python -m pgjax.train`.
-      run: index of the run (0 .. N-1); None returns all, stacked on axis 0.
+      run: index of the run (into summary.json's `runs`); None returns every
+        group's stacked parameters, {"group<g>": leaves [R, ...]}.
 
     Returns:
       A Flax params pytree (nested dicts of NumPy arrays) for
@@ -105,7 +147,17 @@ def load_params(run_dir: str | Path, run: int | None = None) -> Any:
     params = serialization.msgpack_restore((Path(run_dir) / PARAMS_FILE).read_bytes())
     if run is None:
         return params
-    num_runs = len(load_summary(run_dir)["runs"])
-    if not -num_runs <= run < num_runs:
-        raise IndexError(f"run {run} out of range: {run_dir} holds {num_runs} runs")
-    return jax.tree.map(lambda x: x[run], params)
+    group, position = _locate(load_summary(run_dir), run, run_dir)
+    return jax.tree.map(lambda x: x[position], params[f"group{group}"])
+
+
+def load_run_config(run_dir: str | Path, run: int) -> Config:
+    """The settings (static and numeric) that run `run` of a run folder trained with."""
+    summary = load_summary(run_dir)
+    _locate(summary, run, run_dir)
+    settings = summary["runs"][run]["hyperparameters"]
+    static_names = {f.name for f in dataclasses.fields(StaticConfig)}
+    static = {k: v for k, v in settings.items() if k in static_names}
+    static["hidden"] = tuple(static["hidden"])
+    numeric = {k: math.inf if v is None else v for k, v in settings.items() if k not in static_names}
+    return Config(StaticConfig(**static), Hyperparams(**numeric))

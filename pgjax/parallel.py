@@ -71,6 +71,56 @@ def pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree)
 
 
+def run_mesh(devices: list | None = None) -> Any:
+    """A one-axis `Mesh` named "runs" over `devices` (default: every device of every process)."""
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(devices or jax.devices(), ("runs",))
+
+
+def place_runs(tree: Any, mesh: Any) -> Any:
+    """Pad the leading (run) axis of `tree` to a multiple of the mesh size and spread it over the mesh.
+
+    Works across processes (`jax.distributed`): every process passes the same
+    host values and supplies the slices of its own devices.
+    """
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    num_runs = jax.tree.leaves(tree)[0].shape[0]
+    sharding = NamedSharding(mesh, PartitionSpec("runs"))
+    padded = pad_runs(tree, num_runs, mesh.size)
+
+    def place(x):
+        if is_key(x):
+            return jax.device_put(x, sharding)
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, padded)
+
+
+def is_key(x: Any) -> bool:
+    """Whether `x` is a typed PRNG key array."""
+    import jax
+
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def fetch(tree: Any) -> Any:
+    """Bring (possibly multi-process) device arrays to NumPy on this host; typed PRNG keys become key data."""
+    import jax
+
+    tree = jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
 def compile_sharded(fn: Callable, *args: Any, devices: list | None = None) -> tuple[Any, Any, float]:
     """Compile `fn` with its arguments' leading (run) axis spread over devices.
 
@@ -80,24 +130,30 @@ def compile_sharded(fn: Callable, *args: Any, devices: list | None = None) -> tu
         function. Slices run independently, with no communication.
       args: pytrees whose leaves share a leading axis of N runs; it is padded
         to a multiple of the number of devices.
-      devices: devices to spread over (default: all local devices).
+      devices: devices to spread over (default: all devices, of every process).
 
     Returns:
       (compiled, placed_args, compile_seconds): the executable, the padded
       arguments placed on the devices, and the time spent tracing and compiling.
     """
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jax.sharding import PartitionSpec
 
-    devices = devices or jax.local_devices()
-    num_runs = jax.tree.leaves(args)[0].shape[0]
-    mesh = Mesh(devices, ("runs",))
+    mesh = run_mesh(devices)
     runs = PartitionSpec("runs")
     sharded = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
-    placed = jax.device_put(pad_runs(args, num_runs, len(devices)), NamedSharding(mesh, runs))
+    placed = place_runs(args, mesh)
     start = time.perf_counter()
     compiled = sharded.lower(*placed).compile()
     return compiled, placed, time.perf_counter() - start
+
+
+def memory_bytes(compiled: Any, num_devices: int) -> int | None:
+    """XLA's estimate of an executable's arguments, outputs and temporaries, summed over devices."""
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return None
+    return num_devices * int(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes)
 
 
 def run_sharded(
@@ -114,18 +170,13 @@ def run_sharded(
     """
     import jax
 
-    devices = devices or jax.local_devices()
-    num_devices = len(devices)
+    devices = devices or jax.devices()
     compiled, placed, compile_seconds = compile_sharded(fn, *args, devices=devices)
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(*placed))
     run_seconds = time.perf_counter() - start
-    memory = compiled.memory_analysis()
-    memory_bytes = None if memory is None else num_devices * int(
-        memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-    )
     info = {"compile_seconds": compile_seconds, "run_seconds": run_seconds,
-            "devices": num_devices, "memory_bytes": memory_bytes}
+            "devices": len(devices), "memory_bytes": memory_bytes(compiled, len(devices))}
     num_runs = jax.tree.leaves(args)[0].shape[0]
     return jax.tree.map(lambda x: x[:num_runs], out), info
 

@@ -1,11 +1,14 @@
-"""`python -m pgjax.train`: train many seeds of REINFORCE in one call and report on them.
+"""`python -m pgjax.train`: train a grid of settings x many seeds of REINFORCE in one call.
 
     python -m pgjax.train                                # 64 seeds, CartPole-v1, preset "default"
-    python -m pgjax.train --preset seed-a --num-seeds 8 --num-updates 2000
+    python -m pgjax.train --num-seeds 32 --lr 0.001 0.003 0.01 0.03    # 4 x 32 runs, one compile
+    python -m pgjax.train --hidden 32 128 --lr 0.01 0.03 # 2 compile groups x 2 learning rates
+    python -m pgjax.train --resume runs/<folder>         # continue an interrupted run
     python -m pgjax.train --help                         # every flag
 
-Flags left out take the preset's value. Results go to `--out` (default: a new
-folder under runs/); `pgjax.outputs` describes the files.
+Flags left out take the preset's value; a flag given several values sweeps them
+(every combination, each with the same `--num-seeds` seeds). Results go to
+`--out` (default: a new folder under runs/); `pgjax.outputs` describes the files.
 """
 
 from __future__ import annotations
@@ -19,31 +22,35 @@ from pgjax.parallel import configure_cpu
 if __name__ == "__main__":
     configure_cpu()  # before gymnax starts JAX's backends
 
+import contextlib
 import dataclasses
+import io
 import math
 import shutil
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax import outputs, report
+from pgjax import grid, outputs, report
 from pgjax.config import PRESETS, Activation, Baseline, Config, Reduction, Returns
 from pgjax.envs import make_env
-from pgjax.parallel import train_runs
-from pgjax.trainer import make_train
+from pgjax.progress import SweepProgress
+from pgjax.sweep import Chunk, Interrupted, plan_chunks, train_sweep
+
+RUN_FILES = (outputs.CONFIG_FILE, outputs.SUMMARY_FILE, outputs.METRICS_FILE, outputs.PARAMS_FILE, "checkpoints")
 
 
 @dataclasses.dataclass
 class Args:
-    """Train many seeds of REINFORCE on a gymnax environment in one compiled call."""
+    """Train a grid of settings x many seeds of REINFORCE on a gymnax environment in one call."""
 
     preset: Literal["default", "seed-a", "seed-b"] = "default"
     """Starting point for every setting below: "seed-a" and "seed-b" reproduce the two
@@ -51,173 +58,425 @@ class Args:
     env: str | None = None
     """gymnax environment id (preset: CartPole-v1)."""
     num_seeds: int = 64
-    """Number of independent runs, trained together."""
+    """Runs per grid point; run k of every grid point uses the same seed (paired comparisons)."""
     seed: int = 0
-    """Run k uses PRNG seed `seed + k`."""
-    lr: float | None = None
-    """Adam learning rate."""
-    gamma: float | None = None
-    """Discount factor in [0, 1]."""
-    hidden: tuple[int, ...] | None = None
-    """Hidden layer widths of the policy MLP, e.g. `--hidden 64 64`."""
-    activation: Activation | None = None
-    """Hidden-layer nonlinearity."""
-    episodes_per_update: int | None = None
-    """Complete episodes collected per run for each policy update."""
+    """Run k of each grid point uses PRNG seed `seed + k`."""
+    lr: tuple[float, ...] | None = None
+    """Adam learning rate; several values sweep them (vmapped, one compile)."""
+    gamma: tuple[float, ...] | None = None
+    """Discount factor in [0, 1]; several values sweep them."""
+    hidden: tuple[str, ...] | None = None
+    """Hidden layer widths of the policy MLP, "64,64" for two layers; several values sweep
+    them (one compile each), e.g. `--hidden 32 128`."""
+    activation: tuple[Activation, ...] | None = None
+    """Hidden-layer nonlinearity; several values sweep them."""
+    episodes_per_update: tuple[int, ...] | None = None
+    """Complete episodes collected per run for each policy update; several values sweep them."""
     num_updates: int | None = None
     """Policy updates per run (the training budget)."""
     num_episodes: int | None = None
     """Training budget in episodes per run instead: num_updates = ceil(num_episodes / episodes_per_update)."""
-    returns: Returns | None = None
+    returns: tuple[Returns, ...] | None = None
     """What weights log pi(a_t|s_t): "episode", the episode's discounted total;
     "reward_to_go", the discounted return from step t on."""
-    baseline: Baseline | None = None
+    baseline: tuple[Baseline, ...] | None = None
     """What is done to the returns: none, constant (subtract --baseline-constant),
     batch_mean, episode_norm or batch_norm (standardise)."""
-    baseline_constant: float | None = None
+    baseline_constant: tuple[float, ...] | None = None
     """Subtracted from the returns when --baseline constant."""
-    reduction: Reduction | None = None
+    reduction: tuple[Reduction, ...] | None = None
     """Per-step losses -> one number: episode_mean, episode_sum or step_mean."""
-    entropy_coef: float | None = None
+    entropy_coef: tuple[float, ...] | None = None
     """Weight of the entropy bonus."""
-    max_grad_norm: float | None = None
+    max_grad_norm: tuple[float, ...] | None = None
     """Clip gradients to this global norm (inf: no clipping)."""
+    divergence_limit: tuple[float, ...] | None = None
+    """A run whose loss or parameters stop being finite, or one of whose parameters grows past
+    this magnitude, is frozen and flagged diverged (default 1000)."""
+    max_parallel: int | None = None
+    """Most runs trained at once; more are trained in chunks, one after another, with one
+    compile (default: as many as half the free memory holds)."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many updates (checkpoints are always written at the end
+    of each chunk and when training is stopped)."""
     out: Path | None = None
     """Run folder to write; default runs/<env>_<preset>_<time>."""
+    overwrite: bool = False
+    """Replace the run already in --out."""
+    resume: Path | None = None
+    """Continue the interrupted run in this folder with its own settings."""
+    quiet: bool = False
+    """No progress bar (it is also off when stdout is not a terminal)."""
+    distributed: bool = False
+    """Call jax.distributed.initialize() first and spread the runs over the devices of every
+    process (one process per host; see the README)."""
 
 
-def resolve_config(args: Args) -> Config:
-    """The preset with every flag that was given put over it."""
+def parse_hidden(value: str) -> tuple[int, ...]:
+    """ "64,64" or "64x64" -> (64, 64)."""
+    try:
+        widths = tuple(int(w) for w in value.replace("x", ",").split(",") if w.strip())
+    except ValueError:
+        raise ValueError(f"--hidden takes widths like 32 or 64,64, got '{value}'") from None
+    if not widths or min(widths) < 1:
+        raise ValueError(f"--hidden takes positive widths like 32 or 64,64, got '{value}'")
+    return widths
+
+
+def resolve_grid(args: Args) -> list[grid.GridPoint]:
+    """The grid points: the preset with every flag put over it, one point per combination."""
+    if args.num_seeds < 1:
+        raise ValueError(f"--num-seeds must be >= 1, got {args.num_seeds}")
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise ValueError(f"--max-parallel must be >= 1, got {args.max_parallel}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     preset = PRESETS[args.preset]
-    static_overrides = {
-        "env": args.env, "hidden": args.hidden, "activation": args.activation,
-        "episodes_per_update": args.episodes_per_update, "num_updates": args.num_updates,
+    base_static = {"env": args.env, "num_updates": args.num_updates}
+    static = dataclasses.replace(preset.static, **{k: v for k, v in base_static.items() if v is not None})
+    static_values = {
+        "hidden": None if args.hidden is None else [parse_hidden(h) for h in args.hidden],
+        "activation": args.activation, "episodes_per_update": args.episodes_per_update,
         "returns": args.returns, "baseline": args.baseline, "reduction": args.reduction,
     }
-    static = dataclasses.replace(preset.static, **{k: v for k, v in static_overrides.items() if v is not None})
+    static_values = {k: v for k, v in static_values.items() if v is not None}
+    numeric_values = {
+        "learning_rate": args.lr, "gamma": args.gamma, "baseline_constant": args.baseline_constant,
+        "entropy_coef": args.entropy_coef, "max_grad_norm": args.max_grad_norm,
+        "divergence_limit": args.divergence_limit,
+    }
+    numeric_values = {k: v for k, v in numeric_values.items() if v is not None}
+    points = grid.expand_grid(Config(static, preset.hparams), static_values, numeric_values)
     if args.num_episodes is not None:
         if args.num_updates is not None:
             raise ValueError("give --num-updates or --num-episodes, not both")
         if args.num_episodes < 1:
             raise ValueError(f"--num-episodes must be >= 1, got {args.num_episodes}")
-        static = dataclasses.replace(static, num_updates=math.ceil(args.num_episodes / static.episodes_per_update))
-    numeric_overrides = {
-        "learning_rate": args.lr, "gamma": args.gamma, "baseline_constant": args.baseline_constant,
-        "entropy_coef": args.entropy_coef, "max_grad_norm": args.max_grad_norm,
-    }
-    hparams = preset.hparams.replace(**{k: v for k, v in numeric_overrides.items() if v is not None})
-    config = Config(static, hparams)
-    config.validate()
-    if args.num_seeds < 1:
-        raise ValueError(f"--num-seeds must be >= 1, got {args.num_seeds}")
-    return config
+        points = [
+            dataclasses.replace(p, config=dataclasses.replace(p.config, static=dataclasses.replace(
+                p.config.static, num_updates=math.ceil(args.num_episodes / p.config.static.episodes_per_update))))
+            for p in points
+        ]
+    return points
 
 
-def default_out_dir(config: Config, preset: str) -> Path:
+def default_out_dir(env: str, preset: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{config.static.env}_{preset}_{stamp}"
+    base = Path("runs") / f"{env}_{preset}_{stamp}"
     out, n = base, 1
     while out.exists():
         out, n = base.with_name(f"{base.name}-{n}"), n + 1
     return out
 
 
-def summarise(config: Config, preset: str, seeds: np.ndarray, metrics, timings: dict, threshold: float | None) -> dict:
-    """The summary.json contract: aggregate numbers and one entry per run."""
-    episode_returns = np.asarray(metrics.episode_returns)
-    env_steps = np.asarray(metrics.env_steps)
-    hyperparameters = {**dataclasses.asdict(config.static), **dataclasses.asdict(config.hparams)}
-    runs = []
-    for k, seed in enumerate(seeds):
-        result = report.run_result(episode_returns[k], env_steps[k], threshold)
-        runs.append({"seed": int(seed), "hyperparameters": hyperparameters, **result,
-                     "env_steps": int(env_steps[k, -1]), "episodes": int(episode_returns[k].size)})
-    finals = np.array([r["final_return"] for r in runs])
-    mean, low, high = report.mean_interval(finals)
-    steps_total = int(env_steps[:, -1].sum())
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Create `out` for a new run: refuse to replace a run unless asked; fail early if it is not writable."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if any((out / name).exists() for name in RUN_FILES):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
+                "or choose another --out"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".pgjax-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    if overwrite:
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def summarise(
+    points: list[grid.GridPoint], args: Args, results, timings: dict, threshold: float | None
+) -> dict:
+    """The summary.json contract: one entry per run, one per group (grid point), and aggregates.
+
+    Aggregates leave diverged runs out and say how many there were.
+    """
+    num_seeds = args.num_seeds
+    runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
+    for result in results:
+        for i, index in enumerate(result.runs):
+            point = points[index // num_seeds]
+            episode_returns = result.metrics.episode_returns[i]
+            env_steps = result.metrics.env_steps[i]
+            diverged = result.metrics.diverged[i]
+            runs[index] = {
+                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": point.hyperparameters(),
+                **report.run_result(episode_returns, env_steps, threshold),
+                "env_steps": int(env_steps[-1]), "episodes": int(episode_returns.size),
+                "diverged": bool(diverged[-1]),
+                "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
+            }
+    varied = grid.varied_settings(points)
+    groups = []
+    for point in points:
+        indices = list(range(point.index * num_seeds, (point.index + 1) * num_seeds))
+        groups.append({
+            "index": point.index,
+            "hyperparameters": point.hyperparameters(),
+            "varied": {name: point.hyperparameters()[name] for name in varied},
+            "runs": indices,
+            **aggregate([runs[i] for i in indices], threshold),
+        })
+    steps_total = sum(r["env_steps"] for r in runs)
     return {
-        "env": config.static.env,
-        "preset": preset,
+        "env": points[0].config.static.env,
+        "preset": args.preset,
         "num_runs": len(runs),
+        "num_groups": len(groups),
+        "num_seeds": num_seeds,
         "solve_threshold": threshold,
-        "solved_fraction": None if threshold is None else float(np.mean([r["solved"] for r in runs])),
-        "final_return_mean": mean,
-        "final_return_ci95": [low, high],
+        **aggregate(runs, threshold),
         "env_steps_total": steps_total,
         "wall_seconds": timings["wall_seconds"],
         "compile_seconds": timings["compile_seconds"],
         "train_seconds": timings["run_seconds"],
-        "env_steps_per_second": steps_total / timings["run_seconds"],
+        "env_steps_per_second": steps_total / timings["run_seconds"] if timings["run_seconds"] else None,
         "devices": timings["devices"],
-        "memory_bytes": timings["memory_bytes"],
         "device_kind": jax.devices()[0].device_kind,
+        "memory_bytes": timings["memory_bytes"],
+        "chunks": timings["chunks"],
+        "chunk_sizes": timings["chunk_sizes"],
+        "resumed_updates": timings["resumed_updates"],
+        "groups": groups,
         "runs": runs,
     }
 
 
+def aggregate(runs: list[dict], threshold: float | None) -> dict:
+    """Statistics over the runs that did not diverge: solved fraction, mean final return and its 95% CI."""
+    sane = [r for r in runs if not r["diverged"]]
+    finals = np.array([r["final_return"] for r in sane])
+    mean, low, high = report.mean_interval(finals)
+    return {
+        "num_diverged": len(runs) - len(sane),
+        "solved_fraction": None if threshold is None or not sane else float(np.mean([r["solved"] for r in sane])),
+        "final_return_mean": mean,
+        "final_return_ci95": [low, high],
+    }
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _format_mean(mean: float, low: float, high: float, label: str = "") -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.1f}" if math.isnan(low) else f"{mean:.1f} ({label}{low:.1f} to {high:.1f})"
+
+
 def print_report(summary: dict, console: Console) -> None:
-    table = Table(title=f"{summary['env']} - preset {summary['preset']} - {summary['num_runs']} runs")
-    for column in ("run", "seed", "final return", "solved", "solved at env steps", "episodes", "env steps"):
+    """One row per grid point, the diverged runs, and an aggregate line."""
+    groups = summary["groups"]
+    varied = list(groups[0]["varied"])
+    title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
+    table = Table(title=title)
+    for column in ("group", *varied, "runs", "solved", "final return (95% CI)", "diverged"):
         table.add_column(column, justify="right")
-    for k, run in enumerate(summary["runs"]):
-        solved_at = run["solved_at_env_steps"]
+    for group in groups:
+        low, high = group["final_return_ci95"]
+        sane = len(group["runs"]) - group["num_diverged"]
+        solved = "-" if group["solved_fraction"] is None else f"{round(group['solved_fraction'] * sane)}/{sane}"
         table.add_row(
-            str(k), str(run["seed"]), f"{run['final_return']:.1f}", "yes" if run["solved"] else "no",
-            "-" if solved_at is None else f"{solved_at:,}", f"{run['episodes']:,}", f"{run['env_steps']:,}",
+            str(group["index"]), *(_format_value(group["varied"][name]) for name in varied), str(len(group["runs"])),
+            solved, _format_mean(group["final_return_mean"], low, high), str(group["num_diverged"]),
         )
     console.print(table)
+    diverged = [(k, r) for k, r in enumerate(summary["runs"]) if r["diverged"]]
+    if diverged:
+        listed = ", ".join(f"{k} (group {r['group']}, seed {r['seed']})" for k, r in diverged[:10])
+        more = f" and {len(diverged) - 10} more" if len(diverged) > 10 else ""
+        console.print(f"[bold red]diverged[/]: runs {listed}{more}; left out of every aggregate")
     low, high = summary["final_return_ci95"]
-    solved = sum(r["solved"] for r in summary["runs"])
-    solved_text = (
-        "no solve threshold" if summary["solve_threshold"] is None else f"solved {solved}/{summary['num_runs']}"
-    )
+    sane = summary["num_runs"] - summary["num_diverged"]
+    if summary["solve_threshold"] is None:
+        solved_text = "no solve threshold"
+    elif sane:
+        solved_text = f"solved {round(summary['solved_fraction'] * sane)}/{sane}"
+    else:
+        solved_text = "solved -"
+    speed = summary["env_steps_per_second"]
     console.print(
-        f"{solved_text} | final return {summary['final_return_mean']:.1f} (95% CI {low:.1f} to {high:.1f}) | "
+        f"{solved_text} | final return {_format_mean(summary['final_return_mean'], low, high, '95% CI ')} | "
         f"{summary['env_steps_total']:,} env steps in {summary['train_seconds']:.2f} s = "
-        f"{summary['env_steps_per_second'] / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s | "
+        f"{(speed or math.nan) / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s | "
         f"wall {summary['wall_seconds']:.2f} s on {summary['devices']} x {summary['device_kind']}"
+        + (f" | {summary['chunks']} chunks" if summary["chunks"] > 1 else "")
     )
 
 
-def run(args: Args, console: Console | None = None, started: float | None = None) -> Path:
+class StopRequest:
+    """Turns the first SIGINT or SIGTERM into a request to stop at the next safe point.
+
+    A second SIGINT raises KeyboardInterrupt at once. Use as a context manager;
+    the previous handlers come back on exit.
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.console.print(f"{signal.Signals(signum).name}: stopping after the current segment "
+                           "(Ctrl-C again to abort at once)")
+
+    def __enter__(self) -> StopRequest:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def resumed_args(args: Args) -> Args:
+    """The arguments of the run in `args.resume`, with this invocation's --quiet."""
+    if dataclasses.replace(args, resume=None, quiet=False) != Args():
+        raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet)")
+    config_file = args.resume / outputs.CONFIG_FILE
+    if not config_file.exists():
+        raise ValueError(f"{args.resume} holds no run to resume (no {outputs.CONFIG_FILE})")
+    if (args.resume / outputs.SUMMARY_FILE).exists():
+        raise ValueError(f"{args.resume} holds a finished run; there is nothing to resume")
+    saved = outputs.load_json(config_file)["args"]
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    fields = {f.name for f in dataclasses.fields(Args)}
+    return dataclasses.replace(
+        Args(**{k: v for k, v in saved.items() if k in fields}), out=args.resume, resume=args.resume, quiet=args.quiet
+    )
+
+
+def run(args: Args, console: Console | None = None, started: float | None = None,
+        stop: StopRequest | None = None) -> Path:
     """Train, write the run folder and print the report; returns the folder.
 
     `started` is the `time.perf_counter()` from which wall_seconds counts (default: now).
+    Raises `Interrupted` (after checkpointing) if `stop` was triggered.
     """
     start = time.perf_counter() if started is None else started
     console = console or Console(width=shutil.get_terminal_size((120, 24)).columns)
-    config = resolve_config(args)
-    spec = make_env(config.static.env)
-    out = args.out or default_out_dir(config, args.preset)
-    if (out / outputs.SUMMARY_FILE).exists():
-        raise FileExistsError(f"{out} already holds a run; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = np.arange(args.seed, args.seed + args.num_seeds)
-    outputs.write_json(out / outputs.CONFIG_FILE, {
-        "command": sys.argv, "args": dataclasses.asdict(args), "config": config.to_dict(),
-        "seeds": seeds, "versions": outputs.package_versions(),
-        "devices": [str(d) for d in jax.devices()],
-    })
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-    hparams = config.hparams.broadcast(args.num_seeds)
-    state, metrics, timings = train_runs(make_train(config), keys, hparams)
-    outputs.write_metrics(out / outputs.METRICS_FILE, metrics, seeds)
-    outputs.write_params(out / outputs.PARAMS_FILE, state.params)
+    if args.distributed:
+        jax.distributed.initialize()
+    is_main = jax.process_index() == 0
+    resuming = args.resume is not None
+    if resuming:
+        args = resumed_args(args)
+    points = resolve_grid(args)
+    groups = grid.compile_groups(points)
+    spec = make_env(points[0].config.static.env)
+    out = args.out or default_out_dir(points[0].config.static.env, args.preset)
+    devices = jax.devices()
+    if resuming:
+        saved = outputs.load_json(out / outputs.CONFIG_FILE)
+        chunks = [Chunk(c["index"], c["group"], np.arange(c["start"], c["stop"]), c["size"]) for c in saved["chunks"]]
+        if saved["num_devices"] != len(devices):
+            raise ValueError(f"{out} was trained on {saved['num_devices']} devices and this process has "
+                             f"{len(devices)}; resume it with the same number")
+    else:
+        from pgjax.memory import available_bytes
+
+        chunks, estimates = plan_chunks(groups, args.num_seeds, len(devices), args.max_parallel,
+                                        available_bytes(devices))
+        if is_main:
+            prepare_out_dir(out, args.overwrite)
+            outputs.write_json(out / outputs.CONFIG_FILE, {
+                "command": sys.argv, "args": dataclasses.asdict(args),
+                "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
+                "seeds": np.arange(args.seed, args.seed + args.num_seeds),
+                "chunks": [{"index": c.index, "group": c.group, "start": int(c.positions[0]),
+                            "stop": int(c.positions[-1]) + 1, "size": c.size} for c in chunks],
+                "memory_estimate": estimates, "num_devices": len(devices),
+                "versions": outputs.package_versions(), "devices": [str(d) for d in devices],
+            })
+    total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
+    interactive = is_main and not args.quiet and console.is_terminal
+    try:
+        with SweepProgress(total_updates, console, enabled=interactive) as progress:
+            results, timings = train_sweep(
+                groups, args.num_seeds, args.seed, devices=devices, run_dir=out, chunks=chunks,
+                checkpoint_every=args.checkpoint_every, on_segment=progress.report, should_stop=stop,
+            )
+    except Interrupted as stopped:
+        stopped.run_dir = out
+        raise
+    if not is_main:
+        return out
+    by_point = {}
+    for result, compile_group in zip(results, groups):
+        for i, point in enumerate(compile_group):
+            rows = slice(i * args.num_seeds, (i + 1) * args.num_seeds)
+            by_point[point.index] = (jax.tree.map(lambda x: x[rows], result.metrics),
+                                     jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
+    ordered = [by_point[i] for i in range(len(points))]
+    outputs.write_metrics(out / outputs.METRICS_FILE, [m for m, _, _ in ordered], [s for _, _, s in ordered])
+    outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(config, args.preset, seeds, metrics, timings, spec.solve_threshold)
+    summary = summarise(points, args, results, timings, spec.solve_threshold)
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     print_report(summary, console)
     console.print(f"results in {out}/")
     return out
 
 
-def main(argv: list[str] | None = None, started: float | None = None) -> int:
-    args = tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None = None) -> Args:
+    """tyro's parse of the command line, its usage errors cut to one line ("error: ...", exit status 2)."""
+    captured = io.StringIO()
     try:
-        run(args, started=started)
-    except (ValueError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
+    except SystemExit as exit_:
+        if exit_.code != 2:
+            raise
+        lines = [line.strip(" │╭╮╰╯─\t") for line in captured.getvalue().splitlines()]
+        title, *body = [line for line in lines if line] or ["invalid arguments"]
+        message = []
+        for line in body:
+            if line.startswith(("For full helptext", "Argument helptext", "Got errors")) or set(line) <= {"─", " "}:
+                break
+            message.append(line)
+        print(f"error: {' '.join(message) or title}", file=sys.stderr)
+        raise
+
+
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    console = Console(width=shutil.get_terminal_size((120, 24)).columns)
+    with StopRequest(console) as stop:
+        try:
+            run(args, console=console, started=started, stop=stop)
+        except (ValueError, FileExistsError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except Interrupted as stopped:
+            console.print(f"{stopped}; every finished chunk and the current one are checkpointed.")
+            console.print(f"resume with: python -m pgjax.train --resume {stopped.run_dir}")
+            return 128 + (stop.signal or signal.SIGINT)
     return 0
 
 

@@ -8,12 +8,22 @@ Each update collects `episodes_per_update` fresh episodes with the current polic
 (`pgjax.rollout`), turns their rewards into per-step weights (`pgjax.returns`),
 takes the REINFORCE gradient (`pgjax.loss`) and applies one optax step. The
 updates run in a `lax.scan`, so compile time does not grow with their number.
+
+`make_trainer(config)` gives the same pieces apart (`init`, one `update`, and
+`run_updates` for a stretch of updates), which `pgjax.sweep` uses to train in
+segments with progress, checkpoints and safe stopping points in between.
+
+Divergence: an update whose loss or new parameters are not finite, or that
+takes a parameter past `Hyperparams.divergence_limit` in magnitude, is not
+applied; the run keeps its last sane parameters and optimizer state from then
+on and is flagged `diverged`. Runs never mix, so the other runs of a vmapped
+batch are unaffected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +47,7 @@ class TrainState:
     key: jax.Array  # PRNG key for the next rollout
     env_steps: jax.Array  # int32 [], env steps in episodes used so far
     update: jax.Array  # int32 [], updates done so far
+    diverged: jax.Array  # bool [], an update gave a non-finite loss or parameters
 
 
 @struct.dataclass
@@ -54,6 +65,8 @@ class Metrics:
       episode_returns: [U, E] undiscounted return of every episode, in order.
       loop_steps: [U] rollout loop iterations (the longest episode in the batch
         of runs rolled out together); padding = loop_steps * E - steps used.
+      diverged: [U] bool, the run had diverged by the end of the update (its
+        parameters are frozen from the first such update on).
     """
 
     episode_return: jax.Array
@@ -65,6 +78,7 @@ class Metrics:
     grad_norm: jax.Array
     episode_returns: jax.Array
     loop_steps: jax.Array
+    diverged: jax.Array
 
 
 def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
@@ -89,6 +103,118 @@ def make_apply_fn(module: MLPPolicy) -> Callable[[Any, jax.Array], jax.Array]:
     return apply_fn
 
 
+class Trainer(NamedTuple):
+    """The pure pieces of one run's training, each vmappable over runs.
+
+    Attributes:
+      init: `(key, hparams) -> TrainState`, fresh parameters and optimizer state.
+      update: `(state, hparams) -> (state, Metrics)`, one policy update; the
+        metrics leaves have no update axis.
+      num_updates: U, updates of a whole training run.
+    """
+
+    init: Callable[[jax.Array, Hyperparams], TrainState]
+    update: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]]
+    num_updates: int
+
+
+def _sane(loss: jax.Array, params: Any, limit: jax.Array) -> jax.Array:
+    """Whether the loss is finite and every parameter finite and at most `limit` in magnitude."""
+    largest = jnp.max(jnp.array([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(params)]))
+    return jnp.isfinite(loss) & jnp.isfinite(largest) & (largest <= limit)
+
+
+def make_trainer(config: Config) -> Trainer:
+    """Build (compile nothing yet) the init and update functions for `config`."""
+    config.validate()
+    static = config.static
+    spec = make_env(static.env)
+    module = make_policy(spec, config)
+    apply_fn = make_apply_fn(module)
+    collect = make_collect(spec, apply_fn, static.episodes_per_update)
+    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows)
+
+    def init(key: jax.Array, hparams: Hyperparams) -> TrainState:
+        init_key, loop_key = jax.random.split(key)
+        params = module.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
+        return TrainState(
+            params=params,
+            opt_state=make_optimizer(hparams).init(params),
+            key=loop_key,
+            env_steps=jnp.int32(0),
+            update=jnp.int32(0),
+            diverged=jnp.bool_(False),
+        )
+
+    def update(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
+        key, rollout_key = jax.random.split(state.key)
+        traj = collect(state.params, rollout_key)
+        returns = step_returns(traj.reward, traj.valid, hparams.gamma, static.returns)
+        weight = apply_baseline(returns, traj.valid, static.baseline, hparams.baseline_constant)
+        coef = step_coefficients(traj.valid, static.reduction)
+        loss, grads, entropy = policy_gradient(
+            state.params, traj.obs, traj.action, weight, coef, traj.valid, hparams.entropy_coef
+        )
+        updates, opt_state = make_optimizer(hparams).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        diverged = state.diverged | ~_sane(loss, params, hparams.divergence_limit)
+        params, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(diverged, old, new), (params, opt_state), (state.params, state.opt_state)
+        )
+        lengths = traj.lengths
+        episode_returns = traj.reward.sum(axis=0)
+        env_steps = state.env_steps + lengths.sum()
+        metrics = Metrics(
+            episode_return=episode_returns.mean(),
+            episode_length=lengths.mean(dtype=jnp.float32),
+            episodes=jnp.int32(lengths.shape[0]),
+            env_steps=env_steps,
+            loss=loss,
+            entropy=entropy,
+            grad_norm=optax.tree.norm(grads),
+            episode_returns=episode_returns,
+            loop_steps=traj.loop_steps,
+            diverged=diverged,
+        )
+        return TrainState(params, opt_state, key, env_steps, state.update + 1, diverged), metrics
+
+    return Trainer(init, update, static.num_updates)
+
+
+def run_updates(
+    update: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]],
+    state: TrainState,
+    hparams: Hyperparams,
+    length: int,
+    num_active: jax.Array | int | None = None,
+) -> tuple[TrainState, Metrics]:
+    """`length` updates in a `lax.scan`, of which only the first `num_active` run.
+
+    Args:
+      update: `Trainer.update`.
+      state, hparams: one run's state and settings (or vmapped batches of them).
+      length: static scan length (one compile per length).
+      num_active: updates actually done, 0..length; an unbatched scalar, so the
+        remaining steps are skipped by a `lax.cond`, not computed and discarded.
+        None runs all `length`. One compiled segment thus serves any stretch.
+
+    Returns:
+      (state after the active updates, Metrics with a leading [length] axis whose
+      rows from `num_active` on are zeros).
+    """
+    if num_active is None:
+        return jax.lax.scan(lambda s, _: update(s, hparams), state, None, length)
+    metrics_shape = jax.eval_shape(update, state, hparams)[1]
+
+    def step(state, i):
+        def skip(state):
+            return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics_shape)
+
+        return jax.lax.cond(i < num_active, lambda s: update(s, hparams), skip, state)
+
+    return jax.lax.scan(step, state, jnp.arange(length))
+
+
 def make_train(config: Config) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
 
@@ -97,55 +223,10 @@ def make_train(config: Config) -> Callable[..., tuple[TrainState, Metrics]]:
       `hparams` leaves may be traced, so `jax.vmap(train)(keys, hparams)` trains
       a batch of seeds and numeric settings under one compile.
     """
-    config.validate()
-    static = config.static
-    spec = make_env(static.env)
-    module = make_policy(spec, config)
-    apply_fn = make_apply_fn(module)
-    collect = make_collect(spec, apply_fn, static.episodes_per_update)
-    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows)
+    trainer = make_trainer(config)
     default_hparams = config.hparams.as_arrays()
 
     def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[TrainState, Metrics]:
-        init_key, loop_key = jax.random.split(key)
-        params = module.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
-        optimizer = make_optimizer(hparams)
-        state = TrainState(
-            params=params,
-            opt_state=optimizer.init(params),
-            key=loop_key,
-            env_steps=jnp.int32(0),
-            update=jnp.int32(0),
-        )
-
-        def update(state: TrainState, _) -> tuple[TrainState, Metrics]:
-            key, rollout_key = jax.random.split(state.key)
-            traj = collect(state.params, rollout_key)
-            returns = step_returns(traj.reward, traj.valid, hparams.gamma, static.returns)
-            weight = apply_baseline(returns, traj.valid, static.baseline, hparams.baseline_constant)
-            coef = step_coefficients(traj.valid, static.reduction)
-            loss, grads, entropy = policy_gradient(
-                state.params, traj.obs, traj.action, weight, coef, traj.valid, hparams.entropy_coef
-            )
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            lengths = traj.lengths
-            episode_returns = traj.reward.sum(axis=0)
-            env_steps = state.env_steps + lengths.sum()
-            metrics = Metrics(
-                episode_return=episode_returns.mean(),
-                episode_length=lengths.mean(dtype=jnp.float32),
-                episodes=jnp.int32(lengths.shape[0]),
-                env_steps=env_steps,
-                loss=loss,
-                entropy=entropy,
-                grad_norm=optax.tree.norm(grads),
-                episode_returns=episode_returns,
-                loop_steps=traj.loop_steps,
-            )
-            next_state = TrainState(params, opt_state, key, env_steps, state.update + 1)
-            return next_state, metrics
-
-        return jax.lax.scan(update, state, None, static.num_updates)
+        return run_updates(trainer.update, trainer.init(key, hparams), hparams, trainer.num_updates)
 
     return train

@@ -16,10 +16,10 @@ from pgjax.policy import MLPPolicy
 from pgjax.train import Args, main
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
-RUN_KEYS = {"seed", "hyperparameters", "final_return", "solved", "solved_at_env_steps"}
+RUN_KEYS = {"seed", "group", "hyperparameters", "final_return", "solved", "solved_at_env_steps", "diverged"}
 SUMMARY_KEYS = {
-    "env", "preset", "num_runs", "solved_fraction", "final_return_mean", "env_steps_total",
-    "wall_seconds", "compile_seconds", "env_steps_per_second", "runs",
+    "env", "preset", "num_runs", "num_diverged", "solved_fraction", "final_return_mean", "final_return_ci95",
+    "env_steps_total", "wall_seconds", "compile_seconds", "env_steps_per_second", "groups", "runs",
 }
 
 
@@ -44,10 +44,12 @@ def test_run_folder_holds_the_contract(two_runs):
         assert run["solved"] is False and run["solved_at_env_steps"] is None  # 8 episodes cannot solve
     assert summary["solved_fraction"] == 0.0
     assert summary["env_steps_total"] == sum(r["env_steps"] for r in summary["runs"])
+    assert len(summary["groups"]) == 1 and summary["groups"][0]["runs"] == [0, 1, 2]
     config = json.loads((out / "config.json").read_text())
-    assert config["config"]["static"]["num_updates"] == 4
-    metrics = outputs.load_metrics(out)
+    assert config["grid"][0]["config"]["static"]["num_updates"] == 4
+    metrics = outputs.load_group_metrics(out, 0)
     assert metrics["episode_returns"].shape == (3, 4, 2)
+    np.testing.assert_array_equal(metrics["seeds"], [5, 6, 7])
     np.testing.assert_allclose(
         [r["final_return"] for r in summary["runs"]], metrics["episode_returns"].reshape(3, -1).mean(axis=1)
     )
@@ -62,7 +64,7 @@ def test_saved_parameters_load_back_into_the_policy(two_runs):
 
 
 def test_the_same_command_gives_bitwise_identical_results(two_runs):
-    a, b = (outputs.load_metrics(d) for d in two_runs)
+    (a,), (b,) = (outputs.load_metrics(d) for d in two_runs)
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -83,7 +85,7 @@ def test_flags_override_the_preset(tmp_path):
 def test_every_algorithm_flag_overrides_the_preset(tmp_path):
     out = tmp_path / "b"
     argv = [
-        "--num-seeds", "2", "--episodes-per-update", "8", "--num-episodes", "9", "--hidden", "8", "4",
+        "--num-seeds", "2", "--episodes-per-update", "8", "--num-episodes", "9", "--hidden", "8,4",
         "--activation", "tanh", "--returns", "reward_to_go", "--baseline", "batch_mean", "--reduction",
         "episode_sum", "--gamma", "0.9", "--baseline-constant", "3", "--entropy-coef", "0.01",
         "--max-grad-norm", "0.5", "--lr", "0.002", "--out", str(out),
@@ -96,7 +98,8 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
         "gamma": pytest.approx(0.9), "baseline_constant": 3.0, "entropy_coef": pytest.approx(0.01),
         "max_grad_norm": 0.5, "learning_rate": pytest.approx(0.002),
     }
-    assert outputs.load_metrics(out)["episode_returns"].shape == (2, 2, 8)
+    assert outputs.load_group_metrics(out, 0)["episode_returns"].shape == (2, 2, 8)
+    assert outputs.load_run_config(out, 1).static.hidden == (8, 4)
 
 
 @pytest.mark.parametrize(

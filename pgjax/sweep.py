@@ -1,0 +1,327 @@
+"""Train every run of a sweep: one compile per group, chunks that fit memory, segments of updates.
+
+    groups = grid.compile_groups(grid.expand_grid(base, static_values, numeric_values))
+    results, info = train_sweep(groups, num_seeds=64, first_seed=0)
+
+For each compile group (grid points sharing their static settings) one
+executable is compiled. It trains a chunk of runs, their numeric settings
+vmapped and the chunk spread over every device (`pgjax.parallel`), for a
+segment of updates. Chunks hold as many runs as memory allows (`pgjax.memory`)
+and run one after another; segments of `segment_updates` updates run one after
+another within a chunk. Between segments the host reports progress, writes
+checkpoints (`pgjax.checkpoints`) and checks whether it was asked to stop. The
+segment is a `lax.scan` whose steps past `num_active` are skipped by a
+`lax.cond`, so one executable serves the last, shorter segment too, and the
+results do not depend on where the segments end: a resumed run is bitwise the
+run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pgjax import memory
+from pgjax.checkpoints import ChunkCheckpoints, chunk_dir
+from pgjax.config import Hyperparams
+from pgjax.grid import GridPoint, group_runs
+from pgjax.loss import default_block_rows
+from pgjax.parallel import fetch, memory_bytes, place_runs, run_mesh
+from pgjax.trainer import Metrics, TrainState, make_trainer, run_updates
+
+SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
+
+
+class Interrupted(Exception):
+    """Training stopped on request at a safe point; every chunk's progress is checkpointed.
+
+    `run_dir` is the folder to resume from (set by whoever knows it).
+    """
+
+    run_dir: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Runs trained together by one executable.
+
+    Attributes:
+      index: the chunk's number in the sweep (its checkpoint folder).
+      group: index of its compile group.
+      positions: [n] the runs' positions within the compile group's runs.
+      size: runs the executable trains (>= n; the rest repeat the last run).
+    """
+
+    index: int
+    group: int
+    positions: np.ndarray
+    size: int
+
+
+@dataclasses.dataclass
+class GroupResult:
+    """A compile group's runs after training, in run order (NumPy leaves).
+
+    Attributes:
+      runs: [R] indices of the runs in the sweep; seeds: [R] their seeds.
+      state: `TrainState`, leaves [R, ...] (the PRNG key as uint32 key data).
+      metrics: `Metrics`, leaves [R, U, ...].
+    """
+
+    runs: np.ndarray
+    seeds: np.ndarray
+    state: TrainState
+    metrics: Metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentReport:
+    """What the host learns after each segment (for progress displays).
+
+    After restoring a chunk from a checkpoint one report with `restored=True`
+    counts the restored updates (no env steps, no time).
+    """
+
+    chunk: Chunk
+    num_chunks: int
+    updates_done: int  # updates of this chunk done so far
+    num_updates: int  # updates of a whole run
+    new_updates: int  # updates in this segment
+    env_steps: int  # env steps of the chunk's runs in this segment
+    seconds: float  # wall time since the previous report
+    mean_return: float  # mean episode return of the segment's last update over the chunk's sane runs
+    restored: bool = False
+
+
+def segment_length(num_updates: int, segment_updates: int = SEGMENT_UPDATES) -> int:
+    return max(1, min(num_updates, segment_updates))
+
+
+def plan_chunks(
+    groups: Sequence[Sequence[GridPoint]],
+    num_seeds: int,
+    num_devices: int,
+    max_parallel: int | None,
+    available: int | None,
+    segment_updates: int = SEGMENT_UPDATES,
+) -> tuple[list[Chunk], list[dict]]:
+    """Split each compile group's runs into chunks that fit memory and `max_parallel`.
+
+    Returns:
+      (chunks, estimates): the chunks in training order, and per group the
+      memory estimate {"run_bytes", "device_bytes", "chunk_size"}.
+      ValueError (from `memory.chunk_size`) if not even one run per device fits.
+    """
+    from pgjax.envs import make_env
+
+    chunks, estimates = [], []
+    for g, points in enumerate(groups):
+        static = points[0].config.static
+        spec = make_env(static.env)
+        obs_size = math.prod(spec.obs_shape)
+        per_run = memory.run_bytes(
+            static, obs_size, spec.num_actions, spec.max_steps, segment_length(static.num_updates, segment_updates)
+        )
+        block_rows = static.gradient_block_rows or default_block_rows()
+        per_device = memory.device_bytes(static, obs_size, spec.num_actions, block_rows)
+        num_runs = len(points) * num_seeds
+        size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
+        estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size})
+        for start in range(0, num_runs, size):
+            positions = np.arange(start, min(start + size, num_runs))
+            chunks.append(Chunk(len(chunks), g, positions, size))
+    return chunks, estimates
+
+
+def _take(tree: Any, index: np.ndarray) -> Any:
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def _placeholder_state(init: Callable, size: int) -> TrainState:
+    """A zero `TrainState` of `size` runs with the right structure (for a chunk's first segment)."""
+    keys = jax.random.split(jax.random.key(0), size)
+    shapes = jax.eval_shape(jax.vmap(init), keys, Hyperparams().broadcast(size))
+    return jax.tree.map(
+        lambda s: keys if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key) else np.zeros(s.shape, s.dtype), shapes
+    )
+
+
+def train_sweep(
+    groups: Sequence[Sequence[GridPoint]],
+    num_seeds: int,
+    first_seed: int,
+    *,
+    devices: list | None = None,
+    max_parallel: int | None = None,
+    run_dir: Path | None = None,
+    checkpoint_every: int | None = None,
+    segment_updates: int = SEGMENT_UPDATES,
+    on_segment: Callable[[SegmentReport], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    chunks: list[Chunk] | None = None,
+) -> tuple[list[GroupResult], dict]:
+    """Train every run of every compile group.
+
+    Args:
+      groups: compile groups of grid points (`grid.compile_groups`).
+      num_seeds, first_seed: seeds `first_seed + k`, k < num_seeds, for every grid point.
+      devices: devices to spread each chunk over (default: all, of every process).
+      max_parallel: most runs trained at once (default: as many as memory allows).
+      run_dir: where checkpoints go (None: no checkpoints, and no resuming).
+        Chunks found complete there are loaded, partly trained ones continue.
+      checkpoint_every: also checkpoint every this many updates (besides at the
+        end of each chunk and on a stop).
+      segment_updates: updates per compiled segment.
+      on_segment: called after every segment, on the host.
+      should_stop: polled after every segment; True checkpoints the chunk (if
+        `run_dir`) and raises `Interrupted`.
+      chunks: a chunk plan to follow (`plan_chunks`); default: planned here.
+
+    Returns:
+      (results, info): one `GroupResult` per group, and {"compile_seconds",
+      "run_seconds" (training executions only), "devices", "memory_bytes"
+      (XLA's estimate, the largest over groups), "chunks", "chunk_sizes",
+      "memory_estimate" (per group), "resumed_updates" (updates restored from
+      checkpoints instead of trained)}.
+    """
+    devices = devices or jax.devices()
+    mesh = run_mesh(devices)
+    if chunks is None:
+        chunks, estimates = plan_chunks(groups, num_seeds, len(devices), max_parallel,
+                                        memory.available_bytes(devices), segment_updates)
+    else:
+        estimates = None
+    info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
+            "chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}), "memory_estimate": estimates,
+            "resumed_updates": 0}
+    results = []
+    for g, points in enumerate(groups):
+        runs, seeds, hparams = group_runs(points, num_seeds, first_seed)
+        trainer = make_trainer(points[0].config)
+        num_updates = trainer.num_updates
+        length = segment_length(num_updates, segment_updates)
+
+        def segment(state, key_data, hparams, control):
+            """One device's slice: (re)start the runs if asked, then up to `length` updates."""
+            num_active, fresh = control[0, 0], control[0, 1]
+            state = jax.lax.cond(
+                fresh == 1, lambda: jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams), lambda: state
+            )
+            return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, length, num_active))(state, hparams)
+
+        group_chunks = [c for c in chunks if c.group == g]
+        compiled = None
+        chunk_states, chunk_metrics = [], []
+        for chunk in group_chunks:
+            n = chunk.positions.size
+            pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
+            key_data = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds[pad])))
+            chunk_hparams = _take(hparams, pad)
+            state = _placeholder_state(trainer.init, chunk.size)
+            done, fresh, history = 0, 1, []
+            checkpoints = ChunkCheckpoints(chunk_dir(run_dir, chunk.index)) if run_dir is not None else None
+            latest = checkpoints.latest() if checkpoints else None
+            if latest is not None:
+                restored_state, restored_metrics = checkpoints.restore(
+                    latest, _take(state, np.arange(n)), _metrics_template(n))
+                state = jax.tree.map(lambda p, r: _pad_like(r, p), state, restored_state)
+                history, done, fresh = [restored_metrics], latest, 0
+                info["resumed_updates"] += latest
+                if on_segment is not None:
+                    on_segment(SegmentReport(chunk, len(chunks), latest, num_updates, latest, 0, 0.0, math.nan, True))
+            placed_keys, placed_hparams = place_runs((key_data, chunk_hparams), mesh)
+            if compiled is None and done < num_updates:
+                start = time.perf_counter()
+                fn = jax.jit(jax.shard_map(segment, mesh=mesh, in_specs=jax.sharding.PartitionSpec("runs"),
+                                           out_specs=jax.sharding.PartitionSpec("runs"), check_vma=False))
+                compiled = fn.lower(place_runs(state, mesh), placed_keys, placed_hparams,
+                                    place_runs(_control(chunk.size, length, 1), mesh)).compile()
+                info["compile_seconds"] += time.perf_counter() - start
+                info["memory_bytes"] = max(info["memory_bytes"], memory_bytes(compiled, len(devices)) or 0)
+            state = place_runs(state, mesh)
+            pending = None
+            last_report = time.perf_counter()
+            while done < num_updates:
+                stop_at = num_updates
+                if checkpoint_every:
+                    stop_at = min(stop_at, (done // checkpoint_every + 1) * checkpoint_every)
+                active = min(length, stop_at - done)
+                start = time.perf_counter()
+                state, metrics = compiled(state, placed_keys, placed_hparams,
+                                          place_runs(_control(chunk.size, active, fresh), mesh))
+                fresh, done = 0, done + active
+                if pending is not None:  # the previous segment's metrics, read while this one runs
+                    last_report = _collect(pending, history, n, on_segment, last_report, chunks)
+                pending = (chunk, metrics, active, done, num_updates)
+                at_checkpoint = checkpoint_every and done % checkpoint_every == 0
+                stopping = should_stop is not None and should_stop()
+                if done == num_updates or at_checkpoint or stopping:
+                    last_report = _collect(pending, history, n, on_segment, last_report, chunks)
+                    pending = None
+                    info["run_seconds"] += time.perf_counter() - start
+                    if checkpoints is not None:
+                        checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
+                    if stopping and done < num_updates:
+                        raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
+                else:
+                    info["run_seconds"] += time.perf_counter() - start
+            chunk_states.append(_take(fetch(state), np.arange(n)))
+            chunk_metrics.append(_concat(history))
+            if checkpoints is not None:
+                checkpoints.close()
+        results.append(GroupResult(
+            runs=runs, seeds=seeds,
+            state=jax.tree.map(lambda *xs: np.concatenate(xs), *chunk_states),
+            metrics=jax.tree.map(lambda *xs: np.concatenate(xs), *chunk_metrics),
+        ))
+    return results, info
+
+
+def _control(size: int, num_active: int, fresh: int) -> np.ndarray:
+    """[size, 2] int32 rows of (updates to do, whether to start the runs afresh), the same for every run."""
+    return np.tile(np.array([[num_active, fresh]], np.int32), (size, 1))
+
+
+def _pad_like(restored: Any, placeholder: Any) -> Any:
+    """Pad a restored [n, ...] leaf to the placeholder's [size, ...] by repeating its last run."""
+    extra = placeholder.shape[0] - restored.shape[0]
+    if extra == 0:
+        return restored
+    if isinstance(restored, jax.Array):
+        return jnp.concatenate([restored, jnp.repeat(restored[-1:], extra, axis=0)])
+    return np.concatenate([restored, np.repeat(restored[-1:], extra, axis=0)])
+
+
+def _metrics_template(n: int) -> Metrics:
+    """A `Metrics` pytree with the structure of a chunk's saved metrics (values unused)."""
+    return Metrics(*(np.zeros((n, 0)) for _ in dataclasses.fields(Metrics)))
+
+
+def _concat(history: list[Metrics]) -> Metrics:
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *history)
+
+
+def _collect(pending, history, n, on_segment, last_report, chunks) -> float:
+    """Fetch a segment's metrics of the chunk's real runs, keep them, report; returns the report time."""
+    chunk, metrics, active, done, num_updates = pending
+    metrics = jax.tree.map(lambda x: x[:n, :active], fetch(metrics))
+    history.append(metrics)
+    now = time.perf_counter()
+    if on_segment is not None:
+        steps_before = history[-2].env_steps[:, -1].sum() if len(history) > 1 else 0
+        sane = ~metrics.diverged[:, -1]
+        returns = metrics.episode_return[:, -1][sane]
+        on_segment(SegmentReport(
+            chunk=chunk, num_chunks=len(chunks), updates_done=done, num_updates=num_updates, new_updates=active,
+            env_steps=int(metrics.env_steps[:, -1].sum() - steps_before), seconds=now - last_report,
+            mean_return=float(returns.mean()) if returns.size else math.nan,
+        ))
+    return now
