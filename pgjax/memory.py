@@ -128,9 +128,9 @@ def chunk_size(
             f"one run per device needs {format_bytes(num_devices * (per_run + per_device))} but only "
             f"{format_bytes(available)} is free; lower --episodes-per-update or --hidden"
         )
-    if max_parallel is not None and max_parallel > fits:
+    if max_parallel is not None and wanted > fits:
         raise ValueError(
-            f"--max-parallel {max_parallel} needs about {format_bytes(max_parallel * per_run)} but only "
+            f"--max-parallel {max_parallel} needs about {format_bytes(wanted * per_run)} but only "
             f"{format_bytes(available)} is free (half of it is used); set --max-parallel {fits} or less, "
             "or leave it out to chunk automatically"
         )

@@ -115,7 +115,7 @@ class Args:
 def parse_hidden(value: str) -> tuple[int, ...]:
     """ "64,64" or "64x64" -> (64, 64)."""
     try:
-        widths = tuple(int(w) for w in value.replace("x", ",").split(",") if w.strip())
+        widths = tuple(int(w) for w in value.replace("x", ",").split(","))
     except ValueError:
         raise ValueError(f"--hidden takes widths like 32 or 64,64, got '{value}'") from None
     if not widths or min(widths) < 1:
@@ -234,6 +234,7 @@ def summarise(
         "preset": args.preset,
         "num_runs": len(runs),
         "num_groups": len(groups),
+        "compile_groups": len(results),
         "num_seeds": num_seeds,
         "solve_threshold": threshold,
         **aggregate(runs, threshold),
@@ -316,7 +317,8 @@ def print_report(summary: dict, console: Console) -> None:
         f"{summary['env_steps_total']:,} env steps in {summary['train_seconds']:.2f} s = "
         f"{(speed or math.nan) / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s | "
         f"wall {summary['wall_seconds']:.2f} s on {summary['devices']} x {summary['device_kind']}"
-        + (f" | {summary['chunks']} chunks" if summary["chunks"] > 1 else "")
+        + (f" | {summary['chunks']} chunks of up to {max(summary['chunk_sizes'])} runs"
+           if summary["chunks"] > summary["compile_groups"] else "")
     )
 
 
@@ -354,13 +356,13 @@ class StopRequest:
 
 def resumed_args(args: Args) -> Args:
     """The arguments of the run in `args.resume`, with this invocation's --quiet."""
-    if dataclasses.replace(args, resume=None, quiet=False) != Args():
-        raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet)")
     config_file = args.resume / outputs.CONFIG_FILE
     if not config_file.exists():
         raise ValueError(f"{args.resume} holds no run to resume (no {outputs.CONFIG_FILE})")
     if (args.resume / outputs.SUMMARY_FILE).exists():
         raise ValueError(f"{args.resume} holds a finished run; there is nothing to resume")
+    if dataclasses.replace(args, resume=None, quiet=False) != Args():
+        raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet)")
     saved = outputs.load_json(config_file)["args"]
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
     fields = {f.name for f in dataclasses.fields(Args)}
@@ -475,7 +477,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
             return 2
         except Interrupted as stopped:
             console.print(f"{stopped}; every finished chunk and the current one are checkpointed.")
-            console.print(f"resume with: python -m pgjax.train --resume {stopped.run_dir}")
+            console.print(f"resume with: python -m pgjax.train --resume {stopped.run_dir}", soft_wrap=True)
             return 128 + (stop.signal or signal.SIGINT)
     return 0
 

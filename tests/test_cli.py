@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -110,6 +114,14 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
         (["--gamma", "1.5"], "gamma must be in [0, 1]"),
         (["--num-seeds", "0"], "--num-seeds must be >= 1"),
         (["--env", "Pendulum-v1"], "Discrete"),
+        (["--preset", "seed-c"], "invalid choice 'seed-c'"),
+        (["--lr", "fast"], "Error parsing --lr"),
+        (["--num-sed", "3"], "Unrecognized options: --num-sed"),
+        (["--hidden", "8,x"], "--hidden takes widths"),
+        (["--max-parallel", "0"], "--max-parallel must be >= 1"),
+        (["--divergence-limit", "0"], "divergence_limit must be > 0"),
+        (["--num-seeds", "100000000", "--max-parallel", "100000000"], "set --max-parallel"),
+        (["--resume", "/nonexistent-run"], "holds no run to resume"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
@@ -119,8 +131,111 @@ def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_an_existing_run_is_kept_unless_asked(two_runs, tmp_path, capsys):
+    out = two_runs[0]
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main([*SMALL, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a run" in err and f"--resume {out}" in err and len(err.splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert main(["--resume", str(out)]) == 2
+    assert "finished run" in capsys.readouterr().err
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main([*SMALL, "--num-seeds", "2", "--out", str(copy), "--overwrite"]) == 0
+    assert outputs.load_summary(copy)["num_runs"] == 2
+
+
+def test_an_unwritable_out_folder_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([*SMALL, "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot write to --out" in err and len(err.splitlines()) == 1
+
+
 def test_help_explains_every_flag():
     command = [sys.executable, "-m", "pgjax.train", "--help"]
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     for field in dataclasses.fields(Args):
         assert "--" + field.name.replace("_", "-") in text, field.name
+
+
+def _load_run(out):
+    return outputs.load_summary(out), outputs.load_metrics(out), outputs.load_params(out)
+
+
+def test_a_grid_trains_every_combination_with_one_compile_per_static_group(tmp_path, capsys):
+    out = tmp_path / "grid"
+    argv = ["--num-seeds", "2", "--num-updates", "3", "--episodes-per-update", "2", "--hidden", "8", "4,4",
+            "--lr", "0.01", "0.03", "--out", str(out)]
+    assert main(argv) == 0
+    summary = outputs.load_summary(out)
+    assert summary["num_runs"] == 8 and summary["compile_groups"] == 2
+    assert [g["varied"] for g in summary["groups"]] == [
+        {"hidden": [8], "learning_rate": 0.01}, {"hidden": [8], "learning_rate": 0.03},
+        {"hidden": [4, 4], "learning_rate": 0.01}, {"hidden": [4, 4], "learning_rate": 0.03},
+    ]
+    assert [r["seed"] for r in summary["runs"]] == [0, 1] * 4  # paired seeds
+    assert [r["group"] for r in summary["runs"]] == [0, 0, 1, 1, 2, 2, 3, 3]
+    printed = capsys.readouterr().out
+    assert "4,4" in printed and "0.03" in printed
+    assert outputs.load_run_config(out, 7).static.hidden == (4, 4)
+    assert outputs.load_run_config(out, 7).hparams.learning_rate == pytest.approx(0.03)
+    # runs of the same seed and hidden sizes start from the same parameters, whatever the lr
+    assert outputs.load_group_metrics(out, 2)["episode_returns"][:, 0].tolist() == \
+        outputs.load_group_metrics(out, 3)["episode_returns"][:, 0].tolist()
+
+
+def test_four_devices_give_the_runs_of_two_and_of_one(tmp_path):
+    """8 runs over 4 forced CPU devices (2 each) against 2 devices in chunks of 4 (2 each): bitwise
+    equal. Against 1 device: equal within float rounding (XLA then splits reductions over threads
+    by batch shape), and the same episodes over this short run."""
+    argv = [*SMALL, "--num-seeds", "8", "--quiet"]
+
+    def train(devices: int, out, *extra):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        command = [sys.executable, "-m", "pgjax.train", *argv, *extra, "--out", str(out)]
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return _load_run(out)
+
+    four = train(4, tmp_path / "four")
+    one = train(1, tmp_path / "one")
+    assert main([*argv, "--max-parallel", "4", "--out", str(tmp_path / "two")]) == 0
+    two = _load_run(tmp_path / "two")
+    assert four[0]["devices"] == 4 and four[0]["chunks"] == 1 and four[0]["chunk_sizes"] == [8]
+    assert two[0]["devices"] == 2 and two[0]["chunks"] == 2 and one[0]["devices"] == 1
+    for name in four[1][0]:
+        np.testing.assert_array_equal(four[1][0][name], two[1][0][name], err_msg=name)
+        if name != "loop_steps":  # the longest episode of the batch a device rolls out, not of the run
+            np.testing.assert_allclose(four[1][0][name], one[1][0][name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(four[1][0]["episode_returns"], one[1][0]["episode_returns"])
+    assert outputs.jsonable(four[2]) == outputs.jsonable(two[2])
+
+
+def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_result(tmp_path):
+    argv = ["--num-seeds", "8", "--num-updates", "300", "--episodes-per-update", "4", "--hidden", "8",
+            "--checkpoint-every", "20", "--quiet"]
+    command = [sys.executable, "-m", "pgjax.train", *argv]
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen([*command, "--out", str(stopped)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not (stopped / "checkpoints" / "chunk-0000" / "20").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    printed, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, printed
+    assert f"python -m pgjax.train --resume {stopped}" in printed
+    assert not (stopped / "summary.json").exists()
+    resume = subprocess.run([sys.executable, "-m", "pgjax.train", "--resume", str(stopped), "--quiet"],
+                            capture_output=True, text=True)
+    assert resume.returncode == 0, resume.stdout + resume.stderr
+    whole = tmp_path / "whole"
+    subprocess.run([*command, "--out", str(whole)], check=True, capture_output=True)
+    (a_summary, a_metrics, a_params), (b_summary, b_metrics, b_params) = _load_run(stopped), _load_run(whole)
+    assert 0 < a_summary["resumed_updates"] < 300
+    for name in a_metrics[0]:
+        np.testing.assert_array_equal(a_metrics[0][name], b_metrics[0][name], err_msg=name)
+    assert outputs.jsonable(a_params) == outputs.jsonable(b_params)
+    assert [r["final_return"] for r in a_summary["runs"]] == [r["final_return"] for r in b_summary["runs"]]
