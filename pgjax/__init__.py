@@ -36,6 +36,10 @@ _EXPORTS = {
     "load_params": "pgjax.outputs",
     "load_metrics": "pgjax.outputs",
     "load_summary": "pgjax.outputs",
+    "load_group_metrics": "pgjax.outputs",
+    "load_run_config": "pgjax.outputs",
+    "load_policy": "pgjax.evaluate",
+    "group_statistics": "pgjax.stats",
 }
 
 __all__ = ["configure_cpu", *_EXPORTS]

@@ -8,6 +8,7 @@
                     and "group<g>/seeds" [R]
     params.msgpack  final policy parameters, {"group<g>": params stacked on a leading [R] axis}
     checkpoints/    orbax checkpoints of every chunk of runs (`pgjax.checkpoints`)
+    learning_curves.png  return against env steps, one curve per group (`pgjax.plot`)
 
 A group is one grid point; its runs are its seeds, listed in summary.json's
 `groups[g]["runs"]` (indices into `runs`).
@@ -32,6 +33,7 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"
+PLOT_FILE = "learning_curves.png"
 
 
 def package_versions(packages=("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")) -> dict:

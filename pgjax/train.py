@@ -39,13 +39,14 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax import grid, outputs, report
+from pgjax import grid, outputs, report, stats
 from pgjax.config import PRESETS, Activation, Baseline, Config, Reduction, Returns
 from pgjax.envs import make_env
 from pgjax.progress import SweepProgress
 from pgjax.sweep import Chunk, Interrupted, plan_chunks, train_sweep
 
-RUN_FILES = (outputs.CONFIG_FILE, outputs.SUMMARY_FILE, outputs.METRICS_FILE, outputs.PARAMS_FILE, "checkpoints")
+RUN_FILES = (outputs.CONFIG_FILE, outputs.SUMMARY_FILE, outputs.METRICS_FILE, outputs.PARAMS_FILE, "checkpoints",
+             outputs.PLOT_FILE)
 
 
 @dataclasses.dataclass
@@ -108,8 +109,9 @@ class Args:
     quiet: bool = False
     """No progress bar (it is also off when stdout is not a terminal)."""
     distributed: bool = False
-    """Call jax.distributed.initialize() first and spread the runs over the devices of every
-    process (one process per host; see the README)."""
+    """Spread the runs over the devices of several processes (one per host): calls
+    jax.distributed.initialize(), which finds its peers on SLURM, Open MPI, Kubernetes and Cloud
+    TPU, or from JAX_COORDINATOR_ADDRESS, PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID (see the README)."""
 
 
 def parse_hidden(value: str) -> tuple[int, ...]:
@@ -255,15 +257,24 @@ def summarise(
 
 
 def aggregate(runs: list[dict], threshold: float | None) -> dict:
-    """Statistics over the runs that did not diverge: solved fraction, mean final return and its 95% CI."""
+    """Statistics over the runs that did not diverge.
+
+    `final_return_mean` and `final_return_ci95` (Student t) summarise the final
+    returns; `statistics` adds mean, median and IQM with bootstrap intervals,
+    the solve rate with its Wilson interval and the env steps to first solve
+    (`pgjax.stats.group_statistics`; None when every run diverged).
+    """
     sane = [r for r in runs if not r["diverged"]]
     finals = np.array([r["final_return"] for r in sane])
     mean, low, high = report.mean_interval(finals)
+    solved = None if threshold is None else np.array([r["solved"] for r in sane], bool)
+    solved_at = np.array([np.nan if r["solved_at_env_steps"] is None else r["solved_at_env_steps"] for r in sane])
     return {
         "num_diverged": len(runs) - len(sane),
-        "solved_fraction": None if threshold is None or not sane else float(np.mean([r["solved"] for r in sane])),
+        "solved_fraction": None if threshold is None or not sane else float(np.mean(solved)),
         "final_return_mean": mean,
         "final_return_ci95": [low, high],
+        "statistics": stats.group_statistics(finals, solved, solved_at) if sane else None,
     }
 
 
@@ -278,7 +289,9 @@ def _format_value(value) -> str:
 def _format_mean(mean: float, low: float, high: float, label: str = "") -> str:
     if math.isnan(mean):
         return "-"
-    return f"{mean:.1f}" if math.isnan(low) else f"{mean:.1f} ({label}{low:.1f} to {high:.1f})"
+    if math.isnan(low):
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ({label}{low:.1f} to {high:.1f})" if label else f"{mean:.1f} [{low:.1f}, {high:.1f}]"
 
 
 def print_report(summary: dict, console: Console) -> None:
@@ -287,15 +300,23 @@ def print_report(summary: dict, console: Console) -> None:
     varied = list(groups[0]["varied"])
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
     table = Table(title=title)
-    for column in ("group", *varied, "runs", "solved", "final return (95% CI)", "diverged"):
+    columns = ("group", *varied, "runs", "solved", "final return [95% CI]", "IQM [95% CI]",
+               "steps to solve", "diverged")
+    for column in columns:
         table.add_column(column, justify="right")
     for group in groups:
         low, high = group["final_return_ci95"]
         sane = len(group["runs"]) - group["num_diverged"]
         solved = "-" if group["solved_fraction"] is None else f"{round(group['solved_fraction'] * sane)}/{sane}"
+        statistics = group["statistics"] or {}
+        iqm_low, iqm_high = statistics.get("iqm_ci95") or (math.nan, math.nan)
+        iqm = statistics.get("iqm")
+        steps = (statistics.get("solve_steps") or {}).get("median")
         table.add_row(
             str(group["index"]), *(_format_value(group["varied"][name]) for name in varied), str(len(group["runs"])),
-            solved, _format_mean(group["final_return_mean"], low, high), str(group["num_diverged"]),
+            solved, _format_mean(group["final_return_mean"], low, high),
+            _format_mean(math.nan if iqm is None else iqm, iqm_low, iqm_high),
+            "-" if steps is None else f"{steps:,.0f}", str(group["num_diverged"]),
         )
     console.print(table)
     diverged = [(k, r) for k, r in enumerate(summary["runs"]) if r["diverged"]]
@@ -354,6 +375,21 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
+def start_distributed() -> None:
+    """`jax.distributed.initialize()`, with the process count and index from PGJAX_NUM_PROCESSES and
+    PGJAX_PROCESS_ID where the cluster is not one JAX detects by itself.
+
+    On CPU devices, cross-process transfers use gloo collectives.
+    """
+    import os
+
+    count, index = os.environ.get("PGJAX_NUM_PROCESSES"), os.environ.get("PGJAX_PROCESS_ID")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
+    )
+
+
 def resumed_args(args: Args) -> Args:
     """The arguments of the run in `args.resume`, with this invocation's --quiet."""
     config_file = args.resume / outputs.CONFIG_FILE
@@ -381,7 +417,7 @@ def run(args: Args, console: Console | None = None, started: float | None = None
     start = time.perf_counter() if started is None else started
     console = console or Console(width=shutil.get_terminal_size((120, 24)).columns)
     if args.distributed:
-        jax.distributed.initialize()
+        start_distributed()
     is_main = jax.process_index() == 0
     resuming = args.resume is not None
     if resuming:
@@ -439,7 +475,10 @@ def run(args: Args, console: Console | None = None, started: float | None = None
     summary = summarise(points, args, results, timings, spec.solve_threshold)
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     print_report(summary, console)
-    console.print(f"results in {out}/")
+    from pgjax.plot import plot_run
+
+    plot_run(out)
+    console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})")
     return out
 
 

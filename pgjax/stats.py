@@ -1,0 +1,168 @@
+"""Statistics over runs: point estimates with bootstrap intervals, solve rates and solve times (NumPy).
+
+Follows rliable (Agarwal et al. 2021, "Deep RL at the edge of the statistical
+precipice") for one task: the interquartile mean (IQM) next to the mean and the
+median, each with a 95% percentile-bootstrap interval that resamples runs.
+
+rliable itself is not used: its latest release (1.2.0) pins arch<8, and arch 7
+fails at import under pandas 3 (`deprecate_kwarg()` changed signature), which a
+fresh install resolves to. For one task rliable's stratified bootstrap is the
+plain bootstrap over runs, which `scipy.stats.bootstrap(method="percentile")`
+computes, and `iqm` here equals `rliable.metrics.aggregate_iqm` and
+`scipy.stats.trim_mean(x, 0.25)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean along `axis`: the mean after dropping floor(n / 4) values at each end.
+
+    For n = 8 it is the mean of the middle 4 sorted values. Any NaN sorts last and
+    may be trimmed away, so check for NaN first where that matters.
+    """
+    ordered = np.sort(np.moveaxis(np.asarray(values, np.float64), axis, -1), axis=-1)
+    n = ordered.shape[-1]
+    cut = n // 4
+    return ordered[..., cut : n - cut].mean(axis=-1)
+
+
+def _mean_median_iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """[..., n] -> [3, ...]: mean, median and IQM along `axis`."""
+    return np.stack([np.mean(values, axis=axis), np.median(values, axis=axis), iqm(values, axis=axis)])
+
+
+def bootstrap_interval(
+    values: np.ndarray,
+    statistic: Callable[..., np.ndarray],
+    *,
+    axis: int = 0,
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap interval of `statistic` over the runs on `axis` (rliable's default method).
+
+    Args:
+      values: [..., R, ...] with R >= 2 runs on `axis`; whole slices along the
+        other axes are resampled together (for curves [R, G]: whole runs).
+      statistic: vectorised, `statistic(x, axis=...) -> array`, e.g. `np.mean` or `iqm`.
+      reps: bootstrap resamples.
+      seed: the resampling is a function of the data, `reps` and `seed`.
+
+    Returns:
+      (low, high), each shaped like `statistic(values, axis=axis)`.
+    """
+    values = np.asarray(values, np.float64)
+    if values.shape[axis] < 2:
+        raise ValueError(f"a bootstrap over runs needs at least 2 runs, got {values.shape[axis]}")
+    result = stats.bootstrap(
+        (values,), statistic, n_resamples=reps, vectorized=True, axis=axis,
+        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+    )
+    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+
+
+def aggregate(values: np.ndarray, *, reps: int = 2000, seed: int = 0) -> dict:
+    """Mean, median and IQM of per-run values [R], each with its 95% bootstrap interval.
+
+    Returns:
+      {"mean", "mean_ci95", "median", "median_ci95", "iqm", "iqm_ci95"}: floats
+      and [low, high] lists. With R = 1 the intervals are None (one run gives no
+      spread to resample); if any value is not finite, every entry is None.
+    """
+    values = np.asarray(values, np.float64).reshape(-1)
+    if values.size == 0:
+        raise ValueError("no runs to aggregate")
+    names = ("mean", "median", "iqm")
+    if not np.isfinite(values).all():
+        return {key: None for name in names for key in (name, f"{name}_ci95")}
+    points = _mean_median_iqm(values)
+    if values.size >= 2:
+        low, high = bootstrap_interval(values, _mean_median_iqm, reps=reps, seed=seed)
+        intervals = [[float(lo), float(hi)] for lo, hi in zip(low, high)]
+    else:
+        intervals = [None] * len(names)
+    out = {}
+    for name, point, interval in zip(names, points, intervals):
+        out[name] = float(point)
+        out[f"{name}_ci95"] = interval
+    return out
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (no continuity correction); trials >= 1."""
+    ci = stats.binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def solve_steps(solved_at_env_steps: np.ndarray) -> dict:
+    """Env steps to first solve over the runs that reached the threshold (finite entries of [R]).
+
+    Returns:
+      {"count", "median", "quartiles": [q25, q75], "min", "max"} in env steps
+      (linear-interpolated percentiles); None values when count is 0.
+    """
+    steps = np.asarray(solved_at_env_steps, np.float64).reshape(-1)
+    steps = steps[np.isfinite(steps)]
+    if steps.size == 0:
+        return {"count": 0, "median": None, "quartiles": [None, None], "min": None, "max": None}
+    q25, median, q75 = np.percentile(steps, [25, 50, 75])
+    return {
+        "count": int(steps.size),
+        "median": float(median),
+        "quartiles": [float(q25), float(q75)],
+        "min": float(steps.min()),
+        "max": float(steps.max()),
+    }
+
+
+def group_statistics(
+    final_returns: np.ndarray,
+    solved: np.ndarray | None,
+    solved_at_env_steps: np.ndarray,
+    *,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """JSON-ready statistics of a group of R runs trained with the same settings.
+
+    Args:
+      final_returns: [R] final return of each run (mean of its last 100 training episodes).
+      solved: [R] bool, or None where the environment has no solve threshold.
+      solved_at_env_steps: [R] env steps at which each run first reached the
+        threshold; NaN (or None) for never.
+      reps, seed: bootstrap resamples and seed; the result is deterministic given them.
+
+    Returns:
+      `aggregate(final_returns)` (mean, median, IQM and their percentile-bootstrap
+      95% intervals over runs; intervals None for R = 1) plus
+      "solve_rate": fraction of runs solved, and "solve_rate_ci95": its 95% Wilson
+      score interval (well defined for any R >= 1, and not of zero width at
+      0/R or R/R as a bootstrap would be); both None if `solved` is None;
+      "solve_steps": `solve_steps(solved_at_env_steps)`: count, median, [q25, q75],
+      min and max env steps to first reach the threshold, over every run that
+      reached it (every solved run, and runs that reached it and fell back).
+    """
+    final_returns = np.asarray(final_returns, np.float64).reshape(-1)
+    solved_at = np.array([math.nan if s is None else s for s in np.asarray(solved_at_env_steps).reshape(-1)], float)
+    num_runs = final_returns.size
+    if solved_at.size != num_runs or (solved is not None and np.asarray(solved).size != num_runs):
+        raise ValueError("final_returns, solved and solved_at_env_steps must hold one entry per run")
+    out = aggregate(final_returns, reps=reps, seed=seed)
+    if solved is None:
+        out["solve_rate"], out["solve_rate_ci95"] = None, None
+    else:
+        successes = int(np.count_nonzero(np.asarray(solved, bool)))
+        out["solve_rate"] = successes / num_runs
+        out["solve_rate_ci95"] = list(wilson_interval(successes, num_runs))
+    out["solve_steps"] = solve_steps(solved_at)
+    return out

@@ -1,0 +1,117 @@
+"""Learning curves: the shared env-steps grid, the bands, the PNG, run folders and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pgjax import outputs, plot
+from pgjax.stats import iqm
+from pgjax.train import main as train_main
+
+SMALL_SWEEP = ["--num-seeds", "2", "--lr", "0.01", "0.03", "--num-updates", "10", "--episodes-per-update", "2",
+               "--hidden", "8", "--quiet"]
+
+
+def small_run_folder(tmp_path_factory) -> Path:
+    """A run folder of the training command, made once per session: 2 learning rates x 2 seeds, 10 updates."""
+    out = tmp_path_factory.getbasetemp() / "small_sweep"
+    if not (out / outputs.SUMMARY_FILE).exists():
+        assert train_main([*SMALL_SWEEP, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def run_folder(tmp_path_factory):
+    return small_run_folder(tmp_path_factory)
+
+
+def synthetic_curve(runs: int, updates: int, seed: int) -> dict:
+    """Runs that learn CartPole-like: returns rise from ~20 to ~500, env steps add up 8 episodes per update."""
+    rng = np.random.default_rng(seed)
+    onset = rng.uniform(20, 50, (runs, 1))
+    returns = np.clip(20 + 480 / (1 + np.exp(-(np.arange(updates) - onset) / 5)) + rng.normal(0, 25, (runs, updates)),
+                      9, 500)
+    return {"env_steps": np.cumsum(8 * returns, axis=1), "returns": returns}
+
+
+def test_runs_are_interpolated_onto_a_shared_grid_without_extrapolation():
+    env_steps = np.array([[10.0, 20, 30], [15, 25, 40]])
+    returns = np.array([[1.0, 2, 3], [0, 10, 25]])
+    grid, values = plot.curve_on_grid(env_steps, returns, points=4)
+    np.testing.assert_allclose(grid, [15, 20, 25, 30])  # from the latest first update to the earliest end
+    np.testing.assert_allclose(values, [[1.5, 2, 2.5, 3], [0, 5, 10, 15]])
+    grid, values = plot.curve_on_grid(np.array([[5.0], [7.0]]), np.array([[1.0], [3.0]]))
+    assert grid.tolist() == [5.0] and values.tolist() == [[1.0], [3.0]]  # one update each: one point
+    with pytest.raises(ValueError):
+        plot.curve_on_grid(env_steps, returns[:, :2])
+
+
+def test_band_is_the_statistic_over_runs_with_a_bootstrap_interval():
+    values = np.random.default_rng(0).normal(size=(16, 5)) + np.arange(5)
+    centre, low, high = plot.curve_band(values, "iqm")
+    np.testing.assert_allclose(centre, [iqm(values[:, g]) for g in range(5)])
+    assert np.all(low < centre) and np.all(centre < high) and np.all(high - low < 2)
+    centre, low, high = plot.curve_band(values, "mean")
+    np.testing.assert_allclose(centre, values.mean(axis=0))
+    assert plot.curve_band(values[:1], "iqm")[1:] == (None, None)
+
+
+def test_plot_curves_writes_a_png(tmp_path):
+    curves = [
+        {"label": "lr=0.03", **synthetic_curve(32, 60, 0)},
+        {"label": "lr=0.01", **synthetic_curve(8, 60, 1)},
+        {"label": "one run", **synthetic_curve(1, 60, 2)},
+    ]
+    path = plot.plot_curves(curves, tmp_path / "curves.png", threshold=475.0, title="synthetic", statistic="iqm")
+    assert path == tmp_path / "curves.png" and path.stat().st_size > 20_000
+    with Image.open(path) as image:
+        width, height = image.size
+        assert 600 < width <= 800 and 400 < height <= 500  # 8 x 5 inches at 100 dpi, cropped to content
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is not None and len(colours) > 50  # lines, bands and text, not a blank canvas
+    with pytest.raises(ValueError):
+        plot.plot_curves([], tmp_path / "none.png")
+
+
+def test_labels_name_the_settings_that_differ():
+    settings = [{"lr": 0.01, "gamma": 1.0, "hidden": [32]}, {"lr": 0.03, "gamma": 1.0, "hidden": [32, 32]}]
+    assert plot.differing_settings(settings) == ["lr", "hidden"]
+    assert plot.differing_settings(settings[:1]) == []
+
+
+def test_plot_run_draws_every_group_of_a_folder(run_folder):
+    curves, thresholds = plot.group_curves([run_folder])
+    assert [c["label"] for c in curves] == ["learning_rate=0.01", "learning_rate=0.03"]
+    assert thresholds == {"CartPole-v1": 475.0}
+    group = outputs.load_group_metrics(run_folder, 1)
+    np.testing.assert_array_equal(curves[1]["returns"], group["episode_return"])
+    assert curves[1]["env_steps"].shape == (2, 10)
+    path = plot.plot_run(run_folder)
+    assert path == run_folder / "learning_curves.png" and path.stat().st_size > 20_000
+    curves, _ = plot.group_curves([run_folder, run_folder])
+    assert curves[0]["label"] == f"{run_folder.name}: learning_rate=0.01"  # several folders: named
+
+
+def test_cli_overlays_folders(run_folder, tmp_path, capsys):
+    out = tmp_path / "both.png"
+    assert plot.main([str(run_folder), str(run_folder), "--out", str(out), "--statistic", "mean"]) == 0
+    assert out.stat().st_size > 20_000 and str(out) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["/no/such/folder"], ["{tmp}"], ["{run}", "--out", "/no/such/dir/x.png"], []])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, run_folder, tmp_path, capsys):
+    assert plot.main([a.format(tmp=tmp_path, run=run_folder) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_bad_input_has_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pgjax.plot", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == f"error: {tmp_path} holds no run (no summary.json)\n"
