@@ -72,15 +72,22 @@ def available_bytes(devices: list[Any]) -> int | None:
     """Free memory for arrays on `devices`, in bytes, summed over them.
 
     Accelerators report their own limit (`Device.memory_stats()`); CPU devices
-    share the host's memory, so they count it once. None if unknown.
+    share their host's memory, so each host counts once. Devices of other
+    processes (`jax.distributed`) are assumed to have what this process's have.
+    None if unknown.
     """
+    import jax
+
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    hosts = len({d.process_index for d in devices})
     total = 0
-    for device in devices:
+    for device in local:
         stats = device.memory_stats() if hasattr(device, "memory_stats") else None
         if not stats or "bytes_limit" not in stats:
-            return _host_available_bytes()
+            host = _host_available_bytes()
+            return None if host is None else hosts * host
         total += int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    return total
+    return total * len(devices) // max(1, len(local))
 
 
 def format_bytes(num: float) -> str:
@@ -89,6 +96,20 @@ def format_bytes(num: float) -> str:
             return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
         num /= 1024
     raise AssertionError("unreachable")
+
+
+# Runs per CPU device trained at once when --max-parallel is not given. On the 2-core CPU of
+# the README, 4096 seeds of the default preset trained at 12.2 M env steps/s in chunks of 128
+# runs (64 per device) and at 10.3 M/s all at once: smaller batches keep the rollout buffers
+# in cache and end their loops sooner. Accelerators want every run they can hold at once.
+CPU_RUNS_PER_DEVICE = 64
+
+
+def default_max_parallel(devices: list[Any]) -> int | None:
+    """The cap on runs at once when the user gives none: 64 per CPU device, none on accelerators."""
+    if devices and all(d.platform == "cpu" for d in devices):
+        return CPU_RUNS_PER_DEVICE * len(devices)
+    return None
 
 
 def chunk_size(

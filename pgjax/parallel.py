@@ -60,6 +60,23 @@ def configure_cpu(count: int | None = None) -> list[str]:
     return added
 
 
+def start_distributed() -> None:
+    """`jax.distributed.initialize()` before JAX starts its backends.
+
+    JAX finds the processes by itself on SLURM, Open MPI, Kubernetes and Cloud
+    TPU; elsewhere it reads JAX_COORDINATOR_ADDRESS, and pgjax passes it the
+    process count and index from PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID.
+    CPU devices exchange data across processes through gloo collectives.
+    """
+    import jax
+
+    count, index = os.environ.get("PGJAX_NUM_PROCESSES"), os.environ.get("PGJAX_PROCESS_ID")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
+    )
+
+
 def pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
     """Repeat the last run so that the run axis (leading, of `num_runs`) is a multiple of `multiple`."""
     import jax
@@ -94,8 +111,9 @@ def place_runs(tree: Any, mesh: Any) -> Any:
     padded = pad_runs(tree, num_runs, mesh.size)
 
     def place(x):
-        if is_key(x):
-            return jax.device_put(x, sharding)
+        if is_key(x):  # placed as key data, then wrapped where it lies
+            data = place(jax.random.key_data(x))
+            return jax.jit(jax.random.wrap_key_data, out_shardings=sharding)(data)
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 

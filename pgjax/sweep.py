@@ -108,12 +108,14 @@ def segment_length(num_updates: int, segment_updates: int = SEGMENT_UPDATES) -> 
 def plan_chunks(
     groups: Sequence[Sequence[GridPoint]],
     num_seeds: int,
-    num_devices: int,
+    devices: list,
     max_parallel: int | None,
-    available: int | None,
     segment_updates: int = SEGMENT_UPDATES,
 ) -> tuple[list[Chunk], list[dict]]:
     """Split each compile group's runs into chunks that fit memory and `max_parallel`.
+
+    Without `max_parallel`, chunks hold as many runs as memory allows, at most
+    `memory.default_max_parallel(devices)` (a cap on CPU devices only).
 
     Returns:
       (chunks, estimates): the chunks in training order, and per group the
@@ -122,6 +124,9 @@ def plan_chunks(
     """
     from pgjax.envs import make_env
 
+    num_devices = len(devices)
+    available = memory.available_bytes(devices)
+    default_cap = memory.default_max_parallel(devices) if max_parallel is None else None
     chunks, estimates = [], []
     for g, points in enumerate(groups):
         static = points[0].config.static
@@ -134,6 +139,8 @@ def plan_chunks(
         per_device = memory.device_bytes(static, obs_size, spec.num_actions, block_rows)
         num_runs = len(points) * num_seeds
         size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
+        if default_cap is not None:
+            size = min(size, memory.chunk_size(num_runs, per_run, per_device, num_devices, None, default_cap))
         estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size})
         for start in range(0, num_runs, size):
             positions = np.arange(start, min(start + size, num_runs))
@@ -195,8 +202,7 @@ def train_sweep(
     devices = devices or jax.devices()
     mesh = run_mesh(devices)
     if chunks is None:
-        chunks, estimates = plan_chunks(groups, num_seeds, len(devices), max_parallel,
-                                        memory.available_bytes(devices), segment_updates)
+        chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
     else:
         estimates = None
     info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,

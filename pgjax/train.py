@@ -17,10 +17,14 @@ import time
 
 STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
-from pgjax.parallel import configure_cpu
+import sys
+
+from pgjax.parallel import configure_cpu, start_distributed
 
 if __name__ == "__main__":
     configure_cpu()  # before gymnax starts JAX's backends
+    if "--distributed" in sys.argv:
+        start_distributed()  # likewise
 
 import contextlib
 import dataclasses
@@ -28,7 +32,6 @@ import io
 import math
 import shutil
 import signal
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -96,7 +99,7 @@ class Args:
     this magnitude, is frozen and flagged diverged (default 1000)."""
     max_parallel: int | None = None
     """Most runs trained at once; more are trained in chunks, one after another, with one
-    compile (default: as many as half the free memory holds)."""
+    compile (default: as many as half the free memory holds, and at most 64 per CPU device)."""
     checkpoint_every: int | None = None
     """Also checkpoint every this many updates (checkpoints are always written at the end
     of each chunk and when training is stopped)."""
@@ -375,21 +378,6 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
-def start_distributed() -> None:
-    """`jax.distributed.initialize()`, with the process count and index from PGJAX_NUM_PROCESSES and
-    PGJAX_PROCESS_ID where the cluster is not one JAX detects by itself.
-
-    On CPU devices, cross-process transfers use gloo collectives.
-    """
-    import os
-
-    count, index = os.environ.get("PGJAX_NUM_PROCESSES"), os.environ.get("PGJAX_PROCESS_ID")
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
-    )
-
-
 def resumed_args(args: Args) -> Args:
     """The arguments of the run in `args.resume`, with this invocation's --quiet."""
     config_file = args.resume / outputs.CONFIG_FILE
@@ -416,8 +404,11 @@ def run(args: Args, console: Console | None = None, started: float | None = None
     """
     start = time.perf_counter() if started is None else started
     console = console or Console(width=shutil.get_terminal_size((120, 24)).columns)
-    if args.distributed:
-        start_distributed()
+    if args.distributed and not jax.distributed.is_initialized():
+        try:
+            start_distributed()
+        except RuntimeError as error:
+            raise ValueError(f"--distributed: {error}") from None
     is_main = jax.process_index() == 0
     resuming = args.resume is not None
     if resuming:
@@ -434,10 +425,7 @@ def run(args: Args, console: Console | None = None, started: float | None = None
             raise ValueError(f"{out} was trained on {saved['num_devices']} devices and this process has "
                              f"{len(devices)}; resume it with the same number")
     else:
-        from pgjax.memory import available_bytes
-
-        chunks, estimates = plan_chunks(groups, args.num_seeds, len(devices), args.max_parallel,
-                                        available_bytes(devices))
+        chunks, estimates = plan_chunks(groups, args.num_seeds, devices, args.max_parallel)
         if is_main:
             prepare_out_dir(out, args.overwrite)
             outputs.write_json(out / outputs.CONFIG_FILE, {

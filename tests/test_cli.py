@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -239,3 +240,30 @@ def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_resul
         np.testing.assert_array_equal(a_metrics[0][name], b_metrics[0][name], err_msg=name)
     assert outputs.jsonable(a_params) == outputs.jsonable(b_params)
     assert [r["final_return"] for r in a_summary["runs"]] == [r["final_return"] for r in b_summary["runs"]]
+
+
+def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
+    """`--distributed` over 2 local processes (1 CPU device each, gloo on loopback) gives the runs of
+    one process with 2 devices, bitwise; process 0 writes the folder."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [*SMALL, "--num-seeds", "4", "--quiet"]
+    out = tmp_path / "multi"
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+               "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "PGJAX_NUM_PROCESSES": "2",
+               "PGJAX_PROCESS_ID": str(index)}
+        command = [sys.executable, "-m", "pgjax.train", "--distributed", *argv, "--out", str(out)]
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True))
+    for process in processes:
+        printed, _ = process.communicate(timeout=240)
+        assert process.returncode == 0, printed
+    assert main([*argv, "--out", str(tmp_path / "single")]) == 0
+    multi, single = _load_run(out), _load_run(tmp_path / "single")
+    assert multi[0]["devices"] == 2
+    for name in multi[1][0]:
+        np.testing.assert_array_equal(multi[1][0][name], single[1][0][name], err_msg=name)
+    assert outputs.jsonable(multi[2]) == outputs.jsonable(single[2])

@@ -152,3 +152,12 @@ def test_progress_bar_draws_on_a_terminal_and_is_silent_when_off():
     with SweepProgress(10, Console(file=silent, force_terminal=True), enabled=False) as progress:
         progress.report(_report(5))
     assert silent.getvalue() == ""
+
+
+def test_cpu_devices_train_at_most_64_runs_each_by_default():
+    devices = jax.devices()
+    assert memory.default_max_parallel(devices) == 64 * len(devices)
+    chunks, estimates = sweep.plan_chunks(_groups(), 150, devices, max_parallel=None)
+    assert [c.positions.size for c in chunks] == [128, 128, 44] and {c.size for c in chunks} == {128}
+    chunks, _ = sweep.plan_chunks(_groups(), 150, devices, max_parallel=300)
+    assert [c.positions.size for c in chunks] == [300]
