@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +181,7 @@ def train_sweep(
       groups: compile groups of grid points (`grid.compile_groups`).
       num_seeds, first_seed: seeds `first_seed + k`, k < num_seeds, for every grid point.
       devices: devices to spread each chunk over (default: all, of every process).
-      max_parallel: most runs trained at once (default: as many as memory allows).
+      max_parallel: most runs trained at once (default: see `plan_chunks`).
       run_dir: where checkpoints go (None: no checkpoints, and no resuming).
         Chunks found complete there are loaded, partly trained ones continue.
       checkpoint_every: also checkpoint every this many updates (besides at the
@@ -200,95 +200,145 @@ def train_sweep(
       checkpoints instead of trained)}.
     """
     devices = devices or jax.devices()
-    mesh = run_mesh(devices)
+    estimates = None
     if chunks is None:
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
-    else:
-        estimates = None
     info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
             "chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}), "memory_estimate": estimates,
             "resumed_updates": 0}
+    loop = _SegmentLoop(run_mesh(devices), len(chunks), checkpoint_every, on_segment, should_stop, info)
     results = []
     for g, points in enumerate(groups):
         runs, seeds, hparams = group_runs(points, num_seeds, first_seed)
         trainer = make_trainer(points[0].config)
-        num_updates = trainer.num_updates
-        length = segment_length(num_updates, segment_updates)
-
-        def segment(state, key_data, hparams, control):
-            """One device's slice: (re)start the runs if asked, then up to `length` updates."""
-            num_active, fresh = control[0, 0], control[0, 1]
-            state = jax.lax.cond(
-                fresh == 1, lambda: jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams), lambda: state
-            )
-            return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, length, num_active))(state, hparams)
-
-        group_chunks = [c for c in chunks if c.group == g]
-        compiled = None
-        chunk_states, chunk_metrics = [], []
-        for chunk in group_chunks:
-            n = chunk.positions.size
-            pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
-            key_data = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds[pad])))
-            chunk_hparams = _take(hparams, pad)
-            state = _placeholder_state(trainer.init, chunk.size)
-            done, fresh, history = 0, 1, []
+        segment = _make_segment(trainer, segment_length(trainer.num_updates, segment_updates), loop.mesh)
+        trained = []
+        for chunk in (c for c in chunks if c.group == g):
             checkpoints = ChunkCheckpoints(chunk_dir(run_dir, chunk.index)) if run_dir is not None else None
-            latest = checkpoints.latest() if checkpoints else None
-            if latest is not None:
-                restored_state, restored_metrics = checkpoints.restore(
-                    latest, _take(state, np.arange(n)), _metrics_template(n))
-                state = jax.tree.map(lambda p, r: _pad_like(r, p), state, restored_state)
-                history, done, fresh = [restored_metrics], latest, 0
-                info["resumed_updates"] += latest
-                if on_segment is not None:
-                    on_segment(SegmentReport(chunk, len(chunks), latest, num_updates, latest, 0, 0.0, math.nan, True))
-            placed_keys, placed_hparams = place_runs((key_data, chunk_hparams), mesh)
-            if compiled is None and done < num_updates:
-                start = time.perf_counter()
-                fn = jax.jit(jax.shard_map(segment, mesh=mesh, in_specs=jax.sharding.PartitionSpec("runs"),
-                                           out_specs=jax.sharding.PartitionSpec("runs"), check_vma=False))
-                compiled = fn.lower(place_runs(state, mesh), placed_keys, placed_hparams,
-                                    place_runs(_control(chunk.size, length, 1), mesh)).compile()
-                info["compile_seconds"] += time.perf_counter() - start
-                info["memory_bytes"] = max(info["memory_bytes"], memory_bytes(compiled, len(devices)) or 0)
-            state = place_runs(state, mesh)
-            pending = None
-            last_report = time.perf_counter()
-            while done < num_updates:
-                stop_at = num_updates
-                if checkpoint_every:
-                    stop_at = min(stop_at, (done // checkpoint_every + 1) * checkpoint_every)
-                active = min(length, stop_at - done)
-                start = time.perf_counter()
-                state, metrics = compiled(state, placed_keys, placed_hparams,
-                                          place_runs(_control(chunk.size, active, fresh), mesh))
-                fresh, done = 0, done + active
-                if pending is not None:  # the previous segment's metrics, read while this one runs
-                    last_report = _collect(pending, history, n, on_segment, last_report, chunks)
-                pending = (chunk, metrics, active, done, num_updates)
-                at_checkpoint = checkpoint_every and done % checkpoint_every == 0
-                stopping = should_stop is not None and should_stop()
-                if done == num_updates or at_checkpoint or stopping:
-                    last_report = _collect(pending, history, n, on_segment, last_report, chunks)
-                    pending = None
-                    info["run_seconds"] += time.perf_counter() - start
-                    if checkpoints is not None:
-                        checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
-                    if stopping and done < num_updates:
-                        raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
-                else:
-                    info["run_seconds"] += time.perf_counter() - start
-            chunk_states.append(_take(fetch(state), np.arange(n)))
-            chunk_metrics.append(_concat(history))
+            trained.append(loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints))
             if checkpoints is not None:
                 checkpoints.close()
         results.append(GroupResult(
             runs=runs, seeds=seeds,
-            state=jax.tree.map(lambda *xs: np.concatenate(xs), *chunk_states),
-            metrics=jax.tree.map(lambda *xs: np.concatenate(xs), *chunk_metrics),
+            state=jax.tree.map(lambda *xs: np.concatenate(xs), *(state for state, _ in trained)),
+            metrics=jax.tree.map(lambda *xs: np.concatenate(xs), *(metrics for _, metrics in trained)),
         ))
     return results, info
+
+
+class _Segment(NamedTuple):
+    """A compile group's segment function, jitted over the mesh (compiled on first use)."""
+
+    fn: Callable  # (state, key_data, hparams, control) -> (state, Metrics with a [length] axis)
+    length: int  # updates per segment (scan length)
+
+
+def _make_segment(trainer, length: int, mesh) -> _Segment:
+    """The segment for a compile group: one device's slice of runs, shard_mapped over `mesh`."""
+
+    def segment(state, key_data, hparams, control):
+        """(Re)start the runs if control says so, then do its number of updates (at most `length`)."""
+        num_active, fresh = control[0, 0], control[0, 1]
+        state = jax.lax.cond(
+            fresh == 1, lambda: jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams), lambda: state
+        )
+        return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, length, num_active))(state, hparams)
+
+    runs = jax.sharding.PartitionSpec("runs")
+    return _Segment(jax.jit(jax.shard_map(segment, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False)),
+                    length)
+
+
+@dataclasses.dataclass
+class _SegmentLoop:
+    """Runs chunks segment by segment: reports, checkpoints, stops; keeps the sweep's timings in `info`."""
+
+    mesh: Any
+    num_chunks: int
+    checkpoint_every: int | None
+    on_segment: Callable[[SegmentReport], None] | None
+    should_stop: Callable[[], bool] | None
+    info: dict
+    _compiled: tuple | None = None  # (segment, executable) of the group in training
+
+    def _compile(self, segment: _Segment, *args) -> Any:
+        """The segment's executable, compiled once per group (chunks of a group share their shapes)."""
+        if self._compiled is None or self._compiled[0] is not segment:
+            start = time.perf_counter()
+            compiled = segment.fn.lower(*args).compile()
+            self.info["compile_seconds"] += time.perf_counter() - start
+            bytes_ = memory_bytes(compiled, self.mesh.size) or 0
+            self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
+            self._compiled = (segment, compiled)
+        return self._compiled[1]
+
+    def _report(self, report: SegmentReport) -> None:
+        if self.on_segment is not None:
+            self.on_segment(report)
+
+    def train_chunk(self, segment: _Segment, trainer, chunk: Chunk, seeds: np.ndarray, hparams,
+                    checkpoints: ChunkCheckpoints | None) -> tuple[Any, Metrics]:
+        """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host."""
+        n, num_updates = chunk.positions.size, trainer.num_updates
+        pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
+        key_data = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds[pad])))
+        state = _placeholder_state(trainer.init, chunk.size)
+        done, fresh, history = 0, 1, []
+        latest = checkpoints.latest() if checkpoints is not None else None
+        if latest is not None:
+            restored, restored_metrics = checkpoints.restore(latest, _take(state, np.arange(n)), _metrics_template(n))
+            state = jax.tree.map(lambda p, r: _pad_like(r, p), state, restored)
+            history, done, fresh = [restored_metrics], latest, 0
+            self.info["resumed_updates"] += latest
+            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True))
+        if done == num_updates:
+            return fetch(_take(state, np.arange(n))), _concat(history)
+        placed = place_runs((state, key_data, _take(hparams, pad)), self.mesh)
+        compiled = self._compile(segment, *placed, place_runs(_control(chunk.size, segment.length, 1), self.mesh))
+        state, placed_keys, placed_hparams = placed
+        pending, last_report = None, time.perf_counter()
+        while done < num_updates:
+            stop_at = num_updates
+            if self.checkpoint_every:
+                stop_at = min(stop_at, (done // self.checkpoint_every + 1) * self.checkpoint_every)
+            active = min(segment.length, stop_at - done)
+            start = time.perf_counter()
+            control = place_runs(_control(chunk.size, active, fresh), self.mesh)
+            state, metrics = compiled(state, placed_keys, placed_hparams, control)
+            fresh, done = 0, done + active
+            if pending is not None:  # the previous segment's metrics, read while this one runs
+                last_report = self._collect(pending, history, n, last_report)
+            pending = (chunk, metrics, active, done, num_updates)
+            at_checkpoint = bool(self.checkpoint_every) and done % self.checkpoint_every == 0
+            stopping = self.should_stop is not None and self.should_stop()
+            if done == num_updates or at_checkpoint or stopping:
+                last_report = self._collect(pending, history, n, last_report)
+                pending = None
+                self.info["run_seconds"] += time.perf_counter() - start
+                if checkpoints is not None:
+                    checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
+                if stopping and done < num_updates:
+                    raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
+            else:
+                self.info["run_seconds"] += time.perf_counter() - start
+        return _take(fetch(state), np.arange(n)), _concat(history)
+
+    def _collect(self, pending, history: list[Metrics], n: int, last_report: float) -> float:
+        """Fetch a segment's metrics of the chunk's real runs, keep them, report; returns the report time."""
+        chunk, metrics, active, done, num_updates = pending
+        metrics = jax.tree.map(lambda x: x[:n, :active], fetch(metrics))
+        history.append(metrics)
+        now = time.perf_counter()
+        if self.on_segment is not None:
+            steps_before = history[-2].env_steps[:, -1].sum() if len(history) > 1 else 0
+            sane = ~metrics.diverged[:, -1]
+            returns = metrics.episode_return[:, -1][sane]
+            self.on_segment(SegmentReport(
+                chunk=chunk, num_chunks=self.num_chunks, updates_done=done, num_updates=num_updates,
+                new_updates=active, env_steps=int(metrics.env_steps[:, -1].sum() - steps_before),
+                seconds=now - last_report, mean_return=float(returns.mean()) if returns.size else math.nan,
+            ))
+        return now
 
 
 def _control(size: int, num_active: int, fresh: int) -> np.ndarray:
@@ -313,21 +363,3 @@ def _metrics_template(n: int) -> Metrics:
 
 def _concat(history: list[Metrics]) -> Metrics:
     return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *history)
-
-
-def _collect(pending, history, n, on_segment, last_report, chunks) -> float:
-    """Fetch a segment's metrics of the chunk's real runs, keep them, report; returns the report time."""
-    chunk, metrics, active, done, num_updates = pending
-    metrics = jax.tree.map(lambda x: x[:n, :active], fetch(metrics))
-    history.append(metrics)
-    now = time.perf_counter()
-    if on_segment is not None:
-        steps_before = history[-2].env_steps[:, -1].sum() if len(history) > 1 else 0
-        sane = ~metrics.diverged[:, -1]
-        returns = metrics.episode_return[:, -1][sane]
-        on_segment(SegmentReport(
-            chunk=chunk, num_chunks=len(chunks), updates_done=done, num_updates=num_updates, new_updates=active,
-            env_steps=int(metrics.env_steps[:, -1].sum() - steps_before), seconds=now - last_report,
-            mean_return=float(returns.mean()) if returns.size else math.nan,
-        ))
-    return now
