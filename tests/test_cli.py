@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -267,3 +268,34 @@ def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
     for name in multi[1][0]:
         np.testing.assert_array_equal(multi[1][0][name], single[1][0][name], err_msg=name)
     assert outputs.jsonable(multi[2]) == outputs.jsonable(single[2])
+
+
+def test_sigterm_and_sigint_become_a_stop_request_and_handlers_come_back(capsys):
+    from rich.console import Console
+
+    from pgjax.train import StopRequest
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest(Console()) as stop:
+        assert not stop()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop() and stop.signal == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C aborts at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "SIGTERM: stopping after the current segment" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_progress_bar_shows_on_a_terminal_unless_quiet(quiet, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from pgjax.train import parse_args, run
+
+    screen = io.StringIO()
+    args = parse_args([*SMALL, "--out", str(tmp_path / "p"), *(["--quiet"] if quiet else [])])
+    run(args, console=Console(file=screen, force_terminal=True, width=160))
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen.getvalue())  # without terminal control codes
+    assert ("4/4 updates" in shown) is not quiet and "M steps/s" in shown  # the aggregate line always
