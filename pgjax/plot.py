@@ -127,7 +127,10 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.set_title(title)
     legend_title = f"{STATISTIC_NAMES[statistic]} over runs, shaded: 95% bootstrap CI"
-    if len(curves) <= 6:
+    if max(len(c["label"]) for c in curves) > 45:  # long labels go below the axes, not over the curves
+        ax.legend(title=legend_title, loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small",
+                  title_fontsize="small")
+    elif len(curves) <= 6:
         ax.legend(title=legend_title, loc="best", fontsize="small", title_fontsize="small")
     else:
         ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
@@ -163,8 +166,8 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
     Returns:
       (curves for `plot_curves`, each also with "hyperparameters" and "run_dir";
       {env id: solve threshold} of the folders). A label holds the folder name
-      when there are several folders, and the group settings that differ between
-      the curves; a lone curve is labelled "all runs".
+      when there are several folders, and the settings that differ between the
+      groups of its folder; a lone curve is labelled "all runs".
     """
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
@@ -182,10 +185,14 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
                 "run_dir": run_dir, "hyperparameters": group["hyperparameters"],
                 "env_steps": metrics["env_steps"], "returns": metrics["episode_return"],
             })
-    names = differing_settings([c["hyperparameters"] for c in curves])
+    several = len(run_dirs) > 1
     for curve in curves:
+        # Several folders: a folder's name stands for its settings, and only what differs
+        # between its own groups is added; one folder: what differs between its groups.
+        same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
+        names = differing_settings(same_folder)
         settings = ", ".join(f"{name}={_format_value(curve['hyperparameters'].get(name))}" for name in names)
-        folder = curve["run_dir"].name if len(run_dirs) > 1 else ""
+        folder = curve["run_dir"].name if several else ""
         curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
     return curves, thresholds
 
