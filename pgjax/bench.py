@@ -40,11 +40,11 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax import outputs, report
-from pgjax.config import PRESETS, Config
+from pgjax.config import Config, preset_config
 from pgjax.envs import EnvSpec, make_env
 from pgjax.parallel import compile_sharded, run_sharded, train_runs
 from pgjax.rollout import make_collect
-from pgjax.trainer import make_apply_fn, make_policy, make_train
+from pgjax.trainer import make_apply_fn, make_distribution, make_policy, make_train
 
 
 @dataclasses.dataclass
@@ -54,7 +54,7 @@ class BenchArgs:
     preset: Literal["default", "seed-a", "seed-b"] = "default"
     """Training configuration to measure."""
     env: str | None = None
-    """gymnax environment id (preset's if left out)."""
+    """gymnax environment id (preset's if left out; with preset "default", that environment's own preset)."""
     runs: tuple[int, ...] = (1, 16, 64, 256, 1024)
     """Numbers of runs (seeds) to measure, one row each."""
     num_updates: int | None = None
@@ -87,7 +87,11 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
         def one_step(carry, _):
             state, key = carry
             key, action_key, step_key = jax.random.split(key, 3)
-            action = jax.random.randint(action_key, (n,), 0, spec.num_actions)
+            if spec.action_kind == "continuous":  # uniform over the Box
+                action = jax.random.uniform(action_key, (n, spec.num_actions), minval=jnp.asarray(spec.action_low),
+                                            maxval=jnp.asarray(spec.action_high))
+            else:
+                action = jax.random.randint(action_key, (n,), 0, spec.num_actions)
             _, state, reward, _, _, _ = step(jax.random.split(step_key, n), state, action, params)
             return (state, key), reward.sum()
 
@@ -124,7 +128,8 @@ def training(config: Config, num_runs: int) -> tuple[dict, object]:
 def rollout(config: Config, params, num_runs: int) -> dict:
     """Useful env steps per second of episode collection alone, with given policies."""
     spec = make_env(config.static.env)
-    collect = make_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update)
+    collect = make_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update,
+                           make_distribution(spec, config))
 
     def collect_many(params, key):
         def one(_, k):
@@ -171,10 +176,8 @@ def device_description() -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(BenchArgs, args=argv, description=__doc__.split("\n")[0])
     console = Console(width=shutil.get_terminal_size((160, 24)).columns)
-    preset = PRESETS[args.preset]
+    preset = preset_config(args.preset, args.env)
     static = preset.static
-    if args.env:
-        static = dataclasses.replace(static, env=args.env)
     run_counts, env_steps, compile_updates = args.runs, args.env_limit_steps, args.compile_updates
     if args.quick:
         static = dataclasses.replace(static, num_updates=5)

@@ -5,9 +5,10 @@
 
     act = load_policy("runs/DIR", run=0)                # obs [4] -> int; obs [B, 4] -> int32 [B]
 
-Greedy takes the most probable action; sampling draws from the policy as
-training did. The JAX evaluation steps the gymnax environment the runs trained
-on (`pgjax.rollout`, all runs at once); the Gymnasium one steps Gymnasium's
+Greedy takes the most probable action (a Gaussian policy's mean, clipped or
+squashed to the action space); sampling draws from the policy as training did.
+The JAX evaluation steps the gymnax environment the runs trained on
+(`pgjax.rollout`, all runs at once); the Gymnasium one steps Gymnasium's
 reference implementation of the same environment, one episode after another.
 """
 
@@ -36,11 +37,11 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax import outputs, policy, stats
+from pgjax import outputs, stats
 from pgjax.config import Config, StaticConfig
 from pgjax.envs import make_env
 from pgjax.rollout import make_collect
-from pgjax.trainer import make_apply_fn, make_policy
+from pgjax.trainer import make_apply_fn, make_distribution, make_policy
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
@@ -52,29 +53,36 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
     """A trained policy as `act(obs) -> action`, NumPy in and out (the network's apply is jitted).
 
     Args:
-      config: the run's configuration (environment, hidden sizes, activation).
+      config: the run's configuration (environment, network, activation, squash).
       params: one run's Flax params pytree (NumPy or JAX leaves).
-      greedy: take argmax of the logits; False samples a ~ pi(.|obs) as training did.
+      greedy: take the most probable action (argmax of the logits, or the
+        Gaussian's mean); False samples a ~ pi(.|obs) as training did.
       seed: PRNG seed of the sampling; the i-th call uses `fold_in(key(seed), i)`.
 
     Returns:
-      `act(obs)`: obs [obs_dim] -> int, or [B, obs_dim] -> int32 array [B].
+      `act(obs)`: for Discrete actions obs [*obs_shape] -> int, or [B, *obs_shape]
+      -> int32 array [B]; for Box actions float32 arrays [A] or [B, A] in the
+      action space's units and bounds.
     """
     spec = make_env(config.static.env)
     apply_fn = make_apply_fn(make_policy(spec, config))
+    dist = make_distribution(spec, config)
     params = jax.tree.map(jnp.asarray, params)
-    greedy_act = jax.jit(lambda p, obs: jnp.argmax(apply_fn(p, obs), axis=-1))
-    sample_act = jax.jit(lambda p, obs, key: policy.sample(key, apply_fn(p, obs)))
+    greedy_act = jax.jit(lambda p, obs: dist.to_env(dist.greedy(apply_fn(p, obs))))
+    sample_act = jax.jit(lambda p, obs, key: dist.to_env(dist.sample(key, apply_fn(p, obs))))
     base_key, calls = jax.random.key(seed), itertools.count()
+    obs_dims = len(spec.obs_shape)
 
     def act(obs: np.ndarray) -> int | np.ndarray:
         obs = np.asarray(obs, np.float32)
-        if obs.ndim not in (1, 2) or obs.shape[-1:] != spec.obs_shape:
-            raise ValueError(f"observations must be {spec.obs_shape} or [B, {spec.obs_shape[0]}], got {obs.shape}")
+        if obs.ndim not in (obs_dims, obs_dims + 1) or obs.shape[obs.ndim - obs_dims:] != spec.obs_shape:
+            raise ValueError(f"observations must be {spec.obs_shape} or [B, *{spec.obs_shape}], got {obs.shape}")
         if greedy:
             action = greedy_act(params, obs)
         else:
             action = sample_act(params, obs, jax.random.fold_in(base_key, next(calls)))
+        if spec.action_kind == "continuous":
+            return np.asarray(action, np.float32)
         action = np.asarray(action, np.int32)
         return int(action) if action.ndim == 0 else action
 
@@ -101,10 +109,15 @@ def greedy_logits(apply_fn: Callable) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
-    """Jitted `(params [R, ...], keys [R]) -> returns [R, episodes]`, one compile per network and setting."""
+    """Jitted `(params [R, ...], keys [R]) -> returns [R, episodes]`, one compile per network and setting.
+
+    Greedy episodes take `Distribution.greedy` (argmax, the same actions as sampling
+    from `greedy_logits`; the Gaussian's mean), with the same environment keys.
+    """
     spec = make_env(network.env)
-    apply_fn = make_apply_fn(make_policy(spec, Config(network)))
-    collect = make_collect(spec, greedy_logits(apply_fn) if greedy else apply_fn, episodes)
+    config = Config(network)
+    apply_fn = make_apply_fn(make_policy(spec, config))
+    collect = make_collect(spec, apply_fn, episodes, make_distribution(spec, config), greedy=greedy)
 
     def returns(params, key):
         return collect(params, key).reward.sum(axis=0)  # [T, E] -> [E]
@@ -119,7 +132,8 @@ def evaluate_runs(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     static = config.static  # only the environment and the network matter here, not how they were trained
-    network = StaticConfig(env=static.env, hidden=tuple(static.hidden), activation=static.activation)
+    network = StaticConfig(env=static.env, hidden=tuple(static.hidden), activation=static.activation,
+                           network=static.network, conv=tuple(static.conv), squash=static.squash)
     return np.asarray(_returns_fn(network, episodes, greedy)(params_stacked, keys))
 
 

@@ -1,14 +1,22 @@
-"""The REINFORCE loss and its gradient, accumulated over time slices.
+"""The REINFORCE loss and its gradient, accumulated over time slices; the value baseline's loss likewise.
 
-For one run the loss is
+For one run the policy loss is
 
     L(theta) = sum_{t,e} c_t,e * ( -log pi_theta(a_t,e | s_t,e) * w_t,e - beta * H[pi_theta(. | s_t,e)] )
 
 with per-step weights w (returns after the baseline, `pgjax.returns`), reduction
 coefficients c (zero on padding) and entropy coefficient beta; its gradient is the
-policy-gradient estimate. The gradient is summed over blocks of runs and time
-slices, and only over the slices that hold any episode's step, so its cost
-follows the episodes' lengths rather than the environment's step limit.
+policy-gradient estimate. A learned value baseline V_phi has its own loss
+
+    L_V(phi) = sum_{t,e} k_t,e * (V_phi(s_t,e) - target_t,e)^2 / 2
+
+with k = 1 / (valid steps) on valid steps (a mean over steps) and targets from
+`pgjax.returns.value_advantages`.
+
+Every pass over a run's steps (a gradient, or the values V(s_t) of every step)
+goes over blocks of runs and time slices, and only over the slices that hold
+any episode's step, so its cost follows the episodes' lengths rather than the
+environment's step limit.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from pgjax.batching import fold_vmap
 from pgjax.parallel import pad_runs
 from pgjax.rollout import ApplyFn
 
+ValueFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [..., *obs_shape]) -> V [...]
+
 
 def reinforce_loss(
     apply_fn: ApplyFn,
@@ -36,25 +46,35 @@ def reinforce_loss(
     valid: jax.Array,
     entropy_coef: jax.Array | float,
     entropy_bonus: bool = True,
+    dist: policy.Distribution | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The loss above over any block of steps.
 
     Args:
-      apply_fn: `(params, obs [..., D]) -> logits [..., A]`.
-      obs: [..., D] observations; action, weight, coef, valid: [...].
+      apply_fn: `(params, obs [..., *obs_shape]) -> out [..., K]`.
+      obs: [..., *obs_shape] observations; action: [..., *action_shape];
+        weight, coef, valid: [...].
       entropy_bonus: False leaves the bonus term out (as entropy_coef = 0 would)
         so that its gradient is not computed at all.
+      dist: the action distribution (default: categorical over logits).
 
     Returns:
       (loss, entropy_sum): the scalar loss and the sum of the policy entropy
       (nats) over valid steps, for the metrics.
     """
-    logits = apply_fn(params, obs)
-    step_entropy = policy.entropy(logits)
-    per_step = -policy.log_prob(logits, action) * weight
+    dist = dist or policy.categorical()
+    out = apply_fn(params, obs)
+    step_entropy = dist.entropy(out)
+    per_step = -dist.log_prob(out, action) * weight
     if entropy_bonus:
         per_step = per_step - entropy_coef * step_entropy
     return jnp.sum(coef * per_step), jnp.sum(jnp.where(valid, step_entropy, 0.0))
+
+
+def value_loss(value_fn: ValueFn, params: Any, obs: jax.Array, target: jax.Array, coef: jax.Array) -> jax.Array:
+    """sum coef * (V(obs) - target)^2 / 2 over any block of steps: obs [..., *obs_shape], target, coef [...]."""
+    error = value_fn(params, obs) - target
+    return jnp.sum(coef * 0.5 * error * error)
 
 
 def default_block_rows() -> int:
@@ -67,12 +87,57 @@ def default_block_rows() -> int:
     return 1024 if jax.default_backend() == "cpu" else 1 << 20
 
 
-def make_policy_gradient(apply_fn: ApplyFn, block_rows: int | None = None) -> Callable:
+def _layout(valid_shape: tuple[int, int, int], block_rows: int | None) -> tuple[int, int, int]:
+    """(time steps per slice, runs per block, blocks) for valid [R, T, E] and about `block_rows` steps a block."""
+    num_runs, num_steps, num_episodes = valid_shape
+    rows = block_rows or default_block_rows()
+    steps = min(num_steps, max(1, rows // num_episodes))
+    runs = min(num_runs, max(1, rows // (steps * num_episodes)))
+    return steps, runs, -(-num_runs // runs)
+
+
+def _to_blocks(batch: Any, num_runs: int, runs: int, num_blocks: int) -> Any:
+    """Leaves [R, ...] -> [blocks, runs, ...], the runs padded to whole blocks with copies of the last run."""
+    batch = pad_runs(batch, num_runs, runs)
+    return jax.tree.map(lambda x: x.reshape((num_blocks, runs) + x.shape[1:]), batch)
+
+
+def _from_blocks(tree: Any, num_runs: int) -> Any:
+    """Leaves [blocks, runs, ...] -> [R, ...], the padding runs dropped."""
+    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])[:num_runs], tree)
+
+
+def _over_slices(valid: jax.Array, steps: int, body: Callable, init: Any) -> Any:
+    """`body(start, fresh, take, carry) -> carry` over the time slices of a block that hold any step.
+
+    valid: the block's [G, T, E]. Slice i covers rows start .. start + steps - 1
+    with start = min(i * steps, T - steps) (the last slice may overlap the one
+    before); `fresh` [1, steps, 1] marks its rows not covered before, and
+    `take(x)` slices a [G, T, ...] array.
+    """
+    num_steps = valid.shape[1]
+    # Episodes start at row 0, so rows past the block's longest episode are all padding.
+    num_slices = (valid.any(axis=(0, 2)).sum() + steps - 1) // steps
+
+    def add_slice(i, carry):
+        nominal = i * steps
+        start = jnp.minimum(nominal, num_steps - steps)
+        fresh = (start + jnp.arange(steps) >= nominal)[None, :, None]
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, steps, axis=1)
+        return body(start, fresh, take, carry)
+
+    return jax.lax.fori_loop(0, num_slices, add_slice, init)
+
+
+def make_policy_gradient(
+    apply_fn: ApplyFn, block_rows: int | None = None, dist: policy.Distribution | None = None
+) -> Callable:
     """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)`.
 
-    Arguments are one run's: obs [T, E, D], action/weight/coef/valid [T, E] and a
-    scalar entropy_coef. Returns `(loss, grads, entropy)` where `grads` matches
-    `params` and `entropy` is the mean policy entropy over valid steps.
+    Arguments are one run's: obs [T, E, *obs_shape], action [T, E, *action_shape],
+    weight/coef/valid [T, E] and a scalar entropy_coef. Returns `(loss, grads,
+    entropy)` where `grads` matches `params` and `entropy` is the mean policy
+    entropy over valid steps. `dist` is the action distribution (default categorical).
 
     Vmappable over runs. The runs are taken in blocks of about `block_rows` steps
     (default `default_block_rows()`): as many time steps of one run as fit, then
@@ -82,22 +147,16 @@ def make_policy_gradient(apply_fn: ApplyFn, block_rows: int | None = None) -> Ca
 
     def per_run(entropy_bonus: bool):
         loss_and_grad = jax.value_and_grad(
-            lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus), has_aux=True
+            lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus, dist=dist),
+            has_aux=True,
         )
         return jax.vmap(loss_and_grad)
 
     def block_gradient(block, steps: int, entropy_bonus: bool):
         """Loss, gradient and entropy sum of a block of runs (leaves [G, T, E, ...])."""
         params, obs, action, weight, coef, valid, entropy_coef = block
-        num_steps = valid.shape[1]
-        # Episodes start at row 0, so rows past the block's longest episode are all padding.
-        num_slices = (valid.any(axis=(0, 2)).sum() + steps - 1) // steps
 
-        def add_slice(i, totals):
-            nominal = i * steps
-            start = jnp.minimum(nominal, num_steps - steps)  # the last slice may overlap the one before
-            fresh = (start + jnp.arange(steps) >= nominal)[None, :, None]
-            take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, steps, axis=1)
+        def add_slice(start, fresh, take, totals):
             (loss, entropy_sum), grads = per_run(entropy_bonus)(
                 params, take(obs), take(action), take(weight),
                 take(coef) * fresh, take(valid) & fresh, entropy_coef,
@@ -105,18 +164,12 @@ def make_policy_gradient(apply_fn: ApplyFn, block_rows: int | None = None) -> Ca
             return jax.tree.map(jnp.add, totals, (loss, entropy_sum, grads))
 
         zeros = jnp.zeros(valid.shape[0], jnp.float32)
-        return jax.lax.fori_loop(0, num_slices, add_slice, (zeros, zeros, jax.tree.map(jnp.zeros_like, params)))
+        return _over_slices(valid, steps, add_slice, (zeros, zeros, jax.tree.map(jnp.zeros_like, params)))
 
     def gradient_batch(params, obs, action, weight, coef, valid, entropy_coef):
-        num_runs, num_steps, num_episodes = valid.shape
-        rows = block_rows or default_block_rows()
-        steps = min(num_steps, max(1, rows // num_episodes))
-        runs = min(num_runs, max(1, rows // (steps * num_episodes)))
-        num_blocks = -(-num_runs // runs)
-        batch = (params, obs, action, weight, coef, valid, entropy_coef)
-        # Pad the runs to whole blocks with copies of the last run; their results are dropped.
-        batch = pad_runs(batch, num_runs, runs)
-        blocks = jax.tree.map(lambda x: x.reshape((num_blocks, runs) + x.shape[1:]), batch)
+        num_runs = valid.shape[0]
+        steps, runs, num_blocks = _layout(valid.shape, block_rows)
+        blocks = _to_blocks((params, obs, action, weight, coef, valid, entropy_coef), num_runs, runs, num_blocks)
 
         def all_blocks(entropy_bonus: bool):
             return jax.lax.map(partial(block_gradient, steps=steps, entropy_bonus=entropy_bonus), blocks)
@@ -125,10 +178,60 @@ def make_policy_gradient(apply_fn: ApplyFn, block_rows: int | None = None) -> Ca
         loss, entropy_sum, grads = jax.lax.cond(
             jnp.all(entropy_coef == 0), lambda: all_blocks(False), lambda: all_blocks(True)
         )
-        loss, entropy_sum, grads = jax.tree.map(
-            lambda x: x.reshape((num_blocks * runs,) + x.shape[2:])[:num_runs], (loss, entropy_sum, grads)
-        )
+        loss, entropy_sum, grads = _from_blocks((loss, entropy_sum, grads), num_runs)
         entropy = entropy_sum / jnp.maximum(valid.sum(axis=(1, 2)), 1)
         return loss, grads, entropy
+
+    return fold_vmap(gradient_batch)
+
+
+def make_values(value_fn: ValueFn, block_rows: int | None = None) -> Callable:
+    """Build `values(params, obs, valid) -> V [T, E]`: one run's values of every step (0 past its episodes).
+
+    obs [T, E, *obs_shape], valid [T, E]; vmappable over runs, in blocks and time
+    slices as `make_policy_gradient`.
+    """
+
+    def block_values(block, steps: int):
+        params, obs, valid = block
+
+        def add_slice(start, fresh, take, values):
+            return jax.lax.dynamic_update_slice_in_dim(values, jax.vmap(value_fn)(params, take(obs)), start, axis=1)
+
+        return _over_slices(valid, steps, add_slice, jnp.zeros(valid.shape, jnp.float32))
+
+    def values_batch(params, obs, valid):
+        num_runs = valid.shape[0]
+        steps, runs, num_blocks = _layout(valid.shape, block_rows)
+        blocks = _to_blocks((params, obs, valid), num_runs, runs, num_blocks)
+        values = _from_blocks(jax.lax.map(partial(block_values, steps=steps), blocks), num_runs)
+        return jnp.where(valid, values, 0.0)
+
+    return fold_vmap(values_batch)
+
+
+def make_value_gradient(value_fn: ValueFn, block_rows: int | None = None) -> Callable:
+    """Build `value_gradient(params, obs, target, coef, valid) -> (loss, grads)` of `value_loss`.
+
+    One run's obs [T, E, *obs_shape] and target/coef/valid [T, E]; vmappable over
+    runs, in blocks and time slices as `make_policy_gradient`.
+    """
+    per_run = jax.vmap(jax.value_and_grad(partial(value_loss, value_fn)))
+
+    def block_gradient(block, steps: int):
+        params, obs, target, coef, valid = block
+
+        def add_slice(start, fresh, take, totals):
+            loss, grads = per_run(params, take(obs), take(target), take(coef) * fresh)
+            return jax.tree.map(jnp.add, totals, (loss, grads))
+
+        zeros = jnp.zeros(valid.shape[0], jnp.float32)
+        return _over_slices(valid, steps, add_slice, (zeros, jax.tree.map(jnp.zeros_like, params)))
+
+    def gradient_batch(params, obs, target, coef, valid):
+        num_runs = valid.shape[0]
+        steps, runs, num_blocks = _layout(valid.shape, block_rows)
+        blocks = _to_blocks((params, obs, target, coef, valid), num_runs, runs, num_blocks)
+        return _from_blocks(jax.lax.map(partial(block_gradient, steps=steps), blocks), num_runs)
 
     return fold_vmap(gradient_batch)

@@ -1,15 +1,18 @@
 """How much memory a sweep needs, how much the devices have, and how many runs fit at once.
 
 The estimate is made before anything compiles, from the shapes of a run: the
-rollout buffers of `episodes_per_update` episodes of up to `max_steps` steps, the
-per-step weights and the copy the gradient blocks take, the parameters with
-Adam's moments, and one segment's metrics. tests/test_memory.py checks it
-against XLA's own accounting of the compiled program (it lies between that and a
-few times that).
+rollout buffers of `episodes_per_update` episodes of up to `max_steps` steps
+(observations in the environment's storage dtype, actions as int32 or as
+float32 vectors), the per-step weights (and a value baseline's values,
+advantages and targets) and the copy the gradient blocks take, the parameters of
+the policy (and value) network with Adam's moments, and one segment's metrics.
+tests/test_sweep.py and tests/test_value_baseline.py check it against XLA's own
+accounting of the compiled program (it lies between that and a few times that).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -27,29 +30,74 @@ def count_params(obs_size: int, hidden: tuple[int, ...], num_actions: int) -> in
     return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
 
 
+def _conv_layers(static: StaticConfig, obs_shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(positions, channels in, channels out) of each 3x3 'VALID' convolution of the CNN."""
+    h, w, c = obs_shape if len(obs_shape) == 3 else (*obs_shape, 1)
+    layers = []
+    for out in static.conv:
+        h, w = h - 2, w - 2
+        layers.append((h * w, c, out))
+        c = out
+    return layers
+
+
+def network_params(static: StaticConfig, obs_shape: tuple[int, ...], num_outputs: int) -> int:
+    """Parameters of the network `static` describes (`pgjax.trainer.make_policy`), without a Gaussian's log std."""
+    if static.network != "cnn" or len(obs_shape) < 2:
+        return count_params(math.prod(obs_shape), static.hidden, num_outputs)
+    layers = _conv_layers(static, obs_shape)
+    conv = sum((9 * c_in + 1) * c_out for _, c_in, c_out in layers)
+    positions, _, channels = layers[-1]
+    return conv + count_params(positions * channels, static.hidden, num_outputs)
+
+
+@functools.lru_cache(maxsize=None)
+def _env_facts(env_id: str) -> tuple[tuple[int, ...], int, int]:
+    """(observation shape, bytes per stored observation entry, stored action entries per step)."""
+    from pgjax.envs import make_env
+
+    spec = make_env(env_id)
+    obs_itemsize = 1 if spec.obs_dtype == "uint8" else 4
+    return spec.obs_shape, obs_itemsize, spec.num_actions if spec.action_kind == "continuous" else 1
+
+
 def run_bytes(static: StaticConfig, obs_size: int, num_actions: int, max_steps: int, segment_length: int) -> int:
     """Estimated device memory of one run while it trains, in bytes.
 
     Args:
-      static: the run's static settings (hidden sizes, episodes per update).
-      obs_size: D, observation entries; num_actions: A.
+      static: the run's static settings (environment, network, episodes per update, baseline).
+      obs_size: D, observation entries; num_actions: A (actions, or action dimensions).
       max_steps: T, the environment's episode step limit (rollout buffers hold T rows).
       segment_length: L, updates per compiled segment (metrics are [L, ...]).
     """
+    obs_shape, obs_itemsize, action_entries = _env_facts(static.env)
     steps = max_steps * static.episodes_per_update  # T x E rows
-    trajectory = steps * (4 * obs_size + 4 + 4 + 1)  # obs f32, action i32, reward f32, valid bool
-    weights = steps * 3 * 4  # returns, weights and coefficients, f32
-    # rollout buffers, their time-major -> run-major copy, the gradient's padded block copy
+    # obs (f32 or u8), action (i32, or f32 x A), reward f32, valid bool
+    trajectory = steps * (obs_itemsize * obs_size + 4 * action_entries + 4 + 1)
+    per_step = 3 + (4 if static.value_baseline else 0)  # returns, weights, coefficients (+ values, targets, ...)
+    weights = steps * per_step * 4
+    # rollout buffers, a copy of them, the gradient's padded block copy
     rollout = 3 * trajectory + weights
+    num_params = network_params(static, obs_shape, num_actions) + (num_actions if action_entries > 1 else 0)
+    if static.value_baseline:
+        num_params += network_params(static, obs_shape, 1)
+        rollout += 2 * static.episodes_per_update * obs_size * 4  # the observations episodes ended in
     # params, Adam's two moments, gradient, update, and the pre-update copy kept for divergence
-    params = 7 * 4 * count_params(obs_size, static.hidden, num_actions)
-    metrics = 2 * segment_length * 4 * (10 + static.episodes_per_update)
+    params = 7 * 4 * num_params
+    metrics = 2 * segment_length * 4 * (12 + static.episodes_per_update)
     return rollout + params + metrics
 
 
 def device_bytes(static: StaticConfig, obs_size: int, num_actions: int, block_rows: int) -> int:
     """Estimated memory per device that does not grow with runs: one gradient block's activations."""
-    widths = (obs_size, *static.hidden, num_actions)
+    obs_shape = _env_facts(static.env)[0]
+    if static.network == "cnn" and len(obs_shape) >= 2:
+        layers = _conv_layers(static, obs_shape)
+        positions, _, channels = layers[-1]
+        conv = sum(p * (9 * c_in + c_out) for p, c_in, c_out in layers)
+        widths = (obs_size, conv, positions * channels, *static.hidden, 2 * num_actions)
+    else:
+        widths = (obs_size, *static.hidden, 2 * num_actions)
     return 3 * 4 * block_rows * sum(widths)
 
 

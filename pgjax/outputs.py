@@ -160,6 +160,8 @@ def load_run_config(run_dir: str | Path, run: int) -> Config:
     settings = summary["runs"][run]["hyperparameters"]
     static_names = {f.name for f in dataclasses.fields(StaticConfig)}
     static = {k: v for k, v in settings.items() if k in static_names}
-    static["hidden"] = tuple(static["hidden"])
+    for name in ("hidden", "conv"):  # JSON lists back to tuples
+        if name in static:
+            static[name] = tuple(static[name])
     numeric = {k: math.inf if v is None else v for k, v in settings.items() if k not in static_names}
     return Config(StaticConfig(**static), Hyperparams(**numeric))

@@ -1,18 +1,37 @@
-"""The policy: a Flax MLP from observations to the logits of a categorical distribution.
+"""Policies: Flax networks from observations to a distribution over actions, and those distributions.
 
-Parameters are a plain pytree and `MLPPolicy(...).apply({"params": p}, obs)` is pure.
-Layers are initialised as PyTorch's `nn.Linear` is (weights and biases uniform in
-+-1/sqrt(fan_in)), so the tutorial presets start from the same distribution as the
-originals.
+Networks: `MLPPolicy` (observations flattened, then dense layers) and `CNNPolicy`
+(3x3 convolutions over an image observation [H, W, C], then dense layers; the
+MinAtar paper's network is one layer of 16 channels and 128 hidden units).
+Their output, `out`, parameterises the action distribution:
+
+* categorical (Discrete action spaces): `out` = logits [..., A];
+* Gaussian (Box action spaces): `out` = [..., 2A], the mean [..., :A] from the
+  network and the learned, state-independent log standard deviation [..., A:]
+  (one parameter per action dimension, `log_std`). Both are in normalised units:
+  u = -1 and 1 are the action space's bounds (`Distribution.to_env`).
+
+Parameters are a plain pytree and `module.apply({"params": p}, obs)` is pure.
+Layers are initialised as PyTorch's `nn.Linear` / `nn.Conv2d` are (weights and
+biases uniform in +-1/sqrt(fan_in)), so the tutorial presets start from the same
+distribution as the originals.
+
+`Distribution` bundles sampling, log-probability, entropy and the greedy action
+of one kind; `categorical()` and `gaussian(...)` build them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import log_ndtr
+
+Squash = Literal["clip", "tanh"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": nn.tanh}
 
@@ -37,20 +56,99 @@ class TorchDense(nn.Module):
         return nn.Dense(self.features, kernel_init=init, bias_init=init)(x)
 
 
+class TorchConv(nn.Module):
+    """3x3 convolution ('VALID', stride 1): [..., H, W, C] -> [..., H-2, W-2, features].
+
+    Initialised as PyTorch's `nn.Conv2d` (uniform in +-1/sqrt(9 C)). Computed as
+    one matrix product over the 9 shifted copies of the input (im2col) rather
+    than `lax.conv`: under `jax.vmap` over runs a convolution with per-run
+    kernels becomes a grouped convolution, which XLA's CPU backend ran two
+    orders of magnitude slower than this batched product.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        init = _torch_uniform(9 * channels)
+        kernel = self.param("kernel", init, (3, 3, channels, self.features))
+        bias = self.param("bias", init, (self.features,))
+        h, w = x.shape[-3] - 2, x.shape[-2] - 2
+        patches = jnp.concatenate(
+            [x[..., i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1
+        )  # [..., h, w, 9 C], in the kernel's (i, j, c) order
+        return patches @ kernel.reshape(9 * channels, self.features) + bias
+
+
+def _flatten(obs: jax.Array, obs_dims: int) -> jax.Array:
+    """[..., *obs_shape] -> [..., prod(obs_shape)], the last `obs_dims` axes being the observation's."""
+    if obs_dims == 1:
+        return obs
+    return obs.reshape(obs.shape[: obs.ndim - obs_dims] + (-1,))
+
+
+def _head(module: nn.Module, x: jax.Array, num_actions: int, gaussian: bool) -> jax.Array:
+    """The output layer: logits [..., A], or for a Gaussian [mean, log_std] [..., 2A]."""
+    out = TorchDense(num_actions)(x)
+    if not gaussian:
+        return out
+    # The initial log std is set by the trainer (`Hyperparams.init_log_std`); zeros here.
+    log_std = module.param("log_std", nn.initializers.zeros, (num_actions,))
+    return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
+
+
 class MLPPolicy(nn.Module):
-    """obs [..., obs_dim] -> logits [..., num_actions] (unnormalised log-probabilities)."""
+    """obs [..., *obs_shape] -> out: logits [..., num_actions], or [..., 2 num_actions] if `gaussian`.
+
+    Attributes:
+      num_actions: A, actions (Discrete) or action dimensions (Box, `gaussian`).
+      hidden: hidden layer widths; activation: their nonlinearity.
+      obs_dims: trailing axes of the input that form one observation (flattened).
+      gaussian: output the mean and log standard deviation of a Gaussian.
+    """
 
     num_actions: int
     hidden: Sequence[int] = (32,)
     activation: str = "relu"
+    obs_dims: int = 1
+    gaussian: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = obs
+        x = _flatten(obs, self.obs_dims)
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
             x = act(TorchDense(width)(x))
-        return TorchDense(self.num_actions)(x)
+        return _head(self, x, self.num_actions, self.gaussian)
+
+
+class CNNPolicy(nn.Module):
+    """Image obs [..., H, W, C] (or [..., H, W]: one channel) -> out, as `MLPPolicy`.
+
+    Each of `conv` is a 3x3 convolution ('VALID', stride 1) with that many
+    channels and the activation; its output is flattened into the `hidden` dense
+    layers. conv=(16,), hidden=(128,) is the network of the MinAtar paper
+    (Young & Tian, 2019).
+    """
+
+    num_actions: int
+    conv: Sequence[int] = (16,)
+    hidden: Sequence[int] = (128,)
+    activation: str = "relu"
+    obs_dims: int = 3
+    gaussian: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = obs if self.obs_dims == 3 else obs[..., None]
+        act = ACTIVATIONS[self.activation]
+        for channels in self.conv:
+            x = act(TorchConv(channels)(x))
+        x = _flatten(x, 3)
+        for width in self.hidden:
+            x = act(TorchDense(width)(x))
+        return _head(self, x, self.num_actions, self.gaussian)
 
 
 def _action_major_log_softmax(logits: jax.Array) -> jax.Array:
@@ -88,3 +186,123 @@ def sample(key: jax.Array, logits: jax.Array) -> jax.Array:
     cdf = jnp.cumsum(jax.nn.softmax(logits), axis=-1)
     u = jax.random.uniform(key, logits.shape[:-1] + (1,), dtype=cdf.dtype)
     return jnp.minimum(jnp.sum(cdf <= u * cdf[..., -1:], axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
+
+
+def categorical_greedy(logits: jax.Array) -> jax.Array:
+    """The most probable action (ties: the first): logits [..., A] -> int32 [...]."""
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+# Gaussian policies. The network's mean and log std live in normalised units, in
+# which the action space's bounds are -1 and 1; `to_env` maps a sample there.
+#
+# "clip": u ~ N(mean, std) is clipped to [-1, 1] and stored. The stored action is
+#   then distributed as a clipped Gaussian: a density inside the bounds and a
+#   point mass at each bound (the Gaussian's tail beyond it). Its log-probability
+#   is that mixture's: log N(a; mean, std) inside, log P(u <= -1) = log Phi((-1 -
+#   mean) / std) at -1 and log P(u >= 1) at 1 ("clipped action policy gradient",
+#   Fujita & Maeda 2018), which gives a lower-variance gradient than the
+#   unclipped sample's density and is exactly the distribution of what was done.
+# "tanh": the pre-squash sample u ~ N(mean, std) is stored and the environment
+#   gets tanh(u); the log-density of tanh(u) is log N(u) - log(1 - tanh(u)^2).
+# Either log-probability is of the action in the environment's units: the affine
+# map from normalised units subtracts log(half range) per density dimension.
+# The entropy (metrics and bonus) is the Gaussian's before clipping or squashing,
+# in normalised units: sum(log std) + A/2 log(2 pi e).
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_split(out: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """out [..., 2A] -> (mean [..., A], log_std [..., A])."""
+    a = out.shape[-1] // 2
+    return out[..., :a], out[..., a:]
+
+
+def gaussian_log_prob(
+    out: jax.Array, action: jax.Array, squash: Squash, half_range: jax.Array | float = 1.0
+) -> jax.Array:
+    """log pi(a|s) of stored Gaussian actions: out [..., 2A], action [..., A] -> [...].
+
+    `action` is what `gaussian_sample` stored (the clipped u, or the pre-squash u);
+    the result is the log-probability of the action the environment received, in
+    its units (`half_range` [A]: (high - low) / 2 of the action space).
+    """
+    mean, log_std = gaussian_split(out)
+    z = (action - mean) * jnp.exp(-log_std)
+    density = -0.5 * z * z - log_std - _HALF_LOG_2PI - jnp.log(half_range)
+    if squash == "tanh":
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        density = density - 2.0 * (math.log(2.0) - action - jax.nn.softplus(-2.0 * action))
+        return density.sum(axis=-1)
+    if squash == "clip":
+        inv_std = jnp.exp(-log_std)
+        below = log_ndtr((-1.0 - mean) * inv_std)  # log P(u <= -1)
+        above = log_ndtr((mean - 1.0) * inv_std)  # log P(u >= 1)
+        per_dim = jnp.where(action <= -1.0, below, jnp.where(action >= 1.0, above, density))
+        return per_dim.sum(axis=-1)
+    raise ValueError(f"unknown squash {squash!r}")
+
+
+def gaussian_entropy(out: jax.Array) -> jax.Array:
+    """Entropy in nats of the Gaussian before clipping or squashing (normalised units): [..., 2A] -> [...]."""
+    _, log_std = gaussian_split(out)
+    return jnp.sum(log_std + 0.5 + _HALF_LOG_2PI, axis=-1)
+
+
+def gaussian_sample(key: jax.Array, out: jax.Array, squash: Squash) -> jax.Array:
+    """Draw a stored action [..., A]: clip(u, -1, 1) ("clip") or u itself ("tanh"), u ~ N(mean, std)."""
+    mean, log_std = gaussian_split(out)
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+    return jnp.clip(u, -1.0, 1.0) if squash == "clip" else u
+
+
+def gaussian_greedy(out: jax.Array, squash: Squash) -> jax.Array:
+    """The stored action of the mean: clip(mean, -1, 1) or the mean itself."""
+    mean, _ = gaussian_split(out)
+    return jnp.clip(mean, -1.0, 1.0) if squash == "clip" else mean
+
+
+class Distribution(NamedTuple):
+    """One kind of action distribution; `out` is the network's output.
+
+    Attributes:
+      sample: (key, out [..., K]) -> stored action [..., *action_shape].
+      log_prob: (out, stored action) -> [...], log pi(a|s) of what the environment received.
+      entropy: out -> [...] nats.
+      greedy: out -> the stored action of the most probable choice (argmax, or the mean).
+      to_env: stored action -> the action the environment is given.
+      action_shape: () for categorical, (A,) for Gaussian.
+      action_dtype: int32 or float32.
+    """
+
+    sample: Callable[[jax.Array, jax.Array], jax.Array]
+    log_prob: Callable[[jax.Array, jax.Array], jax.Array]
+    entropy: Callable[[jax.Array], jax.Array]
+    greedy: Callable[[jax.Array], jax.Array]
+    to_env: Callable[[jax.Array], jax.Array]
+    action_shape: tuple[int, ...]
+    action_dtype: jnp.dtype
+
+
+def categorical() -> Distribution:
+    """The categorical distribution over logits (Discrete action spaces)."""
+    return Distribution(sample, log_prob, entropy, categorical_greedy, lambda a: a, (), jnp.int32)
+
+
+def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip") -> Distribution:
+    """A Gaussian over a Box action space [low, high] (each of shape [A]), clipped or tanh-squashed to it."""
+    low, high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
+    centre, half = (high + low) / 2, (high - low) / 2
+    if squash not in ("clip", "tanh"):
+        raise ValueError(f"unknown squash {squash!r}")
+    squash_fn = (lambda u: u) if squash == "clip" else jnp.tanh
+    return Distribution(
+        sample=lambda key, out: gaussian_sample(key, out, squash),
+        log_prob=lambda out, action: gaussian_log_prob(out, action, squash, half),
+        entropy=gaussian_entropy,
+        greedy=lambda out: gaussian_greedy(out, squash),
+        to_env=lambda action: centre + half * squash_fn(action),
+        action_shape=(int(low.shape[0]),),
+        action_dtype=jnp.float32,
+    )

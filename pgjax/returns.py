@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pgjax.config import Baseline, Reduction, Returns
+from pgjax.config import Advantage, Baseline, Reduction, Returns
 
 
 def discounted_returns(reward: jax.Array, gamma: jax.Array | float) -> jax.Array:
@@ -87,8 +87,73 @@ def apply_baseline(
         mean, std = _masked_mean_std(returns, valid, axis=0 if kind == "episode_norm" else None)
         weights = (returns - mean) / std
     else:
-        raise ValueError(f"unknown baseline {kind!r}")
+        raise ValueError(f"unknown baseline {kind!r}" + (" (learned: see value_advantages)" if "value" in kind else ""))
     return jnp.where(valid, weights, 0.0)
+
+
+def _last_step(valid: jax.Array) -> jax.Array:
+    """[T, E] bool, True at each episode's last step."""
+    after = jnp.concatenate([valid[1:], jnp.zeros_like(valid[:1])], axis=0)
+    return valid & ~after
+
+
+def value_advantages(
+    reward: jax.Array,
+    valid: jax.Array,
+    truncated: jax.Array,
+    values: jax.Array,
+    last_values: jax.Array,
+    gamma: jax.Array | float,
+    gae_lambda: jax.Array | float,
+    kind: Advantage,
+) -> tuple[jax.Array, jax.Array]:
+    """Advantages and value targets with a learned baseline V (REINFORCE with baseline).
+
+    Args:
+      reward, valid: [T, E] as above.
+      truncated: [E] bool, episodes cut off by the step limit.
+      values: [T, E] V(s_t) of every step (anything on padding rows).
+      last_values: [E] V of the observation each episode ended in; a
+        truncated episode's return is bootstrapped with gamma * it (a
+        terminated episode's value there is 0).
+      gamma: discount factor; gae_lambda: GAE's lambda (kind "gae" only).
+      kind: "return": A_t = G_t - V(s_t), with G_t the (bootstrapped)
+        reward-to-go; "gae": A_t = sum_k (gamma lambda)^k delta_{t+k}, delta_t =
+        r_t + gamma V(s_{t+1}) - V(s_t) (Schulman et al. 2016); GAE(1) = "return".
+
+    Returns:
+      (advantage, target), each [T, E] and zero on padding; the value network
+      regresses V(s_t) on `target` (G_t, or A_t + V(s_t) for GAE).
+    """
+    values = jnp.where(valid, values, 0.0)
+    last = _last_step(valid)
+    bootstrap = jnp.where(last & truncated[None, :], last_values[None, :], 0.0)  # V(s_L) at row L - 1
+    if kind == "return":
+        target = discounted_returns(reward + gamma * bootstrap, gamma)
+        return jnp.where(valid, target - values, 0.0), jnp.where(valid, target, 0.0)
+    if kind == "gae":
+        next_values = jnp.concatenate([values[1:], jnp.zeros_like(values[:1])], axis=0) + bootstrap
+        delta = jnp.where(valid, reward + gamma * next_values - values, 0.0)
+
+        def backward(next_advantage, d):
+            a = d + gamma * gae_lambda * next_advantage
+            return a, a
+
+        _, advantage = jax.lax.scan(backward, jnp.zeros_like(delta[0]), delta, reverse=True)
+        advantage = jnp.where(valid, advantage, 0.0)
+        return advantage, jnp.where(valid, advantage + values, 0.0)
+    raise ValueError(f"unknown advantage {kind!r}")
+
+
+def advantage_weights(advantage: jax.Array, valid: jax.Array, kind: Baseline) -> jax.Array:
+    """Per-step weights from value-baseline advantages: as they are ("value") or
+    standardised over all valid steps of the batch ("value_norm"), zero on padding."""
+    if kind == "value":
+        return jnp.where(valid, advantage, 0.0)
+    if kind == "value_norm":
+        mean, std = _masked_mean_std(advantage, valid, axis=None)
+        return jnp.where(valid, (advantage - mean) / std, 0.0)
+    raise ValueError(f"{kind!r} is not a value baseline")
 
 
 def step_coefficients(valid: jax.Array, kind: Reduction) -> jax.Array:
@@ -110,3 +175,15 @@ def step_coefficients(valid: jax.Array, kind: Reduction) -> jax.Array:
     if kind == "step_mean":
         return valid_f / jnp.maximum(valid_f.sum(), 1.0)
     raise ValueError(f"unknown reduction {kind!r}")
+
+
+def explained_variance(values: jax.Array, target: jax.Array, valid: jax.Array) -> jax.Array:
+    """1 - Var(target - values) / Var(target) over valid steps ([T, E] each): 1 is a perfect fit, 0 none."""
+    count = jnp.maximum(valid.sum(), 1)
+
+    def var(x):
+        mean = jnp.where(valid, x, 0.0).sum() / count
+        return jnp.where(valid, (x - mean) ** 2, 0.0).sum() / count
+
+    total = var(target)
+    return jnp.where(total > 0, 1.0 - var(target - values) / jnp.where(total > 0, total, 1.0), 0.0)

@@ -43,10 +43,21 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax import grid, outputs, report, stats
-from pgjax.config import PRESETS, Activation, Baseline, Config, Reduction, Returns
+from pgjax.config import (
+    Activation,
+    Advantage,
+    Baseline,
+    Config,
+    Network,
+    Reduction,
+    Returns,
+    Squash,
+    preset_config,
+)
 from pgjax.envs import make_env
 from pgjax.progress import SweepProgress
 from pgjax.sweep import Chunk, Interrupted, plan_chunks, train_sweep
+from pgjax.trainer import make_policy
 
 RUN_FILES = (outputs.CONFIG_FILE, outputs.SUMMARY_FILE, outputs.METRICS_FILE, outputs.PARAMS_FILE, "checkpoints",
              outputs.PLOT_FILE)
@@ -58,9 +69,12 @@ class Args:
 
     preset: Literal["default", "seed-a", "seed-b"] = "default"
     """Starting point for every setting below: "seed-a" and "seed-b" reproduce the two
-    tutorials, "default" is pgjax's recommendation."""
+    tutorials (on --env if given), "default" is pgjax's recommendation for --env: its own
+    preset where pgjax has one (CartPole-v1, Pendulum-v1, MountainCarContinuous-v0, Acrobot-v1,
+    MountainCar-v0, the MinAtar games, Catch-bsuite; pgjax.config.ENV_PRESETS), else CartPole-v1's."""
     env: str | None = None
-    """gymnax environment id (preset: CartPole-v1)."""
+    """gymnax environment id (default: CartPole-v1). The policy follows its action space:
+    categorical for Discrete actions, Gaussian for Box actions."""
     num_seeds: int = 64
     """Runs per grid point; run k of every grid point uses the same seed (paired comparisons)."""
     seed: int = 0
@@ -70,10 +84,18 @@ class Args:
     gamma: tuple[float, ...] | None = None
     """Discount factor in [0, 1]; several values sweep them."""
     hidden: tuple[str, ...] | None = None
-    """Hidden layer widths of the policy MLP, "64,64" for two layers; several values sweep
-    them (one compile each), e.g. `--hidden 32 128`."""
+    """Hidden layer widths of the policy (and value) network, "64,64" for two layers; several
+    values sweep them (one compile each), e.g. `--hidden 32 128`."""
+    network: tuple[Network, ...] | None = None
+    """"mlp" (observations flattened) or "cnn" (3x3 convolutions over image observations such
+    as MinAtar's, then the --hidden layers); several values sweep them."""
+    conv: tuple[str, ...] | None = None
+    """Channels of the CNN's 3x3 convolutions, "16,32" for two layers (--network cnn)."""
     activation: tuple[Activation, ...] | None = None
     """Hidden-layer nonlinearity; several values sweep them."""
+    squash: tuple[Squash, ...] | None = None
+    """Box actions: "clip" the Gaussian's sample to the bounds (log-probability of the
+    clipped Gaussian) or "tanh"-squash it (log-probability with the tanh Jacobian)."""
     episodes_per_update: tuple[int, ...] | None = None
     """Complete episodes collected per run for each policy update; several values sweep them."""
     num_updates: int | None = None
@@ -85,7 +107,11 @@ class Args:
     "reward_to_go", the discounted return from step t on."""
     baseline: tuple[Baseline, ...] | None = None
     """What is done to the returns: none, constant (subtract --baseline-constant),
-    batch_mean, episode_norm or batch_norm (standardise)."""
+    batch_mean, episode_norm or batch_norm (standardise), value (subtract a learned V(s):
+    REINFORCE with baseline; needs --returns reward_to_go) or value_norm (the same,
+    advantages standardised over the update's steps)."""
+    advantage: tuple[Advantage, ...] | None = None
+    """With a value baseline: "return" (G_t - V(s_t)) or "gae" (GAE with --gae-lambda)."""
     baseline_constant: tuple[float, ...] | None = None
     """Subtracted from the returns when --baseline constant."""
     reduction: tuple[Reduction, ...] | None = None
@@ -97,6 +123,14 @@ class Args:
     divergence_limit: tuple[float, ...] | None = None
     """A run whose loss or parameters stop being finite, or one of whose parameters grows past
     this magnitude, is frozen and flagged diverged (default 1000)."""
+    value_lr: tuple[float, ...] | None = None
+    """Adam learning rate of the value network (value baselines)."""
+    gae_lambda: tuple[float, ...] | None = None
+    """GAE's lambda in [0, 1] (--advantage gae)."""
+    value_scale: tuple[float, ...] | None = None
+    """The value network's output is multiplied by this, to fit returns of about that magnitude."""
+    init_log_std: tuple[float, ...] | None = None
+    """Initial log standard deviation of a Gaussian policy, in units of half the action range."""
     max_parallel: int | None = None
     """Most runs trained at once; more are trained in chunks, one after another, with one
     compile (default: as many as half the free memory holds, and at most 64 per CPU device)."""
@@ -117,14 +151,14 @@ class Args:
     TPU, or from JAX_COORDINATOR_ADDRESS, PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID (see the README)."""
 
 
-def parse_hidden(value: str) -> tuple[int, ...]:
+def parse_hidden(value: str, flag: str = "--hidden") -> tuple[int, ...]:
     """ "64,64" or "64x64" -> (64, 64)."""
     try:
         widths = tuple(int(w) for w in value.replace("x", ",").split(","))
     except ValueError:
-        raise ValueError(f"--hidden takes widths like 32 or 64,64, got '{value}'") from None
+        raise ValueError(f"{flag} takes widths like 32 or 64,64, got '{value}'") from None
     if not widths or min(widths) < 1:
-        raise ValueError(f"--hidden takes positive widths like 32 or 64,64, got '{value}'")
+        raise ValueError(f"{flag} takes positive widths like 32 or 64,64, got '{value}'")
     return widths
 
 
@@ -136,19 +170,22 @@ def resolve_grid(args: Args) -> list[grid.GridPoint]:
         raise ValueError(f"--max-parallel must be >= 1, got {args.max_parallel}")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    preset = PRESETS[args.preset]
-    base_static = {"env": args.env, "num_updates": args.num_updates}
+    preset = preset_config(args.preset, args.env)
+    base_static = {"num_updates": args.num_updates}
     static = dataclasses.replace(preset.static, **{k: v for k, v in base_static.items() if v is not None})
     static_values = {
         "hidden": None if args.hidden is None else [parse_hidden(h) for h in args.hidden],
+        "network": args.network, "conv": None if args.conv is None else [parse_hidden(c, "--conv") for c in args.conv],
         "activation": args.activation, "episodes_per_update": args.episodes_per_update,
         "returns": args.returns, "baseline": args.baseline, "reduction": args.reduction,
+        "squash": args.squash, "advantage": args.advantage,
     }
     static_values = {k: v for k, v in static_values.items() if v is not None}
     numeric_values = {
         "learning_rate": args.lr, "gamma": args.gamma, "baseline_constant": args.baseline_constant,
         "entropy_coef": args.entropy_coef, "max_grad_norm": args.max_grad_norm,
-        "divergence_limit": args.divergence_limit,
+        "divergence_limit": args.divergence_limit, "value_learning_rate": args.value_lr,
+        "gae_lambda": args.gae_lambda, "value_scale": args.value_scale, "init_log_std": args.init_log_std,
     }
     numeric_values = {k: v for k, v in numeric_values.items() if v is not None}
     points = grid.expand_grid(Config(static, preset.hparams), static_values, numeric_values)
@@ -416,6 +453,8 @@ def run(args: Args, console: Console | None = None, started: float | None = None
     points = resolve_grid(args)
     groups = grid.compile_groups(points)
     spec = make_env(points[0].config.static.env)
+    for compile_group in groups:  # an unsupported network for the environment fails here, before any file
+        make_policy(spec, compile_group[0].config)
     out = args.out or default_out_dir(points[0].config.static.env, args.preset)
     devices = jax.devices()
     if resuming:

@@ -9,6 +9,13 @@ Each update collects `episodes_per_update` fresh episodes with the current polic
 takes the REINFORCE gradient (`pgjax.loss`) and applies one optax step. The
 updates run in a `lax.scan`, so compile time does not grow with their number.
 
+The policy follows the environment's action space: a categorical policy for
+Discrete actions, a Gaussian one for Box actions (`pgjax.policy`). With a value
+baseline (`StaticConfig.baseline` "value" or "value_norm") a second network of
+the same shape learns V(s) by regression on the update's returns (or GAE
+targets), with its own Adam, after the weights of the update were computed
+with its current values.
+
 `make_trainer(config)` gives the same pieces apart (`init`, one `update`, and
 `run_updates` for a stretch of updates), which `pgjax.sweep` uses to train in
 segments with progress, checkpoints and safe stopping points in between.
@@ -30,11 +37,19 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.config import Config, Hyperparams
+from pgjax import policy
+from pgjax.config import Config, Hyperparams, StaticConfig
 from pgjax.envs import EnvSpec, make_env
-from pgjax.loss import make_policy_gradient
-from pgjax.policy import MLPPolicy
-from pgjax.returns import apply_baseline, step_coefficients, step_returns
+from pgjax.loss import make_policy_gradient, make_value_gradient, make_values
+from pgjax.policy import CNNPolicy, MLPPolicy
+from pgjax.returns import (
+    advantage_weights,
+    apply_baseline,
+    explained_variance,
+    step_coefficients,
+    step_returns,
+    value_advantages,
+)
 from pgjax.rollout import make_collect
 
 
@@ -48,6 +63,8 @@ class TrainState:
     env_steps: jax.Array  # int32 [], env steps in episodes used so far
     update: jax.Array  # int32 [], updates done so far
     diverged: jax.Array  # bool [], an update gave a non-finite loss or parameters
+    value_params: Any = None  # value network parameters (value baselines only)
+    value_opt_state: Any = None  # its optax state
 
 
 @struct.dataclass
@@ -60,13 +77,19 @@ class Metrics:
       episodes: [U] episodes completed in the update (E).
       env_steps: [U] cumulative env steps of the episodes used, after the update.
       loss: [U] value of the REINFORCE loss (`pgjax.loss`).
-      entropy: [U] mean policy entropy over the update's steps, in nats.
+      entropy: [U] mean policy entropy over the update's steps, in nats
+        (a Gaussian's before clipping or squashing, in normalised units).
       grad_norm: [U] global norm of the gradient before clipping.
       episode_returns: [U, E] undiscounted return of every episode, in order.
       loop_steps: [U] rollout loop iterations (the longest episode in the batch
         of runs rolled out together); padding = loop_steps * E - steps used.
       diverged: [U] bool, the run had diverged by the end of the update (its
         parameters are frozen from the first such update on).
+      value_loss: [U] the value network's loss (`pgjax.loss.value_loss`: half
+        the mean squared error over the update's steps) before its update; 0
+        without a value baseline.
+      explained_variance: [U] 1 - Var(target - V) / Var(target) over the
+        update's steps, before the value update; 0 without a value baseline.
     """
 
     episode_return: jax.Array
@@ -79,6 +102,8 @@ class Metrics:
     episode_returns: jax.Array
     loop_steps: jax.Array
     diverged: jax.Array
+    value_loss: jax.Array
+    explained_variance: jax.Array
 
 
 def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
@@ -89,18 +114,58 @@ def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
     )
 
 
-def make_policy(spec: EnvSpec, config: Config) -> MLPPolicy:
-    """The Flax policy module the config describes, for this environment."""
-    return MLPPolicy(spec.num_actions, config.static.hidden, config.static.activation)
+def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy | CNNPolicy:
+    obs_dims = len(spec.obs_shape)
+    if static.network == "mlp":
+        return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=obs_dims, gaussian=gaussian)
+    if static.network == "cnn":
+        if obs_dims not in (2, 3):
+            raise ValueError(
+                f"network 'cnn' needs image observations [H, W] or [H, W, C]; {static.env} has observations of "
+                f"shape {spec.obs_shape}: use network 'mlp'"
+            )
+        return CNNPolicy(num_outputs, tuple(static.conv), tuple(static.hidden), static.activation,
+                         obs_dims=obs_dims, gaussian=gaussian)
+    raise ValueError(f"unknown network {static.network!r}")
 
 
-def make_apply_fn(module: MLPPolicy) -> Callable[[Any, jax.Array], jax.Array]:
-    """`(params, obs [..., D]) -> logits [..., A]` for a policy module."""
+def make_policy(spec: EnvSpec, config: Config) -> MLPPolicy | CNNPolicy:
+    """The Flax policy module the config describes, for this environment.
+
+    Its output parameterises `make_distribution(spec, config)`: logits for
+    Discrete actions, a Gaussian's mean and log std for Box actions.
+    """
+    return _network(spec, config.static, spec.num_actions, spec.action_kind == "continuous")
+
+
+def make_distribution(spec: EnvSpec, config: Config) -> policy.Distribution:
+    """The action distribution for this environment's action space (`pgjax.policy`)."""
+    if spec.action_kind == "continuous":
+        return policy.gaussian(spec.action_low, spec.action_high, config.static.squash)
+    return policy.categorical()
+
+
+def make_value_network(spec: EnvSpec, config: Config) -> MLPPolicy | CNNPolicy:
+    """The value network: the policy's architecture with one output, V(s)."""
+    return _network(spec, config.static, 1, False)
+
+
+def make_apply_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], jax.Array]:
+    """`(params, obs [..., *obs_shape]) -> out [..., K]` for a policy module."""
 
     def apply_fn(params, obs):
-        return module.apply({"params": params}, obs)
+        return module.apply({"params": params}, obs.astype(jnp.float32))
 
     return apply_fn
+
+
+def make_value_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], jax.Array]:
+    """`(params, obs [..., *obs_shape]) -> V [...]` for a value network."""
+
+    def value_fn(params, obs):
+        return module.apply({"params": params}, obs.astype(jnp.float32))[..., 0]
+
+    return value_fn
 
 
 class Trainer(NamedTuple):
@@ -124,6 +189,11 @@ def _sane(loss: jax.Array, params: Any, limit: jax.Array) -> jax.Array:
     return jnp.isfinite(loss) & jnp.isfinite(largest) & (largest <= limit)
 
 
+def make_value_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
+    """Adam (PyTorch's defaults but the step size) for the value network."""
+    return optax.adam(hparams.value_learning_rate)
+
+
 def make_trainer(config: Config) -> Trainer:
     """Build (compile nothing yet) the init and update functions for `config`."""
     config.validate()
@@ -131,12 +201,27 @@ def make_trainer(config: Config) -> Trainer:
     spec = make_env(static.env)
     module = make_policy(spec, config)
     apply_fn = make_apply_fn(module)
-    collect = make_collect(spec, apply_fn, static.episodes_per_update)
-    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows)
+    dist = make_distribution(spec, config)
+    gaussian = spec.action_kind == "continuous"
+    with_value = static.value_baseline
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=with_value)
+    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist)
+    if with_value:
+        value_module = make_value_network(spec, config)
+        value_fn = make_value_fn(value_module)
+        values_of = make_values(value_fn, static.gradient_block_rows)
+        value_gradient = make_value_gradient(value_fn, static.gradient_block_rows)
 
     def init(key: jax.Array, hparams: Hyperparams) -> TrainState:
         init_key, loop_key = jax.random.split(key)
-        params = module.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
+        dummy_obs = jnp.zeros(spec.obs_shape, jnp.float32)
+        params = module.init(init_key, dummy_obs)["params"]
+        if gaussian:
+            params = {**params, "log_std": jnp.full_like(params["log_std"], hparams.init_log_std)}
+        value_params = value_opt_state = None
+        if with_value:
+            value_params = value_module.init(jax.random.fold_in(init_key, 1), dummy_obs)["params"]
+            value_opt_state = make_value_optimizer(hparams).init(value_params)
         return TrainState(
             params=params,
             opt_state=make_optimizer(hparams).init(params),
@@ -144,22 +229,51 @@ def make_trainer(config: Config) -> Trainer:
             env_steps=jnp.int32(0),
             update=jnp.int32(0),
             diverged=jnp.bool_(False),
+            value_params=value_params,
+            value_opt_state=value_opt_state,
         )
 
     def update(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
         key, rollout_key = jax.random.split(state.key)
         traj = collect(state.params, rollout_key)
-        returns = step_returns(traj.reward, traj.valid, hparams.gamma, static.returns)
-        weight = apply_baseline(returns, traj.valid, static.baseline, hparams.baseline_constant)
+        if with_value:
+            values = hparams.value_scale * values_of(state.value_params, traj.obs, traj.valid)
+            last_values = hparams.value_scale * value_fn(state.value_params, traj.last_obs)
+            advantage, target = value_advantages(
+                traj.reward, traj.valid, traj.truncated, values, last_values, hparams.gamma, hparams.gae_lambda,
+                static.advantage,
+            )
+            weight = advantage_weights(advantage, traj.valid, static.baseline)
+        else:
+            returns = step_returns(traj.reward, traj.valid, hparams.gamma, static.returns)
+            weight = apply_baseline(returns, traj.valid, static.baseline, hparams.baseline_constant)
         coef = step_coefficients(traj.valid, static.reduction)
         loss, grads, entropy = policy_gradient(
             state.params, traj.obs, traj.action, weight, coef, traj.valid, hparams.entropy_coef
         )
         updates, opt_state = make_optimizer(hparams).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        diverged = state.diverged | ~_sane(loss, params, hparams.divergence_limit)
-        params, opt_state = jax.tree.map(
-            lambda new, old: jnp.where(diverged, old, new), (params, opt_state), (state.params, state.opt_state)
+        sane = _sane(loss, params, hparams.divergence_limit)
+        value_params, value_opt_state = state.value_params, state.value_opt_state
+        value_loss = ev = jnp.float32(0.0)
+        if with_value:
+            value_coef = step_coefficients(traj.valid, "step_mean")
+            # the network fits target / value_scale; its loss is reported in the returns' units
+            value_loss, value_grads = value_gradient(
+                value_params, traj.obs, target / hparams.value_scale, value_coef, traj.valid
+            )
+            value_loss = value_loss * hparams.value_scale**2
+            value_updates, value_opt_state = make_value_optimizer(hparams).update(
+                value_grads, value_opt_state, value_params
+            )
+            value_params = optax.apply_updates(value_params, value_updates)
+            sane = sane & _sane(value_loss, value_params, hparams.divergence_limit)
+            ev = explained_variance(values, target, traj.valid)
+        diverged = state.diverged | ~sane
+        params, opt_state, value_params, value_opt_state = jax.tree.map(
+            lambda new, old: jnp.where(diverged, old, new),
+            (params, opt_state, value_params, value_opt_state),
+            (state.params, state.opt_state, state.value_params, state.value_opt_state),
         )
         lengths = traj.lengths
         episode_returns = traj.reward.sum(axis=0)
@@ -175,8 +289,13 @@ def make_trainer(config: Config) -> Trainer:
             episode_returns=episode_returns,
             loop_steps=traj.loop_steps,
             diverged=diverged,
+            value_loss=value_loss,
+            explained_variance=ev,
         )
-        return TrainState(params, opt_state, key, env_steps, state.update + 1, diverged), metrics
+        new_state = TrainState(
+            params, opt_state, key, env_steps, state.update + 1, diverged, value_params, value_opt_state
+        )
+        return new_state, metrics
 
     return Trainer(init, update, static.num_updates)
 

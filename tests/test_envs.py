@@ -1,0 +1,140 @@
+"""Every environment pgjax serves trains a few updates; unsupported ones fail with a clear error; presets per env."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gymnax.environments import spaces
+
+from pgjax import evaluate, outputs
+from pgjax.config import ENV_PRESETS, PRESETS, Config, StaticConfig, preset_config
+from pgjax.envs import make_env
+from pgjax.train import main as train_main
+from pgjax.trainer import make_policy, make_train
+
+LISTED = [
+    "CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Acrobot-v1", "MountainCar-v0",
+    "Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar", "Seaquest-MinAtar",
+    "Catch-bsuite",
+]
+
+
+def _tiny(config: Config, **static) -> Config:
+    """The environment's preset with its algorithm, shrunk: 2 updates x 2 episodes, 8 hidden units."""
+    fields = {"hidden": (8,), "episodes_per_update": 2, "num_updates": 2, **static}
+    return dataclasses.replace(config, static=dataclasses.replace(config.static, **fields))
+
+
+@pytest.mark.parametrize("env", LISTED)
+def test_every_listed_environment_trains_a_few_updates(env, keys8):
+    config = _tiny(preset_config("default", env))
+    spec = make_env(env)
+    state, metrics = jax.jit(jax.vmap(make_train(config)))(keys8[:2])
+    m = jax.tree.map(np.asarray, metrics)
+    assert m.episode_returns.shape == (2, 2, 2)
+    assert np.all(m.env_steps[:, -1] > 0) and np.all(m.env_steps[:, -1] <= 4 * spec.max_steps)
+    for name in ("loss", "entropy", "grad_norm", "value_loss", "explained_variance"):
+        assert np.all(np.isfinite(getattr(m, name))), name
+    assert not m.diverged.any()
+    assert np.all(np.isfinite(m.episode_returns))
+    if spec.action_kind == "continuous":
+        assert state.params["log_std"].shape == (2, spec.num_actions)
+
+
+@pytest.mark.parametrize("env", ["Breakout-MinAtar", "Catch-bsuite"])  # [10, 10, 4] and [10, 5] (one channel)
+def test_the_cnn_trains_on_image_observations(env, keys8):
+    config = _tiny(preset_config("default", env), network="cnn", conv=(4,), hidden=(8,))
+    state, metrics = jax.jit(jax.vmap(make_train(config)))(keys8[:2])
+    assert "TorchConv_0" in state.params and np.all(np.isfinite(np.asarray(metrics.loss)))
+
+
+def test_the_policy_follows_the_action_space():
+    assert make_env("CartPole-v1").action_kind == "discrete"
+    pendulum = make_env("Pendulum-v1")
+    assert pendulum.action_kind == "continuous" and pendulum.num_actions == 1
+    assert make_policy(pendulum, preset_config("default", "Pendulum-v1")).gaussian
+    breakout = make_env("Breakout-MinAtar")
+    assert breakout.obs_shape == (10, 10, 4) and breakout.obs_dtype == "uint8" and breakout.num_actions == 3
+
+
+class _FakeEnv:
+    """A gymnax-like environment with configurable spaces (nothing else is called before the check)."""
+
+    def __init__(self, obs_space, action_space):
+        self._obs, self._action = obs_space, action_space
+
+    def observation_space(self, params):
+        return self._obs
+
+    def action_space(self, params):
+        return self._action
+
+
+@dataclasses.dataclass
+class _FakeParams:
+    max_steps_in_episode: int = 10
+
+
+@pytest.mark.parametrize(
+    "obs_space, action_space, message",
+    [
+        (spaces.Box(0, 1, (4,)), spaces.Tuple([spaces.Discrete(2), spaces.Discrete(2)]), "Tuple action space"),
+        (spaces.Box(0, 1, (4,)), spaces.Box(-jnp.inf, jnp.inf, (2,)), "unbounded Box action space"),
+        (spaces.Box(0, 1, (4,)), spaces.Box(-1, 1, (2, 2)), "Box action space of shape (2, 2)"),
+        (spaces.Box(0, 1, (2, 3, 4, 5)), spaces.Discrete(2), "observations of shape (2, 3, 4, 5)"),
+        (spaces.Dict({"a": spaces.Box(0, 1, (2,))}), spaces.Discrete(2), "Dict observation space"),
+    ],
+)
+def test_unsupported_spaces_are_named(obs_space, action_space, message, monkeypatch):
+    monkeypatch.setattr(gymnax, "registered_envs", [*gymnax.registered_envs, "Fake-v0"])
+    monkeypatch.setattr(gymnax, "make", lambda env_id: (_FakeEnv(obs_space, action_space), _FakeParams()))
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_env("Fake-v0")
+
+
+def test_unsupported_registered_environment_and_network():
+    with pytest.raises(ValueError, match="FrozenLake-misc has a Discrete observation space"):
+        make_env("FrozenLake-misc")
+    with pytest.raises(ValueError, match="network 'cnn' needs image observations"):
+        make_policy(make_env("Acrobot-v1"), Config(StaticConfig(env="Acrobot-v1", network="cnn")))
+
+
+def test_default_preset_follows_the_environment():
+    assert preset_config("default") is PRESETS["default"]
+    assert preset_config("default", "CartPole-v1") is PRESETS["default"]
+    assert preset_config("default", "Pendulum-v1") is ENV_PRESETS["Pendulum-v1"]
+    assert all(config.static.env == env for env, config in ENV_PRESETS.items())
+    tutorial = preset_config("seed-a", "Acrobot-v1")  # a tutorial keeps its algorithm on another env
+    assert tutorial.static == dataclasses.replace(PRESETS["seed-a"].static, env="Acrobot-v1")
+    other = preset_config("default", "DeepSea-bsuite")  # no preset of its own: CartPole's default
+    assert other.static == dataclasses.replace(PRESETS["default"].static, env="DeepSea-bsuite")
+    for config in ENV_PRESETS.values():
+        config.validate()
+
+
+def test_cli_trains_a_gaussian_policy_that_loads_and_evaluates(tmp_path):
+    out = tmp_path / "pendulum"
+    argv = ["--env", "Pendulum-v1", "--num-seeds", "2", "--num-updates", "3", "--hidden", "8",
+            "--squash", "clip", "tanh", "--init-log-std", "-0.5", "--out", str(out)]
+    assert train_main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"] == "Pendulum-v1" and summary["num_runs"] == 4 and summary["compile_groups"] == 2
+    hp = summary["runs"][3]["hyperparameters"]
+    assert hp["squash"] == "tanh" and hp["baseline"] == "value_norm" and hp["init_log_std"] == -0.5
+    assert outputs.load_group_metrics(out, 1)["value_loss"].shape == (2, 3)
+    act = evaluate.load_policy(out, run=3)
+    obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    actions = act(obs)
+    assert actions.shape == (16, 1) and actions.dtype == np.float32 and np.all(np.abs(actions) <= 2.0)
+    assert act(obs[0]).shape == (1,)
+    sampled = evaluate.load_policy(out, run=3, greedy=False, seed=1)(np.tile(obs[0], (500, 1)))
+    assert np.all(np.abs(sampled) <= 2.0) and sampled.std() > 0
+    assert evaluate.main([str(out), "--episodes", "2"]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    assert all(-2000 < r["greedy_mean"] <= 0 for r in result["runs"])
