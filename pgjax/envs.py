@@ -66,7 +66,7 @@ def _check_step_api() -> None:
     """Fail loudly on gymnax releases whose `step` predates the 1.0 6-tuple."""
     installed = importlib.metadata.version("gymnax")
     if int(installed.split(".")[0]) < 1:
-        raise RuntimeError(
+        raise ImportError(
             f"gymnax {installed} has the pre-1.0 step API (obs, state, reward, done, info); "
             "pgjax needs gymnax>=1.0 (obs, state, reward, terminated, truncated, info): "
             "pip install 'gymnax>=1.0'"

@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     with StopRequest(console) as stop:
         try:
             run(args, console=console, started=started, stop=stop)
-        except (ValueError, FileExistsError) as error:
+        except (ValueError, FileExistsError, ImportError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         except Interrupted as stopped:

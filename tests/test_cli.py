@@ -300,3 +300,14 @@ def test_the_progress_bar_shows_on_a_terminal_unless_quiet(quiet, tmp_path):
     run(args, console=Console(file=screen, force_terminal=True, width=160))
     shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen.getvalue())  # without terminal control codes
     assert ("4/4 updates" in shown) is not quiet and "M steps/s" in shown  # the aggregate line always
+
+
+def test_a_pre_1_0_gymnax_is_named_in_one_line(monkeypatch, tmp_path, capsys):
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0.8" if name == "gymnax" else real_version(name))
+    assert main([*SMALL, "--out", str(tmp_path / "old")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gymnax 0.0.8 has the pre-1.0 step API" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "old").exists()
