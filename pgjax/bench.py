@@ -107,7 +107,8 @@ def training(config: Config, num_runs: int) -> tuple[dict, object]:
     """Useful env steps per second of the real training function for `num_runs` seeds."""
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
     hparams = config.hparams.broadcast(num_runs)
-    state, metrics, info = train_runs(make_train(config), keys, hparams)
+    train = make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)  # every run has config's hparams
+    state, metrics, info = train_runs(train, keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
     threshold = make_env(config.static.env).solve_threshold
@@ -148,7 +149,7 @@ def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
     """Trace and compile time of the sharded training function alone."""
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
-    return compile_sharded(jax.vmap(make_train(config)), keys)[2]
+    return compile_sharded(jax.vmap(make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)), keys)[2]
 
 
 def cpu_model() -> str:

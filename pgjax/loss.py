@@ -130,7 +130,10 @@ def _over_slices(valid: jax.Array, steps: int, body: Callable, init: Any) -> Any
 
 
 def make_policy_gradient(
-    apply_fn: ApplyFn, block_rows: int | None = None, dist: policy.Distribution | None = None
+    apply_fn: ApplyFn,
+    block_rows: int | None = None,
+    dist: policy.Distribution | None = None,
+    entropy_bonus: bool | None = None,
 ) -> Callable:
     """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)`.
 
@@ -138,6 +141,11 @@ def make_policy_gradient(
     weight/coef/valid [T, E] and a scalar entropy_coef. Returns `(loss, grads,
     entropy)` where `grads` matches `params` and `entropy` is the mean policy
     entropy over valid steps. `dist` is the action distribution (default categorical).
+
+    `entropy_bonus` says whether the loss has the entropy term: None decides at
+    run time (a `lax.cond` on whether any entropy_coef of the batch is non-zero,
+    which compiles the gradient twice); True or False fixes it when tracing
+    (False ignores entropy_coef), for callers that know every run's setting.
 
     Vmappable over runs. The runs are taken in blocks of about `block_rows` steps
     (default `default_block_rows()`): as many time steps of one run as fit, then
@@ -174,10 +182,12 @@ def make_policy_gradient(
         def all_blocks(entropy_bonus: bool):
             return jax.lax.map(partial(block_gradient, steps=steps, entropy_bonus=entropy_bonus), blocks)
 
-        # Without any bonus in the batch, skip the entropy's gradient (about 10% of the work).
-        loss, entropy_sum, grads = jax.lax.cond(
-            jnp.all(entropy_coef == 0), lambda: all_blocks(False), lambda: all_blocks(True)
-        )
+        if entropy_bonus is None:  # without any bonus in the batch, skip the entropy's gradient
+            loss, entropy_sum, grads = jax.lax.cond(
+                jnp.all(entropy_coef == 0), lambda: all_blocks(False), lambda: all_blocks(True)
+            )
+        else:
+            loss, entropy_sum, grads = all_blocks(entropy_bonus)
         loss, entropy_sum, grads = _from_blocks((loss, entropy_sum, grads), num_runs)
         entropy = entropy_sum / jnp.maximum(valid.sum(axis=(1, 2)), 1)
         return loss, grads, entropy

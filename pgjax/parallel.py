@@ -9,14 +9,17 @@ On a CPU, XLA offers one device that runs such loops on about one core.
 `configure_cpu()` asks XLA for one CPU device per core instead, before JAX
 starts, so that the slices train in parallel; pgjax's command-line entry points
 call it. Set `PGJAX_CPU_DEVICES=1` to keep a single CPU device.
+`use_compile_cache()` keeps compiled programs on disk for later processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
@@ -58,6 +61,49 @@ def configure_cpu(count: int | None = None) -> list[str]:
     if added:
         os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
     return added
+
+
+DEFAULT_COMPILE_CACHE = "~/.cache/pgjax/xla"
+COMPILE_CACHE_BYTES = 2**30  # least recently used executables are deleted past this size
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+def use_compile_cache(directory: str | os.PathLike | None) -> Path | None:
+    """Keep compiled executables in `directory` across processes (JAX's persistent compilation cache).
+
+    A later process that compiles the same program (same shapes, settings,
+    versions and XLA flags; numeric settings and seeds are data) loads it from
+    there instead: on the README's 2-core CPU, 0.2 s instead of about 3 s for
+    the default training run. None or "off" leaves the cache off. Takes effect
+    only if this process has compiled nothing yet. Returns the folder used.
+    """
+    if directory is None or str(directory) == "off":
+        return None
+    import jax
+
+    path = Path(directory).expanduser().absolute()
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # only pgjax's own programs
+    jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_BYTES)
+    return path
+
+
+@contextlib.contextmanager
+def count_cache_hits() -> Iterator[list[int]]:
+    """Count executables loaded from the compile cache in the block: yields a one-item list, [hits]."""
+    import jax
+
+    hits = [0]
+
+    def listen(event: str, **_) -> None:
+        if event == _CACHE_HIT_EVENT:
+            hits[0] += 1
+
+    jax.monitoring.register_event_listener(listen)
+    try:
+        yield hits
+    finally:
+        jax.monitoring.unregister_event_listener(listen)
 
 
 def start_distributed() -> None:

@@ -3,10 +3,10 @@
     groups = grid.compile_groups(grid.expand_grid(base, static_values, numeric_values))
     results, info = train_sweep(groups, num_seeds=64, first_seed=0)
 
-For each compile group (grid points sharing their static settings) one
-executable is compiled. It trains a chunk of runs, their numeric settings
-vmapped and the chunk spread over every device (`pgjax.parallel`), for a
-segment of updates. Chunks hold as many runs as memory allows (`pgjax.memory`)
+For each compile group (grid points sharing their static settings) two
+executables are compiled: one initialises a chunk of runs, the other trains
+it, the runs' numeric settings vmapped and the chunk spread over every device
+(`pgjax.parallel`), for a segment of updates. Chunks hold as many runs as memory allows (`pgjax.memory`)
 and run one after another; segments of `segment_updates` updates run one after
 another within a chunk. Between segments the host reports progress, writes
 checkpoints (`pgjax.checkpoints`) and checks whether it was asked to stop. The
@@ -18,6 +18,7 @@ run that was never stopped.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import time
@@ -34,7 +35,7 @@ from pgjax.checkpoints import ChunkCheckpoints, chunk_dir
 from pgjax.config import Hyperparams
 from pgjax.grid import GridPoint, group_runs
 from pgjax.loss import default_block_rows
-from pgjax.parallel import fetch, memory_bytes, place_runs, run_mesh
+from pgjax.parallel import count_cache_hits, fetch, memory_bytes, place_runs, run_mesh
 from pgjax.trainer import Metrics, TrainState, make_trainer, run_updates
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
@@ -153,7 +154,7 @@ def _take(tree: Any, index: np.ndarray) -> Any:
 
 
 def _placeholder_state(init: Callable, size: int) -> TrainState:
-    """A zero `TrainState` of `size` runs with the right structure (for a chunk's first segment)."""
+    """A zero `TrainState` of `size` runs with the right structure (a template to restore checkpoints into)."""
     keys = jax.random.split(jax.random.key(0), size)
     shapes = jax.eval_shape(jax.vmap(init), keys, Hyperparams().broadcast(size))
     return jax.tree.map(
@@ -197,7 +198,8 @@ def train_sweep(
       "run_seconds" (training executions only), "devices", "memory_bytes"
       (XLA's estimate, the largest over groups), "chunks", "chunk_sizes",
       "memory_estimate" (per group), "resumed_updates" (updates restored from
-      checkpoints instead of trained)}.
+      checkpoints instead of trained), "compile_cache_hits" (executables loaded
+      from the compile cache, `pgjax.parallel.use_compile_cache`)}.
     """
     devices = devices or jax.devices()
     estimates = None
@@ -205,12 +207,13 @@ def train_sweep(
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
     info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
             "chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}), "memory_estimate": estimates,
-            "resumed_updates": 0}
+            "resumed_updates": 0, "compile_cache_hits": 0}
     loop = _SegmentLoop(run_mesh(devices), len(chunks), checkpoint_every, on_segment, should_stop, info)
     results = []
     for g, points in enumerate(groups):
         runs, seeds, hparams = group_runs(points, num_seeds, first_seed)
-        trainer = make_trainer(points[0].config)
+        entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
+        trainer = make_trainer(points[0].config, entropy_bonus)
         segment = _make_segment(trainer, segment_length(trainer.num_updates, segment_updates), loop.mesh)
         trained = []
         for chunk in (c for c in chunks if c.group == g):
@@ -227,26 +230,28 @@ def train_sweep(
 
 
 class _Segment(NamedTuple):
-    """A compile group's segment function, jitted over the mesh (compiled on first use)."""
+    """A compile group's functions, jitted over the mesh (compiled on first use)."""
 
-    fn: Callable  # (state, key_data, hparams, control) -> (state, Metrics with a [length] axis)
+    init: Callable  # (key_data, hparams) -> fresh TrainState
+    fn: Callable  # (state, hparams, control) -> (state, Metrics with a [length] axis)
     length: int  # updates per segment (scan length)
 
 
 def _make_segment(trainer, length: int, mesh) -> _Segment:
-    """The segment for a compile group: one device's slice of runs, shard_mapped over `mesh`."""
+    """Init and segment for a compile group: one device's slice of runs, shard_mapped over `mesh`."""
 
-    def segment(state, key_data, hparams, control):
-        """(Re)start the runs if control says so, then do its number of updates (at most `length`)."""
-        num_active, fresh = control[0, 0], control[0, 1]
-        state = jax.lax.cond(
-            fresh == 1, lambda: jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams), lambda: state
-        )
-        return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, length, num_active))(state, hparams)
+    def init(key_data, hparams):
+        return jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams)
 
-    runs = jax.sharding.PartitionSpec("runs")
-    return _Segment(jax.jit(jax.shard_map(segment, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False)),
-                    length)
+    def segment(state, hparams, control):
+        """Do control's number of updates (at most `length`)."""
+        return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, length, control[0]))(state, hparams)
+
+    def over_mesh(fn):
+        runs = jax.sharding.PartitionSpec("runs")
+        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+
+    return _Segment(over_mesh(init), over_mesh(segment), length)
 
 
 @dataclasses.dataclass
@@ -259,18 +264,28 @@ class _SegmentLoop:
     on_segment: Callable[[SegmentReport], None] | None
     should_stop: Callable[[], bool] | None
     info: dict
-    _compiled: tuple | None = None  # (segment, executable) of the group in training
+    _compiled: tuple | None = None  # (segment, init executable, segment executable) of the group in training
 
-    def _compile(self, segment: _Segment, *args) -> Any:
-        """The segment's executable, compiled once per group (chunks of a group share their shapes)."""
+    def _compile(self, segment: _Segment, key_data, hparams, control) -> tuple[Any, Any]:
+        """The group's (init, segment) executables, compiled once per group (its chunks share their shapes).
+
+        XLA compiles the init in a thread while Python traces the segment
+        (compiling releases the GIL), so the init adds little to the wait.
+        """
         if self._compiled is None or self._compiled[0] is not segment:
             start = time.perf_counter()
-            compiled = segment.fn.lower(*args).compile()
+            init = segment.init.lower(key_data, hparams)
+            with count_cache_hits() as hits, concurrent.futures.ThreadPoolExecutor(1) as pool:
+                init_compiled = pool.submit(init.compile)
+                state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
+                                     init.out_info)
+                compiled = segment.fn.lower(state, hparams, control).compile()
+                self._compiled = (segment, init_compiled.result(), compiled)
             self.info["compile_seconds"] += time.perf_counter() - start
+            self.info["compile_cache_hits"] += hits[0]
             bytes_ = memory_bytes(compiled, self.mesh.size) or 0
             self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
-            self._compiled = (segment, compiled)
-        return self._compiled[1]
+        return self._compiled[1:]
 
     def _report(self, report: SegmentReport) -> None:
         if self.on_segment is not None:
@@ -281,21 +296,25 @@ class _SegmentLoop:
         """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host."""
         n, num_updates = chunk.positions.size, trainer.num_updates
         pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
-        key_data = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds[pad])))
-        state = _placeholder_state(trainer.init, chunk.size)
-        done, fresh, history = 0, 1, []
+        placed_hparams = place_runs(_take(hparams, pad), self.mesh)
+        done, history = 0, []
         latest = checkpoints.latest() if checkpoints is not None else None
         if latest is not None:
-            restored, restored_metrics = checkpoints.restore(latest, _take(state, np.arange(n)), _metrics_template(n))
-            state = jax.tree.map(lambda p, r: _pad_like(r, p), state, restored)
-            history, done, fresh = [restored_metrics], latest, 0
+            template = _placeholder_state(trainer.init, chunk.size)
+            restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
+                                                             _metrics_template(n))
             self.info["resumed_updates"] += latest
             self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True))
-        if done == num_updates:
-            return fetch(_take(state, np.arange(n))), _concat(history)
-        placed = place_runs((state, key_data, _take(hparams, pad)), self.mesh)
-        compiled = self._compile(segment, *placed, place_runs(_control(chunk.size, segment.length, 1), self.mesh))
-        state, placed_keys, placed_hparams = placed
+            if latest == num_updates:
+                return fetch(restored), restored_metrics
+            history, done = [restored_metrics], latest
+        key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
+        init, compiled = self._compile(segment, key_data, placed_hparams,
+                                       place_runs(_control(chunk.size, segment.length), self.mesh))
+        if done:
+            state = place_runs(jax.tree.map(lambda p, r: _pad_like(r, p), template, restored), self.mesh)
+        else:
+            state = init(key_data, placed_hparams)
         pending, last_report = None, time.perf_counter()
         while done < num_updates:
             stop_at = num_updates
@@ -303,9 +322,9 @@ class _SegmentLoop:
                 stop_at = min(stop_at, (done // self.checkpoint_every + 1) * self.checkpoint_every)
             active = min(segment.length, stop_at - done)
             start = time.perf_counter()
-            control = place_runs(_control(chunk.size, active, fresh), self.mesh)
-            state, metrics = compiled(state, placed_keys, placed_hparams, control)
-            fresh, done = 0, done + active
+            control = place_runs(_control(chunk.size, active), self.mesh)
+            state, metrics = compiled(state, placed_hparams, control)
+            done += active
             if pending is not None:  # the previous segment's metrics, read while this one runs
                 last_report = self._collect(pending, history, n, last_report)
             pending = (chunk, metrics, active, done, num_updates)
@@ -341,9 +360,9 @@ class _SegmentLoop:
         return now
 
 
-def _control(size: int, num_active: int, fresh: int) -> np.ndarray:
-    """[size, 2] int32 rows of (updates to do, whether to start the runs afresh), the same for every run."""
-    return np.tile(np.array([[num_active, fresh]], np.int32), (size, 1))
+def _control(size: int, num_active: int) -> np.ndarray:
+    """[size] int32: the updates to do, the same for every run (each device reads its first)."""
+    return np.full((size,), num_active, np.int32)
 
 
 def _pad_like(restored: Any, placeholder: Any) -> Any:

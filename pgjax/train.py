@@ -19,7 +19,7 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
 import sys
 
-from pgjax.parallel import configure_cpu, start_distributed
+from pgjax.parallel import DEFAULT_COMPILE_CACHE, configure_cpu, start_distributed, use_compile_cache
 
 if __name__ == "__main__":
     configure_cpu()  # before gymnax starts JAX's backends
@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import io
 import math
+import os
 import shutil
 import signal
 from datetime import datetime
@@ -145,6 +146,11 @@ class Args:
     """Continue the interrupted run in this folder with its own settings."""
     quiet: bool = False
     """No progress bar (it is also off when stdout is not a terminal)."""
+    compile_cache: str = os.environ.get("PGJAX_COMPILE_CACHE", DEFAULT_COMPILE_CACHE)
+    """Folder where XLA's compiled programs are kept for later runs (JAX's persistent compilation
+    cache, at most 1 GiB): a run whose programs were compiled before (same shapes and static
+    settings; seeds and numeric settings do not matter) loads them instead; "off" disables it.
+    The environment variable PGJAX_COMPILE_CACHE sets the default."""
     distributed: bool = False
     """Spread the runs over the devices of several processes (one per host): calls
     jax.distributed.initialize(), which finds its peers on SLURM, Open MPI, Kubernetes and Cloud
@@ -283,6 +289,7 @@ def summarise(
         "env_steps_total": steps_total,
         "wall_seconds": timings["wall_seconds"],
         "compile_seconds": timings["compile_seconds"],
+        "compile_cache_hits": timings["compile_cache_hits"],
         "train_seconds": timings["run_seconds"],
         "env_steps_per_second": steps_total / timings["run_seconds"] if timings["run_seconds"] else None,
         "devices": timings["devices"],
@@ -376,7 +383,8 @@ def print_report(summary: dict, console: Console) -> None:
     console.print(
         f"{solved_text} | final return {_format_mean(summary['final_return_mean'], low, high, '95% CI ')} | "
         f"{summary['env_steps_total']:,} env steps in {summary['train_seconds']:.2f} s = "
-        f"{(speed or math.nan) / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s | "
+        f"{(speed or math.nan) / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s"
+        + (" (compile cache)" if summary.get("compile_cache_hits") else "") + " | "
         f"wall {summary['wall_seconds']:.2f} s on {summary['devices']} x {summary['device_kind']}"
         + (f" | {summary['chunks']} chunks of up to {max(summary['chunk_sizes'])} runs"
            if summary["chunks"] > summary["compile_groups"] else "")
@@ -422,13 +430,15 @@ def resumed_args(args: Args) -> Args:
         raise ValueError(f"{args.resume} holds no run to resume (no {outputs.CONFIG_FILE})")
     if (args.resume / outputs.SUMMARY_FILE).exists():
         raise ValueError(f"{args.resume} holds a finished run; there is nothing to resume")
-    if dataclasses.replace(args, resume=None, quiet=False) != Args():
-        raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet)")
+    if dataclasses.replace(args, resume=None, quiet=False, compile_cache=Args.compile_cache) != Args():
+        raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet, "
+                         "--compile-cache)")
     saved = outputs.load_json(config_file)["args"]
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
     fields = {f.name for f in dataclasses.fields(Args)}
     return dataclasses.replace(
-        Args(**{k: v for k, v in saved.items() if k in fields}), out=args.resume, resume=args.resume, quiet=args.quiet
+        Args(**{k: v for k, v in saved.items() if k in fields}), out=args.resume, resume=args.resume, quiet=args.quiet,
+        compile_cache=args.compile_cache,
     )
 
 
@@ -446,6 +456,7 @@ def run(args: Args, console: Console | None = None, started: float | None = None
             start_distributed()
         except RuntimeError as error:
             raise ValueError(f"--distributed: {error}") from None
+    use_compile_cache(args.compile_cache)
     is_main = jax.process_index() == 0
     resuming = args.resume is not None
     if resuming:
@@ -549,4 +560,6 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(started=STARTED))
+    from pgjax.cli import exit_now
+
+    exit_now(main(started=STARTED))

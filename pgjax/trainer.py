@@ -194,8 +194,14 @@ def make_value_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
     return optax.adam(hparams.value_learning_rate)
 
 
-def make_trainer(config: Config) -> Trainer:
-    """Build (compile nothing yet) the init and update functions for `config`."""
+def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
+    """Build (compile nothing yet) the init and update functions for `config`.
+
+    `entropy_bonus`: whether any run trained with these functions has a non-zero
+    `Hyperparams.entropy_coef`. None (default) decides at run time; True or
+    False fixes it when tracing, which compiles the policy gradient once rather
+    than twice (False ignores entropy_coef: pass it only when every run's is 0).
+    """
     config.validate()
     static = config.static
     spec = make_env(static.env)
@@ -205,7 +211,7 @@ def make_trainer(config: Config) -> Trainer:
     gaussian = spec.action_kind == "continuous"
     with_value = static.value_baseline
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=with_value)
-    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist)
+    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist, entropy_bonus)
     if with_value:
         value_module = make_value_network(spec, config)
         value_fn = make_value_fn(value_module)
@@ -323,6 +329,7 @@ def run_updates(
     """
     if num_active is None:
         return jax.lax.scan(lambda s, _: update(s, hparams), state, None, length)
+    update = jax.jit(update)  # traced once for eval_shape and the cond
     metrics_shape = jax.eval_shape(update, state, hparams)[1]
 
     def step(state, i):
@@ -334,15 +341,16 @@ def run_updates(
     return jax.lax.scan(step, state, jnp.arange(length))
 
 
-def make_train(config: Config) -> Callable[..., tuple[TrainState, Metrics]]:
+def make_train(config: Config, entropy_bonus: bool | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
 
     Returns:
       `train(key, hparams=config.hparams) -> (TrainState, Metrics)` for one run.
       `hparams` leaves may be traced, so `jax.vmap(train)(keys, hparams)` trains
-      a batch of seeds and numeric settings under one compile.
+      a batch of seeds and numeric settings under one compile. `entropy_bonus`:
+      as in `make_trainer` (None is right for any hparams).
     """
-    trainer = make_trainer(config)
+    trainer = make_trainer(config, entropy_bonus)
     default_hparams = config.hparams.as_arrays()
 
     def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[TrainState, Metrics]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 
 # Two CPU devices, so that spreading runs over devices is exercised (before JAX starts).
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+# The command line's compile cache goes to a folder of this test session, not the user's.
+os.environ["PGJAX_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="pgjax-test-xla-cache-")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

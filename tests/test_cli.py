@@ -216,6 +216,36 @@ def test_four_devices_give_the_runs_of_two_and_of_one(tmp_path):
     assert outputs.jsonable(four[2]) == outputs.jsonable(two[2])
 
 
+def test_the_console_script_sets_up_cpu_devices_before_jax_starts(tmp_path):
+    """`pgjax-train` (`pgjax.cli.train`) asks XLA for its CPU devices before importing what starts JAX."""
+    env = {**os.environ, "XLA_FLAGS": "", "PGJAX_CPU_DEVICES": "3"}
+    script = f"import sys; sys.argv = ['pgjax-train', *{SMALL!r}, '--quiet', '--out', {str(tmp_path)!r}]; " \
+             "from pgjax.cli import train; train()"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert outputs.load_summary(tmp_path)["devices"] == 3
+
+
+def test_a_second_run_loads_its_programs_from_the_compile_cache(tmp_path):
+    """The same command twice with one --compile-cache folder (other seeds and learning rate: data,
+    not program): the second process loads what the first compiled, and trains as it would have."""
+    cache = tmp_path / "cache"
+
+    def train(out, *extra):
+        command = [sys.executable, "-m", "pgjax.train", *SMALL, *extra, "--quiet", "--compile-cache", str(cache),
+                   "--out", str(out)]
+        subprocess.run(command, check=True, capture_output=True)
+        return _load_run(out)
+
+    first = train(tmp_path / "first")
+    assert first[0]["compile_cache_hits"] == 0 and any(cache.iterdir())
+    second = train(tmp_path / "second", "--seed", "9", "--lr", "0.02")
+    assert second[0]["compile_cache_hits"] >= 1
+    assert main([*SMALL, "--seed", "9", "--lr", "0.02", "--compile-cache", "off", "--out", str(tmp_path / "own")]) == 0
+    for name, values in _load_run(tmp_path / "own")[1][0].items():
+        np.testing.assert_array_equal(second[1][0][name], values, err_msg=name)
+
+
 def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_result(tmp_path):
     argv = ["--num-seeds", "8", "--num-updates", "300", "--episodes-per-update", "4", "--hidden", "8",
             "--checkpoint-every", "20", "--quiet"]

@@ -64,6 +64,21 @@ def test_gradient_matches_per_step_estimator(block_rows):
     np.testing.assert_allclose(entropy, ent[valid].mean(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.01])
+def test_static_entropy_bonus_equals_the_run_time_choice(entropy_coef):
+    """entropy_bonus fixed at trace time (as sweeps do) gives the run-time `lax.cond`'s results bitwise."""
+    params, obs, action, reward, valid, _ = make_batch(3)
+    weight = np.asarray(apply_baseline(step_returns(reward, valid, 0.9, "reward_to_go"), valid, "batch_norm"))
+    coef = np.asarray(step_coefficients(valid, "episode_sum"))
+    batch = (params, obs, action, weight, coef, valid, entropy_coef)
+    chosen = jax.jit(make_policy_gradient(apply_fn, 15))(*batch)
+    fixed = jax.jit(make_policy_gradient(apply_fn, 15, entropy_bonus=entropy_coef != 0))(*batch)
+    jax.tree.map(np.testing.assert_array_equal, fixed, chosen)
+    if entropy_coef:  # and the bonus is really there
+        without = make_policy_gradient(apply_fn, 15, entropy_bonus=False)(*batch)
+        assert not all(jax.tree.leaves(jax.tree.map(np.allclose, without[1], chosen[1])))
+
+
 @pytest.mark.parametrize("block_rows", [4, 72])  # one run per block; two (3 runs: one padded block)
 def test_vmapped_gradient_equals_each_run_alone(block_rows):
     """Runs gathered into blocks of runs and time slices each get their own gradient."""
