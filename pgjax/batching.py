@@ -44,6 +44,9 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
       then seeds) calls `batched_fn` once with `B = N` (or grid x seeds).
       Like any `custom_vmap` function it cannot be differentiated through; pgjax
       uses it for rollouts and for computing gradients, never inside `jax.grad`.
+      Its attribute `batched` is `batched_fn` itself, for callers that hold the
+      run axis explicitly (and so skip the tracing at B = 1 that `custom_vmap`
+      does before folding).
     """
 
     @custom_vmap
@@ -68,4 +71,5 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
         out = many(*_broadcast_unbatched(args, tuple(in_batched), axis_size))
         return out, _all_batched(out)
 
+    one.batched = batched_fn
     return one

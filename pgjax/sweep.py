@@ -244,8 +244,9 @@ def _make_segment(trainer, length: int, mesh) -> _Segment:
         return jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams)
 
     def segment(state, hparams, control):
-        """Do control's number of updates (at most `length`)."""
-        return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, length, control[0]))(state, hparams)
+        """Do control's number of updates (at most `length`) on the device's runs, at once."""
+        state, metrics = run_updates(trainer.update_batch, state, hparams, length, control[0])
+        return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)  # [length, runs] -> [runs, length]
 
     def over_mesh(fn):
         runs = jax.sharding.PartitionSpec("runs")

@@ -50,6 +50,7 @@ from pgjax.returns import (
     step_returns,
     value_advantages,
 )
+from pgjax.batching import fold_vmap
 from pgjax.rollout import make_collect
 
 
@@ -176,11 +177,15 @@ class Trainer(NamedTuple):
       update: `(state, hparams) -> (state, Metrics)`, one policy update; the
         metrics leaves have no update axis.
       num_updates: U, updates of a whole training run.
+      update_batch: `update` for a batch of runs whose leaves carry a leading
+        run axis [B] (`update` is it folded by `pgjax.batching.fold_vmap`);
+        tracing it costs one trace at B rather than one at 1 and one at B.
     """
 
     init: Callable[[jax.Array, Hyperparams], TrainState]
     update: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]]
     num_updates: int
+    update_batch: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]]
 
 
 def _sane(loss: jax.Array, params: Any, limit: jax.Array) -> jax.Array:
@@ -239,12 +244,10 @@ def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
             value_opt_state=value_opt_state,
         )
 
-    def update(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
-        key, rollout_key = jax.random.split(state.key)
-        traj = collect(state.params, rollout_key)
+    def step_weights(traj, values, last_values, hparams):
+        """One run's policy-gradient weights and loss coefficients [T, E], and value targets (or None)."""
+        target = None
         if with_value:
-            values = hparams.value_scale * values_of(state.value_params, traj.obs, traj.valid)
-            last_values = hparams.value_scale * value_fn(state.value_params, traj.last_obs)
             advantage, target = value_advantages(
                 traj.reward, traj.valid, traj.truncated, values, last_values, hparams.gamma, hparams.gae_lambda,
                 static.advantage,
@@ -253,22 +256,18 @@ def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
         else:
             returns = step_returns(traj.reward, traj.valid, hparams.gamma, static.returns)
             weight = apply_baseline(returns, traj.valid, static.baseline, hparams.baseline_constant)
-        coef = step_coefficients(traj.valid, static.reduction)
-        loss, grads, entropy = policy_gradient(
-            state.params, traj.obs, traj.action, weight, coef, traj.valid, hparams.entropy_coef
-        )
+        return weight, step_coefficients(traj.valid, static.reduction), target
+
+    def apply_gradients(state, key, traj, values, target, gradients, hparams):
+        """One run's optimizer steps, divergence check and metrics, from its gradients."""
+        loss, grads, entropy, value_loss, value_grads = gradients
         updates, opt_state = make_optimizer(hparams).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         sane = _sane(loss, params, hparams.divergence_limit)
         value_params, value_opt_state = state.value_params, state.value_opt_state
-        value_loss = ev = jnp.float32(0.0)
+        ev = jnp.float32(0.0)
         if with_value:
-            value_coef = step_coefficients(traj.valid, "step_mean")
-            # the network fits target / value_scale; its loss is reported in the returns' units
-            value_loss, value_grads = value_gradient(
-                value_params, traj.obs, target / hparams.value_scale, value_coef, traj.valid
-            )
-            value_loss = value_loss * hparams.value_scale**2
+            value_loss = value_loss * hparams.value_scale**2  # the network fits target / value_scale
             value_updates, value_opt_state = make_value_optimizer(hparams).update(
                 value_grads, value_opt_state, value_params
             )
@@ -303,7 +302,31 @@ def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
         )
         return new_state, metrics
 
-    return Trainer(init, update, static.num_updates)
+    def update_batch(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
+        """One update of a batch of runs (leaves [B, ...]): the rollout and the gradients take the
+        whole batch at once (`pgjax.batching`), everything else is vmapped over runs."""
+        keys = jax.vmap(jax.random.split)(state.key)
+        traj = collect.batched(state.params, keys[:, 1])
+        values = last_values = None
+        if with_value:
+            scale = hparams.value_scale
+            values = scale[:, None, None] * values_of.batched(state.value_params, traj.obs, traj.valid)
+            last_values = scale[:, None] * jax.vmap(value_fn)(state.value_params, traj.last_obs)
+        weight, coef, target = jax.vmap(step_weights)(traj, values, last_values, hparams)
+        loss, grads, entropy = policy_gradient.batched(
+            state.params, traj.obs, traj.action, weight, coef, traj.valid, hparams.entropy_coef
+        )
+        value_loss = jnp.zeros_like(loss)
+        value_grads = None
+        if with_value:
+            value_coef = jax.vmap(lambda valid: step_coefficients(valid, "step_mean"))(traj.valid)
+            value_loss, value_grads = value_gradient.batched(
+                state.value_params, traj.obs, target / scale[:, None, None], value_coef, traj.valid
+            )
+        gradients = (loss, grads, entropy, value_loss, value_grads)
+        return jax.vmap(apply_gradients)(state, keys[:, 0], traj, values, target, gradients, hparams)
+
+    return Trainer(init, fold_vmap(update_batch), static.num_updates, update_batch)
 
 
 def run_updates(
