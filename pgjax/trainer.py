@@ -16,9 +16,10 @@ the same shape learns V(s) by regression on the update's returns (or GAE
 targets), with its own Adam, after the weights of the update were computed
 with its current values.
 
-`make_trainer(config)` gives the same pieces apart (`init`, one `update`, and
-`run_updates` for a stretch of updates), which `pgjax.sweep` uses to train in
-segments with progress, checkpoints and safe stopping points in between.
+`make_trainer(config)` gives the same pieces apart (`init`, one `update`, the
+same update over an explicit run axis `update_batch`, and `run_updates` for a
+stretch of updates), which `pgjax.sweep` uses to train in segments with
+progress, checkpoints and safe stopping points in between.
 
 Divergence: an update whose loss or new parameters are not finite, or that
 takes a parameter past `Hyperparams.divergence_limit` in magnitude, is not
@@ -38,6 +39,7 @@ import optax
 from flax import struct
 
 from pgjax import policy
+from pgjax.batching import fold_vmap
 from pgjax.config import Config, Hyperparams, StaticConfig
 from pgjax.envs import EnvSpec, make_env
 from pgjax.loss import make_policy_gradient, make_value_gradient, make_values
@@ -50,7 +52,6 @@ from pgjax.returns import (
     step_returns,
     value_advantages,
 )
-from pgjax.batching import fold_vmap
 from pgjax.rollout import make_collect
 
 
