@@ -246,6 +246,14 @@ def test_a_second_run_loads_its_programs_from_the_compile_cache(tmp_path):
         np.testing.assert_array_equal(second[1][0][name], values, err_msg=name)
 
 
+def test_an_unwritable_compile_cache_is_left_off_with_a_note(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main([*SMALL, "--quiet", "--compile-cache", str(blocker / "cache"), "--out", str(tmp_path / "run")]) == 0
+    assert f"compile cache off: cannot write {blocker / 'cache'}" in capsys.readouterr().out
+    assert outputs.load_summary(tmp_path / "run")["compile_cache_hits"] == 0
+
+
 def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_result(tmp_path):
     argv = ["--num-seeds", "8", "--num-updates", "300", "--episodes-per-update", "4", "--hidden", "8",
             "--checkpoint-every", "20", "--quiet"]
