@@ -25,6 +25,7 @@ if __name__ == "__main__":
     configure_cpu()
 
 import dataclasses
+import os
 import platform
 import sys
 import tempfile
@@ -117,7 +118,8 @@ def train_preset(env_id: str, num_seeds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         start = time.perf_counter()
-        assert train_main(["--env", env_id, "--num-seeds", str(num_seeds), "--quiet", "--out", str(out)]) == 0
+        argv = ["--env", env_id, "--num-seeds", str(num_seeds), "--quiet", "--compile-cache", "off", "--out", str(out)]
+        assert train_main(argv) == 0  # cold compiles: the timings include them
         wall = time.perf_counter() - start
         summary = outputs.load_summary(out)
     finals = np.array([r["final_return"] for r in summary["runs"]])
@@ -182,11 +184,12 @@ def main() -> None:
     result = {
         "command": sys.argv, "num_seeds": args.num_seeds, "random_episodes": args.random_episodes,
         "versions": outputs.package_versions(), "devices": [str(d) for d in jax.devices()],
-        "device_kind": jax.devices()[0].device_kind, "cpu": _cpu_model(), "cpu_count": __import__("os").cpu_count(),
+        "device_kind": jax.devices()[0].device_kind, "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
         "reference_sources": {"gymnax": GYMNAX_README, "minatar": MINATAR_PLOTS}, "envs": {},
     }
     start = time.perf_counter()
     for env in args.envs:
+        load_before = os.getloadavg()[0]  # other processes on the machine slow the timings down
         t0 = time.perf_counter()
         random_returns = random_baseline(env, args.num_seeds, args.random_episodes)
         random_seconds = time.perf_counter() - t0
@@ -204,19 +207,23 @@ def main() -> None:
             "reference": REFERENCES.get(env, (None, "none found")),
             "random_reference": RANDOM_REFERENCES.get(env),
             "random_seconds": random_seconds,
+            "load_average_1min": [load_before, os.getloadavg()[0]],
             **{k: v for k, v in trained.items() if k != "summary_statistics"},
         }
         result["envs"][env] = entry
         print(f"{env}: random IQM {random_stats['iqm']:.2f}, trained IQM {entry['trained']['iqm']:.2f}, worst run "
               f"{entry['worst_run']:.2f}, above random {entry['runs_above_random']}/{args.num_seeds}, "
-              f"{trained['env_steps_per_run']:,.0f} steps/run, {trained['wall_seconds']:.0f} s", flush=True)
+              f"{trained['env_steps_per_run']:,.0f} steps/run, {trained['wall_seconds']:.0f} s, load average "
+              f"{load_before:.1f} -> {entry['load_average_1min'][1]:.1f}", flush=True)
     result["total_seconds"] = time.perf_counter() - start
     outputs.write_json(args.out, result)
     table = markdown(result)
+    loads = [x for e in result["envs"].values() for x in e["load_average_1min"]]
     args.out.with_suffix(".md").write_text(
         table + f"\n{args.num_seeds} seeds per environment on {result['cpu']} ({result['cpu_count']} cores, "
         f"{len(result['devices'])} XLA CPU devices); jax {result['versions']['jax']}, gymnax "
-        f"{result['versions']['gymnax']}; whole script {result['total_seconds'] / 60:.1f} min.\n"
+        f"{result['versions']['gymnax']}; whole script {result['total_seconds'] / 60:.1f} min; 1-minute load "
+        f"average {min(loads):.1f} to {max(loads):.1f} (above ~2, other processes shared the 2 cores).\n"
     )
     print(table)
 
