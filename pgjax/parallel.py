@@ -75,8 +75,10 @@ def use_compile_cache(directory: str | os.PathLike | None) -> Path | None:
     versions and XLA flags; numeric settings and seeds are data) loads it from
     there instead: on the README's 2-core CPU, 0.2 s instead of about 3 s for
     the default training run. None or "off" leaves the cache off, and so does a
-    folder that cannot be created or written. Takes effect only if this process
-    has compiled nothing yet. Returns the folder used, or None.
+    folder that cannot be created or written. A per-process setting: it takes
+    effect only if this process has compiled nothing yet, and JAX keeps what it
+    found at its first compile (a later call changes nothing). Returns the
+    folder asked for, or None.
     """
     if directory is None or str(directory) == "off":
         return None

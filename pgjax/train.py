@@ -457,7 +457,7 @@ def run(args: Args, console: Console | None = None, started: float | None = None
         except RuntimeError as error:
             raise ValueError(f"--distributed: {error}") from None
     if use_compile_cache(args.compile_cache) is None and args.compile_cache != "off":
-        console.print(f"compile cache off: cannot write {args.compile_cache}")
+        console.print(f"compile cache off: cannot write {args.compile_cache}", soft_wrap=True)
     is_main = jax.process_index() == 0
     resuming = args.resume is not None
     if resuming:
