@@ -30,14 +30,19 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def train() -> None:
-    """`pgjax-train`: `python -m pgjax.train` as a console script."""
-    started = time.perf_counter()
+def prepare_train_process(argv: list[str]) -> None:
+    """Before JAX starts its backends: one CPU device per core, and with --distributed, join the other processes."""
     from pgjax.parallel import configure_cpu, start_distributed
 
     configure_cpu()
-    if "--distributed" in sys.argv:
+    if "--distributed" in argv:
         start_distributed()
+
+
+def train() -> None:
+    """`pgjax-train`: `python -m pgjax.train` as a console script."""
+    started = time.perf_counter()
+    prepare_train_process(sys.argv)
     from pgjax import train as train_module
 
     exit_now(train_module.main(started=started))

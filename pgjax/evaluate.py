@@ -96,23 +96,12 @@ def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed:
     )
 
 
-def greedy_logits(apply_fn: Callable) -> Callable:
-    """`apply_fn` with logits 0 at the argmax and -inf elsewhere, so that `policy.sample` picks the argmax."""
-
-    def apply(params, obs):
-        logits = apply_fn(params, obs)
-        best = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=bool)
-        return jnp.where(best, 0.0, -jnp.inf)
-
-    return apply
-
-
 @functools.lru_cache(maxsize=32)
 def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
     """Jitted `(params [R, ...], keys [R]) -> returns [R, episodes]`, one compile per network and setting.
 
-    Greedy episodes take `Distribution.greedy` (argmax, the same actions as sampling
-    from `greedy_logits`; the Gaussian's mean), with the same environment keys.
+    Greedy episodes take `Distribution.greedy` (the argmax, ties to the first action;
+    the Gaussian's mean), with the same environment keys.
     """
     spec = make_env(network.env)
     config = Config(network)

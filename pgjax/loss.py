@@ -107,6 +107,17 @@ def _from_blocks(tree: Any, num_runs: int) -> Any:
     return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])[:num_runs], tree)
 
 
+def _map_blocks(block_fn: Callable, batch: tuple, valid: jax.Array, block_rows: int | None) -> Any:
+    """`block_fn(block, steps=...)` over the blocks of runs of `batch` (leaves [R, ...]; valid [R, T, E]).
+
+    Returns block_fn's results with the run axis restored: leaves [R, ...].
+    """
+    num_runs = valid.shape[0]
+    steps, runs, num_blocks = _layout(valid.shape, block_rows)
+    blocks = _to_blocks(batch, num_runs, runs, num_blocks)
+    return _from_blocks(jax.lax.map(partial(block_fn, steps=steps), blocks), num_runs)
+
+
 def _over_slices(valid: jax.Array, steps: int, body: Callable, init: Any) -> Any:
     """`body(start, fresh, take, carry) -> carry` over the time slices of a block that hold any step.
 
@@ -175,12 +186,10 @@ def make_policy_gradient(
         return _over_slices(valid, steps, add_slice, (zeros, zeros, jax.tree.map(jnp.zeros_like, params)))
 
     def gradient_batch(params, obs, action, weight, coef, valid, entropy_coef):
-        num_runs = valid.shape[0]
-        steps, runs, num_blocks = _layout(valid.shape, block_rows)
-        blocks = _to_blocks((params, obs, action, weight, coef, valid, entropy_coef), num_runs, runs, num_blocks)
+        batch = (params, obs, action, weight, coef, valid, entropy_coef)
 
         def all_blocks(entropy_bonus: bool):
-            return jax.lax.map(partial(block_gradient, steps=steps, entropy_bonus=entropy_bonus), blocks)
+            return _map_blocks(partial(block_gradient, entropy_bonus=entropy_bonus), batch, valid, block_rows)
 
         if entropy_bonus is None:  # without any bonus in the batch, skip the entropy's gradient
             loss, entropy_sum, grads = jax.lax.cond(
@@ -188,7 +197,6 @@ def make_policy_gradient(
             )
         else:
             loss, entropy_sum, grads = all_blocks(entropy_bonus)
-        loss, entropy_sum, grads = _from_blocks((loss, entropy_sum, grads), num_runs)
         entropy = entropy_sum / jnp.maximum(valid.sum(axis=(1, 2)), 1)
         return loss, grads, entropy
 
@@ -211,11 +219,7 @@ def make_values(value_fn: ValueFn, block_rows: int | None = None) -> Callable:
         return _over_slices(valid, steps, add_slice, jnp.zeros(valid.shape, jnp.float32))
 
     def values_batch(params, obs, valid):
-        num_runs = valid.shape[0]
-        steps, runs, num_blocks = _layout(valid.shape, block_rows)
-        blocks = _to_blocks((params, obs, valid), num_runs, runs, num_blocks)
-        values = _from_blocks(jax.lax.map(partial(block_values, steps=steps), blocks), num_runs)
-        return jnp.where(valid, values, 0.0)
+        return jnp.where(valid, _map_blocks(block_values, (params, obs, valid), valid, block_rows), 0.0)
 
     return fold_vmap(values_batch)
 
@@ -239,9 +243,6 @@ def make_value_gradient(value_fn: ValueFn, block_rows: int | None = None) -> Cal
         return _over_slices(valid, steps, add_slice, (zeros, jax.tree.map(jnp.zeros_like, params)))
 
     def gradient_batch(params, obs, target, coef, valid):
-        num_runs = valid.shape[0]
-        steps, runs, num_blocks = _layout(valid.shape, block_rows)
-        blocks = _to_blocks((params, obs, target, coef, valid), num_runs, runs, num_blocks)
-        return _from_blocks(jax.lax.map(partial(block_gradient, steps=steps), blocks), num_runs)
+        return _map_blocks(block_gradient, (params, obs, target, coef, valid), valid, block_rows)
 
     return fold_vmap(gradient_batch)

@@ -229,14 +229,14 @@ def gaussian_log_prob(
     its units (`half_range` [A]: (high - low) / 2 of the action space).
     """
     mean, log_std = gaussian_split(out)
-    z = (action - mean) * jnp.exp(-log_std)
+    inv_std = jnp.exp(-log_std)
+    z = (action - mean) * inv_std
     density = -0.5 * z * z - log_std - _HALF_LOG_2PI - jnp.log(half_range)
     if squash == "tanh":
         # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
         density = density - 2.0 * (math.log(2.0) - action - jax.nn.softplus(-2.0 * action))
         return density.sum(axis=-1)
     if squash == "clip":
-        inv_std = jnp.exp(-log_std)
         below = log_ndtr((-1.0 - mean) * inv_std)  # log P(u <= -1)
         above = log_ndtr((mean - 1.0) * inv_std)  # log P(u >= 1)
         per_dim = jnp.where(action <= -1.0, below, jnp.where(action >= 1.0, above, density))

@@ -1,4 +1,4 @@
-"""Train every run of a sweep: one compile per group, chunks that fit memory, segments of updates.
+"""Train every run of a sweep: compiled once per group, chunks that fit memory, segments of updates.
 
     groups = grid.compile_groups(grid.expand_grid(base, static_values, numeric_values))
     results, info = train_sweep(groups, num_seeds=64, first_seed=0)
@@ -6,10 +6,11 @@
 For each compile group (grid points sharing their static settings) two
 executables are compiled: one initialises a chunk of runs, the other trains
 it, the runs' numeric settings vmapped and the chunk spread over every device
-(`pgjax.parallel`), for a segment of updates. Chunks hold as many runs as memory allows (`pgjax.memory`)
-and run one after another; segments of `segment_updates` updates run one after
-another within a chunk. Between segments the host reports progress, writes
-checkpoints (`pgjax.checkpoints`) and checks whether it was asked to stop. The
+(`pgjax.parallel`), for a segment of updates. Chunks hold as many runs as
+memory allows (`pgjax.memory`) and run one after another; segments of
+`segment_updates` updates run one after another within a chunk. Between
+segments the host reports progress, writes checkpoints (`pgjax.checkpoints`)
+and checks whether it was asked to stop. The
 segment is a `lax.scan` whose steps past `num_active` are skipped by a
 `lax.cond`, so one executable serves the last, shorter segment too, and the
 results do not depend on where the segments end: a resumed run is bitwise the

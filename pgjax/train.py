@@ -19,12 +19,11 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
 import sys
 
-from pgjax.parallel import DEFAULT_COMPILE_CACHE, configure_cpu, start_distributed, use_compile_cache
+from pgjax.cli import exit_now, prepare_train_process
+from pgjax.parallel import DEFAULT_COMPILE_CACHE, start_distributed, use_compile_cache
 
 if __name__ == "__main__":
-    configure_cpu()  # before gymnax starts JAX's backends
-    if "--distributed" in sys.argv:
-        start_distributed()  # likewise
+    prepare_train_process(sys.argv)  # before gymnax starts JAX's backends
 
 import contextlib
 import dataclasses
@@ -561,6 +560,4 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pgjax.cli import exit_now
-
     exit_now(main(started=STARTED))

@@ -69,11 +69,10 @@ def test_sampling_callable_draws_with_the_policy_probabilities(solved_params):
     assert not np.array_equal(draws, act(np.tile(obs, (4000, 1))))  # each call draws anew
 
 
-def test_greedy_logits_make_the_sampler_take_the_argmax():
+def test_greedy_actions_are_the_argmax():
+    """What greedy evaluation takes (`make_collect(greedy=True)` calls `Distribution.greedy`)."""
     logits = jnp.array([[1.0, 3.0, 2.0], [5.0, 5.0, 0.0], [-1.0, -2.0, -0.5]])
-    greedy = evaluate.greedy_logits(lambda params, obs: logits)(None, None)
-    for k in range(20):
-        np.testing.assert_array_equal(policy.sample(jax.random.key(k), greedy), [1, 0, 2])  # ties: the first
+    np.testing.assert_array_equal(policy.categorical().greedy(logits), [1, 0, 2])  # ties: the first
 
 
 def test_greedy_jax_evaluation(solved_params):
