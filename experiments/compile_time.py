@@ -1,0 +1,142 @@
+"""What the training command's compile time is made of, and what the alternatives cost: the README's compile figures.
+
+    python experiments/compile_time.py [--repeats 3] [--out experiments/results/compile_time.json]
+
+Each measurement runs in a fresh process (nothing cached, XLA flags per variant),
+the variants alternating, `--repeats` times; the default preset, 64 runs over
+every CPU device, one segment of `pgjax.sweep.SEGMENT_UPDATES` updates:
+
+  sweep           what `python -m pgjax.train` compiles: the entropy bonus fixed
+                  when tracing (`make_trainer(config, entropy_bonus=False)`), the
+                  segment tracing `Trainer.update_batch` once;
+  entropy_cond    the same with the bonus decided at run time by a `lax.cond`
+                  (`entropy_bonus=None`), which compiles the gradient twice;
+  vmapped_update  the segment vmapping the one-run update, which traces the
+                  rollout and the gradient at one run and again at the batch;
+  legacy_fusion   `sweep` under XLA_FLAGS=--xla_cpu_use_fusion_emitters=false.
+
+Per variant: tracing (lower) and XLA compile seconds of the segment, its optimised
+HLO's lines and fusions, the init program's compile seconds and HLO lines, and
+the seconds of 100 updates (5 segments) once compiled. Medians over repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import tyro
+
+VARIANTS = {
+    "sweep": {},
+    "entropy_cond": {},
+    "vmapped_update": {},
+    "legacy_fusion": {"XLA_FLAGS": "--xla_cpu_use_fusion_emitters=false"},
+}
+
+
+@dataclasses.dataclass
+class Args:
+    repeats: int = 3
+    """Alternating repetitions of every variant, each in a fresh process."""
+    out: Path = Path("experiments/results/compile_time.json")
+    """JSON file to write."""
+    variant: str | None = None
+    """Internal: measure this variant in this process and print its JSON."""
+
+
+def measure(variant: str) -> dict:
+    """One variant's figures, in this (fresh) process."""
+    import time
+
+    from pgjax.parallel import configure_cpu
+
+    configure_cpu()
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from pgjax.config import preset_config
+    from pgjax.parallel import place_runs, run_mesh
+    from pgjax.sweep import SEGMENT_UPDATES, _control, _make_segment
+    from pgjax.trainer import make_trainer, run_updates
+
+    config = preset_config("default", "CartPole-v1")
+    trainer = make_trainer(config, None if variant == "entropy_cond" else False)
+    mesh = run_mesh(jax.devices())
+    segment = _make_segment(trainer, SEGMENT_UPDATES, mesh)
+    fn = segment.fn
+    if variant == "vmapped_update":
+        def vmapped(state, hparams, control):
+            return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, SEGMENT_UPDATES, control[0]))(state, hparams)
+
+        runs = jax.sharding.PartitionSpec("runs")
+        fn = jax.jit(jax.shard_map(vmapped, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+    num_runs = 64
+    key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(jnp.arange(num_runs)))), mesh)
+    hparams = place_runs(config.hparams.broadcast(num_runs), mesh)
+    control = place_runs(_control(num_runs, SEGMENT_UPDATES), mesh)
+
+    def hlo_size(compiled) -> tuple[int, int]:
+        text = compiled.as_text()
+        return text.count("\n"), len(re.findall(r" fusion\(", text))
+
+    start = time.perf_counter()
+    init = segment.init.lower(key_data, hparams).compile()
+    init_seconds = time.perf_counter() - start
+    state = init(key_data, hparams)
+    start = time.perf_counter()
+    lowered = fn.lower(state, hparams, control)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    compiled_at = time.perf_counter()
+    start_train = time.perf_counter()
+    for _ in range(config.static.num_updates // SEGMENT_UPDATES):
+        state, _ = compiled(state, hparams, control)
+    jax.block_until_ready(state)
+    train_seconds = time.perf_counter() - start_train
+    lines, fusions = hlo_size(compiled)
+    return {
+        "lower_seconds": lowered_at - start, "compile_seconds": compiled_at - lowered_at,
+        "hlo_lines": lines, "fusions": fusions, "init_compile_seconds": init_seconds,
+        "init_hlo_lines": hlo_size(init)[0], "train_seconds_100_updates": train_seconds,
+        "env_steps": int(np.asarray(state.env_steps).sum()),
+    }
+
+
+def main() -> None:
+    args = tyro.cli(Args)
+    if args.variant is not None:
+        print(json.dumps(measure(args.variant)))
+        return
+    samples: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    for repeat in range(args.repeats):
+        for name, env in VARIANTS.items():
+            done = subprocess.run([sys.executable, __file__, "--variant", name], env={**os.environ, **env},
+                                  capture_output=True, text=True, check=True)
+            samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"repeat {repeat + 1} {name}: {samples[name][-1]}", flush=True)
+    medians = {name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+               for name, runs in samples.items()}
+    from pgjax import outputs
+
+    result = {"command": sys.argv, "repeats": args.repeats, "variants": VARIANTS, "medians": medians,
+              "samples": samples, "versions": outputs.package_versions()}
+    outputs.write_json(args.out, result)
+    print(f"{'variant':16} {'lower s':>8} {'compile s':>9} {'HLO lines':>9} {'fusions':>7} {'init s':>6} "
+          f"{'init HLO':>8} {'100 updates s':>13}")
+    for name, m in medians.items():
+        print(f"{name:16} {m['lower_seconds']:8.2f} {m['compile_seconds']:9.2f} {m['hlo_lines']:9.0f} "
+              f"{m['fusions']:7.0f} {m['init_compile_seconds']:6.2f} {m['init_hlo_lines']:8.0f} "
+              f"{m['train_seconds_100_updates']:13.2f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
