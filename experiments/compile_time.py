@@ -4,7 +4,8 @@
 
 Each measurement runs in a fresh process (nothing cached, XLA flags per variant),
 the variants alternating, `--repeats` times; the default preset, 64 runs over
-every CPU device, one segment of `pgjax.sweep.SEGMENT_UPDATES` updates:
+every CPU device. Segment variants compile one segment of
+`pgjax.sweep.SEGMENT_UPDATES` updates and its init program, as the command does:
 
   sweep           what `python -m pgjax.train` compiles: the entropy bonus fixed
                   when tracing (`make_trainer(config, entropy_bonus=False)`), the
@@ -13,11 +14,23 @@ every CPU device, one segment of `pgjax.sweep.SEGMENT_UPDATES` updates:
                   (`entropy_bonus=None`), which compiles the gradient twice;
   vmapped_update  the segment vmapping the one-run update, which traces the
                   rollout and the gradient at one run and again at the batch;
+  small_loops_1k  `sweep` with XLA's own small-loop limit, 1 KiB, instead of
+                  `pgjax.parallel.SMALL_LOOP_BYTES` (so every random-number
+                  call's threefry loop dispatches its kernels one by one);
   legacy_fusion   `sweep` under XLA_FLAGS=--xla_cpu_use_fusion_emitters=false.
 
-Per variant: tracing (lower) and XLA compile seconds of the segment, its optimised
-HLO's lines and fusions, the init program's compile seconds and HLO lines, and
-the seconds of 100 updates (5 segments) once compiled. Medians over repeats.
+Whole-training variants compile `make_train`'s one program (initialisation and
+all 100 updates), as `python -m pgjax.bench` does:
+
+  train_batched   `make_train(config).batched`, one trace at the batch;
+  train_vmap      `jax.vmap(make_train(config))`, traced at one run and again
+                  at the batch.
+
+Per variant: tracing (lower) and XLA compile seconds of the segment (or the
+whole program), its optimised HLO's lines and fusions, the init program's
+compile seconds and HLO lines (segment variants), the seconds of 100 updates
+once compiled, the env steps and an MD5 of the final parameters and keys (equal
+digests: bitwise equal results). Medians over repeats.
 """
 
 from __future__ import annotations
@@ -37,7 +50,10 @@ VARIANTS = {
     "sweep": {},
     "entropy_cond": {},
     "vmapped_update": {},
+    "small_loops_1k": {"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"},
     "legacy_fusion": {"XLA_FLAGS": "--xla_cpu_use_fusion_emitters=false"},
+    "train_batched": {},
+    "train_vmap": {},
 }
 
 
@@ -53,6 +69,7 @@ class Args:
 
 def measure(variant: str) -> dict:
     """One variant's figures, in this (fresh) process."""
+    import hashlib
     import time
 
     from pgjax.parallel import configure_cpu
@@ -63,29 +80,53 @@ def measure(variant: str) -> dict:
     import numpy as np
 
     from pgjax.config import preset_config
-    from pgjax.parallel import place_runs, run_mesh
+    from pgjax.parallel import fetch, place_runs, run_mesh
     from pgjax.sweep import SEGMENT_UPDATES, _control, _make_segment
-    from pgjax.trainer import make_trainer, run_updates
+    from pgjax.trainer import make_train, make_trainer, run_updates
 
     config = preset_config("default", "CartPole-v1")
-    trainer = make_trainer(config, None if variant == "entropy_cond" else False)
+    num_runs = 64
     mesh = run_mesh(jax.devices())
+
+    def hlo_size(compiled) -> tuple[int, int]:
+        text = compiled.as_text()
+        return text.count("\n"), len(re.findall(r" fusion\(", text))
+
+    def digest(state) -> str:
+        host = fetch((state.params, state.key))
+        return hashlib.md5(b"".join(np.ascontiguousarray(x).tobytes() for x in jax.tree.leaves(host))).hexdigest()
+
+    runs = jax.sharding.PartitionSpec("runs")
+    if variant.startswith("train_"):
+        train = make_train(config, entropy_bonus=False)
+        fn = jax.jit(jax.shard_map(train.batched if variant == "train_batched" else jax.vmap(train),
+                                   mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+        placed = place_runs((jax.vmap(jax.random.key)(jnp.arange(num_runs)), config.hparams.broadcast(num_runs)), mesh)
+        start = time.perf_counter()
+        lowered = fn.lower(*placed)
+        lowered_at = time.perf_counter()
+        compiled = lowered.compile()
+        compiled_at = time.perf_counter()
+        state, _ = jax.block_until_ready(compiled(*placed))
+        lines, fusions = hlo_size(compiled)
+        return {
+            "lower_seconds": lowered_at - start, "compile_seconds": compiled_at - lowered_at,
+            "hlo_lines": lines, "fusions": fusions, "init_compile_seconds": None, "init_hlo_lines": None,
+            "train_seconds_100_updates": time.perf_counter() - compiled_at,
+            "env_steps": int(np.asarray(state.env_steps).sum()), "state_md5": digest(state),
+        }
+
+    trainer = make_trainer(config, None if variant == "entropy_cond" else False)
     segment = _make_segment(trainer, SEGMENT_UPDATES, mesh)
     fn = segment.fn
     if variant == "vmapped_update":
         def vmapped(state, hparams, control):
             return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, SEGMENT_UPDATES, control[0]))(state, hparams)
 
-        runs = jax.sharding.PartitionSpec("runs")
         fn = jax.jit(jax.shard_map(vmapped, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
-    num_runs = 64
     key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(jnp.arange(num_runs)))), mesh)
     hparams = place_runs(config.hparams.broadcast(num_runs), mesh)
     control = place_runs(_control(num_runs, SEGMENT_UPDATES), mesh)
-
-    def hlo_size(compiled) -> tuple[int, int]:
-        text = compiled.as_text()
-        return text.count("\n"), len(re.findall(r" fusion\(", text))
 
     start = time.perf_counter()
     init = segment.init.lower(key_data, hparams).compile()
@@ -106,7 +147,7 @@ def measure(variant: str) -> dict:
         "lower_seconds": lowered_at - start, "compile_seconds": compiled_at - lowered_at,
         "hlo_lines": lines, "fusions": fusions, "init_compile_seconds": init_seconds,
         "init_hlo_lines": hlo_size(init)[0], "train_seconds_100_updates": train_seconds,
-        "env_steps": int(np.asarray(state.env_steps).sum()),
+        "env_steps": int(np.asarray(state.env_steps).sum()), "state_md5": digest(state),
     }
 
 
@@ -122,19 +163,23 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
             samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"repeat {repeat + 1} {name}: {samples[name][-1]}", flush=True)
-    medians = {name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+    medians = {name: {key: statistics.median(s[key] for s in runs) for key, value in runs[0].items()
+                      if isinstance(value, (int, float))}
                for name, runs in samples.items()}
+    digests = {name: sorted({s["state_md5"] for s in runs}) for name, runs in samples.items()}
     from pgjax import outputs
 
     result = {"command": sys.argv, "repeats": args.repeats, "variants": VARIANTS, "medians": medians,
-              "samples": samples, "versions": outputs.package_versions()}
+              "state_md5": digests, "samples": samples, "versions": outputs.package_versions()}
     outputs.write_json(args.out, result)
     print(f"{'variant':16} {'lower s':>8} {'compile s':>9} {'HLO lines':>9} {'fusions':>7} {'init s':>6} "
-          f"{'init HLO':>8} {'100 updates s':>13}")
+          f"{'init HLO':>8} {'100 updates s':>13}  {'env steps':>10} state MD5")
     for name, m in medians.items():
+        init = (f"{m['init_compile_seconds']:6.2f} {m['init_hlo_lines']:8.0f}" if "init_hlo_lines" in m
+                else f"{'-':>6} {'-':>8}")
         print(f"{name:16} {m['lower_seconds']:8.2f} {m['compile_seconds']:9.2f} {m['hlo_lines']:9.0f} "
-              f"{m['fusions']:7.0f} {m['init_compile_seconds']:6.2f} {m['init_hlo_lines']:8.0f} "
-              f"{m['train_seconds_100_updates']:13.2f}")
+              f"{m['fusions']:7.0f} {init} {m['train_seconds_100_updates']:13.2f}  {m['env_steps']:10.0f} "
+              f"{','.join(d[:8] for d in digests[name])}")
     print(f"wrote {args.out}")
 
 

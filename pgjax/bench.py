@@ -42,7 +42,7 @@ from rich.table import Table
 from pgjax import outputs, report
 from pgjax.config import Config, preset_config
 from pgjax.envs import EnvSpec, make_env
-from pgjax.parallel import compile_sharded, run_sharded, train_runs
+from pgjax.parallel import batched, compile_sharded, run_sharded, train_runs
 from pgjax.rollout import make_collect
 from pgjax.trainer import make_apply_fn, make_distribution, make_policy, make_train
 
@@ -149,7 +149,8 @@ def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
     """Trace and compile time of the sharded training function alone."""
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
-    return compile_sharded(jax.vmap(make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)), keys)[2]
+    train = make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)
+    return compile_sharded(batched(train), keys, config.hparams.broadcast(num_runs))[2]
 
 
 def cpu_model() -> str:

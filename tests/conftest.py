@@ -6,8 +6,12 @@ import dataclasses
 import os
 import tempfile
 
-# Two CPU devices, so that spreading runs over devices is exercised (before JAX starts).
+from pgjax.parallel import configure_cpu
+
+# Two CPU devices, so that spreading runs over devices is exercised, and the other XLA options
+# of pgjax's entry points (`configure_cpu`), before JAX starts.
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+configure_cpu()
 # The command line's compile cache goes to a folder of this test session, not the user's.
 os.environ["PGJAX_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="pgjax-test-xla-cache-")
 

@@ -80,6 +80,15 @@ def test_hyperparameters_are_vmapped_without_recompiling(keys8):
     np.testing.assert_array_equal(np.asarray(metrics.episode_returns)[0, 0], np.asarray(metrics.episode_returns)[1, 0])
 
 
+def test_batched_train_is_the_vmapped_train(trained, keys8):
+    """`train.batched` (one trace at the batch) gives `jax.vmap(train)`'s results bitwise."""
+    config, _, state, metrics = trained
+    state2, metrics2 = jax.jit(make_train(config).batched)(keys8, config.hparams.broadcast(8))
+    jax.tree.map(np.testing.assert_array_equal, metrics, jax.tree.map(np.asarray, metrics2))
+    jax.tree.map(np.testing.assert_array_equal, state.params, state2.params)
+    np.testing.assert_array_equal(jax.random.key_data(state.key), jax.random.key_data(state2.key))
+
+
 def test_train_runs_shards_and_matches_plain_vmap(trained, keys8):
     """5 runs over 2 devices (one padded): the same episodes as one vmapped batch."""
     config, _, state, metrics = trained
