@@ -13,7 +13,7 @@ For each number of runs in a ladder, on whatever device JAX has, in one process:
 Each is spread over all local devices as `python -m pgjax.train` does. The table
 gives compile time apart from run time, XLA's memory estimate, the process's
 peak RSS and each throughput as a fraction of the environment limit; `--out`
-writes it all as JSON with the device, versions and settings.
+writes it all as JSON with the device, versions, XLA flags and settings.
 """
 
 from __future__ import annotations
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         outputs.write_json(args.out, {
             "device": device, "versions": outputs.package_versions(), "command": sys.argv,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "settings": {**dataclasses.asdict(args), "config": config.to_dict()},
             "ladder": rows, "compile_vs_updates": compile_ladder,
         })

@@ -63,4 +63,9 @@ def test_configure_cpu_gives_one_device_per_core_before_jax_starts():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     first, second = out.strip().splitlines()
     assert first.startswith("3 ") and "--xla_force_host_platform_device_count=3" in first
+    assert "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=65536" in first
     assert second == "[]"
+    # flags the user set stay theirs
+    env = {**os.environ, "XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert "xla_backend_extra_options" not in out.strip().splitlines()[0]
