@@ -80,7 +80,7 @@ def measure(variant: str) -> dict:
     import numpy as np
 
     from pgjax.config import preset_config
-    from pgjax.parallel import fetch, place_runs, run_mesh
+    from pgjax.parallel import fetch, place_runs, run_mesh, shard_runs
     from pgjax.sweep import SEGMENT_UPDATES, _control, _make_segment
     from pgjax.trainer import make_train, make_trainer, run_updates
 
@@ -96,11 +96,9 @@ def measure(variant: str) -> dict:
         host = fetch((state.params, state.key))
         return hashlib.md5(b"".join(np.ascontiguousarray(x).tobytes() for x in jax.tree.leaves(host))).hexdigest()
 
-    runs = jax.sharding.PartitionSpec("runs")
     if variant.startswith("train_"):
         train = make_train(config, entropy_bonus=False)
-        fn = jax.jit(jax.shard_map(train.batched if variant == "train_batched" else jax.vmap(train),
-                                   mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+        fn = shard_runs(train.batched if variant == "train_batched" else jax.vmap(train), mesh)
         placed = place_runs((jax.vmap(jax.random.key)(jnp.arange(num_runs)), config.hparams.broadcast(num_runs)), mesh)
         start = time.perf_counter()
         lowered = fn.lower(*placed)
@@ -123,7 +121,7 @@ def measure(variant: str) -> dict:
         def vmapped(state, hparams, control):
             return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, SEGMENT_UPDATES, control[0]))(state, hparams)
 
-        fn = jax.jit(jax.shard_map(vmapped, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+        fn = shard_runs(vmapped, mesh)
     key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(jnp.arange(num_runs)))), mesh)
     hparams = place_runs(config.hparams.broadcast(num_runs), mesh)
     control = place_runs(_control(num_runs, SEGMENT_UPDATES), mesh)

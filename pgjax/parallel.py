@@ -164,6 +164,16 @@ def run_mesh(devices: list | None = None) -> Any:
     return Mesh(devices or jax.devices(), ("runs",))
 
 
+def shard_runs(fn: Callable, mesh: Any) -> Callable:
+    """`fn` jitted over `mesh`'s "runs" axis: every argument and output is split along its leading
+    (run) axis, and each device applies `fn` to its own slice, with no communication."""
+    import jax
+    from jax.sharding import PartitionSpec
+
+    runs = PartitionSpec("runs")
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+
+
 def place_runs(tree: Any, mesh: Any) -> Any:
     """Pad the leading (run) axis of `tree` to a multiple of the mesh size and spread it over the mesh.
 
@@ -222,15 +232,10 @@ def compile_sharded(fn: Callable, *args: Any, devices: list | None = None) -> tu
       (compiled, placed_args, compile_seconds): the executable, the padded
       arguments placed on the devices, and the time spent tracing and compiling.
     """
-    import jax
-    from jax.sharding import PartitionSpec
-
     mesh = run_mesh(devices)
-    runs = PartitionSpec("runs")
-    sharded = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
     placed = place_runs(args, mesh)
     start = time.perf_counter()
-    compiled = sharded.lower(*placed).compile()
+    compiled = shard_runs(fn, mesh).lower(*placed).compile()
     return compiled, placed, time.perf_counter() - start
 
 

@@ -36,8 +36,8 @@ from pgjax.checkpoints import ChunkCheckpoints, chunk_dir
 from pgjax.config import Hyperparams
 from pgjax.grid import GridPoint, group_runs
 from pgjax.loss import default_block_rows
-from pgjax.parallel import count_cache_hits, fetch, memory_bytes, place_runs, run_mesh
-from pgjax.trainer import Metrics, TrainState, make_trainer, run_updates
+from pgjax.parallel import count_cache_hits, fetch, memory_bytes, place_runs, run_mesh, shard_runs
+from pgjax.trainer import Metrics, TrainState, make_trainer, run_batch_updates
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
 
@@ -246,14 +246,9 @@ def _make_segment(trainer, length: int, mesh) -> _Segment:
 
     def segment(state, hparams, control):
         """Do control's number of updates (at most `length`) on the device's runs, at once."""
-        state, metrics = run_updates(trainer.update_batch, state, hparams, length, control[0])
-        return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)  # [length, runs] -> [runs, length]
+        return run_batch_updates(trainer, state, hparams, length, control[0])
 
-    def over_mesh(fn):
-        runs = jax.sharding.PartitionSpec("runs")
-        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
-
-    return _Segment(over_mesh(init), over_mesh(segment), length)
+    return _Segment(shard_runs(init, mesh), shard_runs(segment, mesh), length)
 
 
 @dataclasses.dataclass

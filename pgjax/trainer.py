@@ -365,6 +365,21 @@ def run_updates(
     return jax.lax.scan(step, state, jnp.arange(length))
 
 
+def run_batch_updates(
+    trainer: Trainer,
+    state: TrainState,
+    hparams: Hyperparams,
+    length: int,
+    num_active: jax.Array | int | None = None,
+) -> tuple[TrainState, Metrics]:
+    """`run_updates` of `trainer.update_batch` on a batch of runs (leaves [B, ...]).
+
+    Returns the state and the Metrics with the run axis first: leaves [B, length, ...].
+    """
+    state, metrics = run_updates(trainer.update_batch, state, hparams, length, num_active)
+    return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)  # [length, B, ...] -> [B, length, ...]
+
+
 def make_train(config: Config, entropy_bonus: bool | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
 
@@ -386,9 +401,7 @@ def make_train(config: Config, entropy_bonus: bool | None = None) -> Callable[..
         return run_updates(trainer.update, trainer.init(key, hparams), hparams, trainer.num_updates)
 
     def train_batch(keys: jax.Array, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
-        state = jax.vmap(trainer.init)(keys, hparams)
-        state, metrics = run_updates(trainer.update_batch, state, hparams, trainer.num_updates)
-        return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)  # [U, B, ...] -> [B, U, ...]
+        return run_batch_updates(trainer, jax.vmap(trainer.init)(keys, hparams), hparams, trainer.num_updates)
 
     train.batched = train_batch
     return train
