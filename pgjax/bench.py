@@ -64,6 +64,8 @@ class BenchArgs:
     (default: enough for 20 million env steps, at least 1000)."""
     compile_updates: tuple[int, ...] = (10, 100, 1000)
     """Update counts at which compile time is measured for the middle rung (flat if the loop is a scan)."""
+    feature_major_backward: bool = False
+    """Train with `StaticConfig.feature_major_backward` (the MLP's hand-written feature-major backward pass)."""
     quick: bool = False
     """Smoke test: runs 1 and 8, 5 updates, 100 env-limit steps, no compile ladder."""
     out: Path | None = None
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         run_counts, env_steps, compile_updates = (1, 8), 100, ()
     elif args.num_updates:
         static = dataclasses.replace(static, num_updates=args.num_updates)
+    if args.feature_major_backward:
+        static = dataclasses.replace(static, feature_major_backward=True)
     config = Config(static, preset.hparams)
     config.validate()
     spec = make_env(static.env)

@@ -11,6 +11,8 @@ Their output, `out`, parameterises the action distribution:
   (one parameter per action dimension, `log_std`). Both are in normalised units:
   u = -1 and 1 are the action space's bounds (`Distribution.to_env`).
 
+Their dense layers are `pgjax.dense.dense_layers`; an MLP can instead use
+`dense_stack`, the same function with a hand-written feature-major backward pass.
 Parameters are a plain pytree and `module.apply({"params": p}, obs)` is pure.
 Layers are initialised as PyTorch's `nn.Linear` / `nn.Conv2d` are (weights and
 biases uniform in +-1/sqrt(fan_in)), so the tutorial presets start from the same
@@ -31,9 +33,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
-Squash = Literal["clip", "tanh"]
+from pgjax.dense import ACTIVATIONS, dense_layers, dense_stack
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": nn.tanh}
+Squash = Literal["clip", "tanh"]
 
 
 def _torch_uniform(fan_in: int) -> Callable:
@@ -45,15 +47,29 @@ def _torch_uniform(fan_in: int) -> Callable:
     return init
 
 
-class TorchDense(nn.Module):
-    """`nn.Dense` with PyTorch's default initialisation."""
+class _Linear(nn.Module):
+    """Declares the kernel [fan_in, features] and bias [features] (PyTorch's initialisation)."""
 
     features: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        init = _torch_uniform(x.shape[-1])
-        return nn.Dense(self.features, kernel_init=init, bias_init=init)(x)
+    def __call__(self, fan_in: int) -> tuple[jax.Array, jax.Array]:
+        init = _torch_uniform(fan_in)
+        return self.param("kernel", init, (fan_in, self.features)), self.param("bias", init, (self.features,))
+
+
+class DenseWeights(nn.Module):
+    """A dense layer's kernel [fan_in, features] and bias [features], initialised as PyTorch's `nn.Linear`.
+
+    They live at "<name>/Dense_0/kernel" and ".../bias", where earlier versions'
+    `nn.Dense` layers kept them, so parameters (and their initial values) match.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, fan_in: int) -> tuple[jax.Array, jax.Array]:
+        return _Linear(self.features, name="Dense_0")(fan_in)
 
 
 class TorchConv(nn.Module):
@@ -88,9 +104,25 @@ def _flatten(obs: jax.Array, obs_dims: int) -> jax.Array:
     return obs.reshape(obs.shape[: obs.ndim - obs_dims] + (-1,))
 
 
-def _head(module: nn.Module, x: jax.Array, num_actions: int, gaussian: bool) -> jax.Array:
-    """The output layer: logits [..., A], or for a Gaussian [mean, log_std] [..., 2A]."""
-    out = TorchDense(num_actions)(x)
+def _dense_head(
+    module: nn.Module,
+    x: jax.Array,
+    hidden: Sequence[int],
+    num_actions: int,
+    activation: str,
+    gaussian: bool,
+    stack: Callable = dense_layers,
+) -> jax.Array:
+    """The `hidden` dense layers and the output layer: x [..., D] -> out.
+
+    out: logits [..., A], or for a Gaussian [mean, log_std] [..., 2A]. `stack` is
+    `pgjax.dense.dense_stack` or `dense_layers`. The layers' parameters are
+    "TorchDense_0", "TorchDense_1", ... in order.
+    """
+    fan_ins = (x.shape[-1], *hidden)
+    widths = (*hidden, num_actions)
+    layers = tuple(DenseWeights(w, name=f"TorchDense_{i}")(f) for i, (f, w) in enumerate(zip(fan_ins, widths)))
+    out = stack(activation, layers, x)
     if not gaussian:
         return out
     # The initial log std is set by the trainer (`Hyperparams.init_log_std`); zeros here.
@@ -106,6 +138,8 @@ class MLPPolicy(nn.Module):
       hidden: hidden layer widths; activation: their nonlinearity.
       obs_dims: trailing axes of the input that form one observation (flattened).
       gaussian: output the mean and log standard deviation of a Gaussian.
+      feature_major_backward: differentiate the layers with `pgjax.dense.dense_stack`'s
+        hand-written backward pass instead of autodiff (`StaticConfig.feature_major_backward`).
     """
 
     num_actions: int
@@ -113,14 +147,13 @@ class MLPPolicy(nn.Module):
     activation: str = "relu"
     obs_dims: int = 1
     gaussian: bool = False
+    feature_major_backward: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         x = _flatten(obs, self.obs_dims)
-        act = ACTIVATIONS[self.activation]
-        for width in self.hidden:
-            x = act(TorchDense(width)(x))
-        return _head(self, x, self.num_actions, self.gaussian)
+        stack = dense_stack if self.feature_major_backward else dense_layers
+        return _dense_head(self, x, self.hidden, self.num_actions, self.activation, self.gaussian, stack)
 
 
 class CNNPolicy(nn.Module):
@@ -146,9 +179,7 @@ class CNNPolicy(nn.Module):
         for channels in self.conv:
             x = act(TorchConv(channels)(x))
         x = _flatten(x, 3)
-        for width in self.hidden:
-            x = act(TorchDense(width)(x))
-        return _head(self, x, self.num_actions, self.gaussian)
+        return _dense_head(self, x, self.hidden, self.num_actions, self.activation, self.gaussian)
 
 
 def _action_major_log_softmax(logits: jax.Array) -> jax.Array:

@@ -119,7 +119,8 @@ def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
 def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy | CNNPolicy:
     obs_dims = len(spec.obs_shape)
     if static.network == "mlp":
-        return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=obs_dims, gaussian=gaussian)
+        return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=obs_dims, gaussian=gaussian,
+                         feature_major_backward=static.feature_major_backward)
     if static.network == "cnn":
         if obs_dims not in (2, 3):
             raise ValueError(
