@@ -105,12 +105,16 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
     return {**info, "steps_per_second": num_envs * num_steps / info["run_seconds"]}
 
 
+def bench_train(config: Config):
+    """`make_train(config)` with the entropy bonus fixed when tracing: every benchmarked run has config's hparams."""
+    return make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)
+
+
 def training(config: Config, num_runs: int) -> tuple[dict, object]:
     """Useful env steps per second of the real training function for `num_runs` seeds."""
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
     hparams = config.hparams.broadcast(num_runs)
-    train = make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)  # every run has config's hparams
-    state, metrics, info = train_runs(train, keys, hparams)
+    state, metrics, info = train_runs(bench_train(config), keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
     threshold = make_env(config.static.env).solve_threshold
@@ -151,8 +155,7 @@ def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
     """Trace and compile time of the sharded training function alone."""
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
-    train = make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)
-    return compile_sharded(batched(train), keys, config.hparams.broadcast(num_runs))[2]
+    return compile_sharded(batched(bench_train(config)), keys, config.hparams.broadcast(num_runs))[2]
 
 
 def cpu_model() -> str:

@@ -69,11 +69,11 @@ def _feature_major_forward(activation: str, layers: Sequence[Layer], x: jax.Arra
 def _dense_stack_fwd(activation, layers, x):
     rows = x.reshape(-1, x.shape[-1])
     out, pre = _feature_major_forward(activation, layers, rows)
-    return out.T.reshape(x.shape[:-1] + out.shape[:1]), (layers, rows, pre, x.shape)
+    return out.T.reshape(x.shape[:-1] + out.shape[:1]), (layers, rows, pre)
 
 
 def _dense_stack_bwd(activation, residuals, g):
-    layers, rows, pre, x_shape = residuals
+    layers, rows, pre = residuals
     act = ACTIVATIONS[activation]
     dz = g.reshape(-1, g.shape[-1]).T  # [K, N]
     grads = [None] * len(layers)
@@ -84,7 +84,7 @@ def _dense_stack_bwd(activation, residuals, g):
         dz = act_vjp(kernel @ dz)[0]
     kernel, _ = layers[0]
     grads[0] = ((dz @ rows).T, dz.sum(axis=1))
-    dx = (kernel @ dz).T.reshape(x_shape)  # dropped by XLA where the input needs no gradient
+    dx = (kernel @ dz).T.reshape(g.shape[:-1] + rows.shape[-1:])  # dropped by XLA where x needs no gradient
     return tuple(grads), dx
 
 
