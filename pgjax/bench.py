@@ -44,7 +44,7 @@ from pgjax.config import Config, preset_config
 from pgjax.envs import EnvSpec, make_env
 from pgjax.parallel import batched, compile_sharded, run_sharded, train_runs
 from pgjax.rollout import make_collect
-from pgjax.trainer import make_apply_fn, make_distribution, make_policy, make_train
+from pgjax.trainer import feature_major_backward, make_apply_fn, make_distribution, make_policy, make_train
 
 
 @dataclasses.dataclass
@@ -64,8 +64,9 @@ class BenchArgs:
     (default: enough for 20 million env steps, at least 1000)."""
     compile_updates: tuple[int, ...] = (10, 100, 1000)
     """Update counts at which compile time is measured for the middle rung (flat if the loop is a scan)."""
-    feature_major_backward: bool = False
-    """Train with `StaticConfig.feature_major_backward` (the MLP's hand-written feature-major backward pass)."""
+    feature_major_backward: bool | None = None
+    """Set `StaticConfig.feature_major_backward` (the MLP's hand-written feature-major backward pass);
+    left out: the preset's setting (None: decided per network)."""
     quick: bool = False
     """Smoke test: runs 1 and 8, 5 updates, 100 env-limit steps, no compile ladder."""
     out: Path | None = None
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         run_counts, env_steps, compile_updates = (1, 8), 100, ()
     elif args.num_updates:
         static = dataclasses.replace(static, num_updates=args.num_updates)
-    if args.feature_major_backward:
-        static = dataclasses.replace(static, feature_major_backward=True)
+    if args.feature_major_backward is not None:
+        static = dataclasses.replace(static, feature_major_backward=args.feature_major_backward)
     config = Config(static, preset.hparams)
     config.validate()
     spec = make_env(static.env)
@@ -236,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         outputs.write_json(args.out, {
             "device": device, "versions": outputs.package_versions(), "command": sys.argv,
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "settings": {**dataclasses.asdict(args), "config": config.to_dict()},
+            "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
+                         "feature_major_backward_used": feature_major_backward(spec, static)},
             "ladder": rows, "compile_vs_updates": compile_ladder,
         })
         console.print(f"wrote {args.out}")

@@ -72,10 +72,15 @@ class StaticConfig:
       feature_major_backward: differentiate the MLP's dense layers with the
         hand-written feature-major backward pass of `pgjax.dense.dense_stack`
         instead of autodiff's row-major one. Another speed knob that changes
-        only the order of float sums: on the 2-core CPU of the README the
-        default preset trained about 1.1x faster with it, the MinAtar presets'
-        MLPs (400 and more inputs) about 1.1x slower. Off by default, so that
-        the README's results stay those of its commands; unused by the CNN.
+        only the order of float sums. None (the default) decides per network
+        (`pgjax.trainer.feature_major_backward`): on for an MLP whose flattened
+        observation has at most as many entries as its first hidden layer
+        (on the 2-core CPU of the README, training took 0.93x the time for
+        CartPole's default, 4 inputs into 32, 0.60x for tutorial 001's 4 into
+        128, 0.96-1.00x for the other presets with few inputs), off for wider
+        inputs (Breakout-MinAtar's 400 into 64: 1.04x);
+        `python experiments/feature_major.py` measures it per preset. Unused by
+        the CNN.
     """
 
     env: str = "CartPole-v1"
@@ -91,7 +96,7 @@ class StaticConfig:
     conv: tuple[int, ...] = (16,)
     squash: Squash = "clip"
     advantage: Advantage = "return"
-    feature_major_backward: bool = False
+    feature_major_backward: bool | None = None
 
     @property
     def value_baseline(self) -> bool:

@@ -10,8 +10,9 @@ weight gradients become products whose outputs are the weights' own shape and
 whose inputs need no transposed copies. On the 2-core CPU of the README the
 default preset's training took about 0.9x the time of autodiff through the
 row-major forward, which transposed every [N, width] activation before its
-weight gradient (`python -m pgjax.bench --runs 64 [--feature-major-backward]`).
-The values are the same function; float sums may differ in their order.
+weight gradient; tutorial 001's 4-128-2 network 0.6x
+(`python experiments/feature_major.py`). The values are the same function;
+float sums may differ in their order.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ Layer = tuple[jax.Array, jax.Array]  # kernel [fan_in, width], bias [width]
 def dense_layers(activation: str, layers: Sequence[Layer], x: jax.Array) -> jax.Array:
     """`dense_stack` without its VJP: autodiff differentiates it row-major.
 
-    pgjax's default (`StaticConfig.feature_major_backward` off), and always a
-    CNN's dense layers. The feature-major backward was slower for wide inputs:
-    the MinAtar presets' MLPs over 400 inputs trained about 1.07x slower with it.
+    For MLPs with more inputs than first-layer units (`StaticConfig.feature_major_backward`
+    None, or False), and always a CNN's dense layers. The feature-major backward
+    was slower for wide inputs: Breakout-MinAtar's MLP over 400 inputs trained
+    about 1.04x slower with it.
     """
     act = ACTIVATIONS[activation]
     for kernel, bias in layers[:-1]:

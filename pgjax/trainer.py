@@ -30,6 +30,7 @@ batch are unaffected.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -116,11 +117,22 @@ def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
     )
 
 
+def feature_major_backward(spec: EnvSpec, static: StaticConfig) -> bool:
+    """Whether the MLP takes `pgjax.dense.dense_stack`'s feature-major backward pass.
+
+    `static.feature_major_backward` where set; None decides by the first layer:
+    on where the flattened observation has at most `hidden[0]` entries.
+    """
+    if static.feature_major_backward is not None:
+        return static.feature_major_backward
+    return math.prod(spec.obs_shape) <= static.hidden[0]
+
+
 def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy | CNNPolicy:
     obs_dims = len(spec.obs_shape)
     if static.network == "mlp":
         return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=obs_dims, gaussian=gaussian,
-                         feature_major_backward=static.feature_major_backward)
+                         feature_major_backward=feature_major_backward(spec, static))
     if static.network == "cnn":
         if obs_dims not in (2, 3):
             raise ValueError(

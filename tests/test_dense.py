@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pgjax import policy
+from pgjax.config import Config, preset_config
 from pgjax.dense import dense_layers, dense_stack
+from pgjax.envs import make_env
 from pgjax.loss import make_policy_gradient
 from pgjax.policy import MLPPolicy
+from pgjax.trainer import feature_major_backward, make_policy
 
 
 def _layers(widths, seed=0):
@@ -70,3 +75,21 @@ def test_feature_major_policy_gradient_matches_autodiff(gaussian):
     np.testing.assert_allclose(ent1, ent0, rtol=1e-5)
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6), grads1, grads0)
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads0)) > 0
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "expected"),
+    [
+        ("CartPole-v1", None, True),  # 4 inputs into 32
+        ("Catch-bsuite", None, True),  # 50 inputs into 64
+        ("Breakout-MinAtar", None, False),  # 400 inputs into 64
+        ("CartPole-v1", False, False),  # an explicit setting wins
+        ("Breakout-MinAtar", True, True),
+    ],
+)
+def test_feature_major_backward_is_decided_by_the_first_layer(env, setting, expected):
+    config = preset_config("default", env)
+    static = dataclasses.replace(config.static, feature_major_backward=setting)
+    spec = make_env(env)
+    assert feature_major_backward(spec, static) is expected
+    assert make_policy(spec, Config(static, config.hparams)).feature_major_backward is expected
