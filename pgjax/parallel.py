@@ -49,8 +49,8 @@ def configure_cpu(count: int | None = None) -> list[str]:
       `xla_cpu_small_while_loop_byte_threshold`, 1 KiB by default) rather than
       dispatching a kernel per operation on every iteration. The loops it catches
       are the threefry hashes of every random-number call (a 5-step loop on
-      CPU); on the README's CPU, 100 updates of the default preset took 0.90x
-      the time and XLA compile 0.91x, with bitwise the same results
+      CPU); on the README's CPU, 100 updates of the default preset took 0.86x
+      the time and XLA compile 0.93x, with bitwise the same results
       (`experiments/compile_time.py`, variant small_loops_1k).
 
     Must run before JAX initialises its backends; afterwards it changes nothing,
