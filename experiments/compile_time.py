@@ -5,7 +5,7 @@
 Each measurement runs in a fresh process (nothing cached, XLA flags per variant),
 the variants alternating, `--repeats` times; the default preset, 64 runs over
 every CPU device. Segment variants compile one segment of
-`pgjax.sweep.SEGMENT_UPDATES` updates and its init program, as the command does:
+`pgjax.running.sweep.SEGMENT_UPDATES` updates and its init program, as the command does:
 
   sweep           what `python -m pgjax.train` compiles: the entropy bonus fixed
                   when tracing (`make_trainer(config, entropy_bonus=False)`), the
@@ -15,7 +15,7 @@ every CPU device. Segment variants compile one segment of
   vmapped_update  the segment vmapping the one-run update, which traces the
                   rollout and the gradient at one run and again at the batch;
   small_loops_1k  `sweep` with XLA's own small-loop limit, 1 KiB, instead of
-                  `pgjax.parallel.SMALL_LOOP_BYTES` (so every random-number
+                  `pgjax.running.devices.SMALL_LOOP_BYTES` (so every random-number
                   call's threefry loop dispatches its kernels one by one);
   legacy_fusion   `sweep` under XLA_FLAGS=--xla_cpu_use_fusion_emitters=false.
 
@@ -72,17 +72,17 @@ def measure(variant: str) -> dict:
     import hashlib
     import time
 
-    from pgjax.parallel import configure_cpu
+    from pgjax.running.devices import configure_cpu
 
     configure_cpu()
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from pgjax.config import preset_config
-    from pgjax.parallel import fetch, place_runs, run_mesh, shard_runs
-    from pgjax.sweep import SEGMENT_UPDATES, _control, _make_segment
-    from pgjax.trainer import make_train, make_trainer, run_updates
+    from pgjax.algo.presets import preset_config
+    from pgjax.algo.trainer import make_train, make_trainer, run_updates
+    from pgjax.running.sharding import fetch, place_runs, run_mesh, shard_runs
+    from pgjax.running.sweep import SEGMENT_UPDATES, _control, _make_segment
 
     config = preset_config("default", "CartPole-v1")
     num_runs = 64
@@ -165,7 +165,7 @@ def main() -> None:
                       if isinstance(value, (int, float))}
                for name, runs in samples.items()}
     digests = {name: sorted({s["state_md5"] for s in runs}) for name, runs in samples.items()}
-    from pgjax import outputs
+    from pgjax.results import outputs
 
     result = {"command": sys.argv, "repeats": args.repeats, "variants": VARIANTS, "medians": medians,
               "state_md5": digests, "samples": samples, "versions": outputs.package_versions()}

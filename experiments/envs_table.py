@@ -4,10 +4,10 @@
     python experiments/envs_table.py --envs Pendulum-v1  # some of them
 
 For each environment, `python -m pgjax.train --env ENV --num-seeds 32` trains its
-preset (`pgjax.config.ENV_PRESETS`, budgets sized for a 2-core CPU). A run's
+preset (`pgjax.algo.presets.ENV_PRESETS`, budgets sized for a 2-core CPU). A run's
 final return is the mean return of its last 100 training episodes (the sampling
 policy, as trained); the table gives the IQM over the 32 runs with its 95%
-percentile-bootstrap interval (`pgjax.stats.group_statistics`). The random
+percentile-bootstrap interval (`pgjax.results.stats.group_statistics`). The random
 baseline is measured the same way: 32 seeds x 100 fresh episodes of a uniformly
 random policy (uniform over the Discrete actions, or over the Box), a seed's
 return being the mean of its 100 episodes. "Runs above random" counts runs whose
@@ -19,7 +19,7 @@ environment (with the source named); "none found" otherwise.
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 if __name__ == "__main__":
     configure_cpu()
@@ -37,10 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax import outputs, policy, stats
-from pgjax.config import ENV_PRESETS
-from pgjax.envs import make_env
-from pgjax.rollout import make_collect
+from pgjax.algo import distributions
+from pgjax.algo.envs import make_env
+from pgjax.algo.presets import ENV_PRESETS
+from pgjax.algo.rollout import make_collect
+from pgjax.results import outputs, stats
 from pgjax.train import main as train_main
 
 ENVS = (
@@ -82,11 +83,11 @@ class Args:
     out: Path = Path("experiments/results/envs_table.json")
 
 
-def _uniform(spec) -> policy.Distribution:
+def _uniform(spec) -> distributions.Distribution:
     """A uniformly random policy: categorical over zero logits, or uniform over the Box (in normalised units)."""
     if spec.action_kind == "discrete":
-        return policy.categorical()
-    gaussian = policy.gaussian(spec.action_low, spec.action_high, "clip")
+        return distributions.categorical()
+    gaussian = distributions.gaussian(spec.action_low, spec.action_high, "clip")
 
     def sample(key, out):
         return jax.random.uniform(key, out.shape[:-1] + (spec.num_actions,), minval=-1.0, maxval=1.0)

@@ -9,12 +9,12 @@ run alternately, `--repeats` times each, on the same seeds. Reported: the
 median training seconds of each, their ratio (on / off: below 1 means the
 feature-major pass is faster), the useful env steps and mean final return of
 each (equal up to float-sum order), and what `feature_major_backward=None`
-picks for the preset (`pgjax.trainer.feature_major_backward`).
+picks for the preset (`pgjax.algo.networks.feature_major_backward`).
 """
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 if __name__ == "__main__":
     configure_cpu()
@@ -30,12 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax import outputs
+from pgjax.algo.config import Config
+from pgjax.algo.envs import make_env
+from pgjax.algo.networks import feature_major_backward
+from pgjax.algo.presets import preset_config
 from pgjax.bench import bench_train, device_description
-from pgjax.config import Config, preset_config
-from pgjax.envs import make_env
-from pgjax.parallel import batched, compile_sharded
-from pgjax.trainer import feature_major_backward
+from pgjax.results import outputs
+from pgjax.running.sharding import batched, compile_sharded
 
 # (preset, env, updates): every MLP preset pgjax ships (the tutorials' on CartPole), updates capped so
 # that each measurement takes seconds; Breakout stands for the MinAtar presets (400 inputs into 64).

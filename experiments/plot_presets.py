@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pgjax import outputs
+from pgjax.results import outputs
 
 PRESETS = ("seed-a", "seed-b", "default")
 

@@ -4,7 +4,7 @@
 
 Trains the default preset three ways in one process, alternating, `--repeats` times:
   whole     all updates in one compiled segment, no progress display;
-  segments  `pgjax.sweep.SEGMENT_UPDATES` updates per segment, no display (what --quiet does);
+  segments  `pgjax.running.sweep.SEGMENT_UPDATES` updates per segment, no display (what --quiet does);
   progress  the same segments drawing the rich progress bar on a terminal console.
 The figures are training seconds (`train_sweep`'s run_seconds: execution only, the
 compile of each call left out), their median over repeats, and the ratios to `whole`.
@@ -12,7 +12,7 @@ compile of each call left out), their median over repeats, and the ratios to `wh
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 configure_cpu()
 
@@ -24,9 +24,10 @@ from pathlib import Path
 import jax
 from rich.console import Console
 
-from pgjax import grid, outputs, sweep
-from pgjax.config import PRESETS
-from pgjax.progress import SweepProgress
+from pgjax.algo.presets import PRESETS
+from pgjax.results import outputs
+from pgjax.running import grid, sweep
+from pgjax.running.progress import SweepProgress
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ run first solved, and the env steps a run used in all.
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 if __name__ == "__main__":
     configure_cpu()
@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax import outputs
-from pgjax.config import PRESETS, Config
-from pgjax.parallel import train_runs
-from pgjax.report import run_result
-from pgjax.trainer import make_train
+from pgjax.algo.config import Config
+from pgjax.algo.presets import PRESETS
+from pgjax.algo.trainer import make_train
+from pgjax.results import outputs
+from pgjax.results.summary import run_result
+from pgjax.running.sharding import train_runs
 
 BUDGET_EPISODES = 800
 CANDIDATES = {

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 if __name__ == "__main__":
     configure_cpu()
@@ -32,21 +32,16 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax import outputs
-from pgjax.config import PRESETS, Config
-from pgjax.envs import make_env
-from pgjax.loss import make_policy_gradient, make_values
-from pgjax.returns import advantage_weights, apply_baseline, step_coefficients, step_returns, value_advantages
-from pgjax.rollout import make_collect
-from pgjax.trainer import (
-    make_apply_fn,
-    make_distribution,
-    make_policy,
-    make_trainer,
-    make_value_fn,
-    make_value_network,
-    run_updates,
-)
+from pgjax.algo.config import Config
+from pgjax.algo.distributions import make_distribution
+from pgjax.algo.envs import make_env
+from pgjax.algo.loss import make_policy_gradient, make_values
+from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.presets import PRESETS
+from pgjax.algo.returns import advantage_weights, apply_baseline, step_coefficients, step_returns, value_advantages
+from pgjax.algo.rollout import make_collect
+from pgjax.algo.trainer import make_trainer, run_updates
+from pgjax.results import outputs
 
 # The value-baseline setting for CartPole: the default's network, lr and episodes per update;
 # reward-to-go (gamma 0.99) minus a learned V(s), the advantages not standardised.

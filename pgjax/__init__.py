@@ -4,10 +4,16 @@
     train = make_train(PRESETS["default"])               # pure train(key) -> (state, metrics)
     state, metrics = jax.jit(jax.vmap(train))(keys)      # N seeds in one call
 
-The path config -> make_train -> train(key) -> (state, metrics) -> report runs
-through `pgjax.config`, `pgjax.trainer` (built on `pgjax.rollout`,
-`pgjax.returns` and `pgjax.loss`), `pgjax.parallel` and `pgjax.report`;
-`python -m pgjax.train` is the command line.
+Four layers, each importing only those before it:
+
+* `pgjax.algo`: the algorithm as pure functions (config, presets, environments,
+  networks, distributions, rollout, returns, loss, trainer);
+* `pgjax.running`: devices and XLA setup, sharding, memory, grids, sweeps,
+  checkpoints, progress;
+* `pgjax.results`: the run folder's files, summary.json, statistics, tables,
+  plots, evaluation of trained policies;
+* entry points: `python -m pgjax.train`, `pgjax.evaluate`, `pgjax.plot`,
+  `pgjax.bench` (parse, call, print).
 
 Importing pgjax starts no JAX backend, so `pgjax.configure_cpu()` can still
 give XLA one CPU device per core; the heavier modules load on first use.
@@ -18,31 +24,35 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Config": "pgjax.config",
-    "StaticConfig": "pgjax.config",
-    "Hyperparams": "pgjax.config",
-    "PRESETS": "pgjax.config",
-    "ENV_PRESETS": "pgjax.config",
-    "preset_config": "pgjax.config",
-    "make_train": "pgjax.trainer",
-    "TrainState": "pgjax.trainer",
-    "Metrics": "pgjax.trainer",
-    "make_env": "pgjax.envs",
-    "MLPPolicy": "pgjax.policy",
-    "CNNPolicy": "pgjax.policy",
-    "train_runs": "pgjax.parallel",
-    "load_params": "pgjax.outputs",
-    "load_metrics": "pgjax.outputs",
-    "load_summary": "pgjax.outputs",
-    "load_group_metrics": "pgjax.outputs",
-    "load_run_config": "pgjax.outputs",
-    "load_policy": "pgjax.evaluate",
-    "group_statistics": "pgjax.stats",
+    # the algorithm: pure functions
+    "Config": "pgjax.algo.config",
+    "StaticConfig": "pgjax.algo.config",
+    "Hyperparams": "pgjax.algo.config",
+    "PRESETS": "pgjax.algo.presets",
+    "ENV_PRESETS": "pgjax.algo.presets",
+    "preset_config": "pgjax.algo.presets",
+    "make_train": "pgjax.algo.trainer",
+    "make_trainer": "pgjax.algo.trainer",
+    "TrainState": "pgjax.algo.trainer",
+    "Metrics": "pgjax.algo.trainer",
+    "make_env": "pgjax.algo.envs",
+    "MLPPolicy": "pgjax.algo.networks",
+    "CNNPolicy": "pgjax.algo.networks",
+    # running: devices, sweeps, checkpoints
+    "train_runs": "pgjax.running.sharding",
+    # results: files, statistics, plots, evaluation
+    "load_params": "pgjax.results.outputs",
+    "load_metrics": "pgjax.results.outputs",
+    "load_summary": "pgjax.results.outputs",
+    "load_group_metrics": "pgjax.results.outputs",
+    "load_run_config": "pgjax.results.outputs",
+    "load_policy": "pgjax.results.evaluation",
+    "group_statistics": "pgjax.results.stats",
 }
 
 __all__ = ["configure_cpu", *_EXPORTS]

@@ -18,17 +18,18 @@ writes it all as JSON with the device, versions, XLA flags and settings.
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+import sys
+
+from pgjax.cli import prepare_process
 
 if __name__ == "__main__":
-    configure_cpu()  # before gymnax starts JAX's backends
+    prepare_process(sys.argv)  # before gymnax starts JAX's backends
 
 import dataclasses
 import os
 import platform
 import resource
 import shutil
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -39,12 +40,15 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax import outputs, report
-from pgjax.config import Config, preset_config
-from pgjax.envs import EnvSpec, make_env
-from pgjax.parallel import batched, compile_sharded, run_sharded, train_runs
-from pgjax.rollout import make_collect
-from pgjax.trainer import feature_major_backward, make_apply_fn, make_distribution, make_policy, make_train
+from pgjax.algo.config import Config
+from pgjax.algo.distributions import make_distribution
+from pgjax.algo.envs import EnvSpec, make_env
+from pgjax.algo.networks import feature_major_backward, make_apply_fn, make_policy
+from pgjax.algo.presets import preset_config
+from pgjax.algo.rollout import make_collect
+from pgjax.algo.trainer import make_train
+from pgjax.results import outputs, summary
+from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
 
 
 @dataclasses.dataclass
@@ -119,7 +123,7 @@ def training(config: Config, num_runs: int) -> tuple[dict, object]:
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
     threshold = make_env(config.static.env).solve_threshold
-    runs = [report.run_result(r, s, threshold) for r, s in zip(np.asarray(metrics.episode_returns),
+    runs = [summary.run_result(r, s, threshold) for r, s in zip(np.asarray(metrics.episode_returns),
                                                                np.asarray(metrics.env_steps))]
     result = {
         **info,

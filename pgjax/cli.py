@@ -1,16 +1,20 @@
-"""Console entry points (`pgjax-train`, `pgjax-evaluate`): set XLA up before JAX starts, run, exit.
+"""What every entry point shares: XLA set up before JAX starts, console scripts, stop requests, exit.
 
-Importing `pgjax.train` or `pgjax.evaluate` starts JAX's backends (gymnax makes
-arrays at import), after which `configure_cpu` can no longer give XLA one CPU
-device per core; these functions configure first and import afterwards, as
-`python -m pgjax.train` does at the top of its module.
+Importing `pgjax.train`, `pgjax.evaluate` or `pgjax.bench` starts JAX's backends
+(gymnax makes arrays at import), after which `configure_cpu` can no longer give
+XLA one CPU device per core; `prepare_process` runs first, at the top of each
+entry module under `python -m`, and in the console scripts below before they
+import it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
+
+from rich.console import Console
 
 
 def exit_now(code: int) -> None:
@@ -30,9 +34,13 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def prepare_train_process(argv: list[str]) -> None:
-    """Before JAX starts its backends: one CPU device per core, and with --distributed, join the other processes."""
-    from pgjax.parallel import configure_cpu, start_distributed
+def prepare_process(argv: list[str]) -> None:
+    """Set XLA up before JAX starts its backends, for every entry point (the one place that does).
+
+    One CPU device per core and the CPU-only XLA options (`pgjax.running.devices.configure_cpu`);
+    with --distributed in `argv`, join the other processes (`start_distributed`).
+    """
+    from pgjax.running.devices import configure_cpu, start_distributed
 
     configure_cpu()
     if "--distributed" in argv:
@@ -42,7 +50,7 @@ def prepare_train_process(argv: list[str]) -> None:
 def train() -> None:
     """`pgjax-train`: `python -m pgjax.train` as a console script."""
     started = time.perf_counter()
-    prepare_train_process(sys.argv)
+    prepare_process(sys.argv)
     from pgjax import train as train_module
 
     exit_now(train_module.main(started=started))
@@ -50,9 +58,54 @@ def train() -> None:
 
 def evaluate() -> None:
     """`pgjax-evaluate`: `python -m pgjax.evaluate` as a console script."""
-    from pgjax.parallel import configure_cpu
-
-    configure_cpu()
+    prepare_process(sys.argv)
     from pgjax import evaluate as evaluate_module
 
     sys.exit(evaluate_module.main())
+
+
+def plot() -> None:
+    """`pgjax-plot`: `python -m pgjax.plot` as a console script."""
+    from pgjax import plot as plot_module
+
+    sys.exit(plot_module.main())
+
+
+def bench() -> None:
+    """`pgjax-bench`: `python -m pgjax.bench` as a console script."""
+    prepare_process(sys.argv)
+    from pgjax import bench as bench_module
+
+    sys.exit(bench_module.main())
+
+
+class StopRequest:
+    """Turns the first SIGINT or SIGTERM into a request to stop at the next safe point.
+
+    A second SIGINT raises KeyboardInterrupt at once. Use as a context manager;
+    the previous handlers come back on exit.
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.console.print(f"{signal.Signals(signum).name}: stopping after the current segment "
+                           "(Ctrl-C again to abort at once)")
+
+    def __enter__(self) -> StopRequest:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

@@ -1,34 +1,24 @@
-"""Trained policies in use: a NumPy-in, action-out callable, and returns of fresh episodes in JAX or Gymnasium.
+"""`python -m pgjax.evaluate`: returns of a run folder's trained policies on fresh episodes.
 
     python -m pgjax.evaluate runs/DIR                   # greedy and sampling returns of every run
     python -m pgjax.evaluate runs/DIR --gymnasium --render run0.gif
 
-    act = load_policy("runs/DIR", run=0)                # obs [4] -> int; obs [B, 4] -> int32 [B]
-
-Greedy takes the most probable action (a Gaussian policy's mean, clipped or
-squashed to the action space); sampling draws from the policy as training did.
-The JAX evaluation steps the gymnax environment the runs trained on
-(`pgjax.rollout`, all runs at once); the Gymnasium one steps Gymnasium's
-reference implementation of the same environment, one episode after another.
+The work is `pgjax.results.evaluation`'s; this module parses, calls and prints.
 """
 
 from __future__ import annotations
 
-from pgjax.parallel import configure_cpu
+import sys
+
+from pgjax.cli import prepare_process
 
 if __name__ == "__main__":
-    configure_cpu()  # before gymnax starts JAX's backends
+    prepare_process(sys.argv)  # before gymnax starts JAX's backends
 
 import dataclasses
-import functools
 import importlib.util
-import itertools
-import os
 import shutil
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,186 +27,16 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax import outputs, stats
-from pgjax.config import Config, StaticConfig
-from pgjax.envs import make_env
-from pgjax.rollout import make_collect
-from pgjax.trainer import make_apply_fn, make_distribution, make_policy
-
-EVALUATION_FILE = "evaluation.json"
-GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
-
-Policy = Callable[[np.ndarray], "int | np.ndarray"]
-
-
-def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: int = 0) -> Policy:
-    """A trained policy as `act(obs) -> action`, NumPy in and out (the network's apply is jitted).
-
-    Args:
-      config: the run's configuration (environment, network, activation, squash).
-      params: one run's Flax params pytree (NumPy or JAX leaves).
-      greedy: take the most probable action (argmax of the logits, or the
-        Gaussian's mean); False samples a ~ pi(.|obs) as training did.
-      seed: PRNG seed of the sampling; the i-th call uses `fold_in(key(seed), i)`.
-
-    Returns:
-      `act(obs)`: for Discrete actions obs [*obs_shape] -> int, or [B, *obs_shape]
-      -> int32 array [B]; for Box actions float32 arrays [A] or [B, A] in the
-      action space's units and bounds.
-    """
-    spec = make_env(config.static.env)
-    apply_fn = make_apply_fn(make_policy(spec, config))
-    dist = make_distribution(spec, config)
-    params = jax.tree.map(jnp.asarray, params)
-    greedy_act = jax.jit(lambda p, obs: dist.to_env(dist.greedy(apply_fn(p, obs))))
-    sample_act = jax.jit(lambda p, obs, key: dist.to_env(dist.sample(key, apply_fn(p, obs))))
-    base_key, calls = jax.random.key(seed), itertools.count()
-    obs_dims = len(spec.obs_shape)
-
-    def act(obs: np.ndarray) -> int | np.ndarray:
-        obs = np.asarray(obs, np.float32)
-        if obs.ndim not in (obs_dims, obs_dims + 1) or obs.shape[obs.ndim - obs_dims:] != spec.obs_shape:
-            raise ValueError(f"observations must be {spec.obs_shape} or [B, *{spec.obs_shape}], got {obs.shape}")
-        if greedy:
-            action = greedy_act(params, obs)
-        else:
-            action = sample_act(params, obs, jax.random.fold_in(base_key, next(calls)))
-        if spec.action_kind == "continuous":
-            return np.asarray(action, np.float32)
-        action = np.asarray(action, np.int32)
-        return int(action) if action.ndim == 0 else action
-
-    return act
-
-
-def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed: int = 0) -> Policy:
-    """Run `run` of a run folder as `act(obs) -> action` (see `policy_callable`)."""
-    return policy_callable(
-        outputs.load_run_config(run_dir, run), outputs.load_params(run_dir, run), greedy=greedy, seed=seed
-    )
-
-
-@functools.lru_cache(maxsize=32)
-def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
-    """Jitted `(params [R, ...], keys [R]) -> returns [R, episodes]`, one compile per network and setting.
-
-    Greedy episodes take `Distribution.greedy` (the argmax, ties to the first action;
-    the Gaussian's mean), with the same environment keys.
-    """
-    spec = make_env(network.env)
-    config = Config(network)
-    apply_fn = make_apply_fn(make_policy(spec, config))
-    collect = make_collect(spec, apply_fn, episodes, make_distribution(spec, config), greedy=greedy)
-
-    def returns(params, key):
-        return collect(params, key).reward.sum(axis=0)  # [T, E] -> [E]
-
-    return jax.jit(jax.vmap(returns))
-
-
-def evaluate_runs(
-    config: Config, params_stacked: Any, keys: jax.Array, *, episodes: int = 20, greedy: bool = True
-) -> np.ndarray:
-    """`evaluate_jax` with one PRNG key per run: keys [R] -> returns [R, episodes]."""
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    static = config.static  # only the environment and the network matter here, not how they were trained
-    network = StaticConfig(env=static.env, hidden=tuple(static.hidden), activation=static.activation,
-                           network=static.network, conv=tuple(static.conv), squash=static.squash)
-    return np.asarray(_returns_fn(network, episodes, greedy)(params_stacked, keys))
-
-
-def evaluate_jax(
-    config: Config, params_stacked: Any, *, episodes: int = 20, greedy: bool = True, key: jax.Array
-) -> np.ndarray:
-    """Undiscounted returns of fresh episodes of R runs on the gymnax environment, all runs in one call.
-
-    Args:
-      config: the runs' configuration (they share its static part).
-      params_stacked: Flax params with a leading [R] axis on every leaf.
-      episodes: fresh episodes per run, each played to its end or the step limit.
-      greedy: argmax actions; False samples as training did.
-      key: PRNG key, split into one per run; a run's episodes start from the
-        same states whether greedy or not.
-
-    Returns:
-      float32 [R, episodes].
-    """
-    num_runs = jax.tree.leaves(params_stacked)[0].shape[0]
-    return evaluate_runs(config, params_stacked, jax.random.split(key, num_runs), episodes=episodes, greedy=greedy)
-
-
-def _gymnasium():
-    try:
-        import gymnasium
-    except ImportError:
-        raise ImportError(f"Gymnasium is not installed: {GYMNASIUM_HINT}") from None
-    return gymnasium
-
-
-def _make_gymnasium_env(env_id: str, **kwargs):
-    gym = _gymnasium()
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame's renderer needs no sound card
-    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if kwargs.get("render_mode") == "rgb_array" and headless:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no window system to ask for
-    try:
-        return gym.make(env_id, **kwargs)
-    except gym.error.DependencyNotInstalled as error:
-        raise ImportError(f"Gymnasium's {env_id} needs more packages ({error}): {GYMNASIUM_HINT}") from None
-    except gym.error.Error as error:
-        raise ValueError(f"Gymnasium cannot make {env_id!r}: {error}") from None
-
-
-def evaluate_gymnasium(policy_fn: Policy, env_id: str = "CartPole-v1", episodes: int = 10, seed: int = 0) -> np.ndarray:
-    """Undiscounted returns [episodes] of `policy_fn` on Gymnasium's `env_id`; episode i resets with seed + i."""
-    env = _make_gymnasium_env(env_id)
-    returns = np.zeros(episodes)
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            done = False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(policy_fn(obs))
-                returns[i] += float(reward)
-                done = terminated or truncated
-    finally:
-        env.close()
-    return returns
-
-
-def render_episode(
-    policy_fn: Policy, path: str | Path, env_id: str = "CartPole-v1", *, seed: int = 0, frame_step: int = 2
-) -> tuple[Path, float]:
-    """Write one Gymnasium episode of `policy_fn` as an animated GIF (Pillow); returns (path, return).
-
-    Every `frame_step`-th frame is kept and shown for `frame_step` frames of the
-    environment's render rate (50 fps for CartPole-v1), so the GIF plays in real time.
-    """
-    from PIL import Image
-
-    env = _make_gymnasium_env(env_id, render_mode="rgb_array")
-    total, frames = 0.0, []
-    try:
-        obs, _ = env.reset(seed=seed)
-        frames.append(env.render())
-        done = False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy_fn(obs))
-            total += float(reward)
-            done = terminated or truncated
-            frames.append(env.render())
-        fps = env.metadata.get("render_fps") or 50
-    except _gymnasium().error.DependencyNotInstalled as error:  # the renderer imports pygame on first use
-        raise ImportError(f"rendering {env_id} needs more packages ({error}): {GYMNASIUM_HINT}") from None
-    finally:
-        env.close()
-    # One 32-colour palette from the first frame (it shows every part) for all: 5x faster than one per frame.
-    palette = Image.fromarray(frames[0]).quantize(colors=32, method=Image.Quantize.MEDIANCUT)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames[::frame_step]]
-    path = Path(path)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 * frame_step / fps), loop=0)
-    return path, total
+from pgjax.results import outputs, stats
+from pgjax.results.evaluation import (
+    EVALUATION_FILE,
+    GYMNASIUM_HINT,
+    _gymnasium,
+    evaluate_gymnasium,
+    evaluate_runs,
+    policy_callable,
+    render_episode,
+)
 
 
 @dataclasses.dataclass

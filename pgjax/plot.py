@@ -1,214 +1,21 @@
-"""Learning curves: episode return against env steps, IQM (or mean) over runs with a 95% bootstrap band.
+"""`python -m pgjax.plot`: learning curves of one or more run folders.
 
     python -m pgjax.plot runs/DIR                       # -> runs/DIR/learning_curves.png
     python -m pgjax.plot runs/A runs/B --out ab.png     # every group of every folder in one figure
 
-Each run's per-update returns are interpolated onto a grid of env steps shared by
-the runs of a curve (up to the smallest final env-steps count among them), so
-runs whose updates used different numbers of steps are compared at equal
-experience. Drawn with matplotlib's Agg canvas: no display is needed, and the
-pyplot backend of the caller is left alone.
+The figures are `pgjax.results.plots`'s; this module parses, calls and prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import tyro
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
 
-from pgjax import outputs
-from pgjax.stats import bootstrap_interval, iqm
-
-Statistic = Literal["iqm", "mean"]
-STATISTICS = {"iqm": iqm, "mean": np.mean}
-STATISTIC_NAMES = {"iqm": "IQM", "mean": "mean"}
-PLOT_FILE = outputs.PLOT_FILE
-# Bootstrap resamples per band point: enough for a drawn band (summary.json's intervals use
-# 2000); the cost grows with runs x points x resamples (4096 runs: 4.8 s at 500, 20 s at 2000).
-BAND_RESAMPLES = 500
-
-
-def curve_on_grid(env_steps: np.ndarray, returns: np.ndarray, points: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate R runs' returns onto one env-steps grid.
-
-    Args:
-      env_steps: [R, U] cumulative env steps after each update of each run (increasing).
-      returns: [R, U] mean episode return of each update of each run.
-      points: grid points G.
-
-    Returns:
-      grid [G] env steps, from the largest first-update count to the smallest final
-      count among the runs (no run is extrapolated; one point if those cross),
-      and values [R, G], each run's returns linearly interpolated onto it.
-    """
-    env_steps = np.asarray(env_steps, np.float64)
-    returns = np.asarray(returns, np.float64)
-    if env_steps.ndim != 2 or env_steps.shape != returns.shape or env_steps.size == 0:
-        raise ValueError(f"env_steps and returns must both be [runs, updates], got {env_steps.shape}, {returns.shape}")
-    stop = env_steps[:, -1].min()
-    start = min(env_steps[:, 0].max(), stop)
-    grid = np.linspace(start, stop, points) if stop > start else np.array([stop])
-    values = np.stack([np.interp(grid, x, y) for x, y in zip(env_steps, returns)])
-    return grid, values
-
-
-def curve_band(
-    values: np.ndarray, statistic: Statistic = "iqm", *, reps: int = BAND_RESAMPLES, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """values [R, G] -> (centre [G], low [G], high [G]): statistic over runs, 95% percentile-bootstrap band.
-
-    The bootstrap resamples whole runs (scipy.stats.bootstrap; 4.8 s for 4096 runs x 100
-    points x 500 resamples on a 2-core CPU). With one run the band is (None, None).
-    """
-    fn = STATISTICS[statistic]
-    centre = fn(values, axis=0)
-    if values.shape[0] < 2:
-        return centre, None, None
-    low, high = bootstrap_interval(values, fn, axis=0, reps=reps, seed=seed)
-    return centre, low, high
-
-
-def plot_curves(
-    curves: Sequence[dict],
-    path: str | Path,
-    *,
-    threshold: float | None = None,
-    title: str = "",
-    statistic: Statistic = "iqm",
-    points: int = 100,
-    reps: int = BAND_RESAMPLES,
-    seed: int = 0,
-) -> Path:
-    """Draw learning curves into a PNG (800 x 500 pixels at 100 dpi before tight cropping).
-
-    Args:
-      curves: dicts with "label" (str), "env_steps" [R, U] cumulative env steps after
-        each update of each run and "returns" [R, U] mean episode return of each
-        update of each run; R and U may differ between curves.
-      path: the PNG to write (its folder must exist).
-      threshold: return at which the environment counts as solved, drawn dashed; None for none.
-      title: figure title.
-      statistic: "iqm" (interquartile mean over runs, rliable's recommendation) or "mean".
-      points, reps, seed: grid points per curve; bootstrap resamples and seed of the bands.
-
-    Returns:
-      The path written.
-    """
-    if not curves:
-        raise ValueError("no curves to plot")
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
-    path = Path(path)
-    fig = Figure(figsize=(8, 5), dpi=100)
-    ax = fig.add_subplot()
-    colors = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors
-    for k, curve in enumerate(curves):
-        grid, values = curve_on_grid(curve["env_steps"], curve["returns"], points)
-        centre, low, high = curve_band(values, statistic, reps=reps, seed=seed)
-        color = colors[k % len(colors)]
-        runs = values.shape[0]
-        label = f"{curve['label']} ({runs} run{'s' if runs != 1 else ''})"
-        ax.plot(grid, centre, color=color, lw=1.8, label=label, marker="o" if grid.size == 1 else None)
-        if low is not None:
-            ax.fill_between(grid, low, high, color=color, alpha=0.25, lw=0)
-    if threshold is not None:
-        ax.axhline(threshold, color="0.35", ls="--", lw=1.2, label=f"solve threshold ({threshold:g})")
-    ax.set_xlabel("environment steps per run")
-    ax.set_ylabel("episode return (mean of each update's episodes)")
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    legend_title = f"{STATISTIC_NAMES[statistic]} over runs, shaded: 95% bootstrap CI"
-    if max(len(c["label"]) for c in curves) > 45:  # long labels go below the axes, not over the curves
-        ax.legend(title=legend_title, loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small",
-                  title_fontsize="small")
-    elif len(curves) <= 6:
-        ax.legend(title=legend_title, loc="best", fontsize="small", title_fontsize="small")
-    else:
-        ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
-                  title_fontsize="small")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
-
-
-def _format_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def differing_settings(settings: Sequence[dict]) -> list[str]:
-    """Names of the settings whose values differ between the given flat dicts, in first-seen order."""
-    names = list(dict.fromkeys(name for s in settings for name in s))
-    return [name for name in names if len({repr(s.get(name)) for s in settings}) > 1]
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise ValueError(f"no such folder: {run_dir}")
-    if not (run_dir / outputs.SUMMARY_FILE).is_file():
-        raise ValueError(f"{run_dir} holds no run (no {outputs.SUMMARY_FILE})")
-
-
-def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
-    """One curve per group of every run folder, labelled by what tells it apart.
-
-    Returns:
-      (curves for `plot_curves`, each also with "hyperparameters" and "run_dir";
-      {env id: solve threshold} of the folders). A label holds the folder name
-      when there are several folders, and the settings that differ between the
-      groups of its folder; a lone curve is labelled "all runs".
-    """
-    run_dirs = [Path(d) for d in run_dirs]
-    if not run_dirs:
-        raise ValueError("give at least one run folder")
-    curves, thresholds = [], {}
-    for run_dir in run_dirs:
-        _check_run_dir(run_dir)
-        summary = outputs.load_summary(run_dir)
-        if "groups" not in summary:
-            raise ValueError(f"{run_dir}/{outputs.SUMMARY_FILE} has no groups (written by an older pgjax?)")
-        thresholds[summary["env"]] = summary.get("solve_threshold")
-        for group in summary["groups"]:
-            metrics = outputs.load_group_metrics(run_dir, group["index"])
-            curves.append({
-                "run_dir": run_dir, "hyperparameters": group["hyperparameters"],
-                "env_steps": metrics["env_steps"], "returns": metrics["episode_return"],
-            })
-    several = len(run_dirs) > 1
-    for curve in curves:
-        # Several folders: a folder's name stands for its settings, and only what differs
-        # between its own groups is added; one folder: what differs between its groups.
-        same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
-        names = differing_settings(same_folder)
-        settings = ", ".join(f"{name}={_format_value(curve['hyperparameters'].get(name))}" for name in names)
-        folder = curve["run_dir"].name if several else ""
-        curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
-    return curves, thresholds
-
-
-def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic: Statistic = "iqm") -> Path:
-    """Overlay every group of every run folder in one figure; returns the PNG written."""
-    curves, thresholds = group_curves(run_dirs)
-    envs = ", ".join(thresholds)
-    threshold = next(iter(thresholds.values())) if len(thresholds) == 1 else None
-    where = Path(run_dirs[0]).name if len(run_dirs) == 1 else f"{len(run_dirs)} run folders"
-    return plot_curves(curves, path, threshold=threshold, title=f"{envs}: {where}", statistic=statistic)
-
-
-def plot_run(run_dir: str | Path, path: str | Path | None = None, *, statistic: Statistic = "iqm") -> Path:
-    """Learning curves of every group of a run folder; writes `<run_dir>/learning_curves.png` by default."""
-    return plot_folders([run_dir], Path(run_dir) / PLOT_FILE if path is None else path, statistic=statistic)
+from pgjax.results.outputs import PLOT_FILE
+from pgjax.results.plots import Statistic, plot_folders
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@
 
 Flags left out take the preset's value; a flag given several values sweeps them
 (every combination, each with the same `--num-seeds` seeds). Results go to
-`--out` (default: a new folder under runs/); `pgjax.outputs` describes the files.
+`--out` (default: a new folder under runs/); `pgjax.results.outputs` describes the files.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
 import sys
 
-from pgjax.cli import exit_now, prepare_train_process
-from pgjax.parallel import DEFAULT_COMPILE_CACHE, start_distributed, use_compile_cache
+from pgjax.cli import StopRequest, exit_now, prepare_process
+from pgjax.running.devices import DEFAULT_COMPILE_CACHE, start_distributed, use_compile_cache
 
 if __name__ == "__main__":
-    prepare_train_process(sys.argv)  # before gymnax starts JAX's backends
+    prepare_process(sys.argv)  # before gymnax starts JAX's backends
 
 import contextlib
 import dataclasses
@@ -32,7 +32,6 @@ import math
 import os
 import shutil
 import signal
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -40,27 +39,18 @@ import jax
 import numpy as np
 import tyro
 from rich.console import Console
-from rich.table import Table
 
-from pgjax import grid, outputs, report, stats
-from pgjax.config import (
-    Activation,
-    Advantage,
-    Baseline,
-    Config,
-    Network,
-    Reduction,
-    Returns,
-    Squash,
-    preset_config,
-)
-from pgjax.envs import make_env
-from pgjax.progress import SweepProgress
-from pgjax.sweep import Chunk, Interrupted, plan_chunks, train_sweep
-from pgjax.trainer import make_policy
-
-RUN_FILES = (outputs.CONFIG_FILE, outputs.SUMMARY_FILE, outputs.METRICS_FILE, outputs.PARAMS_FILE, "checkpoints",
-             outputs.PLOT_FILE)
+from pgjax.algo.config import Activation, Advantage, Baseline, Config, Network, Reduction, Returns, Squash
+from pgjax.algo.envs import make_env
+from pgjax.algo.networks import make_policy
+from pgjax.algo.presets import preset_config
+from pgjax.results import outputs
+from pgjax.results.outputs import default_out_dir, prepare_out_dir
+from pgjax.results.summary import summarise
+from pgjax.results.tables import print_report
+from pgjax.running import grid
+from pgjax.running.progress import SweepProgress
+from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
 
 
 @dataclasses.dataclass
@@ -207,221 +197,6 @@ def resolve_grid(args: Args) -> list[grid.GridPoint]:
     return points
 
 
-def default_out_dir(env: str, preset: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{env}_{preset}_{stamp}"
-    out, n = base, 1
-    while out.exists():
-        out, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return out
-
-
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
-    """Create `out` for a new run: refuse to replace a run unless asked; fail early if it is not writable."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
-    if any((out / name).exists() for name in RUN_FILES):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
-                "or choose another --out"
-            )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".pgjax-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
-    if overwrite:
-        for name in RUN_FILES:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-
-
-def summarise(
-    points: list[grid.GridPoint], args: Args, results, timings: dict, threshold: float | None
-) -> dict:
-    """The summary.json contract: one entry per run, one per group (grid point), and aggregates.
-
-    Aggregates leave diverged runs out and say how many there were.
-    """
-    num_seeds = args.num_seeds
-    runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
-    for result in results:
-        for i, index in enumerate(result.runs):
-            point = points[index // num_seeds]
-            episode_returns = result.metrics.episode_returns[i]
-            env_steps = result.metrics.env_steps[i]
-            diverged = result.metrics.diverged[i]
-            runs[index] = {
-                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": point.hyperparameters(),
-                **report.run_result(episode_returns, env_steps, threshold),
-                "env_steps": int(env_steps[-1]), "episodes": int(episode_returns.size),
-                "diverged": bool(diverged[-1]),
-                "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
-            }
-    varied = grid.varied_settings(points)
-    groups = []
-    for point in points:
-        indices = list(range(point.index * num_seeds, (point.index + 1) * num_seeds))
-        groups.append({
-            "index": point.index,
-            "hyperparameters": point.hyperparameters(),
-            "varied": {name: point.hyperparameters()[name] for name in varied},
-            "runs": indices,
-            **aggregate([runs[i] for i in indices], threshold),
-        })
-    steps_total = sum(r["env_steps"] for r in runs)
-    return {
-        "env": points[0].config.static.env,
-        "preset": args.preset,
-        "num_runs": len(runs),
-        "num_groups": len(groups),
-        "compile_groups": len(results),
-        "num_seeds": num_seeds,
-        "solve_threshold": threshold,
-        **aggregate(runs, threshold),
-        "env_steps_total": steps_total,
-        "wall_seconds": timings["wall_seconds"],
-        "compile_seconds": timings["compile_seconds"],
-        "compile_cache_hits": timings["compile_cache_hits"],
-        "train_seconds": timings["run_seconds"],
-        "env_steps_per_second": steps_total / timings["run_seconds"] if timings["run_seconds"] else None,
-        "devices": timings["devices"],
-        "device_kind": jax.devices()[0].device_kind,
-        "memory_bytes": timings["memory_bytes"],
-        "chunks": timings["chunks"],
-        "chunk_sizes": timings["chunk_sizes"],
-        "resumed_updates": timings["resumed_updates"],
-        "groups": groups,
-        "runs": runs,
-    }
-
-
-def aggregate(runs: list[dict], threshold: float | None) -> dict:
-    """Statistics over the runs that did not diverge.
-
-    `final_return_mean` and `final_return_ci95` (Student t) summarise the final
-    returns; `statistics` adds mean, median and IQM with bootstrap intervals,
-    the solve rate with its Wilson interval and the env steps to first solve
-    (`pgjax.stats.group_statistics`; None when every run diverged).
-    """
-    sane = [r for r in runs if not r["diverged"]]
-    finals = np.array([r["final_return"] for r in sane])
-    mean, low, high = report.mean_interval(finals)
-    solved = None if threshold is None else np.array([r["solved"] for r in sane], bool)
-    solved_at = np.array([np.nan if r["solved_at_env_steps"] is None else r["solved_at_env_steps"] for r in sane])
-    return {
-        "num_diverged": len(runs) - len(sane),
-        "solved_fraction": None if threshold is None or not sane else float(np.mean(solved)),
-        "final_return_mean": mean,
-        "final_return_ci95": [low, high],
-        "statistics": stats.group_statistics(finals, solved, solved_at) if sane else None,
-    }
-
-
-def _format_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _format_mean(mean: float, low: float, high: float, label: str = "") -> str:
-    if math.isnan(mean):
-        return "-"
-    if math.isnan(low):
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ({label}{low:.1f} to {high:.1f})" if label else f"{mean:.1f} [{low:.1f}, {high:.1f}]"
-
-
-def print_report(summary: dict, console: Console) -> None:
-    """One row per grid point, the diverged runs, and an aggregate line."""
-    groups = summary["groups"]
-    varied = list(groups[0]["varied"])
-    title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
-    table = Table(title=title)
-    columns = ("group", *varied, "runs", "solved", "final return [95% CI]", "IQM [95% CI]",
-               "steps to solve", "diverged")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for group in groups:
-        low, high = group["final_return_ci95"]
-        sane = len(group["runs"]) - group["num_diverged"]
-        solved = "-" if group["solved_fraction"] is None else f"{round(group['solved_fraction'] * sane)}/{sane}"
-        statistics = group["statistics"] or {}
-        iqm_low, iqm_high = statistics.get("iqm_ci95") or (math.nan, math.nan)
-        iqm = statistics.get("iqm")
-        steps = (statistics.get("solve_steps") or {}).get("median")
-        table.add_row(
-            str(group["index"]), *(_format_value(group["varied"][name]) for name in varied), str(len(group["runs"])),
-            solved, _format_mean(group["final_return_mean"], low, high),
-            _format_mean(math.nan if iqm is None else iqm, iqm_low, iqm_high),
-            "-" if steps is None else f"{steps:,.0f}", str(group["num_diverged"]),
-        )
-    console.print(table)
-    diverged = [(k, r) for k, r in enumerate(summary["runs"]) if r["diverged"]]
-    if diverged:
-        listed = ", ".join(f"{k} (group {r['group']}, seed {r['seed']})" for k, r in diverged[:10])
-        more = f" and {len(diverged) - 10} more" if len(diverged) > 10 else ""
-        console.print(f"[bold red]diverged[/]: runs {listed}{more}; left out of every aggregate")
-    low, high = summary["final_return_ci95"]
-    sane = summary["num_runs"] - summary["num_diverged"]
-    if summary["solve_threshold"] is None:
-        solved_text = "no solve threshold"
-    elif sane:
-        solved_text = f"solved {round(summary['solved_fraction'] * sane)}/{sane}"
-    else:
-        solved_text = "solved -"
-    speed = summary["env_steps_per_second"]
-    console.print(
-        f"{solved_text} | final return {_format_mean(summary['final_return_mean'], low, high, '95% CI ')} | "
-        f"{summary['env_steps_total']:,} env steps in {summary['train_seconds']:.2f} s = "
-        f"{(speed or math.nan) / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s"
-        + (" (compile cache)" if summary.get("compile_cache_hits") else "") + " | "
-        f"wall {summary['wall_seconds']:.2f} s on {summary['devices']} x {summary['device_kind']}"
-        + (f" | {summary['chunks']} chunks of up to {max(summary['chunk_sizes'])} runs"
-           if summary["chunks"] > summary["compile_groups"] else "")
-    )
-
-
-class StopRequest:
-    """Turns the first SIGINT or SIGTERM into a request to stop at the next safe point.
-
-    A second SIGINT raises KeyboardInterrupt at once. Use as a context manager;
-    the previous handlers come back on exit.
-    """
-
-    def __init__(self, console: Console):
-        self.console = console
-        self.signal: int | None = None
-        self._previous = {}
-
-    def __call__(self) -> bool:
-        return self.signal is not None
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-        self.console.print(f"{signal.Signals(signum).name}: stopping after the current segment "
-                           "(Ctrl-C again to abort at once)")
-
-    def __enter__(self) -> StopRequest:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
 def resumed_args(args: Args) -> Args:
     """The arguments of the run in `args.resume`, with this invocation's --quiet."""
     config_file = args.resume / outputs.CONFIG_FILE
@@ -510,10 +285,10 @@ def run(args: Args, console: Console | None = None, started: float | None = None
     outputs.write_metrics(out / outputs.METRICS_FILE, [m for m, _, _ in ordered], [s for _, _, s in ordered])
     outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(points, args, results, timings, spec.solve_threshold)
+    summary = summarise(points, args.num_seeds, args.preset, results, timings, spec.solve_threshold)
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     print_report(summary, console)
-    from pgjax.plot import plot_run
+    from pgjax.results.plots import plot_run
 
     plot_run(out)
     console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})")

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import tempfile
 
-from pgjax.parallel import configure_cpu
+from pgjax.running.devices import configure_cpu
 
 # Two CPU devices, so that spreading runs over devices is exercised, and the other XLA options
 # of pgjax's entry points (`configure_cpu`), before JAX starts.
@@ -19,7 +19,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import pytest  # noqa: E402
 
-from pgjax.config import PRESETS, Config  # noqa: E402
+from pgjax.algo.config import Config  # noqa: E402
+from pgjax.algo.presets import PRESETS  # noqa: E402
 
 
 def small_config(**static) -> Config:

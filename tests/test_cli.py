@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import outputs
-from pgjax.policy import MLPPolicy
+from pgjax.algo.networks import MLPPolicy
+from pgjax.results import outputs
 from pgjax.train import Args, main
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]

@@ -1,4 +1,4 @@
-"""`pgjax.dense.dense_stack`'s hand-written backward pass against autodiff of the plain layers."""
+"""`pgjax.algo.dense.dense_stack`'s hand-written backward pass against autodiff of the plain layers."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import policy
-from pgjax.config import Config, preset_config
-from pgjax.dense import dense_layers, dense_stack
-from pgjax.envs import make_env
-from pgjax.loss import make_policy_gradient
-from pgjax.policy import MLPPolicy
-from pgjax.trainer import feature_major_backward, make_policy
+from pgjax.algo import distributions
+from pgjax.algo.config import Config
+from pgjax.algo.dense import dense_layers, dense_stack
+from pgjax.algo.envs import make_env
+from pgjax.algo.loss import make_policy_gradient
+from pgjax.algo.networks import MLPPolicy, feature_major_backward, make_policy
+from pgjax.algo.presets import preset_config
 
 
 def _layers(widths, seed=0):
@@ -54,10 +54,10 @@ def test_feature_major_policy_gradient_matches_autodiff(gaussian):
     valid = np.arange(T)[:, None] < np.array([T, 6, 2])[None, :]
     obs = np.where(valid[..., None], rng.normal(size=(T, E, D)), 0).astype(np.float32)
     if gaussian:
-        dist = policy.gaussian([-2.0, -1.0], [2.0, 1.0])
+        dist = distributions.gaussian([-2.0, -1.0], [2.0, 1.0])
         action = np.clip(rng.normal(size=(T, E, A)), -1, 1).astype(np.float32)
     else:
-        dist = policy.categorical()
+        dist = distributions.categorical()
         action = rng.integers(0, A, size=(T, E)).astype(np.int32)
     weight = np.where(valid, rng.normal(size=(T, E)), 0).astype(np.float32)
     coef = (valid / valid.sum()).astype(np.float32)

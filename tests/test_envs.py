@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from pgjax import evaluate, outputs
-from pgjax.config import ENV_PRESETS, PRESETS, Config, StaticConfig, preset_config
-from pgjax.envs import make_env
+from pgjax import evaluate
+from pgjax.algo.config import Config, StaticConfig
+from pgjax.algo.envs import make_env
+from pgjax.algo.networks import make_policy
+from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
+from pgjax.algo.trainer import make_train
+from pgjax.results import evaluation, outputs
 from pgjax.train import main as train_main
-from pgjax.trainer import make_policy, make_train
 
 LISTED = [
     "CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Acrobot-v1", "MountainCar-v0",
@@ -128,12 +131,12 @@ def test_cli_trains_a_gaussian_policy_that_loads_and_evaluates(tmp_path):
     hp = summary["runs"][3]["hyperparameters"]
     assert hp["squash"] == "tanh" and hp["baseline"] == "value_norm" and hp["init_log_std"] == -0.5
     assert outputs.load_group_metrics(out, 1)["value_loss"].shape == (2, 3)
-    act = evaluate.load_policy(out, run=3)
+    act = evaluation.load_policy(out, run=3)
     obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
     actions = act(obs)
     assert actions.shape == (16, 1) and actions.dtype == np.float32 and np.all(np.abs(actions) <= 2.0)
     assert act(obs[0]).shape == (1,)
-    sampled = evaluate.load_policy(out, run=3, greedy=False, seed=1)(np.tile(obs[0], (500, 1)))
+    sampled = evaluation.load_policy(out, run=3, greedy=False, seed=1)(np.tile(obs[0], (500, 1)))
     assert np.all(np.abs(sampled) <= 2.0) and sampled.std() > 0
     assert evaluate.main([str(out), "--episodes", "2"]) == 0
     result = json.loads((out / "evaluation.json").read_text())

@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import evaluate, outputs, policy, report
-from pgjax.config import PRESETS
-from pgjax.envs import make_env
-from pgjax.policy import MLPPolicy
-from pgjax.trainer import make_apply_fn, make_policy, make_train
+from pgjax import evaluate
+from pgjax.algo import distributions
+from pgjax.algo.envs import make_env
+from pgjax.algo.networks import MLPPolicy, make_apply_fn, make_policy
+from pgjax.algo.presets import PRESETS
+from pgjax.algo.trainer import make_train
+from pgjax.results import evaluation, outputs, summary
 
 from .test_plot import small_run_folder
 
@@ -24,7 +26,7 @@ DEFAULT = PRESETS["default"]
 def solved_params():
     """Final parameters of one seed of the default preset (NumPy leaves); it solves CartPole-v1."""
     state, metrics = jax.jit(make_train(DEFAULT))(jax.random.key(0))
-    result = report.run_result(np.asarray(metrics.episode_returns), np.asarray(metrics.env_steps), 475.0)
+    result = summary.run_result(np.asarray(metrics.episode_returns), np.asarray(metrics.env_steps), 475.0)
     assert result["solved"], result
     return jax.tree.map(np.asarray, state.params)
 
@@ -40,7 +42,7 @@ def _untrained_params(seed: int):
 
 
 def test_callable_takes_the_argmax_of_the_logits(solved_params):
-    act = evaluate.policy_callable(DEFAULT, solved_params)
+    act = evaluation.policy_callable(DEFAULT, solved_params)
     apply_fn = make_apply_fn(make_policy(make_env("CartPole-v1"), DEFAULT))
     obs = np.random.default_rng(0).normal(0.0, [1.0, 1.0, 0.1, 1.0], size=(64, 4)).astype(np.float32)
     expected = np.asarray(jnp.argmax(apply_fn(solved_params, obs), axis=-1))
@@ -61,10 +63,10 @@ def test_sampling_callable_draws_with_the_policy_probabilities(solved_params):
     obs = candidates[np.argmin(np.abs(probs - 0.5))]  # an undecided state, where sampling differs from argmax
     p1 = float(jax.nn.softmax(apply_fn(solved_params, obs))[1])
     assert 0.2 < p1 < 0.8
-    act = evaluate.policy_callable(DEFAULT, solved_params, greedy=False, seed=3)
+    act = evaluation.policy_callable(DEFAULT, solved_params, greedy=False, seed=3)
     draws = act(np.tile(obs, (4000, 1)))
     assert abs(draws.mean() - p1) < 0.03
-    again = evaluate.policy_callable(DEFAULT, solved_params, greedy=False, seed=3)(np.tile(obs, (4000, 1)))
+    again = evaluation.policy_callable(DEFAULT, solved_params, greedy=False, seed=3)(np.tile(obs, (4000, 1)))
     np.testing.assert_array_equal(draws, again)  # deterministic given the seed
     assert not np.array_equal(draws, act(np.tile(obs, (4000, 1))))  # each call draws anew
 
@@ -72,29 +74,29 @@ def test_sampling_callable_draws_with_the_policy_probabilities(solved_params):
 def test_greedy_actions_are_the_argmax():
     """What greedy evaluation takes (`make_collect(greedy=True)` calls `Distribution.greedy`)."""
     logits = jnp.array([[1.0, 3.0, 2.0], [5.0, 5.0, 0.0], [-1.0, -2.0, -0.5]])
-    np.testing.assert_array_equal(policy.categorical().greedy(logits), [1, 0, 2])  # ties: the first
+    np.testing.assert_array_equal(distributions.categorical().greedy(logits), [1, 0, 2])  # ties: the first
 
 
 def test_greedy_jax_evaluation(solved_params):
     stacked = jax.tree.map(lambda a, b: np.stack([a, b]), solved_params, _untrained_params(1))
-    greedy = evaluate.evaluate_jax(DEFAULT, stacked, episodes=6, greedy=True, key=jax.random.key(0))
+    greedy = evaluation.evaluate_jax(DEFAULT, stacked, episodes=6, greedy=True, key=jax.random.key(0))
     assert greedy.shape == (2, 6)
     assert np.all(greedy[0] >= 475) and greedy[1].mean() < 200  # the trained policy balances, a fresh one cannot
-    again = evaluate.evaluate_jax(DEFAULT, stacked, episodes=6, greedy=True, key=jax.random.key(0))
+    again = evaluation.evaluate_jax(DEFAULT, stacked, episodes=6, greedy=True, key=jax.random.key(0))
     np.testing.assert_array_equal(greedy, again)
-    sampling = evaluate.evaluate_jax(DEFAULT, stacked, episodes=6, greedy=False, key=jax.random.key(0))
+    sampling = evaluation.evaluate_jax(DEFAULT, stacked, episodes=6, greedy=False, key=jax.random.key(0))
     assert sampling.shape == (2, 6) and np.all((sampling >= 1) & (sampling <= 500))
 
 
 def test_gymnasium_evaluation_of_a_solved_policy(solved_params):
     pytest.importorskip("gymnasium")
-    act = evaluate.policy_callable(DEFAULT, solved_params)
-    returns = evaluate.evaluate_gymnasium(act, "CartPole-v1", episodes=10, seed=0)
+    act = evaluation.policy_callable(DEFAULT, solved_params)
+    returns = evaluation.evaluate_gymnasium(act, "CartPole-v1", episodes=10, seed=0)
     assert returns.shape == (10,) and returns.mean() >= 475
-    untrained = evaluate.policy_callable(DEFAULT, _untrained_params(1))
-    assert evaluate.evaluate_gymnasium(untrained, "CartPole-v1", episodes=3).mean() < 200
+    untrained = evaluation.policy_callable(DEFAULT, _untrained_params(1))
+    assert evaluation.evaluate_gymnasium(untrained, "CartPole-v1", episodes=3).mean() < 200
     with pytest.raises(ValueError):
-        evaluate.evaluate_gymnasium(act, "NoSuchEnv-v9", episodes=1)
+        evaluation.evaluate_gymnasium(act, "NoSuchEnv-v9", episodes=1)
 
 
 def test_render_writes_an_animated_gif(solved_params, tmp_path):
@@ -102,8 +104,8 @@ def test_render_writes_an_animated_gif(solved_params, tmp_path):
     pytest.importorskip("pygame")  # gymnasium[classic-control]: CartPole's renderer
     from PIL import Image
 
-    act = evaluate.policy_callable(DEFAULT, solved_params)
-    path, total = evaluate.render_episode(act, tmp_path / "episode.gif", seed=0)
+    act = evaluation.policy_callable(DEFAULT, solved_params)
+    path, total = evaluation.render_episode(act, tmp_path / "episode.gif", seed=0)
     assert total == 500.0 and path.stat().st_size > 10_000
     with Image.open(path) as gif:
         assert gif.format == "GIF" and gif.size == (600, 400) and gif.n_frames > 50
@@ -115,7 +117,7 @@ def test_loaded_policy_is_the_saved_network(run_folder):
     apply_fn = make_apply_fn(make_policy(make_env(config.static.env), config))
     obs = np.random.default_rng(1).normal(size=(32, 4)).astype(np.float32)
     expected = np.asarray(jnp.argmax(apply_fn(params, obs), axis=-1))
-    np.testing.assert_array_equal(evaluate.load_policy(run_folder, run=1)(obs), expected)
+    np.testing.assert_array_equal(evaluation.load_policy(run_folder, run=1)(obs), expected)
 
 
 def test_cli_writes_evaluation_json(run_folder, capsys):
@@ -135,7 +137,7 @@ def test_cli_writes_evaluation_json(run_folder, capsys):
     # run k's episodes depend on the seed and k only, not on the runs evaluated beside it
     config, params = outputs.load_run_config(run_folder, 3), outputs.load_params(run_folder, 3)
     stacked = jax.tree.map(lambda x: x[None], params)
-    alone = evaluate.evaluate_runs(config, stacked, jax.random.fold_in(jax.random.key(2), 3)[None], episodes=3)
+    alone = evaluation.evaluate_runs(config, stacked, jax.random.fold_in(jax.random.key(2), 3)[None], episodes=3)
     np.testing.assert_array_equal(alone[0], result["runs"][3]["greedy_returns"])
 
 

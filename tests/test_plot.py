@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgjax import outputs, plot
-from pgjax.stats import iqm
+from pgjax import plot
+from pgjax.results import outputs, plots
+from pgjax.results.stats import iqm
 from pgjax.train import main as train_main
 
 SMALL_SWEEP = ["--num-seeds", "2", "--lr", "0.01", "0.03", "--num-updates", "10", "--episodes-per-update", "2",
@@ -43,23 +44,23 @@ def synthetic_curve(runs: int, updates: int, seed: int) -> dict:
 def test_runs_are_interpolated_onto_a_shared_grid_without_extrapolation():
     env_steps = np.array([[10.0, 20, 30], [15, 25, 40]])
     returns = np.array([[1.0, 2, 3], [0, 10, 25]])
-    grid, values = plot.curve_on_grid(env_steps, returns, points=4)
+    grid, values = plots.curve_on_grid(env_steps, returns, points=4)
     np.testing.assert_allclose(grid, [15, 20, 25, 30])  # from the latest first update to the earliest end
     np.testing.assert_allclose(values, [[1.5, 2, 2.5, 3], [0, 5, 10, 15]])
-    grid, values = plot.curve_on_grid(np.array([[5.0], [7.0]]), np.array([[1.0], [3.0]]))
+    grid, values = plots.curve_on_grid(np.array([[5.0], [7.0]]), np.array([[1.0], [3.0]]))
     assert grid.tolist() == [5.0] and values.tolist() == [[1.0], [3.0]]  # one update each: one point
     with pytest.raises(ValueError):
-        plot.curve_on_grid(env_steps, returns[:, :2])
+        plots.curve_on_grid(env_steps, returns[:, :2])
 
 
 def test_band_is_the_statistic_over_runs_with_a_bootstrap_interval():
     values = np.random.default_rng(0).normal(size=(16, 5)) + np.arange(5)
-    centre, low, high = plot.curve_band(values, "iqm")
+    centre, low, high = plots.curve_band(values, "iqm")
     np.testing.assert_allclose(centre, [iqm(values[:, g]) for g in range(5)])
     assert np.all(low < centre) and np.all(centre < high) and np.all(high - low < 2)
-    centre, low, high = plot.curve_band(values, "mean")
+    centre, low, high = plots.curve_band(values, "mean")
     np.testing.assert_allclose(centre, values.mean(axis=0))
-    assert plot.curve_band(values[:1], "iqm")[1:] == (None, None)
+    assert plots.curve_band(values[:1], "iqm")[1:] == (None, None)
 
 
 def test_plot_curves_writes_a_png(tmp_path):
@@ -68,7 +69,7 @@ def test_plot_curves_writes_a_png(tmp_path):
         {"label": "lr=0.01", **synthetic_curve(8, 60, 1)},
         {"label": "one run", **synthetic_curve(1, 60, 2)},
     ]
-    path = plot.plot_curves(curves, tmp_path / "curves.png", threshold=475.0, title="synthetic", statistic="iqm")
+    path = plots.plot_curves(curves, tmp_path / "curves.png", threshold=475.0, title="synthetic", statistic="iqm")
     assert path == tmp_path / "curves.png" and path.stat().st_size > 20_000
     with Image.open(path) as image:
         width, height = image.size
@@ -76,25 +77,25 @@ def test_plot_curves_writes_a_png(tmp_path):
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is not None and len(colours) > 50  # lines, bands and text, not a blank canvas
     with pytest.raises(ValueError):
-        plot.plot_curves([], tmp_path / "none.png")
+        plots.plot_curves([], tmp_path / "none.png")
 
 
 def test_labels_name_the_settings_that_differ():
     settings = [{"lr": 0.01, "gamma": 1.0, "hidden": [32]}, {"lr": 0.03, "gamma": 1.0, "hidden": [32, 32]}]
-    assert plot.differing_settings(settings) == ["lr", "hidden"]
-    assert plot.differing_settings(settings[:1]) == []
+    assert plots.differing_settings(settings) == ["lr", "hidden"]
+    assert plots.differing_settings(settings[:1]) == []
 
 
 def test_plot_run_draws_every_group_of_a_folder(run_folder):
-    curves, thresholds = plot.group_curves([run_folder])
+    curves, thresholds = plots.group_curves([run_folder])
     assert [c["label"] for c in curves] == ["learning_rate=0.01", "learning_rate=0.03"]
     assert thresholds == {"CartPole-v1": 475.0}
     group = outputs.load_group_metrics(run_folder, 1)
     np.testing.assert_array_equal(curves[1]["returns"], group["episode_return"])
     assert curves[1]["env_steps"].shape == (2, 10)
-    path = plot.plot_run(run_folder)
+    path = plots.plot_run(run_folder)
     assert path == run_folder / "learning_curves.png" and path.stat().st_size > 20_000
-    curves, _ = plot.group_curves([run_folder, run_folder])
+    curves, _ = plots.group_curves([run_folder, run_folder])
     assert curves[0]["label"] == f"{run_folder.name}: learning_rate=0.01"  # several folders: named
 
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pgjax.report import mean_interval, run_result, trailing_mean_returns
+from pgjax.results.summary import mean_interval, run_result, trailing_mean_returns
 
 
 def test_trailing_mean_needs_a_full_window():
@@ -53,7 +53,7 @@ def test_student_t_interval():
 
 def test_configure_cpu_gives_one_device_per_core_before_jax_starts():
     code = (
-        "from pgjax.parallel import configure_cpu\n"
+        "from pgjax.running.devices import configure_cpu\n"
         "added = configure_cpu(3)\n"
         "import jax\n"
         "print(len(jax.devices('cpu')), added)\n"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from gymnax.environments.classic_control.cartpole import EnvState
 
-from pgjax.envs import make_env
-from pgjax.policy import MLPPolicy
-from pgjax.rollout import make_collect
+from pgjax.algo.envs import make_env
+from pgjax.algo.networks import MLPPolicy
+from pgjax.algo.rollout import make_collect
 
 MAX_STEPS, E, RUNS = 30, 6, 4
 

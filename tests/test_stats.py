@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from pgjax import report
-from pgjax.stats import bootstrap_interval, group_statistics, iqm, solve_steps, wilson_interval
+from pgjax.results import summary as report
+from pgjax.results.stats import bootstrap_interval, group_statistics, iqm, solve_steps, wilson_interval
 
 
 def test_iqm_is_the_mean_of_the_middle_half():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pgjax import grid, memory, sweep
-from pgjax.progress import SweepProgress
-from pgjax.trainer import make_train
+from pgjax.algo.trainer import make_train
+from pgjax.running import grid, memory, sweep
+from pgjax.running.progress import SweepProgress
 
 from .conftest import small_config
 

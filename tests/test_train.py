@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.parallel import train_runs
-from pgjax.trainer import make_train
+from pgjax.algo.trainer import make_train
+from pgjax.running.sharding import train_runs
 
 from .conftest import small_config
 

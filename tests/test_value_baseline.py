@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import grid, sweep
-from pgjax.config import Config, Hyperparams, StaticConfig
-from pgjax.loss import make_value_gradient, make_values, value_loss
-from pgjax.policy import MLPPolicy
-from pgjax.returns import advantage_weights, explained_variance, value_advantages
-from pgjax.trainer import make_train
+from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.loss import make_value_gradient, make_values, value_loss
+from pgjax.algo.networks import MLPPolicy
+from pgjax.algo.returns import advantage_weights, explained_variance, value_advantages
+from pgjax.algo.trainer import make_train
+from pgjax.running import grid, sweep
 
 T, E, D = 9, 4, 3
 LENGTHS = np.array([9, 5, 1, 3])

@@ -3,7 +3,7 @@
 Every update starts E fresh episodes, one per environment slot, and steps all
 slots together until each episode has ended, or the environment's step limit is
 reached. The loop is a `lax.while_loop` over an explicit run axis (see
-`pgjax.batching`), so under `jax.vmap` over runs it stops as soon as the longest
+`pgjax.algo.batching`), so under `jax.vmap` over runs it stops as soon as the longest
 episode of the whole batch has ended instead of always running to the limit.
 
 Truncation: gymnax 1.0 reports `terminated` (the pole fell) and `truncated` (the
@@ -11,9 +11,9 @@ Truncation: gymnax 1.0 reports `terminated` (the pole fell) and `truncated` (the
 is no failure. Without a critic there is no value to bootstrap from, so its
 returns simply stop at the last reward received; with a value baseline
 (`keep_last_obs`) the rollout also keeps the observation each episode ended in,
-and `pgjax.returns` bootstraps a truncated episode's return with its value.
+and `pgjax.algo.returns` bootstraps a truncated episode's return with its value.
 
-Actions: the policy's `Distribution` (`pgjax.policy`) samples what is stored
+Actions: the policy's `Distribution` (`pgjax.algo.networks`) samples what is stored
 (int32 [E] for categorical policies, float32 [E, A] for Gaussian ones) and
 maps it to what the environment is given.
 """
@@ -27,11 +27,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax import policy
-from pgjax.batching import fold_vmap
-from pgjax.envs import EnvSpec
+from pgjax.algo import distributions
+from pgjax.algo.batching import fold_vmap
+from pgjax.algo.envs import EnvSpec
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.policy`)
+# (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 @struct.dataclass
@@ -45,7 +46,7 @@ class Trajectory:
       obs: [T, E, *obs_shape] observation the action was chosen on, in
         `EnvSpec.obs_dtype` (float32, or uint8 for 0/1 maps).
       action: [T, E, *action_shape] action taken, as the policy stored it:
-        int32 [T, E] (categorical) or float32 [T, E, A] (Gaussian, `pgjax.policy`).
+        int32 [T, E] (categorical) or float32 [T, E, A] (Gaussian, `pgjax.algo.networks`).
       reward: [T, E] float32 reward received for it.
       valid: [T, E] bool, True for steps inside an episode.
       truncated: [E] bool, True for episodes cut off by the step limit rather
@@ -74,7 +75,7 @@ def make_collect(
     spec: EnvSpec,
     apply_fn: ApplyFn,
     num_episodes: int,
-    dist: policy.Distribution | None = None,
+    dist: distributions.Distribution | None = None,
     *,
     greedy: bool = False,
     keep_last_obs: bool = False,
@@ -89,7 +90,7 @@ def make_collect(
       greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
       keep_last_obs: also return `Trajectory.last_obs`.
     """
-    dist = dist or policy.categorical()
+    dist = dist or distributions.categorical()
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
     env, env_params, max_steps = spec.env, spec.params, spec.max_steps
     env_reset = jax.vmap(env.reset, in_axes=(0, None))

@@ -4,14 +4,14 @@ For one run the policy loss is
 
     L(theta) = sum_{t,e} c_t,e * ( -log pi_theta(a_t,e | s_t,e) * w_t,e - beta * H[pi_theta(. | s_t,e)] )
 
-with per-step weights w (returns after the baseline, `pgjax.returns`), reduction
+with per-step weights w (returns after the baseline, `pgjax.algo.returns`), reduction
 coefficients c (zero on padding) and entropy coefficient beta; its gradient is the
 policy-gradient estimate. A learned value baseline V_phi has its own loss
 
     L_V(phi) = sum_{t,e} k_t,e * (V_phi(s_t,e) - target_t,e)^2 / 2
 
 with k = 1 / (valid steps) on valid steps (a mean over steps) and targets from
-`pgjax.returns.value_advantages`.
+`pgjax.algo.returns.value_advantages`.
 
 Every pass over a run's steps (a gradient, or the values V(s_t) of every step)
 goes over blocks of runs and time slices, and only over the slices that hold
@@ -28,10 +28,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax import policy
-from pgjax.batching import fold_vmap
-from pgjax.parallel import pad_runs
-from pgjax.rollout import ApplyFn
+from pgjax.algo import distributions
+from pgjax.algo.batching import fold_vmap, pad_runs
+from pgjax.algo.rollout import ApplyFn
 
 ValueFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [..., *obs_shape]) -> V [...]
 
@@ -46,7 +45,7 @@ def reinforce_loss(
     valid: jax.Array,
     entropy_coef: jax.Array | float,
     entropy_bonus: bool = True,
-    dist: policy.Distribution | None = None,
+    dist: distributions.Distribution | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The loss above over any block of steps.
 
@@ -62,7 +61,7 @@ def reinforce_loss(
       (loss, entropy_sum): the scalar loss and the sum of the policy entropy
       (nats) over valid steps, for the metrics.
     """
-    dist = dist or policy.categorical()
+    dist = dist or distributions.categorical()
     out = apply_fn(params, obs)
     step_entropy = dist.entropy(out)
     per_step = -dist.log_prob(out, action) * weight
@@ -143,7 +142,7 @@ def _over_slices(valid: jax.Array, steps: int, body: Callable, init: Any) -> Any
 def make_policy_gradient(
     apply_fn: ApplyFn,
     block_rows: int | None = None,
-    dist: policy.Distribution | None = None,
+    dist: distributions.Distribution | None = None,
     entropy_bonus: bool | None = None,
 ) -> Callable:
     """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)`.

@@ -5,12 +5,12 @@
     state, metrics = jax.jit(jax.vmap(train))(keys)      # 64 seeds in one call
 
 Each update collects `episodes_per_update` fresh episodes with the current policy
-(`pgjax.rollout`), turns their rewards into per-step weights (`pgjax.returns`),
-takes the REINFORCE gradient (`pgjax.loss`) and applies one optax step. The
+(`pgjax.algo.rollout`), turns their rewards into per-step weights (`pgjax.algo.returns`),
+takes the REINFORCE gradient (`pgjax.algo.loss`) and applies one optax step. The
 updates run in a `lax.scan`, so compile time does not grow with their number.
 
 The policy follows the environment's action space: a categorical policy for
-Discrete actions, a Gaussian one for Box actions (`pgjax.policy`). With a value
+Discrete actions, a Gaussian one for Box actions (`pgjax.algo.networks`). With a value
 baseline (`StaticConfig.baseline` "value" or "value_norm") a second network of
 the same shape learns V(s) by regression on the update's returns (or GAE
 targets), with its own Adam, after the weights of the update were computed
@@ -18,7 +18,7 @@ with its current values.
 
 `make_trainer(config)` gives the same pieces apart (`init`, one `update`, the
 same update over an explicit run axis `update_batch`, and `run_updates` for a
-stretch of updates), which `pgjax.sweep` uses to train in segments with
+stretch of updates), which `pgjax.running.sweep` uses to train in segments with
 progress, checkpoints and safe stopping points in between.
 
 Divergence: an update whose loss or new parameters are not finite, or that
@@ -30,7 +30,6 @@ batch are unaffected.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -39,13 +38,13 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax import policy
-from pgjax.batching import fold_vmap
-from pgjax.config import Config, Hyperparams, StaticConfig
-from pgjax.envs import EnvSpec, make_env
-from pgjax.loss import make_policy_gradient, make_value_gradient, make_values
-from pgjax.policy import CNNPolicy, MLPPolicy
-from pgjax.returns import (
+from pgjax.algo.batching import fold_vmap
+from pgjax.algo.config import Config, Hyperparams
+from pgjax.algo.distributions import make_distribution
+from pgjax.algo.envs import make_env
+from pgjax.algo.loss import make_policy_gradient, make_value_gradient, make_values
+from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.returns import (
     advantage_weights,
     apply_baseline,
     explained_variance,
@@ -53,7 +52,7 @@ from pgjax.returns import (
     step_returns,
     value_advantages,
 )
-from pgjax.rollout import make_collect
+from pgjax.algo.rollout import make_collect
 
 
 @struct.dataclass
@@ -79,7 +78,7 @@ class Metrics:
       episode_length: [U] mean length of those episodes, in env steps.
       episodes: [U] episodes completed in the update (E).
       env_steps: [U] cumulative env steps of the episodes used, after the update.
-      loss: [U] value of the REINFORCE loss (`pgjax.loss`).
+      loss: [U] value of the REINFORCE loss (`pgjax.algo.loss`).
       entropy: [U] mean policy entropy over the update's steps, in nats
         (a Gaussian's before clipping or squashing, in normalised units).
       grad_norm: [U] global norm of the gradient before clipping.
@@ -88,7 +87,7 @@ class Metrics:
         of runs rolled out together); padding = loop_steps * E - steps used.
       diverged: [U] bool, the run had diverged by the end of the update (its
         parameters are frozen from the first such update on).
-      value_loss: [U] the value network's loss (`pgjax.loss.value_loss`: half
+      value_loss: [U] the value network's loss (`pgjax.algo.loss.value_loss`: half
         the mean squared error over the update's steps) before its update; 0
         without a value baseline.
       explained_variance: [U] 1 - Var(target - V) / Var(target) over the
@@ -117,72 +116,6 @@ def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
     )
 
 
-def feature_major_backward(spec: EnvSpec, static: StaticConfig) -> bool:
-    """Whether the MLP takes `pgjax.dense.dense_stack`'s feature-major backward pass.
-
-    `static.feature_major_backward` where set; None decides by the first layer:
-    on where the flattened observation has at most `hidden[0]` entries.
-    """
-    if static.feature_major_backward is not None:
-        return static.feature_major_backward
-    return math.prod(spec.obs_shape) <= static.hidden[0]
-
-
-def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy | CNNPolicy:
-    obs_dims = len(spec.obs_shape)
-    if static.network == "mlp":
-        return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=obs_dims, gaussian=gaussian,
-                         feature_major_backward=feature_major_backward(spec, static))
-    if static.network == "cnn":
-        if obs_dims not in (2, 3):
-            raise ValueError(
-                f"network 'cnn' needs image observations [H, W] or [H, W, C]; {static.env} has observations of "
-                f"shape {spec.obs_shape}: use network 'mlp'"
-            )
-        return CNNPolicy(num_outputs, tuple(static.conv), tuple(static.hidden), static.activation,
-                         obs_dims=obs_dims, gaussian=gaussian)
-    raise ValueError(f"unknown network {static.network!r}")
-
-
-def make_policy(spec: EnvSpec, config: Config) -> MLPPolicy | CNNPolicy:
-    """The Flax policy module the config describes, for this environment.
-
-    Its output parameterises `make_distribution(spec, config)`: logits for
-    Discrete actions, a Gaussian's mean and log std for Box actions.
-    """
-    return _network(spec, config.static, spec.num_actions, spec.action_kind == "continuous")
-
-
-def make_distribution(spec: EnvSpec, config: Config) -> policy.Distribution:
-    """The action distribution for this environment's action space (`pgjax.policy`)."""
-    if spec.action_kind == "continuous":
-        return policy.gaussian(spec.action_low, spec.action_high, config.static.squash)
-    return policy.categorical()
-
-
-def make_value_network(spec: EnvSpec, config: Config) -> MLPPolicy | CNNPolicy:
-    """The value network: the policy's architecture with one output, V(s)."""
-    return _network(spec, config.static, 1, False)
-
-
-def make_apply_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], jax.Array]:
-    """`(params, obs [..., *obs_shape]) -> out [..., K]` for a policy module."""
-
-    def apply_fn(params, obs):
-        return module.apply({"params": params}, obs.astype(jnp.float32))
-
-    return apply_fn
-
-
-def make_value_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], jax.Array]:
-    """`(params, obs [..., *obs_shape]) -> V [...]` for a value network."""
-
-    def value_fn(params, obs):
-        return module.apply({"params": params}, obs.astype(jnp.float32))[..., 0]
-
-    return value_fn
-
-
 class Trainer(NamedTuple):
     """The pure pieces of one run's training, each vmappable over runs.
 
@@ -192,7 +125,7 @@ class Trainer(NamedTuple):
         metrics leaves have no update axis.
       num_updates: U, updates of a whole training run.
       update_batch: `update` for a batch of runs whose leaves carry a leading
-        run axis [B] (`update` is it folded by `pgjax.batching.fold_vmap`);
+        run axis [B] (`update` is it folded by `pgjax.algo.batching.fold_vmap`);
         tracing it costs one trace at B rather than one at 1 and one at B.
     """
 
@@ -318,7 +251,7 @@ def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
 
     def update_batch(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
         """One update of a batch of runs (leaves [B, ...]): the rollout and the gradients take the
-        whole batch at once (`pgjax.batching`), everything else is vmapped over runs."""
+        whole batch at once (`pgjax.algo.batching`), everything else is vmapped over runs."""
         keys = jax.vmap(jax.random.split)(state.key)
         traj = collect.batched(state.params, keys[:, 1])
         values = last_values = None

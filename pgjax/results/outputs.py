@@ -7,7 +7,7 @@
                     "group<g>/<name>" of shape [R runs of the group, U updates, ...]
                     and "group<g>/seeds" [R]
     params.msgpack  final policy parameters, {"group<g>": params stacked on a leading [R] axis}
-    checkpoints/    orbax checkpoints of every chunk of runs (`pgjax.checkpoints`)
+    checkpoints/    orbax checkpoints of every chunk of runs (`pgjax.running.checkpoints`)
     learning_curves.png  return against env steps, one curve per group (`pgjax.plot`)
 
 A group is one grid point; its runs are its seeds, listed in summary.json's
@@ -20,6 +20,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,15 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.running.checkpoints import CHECKPOINT_DIR
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"
 PLOT_FILE = "learning_curves.png"
+RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, CHECKPOINT_DIR, PLOT_FILE)
 
 
 def package_versions(packages=("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")) -> dict:
@@ -165,3 +169,38 @@ def load_run_config(run_dir: str | Path, run: int) -> Config:
             static[name] = tuple(static[name])
     numeric = {k: math.inf if v is None else v for k, v in settings.items() if k not in static_names}
     return Config(StaticConfig(**static), Hyperparams(**numeric))
+
+
+def default_out_dir(env: str, preset: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{env}_{preset}_{stamp}"
+    out, n = base, 1
+    while out.exists():
+        out, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return out
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Create `out` for a new run: refuse to replace a run unless asked; fail early if it is not writable."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if any((out / name).exists() for name in RUN_FILES):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
+                "or choose another --out"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".pgjax-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    if overwrite:
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()

@@ -6,10 +6,10 @@
 For each compile group (grid points sharing their static settings) two
 executables are compiled: one initialises a chunk of runs, the other trains
 it, the runs' numeric settings vmapped and the chunk spread over every device
-(`pgjax.parallel`), for a segment of updates. Chunks hold as many runs as
-memory allows (`pgjax.memory`) and run one after another; segments of
+(`pgjax.running.sharding`), for a segment of updates. Chunks hold as many runs as
+memory allows (`pgjax.running.memory`) and run one after another; segments of
 `segment_updates` updates run one after another within a chunk. Between
-segments the host reports progress, writes checkpoints (`pgjax.checkpoints`)
+segments the host reports progress, writes checkpoints (`pgjax.running.checkpoints`)
 and checks whether it was asked to stop. The
 segment is a `lax.scan` whose steps past `num_active` are skipped by a
 `lax.cond`, so one executable serves the last, shorter segment too, and the
@@ -31,13 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import memory
-from pgjax.checkpoints import ChunkCheckpoints, chunk_dir
-from pgjax.config import Hyperparams
-from pgjax.grid import GridPoint, group_runs
-from pgjax.loss import default_block_rows
-from pgjax.parallel import count_cache_hits, fetch, memory_bytes, place_runs, run_mesh, shard_runs
-from pgjax.trainer import Metrics, TrainState, make_trainer, run_batch_updates
+from pgjax.algo.config import Hyperparams
+from pgjax.algo.loss import default_block_rows
+from pgjax.algo.trainer import Metrics, TrainState, make_trainer, run_batch_updates
+from pgjax.running import memory
+from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
+from pgjax.running.devices import count_cache_hits
+from pgjax.running.grid import GridPoint, group_runs
+from pgjax.running.sharding import fetch, memory_bytes, place_runs, run_mesh, shard_runs
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
 
@@ -124,7 +125,7 @@ def plan_chunks(
       memory estimate {"run_bytes", "device_bytes", "chunk_size"}.
       ValueError (from `memory.chunk_size`) if not even one run per device fits.
     """
-    from pgjax.envs import make_env
+    from pgjax.algo.envs import make_env
 
     num_devices = len(devices)
     available = memory.available_bytes(devices)
@@ -200,7 +201,7 @@ def train_sweep(
       (XLA's estimate, the largest over groups), "chunks", "chunk_sizes",
       "memory_estimate" (per group), "resumed_updates" (updates restored from
       checkpoints instead of trained), "compile_cache_hits" (executables loaded
-      from the compile cache, `pgjax.parallel.use_compile_cache`)}.
+      from the compile cache, `pgjax.running.devices.use_compile_cache`)}.
     """
     devices = devices or jax.devices()
     estimates = None

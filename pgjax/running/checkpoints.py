@@ -17,9 +17,9 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.parallel import fetch, is_key
+from pgjax.running.sharding import fetch, is_key
 
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.outputs.RUN_FILES`)
 
 
 def chunk_dir(run_dir: Path, chunk: int) -> Path:

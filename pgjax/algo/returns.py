@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pgjax.config import Advantage, Baseline, Reduction, Returns
+from pgjax.algo.config import Advantage, Baseline, Reduction, Returns
 
 
 def discounted_returns(reward: jax.Array, gamma: jax.Array | float) -> jax.Array:

@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any
 
-from pgjax.config import StaticConfig
+from pgjax.algo.config import StaticConfig
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
@@ -42,7 +42,7 @@ def _conv_layers(static: StaticConfig, obs_shape: tuple[int, ...]) -> list[tuple
 
 
 def network_params(static: StaticConfig, obs_shape: tuple[int, ...], num_outputs: int) -> int:
-    """Parameters of the network `static` describes (`pgjax.trainer.make_policy`), without a Gaussian's log std."""
+    """Parameters of the network `static` describes (`networks.make_policy`), without a Gaussian's log std."""
     if static.network != "cnn" or len(obs_shape) < 2:
         return count_params(math.prod(obs_shape), static.hidden, num_outputs)
     layers = _conv_layers(static, obs_shape)
@@ -54,7 +54,7 @@ def network_params(static: StaticConfig, obs_shape: tuple[int, ...], num_outputs
 @functools.lru_cache(maxsize=None)
 def _env_facts(env_id: str) -> tuple[tuple[int, ...], int, int]:
     """(observation shape, bytes per stored observation entry, stored action entries per step)."""
-    from pgjax.envs import make_env
+    from pgjax.algo.envs import make_env
 
     spec = make_env(env_id)
     obs_itemsize = 1 if spec.obs_dtype == "uint8" else 4

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pgjax.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.config import Config, Hyperparams, StaticConfig
 
 
 @dataclasses.dataclass(frozen=True)

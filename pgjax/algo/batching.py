@@ -73,3 +73,11 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
 
     one.batched = batched_fn
     return one
+
+
+def pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
+    """Repeat the last run so that the run axis (leading, of `num_runs`) is a multiple of `multiple`."""
+    pad = -num_runs % multiple
+    if pad == 0:
+        return tree
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree)

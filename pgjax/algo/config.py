@@ -3,7 +3,7 @@
 `StaticConfig` fixes the shapes and the program that XLA compiles: change one of
 its fields and `make_train` compiles anew. `Hyperparams` holds plain numbers that
 enter the computation as arrays, so one compiled `train` can be `jax.vmap`-ped
-over a batch of them. A `Config` pairs the two; `PRESETS` names the ones pgjax
+over a batch of them. A `Config` pairs the two; `pgjax.algo.presets` names the ones pgjax
 ships.
 """
 
@@ -30,18 +30,18 @@ VALUE_BASELINES = ("value", "value_norm")
 class StaticConfig:
     """Settings that change array shapes or program structure (hashable; one compile each).
 
-    The policy's kind follows the environment's action space (`pgjax.envs`):
+    The policy's kind follows the environment's action space (`pgjax.algo.envs`):
     categorical for Discrete actions, Gaussian for Box actions.
 
     Attributes:
-      env: gymnax environment id, e.g. "CartPole-v1" (`pgjax.envs.make_env`).
+      env: gymnax environment id, e.g. "CartPole-v1" (`pgjax.algo.envs.make_env`).
       network: "mlp" (observations flattened, then `hidden`) or "cnn" (3x3
         convolutions with `conv` channels over an image observation, then `hidden`).
       hidden: hidden layer widths of the policy (and value) network, e.g. (32,) or (64, 64).
       conv: channels of the CNN's convolutions, e.g. (16,); unused by the MLP.
       activation: hidden-layer nonlinearity.
       squash: how a Gaussian policy's actions meet the Box's bounds: "clip" or
-        "tanh" (`pgjax.policy`); unused with Discrete actions.
+        "tanh" (`pgjax.algo.networks`); unused with Discrete actions.
       episodes_per_update: E, complete episodes collected per run for each update.
       num_updates: U, policy updates per run; the training budget.
       returns: the return that weights log pi(a_t|s_t): "episode" is the
@@ -67,13 +67,13 @@ class StaticConfig:
         (tutorial 001; the plain Monte-Carlo gradient of J); "step_mean"
         averages over every step of the update's episodes.
       gradient_block_rows: steps (of one or more runs) the loss gradient takes
-        at once; None picks `pgjax.loss.default_block_rows()`. A speed knob that
+        at once; None picks `pgjax.algo.loss.default_block_rows()`. A speed knob that
         does not change the estimator (only the order of float sums).
       feature_major_backward: differentiate the MLP's dense layers with the
-        hand-written feature-major backward pass of `pgjax.dense.dense_stack`
+        hand-written feature-major backward pass of `pgjax.algo.dense.dense_stack`
         instead of autodiff's row-major one. Another speed knob that changes
         only the order of float sums. None (the default) decides per network
-        (`pgjax.trainer.feature_major_backward`): on for an MLP whose flattened
+        (`pgjax.algo.networks.feature_major_backward`): on for an MLP whose flattened
         observation has at most as many entries as its first hidden layer
         (on the 2-core CPU of the README, training took 0.93x the time for
         CartPole's default, 4 inputs into 32, 0.60x for tutorial 001's 4 into
@@ -141,7 +141,7 @@ class Hyperparams:
       max_grad_norm: gradients are clipped to this global norm (inf disables it).
       divergence_limit: a run diverges when its loss or parameters stop being
         finite or a parameter's magnitude exceeds this; it is then frozen and
-        flagged (`pgjax.trainer`). Adam moves a parameter by about the learning
+        flagged (`pgjax.algo.trainer`). Adam moves a parameter by about the learning
         rate per update, so sane runs stay far below the default.
       value_learning_rate: Adam step size of the value network (value baselines only).
       gae_lambda: lambda of GAE in [0, 1] (advantage "gae" only).
@@ -214,113 +214,3 @@ class Config:
             "static": dataclasses.asdict(self.static),
             "hparams": {f.name: getattr(self.hparams, f.name) for f in dataclasses.fields(self.hparams)},
         }
-
-
-PRESETS: dict[str, Config] = {
-    # Tutorial 000, "Policy Gradient - a quick introduction": 4-32-2 MLP, Adam 0.01,
-    # one episode per update, loss = -mean_t(log pi(a_t|s_t)) * (sum_t r_t - 15).
-    "seed-a": Config(
-        StaticConfig(
-            hidden=(32,), episodes_per_update=1, num_updates=5000,
-            returns="episode", baseline="constant", reduction="episode_mean",
-        ),
-        Hyperparams(learning_rate=0.01, gamma=1.0, baseline_constant=15.0),
-    ),
-    # Tutorial 001, "Deriving policy gradients and implementing REINFORCE": 4-128-2 MLP,
-    # Adam 3e-4, gamma 0.9, reward-to-go standardised per episode (torch's std, ddof=1),
-    # loss = sum_t -log pi(a_t|s_t) * G_t, one episode per update.
-    "seed-b": Config(
-        StaticConfig(
-            hidden=(128,), episodes_per_update=1, num_updates=5000,
-            returns="reward_to_go", baseline="episode_norm", reduction="episode_sum",
-        ),
-        Hyperparams(learning_rate=3e-4, gamma=0.9),
-    ),
-    # pgjax's recommendation for CartPole-v1; the README gives the measurements behind it.
-    "default": Config(StaticConfig(), Hyperparams()),
-}
-
-# pgjax's recommendation per environment: what preset "default" means for that `--env`.
-# Budgets are sized for a 2-core CPU (experiments/envs_table.py measures them); the
-# README's table gives the results. Environments not listed get PRESETS["default"].
-def _minatar(
-    env: str, num_updates: int, episodes_per_update: int = 16, learning_rate: float = 0.01, value: bool = False
-) -> Config:
-    """MinAtar (and Catch): reward-to-go standardised over the update (the CartPole default's
-    baseline) or, with `value`, minus a learned V(s) with GAE(0.95) and then standardised; a
-    flattened-observation MLP (on a CPU ~10x cheaper per step than the CNN option), an entropy
-    bonus, and gradient blocks of 256 steps (episodes are short early on)."""
-    return Config(
-        StaticConfig(
-            env=env, hidden=(64,), episodes_per_update=episodes_per_update, num_updates=num_updates,
-            returns="reward_to_go", baseline="value_norm" if value else "batch_norm",
-            advantage="gae" if value else "return", gradient_block_rows=256,
-        ),
-        Hyperparams(learning_rate=learning_rate, gamma=0.99, entropy_coef=0.01, value_learning_rate=3e-3),
-    )
-
-
-_ACROBOT = Config(
-    StaticConfig(
-        env="Acrobot-v1", hidden=(64,), activation="tanh", episodes_per_update=8, num_updates=150,
-        returns="reward_to_go", baseline="value_norm", advantage="gae",
-    ),
-    Hyperparams(learning_rate=0.01, gamma=0.99, entropy_coef=0.01, value_learning_rate=3e-3, gae_lambda=0.95,
-                value_scale=30.0),
-)
-
-ENV_PRESETS: dict[str, Config] = {
-    "CartPole-v1": PRESETS["default"],
-    # Gaussian policy, REINFORCE with a learned value baseline and GAE(0.95), advantages
-    # standardised; 1000 updates x 4 episodes of 200 steps = 800k env steps per run.
-    "Pendulum-v1": Config(
-        StaticConfig(
-            env="Pendulum-v1", hidden=(64, 64), activation="tanh", episodes_per_update=4, num_updates=1000,
-            returns="reward_to_go", baseline="value_norm", advantage="gae", squash="clip",
-        ),
-        Hyperparams(learning_rate=1e-3, gamma=0.99, value_learning_rate=3e-3, gae_lambda=0.95, value_scale=100.0,
-                    init_log_std=0.0),
-    ),
-    # The goal's reward comes after hundreds of steps: the undiscounted episode return,
-    # standardised over the update (as CartPole's default), a wide initial Gaussian and an
-    # entropy bonus (without it 21 of 32 runs settled on pushing at full force without
-    # reaching the goal, return -99.9 or near it; with it 1 of 32 ended below 0).
-    "MountainCarContinuous-v0": Config(
-        StaticConfig(
-            env="MountainCarContinuous-v0", hidden=(64, 64), activation="tanh", episodes_per_update=8,
-            num_updates=300, returns="episode", baseline="batch_norm", squash="clip",
-        ),
-        Hyperparams(learning_rate=0.01, gamma=1.0, entropy_coef=0.01, init_log_std=0.5),
-    ),
-    "Acrobot-v1": _ACROBOT,
-    # Acrobot's settings; a random policy never reaches MountainCar's goal, so every
-    # return is -200 and REINFORCE gets no signal (see the README's table).
-    "MountainCar-v0": Config(dataclasses.replace(_ACROBOT.static, env="MountainCar-v0", num_updates=100),
-                             _ACROBOT.hparams),
-    # lr 0.01 let 2 of 64 seeds collapse to a deterministic policy within 50 updates; 0.003 none of 16
-    "Breakout-MinAtar": _minatar("Breakout-MinAtar", 800, learning_rate=0.003),
-    # a value baseline with GAE: final return 1.0 against 0.8 for reward-to-go batch_norm (8 seeds)
-    "Asterix-MinAtar": _minatar("Asterix-MinAtar", 400, value=True),
-    "SpaceInvaders-MinAtar": _minatar("SpaceInvaders-MinAtar", 300),
-    "Freeway-MinAtar": _minatar("Freeway-MinAtar", 40, episodes_per_update=4),  # episodes last 2500 steps
-    # gymnax's Seaquest steps ~100x slower than the other MinAtar games here: a small budget
-    "Seaquest-MinAtar": _minatar("Seaquest-MinAtar", 40, episodes_per_update=8),
-    "Catch-bsuite": _minatar("Catch-bsuite", 300),
-}
-
-
-def preset_config(name: str, env: str | None = None) -> Config:
-    """The preset `name` for environment `env` (None: the preset's own environment).
-
-    "default" is the environment's own preset from `ENV_PRESETS` where it has one,
-    and CartPole-v1's default otherwise; any other preset (the tutorials) keeps its
-    settings and only changes the environment.
-    """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
-    if name == "default" and env in ENV_PRESETS:
-        return ENV_PRESETS[env]
-    config = PRESETS[name]
-    if env is None:
-        return config
-    return Config(dataclasses.replace(config.static, env=env), config.hparams)

@@ -1,4 +1,4 @@
-"""A live progress bar for a sweep, fed by `pgjax.sweep`'s per-segment reports (rich)."""
+"""A live progress bar for a sweep, fed by `pgjax.running.sweep`'s per-segment reports (rich)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pgjax.sweep import SegmentReport
+from pgjax.running.sweep import SegmentReport
 
 
 class SweepProgress:

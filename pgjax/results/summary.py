@@ -1,0 +1,161 @@
+"""The summary.json contract: from per-update metrics to per-run results and statistics over runs.
+
+NumPy, after training. `summarise` builds the whole summary of a sweep;
+`run_result` decides one run's final return and when it solved the environment;
+`aggregate` gives statistics over runs that did not diverge.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+from scipy import stats
+
+from pgjax.results.stats import group_statistics
+from pgjax.running.grid import GridPoint, varied_settings
+
+SOLVE_WINDOW = 100  # episodes in the trailing mean that decides "solved"
+
+
+def trailing_mean_returns(episode_returns: np.ndarray, window: int = SOLVE_WINDOW) -> np.ndarray:
+    """Mean return of the last `window` episodes after each episode.
+
+    Args:
+      episode_returns: [U, E] returns of one run, in training order.
+
+    Returns:
+      [U * E] float64; NaN until `window` episodes have been played.
+    """
+    flat = np.asarray(episode_returns, np.float64).reshape(-1)
+    out = np.full(flat.shape, np.nan)
+    if flat.size >= window:
+        csum = np.concatenate([[0.0], np.cumsum(flat)])
+        out[window - 1 :] = (csum[window:] - csum[:-window]) / window
+    return out
+
+
+def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: float | None) -> dict:
+    """One run's headline numbers.
+
+    Args:
+      episode_returns: [U, E] episode returns in training order.
+      env_steps: [U] cumulative env steps after each update.
+      threshold: solve threshold, or None where the environment has none.
+
+    Returns:
+      dict with `final_return` (mean of the last 100 training episodes, or of all
+      if fewer), `solved` (at least 100 episodes and that mean reached the
+      threshold) and
+      `solved_at_env_steps` (env steps at the end of the update in which the
+      trailing 100-episode mean first reached the threshold; None if never).
+    """
+    flat = np.asarray(episode_returns, np.float64).reshape(-1)
+    final_return = float(flat[-SOLVE_WINDOW:].mean())
+    solved_at = None
+    if threshold is not None:
+        trailing = trailing_mean_returns(episode_returns)
+        hits = np.flatnonzero(trailing >= threshold)
+        if hits.size:
+            episodes_per_update = np.asarray(episode_returns).shape[1]
+            solved_at = int(np.asarray(env_steps)[hits[0] // episodes_per_update])
+    return {
+        "final_return": final_return,
+        "solved": bool(threshold is not None and flat.size >= SOLVE_WINDOW and final_return >= threshold),
+        "solved_at_env_steps": solved_at,
+    }
+
+
+def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its two-sided Student-t confidence interval: (mean, low, high)."""
+    values = np.asarray(values, np.float64)
+    mean = float(values.mean()) if values.size else math.nan
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    sem = float(values.std(ddof=1) / math.sqrt(values.size))
+    if sem == 0.0:
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, values.size - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
+
+
+def summarise(
+    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None
+) -> dict:
+    """The summary.json contract: one entry per run, one per group (grid point), and aggregates.
+
+    Aggregates leave diverged runs out and say how many there were.
+    """
+    runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
+    for result in results:
+        for i, index in enumerate(result.runs):
+            point = points[index // num_seeds]
+            episode_returns = result.metrics.episode_returns[i]
+            env_steps = result.metrics.env_steps[i]
+            diverged = result.metrics.diverged[i]
+            runs[index] = {
+                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": point.hyperparameters(),
+                **run_result(episode_returns, env_steps, threshold),
+                "env_steps": int(env_steps[-1]), "episodes": int(episode_returns.size),
+                "diverged": bool(diverged[-1]),
+                "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
+            }
+    varied = varied_settings(points)
+    groups = []
+    for point in points:
+        indices = list(range(point.index * num_seeds, (point.index + 1) * num_seeds))
+        groups.append({
+            "index": point.index,
+            "hyperparameters": point.hyperparameters(),
+            "varied": {name: point.hyperparameters()[name] for name in varied},
+            "runs": indices,
+            **aggregate([runs[i] for i in indices], threshold),
+        })
+    steps_total = sum(r["env_steps"] for r in runs)
+    return {
+        "env": points[0].config.static.env,
+        "preset": preset,
+        "num_runs": len(runs),
+        "num_groups": len(groups),
+        "compile_groups": len(results),
+        "num_seeds": num_seeds,
+        "solve_threshold": threshold,
+        **aggregate(runs, threshold),
+        "env_steps_total": steps_total,
+        "wall_seconds": timings["wall_seconds"],
+        "compile_seconds": timings["compile_seconds"],
+        "compile_cache_hits": timings["compile_cache_hits"],
+        "train_seconds": timings["run_seconds"],
+        "env_steps_per_second": steps_total / timings["run_seconds"] if timings["run_seconds"] else None,
+        "devices": timings["devices"],
+        "device_kind": jax.devices()[0].device_kind,
+        "memory_bytes": timings["memory_bytes"],
+        "chunks": timings["chunks"],
+        "chunk_sizes": timings["chunk_sizes"],
+        "resumed_updates": timings["resumed_updates"],
+        "groups": groups,
+        "runs": runs,
+    }
+
+
+def aggregate(runs: list[dict], threshold: float | None) -> dict:
+    """Statistics over the runs that did not diverge.
+
+    `final_return_mean` and `final_return_ci95` (Student t) summarise the final
+    returns; `statistics` adds mean, median and IQM with bootstrap intervals,
+    the solve rate with its Wilson interval and the env steps to first solve
+    (`pgjax.results.stats.group_statistics`; None when every run diverged).
+    """
+    sane = [r for r in runs if not r["diverged"]]
+    finals = np.array([r["final_return"] for r in sane])
+    mean, low, high = mean_interval(finals)
+    solved = None if threshold is None else np.array([r["solved"] for r in sane], bool)
+    solved_at = np.array([np.nan if r["solved_at_env_steps"] is None else r["solved_at_env_steps"] for r in sane])
+    return {
+        "num_diverged": len(runs) - len(sane),
+        "solved_fraction": None if threshold is None or not sane else float(np.mean(solved)),
+        "final_return_mean": mean,
+        "final_return_ci95": [low, high],
+        "statistics": group_statistics(finals, solved, solved_at) if sane else None,
+    }

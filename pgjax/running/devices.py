@@ -1,0 +1,138 @@
+"""Device and XLA setup, in one place for every entry point; call before JAX starts its backends.
+
+* `configure_cpu()`: one XLA CPU device per core (so that `pgjax.running.sharding`
+  trains slices of the runs on all cores at once) and CPU-only XLA options;
+  `PGJAX_CPU_DEVICES=1` keeps a single CPU device.
+* `use_compile_cache()`: keep compiled programs on disk for later processes.
+* `start_distributed()`: join the other processes of a multi-host run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+_HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+_LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
+_EXTRA_OPTIONS_FLAG = "--xla_backend_extra_options"
+SMALL_LOOP_BYTES = 65536  # XLA's CPU default is 1 KiB
+
+
+def _accelerator_installed() -> bool:
+    """Whether JAX could use a GPU or TPU here (a PJRT plugin or libtpu is installed)."""
+    import importlib.metadata
+    import importlib.util
+
+    return bool(importlib.metadata.entry_points(group="jax_plugins")) or importlib.util.find_spec("libtpu") is not None
+
+
+def configure_cpu(count: int | None = None) -> list[str]:
+    """Set XLA's CPU options for pgjax's loops; returns the flags it added.
+
+    * one CPU device per core (`count`, else PGJAX_CPU_DEVICES, else every core),
+      so that `run_sharded` trains slices of the runs on all cores at once;
+    * where no accelerator is installed, LLVM optimisation level 1 instead of 2:
+      on the 2-core CPU of the README it cut compile time by about 30% and left
+      run time unchanged;
+    * where no accelerator is installed, XLA's CPU backend compiles each while
+      loop that touches less than `SMALL_LOOP_BYTES` into one kernel (XLA's
+      `xla_cpu_small_while_loop_byte_threshold`, 1 KiB by default) rather than
+      dispatching a kernel per operation on every iteration. The loops it catches
+      are the threefry hashes of every random-number call (a 5-step loop on
+      CPU); on the README's CPU, 100 updates of the default preset took 0.86x
+      the time and XLA compile 0.93x, with bitwise the same results
+      (`experiments/compile_time.py`, variant small_loops_1k).
+
+    Must run before JAX initialises its backends; afterwards it changes nothing,
+    nor does it override a flag already in XLA_FLAGS.
+    """
+    if "jax" in sys.modules:
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():
+            return []
+    flags = os.environ.get("XLA_FLAGS", "")
+    added = []
+    if _HOST_DEVICE_FLAG not in flags:
+        count = count or int(os.environ.get("PGJAX_CPU_DEVICES", 0)) or os.cpu_count() or 1
+        added.append(f"{_HOST_DEVICE_FLAG}={count}")
+    if not _accelerator_installed():
+        if _LLVM_LEVEL_FLAG not in flags:
+            added.append(f"{_LLVM_LEVEL_FLAG}=1")
+        if _EXTRA_OPTIONS_FLAG not in flags:
+            added.append(f"{_EXTRA_OPTIONS_FLAG}=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}")
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
+    return added
+
+
+DEFAULT_COMPILE_CACHE = "~/.cache/pgjax/xla"
+COMPILE_CACHE_BYTES = 2**30  # least recently used executables are deleted past this size
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+def use_compile_cache(directory: str | os.PathLike | None) -> Path | None:
+    """Keep compiled executables in `directory` across processes (JAX's persistent compilation cache).
+
+    A later process that compiles the same program (same shapes, settings,
+    versions and XLA flags; numeric settings and seeds are data) loads it from
+    there instead: on the README's 2-core CPU, 0.2 s instead of about 3 s for
+    the default training run. None or "off" leaves the cache off, and so does a
+    folder that cannot be created or written. A per-process setting: it takes
+    effect only if this process has compiled nothing yet, and JAX keeps what it
+    found at its first compile (a later call changes nothing). Returns the
+    folder asked for, or None.
+    """
+    if directory is None or str(directory) == "off":
+        return None
+    import jax
+
+    path = Path(directory).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(path, os.W_OK | os.X_OK):
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # only pgjax's own programs
+    jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_BYTES)
+    return path
+
+
+@contextlib.contextmanager
+def count_cache_hits() -> Iterator[list[int]]:
+    """Count executables loaded from the compile cache in the block: yields a one-item list, [hits]."""
+    import jax
+
+    hits = [0]
+
+    def listen(event: str, **_) -> None:
+        if event == _CACHE_HIT_EVENT:
+            hits[0] += 1
+
+    jax.monitoring.register_event_listener(listen)
+    try:
+        yield hits
+    finally:
+        jax.monitoring.unregister_event_listener(listen)
+
+
+def start_distributed() -> None:
+    """`jax.distributed.initialize()` before JAX starts its backends.
+
+    JAX finds the processes by itself on SLURM, Open MPI, Kubernetes and Cloud
+    TPU; elsewhere it reads JAX_COORDINATOR_ADDRESS, and pgjax passes it the
+    process count and index from PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID.
+    CPU devices exchange data across processes through gloo collectives.
+    """
+    import jax
+
+    count, index = os.environ.get("PGJAX_NUM_PROCESSES"), os.environ.get("PGJAX_PROCESS_ID")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
+    )
