@@ -102,8 +102,8 @@ class _NoReset(custom.Chain):
     [
         ("tests.no_such_module:make", "cannot import module 'tests.no_such_module' of the environment factory"),
         ("tests.custom:no_such_factory", "module 'tests.custom' has no attribute 'no_such_factory'"),
-        ("tests.custom:LENGTH", "names a int, not a factory"),
-        ("tests.custom:", "is not a environment factory of the form package.module:name"),
+        ("tests.custom:LENGTH", "names an object of type int, not a factory"),
+        ("tests.custom:", "the environment factory 'tests.custom:' is not of the form package.module:name"),
         (object(), "lacks reset, step_env, is_truncated, observation_space, action_space, default_params"),
         ((custom.Chain(), object()), "have no max_steps_in_episode"),
         (_WrongShape(), "reset returns observations of shape (4,); its observation_space says (5,)"),
@@ -179,3 +179,21 @@ def test_unknown_and_duplicate_networks_are_refused():
     spec = make_env(CHAIN)
     with pytest.raises(ValueError, match="network 'cnn' needs image observations.*tests.custom:make_chain"):
         make_policy(spec, Config(StaticConfig(env=CHAIN, network="cnn")))
+
+
+def _wrong_width(spec, static, num_outputs, gaussian):
+    return custom.LinearPolicy(num_outputs + 1, len(spec.obs_shape), gaussian)
+
+
+def _without_log_std(spec, static, num_outputs, gaussian):
+    return custom.LinearPolicy(2 * num_outputs if gaussian else num_outputs, len(spec.obs_shape), False)
+
+
+def test_a_network_breaking_the_contract_is_named():
+    register_network("test-wrong-width", _wrong_width, replace=True)
+    register_network("test-without-log-std", _without_log_std, replace=True)
+    chain, pendulum = make_env(CHAIN), make_env("Pendulum-v1")
+    with pytest.raises(ValueError, match=r"maps 2 observations to outputs of shape \(2, 3\); it must give \(2, 2\)"):
+        make_policy(chain, Config(StaticConfig(env=CHAIN, network="test-wrong-width")))
+    with pytest.raises(ValueError, match=r"must declare a top-level parameter 'log_std' of shape \(1,\)"):
+        make_policy(pendulum, Config(StaticConfig(env="Pendulum-v1", network="test-without-log-std")))

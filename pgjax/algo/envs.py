@@ -120,8 +120,8 @@ def _from_factory(path: str) -> Any:
         return factory
     if not callable(factory):
         raise ValueError(
-            f"'{path}' names a {type(factory).__name__}, not a factory: give a function (or class) that takes "
-            "no arguments and returns an environment or an (environment, env_params) pair"
+            f"'{path}' names an object of type {type(factory).__name__}, not a factory: give a function (or "
+            "class) that takes no arguments and returns an environment or an (environment, env_params) pair"
         )
     try:
         return factory()

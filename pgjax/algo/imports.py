@@ -20,7 +20,7 @@ def import_object(path: str, what: str) -> Any:
     """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr or ":" in attr:
-        raise ValueError(f"'{path}' is not a {what} of the form package.module:name")
+        raise ValueError(f"the {what} '{path}' is not of the form package.module:name")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:

@@ -262,7 +262,7 @@ def network_factory(name: str) -> NetworkFactory:
     if ":" in name:
         factory = import_object(name, "network factory")
         if not callable(factory):
-            raise ValueError(f"'{name}' names a {type(factory).__name__}, not a network factory")
+            raise ValueError(f"'{name}' names an object of type {type(factory).__name__}, not a network factory")
         return factory
     if name not in _NETWORKS:
         raise ValueError(
@@ -292,8 +292,31 @@ register_network("mlp", _mlp)
 register_network("cnn", _cnn)
 
 
+def _check_outputs(module: nn.Module, spec: EnvSpec, name: str, num_outputs: int, gaussian: bool) -> None:
+    """Trace (compute nothing) a custom module's init and apply; check the `NetworkFactory` contract."""
+    width = 2 * num_outputs if gaussian else num_outputs
+    try:
+        params = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(spec.obs_shape))["params"])
+        out = jax.eval_shape(lambda p: module.apply({"params": p}, jnp.zeros((2, *spec.obs_shape))), params)
+    except Exception as error:
+        message = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"network '{name}' fails on observations of shape {spec.obs_shape}: "
+                         f"{type(error).__name__}: {message}") from error
+    if getattr(out, "shape", None) != (2, width):
+        what = "the mean and log std of each action dimension" if gaussian else "one output per action"
+        raise ValueError(f"network '{name}' maps 2 observations to outputs of shape {getattr(out, 'shape', out)}; "
+                         f"it must give (2, {width}), {what}")
+    if gaussian and getattr(params.get("log_std"), "shape", None) != (num_outputs,):
+        raise ValueError(f"network '{name}' serves a Gaussian policy: it must declare a top-level parameter "
+                         f"'log_std' of shape ({num_outputs},), which the trainer sets to init_log_std")
+
+
 def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> nn.Module:
-    return network_factory(static.network)(spec, static, num_outputs, gaussian)
+    factory = network_factory(static.network)
+    module = factory(spec, static, num_outputs, gaussian)
+    if factory not in (_mlp, _cnn):
+        _check_outputs(module, spec, static.network, num_outputs, gaussian)
+    return module
 
 
 def make_policy(spec: EnvSpec, config: Config) -> nn.Module:
@@ -303,8 +326,9 @@ def make_policy(spec: EnvSpec, config: Config) -> nn.Module:
     Discrete actions, a Gaussian's mean and log std [..., 2A] for Box actions.
 
     Raises:
-      ValueError: an unknown network, or one that does not fit the environment
-        (e.g. "cnn" on vector observations).
+      ValueError: an unknown network, one that does not fit the environment
+        (e.g. "cnn" on vector observations), or a custom one whose outputs or
+        "log_std" break the `NetworkFactory` contract (checked by tracing).
     """
     return _network(spec, config.static, spec.num_actions, spec.action_kind == "continuous")
 
