@@ -16,11 +16,13 @@ from typing import Literal
 import jax.numpy as jnp
 from flax import struct
 
+from pgjax.algo.networks import network_factory
+
 Returns = Literal["episode", "reward_to_go"]
 Baseline = Literal["none", "constant", "batch_mean", "episode_norm", "batch_norm", "value", "value_norm"]
 Reduction = Literal["episode_mean", "episode_sum", "step_mean"]
 Activation = Literal["relu", "tanh"]
-Network = Literal["mlp", "cnn"]
+Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.networks.register_network`) or "package.module:factory"
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
 VALUE_BASELINES = ("value", "value_norm")
@@ -35,8 +37,11 @@ class StaticConfig:
 
     Attributes:
       env: gymnax environment id, e.g. "CartPole-v1" (`pgjax.algo.envs.make_env`).
-      network: "mlp" (observations flattened, then `hidden`) or "cnn" (3x3
-        convolutions with `conv` channels over an image observation, then `hidden`).
+      network: "mlp" (observations flattened, then `hidden`), "cnn" (3x3
+        convolutions with `conv` channels over an image observation, then
+        `hidden`), another name registered with
+        `pgjax.algo.networks.register_network`, or "package.module:factory" (a
+        `pgjax.algo.networks.NetworkFactory`, imported when built).
       hidden: hidden layer widths of the policy (and value) network, e.g. (32,) or (64, 64).
       conv: channels of the CNN's convolutions, e.g. (16,); unused by the MLP.
       activation: hidden-layer nonlinearity.
@@ -105,6 +110,7 @@ class StaticConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason if the settings cannot work."""
+        network_factory(self.network)  # an unknown network: the message names the registered ones
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers, got {self.hidden}")
         if self.network == "cnn" and (not self.conv or any(c < 1 for c in self.conv)):

@@ -14,6 +14,13 @@ Layers are initialised as PyTorch's `nn.Linear` / `nn.Conv2d` are (weights and
 biases uniform in +-1/sqrt(fan_in)), so the tutorial presets start from the same
 distribution as the originals.
 
+Networks are named in `StaticConfig.network` and built by a factory from the
+registry: "mlp" and "cnn" are registered here, `register_network(name, factory)`
+adds one, and a name "package.module:factory" imports its factory when built
+(so a run folder that names it loads in a fresh process). A factory is
+`factory(spec, static, num_outputs, gaussian) -> flax.linen.Module` (see
+`NetworkFactory` for what its module must compute).
+
 `make_policy(spec, config)` and `make_value_network(spec, config)` build the
 modules a config describes for an environment; `make_apply_fn` and
 `make_value_fn` turn them into plain functions of (params, obs).
@@ -23,15 +30,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.dense import ACTIVATIONS, dense_layers, dense_stack
-from pgjax.algo.envs import EnvSpec
+from pgjax.algo.imports import import_object
+
+if TYPE_CHECKING:  # pgjax.algo.config validates network names against this module's registry
+    from pgjax.algo.config import Config, StaticConfig
+    from pgjax.algo.envs import EnvSpec
 
 
 def _torch_uniform(fan_in: int) -> Callable:
@@ -189,37 +199,146 @@ def feature_major_backward(spec: EnvSpec, static: StaticConfig) -> bool:
     return math.prod(spec.obs_shape) <= static.hidden[0]
 
 
-def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy | CNNPolicy:
+NetworkFactory = Callable[["EnvSpec", "StaticConfig", int, bool], nn.Module]
+"""`factory(spec, static, num_outputs, gaussian) -> module`, a Flax module for one environment.
+
+Args:
+  spec: the environment (`pgjax.algo.envs.EnvSpec`): `obs_shape`, `num_actions`, ...
+  static: the `StaticConfig`; a factory may read any of its fields (`hidden`,
+    `activation`, `conv`, ...) or none.
+  num_outputs: K, the outputs per observation: A (the actions, or action
+    dimensions) for the policy, 1 for the value network.
+  gaussian: True for the policy of a Box action space.
+
+The module must map `obs [..., *spec.obs_shape]` (float32, any number of leading
+axes) to `out [..., K]`, or `[..., 2K]` when `gaussian`: the mean [..., :K] and
+the log standard deviation [..., K:], both in normalised units (-1 and 1 are the
+action bounds; `pgjax.algo.distributions`). A Gaussian module must declare a
+top-level parameter "log_std" of shape [K]: the trainer overwrites it with
+`Hyperparams.init_log_std` at init (the built-in networks output it, broadcast,
+as the state-independent log std). `module.init(key, obs [*obs_shape])` must
+work on one observation. Initialisation is the module's own; the built-in ones
+use PyTorch's (`DenseWeights`, `TorchConv`), which a custom module may reuse.
+"""
+
+_NETWORKS: dict[str, NetworkFactory] = {}
+
+
+def register_network(name: str, factory: NetworkFactory, *, replace: bool = False) -> NetworkFactory:
+    """Register `factory` under `name`, so that `StaticConfig(network=name)` builds it.
+
+    Args:
+      name: the network's name in configs and on the command line; no ":".
+      factory: builds the module (`NetworkFactory`).
+      replace: allow replacing a registered network of that name.
+
+    Returns:
+      `factory`, unchanged.
+
+    Raises:
+      ValueError: an empty name or one with ":" (reserved for "package.module:factory"),
+        or a name already registered without `replace=True`.
+    """
+    if not name or ":" in name:
+        raise ValueError(f"a network name must be non-empty and without ':', got {name!r}")
+    if name in _NETWORKS and not replace:
+        raise ValueError(f"network '{name}' is already registered; pass replace=True to replace it")
+    _NETWORKS[name] = factory
+    return factory
+
+
+def network_names() -> tuple[str, ...]:
+    """The registered network names, in order of registration."""
+    return tuple(_NETWORKS)
+
+
+def network_factory(name: str) -> NetworkFactory:
+    """The factory of a registered name, or the one "package.module:factory" names (imported).
+
+    Raises:
+      ValueError: an unknown name (the registered ones are named), or a
+        "package.module:factory" that cannot be imported or is not callable.
+    """
+    if ":" in name:
+        factory = import_object(name, "network factory")
+        if not callable(factory):
+            raise ValueError(f"'{name}' names an object of type {type(factory).__name__}, not a network factory")
+        return factory
+    if name not in _NETWORKS:
+        raise ValueError(
+            f"unknown network '{name}'; registered: {', '.join(_NETWORKS)} (pgjax.algo.networks.register_network "
+            "adds one, or name package.module:factory)"
+        )
+    return _NETWORKS[name]
+
+
+def _mlp(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy:
+    return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=len(spec.obs_shape),
+                     gaussian=gaussian, feature_major_backward=feature_major_backward(spec, static))
+
+
+def _cnn(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> CNNPolicy:
     obs_dims = len(spec.obs_shape)
-    if static.network == "mlp":
-        return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=obs_dims, gaussian=gaussian,
-                         feature_major_backward=feature_major_backward(spec, static))
-    if static.network == "cnn":
-        if obs_dims not in (2, 3):
-            raise ValueError(
-                f"network 'cnn' needs image observations [H, W] or [H, W, C]; {static.env} has observations of "
-                f"shape {spec.obs_shape}: use network 'mlp'"
-            )
-        return CNNPolicy(num_outputs, tuple(static.conv), tuple(static.hidden), static.activation,
-                         obs_dims=obs_dims, gaussian=gaussian)
-    raise ValueError(f"unknown network {static.network!r}")
+    if obs_dims not in (2, 3):
+        raise ValueError(
+            f"network 'cnn' needs image observations [H, W] or [H, W, C]; {spec.name or static.env} has "
+            f"observations of shape {spec.obs_shape}: use network 'mlp'"
+        )
+    return CNNPolicy(num_outputs, tuple(static.conv), tuple(static.hidden), static.activation,
+                     obs_dims=obs_dims, gaussian=gaussian)
 
 
-def make_policy(spec: EnvSpec, config: Config) -> MLPPolicy | CNNPolicy:
-    """The Flax policy module the config describes, for this environment.
+register_network("mlp", _mlp)
+register_network("cnn", _cnn)
 
-    Its output parameterises `make_distribution(spec, config)`: logits for
-    Discrete actions, a Gaussian's mean and log std for Box actions.
+
+def _check_outputs(module: nn.Module, spec: EnvSpec, name: str, num_outputs: int, gaussian: bool) -> None:
+    """Trace (compute nothing) a custom module's init and apply; check the `NetworkFactory` contract."""
+    width = 2 * num_outputs if gaussian else num_outputs
+    try:
+        params = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(spec.obs_shape))["params"])
+        out = jax.eval_shape(lambda p: module.apply({"params": p}, jnp.zeros((2, *spec.obs_shape))), params)
+    except Exception as error:
+        message = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"network '{name}' fails on observations of shape {spec.obs_shape}: "
+                         f"{type(error).__name__}: {message}") from error
+    if getattr(out, "shape", None) != (2, width):
+        what = "the mean and log std of each action dimension" if gaussian else "one output per action"
+        raise ValueError(f"network '{name}' maps 2 observations to outputs of shape {getattr(out, 'shape', out)}; "
+                         f"it must give (2, {width}), {what}")
+    if gaussian and getattr(params.get("log_std"), "shape", None) != (num_outputs,):
+        raise ValueError(f"network '{name}' serves a Gaussian policy: it must declare a top-level parameter "
+                         f"'log_std' of shape ({num_outputs},), which the trainer sets to init_log_std")
+
+
+def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> nn.Module:
+    factory = network_factory(static.network)
+    module = factory(spec, static, num_outputs, gaussian)
+    if factory not in (_mlp, _cnn):
+        _check_outputs(module, spec, static.network, num_outputs, gaussian)
+    return module
+
+
+def make_policy(spec: EnvSpec, config: Config) -> nn.Module:
+    """The Flax policy module the config describes (`StaticConfig.network`), for this environment.
+
+    Its output parameterises `make_distribution(spec, config)`: logits [..., A] for
+    Discrete actions, a Gaussian's mean and log std [..., 2A] for Box actions.
+
+    Raises:
+      ValueError: an unknown network, one that does not fit the environment
+        (e.g. "cnn" on vector observations), or a custom one whose outputs or
+        "log_std" break the `NetworkFactory` contract (checked by tracing).
     """
     return _network(spec, config.static, spec.num_actions, spec.action_kind == "continuous")
 
 
-def make_value_network(spec: EnvSpec, config: Config) -> MLPPolicy | CNNPolicy:
-    """The value network: the policy's architecture with one output, V(s)."""
+def make_value_network(spec: EnvSpec, config: Config) -> nn.Module:
+    """The value network: the policy's architecture (its factory) with one output, V(s)."""
     return _network(spec, config.static, 1, False)
 
 
-def make_apply_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], jax.Array]:
+def make_apply_fn(module: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
     """`(params, obs [..., *obs_shape]) -> out [..., K]` for a policy module."""
 
     def apply_fn(params, obs):
@@ -228,7 +347,7 @@ def make_apply_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], j
     return apply_fn
 
 
-def make_value_fn(module: MLPPolicy | CNNPolicy) -> Callable[[Any, jax.Array], jax.Array]:
+def make_value_fn(module: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
     """`(params, obs [..., *obs_shape]) -> V [...]` for a value network."""
 
     def value_fn(params, obs):

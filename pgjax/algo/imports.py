@@ -1,0 +1,42 @@
+"""`import_object("package.module:name")`: what `--env` and `StaticConfig.network` strings of that form name."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+def import_object(path: str, what: str) -> Any:
+    """The object that "package.module:name" names (name may be dotted: "module:Class.attr").
+
+    Args:
+      path: "package.module:name"; the module must be importable (its folder on
+        `sys.path`: `python -m` puts the current folder there, PYTHONPATH adds others).
+      what: what the object is for, used in messages (e.g. "environment factory").
+
+    Raises:
+      ValueError: a malformed path, a module that cannot be imported (the
+        message says why), or a missing attribute.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr or ":" in attr:
+        raise ValueError(f"the {what} '{path}' is not of the form package.module:name")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (module_name + ".").startswith(error.name + "."):
+            raise ValueError(
+                f"cannot import module '{module_name}' of the {what} '{path}': run from the folder that holds "
+                "it or add that folder to PYTHONPATH"
+            ) from None
+        raise ValueError(f"importing '{module_name}' for the {what} '{path}' failed: {error}") from error
+    except Exception as error:
+        raise ValueError(
+            f"importing '{module_name}' for the {what} '{path}' failed: {type(error).__name__}: {error}"
+        ) from error
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module '{module_name}' has no attribute '{attr}' (the {what} '{path}' names)")
+        obj = getattr(obj, part)
+    return obj
