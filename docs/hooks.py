@@ -85,12 +85,14 @@ def _modules_table() -> str:
     layers = [("algorithm", "pgjax/algo"), ("running", "pgjax/running"), ("results", "pgjax/results"),
               ("entry points", "pgjax")]
     for layer, folder in layers:
-        for path in sorted((ROOT / folder).glob("*.py")):
+        paths = (ROOT / folder).glob("*.py") if folder == "pgjax" else (ROOT / folder).rglob("*.py")
+        for path in sorted(paths):
             if path.name == "__init__.py" and folder != "pgjax":
                 continue
             doc = ast.get_docstring(ast.parse(path.read_text())) or ""
             first = doc.strip().splitlines()[0] if doc.strip() else ""
-            rows.append(f"| {layer} | `{path.relative_to(ROOT).as_posix()}` | {first.replace('|', '/')} |")
+            shown = "package" if path.name == "__init__.py" else layer
+            rows.append(f"| {shown} | `{path.relative_to(ROOT).as_posix()}` | {first.replace('|', '/')} |")
     return "\n".join(rows)
 
 
