@@ -1,0 +1,148 @@
+"""mkdocs hooks: pages that follow the code instead of copying it.
+
+* `<!-- help: pgjax.train -->` in a page becomes the text that
+  `python -m pgjax.train --help` prints at build time (any entry point);
+* `<!-- presets -->` becomes a table of every preset and environment preset,
+  read from `pgjax.algo.presets` at build time;
+* `<!-- modules -->` becomes a table of pgjax's modules, layer by layer, with the
+  first line of each module's docstring;
+* `<!-- api -->` becomes a mkdocstrings entry for every public name of `pgjax`
+  (its `__all__`), under the layer of the module that defines it;
+* `experiments/results/*.png` figures are served as `figures/<name>.png`.
+
+Each command runs in a subprocess with this checkout first on PYTHONPATH, so the
+pages describe the code being built; a command that fails fails the build.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parent.parent
+HELP = re.compile(r"<!-- help: (pgjax(?:\.\w+)*) -->")
+PRESETS = "<!-- presets -->"
+MODULES = "<!-- modules -->"
+API = "<!-- api -->"
+LAYERS = {"pgjax.algo": "The algorithm (`pgjax.algo`)", "pgjax.running": "Running (`pgjax.running`)",
+          "pgjax.results": "Results (`pgjax.results`)"}
+_cache: dict[tuple[str, ...], str] = {}
+
+_PRESETS_SCRIPT = r"""
+import dataclasses
+from pgjax.algo.config import Config
+from pgjax.algo.presets import ENV_PRESETS, PRESETS
+
+base = Config()
+
+def differences(config):
+    out = []
+    for part, default in ((config.static, base.static), (config.hparams, base.hparams)):
+        for field in dataclasses.fields(part):
+            value, default_value = getattr(part, field.name), getattr(default, field.name)
+            if value != default_value and field.name != "env":
+                if isinstance(value, tuple):
+                    value = ",".join(str(v) for v in value)
+                out.append(f"`{field.name}={value}`")
+    return ", ".join(out) or "(the defaults)"
+
+print("| preset | environment | settings that differ from the dataclass defaults |")
+print("|---|---|---|")
+for name, config in PRESETS.items():
+    print(f"| `{name}` | {config.static.env} | {differences(config)} |")
+for env, config in ENV_PRESETS.items():
+    print(f"| `default` with `--env {env}` | {env} | {differences(config)} |")
+print()
+parts = (base.static, base.hparams)
+defaults = [f"`{f.name}={getattr(part, f.name)}`" for part in parts for f in dataclasses.fields(part)]
+print("The dataclass defaults (`Config()`): " + ", ".join(defaults) + ".")
+"""
+
+
+def _run(*args: str) -> str:
+    """stdout of `python *args` in this checkout; raises PluginError if it fails."""
+    if args in _cache:
+        return _cache[args]
+    env = dict(os.environ, COLUMNS="100", NO_COLOR="1", TERM="dumb", JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise PluginError(f"docs/hooks.py: `python {' '.join(args)[:80]}` failed:\n{result.stderr[-2000:]}")
+    _cache[args] = result.stdout.rstrip()
+    return _cache[args]
+
+
+def _modules_table() -> str:
+    """Every module of the package, layer by layer, with its docstring's first line (read, not imported)."""
+    rows = ["| layer | module | what it is |", "|---|---|---|"]
+    layers = [("algorithm", "pgjax/algo"), ("running", "pgjax/running"), ("results", "pgjax/results"),
+              ("entry points", "pgjax")]
+    for layer, folder in layers:
+        paths = (ROOT / folder).glob("*.py") if folder == "pgjax" else (ROOT / folder).rglob("*.py")
+        for path in sorted(paths):
+            if path.name == "__init__.py" and folder != "pgjax":
+                continue
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            first = doc.strip().splitlines()[0] if doc.strip() else ""
+            shown = "package" if path.name == "__init__.py" else layer
+            rows.append(f"| {shown} | `{path.relative_to(ROOT).as_posix()}` | {first.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def _public_names() -> dict[str, str]:
+    """pgjax's public names -> their defining module, read from pgjax/__init__.py without importing it."""
+    tree = ast.parse((ROOT / "pgjax" / "__init__.py").read_text())
+    where: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pgjax"):
+            where.update({alias.asname or alias.name: node.module for alias in node.names})
+        targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets) and node.value is not None:
+            where.update(ast.literal_eval(node.value))
+    all_names = next(
+        (n.value for n in tree.body if isinstance(n, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)), None)
+    if all_names is None:
+        raise PluginError("docs/hooks.py: pgjax/__init__.py has no __all__")
+    names = [e.value for e in all_names.elts if isinstance(e, ast.Constant)]
+    names += [n for e in all_names.elts if isinstance(e, ast.Starred) for n in where if n not in names]
+    missing = [n for n in names if n not in where]
+    if missing:
+        raise PluginError(f"docs/hooks.py: cannot tell where pgjax's {missing} are defined")
+    return {n: where[n] for n in names}
+
+
+def _api_entries() -> str:
+    by_layer: dict[str, list[str]] = {title: [] for title in LAYERS.values()}
+    for name, module in _public_names().items():
+        layer = next((title for prefix, title in LAYERS.items() if module.startswith(prefix)), "Other")
+        by_layer.setdefault(layer, []).append(f"::: {module}.{name}\n")
+    return "\n".join(f"## {title}\n\n" + "\n".join(entries) for title, entries in by_layer.items() if entries)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    def help_block(match: re.Match) -> str:
+        module = match.group(1)
+        return f"```text\n$ python -m {module} --help\n{_run('-m', module, '--help')}\n```"
+
+    markdown = HELP.sub(help_block, markdown)
+    if PRESETS in markdown:
+        markdown = markdown.replace(PRESETS, _run("-c", _PRESETS_SCRIPT))
+    if API in markdown:
+        markdown = markdown.replace(API, _api_entries())
+    if MODULES in markdown:
+        markdown = markdown.replace(MODULES, _modules_table())
+    return markdown
+
+
+def on_files(files, config):
+    for png in sorted((ROOT / "experiments" / "results").glob("*.png")):
+        files.append(File.generated(config, f"figures/{png.name}", abs_src_path=str(png)))
+    return files
