@@ -104,7 +104,7 @@ class StaticConfig:
         the CNN.
     """
 
-    env: str = setting("CartPole-v1", "gymnax environment id (the list above).")
+    env: str = setting("CartPole-v1", "gymnax environment id (`python -m pgjax.train --help` lists them).")
     hidden: tuple[int, ...] = setting((32,), 'Hidden layer widths, "64,64" for two layers.')
     activation: Activation = setting("relu", "Hidden-layer nonlinearity.")
     episodes_per_update: int = setting(8, "Complete episodes collected per run for each update.")
