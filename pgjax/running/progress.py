@@ -45,12 +45,15 @@ class SweepProgress:
       console: where to print.
       mode: "bar" (a live rich bar: a terminal), "lines" (a plain line every
         `every_seconds` at most, and after the last segment), "off" (nothing).
+      enabled: False turns any mode off (`--quiet`).
       every_seconds: least time between two plain lines.
       clock: seconds, monotonic (for tests).
     """
 
-    def __init__(self, total_updates: int, console: Console, mode: Literal["bar", "lines", "off"],
-                 every_seconds: float = PLAIN_EVERY_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, total_updates: int, console: Console, mode: Literal["bar", "lines", "off"] = "bar", *,
+                 enabled: bool = True, every_seconds: float = PLAIN_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        mode = mode if enabled else "off"
         self.mode, self.console, self.total = mode, console, total_updates
         self.every_seconds, self.clock = every_seconds, clock
         self.done, self.started, self.last_line = 0, clock(), None
