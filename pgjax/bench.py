@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import prepare_process
+from pgjax.cli import make_console, parse, prepare_process, run_command
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
@@ -29,9 +29,8 @@ import dataclasses
 import os
 import platform
 import resource
-import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -40,41 +39,42 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from pgjax import options
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, make_env
 from pgjax.algo.networks import feature_major_backward, make_apply_fn, make_policy
-from pgjax.algo.presets import preset_config
+from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
 from pgjax.results import outputs, summary
 from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
 
 
-@dataclasses.dataclass
-class BenchArgs:
-    """Measure env-limit, rollout and training throughput over a ladder of run counts."""
+def bench_arguments(preset: str = "default", env: str | None = None) -> type:
+    """The tyro dataclass of `python -m pgjax.bench`'s command line.
 
-    preset: Literal["default", "seed-a", "seed-b"] = "default"
-    """Training configuration to measure."""
-    env: str | None = None
-    """gymnax environment id (preset's if left out; with preset "default", that environment's own preset)."""
-    runs: tuple[int, ...] = (1, 16, 64, 256, 1024)
-    """Numbers of runs (seeds) to measure, one row each."""
-    num_updates: int | None = None
-    """Updates per run (preset's if left out)."""
-    env_limit_steps: int | None = None
-    """Steps of the random-action scan that measures the environment limit
-    (default: enough for 20 million env steps, at least 1000)."""
-    compile_updates: tuple[int, ...] = (10, 100, 1000)
-    """Update counts at which compile time is measured for the middle rung (flat if the loop is a scan)."""
-    feature_major_backward: bool | None = None
-    """Set `StaticConfig.feature_major_backward` (the MLP's hand-written feature-major backward pass);
-    left out: the preset's setting (None: decided per network)."""
-    quick: bool = False
-    """Smoke test: runs 1 and 8, 5 updates, 100 env-limit steps, no compile ladder."""
-    out: Path | None = None
-    """Write the results as JSON here."""
+    --preset, --env, --num-updates and --feature-major-backward are the training
+    settings' own declarations (`pgjax.options.setting_flags`, one value each), their
+    help showing `preset` on `env`'s values; the rest are the benchmark's.
+    """
+    defaults = preset_config(preset if preset in PRESETS else "default", env)
+    arg = lambda help, hint=None: tyro.conf.arg(help=help, help_behavior_hint=hint)
+    return dataclasses.make_dataclass("BenchArguments", [
+        options.preset_flag("Training configuration to measure."),
+        *options.setting_flags(("env", "num_updates", "feature_major_backward"), defaults, sweep=False),
+        ("runs", Annotated[tuple[int, ...], arg("Numbers of runs (seeds) to measure, one row each.")],
+         dataclasses.field(default=(1, 16, 64, 256, 1024))),
+        ("env_limit_steps", Annotated[int | None, arg("Steps of the random-action scan that measures the "
+                                                      "environment limit (default: 20 million env steps, at least "
+                                                      "1000).", "")], dataclasses.field(default=None)),
+        ("compile_updates", Annotated[tuple[int, ...], arg("Update counts at which compile time is measured for "
+                                                           "the middle rung.")],
+         dataclasses.field(default=(10, 100, 1000))),
+        ("quick", Annotated[bool, arg("Smoke test: runs 1 and 8, 5 updates, 100 env-limit steps, no compile "
+                                      "ladder.")], dataclasses.field(default=False)),
+        ("out", Annotated[Path | None, arg("Write the results as JSON here.", "")], dataclasses.field(default=None)),
+    ], frozen=True)
 
 
 def peak_rss_bytes() -> int:
@@ -186,9 +186,18 @@ def device_description() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tyro.cli(BenchArgs, args=argv, description=__doc__.split("\n")[0])
-    console = Console(width=shutil.get_terminal_size((160, 24)).columns)
-    preset = preset_config(args.preset, args.env)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    preset_name, env = options.prescan(argv, "--preset") or "default", options.prescan(argv, "--env")
+    try:
+        args = parse(bench_arguments(preset_name, env), argv, "pgjax.bench", __doc__.split("\n")[0])
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    console = make_console()
+    try:
+        preset = preset_config(args.preset, args.env)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     static = preset.static
     run_counts, env_steps, compile_updates = args.runs, args.env_limit_steps, args.compile_updates
     if args.quick:
@@ -199,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.feature_major_backward is not None:
         static = dataclasses.replace(static, feature_major_backward=args.feature_major_backward)
     config = Config(static, preset.hparams)
-    config.validate()
-    spec = make_env(static.env)
+    try:
+        config.validate()
+        spec = make_env(static.env)
+    except ValueError as error:
+        print(f"error: {options.with_flag_names(str(error))}", file=sys.stderr)
+        return 2
     device = device_description()
     console.print(f"device: {device['num_devices']} x {device['device_kind']} ({device['platform']}); "
                   f"preset {args.preset}, {static.env}, {static.num_updates} updates x "
@@ -273,4 +286,4 @@ def print_table(rows: list[dict], compile_ladder: list[dict], console: Console) 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,4 +1,4 @@
-"""What every entry point shares: XLA set up before JAX starts, console scripts, stop requests, exit.
+"""What every entry point shares: XLA set up before JAX starts, parsing, consoles, stop requests, exit.
 
 Importing `pgjax.train`, `pgjax.evaluate` or `pgjax.bench` starts JAX's backends
 (gymnax makes arrays at import), after which `configure_cpu` can no longer give
@@ -9,12 +9,212 @@ import it.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
+import re
 import signal
 import sys
 import time
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import tyro
 from rich.console import Console
+
+
+def version() -> str:
+    """pgjax's installed version (its package metadata), else `pgjax.__version__`."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("pgjax")
+    except importlib.metadata.PackageNotFoundError:
+        from pgjax import __version__
+
+        return __version__
+
+
+def command_name(module: str) -> str:
+    """How the user called the command: its console script's name (`pgjax-train`), else `python -m <module>`."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return script if script.startswith("pgjax-") else f"python -m {module}"
+
+
+def make_console() -> Console:
+    """The console for stdout: a terminal's width on a terminal; elsewhere (a pipe, a file) no wrapping at all."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100_000, soft_wrap=True)
+    return console
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """One option of a command line: its names, the type of one value, whether it takes several."""
+
+    names: tuple[str, ...]
+    element: Any
+    several: bool
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list]:
+    """(type without Annotated, Annotated's metadata)."""
+    extras = []
+    while typing.get_origin(annotation) is Annotated:
+        extras.extend(annotation.__metadata__)
+        annotation = annotation.__origin__
+    return annotation, extras
+
+
+def flags_of(cls: type) -> list[_Flag]:
+    """The options of a (possibly nested, prefix-free) tyro dataclass; positional fields left out."""
+    found = []
+    for name, annotation in typing.get_type_hints(cls, include_extras=True).items():
+        base, extras = _unwrap(annotation)
+        if any(extra is tyro.conf.Positional for extra in extras):
+            continue
+        if dataclasses.is_dataclass(base):
+            found.extend(flags_of(base))
+            continue
+        element = base
+        if typing.get_origin(base) in (typing.Union, types.UnionType):  # X | None
+            element = next(a for a in typing.get_args(base) if a is not type(None))
+        several = typing.get_origin(element) is tuple
+        if several:
+            element = typing.get_args(element)[0]
+        aliases = tuple(a for extra in extras for a in (getattr(extra, "aliases", None) or ()))
+        found.append(_Flag(("--" + name.replace("_", "-"), *aliases), element, several))
+    return found
+
+
+def _expects(element: Any, several: bool) -> tuple[Callable[[str], bool], str]:
+    """(check of one value, what the flag expects, in words)."""
+    if typing.get_origin(element) is Literal:
+        choices = [str(c) for c in typing.get_args(element)]
+        return (lambda v: v in choices), f"{'one or more of' if several else 'one of'} {', '.join(choices)}"
+
+    def parses(kind: type) -> Callable[[str], bool]:
+        def check(value: str) -> bool:
+            try:
+                kind(value)
+            except ValueError:
+                return False
+            return True
+        return check
+
+    if element is float:
+        return parses(float), "numbers" if several else "a number"
+    if element is int:
+        return parses(int), "whole numbers" if several else "a whole number"
+    return (lambda v: True), "values" if several else "a value"
+
+
+def check_command_line(argv: list[str], flags: list[_Flag]) -> None:
+    """Raise ValueError (one line, naming the flag) for a repeated flag or a value of the wrong kind."""
+    by_name = {name: flag for flag in flags for name in flag.names}
+    seen: dict[_Flag, tuple[str, list[str]]] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "--":
+            break
+        if not token.startswith("--"):
+            continue
+        name, has_value, inline = token.partition("=")
+        flag = by_name.get(name.replace("_", "-")) or by_name.get(name)
+        if flag is None:
+            continue
+        values = [inline] if has_value else []
+        while not has_value and i < len(argv) and not argv[i].startswith("--"):
+            values.append(argv[i])
+            i += 1
+        if flag in seen:
+            first, earlier = seen[flag]
+            hint = f" (several values go after one flag: {first} {' '.join(earlier + values)})" if flag.several else ""
+            twice = f"{' '.join(earlier) or 'once'}, then {' '.join(values) or 'again'}"
+            raise ValueError(f"{first} is given twice ({twice}); give it once{hint}")
+        seen[flag] = (name, values)
+        if flag.element is bool:
+            continue
+        check, expected = _expects(flag.element, flag.several)
+        if flag.several and not values:
+            raise ValueError(f"{name} expects {expected}, got none")
+        bad = [v for v in values if not check(v)]
+        if bad:
+            raise ValueError(f"{name} expects {expected}, got {', '.join(repr(v) for v in bad)}")
+
+
+def parse(cls: type, argv: list[str] | None, module: str, description: str) -> Any:
+    """tyro's parse of the command line into `cls`, for every entry point.
+
+    `--version` prints `pgjax <version>`; a repeated flag, a value of the wrong
+    kind and every other usage error become one line `error: ...` on stderr
+    (SystemExit(2)); `--help` prints and raises SystemExit(0). The usage line
+    names the command as the user called it (`command_name(module)`).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        print(f"pgjax {version()}")
+        raise SystemExit(0)
+    try:
+        check_command_line(argv, flags_of(cls))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=argv, prog=command_name(module), description=description,
+                            config=(tyro.conf.FlagCreatePairsOff,))
+    except SystemExit as exit_:
+        if exit_.code != 2:
+            sys.stderr.write(captured.getvalue())
+            raise
+        print(f"error: {_one_line(captured.getvalue())}", file=sys.stderr)
+        raise
+
+
+def _one_line(raw: str) -> str:
+    """The message of tyro's error box, on one line."""
+    lines = [line.strip(" │╭╮╰╯\t") for line in raw.splitlines()]
+    lines = [line for line in lines if line]
+    title = lines[0].strip("─ ") if lines else "invalid arguments"
+    message = []
+    for line in lines[1:]:  # up to the box's next rule (UTF-8 or ASCII drawing)
+        if set(line) <= {"─", "-", " "}:
+            if message:
+                break
+            continue
+        if line.startswith(("For full helptext", "Argument helptext", "Got errors")):
+            break
+        message.append(line)
+    text = " ".join(message) or title
+    if text.startswith("Unrecognized options:"):  # "Unrecognized options: --x, 3", then "Perhaps you meant: --y"
+        flags = [word.rstrip(",") for word in text.split()[2:] if word.startswith("-")]
+        text = f"unrecognized option{'s' * (len(flags) > 1)} {', '.join(flags)}"
+        suggestion = re.search(r"Perhaps you meant:[\s│|]*(--[\w-]+)", raw)
+        if suggestion:
+            text += f"; did you mean {suggestion.group(1)}?"
+        text += " (--help lists them)"
+    return text
+
+
+def run_command(main: Callable[[], int]) -> int:
+    """`main()`, with output to a pipe closed early (`... --help | head -2`) ending quietly (exit 141, as SIGPIPE)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the interpreter's last flush must not fail again
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def exit_now(code: int) -> None:
@@ -53,7 +253,7 @@ def train() -> None:
     prepare_process(sys.argv)
     from pgjax import train as train_module
 
-    exit_now(train_module.main(started=started))
+    exit_now(run_command(lambda: train_module.main(started=started)))
 
 
 def evaluate() -> None:
@@ -61,14 +261,14 @@ def evaluate() -> None:
     prepare_process(sys.argv)
     from pgjax import evaluate as evaluate_module
 
-    sys.exit(evaluate_module.main())
+    sys.exit(run_command(evaluate_module.main))
 
 
 def plot() -> None:
     """`pgjax-plot`: `python -m pgjax.plot` as a console script."""
     from pgjax import plot as plot_module
 
-    sys.exit(plot_module.main())
+    sys.exit(run_command(plot_module.main))
 
 
 def bench() -> None:
@@ -76,14 +276,14 @@ def bench() -> None:
     prepare_process(sys.argv)
     from pgjax import bench as bench_module
 
-    sys.exit(bench_module.main())
+    sys.exit(run_command(bench_module.main))
 
 
 class StopRequest:
     """Turns the first SIGINT or SIGTERM into a request to stop at the next safe point.
 
-    A second SIGINT raises KeyboardInterrupt at once. Use as a context manager;
-    the previous handlers come back on exit.
+    A second signal (either) raises KeyboardInterrupt at once. Use as a context
+    manager; the previous handlers come back on exit.
     """
 
     def __init__(self, console: Console):
@@ -95,11 +295,12 @@ class StopRequest:
         return self.signal is not None
 
     def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
+        if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
-        self.console.print(f"{signal.Signals(signum).name}: stopping after the current segment "
-                           "(Ctrl-C again to abort at once)")
+        again = "Ctrl-C again" if signum == signal.SIGINT else "a second SIGTERM or a Ctrl-C"
+        self.console.print(f"{signal.Signals(signum).name}: stopping after the current segment and checkpointing "
+                           f"({again} aborts at once, losing the current segment)", soft_wrap=True)
 
     def __enter__(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):

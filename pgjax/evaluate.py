@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import prepare_process
+from pgjax.cli import make_console, parse, prepare_process, run_command
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
 
 import dataclasses
 import importlib.util
-import shutil
 from pathlib import Path
 
 import jax
@@ -118,9 +117,44 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
                                      configs[args.run].static.env, seed=args.seed)
         result["render"] = {"path": path, "run": args.run, "return": total}
+    kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
     outputs.write_json(run_dir / EVALUATION_FILE, result)
     print_evaluation(result, console)
+    if kept:
+        console.print(f"kept from the earlier {EVALUATION_FILE} (same --episodes and --seed): {', '.join(kept)}")
     return result
+
+
+def keep_earlier_results(result: dict, path: Path) -> list[str]:
+    """Copy into `result` what an earlier evaluation of the same folder computed and this one did not.
+
+    The Gymnasium returns (--gymnasium) and the rendered episode (--render) of an
+    earlier call with the same --episodes and --seed stay in evaluation.json when
+    a later call leaves them out. Returns what was kept ("Gymnasium returns", "render").
+    """
+    if not path.is_file():
+        return []
+    try:
+        earlier = outputs.load_json(path)
+    except ValueError:
+        return []
+    same = all(earlier.get(k) == result[k] for k in ("env", "episodes", "seed")) and \
+        [r["run"] for r in earlier.get("runs", [])] == [r["run"] for r in result["runs"]]
+    if not same:
+        return []
+    kept = []
+    with_gym = all("gymnasium_greedy_mean" in r for r in earlier["runs"])
+    if with_gym and not any("gymnasium_greedy_mean" in r for r in result["runs"]):
+        for entry, old in zip(result["runs"], earlier["runs"]):
+            entry["gymnasium_greedy_mean"] = old["gymnasium_greedy_mean"]
+            entry["gymnasium_greedy_returns"] = old["gymnasium_greedy_returns"]
+        for group, old in zip(result["groups"], earlier["groups"]):
+            group["gymnasium_greedy"] = old.get("gymnasium_greedy")
+        kept.append("Gymnasium returns")
+    if "render" in earlier and "render" not in result:
+        result["render"] = earlier["render"]
+        kept.append("render")
+    return kept
 
 
 def _with_interval(agg: dict) -> str:
@@ -156,8 +190,11 @@ def print_evaluation(result: dict, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
-    console = Console(width=shutil.get_terminal_size((120, 24)).columns)
+    try:
+        args = parse(Args, argv, "pgjax.evaluate", __doc__.split("\n")[0])
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    console = make_console()
     try:
         evaluate_folder(args, console)
     except (ValueError, IndexError, ImportError, OSError) as error:
@@ -171,4 +208,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

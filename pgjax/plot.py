@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tyro
 
+from pgjax.cli import parse, run_command
 from pgjax.results.outputs import PLOT_FILE
 from pgjax.results.plots import Statistic, plot_folders
 
@@ -31,7 +32,10 @@ class Args:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
+    try:
+        args = parse(Args, argv, "pgjax.plot", __doc__.split("\n")[0])
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         if not args.dirs:
             raise ValueError("give at least one run folder")
@@ -50,4 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -4,11 +4,13 @@
     python -m pgjax.train --num-seeds 32 --lr 0.001 0.003 0.01 0.03    # 4 x 32 runs, one compile
     python -m pgjax.train --hidden 32 128 --lr 0.01 0.03 # 2 compile groups x 2 learning rates
     python -m pgjax.train --resume runs/<folder>         # continue an interrupted run
-    python -m pgjax.train --help                         # every flag
+    python -m pgjax.train --help                         # every flag, with the preset's values
 
 Flags left out take the preset's value; a flag given several values sweeps them
-(every combination, each with the same `--num-seeds` seeds). Results go to
-`--out` (default: a new folder under runs/); `pgjax.results.outputs` describes the files.
+(every combination, each with the same `--num-seeds` seeds). The flags are the
+fields of `pgjax.algo.config` and `pgjax.options.RunOptions` (`pgjax.options`).
+Results go to `--out` (default: a new folder under runs/); `pgjax.results.outputs`
+describes the files.
 """
 
 from __future__ import annotations
@@ -19,256 +21,237 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
 import sys
 
-from pgjax.cli import StopRequest, exit_now, prepare_process
-from pgjax.running.devices import DEFAULT_COMPILE_CACHE, start_distributed, use_compile_cache
+from pgjax.cli import StopRequest, exit_now, make_console, parse, prepare_process, run_command
+from pgjax.running.devices import host_available_bytes, start_distributed, use_compile_cache
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
 
-import contextlib
 import dataclasses
-import io
-import math
-import os
-import shutil
 import signal
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import jax
 import numpy as np
-import tyro
 from rich.console import Console
 
-from pgjax.algo.config import Activation, Advantage, Baseline, Config, Network, Reduction, Returns, Squash
+from pgjax import options
+from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
-from pgjax.algo.presets import preset_config
+from pgjax.algo.presets import ENV_PRESETS
+from pgjax.algo.trainer import make_trainer
+from pgjax.options import RunOptions
 from pgjax.results import outputs
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import summarise
 from pgjax.results.tables import print_report
 from pgjax.running import grid
+from pgjax.running.memory import format_bytes
 from pgjax.running.progress import SweepProgress
 from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
 
-
-@dataclasses.dataclass
-class Args:
-    """Train a grid of settings x many seeds of REINFORCE on a gymnax environment in one call."""
-
-    preset: Literal["default", "seed-a", "seed-b"] = "default"
-    """Starting point for every setting below: "seed-a" and "seed-b" reproduce the two
-    tutorials (on --env if given), "default" is pgjax's recommendation for --env: its own
-    preset where pgjax has one (CartPole-v1, Pendulum-v1, MountainCarContinuous-v0, Acrobot-v1,
-    MountainCar-v0, the MinAtar games, Catch-bsuite; pgjax.config.ENV_PRESETS), else CartPole-v1's."""
-    env: str | None = None
-    """gymnax environment id (default: CartPole-v1). The policy follows its action space:
-    categorical for Discrete actions, Gaussian for Box actions."""
-    num_seeds: int = 64
-    """Runs per grid point; run k of every grid point uses the same seed (paired comparisons)."""
-    seed: int = 0
-    """Run k of each grid point uses PRNG seed `seed + k`."""
-    lr: tuple[float, ...] | None = None
-    """Adam learning rate; several values sweep them (vmapped, one compile)."""
-    gamma: tuple[float, ...] | None = None
-    """Discount factor in [0, 1]; several values sweep them."""
-    hidden: tuple[str, ...] | None = None
-    """Hidden layer widths of the policy (and value) network, "64,64" for two layers; several
-    values sweep them (one compile each), e.g. `--hidden 32 128`."""
-    network: tuple[Network, ...] | None = None
-    """"mlp" (observations flattened) or "cnn" (3x3 convolutions over image observations such
-    as MinAtar's, then the --hidden layers); several values sweep them."""
-    conv: tuple[str, ...] | None = None
-    """Channels of the CNN's 3x3 convolutions, "16,32" for two layers (--network cnn)."""
-    activation: tuple[Activation, ...] | None = None
-    """Hidden-layer nonlinearity; several values sweep them."""
-    squash: tuple[Squash, ...] | None = None
-    """Box actions: "clip" the Gaussian's sample to the bounds (log-probability of the
-    clipped Gaussian) or "tanh"-squash it (log-probability with the tanh Jacobian)."""
-    episodes_per_update: tuple[int, ...] | None = None
-    """Complete episodes collected per run for each policy update; several values sweep them."""
-    num_updates: int | None = None
-    """Policy updates per run (the training budget)."""
-    num_episodes: int | None = None
-    """Training budget in episodes per run instead: num_updates = ceil(num_episodes / episodes_per_update)."""
-    returns: tuple[Returns, ...] | None = None
-    """What weights log pi(a_t|s_t): "episode", the episode's discounted total;
-    "reward_to_go", the discounted return from step t on."""
-    baseline: tuple[Baseline, ...] | None = None
-    """What is done to the returns: none, constant (subtract --baseline-constant),
-    batch_mean, episode_norm or batch_norm (standardise), value (subtract a learned V(s):
-    REINFORCE with baseline; needs --returns reward_to_go) or value_norm (the same,
-    advantages standardised over the update's steps)."""
-    advantage: tuple[Advantage, ...] | None = None
-    """With a value baseline: "return" (G_t - V(s_t)) or "gae" (GAE with --gae-lambda)."""
-    baseline_constant: tuple[float, ...] | None = None
-    """Subtracted from the returns when --baseline constant."""
-    reduction: tuple[Reduction, ...] | None = None
-    """Per-step losses -> one number: episode_mean, episode_sum or step_mean."""
-    entropy_coef: tuple[float, ...] | None = None
-    """Weight of the entropy bonus."""
-    max_grad_norm: tuple[float, ...] | None = None
-    """Clip gradients to this global norm (inf: no clipping)."""
-    divergence_limit: tuple[float, ...] | None = None
-    """A run whose loss or parameters stop being finite, or one of whose parameters grows past
-    this magnitude, is frozen and flagged diverged (default 1000)."""
-    value_lr: tuple[float, ...] | None = None
-    """Adam learning rate of the value network (value baselines)."""
-    gae_lambda: tuple[float, ...] | None = None
-    """GAE's lambda in [0, 1] (--advantage gae)."""
-    value_scale: tuple[float, ...] | None = None
-    """The value network's output is multiplied by this, to fit returns of about that magnitude."""
-    init_log_std: tuple[float, ...] | None = None
-    """Initial log standard deviation of a Gaussian policy, in units of half the action range."""
-    max_parallel: int | None = None
-    """Most runs trained at once; more are trained in chunks, one after another, with one
-    compile (default: as many as half the free memory holds, and at most 64 per CPU device)."""
-    checkpoint_every: int | None = None
-    """Also checkpoint every this many updates (checkpoints are always written at the end
-    of each chunk and when training is stopped)."""
-    out: Path | None = None
-    """Run folder to write; default runs/<env>_<preset>_<time>."""
-    overwrite: bool = False
-    """Replace the run already in --out."""
-    resume: Path | None = None
-    """Continue the interrupted run in this folder with its own settings."""
-    quiet: bool = False
-    """No progress bar (it is also off when stdout is not a terminal)."""
-    compile_cache: str = os.environ.get("PGJAX_COMPILE_CACHE", DEFAULT_COMPILE_CACHE)
-    """Folder where XLA's compiled programs are kept for later runs (JAX's persistent compilation
-    cache, at most 1 GiB): a run whose programs were compiled before (same shapes and static
-    settings; seeds and numeric settings do not matter) loads them instead; "off" disables it.
-    The environment variable PGJAX_COMPILE_CACHE sets the default."""
-    distributed: bool = False
-    """Spread the runs over the devices of several processes (one per host): calls
-    jax.distributed.initialize(), which finds its peers on SLURM, Open MPI, Kubernetes and Cloud
-    TPU, or from JAX_COORDINATOR_ADDRESS, PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID (see the README)."""
+# Results (metrics and final states of every run) may take this share of the host's free memory;
+# the chunks in training and the copies made while writing the files need the rest.
+RESULTS_FRACTION = 0.25
+# Below this many run-updates the results cannot come near the host's memory, and their size is not checked.
+CHECKED_RUN_UPDATES = 10**6
 
 
-def parse_hidden(value: str, flag: str = "--hidden") -> tuple[int, ...]:
-    """ "64,64" or "64x64" -> (64, 64)."""
-    try:
-        widths = tuple(int(w) for w in value.replace("x", ",").split(","))
-    except ValueError:
-        raise ValueError(f"{flag} takes widths like 32 or 64,64, got '{value}'") from None
-    if not widths or min(widths) < 1:
-        raise ValueError(f"{flag} takes positive widths like 32 or 64,64, got '{value}'")
-    return widths
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What a training command trains: the preset's name, the grid points and the run options."""
+
+    preset: str
+    points: list[grid.GridPoint]
+    run: RunOptions
 
 
-def resolve_grid(args: Args) -> list[grid.GridPoint]:
-    """The grid points: the preset with every flag put over it, one point per combination."""
-    if args.num_seeds < 1:
-        raise ValueError(f"--num-seeds must be >= 1, got {args.num_seeds}")
-    if args.max_parallel is not None and args.max_parallel < 1:
-        raise ValueError(f"--max-parallel must be >= 1, got {args.max_parallel}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    preset = preset_config(args.preset, args.env)
-    base_static = {"num_updates": args.num_updates}
-    static = dataclasses.replace(preset.static, **{k: v for k, v in base_static.items() if v is not None})
-    static_values = {
-        "hidden": None if args.hidden is None else [parse_hidden(h) for h in args.hidden],
-        "network": args.network, "conv": None if args.conv is None else [parse_hidden(c, "--conv") for c in args.conv],
-        "activation": args.activation, "episodes_per_update": args.episodes_per_update,
-        "returns": args.returns, "baseline": args.baseline, "reduction": args.reduction,
-        "squash": args.squash, "advantage": args.advantage,
-    }
-    static_values = {k: v for k, v in static_values.items() if v is not None}
-    numeric_values = {
-        "learning_rate": args.lr, "gamma": args.gamma, "baseline_constant": args.baseline_constant,
-        "entropy_coef": args.entropy_coef, "max_grad_norm": args.max_grad_norm,
-        "divergence_limit": args.divergence_limit, "value_learning_rate": args.value_lr,
-        "gae_lambda": args.gae_lambda, "value_scale": args.value_scale, "init_log_std": args.init_log_std,
-    }
-    numeric_values = {k: v for k, v in numeric_values.items() if v is not None}
-    points = grid.expand_grid(Config(static, preset.hparams), static_values, numeric_values)
-    if args.num_episodes is not None:
-        if args.num_updates is not None:
-            raise ValueError("give --num-updates or --num-episodes, not both")
-        if args.num_episodes < 1:
-            raise ValueError(f"--num-episodes must be >= 1, got {args.num_episodes}")
-        points = [
-            dataclasses.replace(p, config=dataclasses.replace(p.config, static=dataclasses.replace(
-                p.config.static, num_updates=math.ceil(args.num_episodes / p.config.static.episodes_per_update))))
-            for p in points
-        ]
-    return points
+def parse_args(argv: list[str] | None = None) -> Any:
+    """The command line, parsed into `options.train_arguments(preset, env)` (usage errors: one line, exit 2)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    preset, env = options.prescan(argv, "--preset") or "default", options.prescan(argv, "--env")
+    description = f"{__doc__.splitlines()[0]}\n\n{options.environments_text()}"
+    return parse(options.train_arguments(preset, env), argv, "pgjax.train", description)
 
 
-def resumed_args(args: Args) -> Args:
-    """The arguments of the run in `args.resume`, with this invocation's --quiet."""
-    config_file = args.resume / outputs.CONFIG_FILE
+def sweep_of(args: Any) -> Sweep:
+    """The sweep the arguments ask for (from the run folder's config.json with --resume)."""
+    run = options.run_options(args)
+    if run.resume is not None:
+        return resumed_sweep(args, run)
+    if run.num_seeds < 1:
+        raise ValueError(f"--num-seeds must be >= 1, got {run.num_seeds}")
+    if run.max_parallel is not None and run.max_parallel < 1:
+        raise ValueError(f"--max-parallel must be >= 1, got {run.max_parallel}")
+    if run.checkpoint_every is not None and run.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {run.checkpoint_every}")
+    return Sweep(args.preset, options.resolve_grid(args.preset, options.given_settings(args)), run)
+
+
+def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
+    """The sweep saved in `run.resume`'s config.json, with this invocation's --quiet and --compile-cache."""
+    folder = run.resume
+    if not folder.is_dir():
+        raise ValueError(f"--resume {folder}: no such folder")
+    config_file = folder / outputs.CONFIG_FILE
     if not config_file.exists():
-        raise ValueError(f"{args.resume} holds no run to resume (no {outputs.CONFIG_FILE})")
-    if (args.resume / outputs.SUMMARY_FILE).exists():
-        raise ValueError(f"{args.resume} holds a finished run; there is nothing to resume")
-    if dataclasses.replace(args, resume=None, quiet=False, compile_cache=Args.compile_cache) != Args():
+        raise ValueError(f"{folder} holds no run to resume (no {outputs.CONFIG_FILE})")
+    if (folder / outputs.SUMMARY_FILE).exists():
+        raise ValueError(f"{folder} holds a finished run; there is nothing to resume")
+    kept = {"resume": run.resume, "quiet": run.quiet, "compile_cache": run.compile_cache}
+    if options.given_settings(args) or args.preset != "default" or dataclasses.replace(RunOptions(), **kept) != run:
         raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet, "
                          "--compile-cache)")
-    saved = outputs.load_json(config_file)["args"]
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-    fields = {f.name for f in dataclasses.fields(Args)}
-    return dataclasses.replace(
-        Args(**{k: v for k, v in saved.items() if k in fields}), out=args.resume, resume=args.resume, quiet=args.quiet,
-        compile_cache=args.compile_cache,
-    )
+    saved = outputs.load_json(config_file)
+    if "run" not in saved:
+        raise ValueError(f"{folder} was written by another pgjax version; it cannot be resumed by this one")
+    points = [grid.GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
+    run = dataclasses.replace(RunOptions(**{k: v for k, v in saved["run"].items() if k not in kept}), **kept,
+                              out=folder)
+    return Sweep(saved["preset"], points, run)
 
 
-def run(args: Args, console: Console | None = None, started: float | None = None,
+def chunk_plan(chunks: list[Chunk]) -> list[dict]:
+    """The chunk plan, one entry per compile group (config.json): {"group", "chunk_size", "num_runs"}."""
+    plan: dict[int, dict] = {}
+    for chunk in chunks:
+        entry = plan.setdefault(chunk.group, {"group": chunk.group, "chunk_size": chunk.size, "num_runs": 0})
+        entry["num_runs"] += chunk.positions.size
+    return list(plan.values())
+
+
+def chunks_of(plan: list[dict]) -> list[Chunk]:
+    """The chunks `chunk_plan` describes: each group's runs in order, `chunk_size` at a time."""
+    chunks = []
+    for entry in plan:
+        size, num_runs = entry["chunk_size"], entry["num_runs"]
+        for start in range(0, num_runs, size):
+            chunks.append(Chunk(len(chunks), entry["group"], np.arange(start, min(start + size, num_runs)), size))
+    return chunks
+
+
+def check_host_memory(groups: list[list[grid.GridPoint]], num_seeds: int) -> None:
+    """Raise ValueError if the sweep's results could not fit in this host's memory, saying how many seeds would.
+
+    A run's results are its metrics ([U] per `Metrics` field of one update, from
+    `jax.eval_shape` of the update) and its final `TrainState`; they stay on the
+    host until the files are written. Small sweeps are not checked.
+    """
+    if sum(len(g) * num_seeds * g[0].config.static.num_updates for g in groups) < CHECKED_RUN_UPDATES:
+        return
+    available = host_available_bytes()
+    if available is None:
+        return
+    total, per_seed = 0, 0
+    for group in groups:
+        config = group[0].config
+        trainer = make_trainer(config, entropy_bonus=False)
+        state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams)
+        _, metrics = jax.eval_shape(trainer.update, state, config.hparams)
+        nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+        run_bytes = nbytes(state) + config.static.num_updates * nbytes(metrics)
+        per_seed += len(group) * run_bytes
+        total += len(group) * num_seeds * run_bytes
+    budget = RESULTS_FRACTION * available
+    if total > budget:
+        raise ValueError(
+            f"the results of {num_seeds:,} seeds would need about {format_bytes(total)} of host memory and "
+            f"{format_bytes(available)} is free; --num-seeds {max(0, int(budget // per_seed)):,} or fewer fit "
+            "(or split the seeds over several commands with --seed)")
+
+
+def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,
+               console: Console) -> None:
+    """One line: runs, compile groups, chunks x chunk size and the memory estimate per chunk."""
+    num_runs = len(sweep.points) * sweep.run.num_seeds
+    sizes = sorted({c.size for c in chunks})
+    memory = ""
+    if estimates:
+        largest = max(e["chunk_size"] * e["run_bytes"] + e["device_bytes"] for e in estimates)
+        memory = f" | memory about {format_bytes(largest)} per chunk"
+    console.print(
+        f"plan: {num_runs:,} runs ({len(sweep.points)} grid point{'s' * (len(sweep.points) > 1)} x "
+        f"{sweep.run.num_seeds:,} seeds) | {len(groups)} compile group{'s' * (len(groups) > 1)} | "
+        f"{len(chunks):,} chunk{'s' * (len(chunks) > 1)} x {'/'.join(str(s) for s in sizes)} runs{memory}",
+        soft_wrap=True)
+
+
+def preset_note(sweep: Sweep, continuous_actions: bool) -> str | None:
+    """For an environment without a preset of its own under preset "default": which settings it trains with."""
+    env = sweep.points[0].config.static.env
+    if sweep.preset != "default" or env in ENV_PRESETS:
+        return None
+    return (f"{env} has no preset of its own: training with CartPole-v1's default settings "
+            f"({options.settings_line(sweep.points[0].config, continuous_actions)}); give flags to change them")
+
+
+def run(args: Any, console: Console | None = None, started: float | None = None,
         stop: StopRequest | None = None) -> Path:
     """Train, write the run folder and print the report; returns the folder.
 
-    `started` is the `time.perf_counter()` from which wall_seconds counts (default: now).
-    Raises `Interrupted` (after checkpointing) if `stop` was triggered.
+    `args` is `parse_args`'s result; `started` the `time.perf_counter()` from
+    which wall_seconds counts (default: now). Raises `Interrupted` (after
+    checkpointing) if `stop` was triggered.
     """
     start = time.perf_counter() if started is None else started
-    console = console or Console(width=shutil.get_terminal_size((120, 24)).columns)
-    if args.distributed and not jax.distributed.is_initialized():
+    console = console or make_console()
+    sweep = sweep_of(args)
+    opts = sweep.run
+    if opts.distributed and not jax.distributed.is_initialized():
         try:
             start_distributed()
         except RuntimeError as error:
             raise ValueError(f"--distributed: {error}") from None
-    if use_compile_cache(args.compile_cache) is None and args.compile_cache != "off":
-        console.print(f"compile cache off: cannot write {args.compile_cache}", soft_wrap=True)
+    if use_compile_cache(opts.compile_cache) is None and opts.compile_cache != "off":
+        console.print(f"compile cache off: cannot write {opts.compile_cache}", soft_wrap=True)
     is_main = jax.process_index() == 0
-    resuming = args.resume is not None
-    if resuming:
-        args = resumed_args(args)
-    points = resolve_grid(args)
+    resuming = opts.resume is not None
+    points = sweep.points
     groups = grid.compile_groups(points)
     spec = make_env(points[0].config.static.env)
     for compile_group in groups:  # an unsupported network for the environment fails here, before any file
-        make_policy(spec, compile_group[0].config)
-    out = args.out or default_out_dir(points[0].config.static.env, args.preset)
+        try:
+            make_policy(spec, compile_group[0].config)
+        except ValueError as error:
+            raise ValueError(options.with_flag_names(str(error))) from None
+    out = opts.out or default_out_dir(points[0].config.static.env, sweep.preset)
     devices = jax.devices()
+    estimates = None
     if resuming:
         saved = outputs.load_json(out / outputs.CONFIG_FILE)
-        chunks = [Chunk(c["index"], c["group"], np.arange(c["start"], c["stop"]), c["size"]) for c in saved["chunks"]]
+        chunks = chunks_of(saved["chunks"])
         if saved["num_devices"] != len(devices):
             raise ValueError(f"{out} was trained on {saved['num_devices']} devices and this process has "
                              f"{len(devices)}; resume it with the same number")
     else:
-        chunks, estimates = plan_chunks(groups, args.num_seeds, devices, args.max_parallel)
+        check_host_memory(groups, opts.num_seeds)
+        chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)
         if is_main:
-            prepare_out_dir(out, args.overwrite)
+            prepare_out_dir(out, opts.overwrite)
             outputs.write_json(out / outputs.CONFIG_FILE, {
-                "command": sys.argv, "args": dataclasses.asdict(args),
+                "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
+                "given": options.given_settings(args),
                 "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
-                "seeds": np.arange(args.seed, args.seed + args.num_seeds),
-                "chunks": [{"index": c.index, "group": c.group, "start": int(c.positions[0]),
-                            "stop": int(c.positions[-1]) + 1, "size": c.size} for c in chunks],
+                "seeds": {"first": opts.seed, "count": opts.num_seeds},
+                "chunks": chunk_plan(chunks),
                 "memory_estimate": estimates, "num_devices": len(devices),
                 "versions": outputs.package_versions(), "devices": [str(d) for d in devices],
             })
+    verbose = is_main and not opts.quiet
+    if verbose:
+        note = preset_note(sweep, spec.action_kind == "continuous")
+        if note:
+            console.print(note, soft_wrap=True)
+        print_plan(sweep, groups, chunks, estimates, console)
     total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
-    interactive = is_main and not args.quiet and console.is_terminal
+    mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
     try:
-        with SweepProgress(total_updates, console, enabled=interactive) as progress:
+        with SweepProgress(total_updates, console, mode) as progress:
             results, timings = train_sweep(
-                groups, args.num_seeds, args.seed, devices=devices, run_dir=out, chunks=chunks,
-                checkpoint_every=args.checkpoint_every, on_segment=progress.report, should_stop=stop,
+                groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
+                checkpoint_every=opts.checkpoint_every, on_segment=progress.report, should_stop=stop,
             )
     except Interrupted as stopped:
         stopped.run_dir = out
@@ -278,41 +261,24 @@ def run(args: Args, console: Console | None = None, started: float | None = None
     by_point = {}
     for result, compile_group in zip(results, groups):
         for i, point in enumerate(compile_group):
-            rows = slice(i * args.num_seeds, (i + 1) * args.num_seeds)
+            rows = slice(i * opts.num_seeds, (i + 1) * opts.num_seeds)
             by_point[point.index] = (jax.tree.map(lambda x: x[rows], result.metrics),
                                      jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
     ordered = [by_point[i] for i in range(len(points))]
     outputs.write_metrics(out / outputs.METRICS_FILE, [m for m, _, _ in ordered], [s for _, _, s in ordered])
     outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(points, args.num_seeds, args.preset, results, timings, spec.solve_threshold)
+    summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold)
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     print_report(summary, console)
     from pgjax.results.plots import plot_run
 
     plot_run(out)
-    console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})")
+    console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
+    if stop is not None and stop.signal is not None:
+        console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
+                      "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
     return out
-
-
-def parse_args(argv: list[str] | None = None) -> Args:
-    """tyro's parse of the command line, its usage errors cut to one line ("error: ...", exit status 2)."""
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            return tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
-    except SystemExit as exit_:
-        if exit_.code != 2:
-            raise
-        lines = [line.strip(" │╭╮╰╯─\t") for line in captured.getvalue().splitlines()]
-        title, *body = [line for line in lines if line] or ["invalid arguments"]
-        message = []
-        for line in body:
-            if line.startswith(("For full helptext", "Argument helptext", "Got errors")) or set(line) <= {"─", " "}:
-                break
-            message.append(line)
-        print(f"error: {' '.join(message) or title}", file=sys.stderr)
-        raise
 
 
 def main(argv: list[str] | None = None, started: float | None = None) -> int:
@@ -320,7 +286,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    console = Console(width=shutil.get_terminal_size((120, 24)).columns)
+    console = make_console()
     with StopRequest(console) as stop:
         try:
             run(args, console=console, started=started, stop=stop)
@@ -331,8 +297,12 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
             console.print(f"{stopped}; every finished chunk and the current one are checkpointed.")
             console.print(f"resume with: python -m pgjax.train --resume {stopped.run_dir}", soft_wrap=True)
             return 128 + (stop.signal or signal.SIGINT)
+        except KeyboardInterrupt:
+            print("aborted at once: the current segment is lost; resume from the last checkpoint with --resume",
+                  file=sys.stderr)
+            return 128 + (stop.signal or signal.SIGINT)
     return 0
 
 
 if __name__ == "__main__":
-    exit_now(main(started=STARTED))
+    exit_now(run_command(lambda: main(started=STARTED)))

@@ -19,9 +19,20 @@ import pytest
 
 from pgjax.algo.networks import MLPPolicy
 from pgjax.results import outputs
-from pgjax.train import Args, main
+from pgjax.train import main
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
+
+
+def small(*changes: str) -> list[str]:
+    """SMALL with the single-valued flags in `changes` put in place of its own (a flag may be given once)."""
+    argv = list(SMALL)
+    for flag, value in zip(changes[::2], changes[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
 RUN_KEYS = {"seed", "group", "hyperparameters", "final_return", "solved", "solved_at_env_steps", "diverged"}
 SUMMARY_KEYS = {
     "env", "preset", "num_runs", "num_diverged", "solved_fraction", "final_return_mean", "final_return_ci95",
@@ -53,6 +64,8 @@ def test_run_folder_holds_the_contract(two_runs):
     assert len(summary["groups"]) == 1 and summary["groups"][0]["runs"] == [0, 1, 2]
     config = json.loads((out / "config.json").read_text())
     assert config["grid"][0]["config"]["static"]["num_updates"] == 4
+    assert config["seeds"] == {"first": 5, "count": 3}  # compact, whatever the number of seeds
+    assert config["chunks"] == [{"group": 0, "chunk_size": 4, "num_runs": 3}]  # 3 runs padded to 2 devices
     metrics = outputs.load_group_metrics(out, 0)
     assert metrics["episode_returns"].shape == (3, 4, 2)
     np.testing.assert_array_equal(metrics["seeds"], [5, 6, 7])
@@ -92,14 +105,14 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
     out = tmp_path / "b"
     argv = [
         "--num-seeds", "2", "--episodes-per-update", "8", "--num-episodes", "9", "--hidden", "8,4",
-        "--activation", "tanh", "--returns", "reward_to_go", "--baseline", "batch_mean", "--reduction",
+        "--activation", "tanh", "--returns", "reward_to_go", "--baseline", "constant", "--reduction",
         "episode_sum", "--gamma", "0.9", "--baseline-constant", "3", "--entropy-coef", "0.01",
         "--max-grad-norm", "0.5", "--lr", "0.002", "--out", str(out),
     ]
     assert main(argv) == 0
     hp = json.loads((out / "summary.json").read_text())["runs"][0]["hyperparameters"]
     assert hp == hp | {
-        "hidden": [8, 4], "activation": "tanh", "returns": "reward_to_go", "baseline": "batch_mean",
+        "hidden": [8, 4], "activation": "tanh", "returns": "reward_to_go", "baseline": "constant",
         "reduction": "episode_sum", "episodes_per_update": 8, "num_updates": 2,  # ceil(9 / 8)
         "gamma": pytest.approx(0.9), "baseline_constant": 3.0, "entropy_coef": pytest.approx(0.01),
         "max_grad_norm": 0.5, "learning_rate": pytest.approx(0.002),
@@ -112,19 +125,34 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
     "argv, message",
     [
         (["--env", "CartPol-v1"], "did you mean CartPole-v1"),
-        (["--lr", "-1"], "learning rate must be > 0"),
-        (["--gamma", "1.5"], "gamma must be in [0, 1]"),
+        (["--lr", "-1"], "--learning-rate (--lr) must be > 0, got -1"),
+        (["--lr", "inf"], "--learning-rate (--lr) must be a finite number, got inf"),
+        (["--entropy-coef", "inf"], "--entropy-coef must be a finite number"),
+        (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
         (["--num-seeds", "0"], "--num-seeds must be >= 1"),
+        (["--episodes-per-update", "0"], "--episodes-per-update must be >= 1, got 0"),
         (["--env", "FrozenLake-misc"], "Discrete observation space"),
-        (["--env", "CartPole-v1", "--network", "cnn"], "network 'cnn' needs image observations"),
-        (["--preset", "seed-c"], "invalid choice 'seed-c'"),
-        (["--lr", "fast"], "Error parsing --lr"),
-        (["--num-sed", "3"], "Unrecognized options: --num-sed"),
+        (["--env", "CartPole-v1", "--network", "cnn"], "--network 'cnn' needs image observations"),
+        (["--preset", "seed-c"], "--preset expects one of seed-a, seed-b, default, got 'seed-c'"),
+        (["--lr", "fast"], "--lr expects numbers, got 'fast'"),
+        (["--learning-rate", "0.1", "abc"], "--learning-rate expects numbers, got 'abc'"),
+        (["--num-seeds", "many"], "--num-seeds expects a whole number, got 'many'"),
+        (["--lr"], "--lr expects numbers, got none"),
+        (["--activation", "gelu"], "--activation expects one or more of relu, tanh, got 'gelu'"),
+        (["--num-sed", "3"], "unrecognized option --num-sed; did you mean --num-seeds?"),
+        (["--num-seeds", "4", "--num-seeds", "8"], "--num-seeds is given twice (4, then 8); give it once"),
+        (["--lr", "0.1", "--lr=0.2"], "several values go after one flag: --lr 0.1 0.2"),
         (["--hidden", "8,x"], "--hidden takes widths"),
         (["--max-parallel", "0"], "--max-parallel must be >= 1"),
-        (["--divergence-limit", "0"], "divergence_limit must be > 0"),
-        (["--num-seeds", "100000000", "--max-parallel", "100000000"], "set --max-parallel"),
-        (["--resume", "/nonexistent-run"], "holds no run to resume"),
+        (["--divergence-limit", "0"], "--divergence-limit must be > 0"),
+        (["--num-seeds", "100000", "--max-parallel", "100000", "--num-updates", "10"], "set --max-parallel"),
+        (["--resume", "/nonexistent-run"], "--resume /nonexistent-run: no such folder"),
+        (["--squash", "tanh"], "--squash applies to Gaussian policies (Box actions) only (here: CartPole-v1, Discrete"),
+        (["--init-log-std", "0.5"], "--init-log-std applies to Gaussian policies"),
+        (["--conv", "8"], "--conv applies to --network 'cnn' only"),
+        (["--value-lr", "0.01"], "--value-learning-rate (--value-lr) applies to the value baselines only"),
+        (["--baseline-constant", "3"], "--baseline-constant applies to --baseline 'constant' only"),
+        (["--advantage", "gae"], "--advantage 'gae' needs a value baseline: --baseline 'value' or 'value_norm'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
@@ -145,7 +173,7 @@ def test_an_existing_run_is_kept_unless_asked(two_runs, tmp_path, capsys):
     assert "finished run" in capsys.readouterr().err
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    assert main([*SMALL, "--num-seeds", "2", "--out", str(copy), "--overwrite"]) == 0
+    assert main([*small("--num-seeds", "2"), "--out", str(copy), "--overwrite"]) == 0
     assert outputs.load_summary(copy)["num_runs"] == 2
 
 
@@ -157,11 +185,40 @@ def test_an_unwritable_out_folder_is_refused(tmp_path, capsys):
     assert "cannot write to --out" in err and len(err.splitlines()) == 1
 
 
-def test_help_explains_every_flag():
-    command = [sys.executable, "-m", "pgjax.train", "--help"]
-    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    for field in dataclasses.fields(Args):
-        assert "--" + field.name.replace("_", "-") in text, field.name
+def test_help_explains_every_flag_with_the_presets_values(capsys):
+    from pgjax.options import RunOptions, train_settings_names
+
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m pgjax.train")
+    for name in [*train_settings_names(), *(f.name for f in dataclasses.fields(RunOptions))]:
+        assert "--" + name.replace("_", "-") in text, name
+    assert re.search(r"--lr FLOAT\.\.\., --learning-rate FLOAT\.\.\.\s+Adam learning rate\. \(default: 0\.03\)", text)
+    assert re.search(r"--num-updates INT\s+Policy updates per run \(the training budget\)\.\s+\(default: 100\)", text)
+    assert "CartPole-v1*" in text and "DeepSea-bsuite," in text  # the environments, with their own preset marked
+    assert len(text.splitlines()) < 137
+    assert main(["--preset", "seed-b", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"Adam learning rate\. \(default: 0\.0003\)", text) and "(default: 5000)" in text
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate", "plot", "bench"])
+def test_every_command_has_version_usage_and_survives_a_closed_pipe(module, capsys):
+    import importlib
+
+    from pgjax.cli import version
+
+    command = importlib.import_module(f"pgjax.{module}")
+    assert command.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"pgjax {version()}\n"
+    assert command.main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m pgjax.{module} ")
+    # `python -m pgjax.X --help | head -2`: the reader goes away before the help is written
+    process = subprocess.Popen([sys.executable, "-m", f"pgjax.{module}", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
 
 
 def _load_run(out):
@@ -183,6 +240,9 @@ def test_a_grid_trains_every_combination_with_one_compile_per_static_group(tmp_p
     assert [r["group"] for r in summary["runs"]] == [0, 0, 1, 1, 2, 2, 3, 3]
     printed = capsys.readouterr().out
     assert "4,4" in printed and "0.03" in printed
+    assert "plan: 8 runs (4 grid points x 2 seeds) | 2 compile groups | 2 chunks x 4 runs | memory about" in printed
+    assert "progress: 6/6 updates (100%)" in printed  # stdout is not a terminal: plain progress lines
+    assert re.search(r"^solved 0/8 .* wall .*$", printed, re.M)  # not wrapped: the whole line is one line
     assert outputs.load_run_config(out, 7).static.hidden == (4, 4)
     assert outputs.load_run_config(out, 7).hparams.learning_rate == pytest.approx(0.03)
     # runs of the same seed and hidden sizes start from the same parameters, whatever the lr
@@ -194,7 +254,7 @@ def test_four_devices_give_the_runs_of_two_and_of_one(tmp_path):
     """8 runs over 4 forced CPU devices (2 each) against 2 devices in chunks of 4 (2 each): bitwise
     equal. Against 1 device: equal within float rounding (XLA then splits reductions over threads
     by batch shape), and the same episodes over this short run."""
-    argv = [*SMALL, "--num-seeds", "8", "--quiet"]
+    argv = [*small("--num-seeds", "8"), "--quiet"]
 
     def train(devices: int, out, *extra):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
@@ -231,17 +291,18 @@ def test_a_second_run_loads_its_programs_from_the_compile_cache(tmp_path):
     not program): the second process loads what the first compiled, and trains as it would have."""
     cache = tmp_path / "cache"
 
-    def train(out, *extra):
-        command = [sys.executable, "-m", "pgjax.train", *SMALL, *extra, "--quiet", "--compile-cache", str(cache),
+    def train(out, *extra, seed="5"):
+        command = [sys.executable, "-m", "pgjax.train", *small("--seed", seed), *extra, "--quiet", "--compile-cache",
+                   str(cache),
                    "--out", str(out)]
         subprocess.run(command, check=True, capture_output=True)
         return _load_run(out)
 
     first = train(tmp_path / "first")
     assert first[0]["compile_cache_hits"] == 0 and any(cache.iterdir())
-    second = train(tmp_path / "second", "--seed", "9", "--lr", "0.02")
+    second = train(tmp_path / "second", "--lr", "0.02", seed="9")
     assert second[0]["compile_cache_hits"] >= 1
-    assert main([*SMALL, "--seed", "9", "--lr", "0.02", "--compile-cache", "off", "--out", str(tmp_path / "own")]) == 0
+    assert main([*small("--seed", "9"), "--lr", "0.02", "--compile-cache", "off", "--out", str(tmp_path / "own")]) == 0
     for name, values in _load_run(tmp_path / "own")[1][0].items():
         np.testing.assert_array_equal(second[1][0][name], values, err_msg=name)
 
@@ -292,7 +353,7 @@ def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    argv = [*SMALL, "--num-seeds", "4", "--quiet"]
+    argv = [*small("--num-seeds", "4"), "--quiet"]
     out = tmp_path / "multi"
     processes = []
     for index in range(2):
@@ -353,3 +414,36 @@ def test_a_pre_1_0_gymnax_is_named_in_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "gymnax 0.0.8 has the pre-1.0 step API" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "old").exists()
+
+
+def test_results_that_cannot_fit_in_host_memory_are_refused_with_the_seeds_that_fit(monkeypatch, tmp_path, capsys):
+    import pgjax.train
+
+    monkeypatch.setattr(pgjax.train, "host_available_bytes", lambda: 2**30)
+    assert main(["--num-seeds", "1000000", "--out", str(tmp_path / "big")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "of host memory and 1.0 GiB is free" in err, err
+    fits = int(re.search(r"--num-seeds ([\d,]+) or fewer fit", err).group(1).replace(",", ""))
+    assert 1000 < fits < 1000000
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_stop_that_comes_in_the_last_segment_says_training_finished(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from pgjax.train import parse_args, run
+
+    class LateStop:  # a signal that came when no segment was left to skip
+        signal = signal.SIGINT
+
+        def __call__(self):
+            return False
+
+    screen = io.StringIO()
+    out = run(parse_args([*SMALL, "--quiet", "--out", str(tmp_path / "late")]), console=Console(file=screen),
+              stop=LateStop())
+    assert (out / "summary.json").exists()
+    assert "SIGINT arrived during the last segment or after it: training finished, every run is complete and " \
+           "saved (nothing was lost)" in screen.getvalue()

@@ -45,7 +45,7 @@ def test_grid_expands_every_combination_and_groups_static_settings():
     groups = grid.compile_groups(points)
     assert [[p.index for p in g] for g in groups] == [[0, 1, 2], [3, 4, 5]]
     assert grid.varied_settings(points) == ["hidden", "learning_rate"]
-    with pytest.raises(ValueError, match="learning rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
         grid.expand_grid(base, {}, {"learning_rate": [0.1, -1.0]})
 
 

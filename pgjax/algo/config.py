@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+import re
+import typing
+from typing import Any, Literal
 
 import jax.numpy as jnp
 from flax import struct
@@ -26,6 +28,25 @@ Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.networks.regist
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
 VALUE_BASELINES = ("value", "value_norm")
+
+
+def setting(default: Any, help: str, alias: str | None = None) -> Any:
+    """A dataclass field that carries its command-line help (and short alias) in its metadata.
+
+    The one declaration of a setting: `pgjax.options` derives the command line's
+    flag (`--field-name`, plus `alias`), type, help and default from it.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, **({"alias": alias} if alias else {})})
+
+
+def setting_help(cls: type, name: str) -> str:
+    """The help of field `name` of `cls`: its metadata's, else the first sentence of its docstring entry."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if "help" in field.metadata:
+        return field.metadata["help"]
+    entry = re.search(rf"^\s+{name}: (.*?)(?=\n\s+\w+: |\n\s*$|\Z)", cls.__doc__ or "", re.M | re.S)
+    text = " ".join(entry.group(1).split()) if entry else ""
+    return text.split(". ")[0].rstrip(".") + "." if text else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,20 +109,20 @@ class StaticConfig:
         the CNN.
     """
 
-    env: str = "CartPole-v1"
-    hidden: tuple[int, ...] = (32,)
-    activation: Activation = "relu"
-    episodes_per_update: int = 8
-    num_updates: int = 100
-    returns: Returns = "episode"
-    baseline: Baseline = "batch_norm"
-    reduction: Reduction = "step_mean"
-    gradient_block_rows: int | None = None
-    network: Network = "mlp"
-    conv: tuple[int, ...] = (16,)
-    squash: Squash = "clip"
-    advantage: Advantage = "return"
-    feature_major_backward: bool | None = None
+    env: str = setting("CartPole-v1", 'gymnax environment id (listed below) or "package.module:factory".')
+    hidden: tuple[int, ...] = setting((32,), 'Hidden layer widths, "64,64" for two layers.')
+    activation: Activation = setting("relu", "Hidden-layer nonlinearity.")
+    episodes_per_update: int = setting(8, "Complete episodes collected per run for each update.")
+    num_updates: int = setting(100, "Policy updates per run (the training budget).")
+    returns: Returns = setting("episode", "Return weighting log pi(a_t|s_t): the episode's total or reward-to-go.")
+    baseline: Baseline = setting("batch_norm", "What is done to the returns (value*: a learned V(s)).")
+    reduction: Reduction = setting("step_mean", "How per-step losses become one number.")
+    gradient_block_rows: int | None = setting(None, "Steps per gradient block (speed only; None: automatic).")
+    network: Network = setting("mlp", '"mlp", "cnn", a registered network or "package.module:factory".')
+    conv: tuple[int, ...] = setting((16,), 'Channels of the 3x3 convolutions, "16,32" for two (--network cnn).')
+    squash: Squash = setting("clip", "Box actions: clip the Gaussian's sample to the bounds, or tanh-squash it.")
+    advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
+    feature_major_backward: bool | None = setting(None, "MLP's hand-written feature-major backward (speed only).")
 
     @property
     def value_baseline(self) -> bool:
@@ -109,7 +130,7 @@ class StaticConfig:
         return self.baseline in VALUE_BASELINES
 
     def validate(self) -> None:
-        """Raise ValueError with a one-line reason if the settings cannot work."""
+        """Raise ValueError with a one-line reason, naming the fields, if the settings cannot work."""
         network_factory(self.network)  # an unknown network: the message names the registered ones
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers, got {self.hidden}")
@@ -124,7 +145,7 @@ class StaticConfig:
         if self.returns == "episode" and self.baseline == "episode_norm":
             raise ValueError(
                 "baseline 'episode_norm' with returns 'episode' gives every step weight 0 "
-                "(the return is constant within an episode); use 'batch_norm' or 'reward_to_go'"
+                "(the return is constant within an episode); use baseline 'batch_norm' or returns 'reward_to_go'"
             )
         if self.value_baseline and self.returns != "reward_to_go":
             raise ValueError(
@@ -133,6 +154,31 @@ class StaticConfig:
             )
         if self.advantage == "gae" and not self.value_baseline:
             raise ValueError("advantage 'gae' needs a value baseline: baseline 'value' or 'value_norm'")
+
+    def unused_settings(self, continuous_actions: bool) -> dict[str, str]:
+        """Settings that have no effect with these static settings, each with the reason.
+
+        Args:
+          continuous_actions: whether the environment's actions are a Box (a Gaussian
+            policy) rather than Discrete (categorical).
+
+        Returns:
+          {field name (of `StaticConfig` or `Hyperparams`): why it does not apply}.
+        """
+        unused = {}
+        if not continuous_actions:
+            for name in ("squash", "init_log_std"):
+                unused[name] = "applies to Gaussian policies (Box actions) only"
+        if self.network != "cnn":
+            unused["conv"] = "applies to network 'cnn' only"
+        if not self.value_baseline:
+            for name in ("advantage", "value_learning_rate", "value_scale"):
+                unused[name] = "applies to the value baselines only (baseline 'value' or 'value_norm')"
+        if self.advantage != "gae":
+            unused["gae_lambda"] = "applies to advantage 'gae' only"
+        if self.baseline != "constant":
+            unused["baseline_constant"] = "applies to baseline 'constant' only"
+        return unused
 
 
 @struct.dataclass
@@ -158,37 +204,43 @@ class Hyperparams:
         normalised units (0: the standard deviation is half the action range).
     """
 
-    learning_rate: float = 0.03
-    gamma: float = 1.0
-    baseline_constant: float = 0.0
-    entropy_coef: float = 0.0
-    max_grad_norm: float = math.inf
-    divergence_limit: float = 1e3
-    value_learning_rate: float = 1e-3
-    gae_lambda: float = 0.95
-    value_scale: float = 1.0
-    init_log_std: float = 0.0
+    learning_rate: float = setting(0.03, "Adam learning rate.", alias="--lr")
+    gamma: float = setting(1.0, "Discount factor in [0, 1].")
+    baseline_constant: float = setting(0.0, "Subtracted from the returns (--baseline constant).")
+    entropy_coef: float = setting(0.0, "Weight of the entropy bonus.")
+    max_grad_norm: float = setting(math.inf, "Clip gradients to this global norm (inf: no clipping).")
+    divergence_limit: float = setting(1e3, "A parameter past this magnitude marks its run diverged (inf: never).")
+    value_learning_rate: float = setting(1e-3, "Adam learning rate of the value network.", alias="--value-lr")
+    gae_lambda: float = setting(0.95, "GAE's lambda in [0, 1] (--advantage gae).")
+    value_scale: float = setting(1.0, "The value network's output is multiplied by this.")
+    init_log_std: float = setting(0.0, "Initial log std of a Gaussian policy, in half action ranges.")
 
     def validate(self) -> None:
-        """Raise ValueError with a one-line reason for values outside their domain."""
+        """Raise ValueError with a one-line reason, naming the field, for values outside their domain.
+
+        Every value must be a finite number except `max_grad_norm` and
+        `divergence_limit`, whose infinity turns clipping and the divergence check off.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if math.isnan(value) or (math.isinf(value) and f.name not in ("max_grad_norm", "divergence_limit")):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if not self.entropy_coef >= 0:
-            raise ValueError(f"entropy coefficient must be >= 0, got {self.entropy_coef}")
+            raise ValueError(f"entropy_coef must be >= 0, got {self.entropy_coef}")
         if not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         if not self.divergence_limit > 0:
             raise ValueError(f"divergence_limit must be > 0, got {self.divergence_limit}")
         if not self.value_learning_rate > 0:
-            raise ValueError(f"value learning rate must be > 0, got {self.value_learning_rate}")
+            raise ValueError(f"value_learning_rate must be > 0, got {self.value_learning_rate}")
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         if not self.value_scale > 0:
             raise ValueError(f"value_scale must be > 0, got {self.value_scale}")
-        if not math.isfinite(self.init_log_std):
-            raise ValueError(f"init_log_std must be finite, got {self.init_log_std}")
 
     def broadcast(self, num_runs: int) -> Hyperparams:
         """The same values as float32 arrays of shape [num_runs], one per run."""
@@ -216,7 +268,35 @@ class Config:
         self.hparams.validate()
 
     def to_dict(self) -> dict:
+        """{"static": {field: value}, "hparams": {field: value}}; `from_dict` reverses it, also after JSON."""
         return {
             "static": dataclasses.asdict(self.static),
             "hparams": {f.name: getattr(self.hparams, f.name) for f in dataclasses.fields(self.hparams)},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Config:
+        """The `Config` that `to_dict` gave `data`, also after a JSON round trip.
+
+        JSON lists become the tuples the fields hold, and null numbers (how
+        `pgjax.results.outputs.jsonable` writes infinity) become inf. Fields left
+        out take their defaults. Raises ValueError naming fields it does not know.
+        """
+        static, hparams = data.get("static", {}), data.get("hparams", {})
+        return cls(_from_fields(StaticConfig, static), _from_fields(Hyperparams, hparams))
+
+
+def _from_fields(cls: type, values: dict) -> Any:
+    """`cls(**values)` with JSON's lists turned into tuples and null numbers into inf."""
+    types = typing.get_type_hints(cls)
+    unknown = set(values) - set(types)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
+    converted = {}
+    for name, value in values.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        elif value is None and types[name] is float:
+            value = math.inf
+        converted[name] = value
+    return cls(**converted)

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.config import Config, StaticConfig
 from pgjax.running.checkpoints import CHECKPOINT_DIR
 
 CONFIG_FILE = "config.json"
@@ -163,12 +163,8 @@ def load_run_config(run_dir: str | Path, run: int) -> Config:
     _locate(summary, run, run_dir)
     settings = summary["runs"][run]["hyperparameters"]
     static_names = {f.name for f in dataclasses.fields(StaticConfig)}
-    static = {k: v for k, v in settings.items() if k in static_names}
-    for name in ("hidden", "conv"):  # JSON lists back to tuples
-        if name in static:
-            static[name] = tuple(static[name])
-    numeric = {k: math.inf if v is None else v for k, v in settings.items() if k not in static_names}
-    return Config(StaticConfig(**static), Hyperparams(**numeric))
+    return Config.from_dict({"static": {k: v for k, v in settings.items() if k in static_names},
+                             "hparams": {k: v for k, v in settings.items() if k not in static_names}})
 
 
 def default_out_dir(env: str, preset: str) -> Path:

@@ -136,3 +136,18 @@ def start_distributed() -> None:
     jax.distributed.initialize(
         num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
     )
+
+
+def host_available_bytes() -> int | None:
+    """Memory this host can still give (Linux's MemAvailable), else its physical memory; None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

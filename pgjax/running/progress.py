@@ -1,31 +1,63 @@
-"""A live progress bar for a sweep, fed by `pgjax.running.sweep`'s per-segment reports (rich)."""
+"""Progress of a sweep, fed by `pgjax.running.sweep`'s per-segment reports: a live bar, or plain lines.
+
+On a terminal a rich progress bar; elsewhere (a pipe, a log file) one plain line
+every `every_seconds` or so. Either way, once the first of several chunks is
+done, one line says how long the rest should take.
+"""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+from typing import Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pgjax.running.sweep import SegmentReport
 
+PLAIN_EVERY_SECONDS = 30.0
+
+
+def format_duration(seconds: float) -> str:
+    """0.34 -> "0.3 s", 12.3 -> "12 s", 754 -> "12 min 34 s", 45296 -> "12 h 34 min"."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
 
 class SweepProgress:
-    """Updates done of total, env steps per second, mean return and ETA, on one line.
+    """Updates done of total, env steps per second, mean return and time left.
 
     Use as a context manager and pass `report` as `train_sweep(on_segment=...)`.
-    Disabled (prints nothing, costs nothing) when `enabled` is False; pgjax
-    turns it off for `--quiet` and whenever the console is not a terminal.
 
     Args:
       total_updates: updates of every chunk added up (a chunk's update trains
         all of its runs at once).
-      console: where to draw.
-      enabled: whether to draw at all.
+      console: where to print.
+      mode: "bar" (a live rich bar: a terminal), "lines" (a plain line every
+        `every_seconds` at most, and after the last segment), "off" (nothing).
+      enabled: False turns any mode off (`--quiet`).
+      every_seconds: least time between two plain lines.
+      clock: seconds, monotonic (for tests).
     """
 
-    def __init__(self, total_updates: int, console: Console, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, total_updates: int, console: Console, mode: Literal["bar", "lines", "off"] = "bar", *,
+                 enabled: bool = True, every_seconds: float = PLAIN_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        mode = mode if enabled else "off"
+        self.mode, self.console, self.total = mode, console, total_updates
+        self.every_seconds, self.clock = every_seconds, clock
+        self.done, self.started, self.last_line = 0, clock(), None
+        self.trained_updates, self.trained_seconds = 0, 0.0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -38,7 +70,7 @@ class SweepProgress:
             TimeRemainingColumn(),
             console=console,
             transient=False,
-            disable=not enabled,
+            disable=mode != "bar",
         )
         self._task = self._progress.add_task("compiling", total=total_updates, speed="", mean_return="-")
 
@@ -50,9 +82,12 @@ class SweepProgress:
         self._progress.__exit__(*exc)
 
     def report(self, report: SegmentReport) -> None:
+        self.done += report.new_updates
         if report.restored:
             self._progress.update(self._task, advance=report.new_updates)
             return
+        self.trained_updates += report.new_updates
+        self.trained_seconds += report.seconds
         speed = report.env_steps / report.seconds if report.seconds > 0 else math.nan
         chunk = f"chunk {report.chunk.index + 1}/{report.num_chunks}" if report.num_chunks > 1 else "training"
         self._progress.update(
@@ -62,3 +97,21 @@ class SweepProgress:
             speed=f"{speed / 1e6:.2f} M steps/s",
             mean_return=f"{report.mean_return:.1f}",
         )
+        first_chunk_done = report.chunk.index == 0 and report.updates_done == report.num_updates
+        if first_chunk_done and report.num_chunks > 1 and self.mode != "off":
+            left = self.total - self.done
+            self.console.print(
+                f"chunk 1 of {report.num_chunks} trained in {format_duration(self.trained_seconds)}; the other "
+                f"{report.num_chunks - 1} should take about "
+                f"{format_duration(self.trained_seconds / self.trained_updates * left)}", soft_wrap=True)
+        now = self.clock()
+        due = self.last_line is None or now - self.last_line >= self.every_seconds
+        if self.mode == "lines" and (due or self.done == self.total):
+            self.last_line = now
+            elapsed = now - self.started
+            left = self.trained_seconds / self.trained_updates * (self.total - self.done)  # compile left out
+            time_left = f", about {format_duration(left)} left" if self.done < self.total else ""
+            self.console.print(
+                f"progress: {self.done:,}/{self.total:,} updates ({self.done / self.total:.0%}) | {chunk} | "
+                f"{speed / 1e6:.2f} M steps/s | return {report.mean_return:.1f} | {format_duration(elapsed)} "
+                f"elapsed{time_left}", soft_wrap=True)

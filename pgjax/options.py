@@ -1,0 +1,282 @@
+"""The command line of `python -m pgjax.train` (and `pgjax.bench`), derived from the one declaration of each setting.
+
+Every training setting is a field of `StaticConfig` or `Hyperparams`
+(`pgjax.algo.config`) whose metadata holds its help and, for some, a short
+alias; the run's own options (seeds, output, chunking, resuming) are the fields
+of `RunOptions`. `train_arguments(preset, env)` builds the tyro dataclass of the
+command line from them: a flag per field, named as the field (`--learning-rate`
+for `learning_rate`), taking one or more values (several values sweep them),
+its help the field's and its shown default the chosen preset's value.
+
+Short aliases (the one table of them, `ALIASES`):
+
+    --lr        --learning-rate
+    --value-lr  --value-learning-rate
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tyro
+
+from pgjax.algo.config import Config, Hyperparams, StaticConfig, setting, setting_help
+from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
+from pgjax.running import grid
+from pgjax.running.devices import DEFAULT_COMPILE_CACHE
+
+# StaticConfig fields that change speed only, not results: set from Python (`pgjax.bench` has the second)
+SPEED_SETTINGS = ("gradient_block_rows", "feature_major_backward")
+# settings that take one value (a sweep over environments or budgets is several commands)
+SINGLE_VALUED = ("env", "num_updates")
+SETTING_CLASSES = (StaticConfig, Hyperparams)
+ALIASES = {
+    f.metadata["alias"]: "--" + f.name.replace("_", "-")
+    for cls in SETTING_CLASSES for f in dataclasses.fields(cls) if "alias" in f.metadata
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a sweep runs and where its results go (the settings of the runs themselves are a `Config`)."""
+
+    num_seeds: int = setting(64, "Runs per grid point; run k of every grid point uses seed --seed + k (paired).")
+    seed: int = setting(0, "PRNG seed of each grid point's first run.")
+    max_parallel: int | None = setting(None, "Most runs trained at once; more run in chunks, one compile "
+                                             "(default: what half the free memory holds, at most 64 per CPU).")
+    checkpoint_every: int | None = setting(None, "Also checkpoint every this many updates (always at the end of "
+                                                 "each chunk and on a stop).")
+    out: Path | None = setting(None, "Run folder to write (default: runs/<env>_<preset>_<time>).")
+    overwrite: bool = setting(False, "Replace the run already in --out.")
+    resume: Path | None = setting(None, "Continue the interrupted run in this folder, with its own settings.")
+    quiet: bool = setting(False, "Print no plan, notes or progress; only the results.")
+    compile_cache: str = setting(os.environ.get("PGJAX_COMPILE_CACHE", DEFAULT_COMPILE_CACHE),
+                                 "Folder where compiled programs are kept for later runs; off: none "
+                                 "(environment variable PGJAX_COMPILE_CACHE).")
+    distributed: bool = setting(False, "Spread the runs over the devices of several processes "
+                                       "(jax.distributed.initialize()).")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _metavar(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return "{" + ",".join(str(c) for c in typing.get_args(kind)) + "}"
+    if typing.get_origin(kind) is tuple:
+        return "WIDTHS"
+    return {float: "FLOAT", int: "INT", str: "ID", bool: "{True,False}"}.get(kind, "VALUE")
+
+
+def _arg(cls: type, name: str, hint: str | None = None, metavar: str | None = None) -> Any:
+    alias = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("alias")
+    return tyro.conf.arg(help=setting_help(cls, name), aliases=(alias,) if alias else None, metavar=metavar,
+                         help_behavior_hint=hint)
+
+
+def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = True) -> list[tuple]:
+    """`dataclasses.make_dataclass` fields for the settings `names`, each None unless given.
+
+    A field of type T becomes `tuple[T, ...] | None` (several values sweep it)
+    where `sweep` and the setting is not in `SINGLE_VALUED`, else `T | None`;
+    widths (`tuple[int, ...]` fields) are read as strings ("64,64", `parse_widths`).
+    The help shows `defaults`'s value.
+    """
+    fields = []
+    for name in names:
+        cls = StaticConfig if name in StaticConfig.__dataclass_fields__ else Hyperparams
+        kind = typing.get_type_hints(cls)[name]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        value_type = str if typing.get_origin(kind) is tuple else kind
+        default = getattr(defaults.static if cls is StaticConfig else defaults.hparams, name)
+        hint = f"(default: {_format(default)})"
+        if sweep and name not in SINGLE_VALUED:
+            annotation = Annotated[tuple[value_type, ...] | None, _arg(cls, name, hint, _metavar(kind) + "...")]
+        else:
+            annotation = Annotated[value_type | None, _arg(cls, name, hint, _metavar(kind))]
+        fields.append((name, annotation, dataclasses.field(default=None)))
+    return fields
+
+
+def run_option_flags() -> list[tuple]:
+    """`make_dataclass` fields for every `RunOptions` field, with its help and default."""
+    fields = []
+    for f in dataclasses.fields(RunOptions):
+        kind = typing.get_type_hints(RunOptions)[f.name]
+        hint = "" if f.default is None or kind is bool else None
+        metavar = "DIR" if "Path" in str(kind) else "INT" if "int" in str(kind) else None
+        annotation = Annotated[kind, tyro.conf.arg(help=f.metadata["help"], help_behavior_hint=hint, metavar=metavar)]
+        fields.append((f.name, annotation, dataclasses.field(default=f.default)))
+    return fields
+
+
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+
+
+def preset_flag(help: str) -> tuple:
+    return ("preset", Annotated[PresetName, tyro.conf.arg(help=help)], dataclasses.field(default="default"))
+
+
+def train_settings_names() -> list[str]:
+    """The settings `python -m pgjax.train` has a flag for, in declaration order."""
+    return [f.name for cls in SETTING_CLASSES for f in dataclasses.fields(cls) if f.name not in SPEED_SETTINGS]
+
+
+def train_arguments(preset: str = "default", env: str | None = None) -> type:
+    """The tyro dataclass of `python -m pgjax.train`'s command line, its help showing `preset` on `env`'s values.
+
+    Its fields: `preset`; `settings` (a flag per `train_settings_names()`,
+    None where not given, and `num_episodes`); `run` (`RunOptions`'s).
+    """
+    try:
+        defaults = preset_config(preset, env)
+    except ValueError:
+        defaults = preset_config("default")
+    settings_fields = setting_flags(train_settings_names(), defaults)
+    at = [name for name, *_ in settings_fields].index("num_updates") + 1
+    settings_fields.insert(at, ("num_episodes", Annotated[int | None, tyro.conf.arg(
+        help="Budget in episodes instead: num_updates = ceil(num_episodes / episodes_per_update).",
+        help_behavior_hint="", metavar="INT")], dataclasses.field(default=None)))
+    settings = dataclasses.make_dataclass("Settings", settings_fields, frozen=True)
+    run = dataclasses.make_dataclass("Run", run_option_flags(), frozen=True)
+    preset_help = ('Starting point for every setting: "seed-a" and "seed-b" are the two tutorials, "default" '
+                   "is pgjax's recommendation for --env (its own preset, marked * below, else CartPole-v1's).")
+    return dataclasses.make_dataclass("TrainArguments", [
+        preset_flag(preset_help),
+        ("settings", Annotated[settings, tyro.conf.OmitArgPrefixes], dataclasses.field(default_factory=settings)),
+        ("run", Annotated[run, tyro.conf.OmitArgPrefixes], dataclasses.field(default_factory=run)),
+    ], frozen=True)
+
+
+def prescan(argv: list[str], flag: str) -> str | None:
+    """The value given to `flag` in `argv` (`--flag V` or `--flag=V`), if any: to show its defaults in --help."""
+    for i, token in enumerate(argv):
+        if token == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(flag + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def environments_text() -> str:
+    """The environments pgjax can train, those with a preset of their own marked *."""
+    import gymnax
+
+    names = [f"{name}*" if name in ENV_PRESETS else name for name in gymnax.registered_envs]
+    return "environments (--env; * has its own default preset): " + ", ".join(names)
+
+
+def given_settings(args: Any) -> dict[str, Any]:
+    """The settings given on the command line: field name -> value (tuple of values where it sweeps)."""
+    return {f.name: getattr(args.settings, f.name) for f in dataclasses.fields(args.settings)
+            if getattr(args.settings, f.name) is not None}
+
+
+def run_options(args: Any) -> RunOptions:
+    return RunOptions(**{f.name: getattr(args.run, f.name) for f in dataclasses.fields(RunOptions)})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def with_flag_names(message: str) -> str:
+    """A validation message with the settings' field names (`learning_rate`) written as flags (`--learning-rate`)."""
+    aliases = {name: alias for alias, name in ALIASES.items()}
+    names = [f.name for cls in SETTING_CLASSES for f in dataclasses.fields(cls)]
+    # a name as a word, not inside another word, a quoted value or the phrase "a value baseline"
+    pattern = r"(?<![-\w'])(?<!value )(" + "|".join(sorted(names, key=len, reverse=True)) + r")(?![\w'])"
+
+    def as_flag(match: re.Match) -> str:
+        name = flag(match.group(1))
+        return f"{name} ({aliases[name]})" if name in aliases else name
+
+    return re.sub(pattern, as_flag, message)
+
+
+def parse_widths(value: str, name: str = "hidden") -> tuple[int, ...]:
+    """ "64,64" or "64x64" -> (64, 64); ValueError naming the flag otherwise."""
+    try:
+        widths = tuple(int(w) for w in value.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"{flag(name)} takes widths like 32 or 64,64, got '{value}'") from None
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{flag(name)} takes positive widths like 32 or 64,64, got '{value}'")
+    return widths
+
+
+def resolve_grid(preset: str, given: dict[str, Any]) -> list[grid.GridPoint]:
+    """The grid points: `preset` on `given["env"]` with every given setting put over it, one per combination.
+
+    Raises ValueError (naming flags) for values outside their domain, settings that
+    cannot work together, and a setting given explicitly that does not apply to
+    any grid point (e.g. --squash with Discrete actions).
+    """
+    from pgjax.algo.envs import make_env
+
+    given = dict(given)
+    env, num_updates, num_episodes = given.pop("env", None), given.pop("num_updates", None), \
+        given.pop("num_episodes", None)
+    base = preset_config(preset, env)
+    if num_updates is not None:
+        base = dataclasses.replace(base, static=dataclasses.replace(base.static, num_updates=num_updates))
+    static_values, numeric_values = {}, {}
+    for name, values in given.items():
+        if name in ("hidden", "conv"):
+            values = [parse_widths(v, name) for v in values]
+        (static_values if name in StaticConfig.__dataclass_fields__ else numeric_values)[name] = values
+    try:
+        points = grid.expand_grid(base, static_values, numeric_values)
+    except ValueError as error:
+        raise ValueError(with_flag_names(str(error))) from None
+    if num_episodes is not None:
+        if num_updates is not None:
+            raise ValueError("give --num-updates or --num-episodes, not both")
+        if num_episodes < 1:
+            raise ValueError(f"--num-episodes must be >= 1, got {num_episodes}")
+        points = [
+            dataclasses.replace(p, config=dataclasses.replace(p.config, static=dataclasses.replace(
+                p.config.static, num_updates=math.ceil(num_episodes / p.config.static.episodes_per_update))))
+            for p in points
+        ]
+    spec = make_env(base.static.env)
+    continuous = spec.action_kind == "continuous"
+    for name in given:
+        reasons = [p.config.static.unused_settings(continuous).get(name) for p in points]
+        if all(reasons):
+            actions = "Box" if continuous else "Discrete"
+            raise ValueError(with_flag_names(f"{name} {reasons[0]} (here: {base.static.env}, {actions} actions, "
+                                             f"{_describe(points[0].config.static, name)}); leave it out"))
+    return points
+
+
+def _describe(static: StaticConfig, name: str) -> str:
+    """The settings that make `name` unused, for its error message."""
+    if name == "conv":
+        return f"--network {static.network}"
+    if name == "gae_lambda":
+        return f"--advantage {static.advantage}, --baseline {static.baseline}"
+    if name in ("squash", "init_log_std"):
+        return "a categorical policy"
+    return f"--baseline {static.baseline}"
+
+
+def settings_line(config: Config, continuous_actions: bool) -> str:
+    """The settings of `config` that apply, on one line, as flags: `--hidden 32 --learning-rate 0.03 ...`."""
+    values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
+                                                      for f in dataclasses.fields(config.hparams)}}
+    unused = {*SPEED_SETTINGS, "env", *config.static.unused_settings(continuous_actions)}
+    return " ".join(f"{flag(name)} {_format(value)}" for name, value in values.items() if name not in unused)

@@ -1,0 +1,109 @@
+"""The command line's declarations: derived from the config dataclasses, round trips, checks, progress lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from rich.console import Console
+
+from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
+from pgjax.cli import make_console
+from pgjax.options import ALIASES, resolve_grid, train_arguments, train_settings_names
+from pgjax.results.outputs import jsonable
+
+
+@pytest.mark.parametrize("config", [*PRESETS.values(), *ENV_PRESETS.values()],
+                         ids=[*PRESETS, *(f"env:{e}" for e in ENV_PRESETS)])
+def test_from_dict_reverses_to_dict_also_through_json(config):
+    assert Config.from_dict(config.to_dict()) == config
+    assert Config.from_dict(json.loads(json.dumps(jsonable(config.to_dict())))) == config
+
+
+def test_from_dict_refuses_settings_it_does_not_know():
+    with pytest.raises(ValueError, match="unknown StaticConfig settings: hiden"):
+        Config.from_dict({"static": {"hiden": [8]}})
+
+
+def test_every_setting_has_one_flag_named_as_its_field_with_its_help():
+    arguments = train_arguments()
+    settings = {f.name for f in dataclasses.fields(arguments.__dataclass_fields__["settings"].default_factory)}
+    assert set(train_settings_names()) <= settings
+    assert {f.name for f in dataclasses.fields(StaticConfig)} - settings == {"gradient_block_rows",
+                                                                            "feature_major_backward"}
+    assert {f.name for f in dataclasses.fields(Hyperparams)} <= settings
+    assert ALIASES == {"--lr": "--learning-rate", "--value-lr": "--value-learning-rate"}
+    for cls in (StaticConfig, Hyperparams):
+        for f in dataclasses.fields(cls):
+            assert f.name == "network" or f.metadata["help"], f.name
+
+
+def test_preset_choices_come_from_presets():
+    import typing
+
+    preset_type = typing.get_type_hints(train_arguments(), include_extras=True)["preset"].__origin__
+    assert typing.get_args(preset_type) == tuple(PRESETS)
+
+
+def test_a_setting_that_does_not_apply_is_refused_unless_some_grid_point_uses_it():
+    with pytest.raises(ValueError, match="--squash applies to Gaussian policies"):
+        resolve_grid("default", {"squash": ("tanh",)})
+    with pytest.raises(ValueError, match="--gae-lambda applies to --advantage 'gae' only"):
+        resolve_grid("default", {"env": "Pendulum-v1", "advantage": ("return",), "gae_lambda": (0.9,)})
+    points = resolve_grid("default", {"env": "Pendulum-v1", "squash": ("tanh",), "init_log_std": (0.5,)})
+    assert points[0].config.static.squash == "tanh" and points[0].config.hparams.init_log_std == 0.5
+    points = resolve_grid("default", {"baseline": ("constant", "batch_norm"), "baseline_constant": (3.0,)})
+    assert len(points) == 2  # the constant applies to the first grid point
+
+
+def test_infinity_is_refused_except_where_it_means_off():
+    Hyperparams(max_grad_norm=math.inf, divergence_limit=math.inf).validate()
+    for name in ("learning_rate", "baseline_constant", "entropy_coef", "value_learning_rate", "value_scale",
+                 "init_log_std"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+            Hyperparams(**{name: math.inf}).validate()
+
+
+def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
+    from pgjax.options import RunOptions
+    from pgjax.train import Sweep, preset_note
+
+    points = resolve_grid("default", {"env": "DeepSea-bsuite"})
+    note = preset_note(Sweep("default", points, RunOptions()), continuous_actions=False)
+    assert note.startswith("DeepSea-bsuite has no preset of its own: training with CartPole-v1's default settings")
+    assert "--hidden 32" in note and "--learning-rate 0.03" in note and "--squash" not in note
+    assert preset_note(Sweep("default", resolve_grid("default", {}), RunOptions()), False) is None
+    assert points[0].config == dataclasses.replace(preset_config("default"), static=dataclasses.replace(
+        preset_config("default").static, env="DeepSea-bsuite"))
+
+
+def test_output_that_is_not_a_terminal_is_not_wrapped():
+    console = make_console()  # pytest's captured stdout is not a terminal
+    assert not console.is_terminal and console.width >= 10_000
+
+
+def test_progress_lines_when_not_a_terminal_and_the_time_left_after_the_first_chunk():
+    import io
+
+    import numpy as np
+
+    from pgjax.running.progress import SweepProgress
+    from pgjax.running.sweep import Chunk, SegmentReport
+
+    screen, now = io.StringIO(), [0.0]
+    chunks = [Chunk(i, 0, np.arange(2), 2) for i in range(3)]
+    with SweepProgress(60, Console(file=screen, width=80), "lines", every_seconds=30, clock=lambda: now[0]) as p:
+        for chunk in chunks:
+            for done in (10, 20):
+                now[0] += 20
+                p.report(SegmentReport(chunk, 3, done, 20, 10, 1000, 2.0, 30.0))
+    lines = screen.getvalue().splitlines()
+    assert lines[0] == "progress: 10/60 updates (17%) | chunk 1/3 | 0.00 M steps/s | return 30.0 | 20 s elapsed, " \
+                       "about 10 s left"
+    assert lines[1] == "chunk 1 of 3 trained in 4.0 s; the other 2 should take about 8.0 s"
+    assert lines[2].startswith("progress: 30/60 updates (50%) | chunk 2/3")  # 30 s after the first line
+    assert lines[-1].startswith("progress: 60/60 updates (100%)") and lines[-1].endswith("| 2 min 0 s elapsed")
+    assert len(lines) == 5
