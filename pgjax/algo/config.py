@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import typing
 from typing import Any, Literal
 
@@ -40,13 +39,8 @@ def setting(default: Any, help: str, alias: str | None = None) -> Any:
 
 
 def setting_help(cls: type, name: str) -> str:
-    """The help of field `name` of `cls`: its metadata's, else the first sentence of its docstring entry."""
-    field = {f.name: f for f in dataclasses.fields(cls)}[name]
-    if "help" in field.metadata:
-        return field.metadata["help"]
-    entry = re.search(rf"^\s+{name}: (.*?)(?=\n\s+\w+: |\n\s*$|\Z)", cls.__doc__ or "", re.M | re.S)
-    text = " ".join(entry.group(1).split()) if entry else ""
-    return text.split(". ")[0].rstrip(".") + "." if text else ""
+    """The command-line help of field `name` of a config dataclass (declared with `setting`)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["help"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +103,7 @@ class StaticConfig:
         the CNN.
     """
 
-    env: str = setting("CartPole-v1", 'gymnax environment id (listed below) or "package.module:factory".')
+    env: str = setting("CartPole-v1", 'gymnax environment id (listed above) or "package.module:factory".')
     hidden: tuple[int, ...] = setting((32,), 'Hidden layer widths, "64,64" for two layers.')
     activation: Activation = setting("relu", "Hidden-layer nonlinearity.")
     episodes_per_update: int = setting(8, "Complete episodes collected per run for each update.")
