@@ -24,7 +24,7 @@ from pgjax.train import Args, main
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
 RUN_KEYS = {"seed", "group", "hyperparameters", "final_return", "solved", "solved_at_env_steps", "diverged"}
 SUMMARY_KEYS = {
-    "env", "preset", "num_runs", "num_diverged", "solved_fraction", "final_return_mean", "final_return_ci95",
+    "env", "preset", "num_runs", "num_diverged", "solved_fraction", "final_return_mean", "interval_method",
     "env_steps_total", "wall_seconds", "compile_seconds", "env_steps_per_second", "groups", "runs",
 }
 
