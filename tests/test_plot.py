@@ -101,7 +101,7 @@ def test_runs_of_different_environments_are_not_overlaid(run_folder, tmp_path):
     assert "\n" not in str(error.value) and not (tmp_path / "mixed.png").exists()
 
 
-def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path):
+def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path, capsys):
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
     shutil.copy(run_folder / outputs.CONFIG_FILE, interrupted)
@@ -114,6 +114,10 @@ def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path):
             load(tmp_path / "no_such_run")
     with pytest.raises(ValueError, match="holds no run"):
         outputs.load_summary(tmp_path)
+    assert plot.main([str(tmp_path / "no_such_run")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'no_such_run'} is missing: no such folder\n"
+    assert plot.main([str(interrupted)]) == 2
+    assert f"--resume {interrupted}\n" in capsys.readouterr().err
 
 
 def test_plot_run_draws_every_group_of_a_folder(run_folder):

@@ -27,9 +27,11 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000  # resamples of the intervals in summary.json and evaluation.json
+# How every interval of summary.json and evaluation.json is made (summary.json's "interval_method").
 INTERVAL_METHOD = {
     "confidence": CONFIDENCE,
-    "returns": f"percentile bootstrap over runs (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed 0)",
+    "returns": "percentile bootstrap over runs",  # of the mean, median and IQM (`bootstrap_interval`)
+    "bootstrap": {"implementation": "scipy.stats.bootstrap", "resamples": BOOTSTRAP_RESAMPLES, "seed": 0},
     "solve_rate": "Wilson score interval",
 }
 

@@ -7,8 +7,6 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-INTERVAL_NOTE = "95% CI: percentile bootstrap over runs"  # `pgjax.results.stats.INTERVAL_METHOD`
-
 
 def format_setting(value) -> str:
     """A setting's value as tables and plot labels show it: 0.01, relu, [64, 64]."""
@@ -30,11 +28,18 @@ def format_estimate(point: float | None, interval: list | None, label: str = "")
 
 
 def print_report(summary: dict, console: Console) -> None:
-    """One row per grid point, the diverged runs, and a line over every run."""
+    """Print one row per grid point, the diverged runs, and a line over every run.
+
+    Args:
+      summary: summary.json's contents (`pgjax.results.summary.summarise`); the
+        intervals shown are its "statistics" ones, whose method its
+        "interval_method" names (the table's caption repeats it).
+    """
     groups = summary["groups"]
     varied = list(groups[0]["varied"])
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
-    table = Table(title=title, caption=f"final return: mean of each run's last 100 episodes; {INTERVAL_NOTE}")
+    method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
+    table = Table(title=title, caption=f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
     columns = ("group", *varied, "runs", "solved", "mean final return [95% CI]", "IQM [95% CI]",
                "steps to solve", "diverged")
     for column in columns:

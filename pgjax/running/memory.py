@@ -91,15 +91,16 @@ def activation_bytes(apply_fn: Any, params: Any, obs: jax.ShapeDtypeStruct) -> i
 
 @dataclasses.dataclass(frozen=True)
 class RunShapes:
-    """Bytes of what one run holds while it trains, from the program's shapes (see the module's docstring).
+    """What one run holds while it trains, in bytes, from the program's shapes (see the module's docstring).
 
     Attributes:
-      state: the TrainState.
-      gradients: a gradient of every trainable parameter.
+      state: one TrainState.
+      gradients: one gradient of every trainable parameter (policy and value network).
       trajectory: one update's Trajectory [T, E, ...].
-      step_arrays: the per-step float arrays of one update, [T, E] each.
+      step_arrays: every per-step float32 array [T, E] of one update together
+        (`STEP_ARRAYS`, and `VALUE_STEP_ARRAYS` more with a value baseline).
       metrics: one update's Metrics.
-      activations_per_step: what the largest network computes per observation.
+      activations_per_step: what the larger network (policy or value) computes per observation.
     """
 
     state: int

@@ -122,8 +122,12 @@ def plan_chunks(
 
     Returns:
       (chunks, estimates): the chunks in training order, and per group the
-      memory estimate {"run_bytes", "device_bytes", "chunk_size"}.
-      ValueError (from `memory.chunk_size`) if not even one run per device fits.
+      memory estimate {"run_bytes", "device_bytes", "chunk_size", "parts"
+      (`memory.RunShapes` as a dict: the bytes each part of a run holds)}.
+
+    Raises:
+      ValueError: (from `memory.chunk_size`) not even one run per device fits,
+        or `max_parallel` does not fit.
     """
     num_devices = len(devices)
     available = memory.available_bytes(devices)
@@ -137,7 +141,8 @@ def plan_chunks(
         size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
         if default_cap is not None:
             size = min(size, memory.chunk_size(num_runs, per_run, per_device, num_devices, None, default_cap))
-        estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size})
+        estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size,
+                          "parts": dataclasses.asdict(memory.run_shapes(static))})
         for start in range(0, num_runs, size):
             positions = np.arange(start, min(start + size, num_runs))
             chunks.append(Chunk(len(chunks), g, positions, size))
