@@ -58,7 +58,7 @@ def test_statistics_over_runs_give_one_interval_per_statistic_and_leave_diverged
 
 def test_settings_are_written_one_way():
     assert [format_setting(v) for v in (0.01, 1e-4, "relu", (64, 64), [8], 3)] == [
-        "0.01", "0.0001", "relu", "[64, 64]", "[8]", "3"]
+        "0.01", "0.0001", "relu", "64,64", "8", "3"]
 
 
 def test_configure_cpu_gives_one_device_per_core_before_jax_starts():

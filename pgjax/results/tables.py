@@ -9,11 +9,11 @@ from rich.table import Table
 
 
 def format_setting(value) -> str:
-    """A setting's value as tables and plot labels show it: 0.01, relu, [64, 64]."""
+    """A setting's value as tables and plot labels show it, as its flag takes it: 0.01, relu, 64,64."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_setting(v) for v in value) + "]"
+        return ",".join(format_setting(v) for v in value)
     return str(value)
 
 
@@ -40,7 +40,7 @@ def print_report(summary: dict, console: Console) -> None:
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
     method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
     table = Table(title=title, caption=f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
-    columns = ("group", *varied, "runs", "solved", "mean final return [95% CI]", "IQM [95% CI]",
+    columns = ("group", *varied, "runs", "solved", "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]",
                "steps to solve", "diverged")
     for column in columns:
         table.add_column(column, justify="right")
