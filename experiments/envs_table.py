@@ -196,7 +196,7 @@ def main() -> None:
         random_seconds = time.perf_counter() - t0
         trained = train_preset(env, args.num_seeds)
         finals = trained.pop("final_returns")
-        random_stats = stats.aggregate(random_returns)
+        random_stats = stats.mean_median_iqm(random_returns)
         entry = {
             "preset": describe(ENV_PRESETS[env]),
             "config": ENV_PRESETS[env].to_dict(),

@@ -42,7 +42,7 @@ def main(args: Args) -> dict:
             results[preset] = {
                 "command": " ".join(["python", *command[1:-2]]),
                 **{key: summary[key] for key in ("num_runs", "solved_fraction", "final_return_mean",
-                                                   "final_return_ci95", "statistics", "env_steps_total",
+                                                   "interval_method", "statistics", "env_steps_total",
                                                    "train_seconds", "wall_seconds", "device_kind", "devices")},
             }
             folders.append(str(folder))

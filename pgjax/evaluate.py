@@ -58,11 +58,7 @@ class Args:
 
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
-    run_dir = args.dir
-    if not run_dir.is_dir():
-        raise ValueError(f"no such folder: {run_dir}")
-    if not (run_dir / outputs.SUMMARY_FILE).is_file():
-        raise ValueError(f"{run_dir} holds no run (no {outputs.SUMMARY_FILE})")
+    run_dir = outputs.check_run_dir(args.dir)
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     summary = outputs.load_summary(run_dir)
@@ -109,9 +105,9 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         runs = list(group["runs"])
         result["groups"].append({
             "index": group["index"], "runs": runs, "varied": group.get("varied", {}),
-            "greedy": stats.aggregate(greedy[runs].mean(axis=1)),
-            "sampling": stats.aggregate(sampling[runs].mean(axis=1)),
-            "gymnasium_greedy": None if gym_returns is None else stats.aggregate(gym_returns[runs].mean(axis=1)),
+            "greedy": stats.mean_median_iqm(greedy[runs].mean(axis=1)),
+            "sampling": stats.mean_median_iqm(sampling[runs].mean(axis=1)),
+            "gymnasium_greedy": None if gym_returns is None else stats.mean_median_iqm(gym_returns[runs].mean(axis=1)),
         })
     if args.render:
         path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,

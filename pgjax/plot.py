@@ -15,7 +15,7 @@ from pathlib import Path
 import tyro
 
 from pgjax.cli import parse, run_command
-from pgjax.results.outputs import PLOT_FILE
+from pgjax.results.outputs import PLOT_FILE, check_run_dir
 from pgjax.results.plots import Statistic, plot_folders
 
 
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.dirs:
             raise ValueError("give at least one run folder")
+        for run_dir in args.dirs:  # a missing or interrupted run is named before --out
+            check_run_dir(run_dir)
         out = args.out or (args.dirs[0] / PLOT_FILE if len(args.dirs) == 1 else Path(PLOT_FILE))
         if not out.parent.is_dir():
             raise ValueError(f"no such folder for --out: {out.parent}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -163,3 +164,16 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, run_folder, tmp_path, capsys
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_on_an_interrupted_run_points_to_resume(run_folder, tmp_path, capsys):
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    shutil.copy(run_folder / outputs.CONFIG_FILE, interrupted)
+    assert evaluate.main([str(interrupted)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {interrupted} holds an interrupted run (no summary.json yet); "
+        f"continue it with: python -m pgjax.train --resume {interrupted}\n"
+    )
+    assert evaluate.main([str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'gone'} is missing: no such folder\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 from pgjax import plot
 from pgjax.results import outputs, plots
 from pgjax.results.stats import iqm
+from pgjax.running import grid
 from pgjax.train import main as train_main
 
 SMALL_SWEEP = ["--num-seeds", "2", "--lr", "0.01", "0.03", "--num-updates", "10", "--episodes-per-update", "2",
@@ -82,8 +84,40 @@ def test_plot_curves_writes_a_png(tmp_path):
 
 def test_labels_name_the_settings_that_differ():
     settings = [{"lr": 0.01, "gamma": 1.0, "hidden": [32]}, {"lr": 0.03, "gamma": 1.0, "hidden": [32, 32]}]
-    assert plots.differing_settings(settings) == ["lr", "hidden"]
-    assert plots.differing_settings(settings[:1]) == []
+    assert grid.varied_settings(settings) == ["lr", "hidden"]
+    assert grid.varied_settings(settings[:1]) == []
+    # a tuple equals the list JSON makes of it; a setting one dict lacks differs
+    assert grid.varied_settings([{"hidden": (32,)}, {"hidden": [32]}]) == []
+    assert grid.varied_settings([{"lr": 0.1}, {"lr": 0.1, "gamma": 0.9}]) == ["gamma"]
+
+
+def test_runs_of_different_environments_are_not_overlaid(run_folder, tmp_path):
+    other = tmp_path / "other_env"
+    shutil.copytree(run_folder, other)
+    summary = outputs.load_summary(other)
+    outputs.write_json(other / outputs.SUMMARY_FILE, {**summary, "env": "Acrobot-v1"})
+    with pytest.raises(ValueError, match="different environments: CartPole-v1 .*, Acrobot-v1 ") as error:
+        plots.plot_folders([run_folder, other], tmp_path / "mixed.png")
+    assert "\n" not in str(error.value) and not (tmp_path / "mixed.png").exists()
+
+
+def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path, capsys):
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    shutil.copy(run_folder / outputs.CONFIG_FILE, interrupted)
+    (interrupted / "checkpoints").mkdir()
+    loaders = (outputs.load_summary, outputs.load_metrics, outputs.load_params, lambda d: plots.group_curves([d]))
+    for load in loaders:
+        with pytest.raises(ValueError, match=f"interrupted run .*python -m pgjax.train --resume {interrupted}$"):
+            load(interrupted)
+        with pytest.raises(ValueError, match="missing"):
+            load(tmp_path / "no_such_run")
+    with pytest.raises(ValueError, match="holds no run"):
+        outputs.load_summary(tmp_path)
+    assert plot.main([str(tmp_path / "no_such_run")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'no_such_run'} is missing: no such folder\n"
+    assert plot.main([str(interrupted)]) == 2
+    assert f"--resume {interrupted}\n" in capsys.readouterr().err
 
 
 def test_plot_run_draws_every_group_of_a_folder(run_folder):

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 
-from pgjax.results.summary import mean_interval, run_result, trailing_mean_returns
+from pgjax.results.stats import INTERVAL_METHOD
+from pgjax.results.summary import run_result, statistics_over_runs, trailing_mean_returns
+from pgjax.results.tables import format_setting
 
 
 def test_trailing_mean_needs_a_full_window():
@@ -41,14 +41,24 @@ def test_unsolved_and_thresholdless_runs():
     assert run_result(np.full((2, 4), 500.0), np.arange(2), 475.0)["solved"] is False
 
 
-def test_student_t_interval():
-    mean, low, high = mean_interval(np.array([1.0, 2.0, 3.0, 4.0]))
-    # t(0.975, 3) = 3.182446; sem = std(ddof=1) / 2 = 0.645497
-    assert mean == 2.5
-    assert low == pytest.approx(2.5 - 3.182446 * 0.645497, rel=1e-5)
-    assert high == pytest.approx(2.5 + 3.182446 * 0.645497, rel=1e-5)
-    assert mean_interval(np.array([5.0, 5.0])) == (5.0, 5.0, 5.0)
-    assert math.isnan(mean_interval(np.array([5.0]))[1])
+def test_statistics_over_runs_give_one_interval_per_statistic_and_leave_diverged_runs_out():
+    runs = [{"final_return": r, "solved": r >= 475, "solved_at_env_steps": 1000 if r >= 475 else None,
+             "diverged": False} for r in (500.0, 499.0, 480.0, 300.0)]
+    runs.append({"final_return": float("nan"), "solved": False, "solved_at_env_steps": None, "diverged": True})
+    out = statistics_over_runs(runs, 475.0)
+    assert out["num_diverged"] == 1 and out["solved_fraction"] == 0.75
+    assert out["final_return_mean"] == out["statistics"]["mean"] == (500 + 499 + 480 + 300) / 4
+    assert "final_return_ci95" not in out  # the mean's interval is statistics["mean_ci95"], and only there
+    low, high = out["statistics"]["mean_ci95"]
+    assert 300.0 <= low < high <= 500.0
+    assert "bootstrap" in INTERVAL_METHOD["returns"] and INTERVAL_METHOD["confidence"] == 0.95
+    everything_diverged = statistics_over_runs(runs[-1:], 475.0)
+    assert everything_diverged["statistics"] is None and everything_diverged["solved_fraction"] is None
+
+
+def test_settings_are_written_one_way():
+    assert [format_setting(v) for v in (0.01, 1e-4, "relu", (64, 64), [8], 3)] == [
+        "0.01", "0.0001", "relu", "64,64", "8", "3"]
 
 
 def test_configure_cpu_gives_one_device_per_core_before_jax_starts():

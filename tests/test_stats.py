@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from pgjax.results import summary as report
-from pgjax.results.stats import bootstrap_interval, group_statistics, iqm, solve_steps, wilson_interval
+from pgjax.results import plots
+from pgjax.results.stats import (
+    bootstrap_interval,
+    group_statistics,
+    iqm,
+    mean_median_iqm,
+    solve_steps,
+    wilson_interval,
+)
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
@@ -46,13 +53,42 @@ def test_bootstrap_is_deterministic_given_the_seed():
     assert a["mean_ci95"] != group_statistics(finals, finals > 200, np.full(16, np.nan), seed=4)["mean_ci95"]
 
 
-def test_mean_interval_agrees_with_students_t():
+def test_bootstrap_interval_of_the_mean_agrees_with_students_t_on_normal_data():
     finals = np.random.default_rng(2).normal(0.0, 1.0, size=64)
     out = group_statistics(finals, None, np.full(64, np.nan), reps=5000)
-    _, t_low, t_high = report.mean_interval(finals)
+    t_low, t_high = scipy_stats.t.interval(0.95, 63, loc=finals.mean(), scale=scipy_stats.sem(finals))
     boot_width = out["mean_ci95"][1] - out["mean_ci95"][0]
     assert boot_width == pytest.approx(t_high - t_low, rel=0.15)
     assert out["mean_ci95"][0] == pytest.approx(t_low, abs=0.05)
+
+
+def _within(values, interval) -> bool:
+    low, high = interval
+    return values.min() <= low <= high <= values.max()
+
+
+def test_intervals_never_leave_the_range_of_the_runs():
+    rng = np.random.default_rng(4)
+    # CartPole-v1-like: final returns at or just under the 500 cap; a Student t interval reached 500.1
+    finals = np.minimum(500.0, rng.normal(499.9, 0.4, 64))
+    out = mean_median_iqm(finals)
+    for name in ("mean", "median", "iqm"):
+        assert _within(finals, out[f"{name}_ci95"]) and out[f"{name}_ci95"][1] <= 500.0
+    # few skewed runs: the t interval of the mean goes below the smallest run, the bootstrap's does not
+    finals = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 130.0])
+    t_low, _ = scipy_stats.t.interval(0.95, finals.size - 1, loc=finals.mean(), scale=scipy_stats.sem(finals))
+    assert t_low < 0.0
+    out = mean_median_iqm(finals)
+    for name in ("mean", "median", "iqm"):
+        assert _within(finals, out[f"{name}_ci95"])
+    for _ in range(20):
+        values = rng.exponential(100.0, size=rng.integers(2, 20))
+        out = mean_median_iqm(values, reps=200)
+        assert all(_within(values, out[f"{name}_ci95"]) for name in ("mean", "median", "iqm"))
+    # the plots' bands: the same method, per point
+    curves = np.minimum(500.0, rng.normal(499.0, 2.0, (16, 5)))
+    _, low, high = plots.curve_band(curves, "mean")
+    assert np.all(curves.min(axis=0) <= low) and np.all(high <= curves.max(axis=0))
 
 
 def test_constant_data_gives_zero_width_intervals():

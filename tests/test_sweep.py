@@ -11,10 +11,12 @@ import pytest
 from rich.console import Console
 
 from pgjax.algo.trainer import make_train
+from pgjax.results import summary, tables
 from pgjax.running import grid, memory, sweep
 from pgjax.running.progress import SweepProgress
 
 from .conftest import small_config
+from .test_memory import XLA_FACTOR
 
 NUM_SEEDS = 3
 NUM_UPDATES = 6
@@ -44,7 +46,7 @@ def test_grid_expands_every_combination_and_groups_static_settings():
     assert [p.config.hparams.learning_rate for p in points] == [0.1, 0.2, 0.3] * 2
     groups = grid.compile_groups(points)
     assert [[p.index for p in g] for g in groups] == [[0, 1, 2], [3, 4, 5]]
-    assert grid.varied_settings(points) == ["hidden", "learning_rate"]
+    assert grid.varied_settings([p.hyperparameters() for p in points]) == ["hidden", "learning_rate"]
     with pytest.raises(ValueError, match="learning_rate must be > 0"):
         grid.expand_grid(base, {}, {"learning_rate": [0.1, -1.0]})
 
@@ -96,6 +98,21 @@ def test_a_stopped_sweep_resumes_to_the_uninterrupted_result(whole, tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["chunk-0000", "chunk-0001"]
     resumed, info = sweep.train_sweep(_groups(), NUM_SEEDS, 10, segment_updates=4, max_parallel=2, run_dir=tmp_path)
     assert info["resumed_updates"] == NUM_UPDATES + 3
+    # chunk 0 (runs 0, 1) was restored whole, chunk 1 (runs 2, 3) after 3 of its updates
+    restored_steps = result.metrics.env_steps[:2, -1].sum() + result.metrics.env_steps[2:4, 2].sum()
+    assert info["resumed_env_steps"] == restored_steps > 0
+    # env steps per second counts only the steps trained in this process
+    points = [p for g in _groups() for p in g]
+    resumed_summary = summary.summarise(points, NUM_SEEDS, "default", resumed, {**info, "wall_seconds": 1.0}, 475.0)
+    assert resumed_summary["env_steps_total"] == result.metrics.env_steps[:, -1].sum()
+    assert resumed_summary["env_steps_trained"] == resumed_summary["env_steps_total"] - restored_steps
+    assert resumed_summary["env_steps_per_second"] == pytest.approx(
+        resumed_summary["env_steps_trained"] / info["run_seconds"])
+    shown = io.StringIO()
+    tables.print_report(resumed_summary, Console(file=shown, width=300))
+    assert f"{resumed_summary['env_steps_trained']:,} env steps in" in shown.getvalue()
+    assert f"and {restored_steps:,} restored from checkpoints" in shown.getvalue()
+    assert "percentile bootstrap over runs" in shown.getvalue()
     # resumed with chunks of 2 against a single chunk of 6: the episodes are the same
     np.testing.assert_array_equal(resumed[0].metrics.episode_returns, result.metrics.episode_returns)
     uninterrupted, _ = sweep.train_sweep(_groups(), NUM_SEEDS, 10, segment_updates=4, max_parallel=2)
@@ -120,7 +137,7 @@ def test_memory_estimate_covers_what_xla_allocates(whole):
     _, info = whole
     (estimate,) = info["memory_estimate"]
     planned = estimate["chunk_size"] * estimate["run_bytes"] + info["devices"] * estimate["device_bytes"]
-    assert info["memory_bytes"] <= planned <= 4 * info["memory_bytes"], (info["memory_bytes"], planned)
+    assert info["memory_bytes"] <= planned <= XLA_FACTOR * info["memory_bytes"], (info["memory_bytes"], planned)
 
 
 def test_chunk_size_fits_memory_and_says_what_to_set():

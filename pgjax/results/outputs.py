@@ -107,14 +107,45 @@ def load_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def check_run_dir(run_dir: str | Path) -> Path:
+    """The folder of a finished run, or a ValueError whose one-line message says what it holds instead.
+
+    Returns:
+      `run_dir` as a Path.
+
+    Raises:
+      ValueError: the folder is missing or a file; it holds an interrupted run
+        (config.json or checkpoints/ but no summary.json: the message says how
+        to continue it); or it holds no run.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ValueError(f"{run_dir} is missing: no such folder")
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder")
+    if not (run_dir / SUMMARY_FILE).is_file():
+        if (run_dir / CONFIG_FILE).is_file() or (run_dir / CHECKPOINT_DIR).is_dir():
+            raise ValueError(
+                f"{run_dir} holds an interrupted run (no {SUMMARY_FILE} yet); "
+                f"continue it with: python -m pgjax.train --resume {run_dir}"
+            )
+        raise ValueError(f"{run_dir} holds no run (no {SUMMARY_FILE})")
+    return run_dir
+
+
 def load_summary(run_dir: str | Path) -> dict:
-    return load_json(Path(run_dir) / SUMMARY_FILE)
+    """summary.json of a finished run (`pgjax.results.summary.summarise`); ValueError as `check_run_dir`."""
+    return load_json(check_run_dir(run_dir) / SUMMARY_FILE)
 
 
 def load_group_metrics(run_dir: str | Path, group: int) -> dict[str, np.ndarray]:
-    """Per-update metrics of one group's runs: name -> [R, U, ...] array (plus "seeds" [R])."""
+    """Per-update metrics of one group's runs: name -> [R, U, ...] array (plus "seeds" [R]).
+
+    Raises:
+      ValueError: as `check_run_dir`. IndexError: the run has no such group.
+    """
     prefix = f"group{group}/"
-    with np.load(Path(run_dir) / METRICS_FILE) as data:
+    with np.load(check_run_dir(run_dir) / METRICS_FILE) as data:
         found = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
     if not found:
         raise IndexError(f"{run_dir} has no group {group}")
@@ -123,7 +154,7 @@ def load_group_metrics(run_dir: str | Path, group: int) -> dict[str, np.ndarray]
 
 def load_metrics(run_dir: str | Path) -> list[dict[str, np.ndarray]]:
     """Per-update metrics of every group of a run folder, in group order (see `load_group_metrics`)."""
-    with np.load(Path(run_dir) / METRICS_FILE) as data:
+    with np.load(check_run_dir(run_dir) / METRICS_FILE) as data:
         num_groups = len({k.split("/")[0] for k in data.files})
     return [load_group_metrics(run_dir, g) for g in range(num_groups)]
 
@@ -149,8 +180,11 @@ def load_params(run_dir: str | Path, run: int | None = None) -> Any:
     Returns:
       A Flax params pytree (nested dicts of NumPy arrays) for
       `MLPPolicy(...).apply({"params": params}, obs)`.
+
+    Raises:
+      ValueError: as `check_run_dir`. IndexError: `run` is out of range.
     """
-    params = serialization.msgpack_restore((Path(run_dir) / PARAMS_FILE).read_bytes())
+    params = serialization.msgpack_restore((check_run_dir(run_dir) / PARAMS_FILE).read_bytes())
     if run is None:
         return params
     group, position = _locate(load_summary(run_dir), run, run_dir)

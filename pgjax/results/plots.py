@@ -23,13 +23,15 @@ from matplotlib.ticker import EngFormatter
 
 from pgjax.results import outputs
 from pgjax.results.stats import bootstrap_interval, iqm
+from pgjax.results.tables import format_setting
+from pgjax.running.grid import varied_settings
 
 Statistic = Literal["iqm", "mean"]
 STATISTICS = {"iqm": iqm, "mean": np.mean}
 STATISTIC_NAMES = {"iqm": "IQM", "mean": "mean"}
 PLOT_FILE = outputs.PLOT_FILE
 # Bootstrap resamples per band point: enough for a drawn band (summary.json's intervals use
-# 2000); the cost grows with runs x points x resamples (4096 runs: 4.8 s at 500, 20 s at 2000).
+# `stats.BOOTSTRAP_RESAMPLES`); the cost grows with runs x points x resamples.
 BAND_RESAMPLES = 500
 
 
@@ -62,8 +64,8 @@ def curve_band(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """values [R, G] -> (centre [G], low [G], high [G]): statistic over runs, 95% percentile-bootstrap band.
 
-    The bootstrap resamples whole runs (scipy.stats.bootstrap; 4.8 s for 4096 runs x 100
-    points x 500 resamples on a 2-core CPU). With one run the band is (None, None).
+    The bootstrap resamples whole runs (`pgjax.results.stats.bootstrap_interval`, so the
+    band lies within the runs' range at every point). With one run the band is (None, None).
     """
     fn = STATISTICS[statistic]
     centre = fn(values, axis=0)
@@ -136,43 +138,30 @@ def plot_curves(
     return path
 
 
-def _format_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def differing_settings(settings: Sequence[dict]) -> list[str]:
-    """Names of the settings whose values differ between the given flat dicts, in first-seen order."""
-    names = list(dict.fromkeys(name for s in settings for name in s))
-    return [name for name in names if len({repr(s.get(name)) for s in settings}) > 1]
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise ValueError(f"no such folder: {run_dir}")
-    if not (run_dir / outputs.SUMMARY_FILE).is_file():
-        raise ValueError(f"{run_dir} holds no run (no {outputs.SUMMARY_FILE})")
-
-
 def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
     """One curve per group of every run folder, labelled by what tells it apart.
 
     Returns:
       (curves for `plot_curves`, each also with "hyperparameters" and "run_dir";
-      {env id: solve threshold} of the folders). A label holds the folder name
-      when there are several folders, and the settings that differ between the
-      groups of its folder; a lone curve is labelled "all runs".
+      {env id: solve threshold}, one entry: every folder's environment). A label
+      holds the folder name when there are several folders, and the settings
+      that differ between the groups of its folder; a lone curve is labelled "all runs".
+
+    Raises:
+      ValueError: no folder; a folder that holds no finished run
+        (`pgjax.results.outputs.check_run_dir`); folders of different
+        environments, whose returns do not compare (the message names them).
     """
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise ValueError("give at least one run folder")
+    summaries = [outputs.load_summary(run_dir) for run_dir in run_dirs]
+    envs = {summary["env"]: run_dir for run_dir, summary in zip(run_dirs, summaries)}
+    if len(envs) > 1:
+        listed = ", ".join(f"{env} ({run_dir})" for env, run_dir in envs.items())
+        raise ValueError(f"cannot overlay runs of different environments: {listed}; plot each environment apart")
     curves, thresholds = [], {}
-    for run_dir in run_dirs:
-        _check_run_dir(run_dir)
-        summary = outputs.load_summary(run_dir)
+    for run_dir, summary in zip(run_dirs, summaries):
         if "groups" not in summary:
             raise ValueError(f"{run_dir}/{outputs.SUMMARY_FILE} has no groups (written by an older pgjax?)")
         thresholds[summary["env"]] = summary.get("solve_threshold")
@@ -187,20 +176,23 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
         # Several folders: a folder's name stands for its settings, and only what differs
         # between its own groups is added; one folder: what differs between its groups.
         same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
-        names = differing_settings(same_folder)
-        settings = ", ".join(f"{name}={_format_value(curve['hyperparameters'].get(name))}" for name in names)
+        names = varied_settings(same_folder)
+        settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name))}" for name in names)
         folder = curve["run_dir"].name if several else ""
         curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
     return curves, thresholds
 
 
 def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic: Statistic = "iqm") -> Path:
-    """Overlay every group of every run folder in one figure; returns the PNG written."""
+    """Overlay every group of every run folder (all of one environment) in one figure; returns the PNG written.
+
+    Raises:
+      ValueError: as `group_curves`.
+    """
     curves, thresholds = group_curves(run_dirs)
-    envs = ", ".join(thresholds)
-    threshold = next(iter(thresholds.values())) if len(thresholds) == 1 else None
+    ((env, threshold),) = thresholds.items()
     where = Path(run_dirs[0]).name if len(run_dirs) == 1 else f"{len(run_dirs)} run folders"
-    return plot_curves(curves, path, threshold=threshold, title=f"{envs}: {where}", statistic=statistic)
+    return plot_curves(curves, path, threshold=threshold, title=f"{env}: {where}", statistic=statistic)
 
 
 def plot_run(run_dir: str | Path, path: str | Path | None = None, *, statistic: Statistic = "iqm") -> Path:

@@ -2,7 +2,12 @@
 
 Follows rliable (Agarwal et al. 2021, "Deep RL at the edge of the statistical
 precipice") for one task: the interquartile mean (IQM) next to the mean and the
-median, each with a 95% percentile-bootstrap interval that resamples runs.
+median, each with a 95% percentile-bootstrap interval that resamples runs. This
+is the one interval method for returns throughout pgjax (summary.json, the
+tables, the plots' bands, evaluation.json): a percentile-bootstrap interval of
+the mean, median or IQM lies within the data's [min, max], so it never leaves
+what is possible (a CartPole-v1 return above 500, say). A solve rate, a
+proportion, takes the Wilson score interval, which lies within [0, 1].
 
 rliable itself is not used: its latest release (1.2.0) pins arch<8, and arch 7
 fails at import under pandas 3 (`deprecate_kwarg()` changed signature), which a
@@ -21,6 +26,14 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000  # resamples of the intervals in summary.json and evaluation.json
+# How every interval of summary.json and evaluation.json is made (summary.json's "interval_method").
+INTERVAL_METHOD = {
+    "confidence": CONFIDENCE,
+    "returns": "percentile bootstrap over runs",  # of the mean, median and IQM (`bootstrap_interval`)
+    "bootstrap": {"implementation": "scipy.stats.bootstrap", "resamples": BOOTSTRAP_RESAMPLES, "seed": 0},
+    "solve_rate": "Wilson score interval",
+}
 
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -40,8 +53,8 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return middle.mean(axis=-1)
 
 
-def _mean_median_iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """[..., n] -> [3, ...]: mean, median and IQM along `axis`."""
+def _stacked_mean_median_iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """[..., n] -> [3, ...]: mean, median and IQM along `axis`, stacked (a vectorised bootstrap statistic)."""
     return np.stack([np.mean(values, axis=axis), np.median(values, axis=axis), iqm(values, axis=axis)])
 
 
@@ -64,9 +77,14 @@ def bootstrap_interval(
       seed: the resampling is a function of the data, `reps` and `seed`.
 
     Returns:
-      (low, high), each shaped like `statistic(values, axis=axis)`. Resamples are
-      drawn in batches of about 16M values (128 MiB) at a time, so memory stays
-      bounded for thousands of runs.
+      (low, high), each shaped like `statistic(values, axis=axis)`, within the
+      [min, max] of the values along `axis` (a percentile of resampled means,
+      medians or IQMs lies there; the bounds are clipped to it so that float
+      rounding cannot take them out). Resamples are drawn in batches of about
+      16M values (128 MiB) at a time, so memory stays bounded for thousands of runs.
+
+    Raises:
+      ValueError: fewer than 2 runs.
     """
     values = np.asarray(values, np.float64)
     if values.shape[axis] < 2:
@@ -75,26 +93,33 @@ def bootstrap_interval(
         (values,), statistic, n_resamples=reps, vectorized=True, axis=axis, batch=max(1, 2**24 // values.size),
         confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
     )
-    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+    smallest, largest = values.min(axis=axis), values.max(axis=axis)
+    low = np.clip(result.confidence_interval.low, smallest, largest)
+    high = np.clip(result.confidence_interval.high, smallest, largest)
+    return np.asarray(low), np.asarray(high)
 
 
-def aggregate(values: np.ndarray, *, reps: int = 2000, seed: int = 0) -> dict:
-    """Mean, median and IQM of per-run values [R], each with its 95% bootstrap interval.
+def mean_median_iqm(values: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Mean, median and IQM of per-run values [R], each with its 95% percentile-bootstrap interval.
 
     Returns:
       {"mean", "mean_ci95", "median", "median_ci95", "iqm", "iqm_ci95"}: floats
-      and [low, high] lists. With R = 1 the intervals are None (one run gives no
-      spread to resample); if any value is not finite, every entry is None.
+      and [low, high] lists (`bootstrap_interval`: within the values' range).
+      With R = 1 the intervals are None (one run gives no spread to resample);
+      if any value is not finite, every entry is None.
+
+    Raises:
+      ValueError: no values.
     """
     values = np.asarray(values, np.float64).reshape(-1)
     if values.size == 0:
-        raise ValueError("no runs to aggregate")
+        raise ValueError("mean_median_iqm needs at least one value")
     names = ("mean", "median", "iqm")
     if not np.isfinite(values).all():
         return {key: None for name in names for key in (name, f"{name}_ci95")}
-    points = _mean_median_iqm(values)
+    points = _stacked_mean_median_iqm(values)
     if values.size >= 2:
-        low, high = bootstrap_interval(values, _mean_median_iqm, reps=reps, seed=seed)
+        low, high = bootstrap_interval(values, _stacked_mean_median_iqm, reps=reps, seed=seed)
         intervals = [[float(lo), float(hi)] for lo, hi in zip(low, high)]
     else:
         intervals = [None] * len(names)
@@ -137,7 +162,7 @@ def group_statistics(
     solved: np.ndarray | None,
     solved_at_env_steps: np.ndarray,
     *,
-    reps: int = 2000,
+    reps: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> dict:
     """JSON-ready statistics of a group of R runs trained with the same settings.
@@ -150,7 +175,7 @@ def group_statistics(
       reps, seed: bootstrap resamples and seed; the result is deterministic given them.
 
     Returns:
-      `aggregate(final_returns)` (mean, median, IQM and their percentile-bootstrap
+      `mean_median_iqm(final_returns)` (mean, median, IQM and their percentile-bootstrap
       95% intervals over runs; intervals None for R = 1) plus
       "solve_rate": fraction of runs solved, and "solve_rate_ci95": its 95% Wilson
       score interval (well defined for any R >= 1, and not of zero width at
@@ -164,7 +189,7 @@ def group_statistics(
     num_runs = final_returns.size
     if solved_at.size != num_runs or (solved is not None and np.asarray(solved).size != num_runs):
         raise ValueError("final_returns, solved and solved_at_env_steps must hold one entry per run")
-    out = aggregate(final_returns, reps=reps, seed=seed)
+    out = mean_median_iqm(final_returns, reps=reps, seed=seed)
     if solved is None:
         out["solve_rate"], out["solve_rate_ci95"] = None, None
     else:

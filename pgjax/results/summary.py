@@ -2,18 +2,18 @@
 
 NumPy, after training. `summarise` builds the whole summary of a sweep;
 `run_result` decides one run's final return and when it solved the environment;
-`aggregate` gives statistics over runs that did not diverge.
+`statistics_over_runs` gives the statistics over the runs that did not diverge.
+Every interval is `pgjax.results.stats`'s (summary.json's "interval_method"
+says which): a percentile bootstrap over runs for returns, Wilson's for the
+solve rate.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import numpy as np
-from scipy import stats
 
-from pgjax.results.stats import group_statistics
+from pgjax.results.stats import INTERVAL_METHOD, group_statistics
 from pgjax.running.grid import GridPoint, varied_settings
 
 SOLVE_WINDOW = 100  # episodes in the trailing mean that decides "solved"
@@ -67,25 +67,24 @@ def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: fl
     }
 
 
-def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and its two-sided Student-t confidence interval: (mean, low, high)."""
-    values = np.asarray(values, np.float64)
-    mean = float(values.mean()) if values.size else math.nan
-    if values.size < 2:
-        return mean, math.nan, math.nan
-    sem = float(values.std(ddof=1) / math.sqrt(values.size))
-    if sem == 0.0:
-        return mean, mean, mean
-    low, high = stats.t.interval(confidence, values.size - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high)
-
-
 def summarise(
     points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None
 ) -> dict:
-    """The summary.json contract: one entry per run, one per group (grid point), and aggregates.
+    """The summary.json contract: one entry per run, one per group (grid point), and statistics over runs.
 
-    Aggregates leave diverged runs out and say how many there were.
+    Args:
+      points: the sweep's grid points; num_seeds: runs per point.
+      preset: the preset's name, recorded.
+      results: `pgjax.running.sweep.GroupResult`s of every compile group.
+      timings: `train_sweep`'s info, plus "wall_seconds".
+      threshold: the environment's solve threshold, or None.
+
+    Returns:
+      The summary.json dict. Statistics leave diverged runs out and say how
+      many there were. "env_steps_total" counts every run's env steps;
+      "env_steps_trained" those trained in this process (less the ones restored
+      from checkpoints by a resume), which "env_steps_per_second" divides by
+      "train_seconds".
     """
     runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
     for result in results:
@@ -101,7 +100,7 @@ def summarise(
                 "diverged": bool(diverged[-1]),
                 "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
             }
-    varied = varied_settings(points)
+    varied = varied_settings([point.hyperparameters() for point in points])
     groups = []
     for point in points:
         indices = list(range(point.index * num_seeds, (point.index + 1) * num_seeds))
@@ -110,9 +109,10 @@ def summarise(
             "hyperparameters": point.hyperparameters(),
             "varied": {name: point.hyperparameters()[name] for name in varied},
             "runs": indices,
-            **aggregate([runs[i] for i in indices], threshold),
+            **statistics_over_runs([runs[i] for i in indices], threshold),
         })
     steps_total = sum(r["env_steps"] for r in runs)
+    steps_trained = steps_total - timings["resumed_env_steps"]
     return {
         "env": points[0].config.static.env,
         "preset": preset,
@@ -121,41 +121,45 @@ def summarise(
         "compile_groups": len(results),
         "num_seeds": num_seeds,
         "solve_threshold": threshold,
-        **aggregate(runs, threshold),
+        "interval_method": INTERVAL_METHOD,
+        **statistics_over_runs(runs, threshold),
         "env_steps_total": steps_total,
+        "env_steps_trained": steps_trained,
         "wall_seconds": timings["wall_seconds"],
         "compile_seconds": timings["compile_seconds"],
         "compile_cache_hits": timings["compile_cache_hits"],
         "train_seconds": timings["run_seconds"],
-        "env_steps_per_second": steps_total / timings["run_seconds"] if timings["run_seconds"] else None,
+        "env_steps_per_second": steps_trained / timings["run_seconds"] if timings["run_seconds"] else None,
         "devices": timings["devices"],
         "device_kind": jax.devices()[0].device_kind,
         "memory_bytes": timings["memory_bytes"],
         "chunks": timings["chunks"],
         "chunk_sizes": timings["chunk_sizes"],
         "resumed_updates": timings["resumed_updates"],
+        "resumed_env_steps": timings["resumed_env_steps"],
         "groups": groups,
         "runs": runs,
     }
 
 
-def aggregate(runs: list[dict], threshold: float | None) -> dict:
-    """Statistics over the runs that did not diverge.
+def statistics_over_runs(runs: list[dict], threshold: float | None) -> dict:
+    """Statistics over the runs (summary.json entries of `runs`) that did not diverge.
 
-    `final_return_mean` and `final_return_ci95` (Student t) summarise the final
-    returns; `statistics` adds mean, median and IQM with bootstrap intervals,
-    the solve rate with its Wilson interval and the env steps to first solve
-    (`pgjax.results.stats.group_statistics`; None when every run diverged).
+    Returns:
+      {"num_diverged", "solved_fraction" (None without a threshold or sane run),
+      "final_return_mean" (NaN without a sane run), "statistics"
+      (`pgjax.results.stats.group_statistics` of the final returns: mean,
+      median and IQM with their percentile-bootstrap intervals, the solve rate
+      with its Wilson interval, the env steps to first solve; None when every
+      run diverged)}.
     """
     sane = [r for r in runs if not r["diverged"]]
-    finals = np.array([r["final_return"] for r in sane])
-    mean, low, high = mean_interval(finals)
+    finals = np.array([r["final_return"] for r in sane], np.float64)
     solved = None if threshold is None else np.array([r["solved"] for r in sane], bool)
     solved_at = np.array([np.nan if r["solved_at_env_steps"] is None else r["solved_at_env_steps"] for r in sane])
     return {
         "num_diverged": len(runs) - len(sane),
         "solved_fraction": None if threshold is None or not sane else float(np.mean(solved)),
-        "final_return_mean": mean,
-        "final_return_ci95": [low, high],
+        "final_return_mean": float(finals.mean()) if sane else float("nan"),
         "statistics": group_statistics(finals, solved, solved_at) if sane else None,
     }

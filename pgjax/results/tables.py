@@ -8,44 +8,51 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _format_value(value) -> str:
+def format_setting(value) -> str:
+    """A setting's value as tables and plot labels show it, as its flag takes it: 0.01, relu, 64,64."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
+        return ",".join(format_setting(v) for v in value)
     return str(value)
 
 
-def _format_mean(mean: float, low: float, high: float, label: str = "") -> str:
-    if math.isnan(mean):
+def format_estimate(point: float | None, interval: list | None, label: str = "") -> str:
+    """ "499.8 [498.9, 500.0]" (or "499.8 (95% CI 498.9 to 500.0)" with a label); "-" without a point."""
+    if point is None or math.isnan(point):
         return "-"
-    if math.isnan(low):
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ({label}{low:.1f} to {high:.1f})" if label else f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+    if interval is None:
+        return f"{point:.1f}"
+    low, high = interval
+    return f"{point:.1f} ({label}{low:.1f} to {high:.1f})" if label else f"{point:.1f} [{low:.1f}, {high:.1f}]"
 
 
 def print_report(summary: dict, console: Console) -> None:
-    """One row per grid point, the diverged runs, and an aggregate line."""
+    """Print one row per grid point, the diverged runs, and a line over every run.
+
+    Args:
+      summary: summary.json's contents (`pgjax.results.summary.summarise`); the
+        intervals shown are its "statistics" ones, whose method its
+        "interval_method" names (the table's caption repeats it).
+    """
     groups = summary["groups"]
     varied = list(groups[0]["varied"])
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
-    table = Table(title=title)
-    columns = ("group", *varied, "runs", "solved", "final return [95% CI]", "IQM [95% CI]",
+    method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
+    table = Table(title=title, caption=f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
+    columns = ("group", *varied, "runs", "solved", "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]",
                "steps to solve", "diverged")
     for column in columns:
         table.add_column(column, justify="right")
     for group in groups:
-        low, high = group["final_return_ci95"]
         sane = len(group["runs"]) - group["num_diverged"]
         solved = "-" if group["solved_fraction"] is None else f"{round(group['solved_fraction'] * sane)}/{sane}"
         statistics = group["statistics"] or {}
-        iqm_low, iqm_high = statistics.get("iqm_ci95") or (math.nan, math.nan)
-        iqm = statistics.get("iqm")
         steps = (statistics.get("solve_steps") or {}).get("median")
         table.add_row(
-            str(group["index"]), *(_format_value(group["varied"][name]) for name in varied), str(len(group["runs"])),
-            solved, _format_mean(group["final_return_mean"], low, high),
-            _format_mean(math.nan if iqm is None else iqm, iqm_low, iqm_high),
+            str(group["index"]), *(format_setting(group["varied"][name]) for name in varied), str(len(group["runs"])),
+            solved, format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
+            format_estimate(statistics.get("iqm"), statistics.get("iqm_ci95")),
             "-" if steps is None else f"{steps:,.0f}", str(group["num_diverged"]),
         )
     console.print(table)
@@ -53,8 +60,8 @@ def print_report(summary: dict, console: Console) -> None:
     if diverged:
         listed = ", ".join(f"{k} (group {r['group']}, seed {r['seed']})" for k, r in diverged[:10])
         more = f" and {len(diverged) - 10} more" if len(diverged) > 10 else ""
-        console.print(f"[bold red]diverged[/]: runs {listed}{more}; left out of every aggregate")
-    low, high = summary["final_return_ci95"]
+        console.print(f"[bold red]diverged[/]: runs {listed}{more}; left out of every statistic")
+    statistics = summary["statistics"] or {}
     sane = summary["num_runs"] - summary["num_diverged"]
     if summary["solve_threshold"] is None:
         solved_text = "no solve threshold"
@@ -63,10 +70,15 @@ def print_report(summary: dict, console: Console) -> None:
     else:
         solved_text = "solved -"
     speed = summary["env_steps_per_second"]
+    restored = summary.get("resumed_env_steps") or 0
+    trained = summary.get("env_steps_trained", summary["env_steps_total"])
     console.print(
-        f"{solved_text} | final return {_format_mean(summary['final_return_mean'], low, high, '95% CI ')} | "
-        f"{summary['env_steps_total']:,} env steps in {summary['train_seconds']:.2f} s = "
-        f"{(speed or math.nan) / 1e6:.2f} M steps/s | compile {summary['compile_seconds']:.2f} s"
+        f"{solved_text} | mean final return "
+        f"{format_estimate(statistics.get('mean'), statistics.get('mean_ci95'), '95% bootstrap CI ')} | "
+        f"{trained:,} env steps in {summary['train_seconds']:.2f} s = "
+        f"{(speed or math.nan) / 1e6:.2f} M steps/s"
+        + (f" (and {restored:,} restored from checkpoints)" if restored else "")
+        + f" | compile {summary['compile_seconds']:.2f} s"
         + (" (compile cache)" if summary.get("compile_cache_hits") else "") + " | "
         f"wall {summary['wall_seconds']:.2f} s on {summary['devices']} x {summary['device_kind']}"
         + (f" | {summary['chunks']} chunks of up to {max(summary['chunk_sizes'])} runs"

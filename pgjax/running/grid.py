@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,9 +98,24 @@ def group_runs(
     return runs, seeds, hparams
 
 
-def varied_settings(points: Sequence[GridPoint]) -> list[str]:
-    """Names of the settings that differ between grid points (for labels and tables)."""
-    if len(points) < 2:
-        return []
-    dicts = [p.hyperparameters() for p in points]
-    return [name for name in dicts[0] if any(d[name] != dicts[0][name] for d in dicts[1:])]
+def varied_settings(settings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the settings whose values differ between flat settings dicts, in first-seen order.
+
+    Args:
+      settings: one dict per grid point (`GridPoint.hyperparameters()`, or the
+        "hyperparameters" of summary.json's groups); a name missing from a dict
+        counts as None there, and a tuple equals the list of its items (as JSON
+        writes it).
+
+    Returns:
+      The names (for labels and table columns); [] for fewer than two dicts.
+    """
+    names = list(dict.fromkeys(name for s in settings for name in s))
+    return [name for name in names if len({_comparable(s.get(name)) for s in settings}) > 1]
+
+
+def _comparable(value: Any) -> Any:
+    """A hashable stand-in for a setting's value: lists and tuples become tuples, recursively."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    return value

@@ -1,104 +1,178 @@
 """How much memory a sweep needs, how much the devices have, and how many runs fit at once.
 
-The estimate is made before anything compiles, from the shapes of a run: the
-rollout buffers of `episodes_per_update` episodes of up to `max_steps` steps
-(observations in the environment's storage dtype, actions as int32 or as
-float32 vectors), the per-step weights (and a value baseline's values,
-advantages and targets) and the copy the gradient blocks take, the parameters of
-the policy (and value) network with Adam's moments, and one segment's metrics.
-tests/test_sweep.py and tests/test_value_baseline.py check it against XLA's own
-accounting of the compiled program (it lies between that and a few times that).
+The estimate is made before anything compiles, from the shapes the program
+itself gives (`jax.eval_shape` and `jax.make_jaxpr` trace, but compile nothing),
+so it follows any network, action space or environment without recounting them:
+
+    state         `make_trainer(config).init`'s TrainState: parameters (policy and
+                  value network), optimizer states, PRNG key, counters
+    gradients     a pytree like the trainable parameters
+    trajectory    `pgjax.algo.rollout.make_collect`'s Trajectory of one update's
+                  E episodes of up to T steps
+    step arrays   per-step float arrays (returns, weights, ...) shaped like its rewards [T, E]
+    metrics       `Trainer.update`'s Metrics of one update, times the segment's updates
+    activations   the values the network computes per observation (its jaxpr),
+                  times the rows of a gradient block
+
+Each is counted as many times as the compiled program holds copies of it (the
+`*_COPIES` constants below). tests/test_memory.py checks the estimate against
+XLA's own accounting of the compiled segment (`compiled.memory_analysis()`,
+`pgjax.running.sharding.memory_bytes`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
 from typing import Any
 
-from pgjax.algo.config import StaticConfig
+import jax
+import jax.extend.core
+import jax.numpy as jnp
+
+from pgjax.algo.config import Config, StaticConfig
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
 USABLE_FRACTION = 0.5
 
-
-def count_params(obs_size: int, hidden: tuple[int, ...], num_actions: int) -> int:
-    """Parameters of an MLP obs_size -> hidden... -> num_actions (weights and biases)."""
-    widths = (obs_size, *hidden, num_actions)
-    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
-
-
-def _conv_layers(static: StaticConfig, obs_shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
-    """(positions, channels in, channels out) of each 3x3 'VALID' convolution of the CNN."""
-    h, w, c = obs_shape if len(obs_shape) == 3 else (*obs_shape, 1)
-    layers = []
-    for out in static.conv:
-        h, w = h - 2, w - 2
-        layers.append((h * w, c, out))
-        c = out
-    return layers
+# Copies the compiled segment holds of each part of a run.
+STATE_COPIES = 2  # the state a segment takes and the one it returns (the pre-update state the divergence guard keeps)
+GRADIENT_COPIES = 2  # the gradient and the optimizer's update
+TRAJECTORY_COPIES = 3  # the rollout loop's buffers, their copy in the trajectory's layout, the gradient blocks' copy
+STEP_ARRAYS = 3  # per-step float arrays without a value baseline: returns, weights, loss coefficients
+VALUE_STEP_ARRAYS = 4  # and with one: values, advantages, value targets, value-loss coefficients
+METRICS_COPIES = 2  # the segment's stacked metrics and their copy with the run axis first
+ACTIVATION_COPIES = 3  # per gradient-block row: the forward values, the residuals kept for the backward, cotangents
 
 
-def network_params(static: StaticConfig, obs_shape: tuple[int, ...], num_outputs: int) -> int:
-    """Parameters of the network `static` describes (`networks.make_policy`), without a Gaussian's log std."""
-    if static.network != "cnn" or len(obs_shape) < 2:
-        return count_params(math.prod(obs_shape), static.hidden, num_outputs)
-    layers = _conv_layers(static, obs_shape)
-    conv = sum((9 * c_in + 1) * c_out for _, c_in, c_out in layers)
-    positions, _, channels = layers[-1]
-    return conv + count_params(positions * channels, static.hidden, num_outputs)
+def tree_bytes(tree: Any) -> int:
+    """Bytes of a pytree of arrays or `jax.ShapeDtypeStruct`s; typed PRNG keys count as their key data."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        total += math.prod(leaf.shape) * leaf.dtype.itemsize
+    return total
 
 
-@functools.lru_cache(maxsize=None)
-def _env_facts(env_id: str) -> tuple[tuple[int, ...], int, int]:
-    """(observation shape, bytes per stored observation entry, stored action entries per step)."""
+def _jaxpr_value_bytes(jaxpr: jax.extend.core.Jaxpr) -> int:
+    """Bytes of every value a jaxpr's equations compute (inside calls and custom rules, not the calls' outputs)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        inner = list(jax.extend.core.jaxprs_in_params(eqn.params))
+        if inner:
+            total += sum(_jaxpr_value_bytes(sub) for sub in inner)
+        else:
+            total += sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars)
+    return total
+
+
+def activation_bytes(apply_fn: Any, params: Any, obs: jax.ShapeDtypeStruct) -> int:
+    """Bytes a network computes per observation: its values for 2 observations less those for 1.
+
+    Args:
+      apply_fn: `(params, obs [N, *obs_shape]) -> out [N, K]`.
+      params: its parameters (arrays or `jax.ShapeDtypeStruct`s).
+      obs: one observation's shape and dtype.
+
+    The difference leaves out what depends on the parameters alone (a
+    reshaped kernel, say), which a gradient block computes once, not per row.
+    """
+
+    def values(rows: int) -> int:
+        batch = jax.ShapeDtypeStruct((rows, *obs.shape), obs.dtype)
+        return _jaxpr_value_bytes(jax.make_jaxpr(apply_fn)(params, batch).jaxpr)
+
+    return values(2) - values(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunShapes:
+    """What one run holds while it trains, in bytes, from the program's shapes (see the module's docstring).
+
+    Attributes:
+      state: one TrainState.
+      gradients: one gradient of every trainable parameter (policy and value network).
+      trajectory: one update's Trajectory [T, E, ...].
+      step_arrays: every per-step float32 array [T, E] of one update together
+        (`STEP_ARRAYS`, and `VALUE_STEP_ARRAYS` more with a value baseline).
+      metrics: one update's Metrics.
+      activations_per_step: what the larger network (policy or value) computes per observation.
+    """
+
+    state: int
+    gradients: int
+    trajectory: int
+    step_arrays: int
+    metrics: int
+    activations_per_step: int
+
+
+@functools.lru_cache(maxsize=64)
+def run_shapes(static: StaticConfig) -> RunShapes:
+    """The `RunShapes` of a run with these static settings (numeric settings change no shape).
+
+    Raises:
+      ValueError: settings the trainer rejects (`make_trainer`).
+    """
+    from pgjax.algo.distributions import make_distribution
     from pgjax.algo.envs import make_env
+    from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+    from pgjax.algo.rollout import make_collect
+    from pgjax.algo.trainer import make_trainer
 
-    spec = make_env(env_id)
-    obs_itemsize = 1 if spec.obs_dtype == "uint8" else 4
-    return spec.obs_shape, obs_itemsize, spec.num_actions if spec.action_kind == "continuous" else 1
+    config = Config(static)
+    hparams = config.hparams.as_arrays()
+    trainer = make_trainer(config)
+    key = jax.random.key(0)
+    state = jax.eval_shape(trainer.init, key, hparams)
+    _, metrics = jax.eval_shape(trainer.update, state, hparams)
+    spec = make_env(static.env)
+    apply_fn = make_apply_fn(make_policy(spec, config))
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, config),
+                           keep_last_obs=static.value_baseline)
+    trajectory = jax.eval_shape(collect, state.params, key)
+    obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
+    activations = activation_bytes(apply_fn, state.params, obs)
+    if static.value_baseline:
+        value_fn = make_value_fn(make_value_network(spec, config))
+        activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
+    step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if static.value_baseline else 0)
+    return RunShapes(
+        state=tree_bytes(state),
+        gradients=tree_bytes((state.params, state.value_params)),
+        trajectory=tree_bytes(trajectory),
+        step_arrays=step_arrays * tree_bytes(trajectory.reward),
+        metrics=tree_bytes(metrics),
+        activations_per_step=activations,
+    )
 
 
-def run_bytes(static: StaticConfig, obs_size: int, num_actions: int, max_steps: int, segment_length: int) -> int:
+def run_bytes(static: StaticConfig, segment_length: int) -> int:
     """Estimated device memory of one run while it trains, in bytes.
 
     Args:
       static: the run's static settings (environment, network, episodes per update, baseline).
-      obs_size: D, observation entries; num_actions: A (actions, or action dimensions).
-      max_steps: T, the environment's episode step limit (rollout buffers hold T rows).
-      segment_length: L, updates per compiled segment (metrics are [L, ...]).
+      segment_length: L, updates per compiled segment (its metrics are [L, ...]).
     """
-    obs_shape, obs_itemsize, action_entries = _env_facts(static.env)
-    steps = max_steps * static.episodes_per_update  # T x E rows
-    # obs (f32 or u8), action (i32, or f32 x A), reward f32, valid bool
-    trajectory = steps * (obs_itemsize * obs_size + 4 * action_entries + 4 + 1)
-    per_step = 3 + (4 if static.value_baseline else 0)  # returns, weights, coefficients (+ values, targets, ...)
-    weights = steps * per_step * 4
-    # rollout buffers, a copy of them, the gradient's padded block copy
-    rollout = 3 * trajectory + weights
-    num_params = network_params(static, obs_shape, num_actions) + (num_actions if action_entries > 1 else 0)
-    if static.value_baseline:
-        num_params += network_params(static, obs_shape, 1)
-        rollout += 2 * static.episodes_per_update * obs_size * 4  # the observations episodes ended in
-    # params, Adam's two moments, gradient, update, and the pre-update copy kept for divergence
-    params = 7 * 4 * num_params
-    metrics = 2 * segment_length * 4 * (12 + static.episodes_per_update)
-    return rollout + params + metrics
+    shapes = run_shapes(static)
+    return (STATE_COPIES * shapes.state + GRADIENT_COPIES * shapes.gradients
+            + TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
+            + METRICS_COPIES * segment_length * shapes.metrics)
 
 
-def device_bytes(static: StaticConfig, obs_size: int, num_actions: int, block_rows: int) -> int:
-    """Estimated memory per device that does not grow with runs: one gradient block's activations."""
-    obs_shape = _env_facts(static.env)[0]
-    if static.network == "cnn" and len(obs_shape) >= 2:
-        layers = _conv_layers(static, obs_shape)
-        positions, _, channels = layers[-1]
-        conv = sum(p * (9 * c_in + c_out) for p, c_in, c_out in layers)
-        widths = (obs_size, conv, positions * channels, *static.hidden, 2 * num_actions)
-    else:
-        widths = (obs_size, *static.hidden, 2 * num_actions)
-    return 3 * 4 * block_rows * sum(widths)
+def device_bytes(static: StaticConfig, block_rows: int) -> int:
+    """Estimated memory per device that does not grow with its runs, in bytes: one gradient block's values.
+
+    Args:
+      static: the runs' static settings.
+      block_rows: steps a gradient block takes at once (`StaticConfig.gradient_block_rows`
+        or `pgjax.algo.loss.default_block_rows()`).
+    """
+    return ACTIVATION_COPIES * block_rows * run_shapes(static).activations_per_step
 
 
 def _host_available_bytes() -> int | None:
@@ -119,18 +193,18 @@ def _host_available_bytes() -> int | None:
 def available_bytes(devices: list[Any]) -> int | None:
     """Free memory for arrays on `devices`, in bytes, summed over them.
 
-    Accelerators report their own limit (`Device.memory_stats()`); CPU devices
-    share their host's memory, so each host counts once. Devices of other
-    processes (`jax.distributed`) are assumed to have what this process's have.
+    An accelerator reports its own free memory (`Device.memory_stats()`:
+    "bytes_limit" less "bytes_in_use"); CPU devices share their host's
+    available memory (Linux's MemAvailable), so each host counts once, as does
+    an accelerator that reports no limit. Devices of other processes
+    (`jax.distributed`) are assumed to have what this process's have.
     None if unknown.
     """
-    import jax
-
     local = [d for d in devices if d.process_index == jax.process_index()]
     hosts = len({d.process_index for d in devices})
     total = 0
     for device in local:
-        stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+        stats = None if device.platform == "cpu" else device.memory_stats()
         if not stats or "bytes_limit" not in stats:
             host = _host_available_bytes()
             return None if host is None else hosts * host
@@ -146,10 +220,9 @@ def format_bytes(num: float) -> str:
     raise AssertionError("unreachable")
 
 
-# Runs per CPU device trained at once when --max-parallel is not given. On the 2-core CPU of
-# the README, 4096 seeds of the default preset trained at 12.2 M env steps/s in chunks of 128
-# runs (64 per device) and at 10.3 M/s all at once: smaller batches keep the rollout buffers
-# in cache and end their loops sooner. Accelerators want every run they can hold at once.
+# Runs per CPU device trained at once when --max-parallel is not given: smaller batches keep the
+# rollout buffers in cache and end their loops sooner (the README's performance notes measure it).
+# Accelerators want every run they can hold at once.
 CPU_RUNS_PER_DEVICE = 64
 
 

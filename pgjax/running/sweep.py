@@ -122,29 +122,27 @@ def plan_chunks(
 
     Returns:
       (chunks, estimates): the chunks in training order, and per group the
-      memory estimate {"run_bytes", "device_bytes", "chunk_size"}.
-      ValueError (from `memory.chunk_size`) if not even one run per device fits.
-    """
-    from pgjax.algo.envs import make_env
+      memory estimate {"run_bytes", "device_bytes", "chunk_size", "parts"
+      (`memory.RunShapes` as a dict: the bytes each part of a run holds)}.
 
+    Raises:
+      ValueError: (from `memory.chunk_size`) not even one run per device fits,
+        or `max_parallel` does not fit.
+    """
     num_devices = len(devices)
     available = memory.available_bytes(devices)
     default_cap = memory.default_max_parallel(devices) if max_parallel is None else None
     chunks, estimates = [], []
     for g, points in enumerate(groups):
         static = points[0].config.static
-        spec = make_env(static.env)
-        obs_size = math.prod(spec.obs_shape)
-        per_run = memory.run_bytes(
-            static, obs_size, spec.num_actions, spec.max_steps, segment_length(static.num_updates, segment_updates)
-        )
-        block_rows = static.gradient_block_rows or default_block_rows()
-        per_device = memory.device_bytes(static, obs_size, spec.num_actions, block_rows)
+        per_run = memory.run_bytes(static, segment_length(static.num_updates, segment_updates))
+        per_device = memory.device_bytes(static, static.gradient_block_rows or default_block_rows())
         num_runs = len(points) * num_seeds
         size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
         if default_cap is not None:
             size = min(size, memory.chunk_size(num_runs, per_run, per_device, num_devices, None, default_cap))
-        estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size})
+        estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size,
+                          "parts": dataclasses.asdict(memory.run_shapes(static))})
         for start in range(0, num_runs, size):
             positions = np.arange(start, min(start + size, num_runs))
             chunks.append(Chunk(len(chunks), g, positions, size))
@@ -199,8 +197,9 @@ def train_sweep(
       (results, info): one `GroupResult` per group, and {"compile_seconds",
       "run_seconds" (training executions only), "devices", "memory_bytes"
       (XLA's estimate, the largest over groups), "chunks", "chunk_sizes",
-      "memory_estimate" (per group), "resumed_updates" (updates restored from
-      checkpoints instead of trained), "compile_cache_hits" (executables loaded
+      "memory_estimate" (per group), "resumed_updates" and "resumed_env_steps"
+      (updates, and env steps summed over runs, restored from checkpoints
+      instead of trained: "run_seconds" did not train them), "compile_cache_hits" (executables loaded
       from the compile cache, `pgjax.running.devices.use_compile_cache`)}.
     """
     devices = devices or jax.devices()
@@ -209,7 +208,7 @@ def train_sweep(
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
     info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
             "chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}), "memory_estimate": estimates,
-            "resumed_updates": 0, "compile_cache_hits": 0}
+            "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
     loop = _SegmentLoop(run_mesh(devices), len(chunks), checkpoint_every, on_segment, should_stop, info)
     results = []
     for g, points in enumerate(groups):
@@ -302,6 +301,7 @@ class _SegmentLoop:
             restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
                                                              _metrics_template(n))
             self.info["resumed_updates"] += latest
+            self.info["resumed_env_steps"] += int(np.sum(restored_metrics.env_steps[:, -1], dtype=np.int64))
             self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True))
             if latest == num_updates:
                 return fetch(restored), restored_metrics

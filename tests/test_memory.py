@@ -1,0 +1,98 @@
+"""The memory estimate: its parts come from the program's own shapes, and it covers XLA's accounting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from pgjax.algo.presets import PRESETS
+from pgjax.running import grid, memory, sweep
+
+from .conftest import small_config
+
+# The estimate of a chunk (runs x run_bytes + devices x device_bytes) lies between XLA's own
+# figure for the compiled segment (arguments, outputs and temporaries) and this many times it.
+XLA_FACTOR = 4
+
+
+def test_tree_bytes_counts_keys_as_their_key_data():
+    tree = {"key": jax.random.split(jax.random.key(0), 3), "x": jnp.zeros((3, 2)), "flag": jnp.bool_(True)}
+    assert memory.tree_bytes(tree) == 3 * 2 * 4 + 3 * 2 * 4 + 1
+    assert memory.tree_bytes(jax.eval_shape(lambda: tree)) == memory.tree_bytes(tree)
+
+
+def test_parts_follow_the_environment_and_the_network_without_recounting():
+    static = small_config().static  # CartPole-v1: T = 500 steps, obs [4], 2 actions; E = 4, hidden (16,)
+    shapes = memory.run_shapes(static)
+    steps = 500 * 4
+    # obs f32 [T, E, 4], action i32, reward f32, valid bool [T, E]; truncated bool [E]; loop_steps i32
+    assert shapes.trajectory == steps * (16 + 4 + 4 + 1) + 4 + 4
+    assert shapes.step_arrays == memory.STEP_ARRAYS * steps * 4
+    params = (4 + 1) * 16 + (16 + 1) * 2
+    assert shapes.gradients == 4 * params
+    wider = memory.run_shapes(dataclasses.replace(static, hidden=(32,)))
+    added = 4 * 16 * (4 + 1 + 2)  # 16 more hidden units, each with 4 inputs, a bias and 2 outputs
+    assert wider.gradients - shapes.gradients == added
+    assert wider.state - shapes.state == 3 * added  # parameters and Adam's two moments
+    assert shapes.activations_per_step < wider.activations_per_step
+    more_episodes = memory.run_shapes(dataclasses.replace(static, episodes_per_update=5))
+    assert more_episodes.metrics - shapes.metrics == 4  # one more float32 episode return per update
+    assert more_episodes.trajectory - shapes.trajectory == (shapes.trajectory - 4) // 4
+
+
+def test_a_value_baseline_and_gaussian_actions_are_in_the_shapes():
+    base = PRESETS["default"]
+    static = dataclasses.replace(base.static, env="Pendulum-v1", hidden=(8,), episodes_per_update=2,
+                                 baseline="value", returns="reward_to_go")
+    shapes = memory.run_shapes(static)
+    steps = 200 * 2  # Pendulum-v1: T = 200, obs [3], actions float32 [1]
+    # obs, action, reward, valid [T, E]; truncated [E]; loop_steps; last_obs f32 [E, 3] (for bootstrapping)
+    assert shapes.trajectory == steps * (12 + 4 + 4 + 1) + 2 + 4 + 2 * 12
+    policy = (3 + 1) * 8 + (8 + 1) * 1 + 1  # and the Gaussian's log std
+    value = (3 + 1) * 8 + (8 + 1) * 1
+    assert shapes.gradients == 4 * (policy + value)
+    assert shapes.step_arrays == (memory.STEP_ARRAYS + memory.VALUE_STEP_ARRAYS) * steps * 4
+
+
+def test_estimate_of_a_cnn_covers_what_xla_allocates():
+    config = small_config(env="Breakout-MinAtar", network="cnn", conv=(4,), hidden=(8,), episodes_per_update=2,
+                          num_updates=1)
+    _, info = sweep.train_sweep(grid.compile_groups(grid.expand_grid(config)), 2, 0)
+    (estimate,) = info["memory_estimate"]
+    planned = estimate["chunk_size"] * estimate["run_bytes"] + info["devices"] * estimate["device_bytes"]
+    assert info["memory_bytes"] <= planned <= XLA_FACTOR * info["memory_bytes"], (info["memory_bytes"], planned)
+
+
+def test_the_default_command_trains_in_one_chunk():
+    groups = grid.compile_groups(grid.expand_grid(PRESETS["default"]))
+    chunks, (estimate,) = sweep.plan_chunks(groups, 64, jax.devices(), max_parallel=None)
+    assert [(c.positions.size, c.size) for c in chunks] == [(64, 64)] and estimate["chunk_size"] == 64
+
+
+class _Accelerator:
+    platform = "gpu"
+    process_index = 0
+
+    def __init__(self, limit: int, in_use: int):
+        self.stats = {"bytes_limit": limit, "bytes_in_use": in_use}
+
+    def memory_stats(self):
+        return self.stats
+
+
+def test_available_memory_is_the_devices_own_or_the_hosts(monkeypatch):
+    assert memory.available_bytes([_Accelerator(1000, 300), _Accelerator(1000, 100)]) == 1600
+    monkeypatch.setattr(memory, "_host_available_bytes", lambda: 12345)
+    assert memory.available_bytes(jax.devices()) == 12345  # CPU devices share one host's memory
+
+
+def test_chunk_size_follows_the_estimate():
+    static = small_config().static
+    per_run, per_device = memory.run_bytes(static, 4), memory.device_bytes(static, 1024)
+    available = int((10 * per_run + 2 * per_device) / memory.USABLE_FRACTION)
+    assert memory.chunk_size(100, per_run, per_device, 2, available) == 10
+    with pytest.raises(ValueError, match="set --max-parallel 10 or less"):
+        memory.chunk_size(100, per_run, per_device, 2, available, max_parallel=20)
