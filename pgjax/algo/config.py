@@ -16,6 +16,8 @@ from typing import Literal
 import jax.numpy as jnp
 from flax import struct
 
+# The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
+# ADVANTAGES); a kind registered there from Python is accepted by `StaticConfig.validate` too.
 Returns = Literal["episode", "reward_to_go"]
 Baseline = Literal["none", "constant", "batch_mean", "episode_norm", "batch_norm", "value", "value_norm"]
 Reduction = Literal["episode_mean", "episode_sum", "step_mean"]
@@ -23,7 +25,6 @@ Activation = Literal["relu", "tanh"]
 Network = Literal["mlp", "cnn"]
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
-VALUE_BASELINES = ("value", "value_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +101,10 @@ class StaticConfig:
 
     @property
     def value_baseline(self) -> bool:
-        """Whether a value network is trained (baseline "value" or "value_norm")."""
-        return self.baseline in VALUE_BASELINES
+        """Whether a value network is trained (a learned baseline: "value", "value_norm")."""
+        from pgjax.algo.returns import BASELINES  # returns.py imports this module
+
+        return self.baseline in BASELINES and BASELINES[self.baseline].learned
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason if the settings cannot work."""
@@ -115,6 +118,14 @@ class StaticConfig:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
         if self.gradient_block_rows is not None and self.gradient_block_rows < 1:
             raise ValueError(f"gradient_block_rows must be >= 1, got {self.gradient_block_rows}")
+        from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS  # returns.py imports this module
+
+        for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
+                                  ("reduction", REDUCTIONS)):
+            if getattr(self, setting) not in registry:
+                raise ValueError(
+                    f"unknown {setting} {getattr(self, setting)!r}; choose from {', '.join(registry)}"
+                )
         if self.returns == "episode" and self.baseline == "episode_norm":
             raise ValueError(
                 "baseline 'episode_norm' with returns 'episode' gives every step weight 0 "
