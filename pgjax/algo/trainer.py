@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.algo.baselines import make_baseline, make_value_optimizer, sane
+from pgjax.algo.baselines import make_baseline, sane
 from pgjax.algo.batching import over_runs
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.distributions import make_distribution
@@ -53,11 +53,6 @@ from pgjax.algo.loss import make_policy_gradient
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.speed import DEFAULT, SpeedOptions
-
-__all__ = [  # make_value_optimizer: kept importable from here
-    "Metrics", "TrainState", "Trainer", "make_optimizer", "make_train", "make_trainer", "make_value_optimizer",
-    "run_batch_updates", "run_updates",
-]
 
 
 @struct.dataclass
