@@ -7,9 +7,11 @@ The devices are the fields of `pgjax.algo.speed.SpeedOptions`. For the preset
 (default: "default" on CartPole-v1) the training function (`make_train(config,
 speed=...).batched` over every CPU device, as `python -m pgjax.bench` runs it)
 is compiled once per variant: every device on (pgjax's default), each device
-off alone, and every device off (`SpeedOptions.reference()`). Then the compiled
-executables run alternately, `--repeats` times each, on the same seeds.
-Reported per variant: compile seconds (tracing and XLA), the median training
+off alone, and every device off (`SpeedOptions.reference()`). Then each compiled
+executable runs once untimed, and then alternately, `--repeats` times each, on
+the same seeds.
+Compiles alternate the same way, `--compile-repeats` times each.
+Reported per variant: median compile seconds (tracing and XLA), the median training
 seconds, its ratio to every device on (above 1: turning the device off costs
 that much), the useful env steps and the mean final return (equal up to the
 order of float sums, except with `inverse_cdf_sampling` off, which draws other
@@ -55,6 +57,8 @@ class Args:
     """Updates per run (default: the preset's)."""
     repeats: int = 3
     """Alternating timed runs of each variant."""
+    compile_repeats: int = 2
+    """Alternating compiles of each variant (each from a freshly built `make_train`)."""
     devices: tuple[str, ...] = SpeedOptions.names()
     """Devices to turn off one at a time."""
     out: Path = Path("experiments/results/speed_devices.json")
@@ -78,13 +82,18 @@ def main() -> int:
     keys = jax.vmap(jax.random.key)(jnp.arange(args.runs))
     hparams = config.hparams.broadcast(args.runs)
     entropy_bonus = config.hparams.entropy_coef != 0
-    compiled, rows = {}, {}
-    for name, speed in variants(args.devices).items():
-        train = make_train(config, entropy_bonus, speed=speed)
-        executable, placed, compile_seconds = compile_sharded(train.batched, keys, hparams)
-        compiled[name] = (executable, placed)
-        rows[name] = {"speed": dataclasses.asdict(speed), "compile_seconds": compile_seconds, "seconds": []}
-        print(f"compiled {name:32s} {compile_seconds:6.2f} s", flush=True)
+    compiled = {}
+    rows = {name: {"speed": dataclasses.asdict(speed), "compile_seconds_each": [], "seconds": []}
+            for name, speed in variants(args.devices).items()}
+    for _ in range(args.compile_repeats):
+        for name, speed in variants(args.devices).items():
+            train = make_train(config, entropy_bonus, speed=speed)
+            executable, placed, compile_seconds = compile_sharded(train.batched, keys, hparams)
+            compiled[name] = (executable, placed)
+            rows[name]["compile_seconds_each"].append(compile_seconds)
+            print(f"compiled {name:32s} {compile_seconds:6.2f} s", flush=True)
+    for executable, placed in compiled.values():  # one untimed run each: first-call costs out of the timing
+        jax.block_until_ready(executable(*placed))
     for _ in range(args.repeats):
         for name, (executable, placed) in compiled.items():
             start = time.perf_counter()
@@ -95,9 +104,11 @@ def main() -> int:
     base = statistics.median(rows["all on"]["seconds"])
     for name, row in rows.items():
         row["median_seconds"] = statistics.median(row["seconds"])
+        row["compile_seconds"] = statistics.median(row["compile_seconds_each"])
         row["ratio_to_all_on"] = row["median_seconds"] / base
         print(f"{name:32s} train {row['median_seconds']:7.3f} s  x{row['ratio_to_all_on']:.2f}  "
               f"compile {row['compile_seconds']:6.2f} s", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     outputs.write_json(args.out, {
         "device": device_description(), "versions": outputs.package_versions(), "command": sys.argv,
         "settings": {**dataclasses.asdict(args), "num_updates": config.static.num_updates},
@@ -105,7 +116,8 @@ def main() -> int:
     })
     lines = [
         f"Preset {args.preset} on {args.env}, {args.runs} seeds x {config.static.num_updates} updates: training "
-        f"seconds (median of {args.repeats} alternating runs) and compile seconds per variant; x: training time "
+        f"seconds (median of {args.repeats} alternating runs) and compile seconds (median of {args.compile_repeats}) "
+        "per variant; x: training time "
         "over every device on (above 1: the device off costs that much).",
         "",
         "| variant | train s | x | compile s | useful env steps | final return |",
