@@ -28,7 +28,7 @@ from pgjax.algo.presets import preset_config
 from pgjax.algo.returns import step_coefficients
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.speed import SpeedOptions
-from pgjax.algo.trainer import make_trainer
+from pgjax.algo.trainer import make_train, make_trainer
 
 from .conftest import small_config
 
@@ -174,3 +174,15 @@ def test_plain_log_softmax_agrees_with_the_action_major_one():
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(distributions.entropy(logits), distributions.plain_entropy(logits), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_whole_training_by_the_reference_path(categorical_update):
+    """`make_train(config, speed=...)` under a plain `jax.vmap`: the first update is the fast path's."""
+    state, hparams, (_, fast_metrics) = categorical_update
+    config = dataclasses.replace(CONFIGS["categorical"], static=dataclasses.replace(
+        CONFIGS["categorical"].static, num_updates=2))
+    keys = jax.vmap(jax.random.key)(jnp.arange(2))
+    _, metrics = jax.jit(jax.vmap(make_train(config, speed=REFERENCE)))(keys, hparams)
+    assert metrics.loss.shape == (2, 2)
+    np.testing.assert_array_equal(metrics.episode_returns[:, 0], fast_metrics.episode_returns)
+    np.testing.assert_allclose(metrics.loss[:, 0], fast_metrics.loss, rtol=2e-4, atol=1e-6)

@@ -6,13 +6,14 @@ Every function here is pure and works on one run; `jax.vmap` adds runs.
 
 The settings `StaticConfig.returns`, `.baseline`, `.advantage` and `.reduction`
 name entries of the registries below; a new kind is one new entry (the
-trainer, `StaticConfig.validate` and the CLI's checks look names up here):
+trainer and `StaticConfig.validate` look names up here; the command line
+offers the built-in names, `pgjax.algo.config`'s Literal types):
 
 * `RETURNS[name](reward, valid, hparams) -> returns` [T, E], zero on padding;
 * `BASELINES[name] = BaselineKind(weights, learned)`, `weights(x, valid,
   hparams) -> weights` [T, E] (zero on padding), where x is the returns, or for
   a `learned` baseline the advantages over a learned value V(s)
-  (`pgjax.algo.value`);
+  (`pgjax.algo.baselines`);
 * `ADVANTAGES[name](reward, valid, truncated, values, last_values, hparams) ->
   (advantage, target)`, each [T, E] and zero on padding (learned baselines only);
 * `REDUCTIONS[name](valid) -> coef` [T, E], the factor of each step's loss.
@@ -129,7 +130,7 @@ class BaselineKind(NamedTuple):
     Attributes:
       weights: `(x [T, E], valid [T, E], hparams) -> weights [T, E]`, zero on padding.
       learned: x is the advantage over a learned value V(s) (a value network is
-        trained, `pgjax.algo.value`; needs returns "reward_to_go"); otherwise x
+        trained, `pgjax.algo.baselines`; needs returns "reward_to_go"); otherwise x
         is the returns.
     """
 
