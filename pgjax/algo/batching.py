@@ -6,6 +6,9 @@ A `lax.while_loop` whose stopping test depends on per-run data becomes, under
 functions wrapped here are written for an explicit run axis instead, so their
 loops test one unbatched predicate ("has every episode of every run ended?") and
 stop as soon as the whole batch is done.
+
+`over_runs(batched_fn, fold)` is the seam: `fold_vmap` where
+`SpeedOptions.fold_runs` is on, `plain_vmap` (the reference) where it is off.
 """
 
 from __future__ import annotations
@@ -72,6 +75,36 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
         return out, _all_batched(out)
 
     one.batched = batched_fn
+    return one
+
+
+def plain_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fold_vmap`'s interface without the fold: a function of one run that calls `batched_fn` at B = 1.
+
+    Under `jax.vmap` it is plainly batched by JAX (loops get a batched predicate);
+    its attribute `batched` is `jax.vmap` of it, for a leading run axis [B].
+    """
+
+    def one(*args):
+        out = batched_fn(*jax.tree.map(lambda x: x[None], args))
+        return jax.tree.map(lambda x: x[0], out)
+
+    one.batched = jax.vmap(one)
+    return one
+
+
+def over_runs(batched_fn: Callable[..., Any], fold: bool = True) -> Callable[..., Any]:
+    """`fold_vmap(batched_fn)` if `fold` (`SpeedOptions.fold_runs`), else `plain_vmap(batched_fn)`."""
+    return fold_vmap(batched_fn) if fold else plain_vmap(batched_fn)
+
+
+def vmap_runs(per_run_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A function of one run, given the attribute `batched` = `jax.vmap(per_run_fn)` (leading run axis [B])."""
+
+    def one(*args):
+        return per_run_fn(*args)
+
+    one.batched = jax.vmap(per_run_fn)
     return one
 
 

@@ -19,6 +19,8 @@ from flax import struct
 
 from pgjax.algo.networks import network_factory
 
+# The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
+# ADVANTAGES); a kind registered there from Python is accepted by `StaticConfig.validate` too.
 Returns = Literal["episode", "reward_to_go"]
 Baseline = Literal["none", "constant", "batch_mean", "episode_norm", "batch_norm", "value", "value_norm"]
 Reduction = Literal["episode_mean", "episode_sum", "step_mean"]
@@ -26,7 +28,6 @@ Activation = Literal["relu", "tanh"]
 Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.networks.register_network`) or "package.module:factory"
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
-VALUE_BASELINES = ("value", "value_norm")
 
 
 def setting(default: Any, help: str, alias: str | None = None) -> Any:
@@ -120,8 +121,10 @@ class StaticConfig:
 
     @property
     def value_baseline(self) -> bool:
-        """Whether a value network is trained (baseline "value" or "value_norm")."""
-        return self.baseline in VALUE_BASELINES
+        """Whether a value network is trained (a learned baseline: "value", "value_norm")."""
+        from pgjax.algo.returns import BASELINES  # returns.py imports this module
+
+        return self.baseline in BASELINES and BASELINES[self.baseline].learned
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason, naming the fields, if the settings cannot work."""
@@ -136,6 +139,14 @@ class StaticConfig:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
         if self.gradient_block_rows is not None and self.gradient_block_rows < 1:
             raise ValueError(f"gradient_block_rows must be >= 1, got {self.gradient_block_rows}")
+        from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS  # returns.py imports this module
+
+        for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
+                                  ("reduction", REDUCTIONS)):
+            if getattr(self, setting) not in registry:
+                raise ValueError(
+                    f"unknown {setting} {getattr(self, setting)!r}; choose from {', '.join(registry)}"
+                )
         if self.returns == "episode" and self.baseline == "episode_norm":
             raise ValueError(
                 "baseline 'episode_norm' with returns 'episode' gives every step weight 0 "

@@ -7,12 +7,12 @@ layer by layer. Under differentiation (the losses) a hand-written VJP
 (`jax.custom_vjp`) computes the same function with activations laid out
 feature-major, [width, N] for N rows, and takes the gradients in that layout:
 weight gradients become products whose outputs are the weights' own shape and
-whose inputs need no transposed copies. On the 2-core CPU of the README the
-default preset's training took about 0.9x the time of autodiff through the
-row-major forward, which transposed every [N, width] activation before its
-weight gradient; tutorial 001's 4-128-2 network 0.6x
-(`python experiments/feature_major.py`). The values are the same function;
-float sums may differ in their order.
+whose inputs need no transposed copies, where autodiff through the row-major
+forward transposes every [N, width] activation before its weight gradient.
+The values are the same function; float sums may differ in their order.
+Whether an MLP uses it: `StaticConfig.feature_major_backward`, and
+`SpeedOptions.feature_major_dense` (off: never); `experiments/feature_major.py`
+and `experiments/speed_devices.py` measure it.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ def dense_layers(activation: str, layers: Sequence[Layer], x: jax.Array) -> jax.
     """`dense_stack` without its VJP: autodiff differentiates it row-major.
 
     For MLPs with more inputs than first-layer units (`StaticConfig.feature_major_backward`
-    None, or False), and always a CNN's dense layers. The feature-major backward
-    was slower for wide inputs: Breakout-MinAtar's MLP over 400 inputs trained
-    about 1.04x slower with it.
+    None, or False), for every MLP with `SpeedOptions.feature_major_dense` off,
+    and always for a CNN's dense layers.
     """
     act = ACTIVATIONS[activation]
     for kernel, bias in layers[:-1]:
@@ -52,6 +51,9 @@ def dense_stack(activation: str, layers: Sequence[Layer], x: jax.Array) -> jax.A
       layers: a tuple of (kernel [fan_in, width], bias [width]) per layer, the
         last being the output layer (no activation).
       x: float32 [..., D] inputs; any leading axes.
+
+    Returns:
+      float32 [..., K], K the output layer's width.
     """
     return dense_layers(activation, layers, x)
 

@@ -13,10 +13,14 @@ policy-gradient estimate. A learned value baseline V_phi has its own loss
 with k = 1 / (valid steps) on valid steps (a mean over steps) and targets from
 `pgjax.algo.returns.value_advantages`.
 
-Every pass over a run's steps (a gradient, or the values V(s_t) of every step)
-goes over blocks of runs and time slices, and only over the slices that hold
-any episode's step, so its cost follows the episodes' lengths rather than the
-environment's step limit.
+The reference path (`plain_policy_gradient`, `plain_values`,
+`plain_value_gradient`) is `jax.value_and_grad` of these losses over a run's
+whole [T, E] trajectory, `jax.vmap`-ped over runs. The fast path
+(`SpeedOptions.blocked_gradient`, the default) computes the same sums over
+blocks of runs and time slices, and only over the slices that hold any
+episode's step, so its cost follows the episodes' lengths rather than the
+environment's step limit. `make_policy_gradient`, `make_values` and
+`make_value_gradient` choose between the two.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.algo import distributions
-from pgjax.algo.batching import fold_vmap, pad_runs
+from pgjax.algo.batching import over_runs, pad_runs, vmap_runs
 from pgjax.algo.rollout import ApplyFn
+from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 ValueFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [..., *obs_shape]) -> V [...]
 
@@ -76,12 +81,44 @@ def value_loss(value_fn: ValueFn, params: Any, obs: jax.Array, target: jax.Array
     return jnp.sum(coef * 0.5 * error * error)
 
 
+def plain_policy_gradient(
+    apply_fn: ApplyFn, dist: distributions.Distribution | None = None, entropy_bonus: bool | None = None
+) -> Callable:
+    """The reference `policy_gradient`: `jax.value_and_grad(reinforce_loss)` over one run's whole trajectory.
+
+    Same arguments and results as `make_policy_gradient`'s function; its
+    `batched` attribute is `jax.vmap` of it. `entropy_bonus` False leaves the
+    bonus out; None or True keep it (a zero entropy_coef then adds zeros).
+    """
+    loss_and_grad = jax.value_and_grad(
+        lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus is not False, dist=dist),
+        has_aux=True,
+    )
+
+    def policy_gradient(params, obs, action, weight, coef, valid, entropy_coef):
+        (loss, entropy_sum), grads = loss_and_grad(params, obs, action, weight, coef, valid, entropy_coef)
+        return loss, grads, entropy_sum / jnp.maximum(valid.sum(), 1)
+
+    return vmap_runs(policy_gradient)
+
+
+def plain_values(value_fn: ValueFn) -> Callable:
+    """The reference `values(params, obs, valid) -> V [T, E]` (0 past the episodes) of one run, in one pass."""
+    return vmap_runs(lambda params, obs, valid: jnp.where(valid, value_fn(params, obs), 0.0))
+
+
+def plain_value_gradient(value_fn: ValueFn) -> Callable:
+    """The reference `value_gradient(params, obs, target, coef, valid) -> (loss, grads)`: autodiff of
+    `value_loss` over one run's whole trajectory."""
+    loss_and_grad = jax.value_and_grad(partial(value_loss, value_fn))
+    return vmap_runs(lambda params, obs, target, coef, valid: loss_and_grad(params, obs, target, coef))
+
+
 def default_block_rows() -> int:
     """Steps the gradient takes at once by default: 1024 on a CPU, 2**20 on accelerators.
 
     On a CPU, XLA runs a matrix product over a batch of runs as one small product
-    per run; one run at a time with 1024 steps was 1.9x faster than 32 runs with
-    512 steps each. Accelerators want large blocks.
+    per run, so blocks of one run's steps serve it best; accelerators want large blocks.
     """
     return 1024 if jax.default_backend() == "cpu" else 1 << 20
 
@@ -144,6 +181,7 @@ def make_policy_gradient(
     block_rows: int | None = None,
     dist: distributions.Distribution | None = None,
     entropy_bonus: bool | None = None,
+    speed: SpeedOptions = DEFAULT,
 ) -> Callable:
     """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)`.
 
@@ -161,7 +199,12 @@ def make_policy_gradient(
     (default `default_block_rows()`): as many time steps of one run as fit, then
     as many runs as fit. Each block loops over time slices up to its own longest
     episode. Block sizes change only the order of float sums, not the estimator.
+    `speed.blocked_gradient` off gives `plain_policy_gradient` instead;
+    `speed.fold_runs` folds a vmap over runs into the blocks (`pgjax.algo.batching`).
+    Its attribute `batched` takes a leading run axis [B] on every argument.
     """
+    if not speed.blocked_gradient:
+        return plain_policy_gradient(apply_fn, dist, entropy_bonus)
 
     def per_run(entropy_bonus: bool):
         loss_and_grad = jax.value_and_grad(
@@ -199,15 +242,17 @@ def make_policy_gradient(
         entropy = entropy_sum / jnp.maximum(valid.sum(axis=(1, 2)), 1)
         return loss, grads, entropy
 
-    return fold_vmap(gradient_batch)
+    return over_runs(gradient_batch, speed.fold_runs)
 
 
-def make_values(value_fn: ValueFn, block_rows: int | None = None) -> Callable:
+def make_values(value_fn: ValueFn, block_rows: int | None = None, speed: SpeedOptions = DEFAULT) -> Callable:
     """Build `values(params, obs, valid) -> V [T, E]`: one run's values of every step (0 past its episodes).
 
     obs [T, E, *obs_shape], valid [T, E]; vmappable over runs, in blocks and time
-    slices as `make_policy_gradient`.
+    slices as `make_policy_gradient` (or `plain_values`, as `speed` says).
     """
+    if not speed.blocked_gradient:
+        return plain_values(value_fn)
 
     def block_values(block, steps: int):
         params, obs, valid = block
@@ -220,15 +265,18 @@ def make_values(value_fn: ValueFn, block_rows: int | None = None) -> Callable:
     def values_batch(params, obs, valid):
         return jnp.where(valid, _map_blocks(block_values, (params, obs, valid), valid, block_rows), 0.0)
 
-    return fold_vmap(values_batch)
+    return over_runs(values_batch, speed.fold_runs)
 
 
-def make_value_gradient(value_fn: ValueFn, block_rows: int | None = None) -> Callable:
+def make_value_gradient(value_fn: ValueFn, block_rows: int | None = None, speed: SpeedOptions = DEFAULT) -> Callable:
     """Build `value_gradient(params, obs, target, coef, valid) -> (loss, grads)` of `value_loss`.
 
     One run's obs [T, E, *obs_shape] and target/coef/valid [T, E]; vmappable over
-    runs, in blocks and time slices as `make_policy_gradient`.
+    runs, in blocks and time slices as `make_policy_gradient` (or
+    `plain_value_gradient`, as `speed` says).
     """
+    if not speed.blocked_gradient:
+        return plain_value_gradient(value_fn)
     per_run = jax.vmap(jax.value_and_grad(partial(value_loss, value_fn)))
 
     def block_gradient(block, steps: int):
@@ -244,4 +292,4 @@ def make_value_gradient(value_fn: ValueFn, block_rows: int | None = None) -> Cal
     def gradient_batch(params, obs, target, coef, valid):
         return _map_blocks(block_gradient, (params, obs, target, coef, valid), valid, block_rows)
 
-    return fold_vmap(gradient_batch)
+    return over_runs(gradient_batch, speed.fold_runs)

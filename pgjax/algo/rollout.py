@@ -28,8 +28,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax.algo import distributions
-from pgjax.algo.batching import fold_vmap
+from pgjax.algo.batching import over_runs
 from pgjax.algo.envs import EnvSpec
+from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -79,6 +80,7 @@ def make_collect(
     *,
     greedy: bool = False,
     keep_last_obs: bool = False,
+    speed: SpeedOptions = DEFAULT,
 ) -> Callable[[Any, jax.Array], Trajectory]:
     """Build `collect(params, key) -> Trajectory` for one run, vmappable over runs.
 
@@ -89,6 +91,13 @@ def make_collect(
       dist: the action distribution `out` parameterises (default: categorical).
       greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
       keep_last_obs: also return `Trajectory.last_obs`.
+      speed: `fold_runs` folds a vmap over runs into one loop for the batch
+        (`pgjax.algo.batching`); `run_major_buffers` writes image observations
+        run-major (`pgjax.algo.speed`).
+
+    Returns:
+      `collect(params, key)`; its attribute `batched` takes params and keys with
+      a leading run axis [B] and returns a Trajectory whose leaves have one too.
     """
     dist = dist or distributions.categorical()
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
@@ -132,11 +141,11 @@ def make_collect(
         obs, state, step_keys = jax.vmap(start_run)(key)
         alive = jnp.ones((num_runs, num_episodes), bool)
         truncated = jnp.zeros((num_runs, num_episodes), bool)
-        # Image observations: run-major buffers, written one time row of every run per step, so that no
-        # transpose of the whole buffer follows the loop (for MinAtar it took longer than the loop). Vector
-        # observations keep the time-major layout (their transpose is cheap; XLA then sums the gradient in
-        # the same order as it always did, so results stay bitwise the same).
-        run_major = len(spec.obs_shape) > 1
+        # Image observations: run-major buffers (`SpeedOptions.run_major_buffers`), written one time row of
+        # every run per step, so that no transpose of the whole buffer follows the loop. Vector observations
+        # keep the time-major layout (their transpose is cheap; XLA then sums the gradient in the same order
+        # as it always did, so results stay bitwise the same).
+        run_major = speed.run_major_buffers and len(spec.obs_shape) > 1
         shape = (num_runs, max_steps, num_episodes) if run_major else (max_steps, num_runs, num_episodes)
         buffers = (
             jnp.zeros(shape + spec.obs_shape, spec.obs_dtype),
@@ -174,4 +183,4 @@ def make_collect(
             loop_steps=jnp.broadcast_to(t, (num_runs,)), last_obs=last_obs,
         )
 
-    return fold_vmap(collect_batch)
+    return over_runs(collect_batch, speed.fold_runs)

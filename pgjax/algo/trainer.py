@@ -1,31 +1,37 @@
-"""`make_train(config)` -> pure `train(key)` -> `(TrainState, Metrics)`.
+"""`make_train(config)` -> pure `train(key)` -> `(TrainState, Metrics)`: REINFORCE, one update at a time.
 
     train = make_train(PRESETS["default"])
     keys = jax.vmap(jax.random.key)(jnp.arange(64))
     state, metrics = jax.jit(jax.vmap(train))(keys)      # 64 seeds in one call
 
-Each update collects `episodes_per_update` fresh episodes with the current policy
-(`pgjax.algo.rollout`), turns their rewards into per-step weights (`pgjax.algo.returns`),
-takes the REINFORCE gradient (`pgjax.algo.loss`) and applies one optax step. The
-updates run in a `lax.scan`, so compile time does not grow with their number.
+One update (`make_trainer`'s `update_batch`, read it top to bottom) is six steps:
 
-The policy follows the environment's action space: a categorical policy for
-Discrete actions, a Gaussian one for Box actions (`pgjax.algo.networks`). With a value
-baseline (`StaticConfig.baseline` "value" or "value_norm") a second network of
-the same shape learns V(s) by regression on the update's returns (or GAE
-targets), with its own Adam, after the weights of the update were computed
-with its current values.
+1. collect: `episodes_per_update` fresh episodes per run with the current
+   policy (`pgjax.algo.rollout`);
+2. weights: per-step weights from the returns and a baseline, or from the
+   advantages over a learned value V(s) (`pgjax.algo.baselines`, whose kinds
+   are registry entries of `pgjax.algo.returns`);
+3. policy gradient: of the REINFORCE loss sum c * (-log pi(a|s) * w - beta * H)
+   (`pgjax.algo.loss`);
+4. optimizer step: Adam after clipping, for the policy; the value baseline
+   takes its own step;
+5. divergence guard: an update whose loss or new parameters are not finite,
+   or that takes a parameter past `Hyperparams.divergence_limit` in magnitude,
+   is not applied; the run keeps its last sane parameters and optimizer state
+   from then on and is flagged `diverged`. Runs never mix, so the other runs
+   of a vmapped batch are unaffected;
+6. metrics.
+
+The updates run in a `lax.scan`, so compile time does not grow with their
+number. The policy follows the environment's action space: a categorical
+policy for Discrete actions, a Gaussian one for Box actions (`pgjax.algo.networks`).
 
 `make_trainer(config)` gives the same pieces apart (`init`, one `update`, the
 same update over an explicit run axis `update_batch`, and `run_updates` for a
 stretch of updates), which `pgjax.running.sweep` uses to train in segments with
-progress, checkpoints and safe stopping points in between.
-
-Divergence: an update whose loss or new parameters are not finite, or that
-takes a parameter past `Hyperparams.divergence_limit` in magnitude, is not
-applied; the run keeps its last sane parameters and optimizer state from then
-on and is flagged `diverged`. Runs never mix, so the other runs of a vmapped
-batch are unaffected.
+progress, checkpoints and safe stopping points in between. `speed`
+(`pgjax.algo.speed.SpeedOptions`) switches the speed devices of every step;
+`SpeedOptions.reference()` is the plain path the tests compare against.
 """
 
 from __future__ import annotations
@@ -38,21 +44,15 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.algo.batching import fold_vmap
+from pgjax.algo.baselines import make_baseline, sane
+from pgjax.algo.batching import over_runs
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import make_env
-from pgjax.algo.loss import make_policy_gradient, make_value_gradient, make_values
-from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
-from pgjax.algo.returns import (
-    advantage_weights,
-    apply_baseline,
-    explained_variance,
-    step_coefficients,
-    step_returns,
-    value_advantages,
-)
+from pgjax.algo.loss import make_policy_gradient
+from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import make_collect
+from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 
 @struct.dataclass
@@ -125,8 +125,9 @@ class Trainer(NamedTuple):
         metrics leaves have no update axis.
       num_updates: U, updates of a whole training run.
       update_batch: `update` for a batch of runs whose leaves carry a leading
-        run axis [B] (`update` is it folded by `pgjax.algo.batching.fold_vmap`);
-        tracing it costs one trace at B rather than one at 1 and one at B.
+        run axis [B] (`update` is it folded by `pgjax.algo.batching.fold_vmap`,
+        or a plain vmap without `SpeedOptions.fold_runs`); tracing it costs one
+        trace at B rather than one at 1 and one at B.
     """
 
     init: Callable[[jax.Array, Hyperparams], TrainState]
@@ -135,51 +136,43 @@ class Trainer(NamedTuple):
     update_batch: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]]
 
 
-def _sane(loss: jax.Array, params: Any, limit: jax.Array) -> jax.Array:
-    """Whether the loss is finite and every parameter finite and at most `limit` in magnitude."""
-    largest = jnp.max(jnp.array([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(params)]))
-    return jnp.isfinite(loss) & jnp.isfinite(largest) & (largest <= limit)
-
-
-def make_value_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
-    """Adam (PyTorch's defaults but the step size) for the value network."""
-    return optax.adam(hparams.value_learning_rate)
-
-
-def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
+def make_trainer(
+    config: Config, entropy_bonus: bool | None = None, env: Any = None, speed: SpeedOptions = DEFAULT
+) -> Trainer:
     """Build (compile nothing yet) the init and update functions for `config`.
 
-    `entropy_bonus`: whether any run trained with these functions has a non-zero
-    `Hyperparams.entropy_coef`. None (default) decides at run time; True or
-    False fixes it when tracing, which compiles the policy gradient once rather
-    than twice (False ignores entropy_coef: pass it only when every run's is 0).
+    Args:
+      config: what to train; validated here.
+      entropy_bonus: whether any run trained with these functions has a non-zero
+        `Hyperparams.entropy_coef`. None (default) decides at run time; True or
+        False fixes it when tracing, which compiles the policy gradient once rather
+        than twice (False ignores entropy_coef: pass it only when every run's is 0).
+      env: the environment, given to `pgjax.algo.envs.make_env` instead of
+        `config.static.env` (None: that id).
+      speed: the speed devices to use (`pgjax.algo.speed`; default: all).
+
+    Raises:
+      ValueError: settings that cannot work (`Config.validate`), or an
+        environment pgjax cannot serve (`make_env`).
     """
     config.validate()
     static = config.static
-    spec = make_env(static.env)
-    module = make_policy(spec, config)
-    apply_fn = make_apply_fn(module)
-    dist = make_distribution(spec, config)
-    gaussian = spec.action_kind == "continuous"
-    with_value = static.value_baseline
-    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=with_value)
-    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist, entropy_bonus)
-    if with_value:
-        value_module = make_value_network(spec, config)
-        value_fn = make_value_fn(value_module)
-        values_of = make_values(value_fn, static.gradient_block_rows)
-        value_gradient = make_value_gradient(value_fn, static.gradient_block_rows)
+    spec = make_env(env if env is not None else static.env)
+    network_config = speed.network_config(config)
+    policy = make_policy(spec, network_config)
+    apply_fn = make_apply_fn(policy)
+    dist = make_distribution(spec, config, speed)
+    baseline = make_baseline(spec, network_config, speed)
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist,
+                           keep_last_obs=baseline.keeps_last_obs, speed=speed)
+    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist, entropy_bonus, speed)
 
     def init(key: jax.Array, hparams: Hyperparams) -> TrainState:
         init_key, loop_key = jax.random.split(key)
-        dummy_obs = jnp.zeros(spec.obs_shape, jnp.float32)
-        params = module.init(init_key, dummy_obs)["params"]
-        if gaussian:
+        params = policy.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
+        if spec.action_kind == "continuous":  # the Gaussian policy's state-independent log std
             params = {**params, "log_std": jnp.full_like(params["log_std"], hparams.init_log_std)}
-        value_params = value_opt_state = None
-        if with_value:
-            value_params = value_module.init(jax.random.fold_in(init_key, 1), dummy_obs)["params"]
-            value_opt_state = make_value_optimizer(hparams).init(value_params)
+        value_params, value_opt_state = baseline.init(jax.random.fold_in(init_key, 1), hparams)
         return TrainState(
             params=params,
             opt_state=make_optimizer(hparams).init(params),
@@ -191,89 +184,62 @@ def make_trainer(config: Config, entropy_bonus: bool | None = None) -> Trainer:
             value_opt_state=value_opt_state,
         )
 
-    def step_weights(traj, values, last_values, hparams):
-        """One run's policy-gradient weights and loss coefficients [T, E], and value targets (or None)."""
-        target = None
-        if with_value:
-            advantage, target = value_advantages(
-                traj.reward, traj.valid, traj.truncated, values, last_values, hparams.gamma, hparams.gae_lambda,
-                static.advantage,
-            )
-            weight = advantage_weights(advantage, traj.valid, static.baseline)
-        else:
-            returns = step_returns(traj.reward, traj.valid, hparams.gamma, static.returns)
-            weight = apply_baseline(returns, traj.valid, static.baseline, hparams.baseline_constant)
-        return weight, step_coefficients(traj.valid, static.reduction), target
+    # The steps of one update, each for one run (vmapped below) unless it says otherwise.
 
-    def apply_gradients(state, key, traj, values, target, gradients, hparams):
-        """One run's optimizer steps, divergence check and metrics, from its gradients."""
-        loss, grads, entropy, value_loss, value_grads = gradients
-        updates, opt_state = make_optimizer(hparams).update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        sane = _sane(loss, params, hparams.divergence_limit)
-        value_params, value_opt_state = state.value_params, state.value_opt_state
-        ev = jnp.float32(0.0)
-        if with_value:
-            value_loss = value_loss * hparams.value_scale**2  # the network fits target / value_scale
-            value_updates, value_opt_state = make_value_optimizer(hparams).update(
-                value_grads, value_opt_state, value_params
-            )
-            value_params = optax.apply_updates(value_params, value_updates)
-            sane = sane & _sane(value_loss, value_params, hparams.divergence_limit)
-            ev = explained_variance(values, target, traj.valid)
-        diverged = state.diverged | ~sane
-        params, opt_state, value_params, value_opt_state = jax.tree.map(
-            lambda new, old: jnp.where(diverged, old, new),
-            (params, opt_state, value_params, value_opt_state),
-            (state.params, state.opt_state, state.value_params, state.value_opt_state),
-        )
+    def optimizer_step(params, opt_state, grads, hparams):
+        updates, opt_state = make_optimizer(hparams).update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def divergence_guard(state, loss, params, opt_state, value, hparams):
+        """The new parameters and optimizer states, or the old ones for a run that has diverged."""
+        diverged = state.diverged | ~(sane(loss, params, hparams.divergence_limit) & value.sane)
+        new = (params, opt_state, value.params, value.opt_state)
+        old = (state.params, state.opt_state, state.value_params, state.value_opt_state)
+        return diverged, jax.tree.map(lambda n, o: jnp.where(diverged, o, n), new, old)
+
+    def metrics_of(state, traj, loss, grads, entropy, diverged, value):
         lengths = traj.lengths
         episode_returns = traj.reward.sum(axis=0)
-        env_steps = state.env_steps + lengths.sum()
-        metrics = Metrics(
+        return Metrics(
             episode_return=episode_returns.mean(),
             episode_length=lengths.mean(dtype=jnp.float32),
             episodes=jnp.int32(lengths.shape[0]),
-            env_steps=env_steps,
+            env_steps=state.env_steps + lengths.sum(),
             loss=loss,
             entropy=entropy,
             grad_norm=optax.tree.norm(grads),
             episode_returns=episode_returns,
             loop_steps=traj.loop_steps,
             diverged=diverged,
-            value_loss=value_loss,
-            explained_variance=ev,
+            value_loss=value.loss,
+            explained_variance=value.explained_variance,
         )
-        new_state = TrainState(
-            params, opt_state, key, env_steps, state.update + 1, diverged, value_params, value_opt_state
-        )
-        return new_state, metrics
 
     def update_batch(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
-        """One update of a batch of runs (leaves [B, ...]): the rollout and the gradients take the
-        whole batch at once (`pgjax.algo.batching`), everything else is vmapped over runs."""
+        """One update of a batch of runs (every leaf of state and hparams [B, ...])."""
         keys = jax.vmap(jax.random.split)(state.key)
+        # 1. collect episodes
         traj = collect.batched(state.params, keys[:, 1])
-        values = last_values = None
-        if with_value:
-            scale = hparams.value_scale
-            values = scale[:, None, None] * values_of.batched(state.value_params, traj.obs, traj.valid)
-            last_values = scale[:, None] * jax.vmap(value_fn)(state.value_params, traj.last_obs)
-        weight, coef, target = jax.vmap(step_weights)(traj, values, last_values, hparams)
+        # 2. per-step weights: returns and a baseline, or advantages over the learned value
+        weights = baseline.weights(state.value_params, traj, hparams)
+        # 3. the policy gradient
         loss, grads, entropy = policy_gradient.batched(
-            state.params, traj.obs, traj.action, weight, coef, traj.valid, hparams.entropy_coef
+            state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid, hparams.entropy_coef
         )
-        value_loss = jnp.zeros_like(loss)
-        value_grads = None
-        if with_value:
-            value_coef = jax.vmap(lambda valid: step_coefficients(valid, "step_mean"))(traj.valid)
-            value_loss, value_grads = value_gradient.batched(
-                state.value_params, traj.obs, target / scale[:, None, None], value_coef, traj.valid
-            )
-        gradients = (loss, grads, entropy, value_loss, value_grads)
-        return jax.vmap(apply_gradients)(state, keys[:, 0], traj, values, target, gradients, hparams)
+        # 4. optimizer steps: the policy's, then the baseline's own
+        params, opt_state = jax.vmap(optimizer_step)(state.params, state.opt_state, grads, hparams)
+        value = baseline.update(state.value_params, state.value_opt_state, traj, weights, hparams)
+        # 5. divergence guard
+        diverged, (params, opt_state, value_params, value_opt_state) = jax.vmap(divergence_guard)(
+            state, loss, params, opt_state, value, hparams
+        )
+        # 6. metrics
+        metrics = jax.vmap(metrics_of)(state, traj, loss, grads, entropy, diverged, value)
+        new_state = TrainState(params, opt_state, keys[:, 0], metrics.env_steps, state.update + 1, diverged,
+                               value_params, value_opt_state)
+        return new_state, metrics
 
-    return Trainer(init, fold_vmap(update_batch), static.num_updates, update_batch)
+    return Trainer(init, over_runs(update_batch, speed.fold_runs), static.num_updates, update_batch)
 
 
 def run_updates(
@@ -326,8 +292,12 @@ def run_batch_updates(
     return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)  # [length, B, ...] -> [B, length, ...]
 
 
-def make_train(config: Config, entropy_bonus: bool | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
+def make_train(
+    config: Config, entropy_bonus: bool | None = None, env: Any = None, speed: SpeedOptions = DEFAULT
+) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
+
+    `entropy_bonus`, `env` and `speed`: as in `make_trainer`.
 
     Returns:
       `train(key, hparams=config.hparams) -> (TrainState, Metrics)` for one run.
@@ -340,7 +310,7 @@ def make_train(config: Config, entropy_bonus: bool | None = None) -> Callable[..
       [B, U, ...]), the results of `jax.vmap(train)`; it traces the update once
       at B rather than at 1 and again at B, which takes less time to compile.
     """
-    trainer = make_trainer(config, entropy_bonus)
+    trainer = make_trainer(config, entropy_bonus, env, speed)
     default_hparams = config.hparams.as_arrays()
 
     def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[TrainState, Metrics]:

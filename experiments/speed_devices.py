@@ -1,0 +1,139 @@
+"""What each speed device of the training path is worth: every device on, each one off, and all off.
+
+    python experiments/speed_devices.py                       # experiments/results/speed_devices.json and .md
+    python experiments/speed_devices.py --runs 16 --repeats 2 --num-updates 30   # a reduced reading
+
+The devices are the fields of `pgjax.algo.speed.SpeedOptions`. For the preset
+(default: "default" on CartPole-v1) the training function (`make_train(config,
+speed=...).batched` over every CPU device, as `python -m pgjax.bench` runs it)
+is compiled once per variant: every device on (pgjax's default), each device
+off alone, and every device off (`SpeedOptions.reference()`). Then each compiled
+executable runs once untimed, and then alternately, `--repeats` times each, on
+the same seeds.
+Compiles alternate the same way, `--compile-repeats` times each.
+Reported per variant: median compile seconds (tracing and XLA), the median training
+seconds, its ratio to every device on (above 1: turning the device off costs
+that much), the useful env steps and the mean final return (equal up to the
+order of float sums, except with `inverse_cdf_sampling` off, which draws other
+samples from the same distribution).
+"""
+
+from __future__ import annotations
+
+from pgjax.running.devices import configure_cpu
+
+if __name__ == "__main__":
+    configure_cpu()
+
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+
+from pgjax.algo.config import Config
+from pgjax.algo.presets import preset_config
+from pgjax.algo.speed import SpeedOptions
+from pgjax.algo.trainer import make_train
+from pgjax.bench import device_description
+from pgjax.results import outputs
+from pgjax.running.sharding import compile_sharded
+
+
+@dataclasses.dataclass
+class Args:
+    preset: str = "default"
+    """Preset to train (`pgjax.algo.presets`)."""
+    env: str = "CartPole-v1"
+    """Environment of the preset."""
+    runs: int = 64
+    """Seeds trained at once per measurement."""
+    num_updates: int | None = None
+    """Updates per run (default: the preset's)."""
+    repeats: int = 3
+    """Alternating timed runs of each variant."""
+    compile_repeats: int = 2
+    """Alternating compiles of each variant (each from a freshly built `make_train`)."""
+    devices: tuple[str, ...] = SpeedOptions.names()
+    """Devices to turn off one at a time."""
+    all_off: bool = True
+    """Also measure every device off (the reference path; with image observations its plain-vmap rollout
+    takes many times longer)."""
+    out: Path = Path("experiments/results/speed_devices.json")
+    """JSON output; a Markdown table is written next to it."""
+
+
+def variants(devices: tuple[str, ...], all_off: bool = True) -> dict[str, SpeedOptions]:
+    """{"all on": default, "<device> off": that device off alone, ..., "all off": the reference}."""
+    out = {"all on": SpeedOptions()}
+    for name in devices:
+        out[f"{name} off"] = dataclasses.replace(SpeedOptions(), **{name: False})
+    if all_off:
+        out["all off"] = SpeedOptions.reference()
+    return out
+
+
+def main() -> int:
+    args = tyro.cli(Args)
+    config = preset_config(args.preset, args.env)
+    if args.num_updates is not None:
+        config = Config(dataclasses.replace(config.static, num_updates=args.num_updates), config.hparams)
+    keys = jax.vmap(jax.random.key)(jnp.arange(args.runs))
+    hparams = config.hparams.broadcast(args.runs)
+    entropy_bonus = config.hparams.entropy_coef != 0
+    compiled = {}
+    rows = {name: {"speed": dataclasses.asdict(speed), "compile_seconds_each": [], "seconds": []}
+            for name, speed in variants(args.devices, args.all_off).items()}
+    for _ in range(args.compile_repeats):
+        for name, speed in variants(args.devices, args.all_off).items():
+            train = make_train(config, entropy_bonus, speed=speed)
+            executable, placed, compile_seconds = compile_sharded(train.batched, keys, hparams)
+            compiled[name] = (executable, placed)
+            rows[name]["compile_seconds_each"].append(compile_seconds)
+            print(f"compiled {name:32s} {compile_seconds:6.2f} s", flush=True)
+    for executable, placed in compiled.values():  # one untimed run each: first-call costs out of the timing
+        jax.block_until_ready(executable(*placed))
+    for _ in range(args.repeats):
+        for name, (executable, placed) in compiled.items():
+            start = time.perf_counter()
+            _, metrics = jax.block_until_ready(executable(*placed))
+            rows[name]["seconds"].append(time.perf_counter() - start)
+            rows[name]["useful_env_steps"] = int(np.asarray(metrics.env_steps)[: args.runs, -1].sum())
+            rows[name]["final_return_mean"] = float(np.asarray(metrics.episode_returns)[: args.runs, -1].mean())
+    base = statistics.median(rows["all on"]["seconds"])
+    for name, row in rows.items():
+        row["median_seconds"] = statistics.median(row["seconds"])
+        row["compile_seconds"] = statistics.median(row["compile_seconds_each"])
+        row["ratio_to_all_on"] = row["median_seconds"] / base
+        print(f"{name:32s} train {row['median_seconds']:7.3f} s  x{row['ratio_to_all_on']:.2f}  "
+              f"compile {row['compile_seconds']:6.2f} s", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    outputs.write_json(args.out, {
+        "device": device_description(), "versions": outputs.package_versions(), "command": sys.argv,
+        "settings": {**dataclasses.asdict(args), "num_updates": config.static.num_updates},
+        "variants": rows,
+    })
+    lines = [
+        f"Preset {args.preset} on {args.env}, {args.runs} seeds x {config.static.num_updates} updates: training "
+        f"seconds (median of {args.repeats} alternating runs) and compile seconds (median of {args.compile_repeats}) "
+        "per variant; x: training time "
+        "over every device on (above 1: the device off costs that much).",
+        "",
+        "| variant | train s | x | compile s | useful env steps | final return |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['median_seconds']:.3f} | {r['ratio_to_all_on']:.2f} | {r['compile_seconds']:.2f} |"
+                     f" {r['useful_env_steps']:,} | {r['final_return_mean']:.1f} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The speed devices of the training path, each switched in this one place.
+
+Every device computes the same function as the plain reference path
+(`SpeedOptions.reference()`); they change only how XLA lays out and orders the
+work, so float sums may differ in their order, and nothing else:
+
+* `fold_runs`: `pgjax.algo.batching.fold_vmap` folds `jax.vmap` over runs into
+  one explicit run axis, so that the rollout's `while_loop` stops when the
+  batch's longest episode ends (off: a plain `jax.vmap`, whose batched loop
+  predicate carries every buffer through a `select` per step).
+* `blocked_gradient`: the losses' gradients (and the value network's values)
+  go over blocks of runs and time slices up to each block's longest episode
+  (`pgjax.algo.loss`; off: `jax.value_and_grad` of the loss over the whole
+  [T, E] trajectory of each run).
+* `feature_major_dense`: an MLP's dense layers may take the hand-written
+  feature-major backward pass of `pgjax.algo.dense.dense_stack`, as
+  `StaticConfig.feature_major_backward` decides (off: autodiff of the plain
+  layers, whatever that setting says).
+* `action_major_log_softmax`: the categorical log-probabilities reduce over a
+  leading action axis (`pgjax.algo.distributions`; off: `jax.nn.log_softmax`).
+* `inverse_cdf_sampling`: categorical actions drawn by inverse-CDF sampling
+  from one uniform number per draw (off: `jax.random.categorical`). Both draw
+  from the same distribution, but not the same samples from one key.
+* `run_major_buffers`: with `fold_runs`, the rollout writes image observations
+  into run-major [R, T, E, ...] buffers (`pgjax.algo.rollout`; off:
+  time-major buffers moved to run-major after the loop, as vectors always are).
+
+The defaults are pgjax's training path; `experiments/speed_devices.py`
+measures each device on and off, and tests/test_reference.py checks that the
+defaults and `reference()` give the same loss, gradients and updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgjax.algo.config import Config
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedOptions:
+    """One boolean per speed device (hashable, static: each combination compiles its own program).
+
+    Attributes: see the module docstring; True (the default) uses the device.
+    """
+
+    fold_runs: bool = True
+    blocked_gradient: bool = True
+    feature_major_dense: bool = True
+    action_major_log_softmax: bool = True
+    inverse_cdf_sampling: bool = True
+    run_major_buffers: bool = True
+
+    @classmethod
+    def reference(cls) -> SpeedOptions:
+        """Every device off: the plain reference path."""
+        return cls(**{f.name: False for f in dataclasses.fields(cls)})
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The devices' field names, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def network_config(self, config: Config) -> Config:
+        """The config to build networks from: `config`, with `feature_major_backward` False where
+        `feature_major_dense` is off (`pgjax.algo.networks.feature_major_backward` reads it)."""
+        if self.feature_major_dense:
+            return config
+        return dataclasses.replace(config, static=dataclasses.replace(config.static, feature_major_backward=False))
+
+
+DEFAULT = SpeedOptions()

@@ -1,0 +1,188 @@
+"""The fast path (every speed device on, the default) against the plain reference path.
+
+`SpeedOptions.reference()` is `jax.value_and_grad` of the loss over whole
+trajectories, a plain `jax.vmap` over runs, autodiff dense layers and
+`jax.nn.log_softmax`. Here it keeps the inverse-CDF sampler (which draws
+other samples than `jax.random.categorical` from one key) so that both paths
+see the same episodes; `test_samplers_draw_from_the_same_distribution` covers
+the sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pgjax.algo import distributions
+from pgjax.algo.baselines import make_baseline
+from pgjax.algo.config import Config
+from pgjax.algo.distributions import make_distribution
+from pgjax.algo.envs import make_env
+from pgjax.algo.loss import make_policy_gradient, make_value_gradient
+from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.presets import preset_config
+from pgjax.algo.returns import step_coefficients
+from pgjax.algo.rollout import make_collect
+from pgjax.algo.speed import SpeedOptions
+from pgjax.algo.trainer import make_train, make_trainer
+
+from .conftest import small_config
+
+FAST = SpeedOptions()
+REFERENCE = dataclasses.replace(SpeedOptions.reference(), inverse_cdf_sampling=True)
+RUNS = 3
+
+
+def _shrunk(env: str, **static) -> Config:
+    config = preset_config("default", env)
+    fields = {"hidden": (16,), "episodes_per_update": 3, "num_updates": 1, "gradient_block_rows": 64, **static}
+    return Config(dataclasses.replace(config.static, **fields), config.hparams)
+
+
+CONFIGS = {
+    "categorical": small_config(episodes_per_update=3, gradient_block_rows=64),
+    "value_gae": _shrunk("Acrobot-v1"),  # a learned value baseline with GAE, value_norm
+    "gaussian": _shrunk("Pendulum-v1", hidden=(16, 16)),  # Box actions, clipped Gaussian, value baseline
+}
+
+
+def _close(got, want, rtol=2e-4, atol=1e-6):
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=rtol, atol=atol),
+                 got, want)
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def setup(request):
+    """A config, its hparams for RUNS runs and the initial state (the same for both paths)."""
+    config = CONFIGS[request.param]
+    hparams = config.hparams.broadcast(RUNS)
+    keys = jax.vmap(jax.random.key)(jnp.arange(RUNS))
+    state = jax.jit(jax.vmap(make_trainer(config).init))(keys, hparams)
+    return request.param, config, hparams, state
+
+
+def test_one_update_agrees_with_the_reference(setup):
+    name, config, hparams, state = setup
+    results = [jax.jit(make_trainer(config, speed=speed).update_batch)(state, hparams) for speed in (FAST, REFERENCE)]
+    (fast_state, fast_metrics), (ref_state, ref_metrics) = results
+    # the same episodes...
+    np.testing.assert_array_equal(fast_metrics.episode_returns, ref_metrics.episode_returns)
+    np.testing.assert_array_equal(fast_metrics.env_steps, ref_metrics.env_steps)
+    # ...the same loss, gradient norm, entropy, value loss, and updated parameters
+    for field in ("loss", "grad_norm", "entropy", "value_loss", "explained_variance"):
+        np.testing.assert_allclose(getattr(fast_metrics, field), getattr(ref_metrics, field), rtol=2e-4, atol=1e-6,
+                                   err_msg=f"{name}: {field}")
+    _close((fast_state.params, fast_state.value_params), (ref_state.params, ref_state.value_params), atol=1e-5)
+    assert not np.asarray(fast_state.diverged).any()
+    if name != "categorical":
+        assert np.all(np.asarray(fast_metrics.value_loss) > 0)
+
+
+def test_gradients_agree_with_the_reference(setup):
+    """On one batch of episodes: the policy gradient (and the value network's) of both paths."""
+    name, config, hparams, state = setup
+    spec = make_env(config.static.env)
+    results = []
+    for speed in (FAST, REFERENCE):
+        network_config = speed.network_config(config)
+        apply_fn = make_apply_fn(make_policy(spec, network_config))
+        dist = make_distribution(spec, config, speed)
+        baseline = make_baseline(spec, network_config, speed)
+        collect = make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
+                               keep_last_obs=baseline.keeps_last_obs, speed=speed)
+        gradient = make_policy_gradient(apply_fn, config.static.gradient_block_rows, dist, None, speed)
+        value_gradient = make_value_gradient(make_value_fn(make_value_network(spec, network_config)),
+                                             config.static.gradient_block_rows, speed)
+
+        @jax.jit
+        def losses(state, hparams):
+            traj = collect.batched(state.params, state.key)
+            weights = baseline.weights(state.value_params, traj, hparams)
+            policy = gradient.batched(state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid,
+                                      hparams.entropy_coef + 0.01)  # the entropy bonus's gradient too
+            if weights.target is None:
+                return traj.action, policy, None
+            coef = jax.vmap(lambda v: step_coefficients(v, "step_mean"))(traj.valid)
+            return traj.action, policy, value_gradient.batched(state.value_params, traj.obs, weights.target, coef,
+                                                               traj.valid)
+
+        results.append(losses(state, hparams))
+    (fast_action, fast_policy, fast_value), (ref_action, ref_policy, ref_value) = results
+    np.testing.assert_array_equal(fast_action, ref_action)
+    _close(fast_policy, ref_policy)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(fast_policy[1])) > 0
+    if name != "categorical":
+        _close(fast_value, ref_value)
+
+
+@pytest.fixture(scope="module")
+def categorical_update():
+    """The categorical config's initial state of two runs and its update by the fast path."""
+    config = CONFIGS["categorical"]
+    hparams = config.hparams.broadcast(2)
+    trainer = make_trainer(config)
+    state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.key)(jnp.arange(2)), hparams)
+    return state, hparams, jax.jit(trainer.update_batch)(state, hparams)
+
+
+# run_major_buffers applies to image observations only: test_run_major_buffers_give_the_same_episodes
+@pytest.mark.parametrize("device", ["fold_runs", "blocked_gradient", "feature_major_dense", "action_major_log_softmax"])
+def test_each_device_alone_off_agrees(device, categorical_update):
+    """Turning one device off changes at most the order of float sums."""
+    state, hparams, (fast, fast_metrics) = categorical_update
+    off = dataclasses.replace(FAST, **{device: False})
+    slow, slow_metrics = jax.jit(make_trainer(CONFIGS["categorical"], speed=off).update_batch)(state, hparams)
+    np.testing.assert_array_equal(fast_metrics.episode_returns, slow_metrics.episode_returns)
+    np.testing.assert_allclose(fast_metrics.loss, slow_metrics.loss, rtol=2e-4, atol=1e-6)
+    _close(fast.params, slow.params, atol=1e-5)
+
+
+def test_run_major_buffers_give_the_same_episodes():
+    """Image observations (Catch-bsuite): run-major and time-major buffers hold the same trajectories."""
+    spec = make_env("Catch-bsuite")
+    config = Config(dataclasses.replace(small_config().static, env="Catch-bsuite"), small_config().hparams)
+    apply_fn = make_apply_fn(make_policy(spec, config))
+    dist = make_distribution(spec, config)
+    keys = jax.vmap(jax.random.key)(jnp.arange(3))
+    params = jax.vmap(lambda k: make_policy(spec, config).init(k, jnp.zeros(spec.obs_shape))["params"])(keys)
+    trajs = [jax.jit(make_collect(spec, apply_fn, 2, dist, speed=dataclasses.replace(FAST, run_major_buffers=flag))
+                     .batched)(params, keys) for flag in (True, False)]
+    assert trajs[0].obs.shape == (3, spec.max_steps, 2, *spec.obs_shape)
+    jax.tree.map(np.testing.assert_array_equal, trajs[0], trajs[1])
+
+
+def test_samplers_draw_from_the_same_distribution():
+    """Inverse-CDF sampling and `jax.random.categorical`: the softmax's frequencies, within sampling error."""
+    logits = jnp.array([[0.3, -1.2, 2.0, 0.0], [5.0, -5.0, 0.0, 0.1]])
+    n = 40000
+    probs = np.asarray(jax.nn.softmax(logits))
+    for sampler in (distributions.sample, distributions.plain_sample):
+        draws = np.asarray(sampler(jax.random.key(0), jnp.broadcast_to(logits, (n, 2, 4))))
+        assert draws.dtype == np.int32
+        freq = np.stack([(draws == a).mean(axis=0) for a in range(4)], axis=-1)
+        np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))
+
+
+def test_plain_log_softmax_agrees_with_the_action_major_one():
+    logits = jax.random.normal(jax.random.key(1), (7, 5, 3)) * 3
+    actions = jax.random.randint(jax.random.key(2), (7, 5), 0, 3)
+    np.testing.assert_allclose(distributions.log_prob(logits, actions), distributions.plain_log_prob(logits, actions),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(distributions.entropy(logits), distributions.plain_entropy(logits), rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_whole_training_by_the_reference_path(categorical_update):
+    """`make_train(config, speed=...)` under a plain `jax.vmap`: the first update is the fast path's."""
+    state, hparams, (_, fast_metrics) = categorical_update
+    config = dataclasses.replace(CONFIGS["categorical"], static=dataclasses.replace(
+        CONFIGS["categorical"].static, num_updates=2))
+    keys = jax.vmap(jax.random.key)(jnp.arange(2))
+    _, metrics = jax.jit(jax.vmap(make_train(config, speed=REFERENCE)))(keys, hparams)
+    assert metrics.loss.shape == (2, 2)
+    np.testing.assert_array_equal(metrics.episode_returns[:, 0], fast_metrics.episode_returns)
+    np.testing.assert_allclose(metrics.loss[:, 0], fast_metrics.loss, rtol=2e-4, atol=1e-6)
