@@ -14,8 +14,7 @@ Compiles alternate the same way, `--compile-repeats` times each.
 Reported per variant: median compile seconds (tracing and XLA), the median training
 seconds, its ratio to every device on (above 1: turning the device off costs
 that much), the useful env steps and the mean final return (equal up to the
-order of float sums, except with `inverse_cdf_sampling` off, which draws other
-samples from the same distribution).
+order of float sums).
 """
 
 from __future__ import annotations

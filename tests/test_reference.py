@@ -33,7 +33,7 @@ from pgjax.algo.trainer import make_train, make_trainer
 from .conftest import small_config
 
 FAST = SpeedOptions()
-REFERENCE = dataclasses.replace(SpeedOptions.reference(), inverse_cdf_sampling=True)
+REFERENCE = SpeedOptions.reference()
 RUNS = 3
 
 
@@ -90,7 +90,7 @@ def test_gradients_agree_with_the_reference(setup):
     for speed in (FAST, REFERENCE):
         network_config = speed.network_config(config)
         apply_fn = make_apply_fn(make_policy(spec, network_config))
-        dist = make_distribution(spec, config, speed)
+        dist = make_distribution(spec, config)
         baseline = make_baseline(spec, network_config, speed)
         collect = make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
                                keep_last_obs=baseline.keeps_last_obs, speed=speed)
@@ -130,7 +130,7 @@ def categorical_update():
 
 
 # run_major_buffers applies to image observations only: test_run_major_buffers_give_the_same_episodes
-@pytest.mark.parametrize("device", ["fold_runs", "blocked_gradient", "feature_major_dense", "action_major_log_softmax"])
+@pytest.mark.parametrize("device", ["fold_runs", "blocked_gradient", "feature_major_dense"])
 def test_each_device_alone_off_agrees(device, categorical_update):
     """Turning one device off changes at most the order of float sums."""
     state, hparams, (fast, fast_metrics) = categorical_update
@@ -155,25 +155,15 @@ def test_run_major_buffers_give_the_same_episodes():
     jax.tree.map(np.testing.assert_array_equal, trajs[0], trajs[1])
 
 
-def test_samplers_draw_from_the_same_distribution():
-    """Inverse-CDF sampling and `jax.random.categorical`: the softmax's frequencies, within sampling error."""
+def test_sampler_draws_from_the_softmax():
+    """`distributions.sample`: the softmax's frequencies, within sampling error."""
     logits = jnp.array([[0.3, -1.2, 2.0, 0.0], [5.0, -5.0, 0.0, 0.1]])
     n = 40000
     probs = np.asarray(jax.nn.softmax(logits))
-    for sampler in (distributions.sample, distributions.plain_sample):
-        draws = np.asarray(sampler(jax.random.key(0), jnp.broadcast_to(logits, (n, 2, 4))))
-        assert draws.dtype == np.int32
-        freq = np.stack([(draws == a).mean(axis=0) for a in range(4)], axis=-1)
-        np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))
-
-
-def test_plain_log_softmax_agrees_with_the_action_major_one():
-    logits = jax.random.normal(jax.random.key(1), (7, 5, 3)) * 3
-    actions = jax.random.randint(jax.random.key(2), (7, 5), 0, 3)
-    np.testing.assert_allclose(distributions.log_prob(logits, actions), distributions.plain_log_prob(logits, actions),
-                               rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(distributions.entropy(logits), distributions.plain_entropy(logits), rtol=1e-6,
-                               atol=1e-6)
+    draws = np.asarray(distributions.sample(jax.random.key(0), jnp.broadcast_to(logits, (n, 2, 4))))
+    assert draws.dtype == np.int32
+    freq = np.stack([(draws == a).mean(axis=0) for a in range(4)], axis=-1)
+    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))
 
 
 def test_whole_training_by_the_reference_path(categorical_update):

@@ -21,63 +21,24 @@ from jax.scipy.special import log_ndtr
 
 from pgjax.algo.config import Config
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 Squash = Literal["clip", "tanh"]
 
 
-def _action_major_log_softmax(logits: jax.Array) -> jax.Array:
-    """log_softmax over the action axis, returned action-major: [..., A] -> [A, ...].
-
-    Reducing over a leading axis of A rows vectorises along the batch, where a
-    trailing axis of 2 (CartPole) does not (`SpeedOptions.action_major_log_softmax`;
-    `experiments/speed_devices.py` measures it).
-    """
-    z = jnp.moveaxis(logits, -1, 0)
-    z = z - jax.lax.stop_gradient(z.max(axis=0))
-    return z - jnp.log(jnp.sum(jnp.exp(z), axis=0))
-
-
 def log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
-    """log pi(a|s): logits [..., A], integer actions [...] -> [...] (action-major log-softmax)."""
-    logp = _action_major_log_softmax(logits)
-    index = jnp.arange(logp.shape[0]).reshape((-1,) + (1,) * actions.ndim)
-    return jnp.sum(jnp.where(index == actions, logp, 0.0), axis=0)
-
-
-def entropy(logits: jax.Array) -> jax.Array:
-    """Entropy of the categorical distribution in nats: logits [..., A] -> [...] (action-major)."""
-    logp = _action_major_log_softmax(logits)
-    return -jnp.sum(jnp.exp(logp) * logp, axis=0)
-
-
-def plain_log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
-    """`log_prob` by `jax.nn.log_softmax` over the trailing action axis (the reference path)."""
+    """log pi(a|s): logits [..., A], integer actions [...] -> [...]."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     return jnp.take_along_axis(logp, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-def plain_entropy(logits: jax.Array) -> jax.Array:
-    """`entropy` by `jax.nn.log_softmax` over the trailing action axis (the reference path)."""
+def entropy(logits: jax.Array) -> jax.Array:
+    """Entropy of the categorical distribution in nats: logits [..., A] -> [...]."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
 def sample(key: jax.Array, logits: jax.Array) -> jax.Array:
-    """Draw actions a ~ pi(.|s): logits [..., A] -> int32 [...].
-
-    Inverse-CDF sampling: one uniform number per draw, a = #{k : CDF_k <= u}.
-    Exact like `jax.random.categorical`'s Gumbel-max trick (`plain_sample`),
-    which draws A numbers and takes two logarithms of each; the two give
-    different samples from the same key.
-    """
-    cdf = jnp.cumsum(jax.nn.softmax(logits), axis=-1)
-    u = jax.random.uniform(key, logits.shape[:-1] + (1,), dtype=cdf.dtype)
-    return jnp.minimum(jnp.sum(cdf <= u * cdf[..., -1:], axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
-
-
-def plain_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
-    """`sample` by `jax.random.categorical` (the reference path): logits [..., A] -> int32 [...]."""
+    """Draw actions a ~ pi(.|s) with `jax.random.categorical`: logits [..., A] -> int32 [...]."""
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
@@ -178,21 +139,9 @@ class Distribution(NamedTuple):
     action_dtype: jnp.dtype
 
 
-def categorical(action_major: bool = True, inverse_cdf: bool = True) -> Distribution:
-    """The categorical distribution over logits (Discrete action spaces).
-
-    Args:
-      action_major: log-probabilities and entropy by the action-major
-        log-softmax (`SpeedOptions.action_major_log_softmax`), else `jax.nn.log_softmax`.
-      inverse_cdf: sample by inverse CDF (`SpeedOptions.inverse_cdf_sampling`),
-        else by `jax.random.categorical`.
-    """
-    return Distribution(
-        sample if inverse_cdf else plain_sample,
-        log_prob if action_major else plain_log_prob,
-        entropy if action_major else plain_entropy,
-        categorical_greedy, lambda a: a, (), jnp.int32,
-    )
+def categorical() -> Distribution:
+    """The categorical distribution over logits (Discrete action spaces)."""
+    return Distribution(sample, log_prob, entropy, categorical_greedy, lambda a: a, (), jnp.int32)
 
 
 def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip") -> Distribution:
@@ -213,11 +162,8 @@ def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip
     )
 
 
-def make_distribution(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT) -> Distribution:
-    """The action distribution for this environment's action space: Gaussian for Box, else categorical.
-
-    `speed` chooses the categorical's log-softmax and sampler (`pgjax.algo.speed`).
-    """
+def make_distribution(spec: EnvSpec, config: Config) -> Distribution:
+    """The action distribution for this environment's action space: Gaussian for Box, else categorical."""
     if spec.action_kind == "continuous":
         return gaussian(spec.action_low, spec.action_high, config.static.squash)
-    return categorical(speed.action_major_log_softmax, speed.inverse_cdf_sampling)
+    return categorical()
