@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import sys
-import time
 import types
 import typing
 from collections.abc import Callable
@@ -245,38 +244,6 @@ def prepare_process(argv: list[str]) -> None:
     configure_cpu()
     if "--distributed" in argv:
         start_distributed()
-
-
-def train() -> None:
-    """`pgjax-train`: `python -m pgjax.train` as a console script."""
-    started = time.perf_counter()
-    prepare_process(sys.argv)
-    from pgjax import train as train_module
-
-    exit_now(run_command(lambda: train_module.main(started=started)))
-
-
-def evaluate() -> None:
-    """`pgjax-evaluate`: `python -m pgjax.evaluate` as a console script."""
-    prepare_process(sys.argv)
-    from pgjax import evaluate as evaluate_module
-
-    sys.exit(run_command(evaluate_module.main))
-
-
-def plot() -> None:
-    """`pgjax-plot`: `python -m pgjax.plot` as a console script."""
-    from pgjax import plot as plot_module
-
-    sys.exit(run_command(plot_module.main))
-
-
-def bench() -> None:
-    """`pgjax-bench`: `python -m pgjax.bench` as a console script."""
-    prepare_process(sys.argv)
-    from pgjax import bench as bench_module
-
-    sys.exit(run_command(bench_module.main))
 
 
 class StopRequest:

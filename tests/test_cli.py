@@ -280,7 +280,7 @@ def test_the_console_script_sets_up_cpu_devices_before_jax_starts(tmp_path):
     """`pgjax-train` (`pgjax.cli.train`) asks XLA for its CPU devices before importing what starts JAX."""
     env = {**os.environ, "XLA_FLAGS": "", "PGJAX_CPU_DEVICES": "3"}
     script = f"import sys; sys.argv = ['pgjax-train', *{SMALL!r}, '--quiet', '--out', {str(tmp_path)!r}]; " \
-             "from pgjax.cli import train; train()"
+             "from pgjax.scripts import train; train()"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert outputs.load_summary(tmp_path)["devices"] == 3

@@ -33,7 +33,7 @@ from pgjax.algo.trainer import make_train, make_trainer
 from .conftest import small_config
 
 FAST = SpeedOptions()
-REFERENCE = SpeedOptions.reference()
+REFERENCE = dataclasses.replace(SpeedOptions.reference(), inverse_cdf_sampling=True)  # same episodes
 RUNS = 3
 
 
@@ -90,7 +90,7 @@ def test_gradients_agree_with_the_reference(setup):
     for speed in (FAST, REFERENCE):
         network_config = speed.network_config(config)
         apply_fn = make_apply_fn(make_policy(spec, network_config))
-        dist = make_distribution(spec, config)
+        dist = make_distribution(spec, config, speed)
         baseline = make_baseline(spec, network_config, speed)
         collect = make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
                                keep_last_obs=baseline.keeps_last_obs, speed=speed)
@@ -155,15 +155,16 @@ def test_run_major_buffers_give_the_same_episodes():
     jax.tree.map(np.testing.assert_array_equal, trajs[0], trajs[1])
 
 
-def test_sampler_draws_from_the_softmax():
-    """`distributions.sample`: the softmax's frequencies, within sampling error."""
+def test_samplers_draw_from_the_same_distribution():
+    """Inverse-CDF sampling and `jax.random.categorical`: the softmax's frequencies, within sampling error."""
     logits = jnp.array([[0.3, -1.2, 2.0, 0.0], [5.0, -5.0, 0.0, 0.1]])
     n = 40000
     probs = np.asarray(jax.nn.softmax(logits))
-    draws = np.asarray(distributions.sample(jax.random.key(0), jnp.broadcast_to(logits, (n, 2, 4))))
-    assert draws.dtype == np.int32
-    freq = np.stack([(draws == a).mean(axis=0) for a in range(4)], axis=-1)
-    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))
+    for sampler in (distributions.sample, distributions.plain_sample):
+        draws = np.asarray(sampler(jax.random.key(0), jnp.broadcast_to(logits, (n, 2, 4))))
+        assert draws.dtype == np.int32
+        freq = np.stack([(draws == a).mean(axis=0) for a in range(4)], axis=-1)
+        np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))
 
 
 def test_whole_training_by_the_reference_path(categorical_update):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax.algo.networks import network_factory
+from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS
 
 # The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
 # ADVANTAGES); a kind registered there from Python is accepted by `StaticConfig.validate` too.
@@ -122,8 +123,6 @@ class StaticConfig:
     @property
     def value_baseline(self) -> bool:
         """Whether a value network is trained (a learned baseline: "value", "value_norm")."""
-        from pgjax.algo.returns import BASELINES  # returns.py imports this module
-
         return self.baseline in BASELINES and BASELINES[self.baseline].learned
 
     def validate(self) -> None:
@@ -139,8 +138,6 @@ class StaticConfig:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
         if self.gradient_block_rows is not None and self.gradient_block_rows < 1:
             raise ValueError(f"gradient_block_rows must be >= 1, got {self.gradient_block_rows}")
-        from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS  # returns.py imports this module
-
         for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
                                   ("reduction", REDUCTIONS)):
             if getattr(self, setting) not in registry:

@@ -21,6 +21,7 @@ from jax.scipy.special import log_ndtr
 
 from pgjax.algo.config import Config
 from pgjax.algo.envs import EnvSpec
+from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 Squash = Literal["clip", "tanh"]
 
@@ -38,7 +39,20 @@ def entropy(logits: jax.Array) -> jax.Array:
 
 
 def sample(key: jax.Array, logits: jax.Array) -> jax.Array:
-    """Draw actions a ~ pi(.|s) with `jax.random.categorical`: logits [..., A] -> int32 [...]."""
+    """Draw actions a ~ pi(.|s): logits [..., A] -> int32 [...].
+
+    Inverse-CDF sampling: one uniform number per draw, a = #{k : CDF_k <= u}.
+    Exact like `jax.random.categorical`'s Gumbel-max trick (`plain_sample`),
+    which draws A numbers and takes two logarithms of each; the two give
+    different samples from the same key (`SpeedOptions.inverse_cdf_sampling`).
+    """
+    cdf = jnp.cumsum(jax.nn.softmax(logits), axis=-1)
+    u = jax.random.uniform(key, logits.shape[:-1] + (1,), dtype=cdf.dtype)
+    return jnp.minimum(jnp.sum(cdf <= u * cdf[..., -1:], axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
+
+
+def plain_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """`sample` by `jax.random.categorical` (the reference path): logits [..., A] -> int32 [...]."""
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
@@ -139,9 +153,14 @@ class Distribution(NamedTuple):
     action_dtype: jnp.dtype
 
 
-def categorical() -> Distribution:
-    """The categorical distribution over logits (Discrete action spaces)."""
-    return Distribution(sample, log_prob, entropy, categorical_greedy, lambda a: a, (), jnp.int32)
+def categorical(inverse_cdf: bool = True) -> Distribution:
+    """The categorical distribution over logits (Discrete action spaces).
+
+    Args:
+      inverse_cdf: sample by inverse CDF (`sample`), else by `jax.random.categorical` (`plain_sample`).
+    """
+    return Distribution(sample if inverse_cdf else plain_sample, log_prob, entropy, categorical_greedy,
+                        lambda a: a, (), jnp.int32)
 
 
 def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip") -> Distribution:
@@ -162,8 +181,11 @@ def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip
     )
 
 
-def make_distribution(spec: EnvSpec, config: Config) -> Distribution:
-    """The action distribution for this environment's action space: Gaussian for Box, else categorical."""
+def make_distribution(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT) -> Distribution:
+    """The action distribution for this environment's action space: Gaussian for Box, else categorical.
+
+    `speed.inverse_cdf_sampling` chooses the categorical's sampler (`pgjax.algo.speed`).
+    """
     if spec.action_kind == "continuous":
         return gaussian(spec.action_low, spec.action_high, config.static.squash)
-    return categorical()
+    return categorical(speed.inverse_cdf_sampling)

@@ -25,12 +25,22 @@ gae_lambda and any other field an entry needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo.config import Advantage, Baseline, Hyperparams, Reduction, Returns
+if TYPE_CHECKING:  # pgjax.algo.config validates settings against these registries
+    from pgjax.algo.config import Advantage, Baseline, Hyperparams, Reduction, Returns
+
+
+class StepNumbers(NamedTuple):
+    """The numbers of `Hyperparams` that the built-in entries read, for the functions below that take
+    them one by one (the trainer passes a run's whole `Hyperparams`). The defaults are neutral."""
+
+    gamma: jax.Array | float = 1.0
+    baseline_constant: jax.Array | float = 0.0
+    gae_lambda: jax.Array | float = 1.0
 
 
 def discounted_returns(reward: jax.Array, gamma: jax.Array | float) -> jax.Array:
@@ -64,7 +74,7 @@ def episode_returns(reward: jax.Array, valid: jax.Array, hparams: Hyperparams) -
     return jnp.where(valid, discounted_returns(reward, hparams.gamma)[0], 0.0)
 
 
-ReturnsFn = Callable[[jax.Array, jax.Array, Hyperparams], jax.Array]
+ReturnsFn = Callable[[jax.Array, jax.Array, "Hyperparams"], jax.Array]
 RETURNS: dict[str, ReturnsFn] = {"episode": episode_returns, "reward_to_go": reward_to_go}
 
 
@@ -76,7 +86,7 @@ def _lookup(registry: dict, name: str, what: str):
 
 def step_returns(reward: jax.Array, valid: jax.Array, gamma: jax.Array | float, kind: Returns) -> jax.Array:
     """The return that weights each step's log-probability, [T, E] (zero on padding): `RETURNS[kind]`."""
-    return _lookup(RETURNS, kind, "returns kind")(reward, valid, Hyperparams(gamma=gamma))
+    return _lookup(RETURNS, kind, "returns kind")(reward, valid, StepNumbers(gamma=gamma))
 
 
 def _masked_mean_std(x: jax.Array, mask: jax.Array, axis) -> tuple[jax.Array, jax.Array]:
@@ -134,7 +144,7 @@ class BaselineKind(NamedTuple):
         is the returns.
     """
 
-    weights: Callable[[jax.Array, jax.Array, Hyperparams], jax.Array]
+    weights: Callable[[jax.Array, jax.Array, "Hyperparams"], jax.Array]
     learned: bool = False
 
 
@@ -166,7 +176,7 @@ def apply_baseline(
     baseline = _lookup(BASELINES, kind, "baseline")
     if baseline.learned:
         raise ValueError(f"baseline {kind!r} is learned: see value_advantages and advantage_weights")
-    return baseline.weights(returns, valid, Hyperparams(baseline_constant=constant))
+    return baseline.weights(returns, valid, StepNumbers(baseline_constant=constant))
 
 
 def _last_step(valid: jax.Array) -> jax.Array:
@@ -238,7 +248,7 @@ def value_advantages(
       (advantage, target), each [T, E] and zero on padding; the value network
       regresses V(s_t) on `target` (G_t, or A_t + V(s_t) for GAE).
     """
-    hparams = Hyperparams(gamma=gamma, gae_lambda=gae_lambda)
+    hparams = StepNumbers(gamma=gamma, gae_lambda=gae_lambda)
     return _lookup(ADVANTAGES, kind, "advantage")(reward, valid, truncated, values, last_values, hparams)
 
 
@@ -248,7 +258,7 @@ def advantage_weights(advantage: jax.Array, valid: jax.Array, kind: Baseline) ->
     baseline = _lookup(BASELINES, kind, "baseline")
     if not baseline.learned:
         raise ValueError(f"{kind!r} is not a value baseline")
-    return baseline.weights(advantage, valid, Hyperparams())
+    return baseline.weights(advantage, valid, StepNumbers())
 
 
 def _episode_mean(valid: jax.Array) -> jax.Array:

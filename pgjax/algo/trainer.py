@@ -161,7 +161,7 @@ def make_trainer(
     network_config = speed.network_config(config)
     policy = make_policy(spec, network_config)
     apply_fn = make_apply_fn(policy)
-    dist = make_distribution(spec, config)
+    dist = make_distribution(spec, config, speed)
     baseline = make_baseline(spec, network_config, speed)
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist,
                            keep_last_obs=baseline.keeps_last_obs, speed=speed)

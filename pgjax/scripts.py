@@ -1,0 +1,45 @@
+"""Console scripts (`pgjax-train`, `pgjax-evaluate`, `pgjax-plot`, `pgjax-bench`): `python -m pgjax.<command>`.
+
+Each sets XLA up (`pgjax.cli.prepare_process`) before it imports its entry
+module, whose import starts JAX's backends, as `python -m` does at the top of
+that module.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from pgjax.cli import exit_now, prepare_process, run_command
+
+
+def train() -> None:
+    """`pgjax-train`: `python -m pgjax.train` as a console script."""
+    started = time.perf_counter()
+    prepare_process(sys.argv)
+    from pgjax import train as train_module
+
+    exit_now(run_command(lambda: train_module.main(started=started)))
+
+
+def evaluate() -> None:
+    """`pgjax-evaluate`: `python -m pgjax.evaluate` as a console script."""
+    prepare_process(sys.argv)
+    from pgjax import evaluate as evaluate_module
+
+    sys.exit(run_command(evaluate_module.main))
+
+
+def plot() -> None:
+    """`pgjax-plot`: `python -m pgjax.plot` as a console script."""
+    from pgjax import plot as plot_module
+
+    sys.exit(run_command(plot_module.main))
+
+
+def bench() -> None:
+    """`pgjax-bench`: `python -m pgjax.bench` as a console script."""
+    prepare_process(sys.argv)
+    from pgjax import bench as bench_module
+
+    sys.exit(run_command(bench_module.main))
