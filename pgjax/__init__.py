@@ -26,7 +26,7 @@ from typing import Any
 
 from pgjax.running.devices import configure_cpu
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     # the algorithm: pure functions
@@ -43,6 +43,8 @@ _EXPORTS = {
     "make_env": "pgjax.algo.envs",
     "MLPPolicy": "pgjax.algo.networks",
     "CNNPolicy": "pgjax.algo.networks",
+    "register_network": "pgjax.algo.networks",
+    "SpeedOptions": "pgjax.algo.speed",
     # running: devices, sweeps, checkpoints
     "train_runs": "pgjax.running.sharding",
     # results: files, statistics, plots, evaluation

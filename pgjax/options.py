@@ -29,6 +29,7 @@ import tyro
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig, setting, setting_help
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
+from pgjax.results.tables import format_setting
 from pgjax.running import grid
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
 
@@ -64,14 +65,6 @@ class RunOptions:
                                        "(jax.distributed.initialize()).")
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def _metavar(kind: Any) -> str:
     if typing.get_origin(kind) is Literal:
         return "{" + ",".join(str(c) for c in typing.get_args(kind)) + "}"
@@ -102,7 +95,7 @@ def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = T
             kind = next(k for k in typing.get_args(kind) if k is not type(None))
         value_type = str if typing.get_origin(kind) is tuple else kind
         default = getattr(defaults.static if cls is StaticConfig else defaults.hparams, name)
-        hint = f"(default: {_format(default)})"
+        hint = f"(default: {format_setting(default)})"
         if sweep and name not in SINGLE_VALUED:
             annotation = Annotated[tuple[value_type, ...] | None, _arg(cls, name, hint, _metavar(kind) + "...")]
         else:
@@ -279,4 +272,4 @@ def settings_line(config: Config, continuous_actions: bool) -> str:
     values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
                                                       for f in dataclasses.fields(config.hparams)}}
     unused = {*SPEED_SETTINGS, "env", *config.static.unused_settings(continuous_actions)}
-    return " ".join(f"{flag(name)} {_format(value)}" for name, value in values.items() if name not in unused)
+    return " ".join(f"{flag(name)} {format_setting(value)}" for name, value in values.items() if name not in unused)

@@ -95,14 +95,11 @@ class StaticConfig:
         hand-written feature-major backward pass of `pgjax.algo.dense.dense_stack`
         instead of autodiff's row-major one. Another speed knob that changes
         only the order of float sums. None (the default) decides per network
-        (`pgjax.algo.networks.feature_major_backward`): on for an MLP whose flattened
-        observation has at most as many entries as its first hidden layer
-        (on the 2-core CPU of the README, training took 0.93x the time for
-        CartPole's default, 4 inputs into 32, 0.60x for tutorial 001's 4 into
-        128, 0.96-1.00x for the other presets with few inputs), off for wider
-        inputs (Breakout-MinAtar's 400 into 64: 1.04x);
-        `python experiments/feature_major.py` measures it per preset. Unused by
-        the CNN.
+        (`pgjax.algo.networks.feature_major_backward`): on for an MLP whose
+        flattened observation has at most as many entries as its first hidden
+        layer, off for wider inputs (`python experiments/feature_major.py`
+        measures it per preset; the docs' performance page gives the figures).
+        Unused by the CNN.
     """
 
     env: str = setting("CartPole-v1", 'gymnax environment id (listed above) or "package.module:factory".')

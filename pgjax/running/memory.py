@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from typing import Any
 
 import jax
@@ -33,6 +32,7 @@ import jax.extend.core
 import jax.numpy as jnp
 
 from pgjax.algo.config import Config, StaticConfig
+from pgjax.running.devices import host_available_bytes
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
@@ -175,21 +175,6 @@ def device_bytes(static: StaticConfig, block_rows: int) -> int:
     return ACTIVATION_COPIES * block_rows * run_shapes(static).activations_per_step
 
 
-def _host_available_bytes() -> int | None:
-    """MemAvailable of this host (Linux), else physical memory; None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def available_bytes(devices: list[Any]) -> int | None:
     """Free memory for arrays on `devices`, in bytes, summed over them.
 
@@ -206,7 +191,7 @@ def available_bytes(devices: list[Any]) -> int | None:
     for device in local:
         stats = None if device.platform == "cpu" else device.memory_stats()
         if not stats or "bytes_limit" not in stats:
-            host = _host_available_bytes()
+            host = host_available_bytes()
             return None if host is None else hosts * host
         total += int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     return total * len(devices) // max(1, len(local))
