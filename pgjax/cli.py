@@ -195,7 +195,12 @@ def _one_line(raw: str) -> str:
         message.append(line)
     text = " ".join(message) or title
     if text.startswith("Unrecognized options:"):  # "Unrecognized options: --x, 3", then "Perhaps you meant: --y"
-        flags = [word.rstrip(",") for word in text.split()[2:] if word.startswith("-")]
+        words = [word.rstrip(",") for word in text.split()[2:]]
+        flags = [word for word in words if word.startswith("-")]
+        if not flags:  # only values left over: a flag that takes one value was given several
+            extra = [word for word in words if not word.startswith("Perhaps")][:3]
+            return (f"unexpected value{'s' * (len(extra) > 1)} {', '.join(extra)}: a flag that takes one value "
+                    "was given several (--help says which take several)")
         text = f"unrecognized option{'s' * (len(flags) > 1)} {', '.join(flags)}"
         suggestion = re.search(r"Perhaps you meant:[\s│|]*(--[\w-]+)", raw)
         if suggestion:
