@@ -85,7 +85,7 @@ class _Accelerator:
 
 def test_available_memory_is_the_devices_own_or_the_hosts(monkeypatch):
     assert memory.available_bytes([_Accelerator(1000, 300), _Accelerator(1000, 100)]) == 1600
-    monkeypatch.setattr(memory, "_host_available_bytes", lambda: 12345)
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 12345)
     assert memory.available_bytes(jax.devices()) == 12345  # CPU devices share one host's memory
 
 
