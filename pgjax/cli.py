@@ -225,16 +225,22 @@ def exit_now(code: int) -> None:
     """End the process with `code`, skipping Python's interpreter teardown.
 
     Every output is written and closed by then; the teardown only finalises
-    modules, which took 0.5-0.7 s after a training run on the 2-core CPU of the
-    README (gymnax, matplotlib, orbax, scipy). A multi-process run shuts its
-    coordination service down first.
+    modules (gymnax, matplotlib, orbax, scipy), which takes a noticeable part
+    of a short command's wall time. A multi-process run shuts its coordination
+    service down first. With the speed device `fast_exit` off
+    (PGJAX_SPEED_OFF, `pgjax.running.devices.process_speed_on`), it ends with
+    `sys.exit(code)` and the interpreter's full teardown instead.
     """
     import jax
+
+    from pgjax.running.devices import process_speed_on
 
     if jax.distributed.is_initialized():
         jax.distributed.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    if not process_speed_on("fast_exit"):
+        sys.exit(code)
     os._exit(code)
 
 
@@ -242,11 +248,16 @@ def prepare_process(argv: list[str]) -> None:
     """Set XLA up before JAX starts its backends, for every entry point (the one place that does).
 
     One CPU device per core and the CPU-only XLA options (`pgjax.running.devices.configure_cpu`);
-    with --distributed in `argv`, join the other processes (`start_distributed`).
+    with --distributed in `argv`, join the other processes (`start_distributed`). A PGJAX_SPEED_OFF
+    that names an unknown speed device ends the process with a one-line error (exit status 2).
     """
     from pgjax.running.devices import configure_cpu, start_distributed
 
-    configure_cpu()
+    try:
+        configure_cpu()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     if "--distributed" in argv:
         start_distributed()
 

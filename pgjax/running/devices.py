@@ -5,6 +5,27 @@
   `PGJAX_CPU_DEVICES=1` keeps a single CPU device.
 * `use_compile_cache()`: keep compiled programs on disk for later processes.
 * `start_distributed()`: join the other processes of a multi-host run.
+* `process_speed_on(name)`: the one switch of each process-level speed device.
+
+Process-level speed devices (they act before or after the training, or around
+its compiles; `experiments/process_devices.py` measures each one on and off):
+
+* `small_loops`: XLA's CPU backend compiles each while loop that touches less
+  than `SMALL_LOOP_BYTES` into one kernel (`configure_cpu`); results bitwise
+  the same;
+* `llvm_level`: LLVM optimisation level 1 instead of XLA's 2 (`configure_cpu`);
+  the compiled code's float results are not bitwise level 2's, so neither are
+  the trained runs (pgjax's reference results are level 1's);
+* `compile_overlap`: a sweep compiles its runs' init program in a thread while
+  Python traces the training segment (`pgjax.running.sweep`); same executables;
+* `fast_exit`: the commands end with `os._exit`, skipping the interpreter's
+  teardown (`pgjax.cli.exit_now`); same outputs.
+
+All are on by default. The environment variable PGJAX_SPEED_OFF turns some
+off: a comma-separated list of their names, e.g.
+`PGJAX_SPEED_OFF=small_loops,fast_exit python -m pgjax.train`. An environment
+variable, because these act before the command line is parsed or after the
+training, and a measurement needs a fresh process per variant.
 """
 
 from __future__ import annotations
@@ -20,6 +41,44 @@ _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
 _EXTRA_OPTIONS_FLAG = "--xla_backend_extra_options"
 SMALL_LOOP_BYTES = 65536  # XLA's CPU default is 1 KiB
 
+SPEED_OFF_VARIABLE = "PGJAX_SPEED_OFF"
+PROCESS_SPEED_DEVICES = ("small_loops", "llvm_level", "compile_overlap", "fast_exit")
+
+
+def process_speeds_off(value: str | None = None) -> frozenset[str]:
+    """The process-level speed devices turned off: the names in PGJAX_SPEED_OFF (or in `value`).
+
+    Args:
+      value: a comma-separated list of names from `PROCESS_SPEED_DEVICES`
+        (spaces and empty items ignored); None reads the environment variable
+        PGJAX_SPEED_OFF (unset: none off).
+
+    Returns:
+      The names listed.
+
+    Raises:
+      ValueError: a name that is not a process-level speed device (a one-line message that lists them).
+    """
+    value = os.environ.get(SPEED_OFF_VARIABLE, "") if value is None else value
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(names - set(PROCESS_SPEED_DEVICES))
+    if unknown:
+        raise ValueError(f"{SPEED_OFF_VARIABLE}: unknown speed device{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(map(repr, unknown))}; give a comma-separated list of "
+                         f"{', '.join(PROCESS_SPEED_DEVICES)}")
+    return names
+
+
+def process_speed_on(name: str) -> bool:
+    """Whether the process-level speed device `name` is on (not listed in PGJAX_SPEED_OFF), read now.
+
+    Raises:
+      ValueError: PGJAX_SPEED_OFF names an unknown device, or `name` is not one of `PROCESS_SPEED_DEVICES`.
+    """
+    if name not in PROCESS_SPEED_DEVICES:
+        raise ValueError(f"{name!r} is not a process-level speed device ({', '.join(PROCESS_SPEED_DEVICES)})")
+    return name not in process_speeds_off()
+
 
 def _accelerator_installed() -> bool:
     """Whether JAX could use a GPU or TPU here (a PJRT plugin or libtpu is installed)."""
@@ -34,21 +93,24 @@ def configure_cpu(count: int | None = None) -> list[str]:
 
     * one CPU device per core (`count`, else PGJAX_CPU_DEVICES, else every core),
       so that `run_sharded` trains slices of the runs on all cores at once;
-    * where no accelerator is installed, LLVM optimisation level 1 instead of 2:
-      on the 2-core CPU of the README it cut compile time by about 30% and left
-      run time unchanged;
+    * where no accelerator is installed, LLVM optimisation level 1 instead of 2,
+      which compiles faster (speed device `llvm_level`; the float results are
+      level 1's, not bitwise level 2's);
     * where no accelerator is installed, XLA's CPU backend compiles each while
       loop that touches less than `SMALL_LOOP_BYTES` into one kernel (XLA's
       `xla_cpu_small_while_loop_byte_threshold`, 1 KiB by default) rather than
-      dispatching a kernel per operation on every iteration. The loops it catches
-      are the threefry hashes of every random-number call (a 5-step loop on
-      CPU); on the README's CPU, 100 updates of the default preset took 0.86x
-      the time and XLA compile 0.93x, with bitwise the same results
-      (`experiments/compile_time.py`, variant small_loops_1k).
+      dispatching a kernel per operation on every iteration (speed device
+      `small_loops`). The loops it catches are the threefry hashes of every
+      random-number call (a 5-step loop on CPU). Results are bitwise the same.
 
+    A speed device listed in PGJAX_SPEED_OFF (`process_speeds_off`) adds no flag.
     Must run before JAX initialises its backends; afterwards it changes nothing,
     nor does it override a flag already in XLA_FLAGS.
+
+    Raises:
+      ValueError: PGJAX_SPEED_OFF names an unknown device (checked before anything is set).
     """
+    off = process_speeds_off()
     if "jax" in sys.modules:
         from jax._src import xla_bridge
 
@@ -60,9 +122,9 @@ def configure_cpu(count: int | None = None) -> list[str]:
         count = count or int(os.environ.get("PGJAX_CPU_DEVICES", 0)) or os.cpu_count() or 1
         added.append(f"{_HOST_DEVICE_FLAG}={count}")
     if not _accelerator_installed():
-        if _LLVM_LEVEL_FLAG not in flags:
+        if "llvm_level" not in off and _LLVM_LEVEL_FLAG not in flags:
             added.append(f"{_LLVM_LEVEL_FLAG}=1")
-        if _EXTRA_OPTIONS_FLAG not in flags:
+        if "small_loops" not in off and _EXTRA_OPTIONS_FLAG not in flags:
             added.append(f"{_EXTRA_OPTIONS_FLAG}=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}")
     if added:
         os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
@@ -79,12 +141,11 @@ def use_compile_cache(directory: str | os.PathLike | None) -> Path | None:
 
     A later process that compiles the same program (same shapes, settings,
     versions and XLA flags; numeric settings and seeds are data) loads it from
-    there instead: on the README's 2-core CPU, 0.2 s instead of about 3 s for
-    the default training run. None or "off" leaves the cache off, and so does a
-    folder that cannot be created or written. A per-process setting: it takes
-    effect only if this process has compiled nothing yet, and JAX keeps what it
-    found at its first compile (a later call changes nothing). Returns the
-    folder asked for, or None.
+    there instead of compiling it again. None or "off" leaves the cache off,
+    and so does a folder that cannot be created or written. A per-process
+    setting: it takes effect only if this process has compiled nothing yet, and
+    JAX keeps what it found at its first compile (a later call changes nothing).
+    Returns the folder asked for, or None.
     """
     if directory is None or str(directory) == "off":
         return None

@@ -1,0 +1,107 @@
+"""The process-level speed devices' switch (PGJAX_SPEED_OFF): parsing, and each device off."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from pgjax.running import devices, grid, sweep
+from pgjax.running.devices import PROCESS_SPEED_DEVICES, process_speed_on, process_speeds_off
+
+from .conftest import small_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, cwd=REPO)
+
+
+def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch):
+    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "compile_overlap", "fast_exit"}
+    assert process_speeds_off("") == frozenset()
+    assert process_speeds_off(" small_loops, fast_exit ,") == {"small_loops", "fast_exit"}
+    with pytest.raises(ValueError, match=r"unknown speed devices 'fast', 'small_loop'; .*small_loops, llvm_level"):
+        process_speeds_off("small_loop,fast")
+    monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
+    assert all(process_speed_on(name) for name in PROCESS_SPEED_DEVICES)
+    monkeypatch.setenv("PGJAX_SPEED_OFF", "llvm_level")
+    assert [process_speed_on(name) for name in PROCESS_SPEED_DEVICES] == [True, False, True, True]
+    with pytest.raises(ValueError, match="not a process-level speed device"):
+        process_speed_on("fold_runs")
+    monkeypatch.setenv("PGJAX_SPEED_OFF", "exit")
+    with pytest.raises(ValueError, match="PGJAX_SPEED_OFF: unknown speed device 'exit'"):
+        process_speed_on("fast_exit")
+
+
+def test_an_unknown_name_stops_a_command_with_one_line_before_anything_is_written(tmp_path):
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "PGJAX_SPEED_OFF": "small_loops,turbo"}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "pgjax.train", "--num-seeds", "1", "--out", str(out)],
+                          capture_output=True, text=True, env=environ, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: PGJAX_SPEED_OFF: unknown speed device 'turbo'")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.skipif(devices._accelerator_installed(), reason="the CPU-only XLA options are left out anyway")
+def test_configure_cpu_leaves_out_the_flags_of_devices_switched_off():
+    code = (
+        "import os\n"
+        "from pgjax.running.devices import configure_cpu\n"
+        "for off in ['', 'small_loops', 'llvm_level', 'llvm_level,small_loops,fast_exit']:\n"
+        "    os.environ['XLA_FLAGS'] = ''\n"
+        "    os.environ['PGJAX_SPEED_OFF'] = off\n"
+        "    print(configure_cpu(2))\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    added = [ast.literal_eval(line) for line in done.stdout.strip().splitlines()]
+    devices_flag = "--xla_force_host_platform_device_count=2"
+    llvm_flag = "--xla_backend_optimization_level=1"
+    small_loops_flag = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=65536"
+    assert added == [
+        [devices_flag, llvm_flag, small_loops_flag],
+        [devices_flag, llvm_flag],
+        [devices_flag, small_loops_flag],
+        [devices_flag],
+    ]
+
+
+def test_the_sweep_trains_the_same_runs_with_compile_overlap_off(monkeypatch):
+    groups = grid.compile_groups(grid.expand_grid(small_config(num_updates=3), {}, {"learning_rate": [0.01, 0.03]}))
+    monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
+    overlapped, _ = sweep.train_sweep(groups, 2, 0, segment_updates=2)
+
+    def no_threads(*args, **kwargs):
+        raise AssertionError("compile_overlap is off: no thread pool")
+
+    monkeypatch.setattr(sweep.concurrent.futures, "ThreadPoolExecutor", no_threads)
+    monkeypatch.setenv("PGJAX_SPEED_OFF", "compile_overlap")
+    one_after_the_other, info = sweep.train_sweep(groups, 2, 0, segment_updates=2)
+    assert info["compile_seconds"] > 0
+    same = jax.tree.map(np.array_equal, (overlapped[0].state, overlapped[0].metrics),
+                        (one_after_the_other[0].state, one_after_the_other[0].metrics))
+    assert all(jax.tree.leaves(same))
+
+
+@pytest.mark.parametrize("off", ["", "fast_exit"])
+def test_exit_now_skips_the_teardown_unless_fast_exit_is_off(off):
+    code = (
+        "import atexit\n"
+        "from pgjax.cli import exit_now\n"
+        "atexit.register(print, 'teardown ran')\n"
+        "exit_now(3)\n"
+    )
+    done = _python(code, PGJAX_SPEED_OFF=off)
+    assert done.returncode == 3, done.stderr
+    assert ("teardown ran" in done.stdout) == (off == "fast_exit")
