@@ -8,14 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
-import numpy as np
 import pytest
 
-from pgjax.running import devices, grid, sweep
+from pgjax.running import devices
 from pgjax.running.devices import PROCESS_SPEED_DEVICES, process_speed_on, process_speeds_off
-
-from .conftest import small_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +22,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch):
-    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "compile_overlap", "fast_exit"}
+    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "fast_exit"}
     assert process_speeds_off("") == frozenset()
     assert process_speeds_off(" small_loops, fast_exit ,") == {"small_loops", "fast_exit"}
     with pytest.raises(ValueError, match=r"unknown speed devices 'fast', 'small_loop'; .*small_loops, llvm_level"):
@@ -34,7 +30,7 @@ def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch)
     monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
     assert all(process_speed_on(name) for name in PROCESS_SPEED_DEVICES)
     monkeypatch.setenv("PGJAX_SPEED_OFF", "llvm_level")
-    assert [process_speed_on(name) for name in PROCESS_SPEED_DEVICES] == [True, False, True, True]
+    assert [process_speed_on(name) for name in PROCESS_SPEED_DEVICES] == [True, False, True]
     with pytest.raises(ValueError, match="not a process-level speed device"):
         process_speed_on("fold_runs")
     monkeypatch.setenv("PGJAX_SPEED_OFF", "exit")
@@ -75,23 +71,6 @@ def test_configure_cpu_leaves_out_the_flags_of_devices_switched_off():
         [devices_flag, small_loops_flag],
         [devices_flag],
     ]
-
-
-def test_the_sweep_trains_the_same_runs_with_compile_overlap_off(monkeypatch):
-    groups = grid.compile_groups(grid.expand_grid(small_config(num_updates=3), {}, {"learning_rate": [0.01, 0.03]}))
-    monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
-    overlapped, _ = sweep.train_sweep(groups, 2, 0, segment_updates=2)
-
-    def no_threads(*args, **kwargs):
-        raise AssertionError("compile_overlap is off: no thread pool")
-
-    monkeypatch.setattr(sweep.concurrent.futures, "ThreadPoolExecutor", no_threads)
-    monkeypatch.setenv("PGJAX_SPEED_OFF", "compile_overlap")
-    one_after_the_other, info = sweep.train_sweep(groups, 2, 0, segment_updates=2)
-    assert info["compile_seconds"] > 0
-    same = jax.tree.map(np.array_equal, (overlapped[0].state, overlapped[0].metrics),
-                        (one_after_the_other[0].state, one_after_the_other[0].metrics))
-    assert all(jax.tree.leaves(same))
 
 
 @pytest.mark.parametrize("off", ["", "fast_exit"])

@@ -19,7 +19,6 @@ run that was never stopped.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 import time
@@ -36,7 +35,7 @@ from pgjax.algo.loss import default_block_rows
 from pgjax.algo.trainer import Metrics, TrainState, make_trainer, run_batch_updates
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
-from pgjax.running.devices import count_cache_hits, process_speed_on
+from pgjax.running.devices import count_cache_hits
 from pgjax.running.grid import GridPoint, group_runs
 from pgjax.running.sharding import fetch, memory_bytes, place_runs, run_mesh, shard_runs
 
@@ -264,27 +263,15 @@ class _SegmentLoop:
     _compiled: tuple | None = None  # (segment, init executable, segment executable) of the group in training
 
     def _compile(self, segment: _Segment, key_data, hparams, control) -> tuple[Any, Any]:
-        """The group's (init, segment) executables, compiled once per group (its chunks share their shapes).
-
-        With the speed device `compile_overlap` on (`pgjax.running.devices.process_speed_on`),
-        XLA compiles the init in a thread while Python traces the segment
-        (compiling releases the GIL), so the init adds little to the wait; off,
-        one after the other. The executables are the same either way.
-        """
+        """The group's (init, segment) executables, compiled once per group (its chunks share their shapes)."""
         if self._compiled is None or self._compiled[0] is not segment:
             start = time.perf_counter()
             init = segment.init.lower(key_data, hparams)
             state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
                                  init.out_info)
             with count_cache_hits() as hits:
-                if process_speed_on("compile_overlap"):
-                    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                        init_compiled = pool.submit(init.compile)
-                        compiled = segment.fn.lower(state, hparams, control).compile()
-                        init_executable = init_compiled.result()
-                else:
-                    init_executable = init.compile()
-                    compiled = segment.fn.lower(state, hparams, control).compile()
+                init_executable = init.compile()
+                compiled = segment.fn.lower(state, hparams, control).compile()
                 self._compiled = (segment, init_executable, compiled)
             self.info["compile_seconds"] += time.perf_counter() - start
             self.info["compile_cache_hits"] += hits[0]
