@@ -112,8 +112,12 @@ class RunShapes:
 
 
 @functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def run_shapes(static: StaticConfig) -> RunShapes:
     """The `RunShapes` of a run with these static settings (numeric settings change no shape).
+
+    Traced once per static config in a process (cached): `run_bytes` and
+    `device_bytes` both read it.
 
     Raises:
       ValueError: settings the trainer rejects (`make_trainer`).
