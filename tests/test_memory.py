@@ -96,3 +96,18 @@ def test_chunk_size_follows_the_estimate():
     assert memory.chunk_size(100, per_run, per_device, 2, available) == 10
     with pytest.raises(ValueError, match="set --max-parallel 10 or less"):
         memory.chunk_size(100, per_run, per_device, 2, available, max_parallel=20)
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Acrobot-v1"])
+def test_declared_metrics_shapes_are_those_an_update_returns(env):
+    """`Metrics.shapes` (what the estimate reads instead of tracing an update) matches a traced update."""
+    from pgjax.algo.presets import preset_config
+    from pgjax.algo.trainer import Metrics, make_trainer
+
+    config = preset_config("default", env)
+    trainer = make_trainer(config)
+    hparams = config.hparams.as_arrays()
+    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
+    _, traced = jax.eval_shape(trainer.update, state, hparams)
+    declared = Metrics.shapes(config.static.episodes_per_update)
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), traced) == jax.tree.map(lambda x: (x.shape, x.dtype), declared)

@@ -107,6 +107,20 @@ class Metrics:
     value_loss: jax.Array
     explained_variance: jax.Array
 
+    @classmethod
+    def shapes(cls, episodes_per_update: int) -> Metrics:
+        """Shapes and dtypes of one update's metrics of one run (leaves without the update axis), as
+        `jax.ShapeDtypeStruct`s: what `Trainer.update` returns, without tracing an update.
+
+        Args:
+          episodes_per_update: E, the length of `episode_returns`.
+        """
+        f32, i32 = jnp.float32, jnp.int32
+        dtypes = dict(episode_return=f32, episode_length=f32, episodes=i32, env_steps=i32, loss=f32, entropy=f32,
+                      grad_norm=f32, loop_steps=i32, diverged=jnp.bool_, value_loss=f32, explained_variance=f32)
+        return cls(episode_returns=jax.ShapeDtypeStruct((episodes_per_update,), f32),
+                   **{name: jax.ShapeDtypeStruct((), dtype) for name, dtype in dtypes.items()})
+
 
 def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
     """Adam (PyTorch's defaults but the step size) after clipping to `max_grad_norm`."""

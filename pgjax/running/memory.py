@@ -112,12 +112,8 @@ class RunShapes:
 
 
 @functools.lru_cache(maxsize=64)
-@functools.lru_cache(maxsize=32)
 def run_shapes(static: StaticConfig) -> RunShapes:
     """The `RunShapes` of a run with these static settings (numeric settings change no shape).
-
-    Traced once per static config in a process (cached): `run_bytes` and
-    `device_bytes` both read it.
 
     Raises:
       ValueError: settings the trainer rejects (`make_trainer`).
@@ -126,14 +122,14 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     from pgjax.algo.envs import make_env
     from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
     from pgjax.algo.rollout import make_collect
-    from pgjax.algo.trainer import make_trainer
+    from pgjax.algo.trainer import Metrics, make_trainer
 
     config = Config(static)
     hparams = config.hparams.as_arrays()
     trainer = make_trainer(config)
     key = jax.random.key(0)
     state = jax.eval_shape(trainer.init, key, hparams)
-    _, metrics = jax.eval_shape(trainer.update, state, hparams)
+    metrics = Metrics.shapes(static.episodes_per_update)  # declared: tracing a whole update is slow
     spec = make_env(static.env)
     apply_fn = make_apply_fn(make_policy(spec, config))
     collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, config),
