@@ -41,7 +41,7 @@ import tyro
 from digests import file_digest, metrics_digest
 
 from pgjax.results import outputs
-from pgjax.running.devices import PROCESS_SPEED_DEVICES, SPEED_OFF_VARIABLE
+from pgjax.running.devices import PROCESS_SPEED_DEVICES, SPEED_OFF_VARIABLE, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("command_seconds", "wall_seconds", "compile_seconds", "train_seconds")  # command: seen from outside
@@ -61,17 +61,6 @@ class Args:
     """Extra arguments of `python -m pgjax.train`, in one string (default: none, the default command)."""
     out: Path = Path("experiments/results/process_devices.json")
     """JSON output; a Markdown table is written next to it."""
-
-
-def cpu_model() -> str:
-    """/proc/cpuinfo's model name (Linux), else "unknown"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def variants(devices: tuple[str, ...]) -> dict[str, str]:

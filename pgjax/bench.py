@@ -27,7 +27,6 @@ if __name__ == "__main__":
 
 import dataclasses
 import os
-import platform
 import resource
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +47,7 @@ from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
 from pgjax.results import outputs, summary
+from pgjax.running.devices import cpu_model
 from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
 
 
@@ -161,17 +161,6 @@ def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
     return compile_sharded(batched(bench_train(config)), keys, config.hparams.broadcast(num_runs))[2]
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_description() -> dict:

@@ -41,13 +41,12 @@ from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS
-from pgjax.algo.trainer import make_trainer
 from pgjax.options import RunOptions
 from pgjax.results import outputs
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import summarise
 from pgjax.results.tables import print_report
-from pgjax.running import grid
+from pgjax.running import grid, memory
 from pgjax.running.memory import format_bytes
 from pgjax.running.progress import SweepProgress
 from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
@@ -135,9 +134,10 @@ def chunks_of(plan: list[dict]) -> list[Chunk]:
 def check_host_memory(groups: list[list[grid.GridPoint]], num_seeds: int) -> None:
     """Raise ValueError if the sweep's results could not fit in this host's memory, saying how many seeds would.
 
-    A run's results are its metrics ([U] per `Metrics` field of one update, from
-    `jax.eval_shape` of the update) and its final `TrainState`; they stay on the
-    host until the files are written. Small sweeps are not checked.
+    A run's results are its metrics ([U] per `Metrics` field of one update) and
+    its final `TrainState` (`pgjax.running.memory.run_shapes`, which the chunk
+    plan reads too); they stay on the host until the files are written. Small
+    sweeps are not checked.
     """
     if sum(len(g) * num_seeds * g[0].config.static.num_updates for g in groups) < CHECKED_RUN_UPDATES:
         return
@@ -146,12 +146,9 @@ def check_host_memory(groups: list[list[grid.GridPoint]], num_seeds: int) -> Non
         return
     total, per_seed = 0, 0
     for group in groups:
-        config = group[0].config
-        trainer = make_trainer(config, entropy_bonus=False)
-        state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams)
-        _, metrics = jax.eval_shape(trainer.update, state, config.hparams)
-        nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
-        run_bytes = nbytes(state) + config.static.num_updates * nbytes(metrics)
+        static = group[0].config.static
+        shapes = memory.run_shapes(static)
+        run_bytes = shapes.state + static.num_updates * shapes.metrics
         per_seed += len(group) * run_bytes
         total += len(group) * num_seeds * run_bytes
     budget = RESULTS_FRACTION * available
