@@ -54,6 +54,8 @@ class Args:
     """Seeds trained at once per measurement."""
     num_updates: int | None = None
     """Updates per run (default: the preset's)."""
+    network: str | None = None
+    """Policy network (default: the preset's; "cnn" measures the convolution's device)."""
     repeats: int = 3
     """Alternating timed runs of each variant."""
     compile_repeats: int = 2
@@ -82,6 +84,8 @@ def main() -> int:
     config = preset_config(args.preset, args.env)
     if args.num_updates is not None:
         config = Config(dataclasses.replace(config.static, num_updates=args.num_updates), config.hparams)
+    if args.network is not None:
+        config = Config(dataclasses.replace(config.static, network=args.network), config.hparams)
     keys = jax.vmap(jax.random.key)(jnp.arange(args.runs))
     hparams = config.hparams.broadcast(args.runs)
     entropy_bonus = config.hparams.entropy_coef != 0
@@ -118,7 +122,8 @@ def main() -> int:
         "variants": rows,
     })
     lines = [
-        f"Preset {args.preset} on {args.env}, {args.runs} seeds x {config.static.num_updates} updates: training "
+        f"Preset {args.preset} on {args.env} (network {config.static.network}), {args.runs} seeds x "
+        f"{config.static.num_updates} updates: training "
         f"seconds (median of {args.repeats} alternating runs) and compile seconds (median of {args.compile_repeats}) "
         "per variant; x: training time "
         "over every device on (above 1: the device off costs that much).",

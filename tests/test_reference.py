@@ -88,14 +88,13 @@ def test_gradients_agree_with_the_reference(setup):
     spec = make_env(config.static.env)
     results = []
     for speed in (FAST, REFERENCE):
-        network_config = speed.network_config(config)
-        apply_fn = make_apply_fn(make_policy(spec, network_config))
+        apply_fn = make_apply_fn(speed.network(make_policy(spec, config)))
         dist = make_distribution(spec, config, speed)
-        baseline = make_baseline(spec, network_config, speed)
+        baseline = make_baseline(spec, config, speed)
         collect = make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
                                keep_last_obs=baseline.keeps_last_obs, speed=speed)
         gradient = make_policy_gradient(apply_fn, config.static.gradient_block_rows, dist, None, speed)
-        value_gradient = make_value_gradient(make_value_fn(make_value_network(spec, network_config)),
+        value_gradient = make_value_gradient(make_value_fn(speed.network(make_value_network(spec, config))),
                                              config.static.gradient_block_rows, speed)
 
         @jax.jit
@@ -177,3 +176,32 @@ def test_whole_training_by_the_reference_path(categorical_update):
     assert metrics.loss.shape == (2, 2)
     np.testing.assert_array_equal(metrics.episode_returns[:, 0], fast_metrics.episode_returns)
     np.testing.assert_allclose(metrics.loss[:, 0], fast_metrics.loss, rtol=2e-4, atol=1e-6)
+
+
+def test_im2col_convolution_is_the_plain_convolution():
+    """`TorchConv` as one product over shifted copies (the default) and as `lax.conv`, vmapped over runs'
+    kernels as the trainer does, and its gradient; and `SpeedOptions.network` switching a CNN policy's
+    convolutions only when `im2col_convolution` is off."""
+    from pgjax.algo.networks import CNNPolicy, MLPPolicy, TorchConv
+
+    x = jax.random.normal(jax.random.key(0), (RUNS, 5, 7, 6, 2))  # [runs, batch, H, W, C]
+    fast, plain = TorchConv(4), TorchConv(4, im2col=False)
+    params = jax.vmap(lambda k: fast.init(k, x[0]))(jax.random.split(jax.random.key(1), RUNS))
+
+    def outputs(module):
+        return jax.vmap(lambda p, xs: module.apply(p, xs))(params, x)
+
+    def gradient(module):
+        return jax.grad(lambda p: jnp.sum(jnp.tanh(jax.vmap(module.apply)(p, x))))(params)
+
+    _close(outputs(fast), outputs(plain), rtol=1e-5, atol=1e-5)
+    _close(gradient(fast), gradient(plain), rtol=1e-4, atol=1e-5)
+    cnn = CNNPolicy(3, conv=(4,), hidden=(8,))
+    off = dataclasses.replace(FAST, im2col_convolution=False)
+    assert FAST.network(cnn) is cnn and off.network(cnn).im2col is False
+    mlp = MLPPolicy(3, feature_major_backward=True)
+    assert off.network(mlp) is mlp
+    assert dataclasses.replace(FAST, feature_major_dense=False).network(mlp).feature_major_backward is False
+    image = jax.random.normal(jax.random.key(2), (2, 6, 6, 2))
+    cnn_params = cnn.init(jax.random.key(3), image[0])
+    _close(cnn.apply(cnn_params, image), off.network(cnn).apply(cnn_params, image), rtol=1e-5, atol=1e-5)

@@ -126,7 +126,7 @@ def value_baseline(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT)
     value_scale^2. `speed` chooses how the values and gradient are computed.
     """
     static = config.static
-    module = make_value_network(spec, config)
+    module = speed.network(make_value_network(spec, config))
     value_fn = make_value_fn(module)
     values_of = make_values(value_fn, static.gradient_block_rows, speed)
     value_gradient = make_value_gradient(value_fn, static.gradient_block_rows, speed)

@@ -81,14 +81,15 @@ class DenseWeights(nn.Module):
 class TorchConv(nn.Module):
     """3x3 convolution ('VALID', stride 1): [..., H, W, C] -> [..., H-2, W-2, features].
 
-    Initialised as PyTorch's `nn.Conv2d` (uniform in +-1/sqrt(9 C)). Computed as
-    one matrix product over the 9 shifted copies of the input (im2col) rather
-    than `lax.conv`: under `jax.vmap` over runs a convolution with per-run
-    kernels becomes a grouped convolution, which XLA's CPU backend ran two
-    orders of magnitude slower than this batched product.
+    Initialised as PyTorch's `nn.Conv2d` (uniform in +-1/sqrt(9 C)). With `im2col`
+    (the speed device `im2col_convolution`, `pgjax.algo.speed`) computed as one
+    matrix product over the 9 shifted copies of the input; otherwise as
+    `lax.conv_general_dilated`, which under `jax.vmap` over runs (a kernel per
+    run) becomes a grouped convolution. Same parameters, same function.
     """
 
     features: int
+    im2col: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -97,6 +98,11 @@ class TorchConv(nn.Module):
         kernel = self.param("kernel", init, (3, 3, channels, self.features))
         bias = self.param("bias", init, (self.features,))
         h, w = x.shape[-3] - 2, x.shape[-2] - 2
+        if not self.im2col:
+            images = x.reshape((-1, *x.shape[-3:]))
+            out = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID",
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return out.reshape((*x.shape[:-3], h, w, self.features)) + bias
         patches = jnp.concatenate(
             [x[..., i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1
         )  # [..., h, w, 9 C], in the kernel's (i, j, c) order
@@ -168,7 +174,7 @@ class CNNPolicy(nn.Module):
     Each of `conv` is a 3x3 convolution ('VALID', stride 1) with that many
     channels and the activation; its output is flattened into the `hidden` dense
     layers. conv=(16,), hidden=(128,) is the network of the MinAtar paper
-    (Young & Tian, 2019).
+    (Young & Tian, 2019). `im2col`: how the convolutions compute (`TorchConv`).
     """
 
     num_actions: int
@@ -177,13 +183,14 @@ class CNNPolicy(nn.Module):
     activation: str = "relu"
     obs_dims: int = 3
     gaussian: bool = False
+    im2col: bool = True
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         x = obs if self.obs_dims == 3 else obs[..., None]
         act = ACTIVATIONS[self.activation]
         for channels in self.conv:
-            x = act(TorchConv(channels)(x))
+            x = act(TorchConv(channels, self.im2col)(x))
         x = _flatten(x, 3)
         return _dense_head(self, x, self.hidden, self.num_actions, self.activation, self.gaussian)
 

@@ -15,11 +15,14 @@ work, so float sums may differ in their order, and nothing else:
 * `feature_major_dense`: an MLP's dense layers may take the hand-written
   feature-major backward pass of `pgjax.algo.dense.dense_stack`, as
   `StaticConfig.feature_major_backward` decides (off: autodiff of the plain
-  layers, whatever that setting says).
+  layers, whatever that setting says; `SpeedOptions.network`).
 * `inverse_cdf_sampling`: categorical actions drawn by inverse-CDF sampling
   from one uniform number per draw (off: `jax.random.categorical`). Both draw
   from the same distribution, but not the same samples from one key; the
   default preset was tuned with it, so it stays although its gain was under 5%.
+* `im2col_convolution`: the CNN's 3x3 convolutions are one matrix product
+  over the 9 shifted copies of the input (`pgjax.algo.networks.TorchConv`; off:
+  `lax.conv_general_dilated`, a grouped convolution once vmapped over runs).
 * `run_major_buffers`: with `fold_runs`, the rollout writes image observations
   into run-major [R, T, E, ...] buffers (`pgjax.algo.rollout`; off:
   time-major buffers moved to run-major after the loop, as vectors always are).
@@ -38,7 +41,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pgjax.algo.config import Config
+    import flax.linen as nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,7 @@ class SpeedOptions:
     blocked_gradient: bool = True
     feature_major_dense: bool = True
     inverse_cdf_sampling: bool = True
+    im2col_convolution: bool = True
     run_major_buffers: bool = True
 
     @classmethod
@@ -64,12 +68,19 @@ class SpeedOptions:
         """The devices' field names, in declaration order."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
-    def network_config(self, config: Config) -> Config:
-        """The config to build networks from: `config`, with `feature_major_backward` False where
-        `feature_major_dense` is off (`pgjax.algo.networks.feature_major_backward` reads it)."""
-        if self.feature_major_dense:
-            return config
-        return dataclasses.replace(config, static=dataclasses.replace(config.static, feature_major_backward=False))
+    def network(self, module: nn.Module) -> nn.Module:
+        """`module` with the network-level devices that are off turned off (a clone; `module` if none is).
+
+        `feature_major_dense` off sets a module's `feature_major_backward` to
+        False, `im2col_convolution` off its `im2col` (`pgjax.algo.networks`);
+        modules without those attributes are returned as they are.
+        """
+        changes = {}
+        if not self.feature_major_dense and getattr(module, "feature_major_backward", False):
+            changes["feature_major_backward"] = False
+        if not self.im2col_convolution and getattr(module, "im2col", False):
+            changes["im2col"] = False
+        return module.clone(**changes) if changes else module
 
 
 DEFAULT = SpeedOptions()

@@ -172,11 +172,10 @@ def make_trainer(
     config.validate()
     static = config.static
     spec = make_env(env if env is not None else static.env)
-    network_config = speed.network_config(config)
-    policy = make_policy(spec, network_config)
+    policy = speed.network(make_policy(spec, config))
     apply_fn = make_apply_fn(policy)
     dist = make_distribution(spec, config, speed)
-    baseline = make_baseline(spec, network_config, speed)
+    baseline = make_baseline(spec, config, speed)
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist,
                            keep_last_obs=baseline.keeps_last_obs, speed=speed)
     policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist, entropy_bonus, speed)
