@@ -8,6 +8,12 @@ and imports nothing of pgjax:
     /tmp/rliable-venv/bin/pip install rliable "pandas<3"
     /tmp/rliable-venv/bin/python experiments/rliable_reference.py   # -> tests/data/rliable_reference.json
 
+With --run-dir it instead prints rliable's P(group > baseline) and its interval for every
+group of a run folder (from its summary.json, diverged runs left out), to set beside
+`python -m pgjax.compare DIR --baseline G`; nothing is written:
+
+    /tmp/rliable-venv/bin/python experiments/rliable_reference.py --run-dir runs/DIR --baseline 1
+
 It was run with rliable 1.2.0, arch 7.2.0, pandas 2.3.3, numpy 2.4.6, scipy 1.17.1
 (Python 3.11); the fixture records the versions it was made with. The data are drawn
 here from fixed seeds and stored in the fixture beside rliable's results, so the test
@@ -26,6 +32,7 @@ Cases:
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import platform
@@ -44,7 +51,28 @@ def interval(point, ci) -> dict:
     return {"point": np.squeeze(point).tolist(), "low": np.squeeze(ci[0]).tolist(), "high": np.squeeze(ci[1]).tolist()}
 
 
+def run_dir_improvements(run_dir: Path, baseline: int) -> None:
+    """Print rliable's P(group > baseline) with its 95% interval for every other group of a run folder."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    finals = {g["index"]: np.array([summary["runs"][i]["final_return"] for i in g["runs"]
+                                    if not summary["runs"][i]["diverged"]]) for g in summary["groups"]}
+    pairs = {str(g): (finals[g][:, None], finals[baseline][:, None]) for g in finals if g != baseline}
+    np.random.seed(0)
+    points, cis = library.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=REPS)
+    for key in pairs:
+        low, high = np.squeeze(cis[key]).tolist()
+        print(f"group {key} vs {baseline}: P(improvement) {float(points[key]):.3f} [{low:.3f}, {high:.3f}] "
+              f"(rliable {importlib.metadata.version('rliable')}, {REPS} resamples)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", type=Path, help="print rliable's P(improvement) for this run folder instead")
+    parser.add_argument("--baseline", type=int, default=0, help="baseline group index for --run-dir")
+    args = parser.parse_args()
+    if args.run_dir is not None:
+        run_dir_improvements(args.run_dir, args.baseline)
+        return
     rng = np.random.default_rng(2021)
     x = np.round(rng.normal(400, 60, 10) / 10) * 10  # CartPole-like final returns on a coarse grid: ties
     y = np.round(rng.normal(360, 80, 10) / 10) * 10

@@ -167,6 +167,15 @@ def _pairs(group: GroupRuns, baseline: GroupRuns, keep: Callable[[GroupRuns], np
     return np.array(mine, int), np.array(theirs, int), dropped
 
 
+def _by_seed(group: GroupRuns) -> GroupRuns:
+    """The same runs in the order of their seeds."""
+    order = np.argsort(np.asarray(group.seeds).reshape(-1), kind="stable")
+    steps = None if group.solved_at_env_steps is None else np.asarray(group.solved_at_env_steps, np.float64)[order]
+    return dataclasses.replace(group, seeds=np.asarray(group.seeds)[order],
+                               final_returns=np.asarray(group.final_returns, np.float64)[order],
+                               diverged=np.asarray(group.diverged, bool)[order], solved_at_env_steps=steps)
+
+
 def compare_to_baseline(
     group: GroupRuns, baseline: GroupRuns, *, reps: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> dict:
@@ -185,6 +194,7 @@ def compare_to_baseline(
          run needs fewer steps than the baseline's), a run that never reached it
          counting as slower than any that did, "reached": [group's count, baseline's]}}.
     """
+    group, baseline = _by_seed(group), _by_seed(baseline)  # the results do not depend on the order of the runs
     finals, base_finals = np.asarray(group.final_returns, np.float64), np.asarray(baseline.final_returns, np.float64)
     mine, theirs, dropped = _pairs(group, baseline, GroupRuns.sane)
     difference = paired_difference(finals[mine], base_finals[theirs], reps=reps, seed=seed)
