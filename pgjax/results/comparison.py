@@ -1,28 +1,12 @@
 """Paired comparisons of groups of runs: differences over seeds, probability of improvement, profiles, aggregates.
 
-NumPy and SciPy on arrays (no files). Follows rliable (Agarwal et al. 2021,
-"Deep RL at the edge of the statistical precipice") and `pgjax.results.stats`:
-every interval is a 95% percentile bootstrap (`scipy.stats.bootstrap`,
-`method="percentile"`, `stats.BOOTSTRAP_RESAMPLES` resamples, seed 0).
-
-* Paired difference: run k of every group of a sweep trains with the same seed,
-  so a group and the baseline are compared seed by seed. The difference is the
-  mean over seeds of (group - baseline); its interval resamples seed pairs.
-  A pair is dropped when either run diverged (or its value is not finite).
-* Probability of improvement P(X > Y) (rliable's `probability_of_improvement`
-  for one task): the Mann-Whitney U statistic of X against Y over m n, a tie
-  counting 1/2: the chance that a run of X beats a run of Y. Its interval
-  resamples the runs of X and of Y independently (rliable's
-  `StratifiedIndependentBootstrap`, which for one task is the plain
-  independent-samples bootstrap). Unpaired, as rliable defines it.
-* Aggregates over tasks (environments): scores normalised per task, the IQM of
-  every run of every task pooled (rliable's `aggregate_iqm`) and the optimality
-  gap, the mean of max(0, 1 - score) (rliable's `aggregate_optimality_gap`);
-  intervals from a stratified bootstrap, which resamples the runs of each task
-  apart (`scipy.stats.bootstrap` with one sample per task, unpaired).
-* Performance profile: the fraction of runs whose score exceeds tau, over a
-  grid of tau (rliable's `create_performance_profile` with score distributions),
-  with a percentile-bootstrap band per tau.
+NumPy and SciPy on arrays (no files), after rliable (Agarwal et al. 2021, "Deep RL at the
+edge of the statistical precipice"). Every interval is a 95% percentile bootstrap
+(`scipy.stats.bootstrap`, `stats.BOOTSTRAP_RESAMPLES` resamples, seed 0), as in
+`pgjax.results.stats`: over seed pairs for a paired difference; over each group's runs,
+independently, for the probability of improvement (rliable's `StratifiedIndependentBootstrap`
+for one task); over each task's runs apart (stratified) for aggregates over tasks.
+`COMPARISON_METHOD` states each definition; docs/results.md explains them.
 """
 
 from __future__ import annotations
@@ -78,10 +62,15 @@ class GroupRuns:
         return ~np.asarray(self.diverged, bool) & np.isfinite(np.asarray(self.final_returns, np.float64))
 
 
-def _bootstrap(samples: Sequence[np.ndarray], statistic: Callable, *, paired: bool, reps: int, seed: int):
-    """scipy's percentile bootstrap of a vectorised `statistic(*samples, axis=-1)`; (low, high) arrays."""
+def _bootstrap(samples: Sequence[np.ndarray], statistic: Callable, *, paired: bool, reps: int, seed: int,
+               per_value: int = 1):
+    """scipy's percentile bootstrap of a vectorised `statistic(*samples, axis=-1)`; (low, high) arrays.
+
+    Resamples are drawn in batches of about 16M values (as in `stats`), where the statistic
+    makes `per_value` intermediate values per resampled value.
+    """
     samples = tuple(np.asarray(s, np.float64) for s in samples)
-    size = sum(s.size for s in samples)  # resamples are drawn in batches of about 16M values, as in `stats`
+    size = sum(s.size for s in samples) * per_value
     result = stats.bootstrap(
         samples, statistic, n_resamples=reps, vectorized=True, paired=paired, axis=-1, batch=max(1, 2**24 // size),
         confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),
@@ -146,8 +135,8 @@ def improvement(x: np.ndarray, y: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES
     if x.size >= 2 and y.size >= 2:
         low, high = _bootstrap((x, y), probability_of_improvement, paired=False, reps=reps, seed=seed)
         interval = [float(np.clip(low, 0, 1)), float(np.clip(high, 0, 1))]
-    return {"probability": float(probability_of_improvement(x, y)), "ci95": interval, "runs": [int(x.size),
-                                                                                                 int(y.size)]}
+    probability = float(probability_of_improvement(x, y))
+    return {"probability": probability, "ci95": interval, "runs": [int(x.size), int(y.size)]}
 
 
 def _pairs(group: GroupRuns, baseline: GroupRuns, keep: Callable[[GroupRuns], np.ndarray]) -> tuple:
@@ -188,13 +177,15 @@ def compare_to_baseline(
          "probability_of_improvement": `improvement(group, baseline)` over each
          group's sane runs},
        "env_steps_to_solve": None without a threshold or when no run of either
-         reached it, else {"difference": paired
-         difference of steps (negative: the group got there sooner) over seeds
-         where both reached the threshold, "probability_of_fewer": P(the group's
-         run needs fewer steps than the baseline's), a run that never reached it
-         counting as slower than any that did, "reached": [group's count, baseline's]}}.
+         reached it; else {"difference": paired difference of steps (negative: the
+         group got there sooner) over seeds where both reached the threshold,
+         "probability_of_fewer": P(the group's run needs fewer steps than the
+         baseline's), a run that never reached it counting as slower than any
+         that did, "reached": [group's count, baseline's]}}.
+      Runs pair when their seeds are equal ("pairs" 0 when no seed is shared);
+      the result does not depend on the order of the runs.
     """
-    group, baseline = _by_seed(group), _by_seed(baseline)  # the results do not depend on the order of the runs
+    group, baseline = _by_seed(group), _by_seed(baseline)
     finals, base_finals = np.asarray(group.final_returns, np.float64), np.asarray(baseline.final_returns, np.float64)
     mine, theirs, dropped = _pairs(group, baseline, GroupRuns.sane)
     difference = paired_difference(finals[mine], base_finals[theirs], reps=reps, seed=seed)
@@ -314,8 +305,7 @@ def performance_profile(
     fraction = statistic(*samples)
     if min(s.size for s in samples) < 2:
         return {"fraction": fraction, "low": None, "high": None}
-    # Memory: a batch of resamples holds runs x T booleans each.
-    low, high = _bootstrap(samples, statistic, paired=False, reps=reps, seed=seed)
+    low, high = _bootstrap(samples, statistic, paired=False, reps=reps, seed=seed, per_value=tau.size)
     return {"fraction": fraction, "low": low, "high": high}
 
 
