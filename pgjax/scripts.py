@@ -1,4 +1,4 @@
-"""Console scripts (`pgjax-train`, `pgjax-evaluate`, `pgjax-plot`, `pgjax-bench`): `python -m pgjax.<command>`.
+"""Console scripts (`pgjax-train`, `-evaluate`, `-plot`, `-compare`, `-bench`): `python -m pgjax.<command>`.
 
 Each sets XLA up (`pgjax.cli.prepare_process`) before it imports its entry
 module, whose import starts JAX's backends, as `python -m` does at the top of
@@ -35,6 +35,13 @@ def plot() -> None:
     from pgjax import plot as plot_module
 
     sys.exit(run_command(plot_module.main))
+
+
+def compare() -> None:
+    """`pgjax-compare`: `python -m pgjax.compare` as a console script."""
+    from pgjax import compare as compare_module
+
+    sys.exit(run_command(compare_module.main))
 
 
 def bench() -> None:

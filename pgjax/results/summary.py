@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from pgjax.results.comparison import summary_comparison
 from pgjax.results.stats import INTERVAL_METHOD, group_statistics
 from pgjax.running.grid import GridPoint, varied_settings
 
@@ -84,7 +85,8 @@ def summarise(
       many there were. "env_steps_total" counts every run's env steps;
       "env_steps_trained" those trained in this process (less the ones restored
       from checkpoints by a resume), which "env_steps_per_second" divides by
-      "train_seconds".
+      "train_seconds". With two or more groups, "comparison" holds every group
+      against the best by IQM (`pgjax.results.comparison.summary_comparison`).
     """
     runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
     for result in results:
@@ -113,6 +115,7 @@ def summarise(
         })
     steps_total = sum(r["env_steps"] for r in runs)
     steps_trained = steps_total - timings["resumed_env_steps"]
+    comparison = summary_comparison({"groups": groups, "runs": runs, "solve_threshold": threshold})
     return {
         "env": points[0].config.static.env,
         "preset": preset,
@@ -139,6 +142,7 @@ def summarise(
         "resumed_env_steps": timings["resumed_env_steps"],
         "groups": groups,
         "runs": runs,
+        **({"comparison": comparison} if comparison is not None else {}),
     }
 
 
