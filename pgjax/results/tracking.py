@@ -39,7 +39,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import queue
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +59,7 @@ from pgjax.running.sweep import SegmentReport
 REQUIRED = {"tensorboard": (("tensorboardX",), "tensorboard"), "wandb": (("wandb",), "wandb")}
 RETURN_TAGS = ("return/iqm", "return/mean", "return/q25", "return/median", "return/q75")
 SPEED_TAG = "speed/env_steps_per_second"
+QUEUE_EVENTS = 10_000  # events tensorboardX's writing thread may hold
 
 
 def check_installed(run_options: Any) -> None:
@@ -201,11 +204,11 @@ class Tracker(Protocol):
 
 
 def hparam_value(value: Any) -> bool | int | float | str:
-    """A setting as a tracker's config takes it: widths as "64,64", None as "None"."""
+    """A setting as a tracker's config takes it: widths as "64,64", None as "None", infinity as "inf"."""
     if isinstance(value, (list, tuple)):
         return format_setting(value)
-    if value is None:
-        return "None"
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return str(value)
     return value
 
 
@@ -228,24 +231,27 @@ class TensorBoardTracker:
 
     def open(self, run_dir: Path, points: Sequence[GridPoint], num_seeds: int) -> None:
         from tensorboardX import SummaryWriter
+        from tensorboardX.proto.summary_pb2 import Summary
 
-        self._writer_class = SummaryWriter
+        self._writer_class, self._summary = SummaryWriter, Summary
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def _writer(self, group: int) -> Any:
-        if group not in self.writers:
-            self.writers[group] = self._writer_class(logdir=str(self.directory / f"group{group}"))
+        if group not in self.writers:  # a long queue: adding an event does not wait for the writing thread
+            self.writers[group] = self._writer_class(logdir=str(self.directory / f"group{group}"),
+                                                     max_queue=QUEUE_EVENTS)
         return self.writers[group]
 
     def log_segment(self, group: int, curve: GroupCurve) -> None:
-        writer = self._writer(group)
+        """One event per update holding every tag's value (one event per value costs 9 times more)."""
+        writer = self._writer(group).file_writer
         steps = np.rint(curve.env_steps).astype(np.int64).tolist()
-        for tag, values in curve.values.items():
-            for step, value in zip(steps, values.tolist()):
-                writer.add_scalar(tag, value, step)
-        updates = curve.update.tolist()
-        for update, speed in curve.speed.items():
-            writer.add_scalar(SPEED_TAG, speed, steps[updates.index(update)] if update in updates else None)
+        columns = {tag: values.tolist() for tag, values in curve.values.items()}
+        for k, (update, step) in enumerate(zip(curve.update.tolist(), steps)):
+            values = [self._summary.Value(tag=tag, simple_value=column[k]) for tag, column in columns.items()]
+            if update in curve.speed:
+                values.append(self._summary.Value(tag=SPEED_TAG, simple_value=curve.speed[update]))
+            writer.add_summary(self._summary(value=values), step)
 
     def log_final(self, summary: dict) -> None:
         from tensorboardX.summary import hparams
@@ -259,8 +265,8 @@ class TensorBoardTracker:
             for summary_proto in (start, end):
                 writer.file_writer.add_summary(summary_proto)
             steps = [summary["runs"][r]["env_steps"] for r in group["runs"]]
-            for tag, value in metrics.items():
-                writer.add_scalar(tag, value, int(np.mean(steps)))
+            values = [self._summary.Value(tag=tag, simple_value=value) for tag, value in metrics.items()]
+            writer.file_writer.add_summary(self._summary(value=values), int(np.mean(steps)))
         if experiment is not None:  # every group has the same settings and metrics: one experiment, at the top
             with self._writer_class(logdir=str(self.directory)) as top:
                 top.file_writer.add_summary(experiment)
@@ -275,11 +281,18 @@ class TensorBoardTracker:
 
 
 class WandbTracker:
-    """A W&B run per group in `project` (grouped by the run folder's name), and one run of the sweep's table."""
+    """A W&B run per group in `project` (grouped by the run folder's name), and one run of the sweep's table.
+
+    `run.log` sends a message to W&B's service process and waits for the socket, once per
+    update; a thread of its own does that, so that the training loop only hands it the rows.
+    """
 
     def __init__(self, project: str):
         self.project = project
         self.runs: dict[int, Any] = {}
+        self._rows: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def open(self, run_dir: Path, points: Sequence[GridPoint], num_seeds: int) -> None:
         import wandb
@@ -287,6 +300,33 @@ class WandbTracker:
         self.wandb, self.run_dir = wandb, Path(run_dir)
         self.settings = {p.index: p.hyperparameters() for p in points}
         self.num_seeds = num_seeds
+        for point in points:  # before training: a W&B run takes a while to start
+            self._run(point.index)
+        self._sender = threading.Thread(target=self._send, name="pgjax-wandb", daemon=True)
+        self._sender.start()
+
+    def _send(self) -> None:
+        """The sender thread: log the queued (run, row, step) until None; keep the first error."""
+        while (item := self._rows.get()) is not None:
+            if self._error is None:
+                try:
+                    run, row, step = item
+                    run.log(row, step=step)
+                except BaseException as error:  # raised in the training thread by the next call
+                    self._error = error
+
+    def _drain(self) -> None:
+        """Wait until every queued row is logged; raise the sender's error, if any."""
+        if self._sender is not None:
+            self._rows.put(None)
+            self._sender.join()
+            self._sender = None
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def _init(self, name: str, job_type: str, config: dict) -> Any:
         return self.wandb.init(
@@ -306,14 +346,17 @@ class WandbTracker:
         return self.runs[group]
 
     def log_segment(self, group: int, curve: GroupCurve) -> None:
+        self._raise()
         run = self._run(group)
-        for k, update in enumerate(curve.update.tolist()):
-            row = {tag: float(values[k]) for tag, values in curve.values.items()}
+        columns = {tag: values.tolist() for tag, values in curve.values.items()}
+        for k, (update, steps) in enumerate(zip(curve.update.tolist(), curve.env_steps.tolist())):
+            row = {tag: column[k] for tag, column in columns.items()}
             if update in curve.speed:
                 row[SPEED_TAG] = curve.speed[update]
-            run.log({**row, "env_steps": float(curve.env_steps[k]), "update": update}, step=update)
+            self._rows.put((run, {**row, "env_steps": steps, "update": update}, update))
 
     def log_final(self, summary: dict) -> None:
+        self._drain()
         for group in summary["groups"]:
             run = self._run(group["index"])
             statistics = {f"statistics/{k}": v for k, v in (group.get("statistics") or {}).items()}
@@ -331,9 +374,12 @@ class WandbTracker:
         self.runs[-1] = sweep
 
     def close(self) -> None:
-        for run in self.runs.values():
-            run.finish()
-        self.runs = {}
+        try:
+            self._drain()
+        finally:
+            for run in self.runs.values():
+                run.finish()
+            self.runs = {}
 
     def where(self) -> str:
         return f"W&B: project {self.project}, group {self.run_dir.name} (local files in {self.run_dir / 'wandb'})"
