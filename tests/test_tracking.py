@@ -256,3 +256,16 @@ def test_wandb_offline_runs_hold_config_summary_and_table(tracked):
     assert config["num_seeds"] == NUM_SEEDS and json.loads(final["num_runs"]) == summary["num_runs"]
     table = json.loads(next((folder / "files" / "media" / "table").glob("runs_*.table.json")).read_text())
     assert len(table["data"]) == summary["num_runs"] and "final_return" in table["columns"]
+
+
+def test_a_resumed_chunk_logs_its_restored_updates_first(two_points):
+    """After a resume the restored updates come in one report (no time): their curve, then the trained ones'."""
+    metrics = fake_metrics(np.random.default_rng(3), 8, 7)
+    trained = reports(metrics, 8, 3)
+    restored = dataclasses.replace(trained[0], seconds=0.0, env_steps=0, restored=True)
+    curves = tracking.GroupCurves(two_points, num_seeds=4)
+    found = [curve for report in (restored, *trained[1:]) for group, curve in curves.add(report) if group == 0]
+    np.testing.assert_array_equal(np.concatenate([c.update for c in found]), np.arange(1, 8))
+    assert [list(c.speed) for c in found] == [[], [6], [7]]
+    np.testing.assert_allclose(np.concatenate([c.values["return/mean"] for c in found]),
+                               metrics.episode_return[:4].astype(np.float64).mean(0))

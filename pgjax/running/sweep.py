@@ -301,7 +301,7 @@ class _SegmentLoop:
             self.info["resumed_updates"] += latest
             self.info["resumed_env_steps"] += int(np.sum(restored_metrics.env_steps[:, -1], dtype=np.int64))
             self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True,
-                                       restored_metrics))
+                                       metrics=restored_metrics))
             if latest == num_updates:
                 return fetch(restored), restored_metrics
             history, done = [restored_metrics], latest
