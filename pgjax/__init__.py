@@ -53,6 +53,7 @@ _EXPORTS = {
     "load_summary": "pgjax.results.outputs",
     "load_group_metrics": "pgjax.results.outputs",
     "load_run_config": "pgjax.results.outputs",
+    "load_results": "pgjax.results.exports",
     "load_policy": "pgjax.results.evaluation",
     "group_statistics": "pgjax.results.stats",
 }

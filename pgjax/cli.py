@@ -52,13 +52,18 @@ def make_console() -> Console:
     return console
 
 
+# Annotated metadata of a `tuple[T, ...] | None` option that may be given without a value (`--tensorboard [DIR]`)
+OPTIONAL_VALUE = "pgjax:optional-value"
+
+
 @dataclasses.dataclass(frozen=True)
 class _Flag:
-    """One option of a command line: its names, the type of one value, whether it takes several."""
+    """One option of a command line: its names, the type of one value, whether it takes several (or none)."""
 
     names: tuple[str, ...]
     element: Any
     several: bool
+    optional_value: bool = False
 
 
 def _unwrap(annotation: Any) -> tuple[Any, list]:
@@ -87,7 +92,7 @@ def flags_of(cls: type) -> list[_Flag]:
         if several:
             element = typing.get_args(element)[0]
         aliases = tuple(a for extra in extras for a in (getattr(extra, "aliases", None) or ()))
-        found.append(_Flag(("--" + name.replace("_", "-"), *aliases), element, several))
+        found.append(_Flag(("--" + name.replace("_", "-"), *aliases), element, several, OPTIONAL_VALUE in extras))
     return found
 
 
@@ -142,7 +147,7 @@ def check_command_line(argv: list[str], flags: list[_Flag]) -> None:
         if flag.element is bool:
             continue
         check, expected = _expects(flag.element, flag.several)
-        if flag.several and not values:
+        if flag.several and not values and not flag.optional_value:
             raise ValueError(f"{name} expects {expected}, got none")
         bad = [v for v in values if not check(v)]
         if bad:

@@ -29,6 +29,7 @@ import tyro
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig, setting, setting_help
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
+from pgjax.cli import OPTIONAL_VALUE
 from pgjax.results.tables import format_setting
 from pgjax.running import grid
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
@@ -63,6 +64,12 @@ class RunOptions:
                                  "(environment variable PGJAX_COMPILE_CACHE).")
     distributed: bool = setting(False, "Spread the runs over the devices of several processes "
                                        "(jax.distributed.initialize()).")
+    # "": the flag without DIR, the run folder's tensorboard/ (`pgjax.results.tracking.tensorboard_dir`)
+    tensorboard: str | None = dataclasses.field(default=None, metadata={
+        "help": "Log per-group curves and settings to TensorBoard in DIR (no DIR: the run folder's tensorboard/; "
+                "extra [tensorboard]).", "optional_value": True})
+    wandb: str | None = setting(None, "Log to this Weights & Biases project: a run per group and a table of "
+                                      "every run (WANDB_MODE=offline: no network; extra [wandb]).")
 
 
 def _metavar(kind: Any) -> str:
@@ -111,7 +118,13 @@ def run_option_flags() -> list[tuple]:
         kind = typing.get_type_hints(RunOptions)[f.name]
         hint = "" if f.default is None or kind is bool else None
         metavar = "DIR" if "Path" in str(kind) else "INT" if "int" in str(kind) else None
+        if f.metadata.get("optional_value"):  # `--flag` alone or `--flag VALUE` (`run_options` takes it apart)
+            kind, metavar = tuple[str, ...] | None, "[DIR]"
+        elif f.name == "wandb":
+            metavar = "PROJECT"
         annotation = Annotated[kind, tyro.conf.arg(help=f.metadata["help"], help_behavior_hint=hint, metavar=metavar)]
+        if f.metadata.get("optional_value"):
+            annotation = Annotated[annotation, OPTIONAL_VALUE]
         fields.append((f.name, annotation, dataclasses.field(default=f.default)))
     return fields
 
@@ -179,7 +192,15 @@ def given_settings(args: Any) -> dict[str, Any]:
 
 
 def run_options(args: Any) -> RunOptions:
-    return RunOptions(**{f.name: getattr(args.run, f.name) for f in dataclasses.fields(RunOptions)})
+    """The `RunOptions` of parsed arguments; ValueError for an optional-value flag given several values."""
+    values = {f.name: getattr(args.run, f.name) for f in dataclasses.fields(RunOptions)}
+    for f in dataclasses.fields(RunOptions):
+        given = values[f.name]
+        if f.metadata.get("optional_value") and isinstance(given, tuple):
+            if len(given) > 1:
+                raise ValueError(f"{flag(f.name)} takes at most one folder, got {len(given)}: {' '.join(given)}")
+            values[f.name] = given[0] if given else ""
+    return RunOptions(**values)
 
 
 def flag(name: str) -> str:

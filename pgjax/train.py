@@ -42,7 +42,8 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.options import RunOptions
-from pgjax.results import outputs
+from pgjax.results import outputs, tracking
+from pgjax.results.exports import write_exports
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import summarise
 from pgjax.results.tables import print_report
@@ -195,6 +196,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     start = time.perf_counter() if started is None else started
     console = console or make_console()
     sweep = sweep_of(args)
+    tracking.check_installed(sweep.run)  # a missing extra: nothing written
     opts = sweep.run
     if opts.distributed and not jax.distributed.is_initialized():
         try:
@@ -214,6 +216,8 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         except ValueError as error:
             raise ValueError(options.with_flag_names(str(error))) from None
     out = opts.out or default_out_dir(points[0].config.static.env, sweep.preset)
+    if opts.tensorboard == "":  # --tensorboard without DIR: config.json records the folder it means
+        opts = dataclasses.replace(opts, tensorboard=str(tracking.tensorboard_dir(opts, out)))
     devices = jax.devices()
     estimates = None
     if resuming:
@@ -244,13 +248,20 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         print_plan(sweep, groups, chunks, estimates, console)
     total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
+    tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
+
+    def on_segment(report) -> None:
+        progress.report(report)
+        tracker.log_segment(report)
+
     try:
         with SweepProgress(total_updates, console, mode) as progress:
             results, timings = train_sweep(
                 groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
-                checkpoint_every=opts.checkpoint_every, on_segment=progress.report, should_stop=stop,
+                checkpoint_every=opts.checkpoint_every, on_segment=on_segment, should_stop=stop,
             )
     except Interrupted as stopped:
+        tracker.close()
         stopped.run_dir = out
         raise
     if not is_main:
@@ -266,12 +277,17 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
     summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold)
+    write_exports(out, summary, [m for m, _, _ in ordered])
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
+    tracker.log_final(summary)
+    tracker.close()
     print_report(summary, console)
     from pgjax.results.plots import plot_run
 
     plot_run(out)
     console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
+    for line in tracker.where():
+        console.print(line, soft_wrap=True)
     if stop is not None and stop.signal is not None:
         console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
                       "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)

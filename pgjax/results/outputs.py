@@ -9,6 +9,10 @@
     params.msgpack  final policy parameters, {"group<g>": params stacked on a leading [R] axis}
     checkpoints/    orbax checkpoints of every chunk of runs (`pgjax.running.checkpoints`)
     learning_curves.png  return against env steps, one curve per group (`pgjax.plot`)
+    runs.csv        one row per run: group, seed, settings, final results (`pgjax.results.exports`)
+    curves.parquet  one row per run and update: the per-update metrics (curves.csv without pyarrow)
+    tensorboard/    TensorBoard event files, with `--tensorboard` (`pgjax.results.tracking`)
+    wandb/          Weights & Biases' local run files, with `--wandb`
 
 A group is one grid point; its runs are its seeds, listed in summary.json's
 `groups[g]["runs"]` (indices into `runs`).
@@ -37,7 +41,13 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"
 PLOT_FILE = "learning_curves.png"
-RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, CHECKPOINT_DIR, PLOT_FILE)
+RUNS_FILE = "runs.csv"
+CURVES_PARQUET = "curves.parquet"
+CURVES_CSV = "curves.csv"
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard's default folder
+WANDB_DIR = "wandb"  # where --wandb's local files go
+RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, CHECKPOINT_DIR, PLOT_FILE, RUNS_FILE,
+             CURVES_PARQUET, CURVES_CSV, TENSORBOARD_DIR, WANDB_DIR)
 
 
 def package_versions(packages=("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")) -> dict:

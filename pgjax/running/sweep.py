@@ -87,7 +87,7 @@ class GroupResult:
 
 @dataclasses.dataclass(frozen=True)
 class SegmentReport:
-    """What the host learns after each segment (for progress displays).
+    """What the host learns after each segment (for progress displays and experiment trackers).
 
     After restoring a chunk from a checkpoint one report with `restored=True`
     counts the restored updates (no env steps, no time).
@@ -102,6 +102,9 @@ class SegmentReport:
     seconds: float  # wall time since the previous report
     mean_return: float  # mean episode return of the segment's last update over the chunk's sane runs
     restored: bool = False
+    # the segment's `Metrics` of the chunk's real runs (`chunk.positions`), host NumPy, leaves [n, new_updates, ...]:
+    # updates `updates_done - new_updates` to `updates_done` (a restored report: the restored ones)
+    metrics: Metrics | None = None
 
 
 def segment_length(num_updates: int, segment_updates: int = SEGMENT_UPDATES) -> int:
@@ -304,7 +307,8 @@ class _SegmentLoop:
                                                              _metrics_template(n))
             self.info["resumed_updates"] += latest
             self.info["resumed_env_steps"] += int(np.sum(restored_metrics.env_steps[:, -1], dtype=np.int64))
-            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True))
+            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True,
+                                       metrics=restored_metrics))
             if latest == num_updates:
                 return fetch(restored), restored_metrics
             history, done = [restored_metrics], latest
@@ -356,6 +360,7 @@ class _SegmentLoop:
                 chunk=chunk, num_chunks=self.num_chunks, updates_done=done, num_updates=num_updates,
                 new_updates=active, env_steps=int(metrics.env_steps[:, -1].sum() - steps_before),
                 seconds=now - last_report, mean_return=float(returns.mean()) if returns.size else math.nan,
+                metrics=metrics,
             ))
         return now
 

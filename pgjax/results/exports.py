@@ -1,0 +1,266 @@
+"""Tidy exports of a run folder: `runs.csv` (one row per run) and the per-update curves (one row per run and update).
+
+    write_exports(run_dir, summary, group_metrics)       # what `python -m pgjax.train` does
+    runs, curves = load_results("runs/DIR")              # pandas DataFrames (`pgjax.load_results`)
+
+`runs.csv` holds one row per run: `run`, `group`, `seed`, every setting of the
+run's group (`GridPoint.hyperparameters()`, one column each, widths written as
+the flag takes them: "64,64"), then `final_return`, `solved`,
+`solved_at_env_steps`, `env_steps`, `episodes`, `diverged`,
+`diverged_at_update` (summary.json's run entry), and the group's `rung` and
+`stopped_early` where summary.json's groups carry them (successive halving).
+
+The curves hold one row per run and update: `run`, `group`, `seed`, `update`
+(1 for the first), then every per-update scalar of `pgjax.Metrics`: `env_steps`,
+`return` (`episode_return`), `length` (`episode_length`), `episodes`, `loss`,
+`entropy`, `grad_norm`, `loop_steps`, `diverged`, `value_loss`,
+`explained_variance`. Groups may hold different numbers of updates (a group
+stopped early by successive halving has fewer rows per run). They go to
+`curves.parquet` when pyarrow is importable, else `curves.csv`.
+
+Writing needs neither pandas nor pyarrow (CSV through the `csv` module, every
+float as the shortest text that reads back to the same float32 or float64);
+`load_results` needs pandas (the `results` extra), and pyarrow for a Parquet
+file. A folder written before these files existed is read from summary.json
+and metrics.npz instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import importlib.util
+import io
+import math
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from pgjax.algo.config import Hyperparams, StaticConfig
+from pgjax.algo.trainer import Metrics
+from pgjax.results import outputs
+from pgjax.results.tables import format_setting
+
+RUNS_FILE = outputs.RUNS_FILE
+CURVES_PARQUET = outputs.CURVES_PARQUET
+CURVES_CSV = outputs.CURVES_CSV
+# summary.json run entries, in the columns' order after the settings
+RUN_RESULTS = ("final_return", "solved", "solved_at_env_steps", "env_steps", "episodes", "diverged",
+               "diverged_at_update")
+# summary.json group entries copied to their runs' rows where present (successive halving)
+GROUP_RESULTS = ("rung", "stopped_early")
+# curve columns named otherwise than their Metrics field
+CURVE_NAMES = {"episode_return": "return", "episode_length": "length"}
+RESULTS_EXTRA = "pip install 'pgjax[results]'"
+
+
+def curve_fields() -> list[str]:
+    """The `Metrics` fields with one value per update (every field but `episode_returns`), env_steps first."""
+    scalar = [f.name for f in dataclasses.fields(Metrics) if getattr(Metrics.shapes(1), f.name).shape == ()]
+    return ["env_steps", *(name for name in scalar if name != "env_steps")]
+
+
+def curve_dtypes() -> dict[str, np.dtype]:
+    """Column name -> NumPy dtype of the curves table (the CSV is read back into these)."""
+    shapes = Metrics.shapes(1)
+    return {"run": np.dtype(np.int64), "group": np.dtype(np.int64), "seed": np.dtype(np.int64),
+            "update": np.dtype(np.int64),
+            **{CURVE_NAMES.get(name, name): np.dtype(getattr(shapes, name).dtype) for name in curve_fields()}}
+
+
+def has_parquet() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def runs_table(summary: dict) -> tuple[list[str], list[list[Any]]]:
+    """runs.csv's columns and rows (one per run, in run order) from a summary.json dict.
+
+    Settings keep their summary.json values but widths (lists), which become "64,64".
+    """
+    settings = list(dict.fromkeys(name for run in summary["runs"] for name in run["hyperparameters"]))
+    group_results = [name for name in GROUP_RESULTS if any(name in g for g in summary["groups"])]
+    columns = ["run", "group", "seed", *settings, *RUN_RESULTS, *group_results]
+    rows = []
+    for index, run in enumerate(summary["runs"]):
+        group = summary["groups"][run["group"]]
+        values = [_setting_value(name, run["hyperparameters"].get(name)) for name in settings]
+        rows.append([index, run["group"], run["seed"], *values, *(run.get(name) for name in RUN_RESULTS),
+                     *(group.get(name) for name in group_results)])
+    return columns, rows
+
+
+def _setting_value(name: str, value: Any) -> Any:
+    """A setting as runs.csv holds it: widths as text, and infinity where summary.json's null stands for it."""
+    if isinstance(value, (list, tuple)):
+        return format_setting(value)
+    if value is None and name in _float_settings():
+        return math.inf  # `outputs.jsonable` writes inf as null (`Config.from_dict` reads it back so too)
+    return value
+
+
+@functools.cache
+def _float_settings() -> frozenset[str]:
+    return frozenset(name for cls in (StaticConfig, Hyperparams) for name, kind in typing.get_type_hints(cls).items()
+                     if kind is float)
+
+
+def curves_columns(summary: dict, group_metrics: Sequence[Mapping[str, np.ndarray] | Metrics]) -> dict[str, np.ndarray]:
+    """The curves table as columns (name -> [rows] array), groups in order, each run's updates in order.
+
+    Args:
+      summary: the summary.json dict (which runs, seeds, of which group).
+      group_metrics: per group, its metrics (a `Metrics` or `outputs.load_group_metrics`'s dict), leaves
+        [R, U_g, ...]; U_g may differ between groups.
+    """
+    dtypes = curve_dtypes()
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
+    for group, metrics in zip(summary["groups"], group_metrics):
+        metrics = _as_dict(metrics)
+        runs = np.asarray(group["runs"], np.int64)
+        num_runs, num_updates = np.shape(metrics["env_steps"])[:2]
+        if num_runs != runs.size:
+            raise ValueError(f"group {group['index']} has {runs.size} runs in summary.json and {num_runs} in its "
+                             "metrics")
+        parts["run"].append(np.repeat(runs, num_updates))
+        parts["group"].append(np.full(runs.size * num_updates, group["index"], np.int64))
+        parts["seed"].append(np.repeat([summary["runs"][r]["seed"] for r in runs], num_updates).astype(np.int64))
+        parts["update"].append(np.tile(np.arange(1, num_updates + 1, dtype=np.int64), runs.size))
+        for name in curve_fields():
+            parts[CURVE_NAMES.get(name, name)].append(np.asarray(metrics[name]).reshape(-1))
+    return {name: np.concatenate(p).astype(dtypes[name], copy=False) if p else np.zeros(0, dtypes[name])
+            for name, p in parts.items()}
+
+
+def _as_dict(metrics: Mapping[str, np.ndarray] | Metrics) -> Mapping[str, np.ndarray]:
+    if isinstance(metrics, Metrics):
+        return {f.name: getattr(metrics, f.name) for f in dataclasses.fields(Metrics)}
+    return metrics
+
+
+def write_csv(path: Path, columns: Sequence[str], rows_or_columns: Sequence[Sequence[Any]] | dict[str, np.ndarray],
+              ) -> None:
+    """Write a CSV atomically: from rows (lists of values; None is an empty cell) or from columns of arrays.
+
+    Floats are written as the shortest text that reads back to the same value of their own precision.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        if isinstance(rows_or_columns, dict):
+            texts = [np.asarray(rows_or_columns[name]).astype(str) for name in columns]
+            writer.writerows(zip(*texts))
+        else:
+            writer.writerows([_cell(v) for v in row] for row in rows_or_columns)
+    os.replace(tmp, path)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Write columns (name -> array) as one Parquet table, atomically (pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Mapping[str, np.ndarray] | Metrics],
+                  parquet: bool | None = None) -> list[Path]:
+    """Write runs.csv and the curves (curves.parquet, or curves.csv without pyarrow) into `run_dir`.
+
+    Args:
+      run_dir: the run folder; summary: its summary.json dict (written or not yet);
+      group_metrics: per group, its metrics (see `curves_columns`).
+      parquet: write Parquet (True) or CSV (False) curves; None: Parquet when pyarrow is importable.
+
+    Returns:
+      The paths written. A curves file of the other format left from before is removed.
+    """
+    run_dir = Path(run_dir)
+    parquet = has_parquet() if parquet is None else parquet
+    columns, rows = runs_table(summary)
+    write_csv(run_dir / RUNS_FILE, columns, rows)
+    curves = curves_columns(summary, group_metrics)
+    curves_path, other = (CURVES_PARQUET, CURVES_CSV) if parquet else (CURVES_CSV, CURVES_PARQUET)
+    if parquet:
+        write_parquet(run_dir / curves_path, curves)
+    else:
+        write_csv(run_dir / curves_path, list(curves), curves)
+    (run_dir / other).unlink(missing_ok=True)
+    return [run_dir / RUNS_FILE, run_dir / curves_path]
+
+
+class Results(NamedTuple):
+    """A run folder's tidy tables (`load_results`): pandas DataFrames."""
+
+    runs: Any  # one row per run (runs.csv's columns)
+    curves: Any  # one row per run and update (the curves' columns)
+
+
+def import_pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(f"pgjax.load_results needs pandas: {RESULTS_EXTRA}") from None
+    return pandas
+
+
+def load_results(run_dir: str | Path) -> Results:
+    """A finished run folder's runs and per-update curves as pandas DataFrames.
+
+    Reads runs.csv and curves.parquet (or curves.csv); a folder without them
+    (written before pgjax wrote them) is read from summary.json and metrics.npz,
+    giving the same tables. Curve columns take their `Metrics` dtypes (int32,
+    float32, bool; run, group, seed and update int64) whichever file they come from.
+
+    Raises:
+      ImportError: pandas is missing (one line naming the `results` extra), or
+        pyarrow for a folder whose curves are Parquet.
+      ValueError: as `pgjax.results.outputs.check_run_dir`.
+    """
+    pd = import_pandas()
+    run_dir = outputs.check_run_dir(run_dir)
+    summary = None
+    if (run_dir / RUNS_FILE).is_file():
+        runs_text = (run_dir / RUNS_FILE).read_text()
+    else:
+        summary = outputs.load_summary(run_dir)
+        buffer = io.StringIO()
+        columns, rows = runs_table(summary)
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+        runs_text = buffer.getvalue()
+    runs = _read_runs(pd, runs_text)
+    dtypes = curve_dtypes()
+    if (run_dir / CURVES_PARQUET).is_file():
+        if not has_parquet():
+            raise ImportError(f"{run_dir / CURVES_PARQUET} needs pyarrow: {RESULTS_EXTRA}")
+        curves = pd.read_parquet(run_dir / CURVES_PARQUET)
+    elif (run_dir / CURVES_CSV).is_file():
+        curves = pd.read_csv(run_dir / CURVES_CSV)
+    else:
+        summary = summary or outputs.load_summary(run_dir)
+        curves = pd.DataFrame(curves_columns(summary, outputs.load_metrics(run_dir)))
+    return Results(runs, curves.astype({name: dtype for name, dtype in dtypes.items() if name in curves}))
+
+
+def _read_runs(pd: Any, text: str) -> Any:
+    """runs.csv's text as a DataFrame: widths stay text ("64" is a width, not a number)."""
+    widths = [f.name for f in dataclasses.fields(StaticConfig) if "tuple" in str(f.type)]
+    runs = pd.read_csv(io.StringIO(text), dtype={name: str for name in widths})
+    return runs.astype({"solved_at_env_steps": "float64", "diverged_at_update": "float64"})
