@@ -57,10 +57,10 @@ class RunOptions:
 
     num_seeds: int = setting(64, "Runs per grid point; run k of every grid point uses seed --seed + k (paired).")
     seed: int = setting(0, "PRNG seed of each grid point's first run.")
-    num_samples: int | None = setting(None, "Draw this many points from the ranges given to numeric settings, "
-                                            "LO:HI (uniform) or LO:HI:log (log-uniform), each crossed with the "
-                                            "listed values: --lr 1e-3:1e-1:log --gamma 0.98 0.99 --num-samples 8 "
-                                            "is 16 grid points.")
+    num_samples: int | None = setting(None, "Draw this many points from the ranges given to numeric settings "
+                                            "(FLOAT... flags, --episodes-per-update): LO:HI uniform, LO:HI:log "
+                                            "log-uniform; each point is crossed with the listed values: --lr "
+                                            "1e-3:1e-1:log --gamma 0.98 0.99 --num-samples 8 is 16 grid points.")
     sampler: Sampler = setting("sobol", "How --num-samples draws: scrambled Sobol' points (balanced for a power of "
                                         "two) or plain random ones.")
     sampler_seed: int | None = setting(None, "Seed of --sampler's draws (default: --seed).")
