@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-# significant digits of a float setting in the report's table (drawn values have many; summary.json keeps them all)
+# significant digits of a float setting in the report's table and plot labels (drawn values have many; JSON keeps all)
 TABLE_DIGITS = 4
 
 
