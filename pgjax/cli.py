@@ -97,7 +97,14 @@ def flags_of(cls: type) -> list[_Flag]:
 
 
 def _expects(element: Any, several: bool) -> tuple[Callable[[str], bool], str]:
-    """(check of one value, what the flag expects, in words)."""
+    """(check of one value, what the flag expects, in words).
+
+    An element `Annotated` with an object that has `value_check(several)` (e.g.
+    `pgjax.options.NumberOrRange`) answers for itself.
+    """
+    for extra in _unwrap(element)[1]:
+        if hasattr(extra, "value_check"):
+            return extra.value_check(several)
     if typing.get_origin(element) is Literal:
         choices = [str(c) for c in typing.get_args(element)]
         return (lambda v: v in choices), f"{'one or more of' if several else 'one of'} {', '.join(choices)}"

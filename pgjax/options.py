@@ -8,6 +8,11 @@ command line from them: a flag per field, named as the field (`--learning-rate`
 for `learning_rate`), taking one or more values (several values sweep them),
 its help the field's and its shown default the chosen preset's value.
 
+A numeric setting (a float of `Hyperparams`, or `--episodes-per-update`) also
+takes a range, `LO:HI` (uniform) or `LO:HI:log` (log-uniform), in place of its
+values: `--num-samples N` draws N points from the ranges (`search_of`,
+`pgjax.running.search`), crossed with the other flags' listed values.
+
 Short aliases (the one table of them, `ALIASES`):
 
     --lr        --learning-rate
@@ -22,6 +27,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +39,7 @@ from pgjax.cli import OPTIONAL_VALUE
 from pgjax.results.tables import format_setting
 from pgjax.running import grid
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
+from pgjax.running.search import Sampler, Search, looks_like_range, parse_range
 
 # StaticConfig fields that change speed only, not results: set from Python (`pgjax.bench` has the second)
 SPEED_SETTINGS = ("gradient_block_rows", "feature_major_backward")
@@ -51,6 +58,13 @@ class RunOptions:
 
     num_seeds: int = setting(64, "Runs per grid point; run k of every grid point uses seed --seed + k (paired).")
     seed: int = setting(0, "PRNG seed of each grid point's first run.")
+    num_samples: int | None = setting(None, "Draw this many points from the ranges given to numeric settings "
+                                            "(FLOAT... flags, --episodes-per-update): LO:HI uniform, LO:HI:log "
+                                            "log-uniform; each point is crossed with the listed values: --lr "
+                                            "1e-3:1e-1:log --gamma 0.98 0.99 --num-samples 8 is 16 grid points.")
+    sampler: Sampler = setting("sobol", "How --num-samples draws: scrambled Sobol' points (balanced for a power of "
+                                        "two) or plain random ones.")
+    sampler_seed: int | None = setting(None, "Seed of --sampler's draws (default: --seed).")
     max_parallel: int | None = setting(None, "Most runs trained at once; more run in chunks, one compile "
                                              "(default: what half the free memory holds, at most 64 per CPU).")
     checkpoint_every: int | None = setting(None, "Also checkpoint every this many updates (always at the end of "
@@ -86,13 +100,49 @@ def _arg(cls: type, name: str, hint: str | None = None, metavar: str | None = No
                          help_behavior_hint=hint)
 
 
+@dataclasses.dataclass(frozen=True)
+class NumberOrRange:
+    """The tyro metadata of a numeric flag's values, read as text: numbers of `kind`, or a range (`LO:HI[:log]`).
+
+    `pgjax.cli.check_command_line` asks `value_check` what a value may be;
+    `given_settings` turns the numbers into `kind` and keeps a range as its text.
+    """
+
+    kind: type
+
+    def value_check(self, several: bool) -> tuple[Callable[[str], bool], str]:
+        """(check of one value: a number of `kind` or anything with a ':', which `parse_range` then judges;
+        what the flag expects, in words)."""
+        def check(value: str) -> bool:
+            if ":" in value:
+                return True
+            try:
+                self.kind(value)
+            except ValueError:
+                return False
+            return True
+
+        words = ("whole numbers" if several else "a whole number") if self.kind is int else \
+            ("numbers" if several else "a number")
+        return check, words
+
+
+def rangeable(name: str) -> bool:
+    """Whether setting `name` takes a range: a float or int field that takes several values."""
+    cls = StaticConfig if name in StaticConfig.__dataclass_fields__ else Hyperparams
+    return (name in cls.__dataclass_fields__ and name not in SINGLE_VALUED and name not in SPEED_SETTINGS
+            and typing.get_type_hints(cls)[name] in (float, int))
+
+
 def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = True) -> list[tuple]:
     """`dataclasses.make_dataclass` fields for the settings `names`, each None unless given.
 
     A field of type T becomes `tuple[T, ...] | None` (several values sweep it)
     where `sweep` and the setting is not in `SINGLE_VALUED`, else `T | None`;
-    widths (`tuple[int, ...]` fields) are read as strings ("64,64", `parse_widths`).
-    The help shows `defaults`'s value.
+    widths (`tuple[int, ...]` fields) are read as strings ("64,64", `parse_widths`),
+    and so are the values of a `rangeable` setting (a number or a range,
+    `NumberOrRange`; `given_settings` turns them into numbers). The help shows
+    `defaults`'s value.
     """
     fields = []
     for name in names:
@@ -103,7 +153,10 @@ def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = T
         value_type = str if typing.get_origin(kind) is tuple else kind
         default = getattr(defaults.static if cls is StaticConfig else defaults.hparams, name)
         hint = f"(default: {format_setting(default)})"
-        if sweep and name not in SINGLE_VALUED:
+        if sweep and rangeable(name):
+            element = Annotated[str, NumberOrRange(kind)]
+            annotation = Annotated[tuple[element, ...] | None, _arg(cls, name, hint, _metavar(kind) + "...")]
+        elif sweep and name not in SINGLE_VALUED:
             annotation = Annotated[tuple[value_type, ...] | None, _arg(cls, name, hint, _metavar(kind) + "...")]
         else:
             annotation = Annotated[value_type | None, _arg(cls, name, hint, _metavar(kind))]
@@ -186,9 +239,72 @@ def environments_text() -> str:
 
 
 def given_settings(args: Any) -> dict[str, Any]:
-    """The settings given on the command line: field name -> value (tuple of values where it sweeps)."""
-    return {f.name: getattr(args.settings, f.name) for f in dataclasses.fields(args.settings)
-            if getattr(args.settings, f.name) is not None}
+    """The settings given on the command line: field name -> value (tuple of values where it sweeps).
+
+    A numeric setting's values are numbers of its type, and a range stays its
+    text ("1e-3:1e-1:log", for `search_of`).
+    """
+    given = {}
+    for f in dataclasses.fields(args.settings):
+        value = getattr(args.settings, f.name)
+        if value is None:
+            continue
+        if rangeable(f.name):
+            kind = int if f.name in StaticConfig.__dataclass_fields__ else float
+            value = tuple(v if ":" in v else kind(v) for v in value)
+        given[f.name] = value
+    return given
+
+
+def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "sobol",
+              sampler_seed: int | None = None, seed: int = 0) -> Search | None:
+    """The search the settings' ranges and --num-samples ask for; None without either.
+
+    Args:
+      given: `given_settings`'s dict (ranges as text).
+      num_samples, sampler, sampler_seed: those flags (`RunOptions`); seed: --seed,
+        the sampler's seed where `sampler_seed` is None.
+
+    Raises ValueError (naming the flags and how to fix it) for a malformed range,
+    a range given with other values of the same flag, a range without
+    --num-samples, --num-samples (or --sampler random, --sampler-seed) without a
+    range, num_samples < 1, and a range-like value of a setting that takes none.
+    """
+    ranges = {}
+    for name, values in given.items():
+        texts = [v for v in values if isinstance(v, str) and ":" in v] if isinstance(values, tuple) else []
+        if not rangeable(name):
+            shown = values if isinstance(values, tuple) else (values,)
+            ranged = [v for v in shown if isinstance(v, str) and looks_like_range(v)]
+            if ranged:
+                raise ValueError(with_flag_names(f"{name} takes no range ('{ranged[0]}'): ranges LO:HI are for "
+                                                 "numeric settings (FLOAT... and INT... flags); list its values"))
+            continue
+        if not texts:
+            continue
+        if len(values) > 1:
+            listed = " ".join(str(v) for v in values)
+            raise ValueError(with_flag_names(f"{name} takes listed values or one range, not both ({listed}): give "
+                                             "the range alone (its drawn points cross the other flags' values)"))
+        try:
+            ranges[name] = parse_range(texts[0], integer=name in StaticConfig.__dataclass_fields__)
+        except ValueError as error:
+            raise ValueError(with_flag_names(f"{name}: {error}")) from None
+    if num_samples is None:
+        if ranges:
+            name, text = next((n, given[n][0]) for n in ranges)
+            raise ValueError(with_flag_names(f"{name} {text} is a range: add --num-samples N to draw N points "
+                                             "from it (or list values instead)"))
+        if sampler != "sobol" or sampler_seed is not None:
+            raise ValueError("--sampler and --sampler-seed apply to --num-samples: give --num-samples N and a "
+                             "range such as --lr 1e-3:1e-1:log")
+        return None
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    if not ranges:
+        raise ValueError(f"--num-samples {num_samples} draws points from ranges and no setting has one: give a "
+                         "range such as --lr 1e-3:1e-1:log (or leave --num-samples out)")
+    return Search(ranges, num_samples, sampler, seed if sampler_seed is None else sampler_seed)
 
 
 def run_options(args: Any) -> RunOptions:
@@ -232,16 +348,23 @@ def parse_widths(value: str, name: str = "hidden") -> tuple[int, ...]:
     return widths
 
 
-def resolve_grid(preset: str, given: dict[str, Any]) -> list[grid.GridPoint]:
+def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = None) -> list[grid.GridPoint]:
     """The grid points: `preset` on `given["env"]` with every given setting put over it, one per combination.
 
-    Raises ValueError (naming flags) for values outside their domain, settings that
-    cannot work together, and a setting given explicitly that does not apply to
-    any grid point (e.g. --squash with Discrete actions).
+    With a `search` (`search_of`), the ranged settings of `given` take the
+    search's drawn points instead, each crossed with every combination of the
+    listed values (`pgjax.running.grid.expand_grid`).
+
+    Raises ValueError (naming flags) for values outside their domain (a range's
+    ends included), settings that cannot work together, and a setting given
+    explicitly that does not apply to any grid point (e.g. --squash with
+    Discrete actions).
     """
     from pgjax.algo.envs import make_env
 
-    given = dict(given)
+    ranges = search.ranges if search is not None else {}
+    given_ranges = {name: given[name][0] for name in ranges}
+    given = {name: values for name, values in given.items() if name not in ranges}
     env, num_updates, num_episodes = given.pop("env", None), given.pop("num_updates", None), \
         given.pop("num_episodes", None)
     base = preset_config(preset, env)
@@ -253,7 +376,12 @@ def resolve_grid(preset: str, given: dict[str, Any]) -> list[grid.GridPoint]:
             values = [parse_widths(v, name) for v in values]
         (static_values if name in StaticConfig.__dataclass_fields__ else numeric_values)[name] = values
     try:
-        points = grid.expand_grid(base, static_values, numeric_values)
+        for name, value_range in ranges.items():  # the ends first: a message names the range's, not a drawn value
+            try:
+                grid.expand_grid(base, {}, {}, [{name: value_range.low}, {name: value_range.high}])
+            except ValueError as error:
+                raise ValueError(f"{error} (an end of the range {given_ranges[name]})") from None
+        points = grid.expand_grid(base, static_values, numeric_values, search.points() if search else None)
     except ValueError as error:
         raise ValueError(with_flag_names(str(error))) from None
     if num_episodes is not None:
@@ -268,7 +396,7 @@ def resolve_grid(preset: str, given: dict[str, Any]) -> list[grid.GridPoint]:
         ]
     spec = make_env(base.static.env)
     continuous = spec.action_kind == "continuous"
-    for name in given:
+    for name in [*given, *ranges]:
         reasons = [p.config.static.unused_settings(continuous).get(name) for p in points]
         if all(reasons):
             actions = "Box" if continuous else "Discrete"

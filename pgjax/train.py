@@ -3,6 +3,7 @@
     python -m pgjax.train                                # 64 seeds, CartPole-v1, preset "default"
     python -m pgjax.train --num-seeds 32 --lr 0.001 0.003 0.01 0.03    # 4 x 32 runs, one compile
     python -m pgjax.train --hidden 32 128 --lr 0.01 0.03 # 2 compile groups x 2 learning rates
+    python -m pgjax.train --lr 1e-3:1e-1:log --num-samples 32  # 32 learning rates drawn (Sobol'), one compile
     python -m pgjax.train --resume runs/<folder>         # continue an interrupted run
     python -m pgjax.train --help                         # every flag, with the preset's values
 
@@ -50,6 +51,7 @@ from pgjax.results.tables import print_report
 from pgjax.running import grid, memory
 from pgjax.running.memory import format_bytes
 from pgjax.running.progress import SweepProgress
+from pgjax.running.search import balance_note
 from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
 
 # Results (metrics and final states of every run) may take this share of the host's free memory;
@@ -61,11 +63,16 @@ CHECKED_RUN_UPDATES = 10**6
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-    """What a training command trains: the preset's name, the grid points and the run options."""
+    """What a training command trains: the preset's name, the grid points and the run options.
+
+    `search` is the record of the ranges the points were drawn from
+    (`pgjax.running.search.Search.record`), None for a plain grid.
+    """
 
     preset: str
     points: list[grid.GridPoint]
     run: RunOptions
+    search: dict | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Any:
@@ -87,7 +94,10 @@ def sweep_of(args: Any) -> Sweep:
         raise ValueError(f"--max-parallel must be >= 1, got {run.max_parallel}")
     if run.checkpoint_every is not None and run.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {run.checkpoint_every}")
-    return Sweep(args.preset, options.resolve_grid(args.preset, options.given_settings(args)), run)
+    given = options.given_settings(args)
+    search = options.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
+    return Sweep(args.preset, options.resolve_grid(args.preset, given, search), run,
+                 search.record() if search else None)
 
 
 def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
@@ -110,7 +120,7 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
     points = [grid.GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
     run = dataclasses.replace(RunOptions(**{k: v for k, v in saved["run"].items() if k not in kept}), **kept,
                               out=folder)
-    return Sweep(saved["preset"], points, run)
+    return Sweep(saved["preset"], points, run, saved.get("search"))
 
 
 def chunk_plan(chunks: list[Chunk]) -> list[dict]:
@@ -233,7 +243,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
             prepare_out_dir(out, opts.overwrite)
             outputs.write_json(out / outputs.CONFIG_FILE, {
                 "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
-                "given": options.given_settings(args),
+                "given": options.given_settings(args), "search": sweep.search,
                 "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
                 "seeds": {"first": opts.seed, "count": opts.num_seeds},
                 "chunks": chunk_plan(chunks),
@@ -242,8 +252,9 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
             })
     verbose = is_main and not opts.quiet
     if verbose:
-        note = preset_note(sweep, spec.action_kind == "continuous")
-        if note:
+        notes = [preset_note(sweep, spec.action_kind == "continuous"),
+                 sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
+        for note in filter(None, notes):
             console.print(note, soft_wrap=True)
         print_plan(sweep, groups, chunks, estimates, console)
     total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
@@ -276,7 +287,8 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     outputs.write_metrics(out / outputs.METRICS_FILE, [m for m, _, _ in ordered], [s for _, _, s in ordered])
     outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold)
+    summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold,
+                        search=sweep.search)
     write_exports(out, summary, [m for m, _, _ in ordered])
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     tracker.log_final(summary)

@@ -23,7 +23,7 @@ from matplotlib.ticker import EngFormatter
 
 from pgjax.results import outputs
 from pgjax.results.stats import bootstrap_interval, iqm
-from pgjax.results.tables import format_setting
+from pgjax.results.tables import TABLE_DIGITS, format_setting
 from pgjax.running.grid import varied_settings
 
 Statistic = Literal["iqm", "mean"]
@@ -177,7 +177,8 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
         # between its own groups is added; one folder: what differs between its groups.
         same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
         names = varied_settings(same_folder)
-        settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name))}" for name in names)
+        settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name), TABLE_DIGITS)}"
+                             for name in names)
         folder = curve["run_dir"].name if several else ""
         curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
     return curves, thresholds

@@ -69,7 +69,8 @@ def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: fl
 
 
 def summarise(
-    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None
+    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None,
+    search: dict | None = None,
 ) -> dict:
     """The summary.json contract: one entry per run, one per group (grid point), and statistics over runs.
 
@@ -79,6 +80,9 @@ def summarise(
       results: `pgjax.running.sweep.GroupResult`s of every compile group.
       timings: `train_sweep`'s info, plus "wall_seconds".
       threshold: the environment's solve threshold, or None.
+      search: the ranges the points were drawn from (`pgjax.running.search.Search.record`:
+        {"sampler", "seed", "num_samples", "ranges": {setting: {"low", "high", "scale"}}}),
+        recorded as "search"; None for a plain grid.
 
     Returns:
       The summary.json dict. Statistics leave diverged runs out and say how
@@ -123,6 +127,7 @@ def summarise(
         "num_groups": len(groups),
         "compile_groups": len(results),
         "num_seeds": num_seeds,
+        "search": search,
         "solve_threshold": threshold,
         "interval_method": INTERVAL_METHOD,
         **statistics_over_runs(runs, threshold),

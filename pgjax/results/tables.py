@@ -7,13 +7,19 @@ import math
 from rich.console import Console
 from rich.table import Table
 
+# significant digits of a float setting in the report's table and plot labels (drawn values have many; JSON keeps all)
+TABLE_DIGITS = 4
 
-def format_setting(value) -> str:
-    """A setting's value as tables and plot labels show it, as its flag takes it: 0.01, relu, 64,64."""
+
+def format_setting(value, digits: int = 6) -> str:
+    """A setting's value as tables and plot labels show it, as its flag takes it: 0.01, relu, 64,64.
+
+    Floats show `digits` significant digits (`format(value, "g")`'s 6 by default).
+    """
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.{digits}g}"
     if isinstance(value, (list, tuple)):
-        return ",".join(format_setting(v) for v in value)
+        return ",".join(format_setting(v, digits) for v in value)
     return str(value)
 
 
@@ -29,6 +35,8 @@ def format_estimate(point: float | None, interval: list | None, label: str = "")
 
 def print_report(summary: dict, console: Console) -> None:
     """Print one row per grid point, the diverged runs, and a line over every run.
+
+    The settings that vary show `TABLE_DIGITS` significant digits (summary.json holds their full values).
 
     Args:
       summary: summary.json's contents (`pgjax.results.summary.summarise`); the
@@ -50,7 +58,8 @@ def print_report(summary: dict, console: Console) -> None:
         statistics = group["statistics"] or {}
         steps = (statistics.get("solve_steps") or {}).get("median")
         table.add_row(
-            str(group["index"]), *(format_setting(group["varied"][name]) for name in varied), str(len(group["runs"])),
+            str(group["index"]), *(format_setting(group["varied"][name], TABLE_DIGITS) for name in varied),
+            str(len(group["runs"])),
             solved, format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
             format_estimate(statistics.get("iqm"), statistics.get("iqm_ci95")),
             "-" if steps is None else f"{steps:,.0f}", str(group["num_diverged"]),

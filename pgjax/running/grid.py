@@ -6,9 +6,13 @@ are compared on the same seeds (paired). Grid points that share their static
 settings form one compile group: their numeric settings are stacked and
 `jax.vmap`-ped under one compile.
 
+A search (`pgjax.running.search`) adds points drawn from ranges: each drawn
+point is crossed with every combination of the listed values, and is a grid
+point like the others.
+
 Run order (the index of a run in summary.json and metrics): grid point by grid
 point, seeds in order within each; grid points in `itertools.product` order of
-the static values first, then the numeric ones.
+the static values first, then the numeric ones, then the drawn points.
 """
 
 from __future__ import annotations
@@ -39,13 +43,17 @@ def expand_grid(
     base: Config,
     static_values: Mapping[str, Sequence] | None = None,
     numeric_values: Mapping[str, Sequence[float]] | None = None,
+    samples: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[GridPoint]:
-    """Every combination of the given values, put over `base`.
+    """Every combination of the given values, crossed with the drawn points, put over `base`.
 
     Args:
       base: the settings not swept.
       static_values: `StaticConfig` field -> values to try (e.g. {"hidden": [(32,), (128,)]}).
       numeric_values: `Hyperparams` field -> values to try (e.g. {"learning_rate": [1e-3, 1e-2]}).
+      samples: drawn points, {field of either class: value} each
+        (`pgjax.running.search.draw`), none of their fields in the values above;
+        each combination of the values is taken with every sample in turn.
 
     Returns:
       The grid points, each validated (ValueError names the bad value).
@@ -55,6 +63,8 @@ def expand_grid(
     for name, values in {**static_values, **numeric_values}.items():
         if not values:
             raise ValueError(f"no values given for {name}")
+    samples = list(samples) if samples else [{}]
+    static_fields = set(StaticConfig.__dataclass_fields__)
     points = []
     for static_combo in itertools.product(*static_values.values()):
         static = dataclasses.replace(base.static, **dict(zip(static_values, static_combo)))
@@ -62,7 +72,13 @@ def expand_grid(
         for numeric_combo in itertools.product(*numeric_values.values()):
             hparams = base.hparams.replace(**dict(zip(numeric_values, numeric_combo)))
             hparams.validate()
-            points.append(GridPoint(len(points), Config(static, hparams)))
+            for sample in samples:
+                drawn_static = {k: v for k, v in sample.items() if k in static_fields}
+                point_static = dataclasses.replace(static, **drawn_static) if drawn_static else static
+                point_static.validate()
+                point_hparams = hparams.replace(**{k: v for k, v in sample.items() if k not in static_fields})
+                point_hparams.validate()
+                points.append(GridPoint(len(points), Config(point_static, point_hparams)))
     return points
 
 
