@@ -1,7 +1,7 @@
 """pgjax's choices by backend, forced to an accelerator's on this CPU, and the accelerator ladder's command.
 
-`experiments/accelerator/run.sh --small` runs here in full (about a minute and a
-half on 2 cores), so that the command prepared for a lent GPU cannot rot.
+`experiments/accelerator/run.sh --small` runs here in full (every step, with tiny
+sizes), so that the command prepared for a lent GPU cannot rot.
 """
 
 from __future__ import annotations
@@ -176,6 +176,23 @@ def test_an_unknown_step_is_refused_before_anything_runs(tmp_path, capsys):
         _ladder().main([str(tmp_path / "out"), "--steps", "bench,turbo"])
     assert exit_.value.code == 2 and "unknown step turbo" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_machine_whose_accelerator_did_not_start_stops_after_describe(tmp_path, monkeypatch):
+    ladder = _ladder()
+    commands = []
+
+    def fake_step(command, timeout, log, env=None):  # describe found only a CPU
+        commands.append(command)
+        Path(command[-1]).write_text(json.dumps({"platform": "cpu"}))
+        return {"returncode": 0, "timed_out": False, "seconds": 1.0, "output_tail": ""}
+
+    monkeypatch.setattr(ladder, "run_step", fake_step)
+    out = tmp_path / "out"
+    assert ladder.main([str(out), "--work", str(tmp_path / "work"), "--require-platform", "gpu"]) == 1
+    record = json.loads((out / "accelerator.json").read_text())
+    assert [s["name"] for s in record["steps"]] == ["describe"] and len(commands) == 1
+    assert record["stopped"].startswith("JAX's platform is cpu, not gpu")
 
 
 def test_the_full_plan_has_the_issues_sizes():

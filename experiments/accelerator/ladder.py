@@ -1,6 +1,7 @@
 """The accelerator measurements of issue 17, each step bounded in time and recorded as it finishes.
 
-    python experiments/accelerator/ladder.py [--small] [--budget S] [--work DIR] OUT_DIR
+    python experiments/accelerator/ladder.py [--small] [--budget S] [--work DIR] [--steps A,B]
+                                             [--require-platform gpu] OUT_DIR
 
 `run.sh` beside this file installs what the machine lacks and calls it; README.md
 says how to run it on a lent GPU. Each step is a fresh process of one of pgjax's
@@ -21,20 +22,22 @@ memory to itself), killed at its time limit:
 --small runs the same steps with the ladder 1 and 8 and a few seeds and updates,
 to check on a CPU that the whole thing works. Each step's time limit is its own
 and at most what is left of --budget; a step with less than `MIN_STEP_SECONDS`
-left is skipped. --steps runs some of them only (a second try).
+left is skipped. --steps runs some of them only (a second try);
+--require-platform gpu stops after describe if JAX did not start the GPU.
 
 Writes, in OUT_DIR (three files, so that a device tool that returns a few files
 returns them all):
 
-    accelerator.json   {"complete", "small", "budget_seconds", "machine" (describe's
-                       output), "steps": [{"name", "command", "timeout_seconds",
+    accelerator.json   {"complete", "small", "budget_seconds", "work", "nvidia_smi",
+                       "machine" (describe's output), "steps": [{"name", "command", "timeout_seconds",
                        "returncode", "timed_out", "skipped", "seconds", "result",
-                       "output_tail"}, ...]}, rewritten after every step
+                       "output_tail"}, ...], "stopped" (only where --require-platform
+                       stopped it), "seconds" (at the end)}, rewritten after every step
     bench.json         python -m pgjax.bench --out (rewritten after each rung)
     steps.log          every step's raw output (stdout and stderr), in order
 
 The training run folders go to --work (default: a new temporary folder), with the
-compile cache of the train steps (--work/xla-cache, empty at the start).
+compile cache of the train steps (--work/xla-cache, emptied at the start).
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -62,9 +64,9 @@ def train_step(name: str, timeout: float, *args: str) -> dict:
 def plan(small: bool) -> list[dict]:
     """The steps in order: {"name", "kind" (describe, bench or train), "timeout" (seconds), "args" (after python)}.
 
-    Full: the issue's sizes, their limits adding up to a little more than an
-    8-minute budget (the last steps get what is left). Small: the same steps with
-    a few seeds and updates, about a minute on a 2-core CPU.
+    Full: the issue's sizes, their limits adding up to more than the default
+    budget (the last steps get what is left). Small: the same steps with a few
+    seeds and updates, sized for a CPU.
     """
     if small:
         seeds, large, grid_seeds, seed_b_seeds, episodes = "4", "8", "2", "4", "20"
@@ -88,7 +90,10 @@ def plan(small: bool) -> list[dict]:
 
 
 def run_step(command: list[str], timeout: float, log: Path, env: dict | None = None) -> dict:
-    """Run `command`, its stdout and stderr appended to `log`; killed (its whole process group) after `timeout` s.
+    """Run `command`, its stdout and stderr appended to `log`; killed after `timeout` s.
+
+    The step stays in this process's session and group, so that whatever ends this
+    process (the device tool's own time limit) ends the step with it.
 
     Returns:
       {"returncode" (None if killed), "timed_out", "seconds" (wall), "output_tail"
@@ -99,11 +104,11 @@ def run_step(command: list[str], timeout: float, log: Path, env: dict | None = N
         out.flush()
         begin = out.tell()
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             returncode, timed_out = process.wait(timeout=timeout), False
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait()
             returncode, timed_out = None, True
         seconds = time.perf_counter() - start
@@ -148,8 +153,9 @@ def describe() -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    plugins = sorted(p for p in importlib.metadata.distributions() if p.metadata["Name"]
-                     and p.metadata["Name"].lower().startswith(("jax-cuda", "jax_cuda", "libtpu", "jax-rocm")))
+    plugins = sorted({f"{d.metadata['Name']} {d.version}" for d in importlib.metadata.distributions()
+                      if (d.metadata["Name"] or "").lower().replace("_", "-").startswith(
+                          ("jax-cuda", "jax-rocm", "libtpu"))})
     import gymnax
     import tyro
 
@@ -166,7 +172,7 @@ def describe() -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "versions": versions,
-        "jax_plugins": [f"{p.metadata['Name']} {p.version}" for p in plugins],
+        "jax_plugins": plugins,
         "imported_from": {name: str(Path(module.__file__).parent) for name, module in
                           (("jax", jax), ("gymnax", gymnax), ("tyro", tyro), ("pgjax", pgjax))},
         "xla_flags_given": given_flags,
@@ -201,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=None,
                         help="comma-separated names of the steps to run (default: all), e.g. bench,seed_b for a "
                              "second try; describe always runs")
+    parser.add_argument("--require-platform", default=None, metavar="PLATFORM",
+                        help="stop after describe unless JAX's platform is this one (gpu, tpu, cpu): a machine "
+                             "whose accelerator did not start would otherwise spend the budget on its CPU")
     parser.add_argument("--describe", type=Path, metavar="FILE", help="write describe's JSON there and stop (a step)")
     args = parser.parse_args(argv)
     if args.describe:
@@ -223,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget if args.budget is not None else (600.0 if args.small else 450.0)
     log, record_path = out / "steps.log", out / "accelerator.json"
     log.write_text(f"pgjax accelerator ladder{' (small)' if args.small else ''}: work folder {work}\n")
+    shutil.rmtree(work / "xla-cache", ignore_errors=True)  # `train` compiles, `train_cached` loads
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PGJAX_COMPILE_CACHE": str(work / "xla-cache")}
     record = {"complete": False, "small": args.small, "budget_seconds": budget, "work": str(work),
               "nvidia_smi": nvidia_smi(), "machine": None, "steps": []}
@@ -256,11 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         status = "skipped" if "skipped" in entry else "timed out" if entry["timed_out"] else \
             f"exit {entry['returncode']}"
         print(f"{step['name']}: {status}, {entry.get('seconds', 0):.1f} s", flush=True)
+        platform = (record["machine"] or {}).get("platform")
+        if step["kind"] == "describe" and args.require_platform and platform != args.require_platform:
+            record["stopped"] = f"JAX's platform is {platform}, not {args.require_platform}: see steps.log"
+            print(f"stopped: {record['stopped']}", flush=True)
+            break
     record["complete"] = True
     record["seconds"] = time.perf_counter() - start
     write()
     print(f"wrote {record_path}")
-    return 0 if all(s.get("returncode") == 0 for s in record["steps"]) else 1
+    return 0 if all(s.get("returncode") == 0 for s in record["steps"]) and "stopped" not in record else 1
 
 
 def step_result(step: dict, entry: dict, out: Path, work: Path) -> dict | None:
