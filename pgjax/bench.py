@@ -13,14 +13,22 @@ For each number of runs in a ladder, on whatever device JAX has, in one process:
 Each is spread over all local devices as `python -m pgjax.train` does. The table
 gives compile time apart from run time, XLA's memory estimate, the process's
 peak RSS and each throughput as a fraction of the environment limit; `--out`
-writes it all as JSON with the device, versions, XLA flags and settings.
+writes it all as JSON with the device, versions, XLA flags, pgjax's backend
+choices and settings, rewritten after every rung ("complete" false until the
+end), so that a benchmark cut off keeps the rungs it finished.
+
+The ladder stops climbing at the first rung whose runs would not fit in half
+the devices' free memory (`pgjax.running.memory`'s estimate, as the training's
+chunk plan makes it; each rung trains all its runs at once) or whose
+measurement fails (an out-of-memory error, say); "stopped" in the JSON says at
+which rung and why.
 """
 
 from __future__ import annotations
 
 import sys
 
-from pgjax.cli import make_console, parse, prepare_process, run_command
+from pgjax.cli import make_console, parse, prepare_process, run_command, version
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
@@ -39,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax import options
+from pgjax.algo import loss
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, make_env
@@ -47,7 +56,8 @@ from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
 from pgjax.results import outputs, summary
-from pgjax.running.devices import cpu_model
+from pgjax.running import memory
+from pgjax.running.devices import backend_choices, cpu_model
 from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
 
 
@@ -171,6 +181,55 @@ def device_description() -> dict:
         "num_devices": len(jax.devices()),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "memory_bytes_limit": (device_memory() or {}).get("bytes_limit"),
+    }
+
+
+def device_memory() -> dict | None:
+    """The first device's own memory counters (`Device.memory_stats()`: "bytes_limit", "bytes_in_use",
+    "peak_bytes_in_use", ... in bytes); None where the device keeps none (CPU)."""
+    device = jax.devices()[0]
+    stats = None if device.platform == "cpu" else device.memory_stats()
+    return dict(stats) if stats else None
+
+
+def rung_fits(config: Config, num_runs: int) -> str | None:
+    """Why `num_runs` runs trained at once would not fit in half the devices' free memory, or None if they fit.
+
+    The estimate of `pgjax.running.memory` with the whole training as one segment
+    (the benchmark keeps every update's metrics on the devices).
+    """
+    static = config.static
+    devices = jax.devices()
+    per_run = memory.run_bytes(static, static.num_updates)
+    per_device = memory.device_bytes(static, static.gradient_block_rows or loss.default_block_rows())
+    available = memory.available_bytes(devices)
+    try:
+        fits = memory.chunk_size(num_runs, per_run, per_device, len(devices), available)
+    except ValueError as error:
+        return str(error)
+    if fits < num_runs:
+        return (f"{num_runs} runs need about {memory.format_bytes(num_runs * per_run)}; half of the "
+                f"{memory.format_bytes(available)} free holds {fits}")
+    return None
+
+
+def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | None) -> dict:
+    """One row of the ladder: the env limit, training and rollout of `num_runs` runs."""
+    num_envs = num_runs * config.static.episodes_per_update
+    limit = env_limit(spec, num_envs, env_steps or max(1000, 20_000_000 // num_envs))
+    train_result, params = training(config, num_runs)
+    roll = rollout(config, params, num_runs)
+    return {
+        "runs": num_runs,
+        "parallel_envs": num_envs,
+        "env_limit": limit,
+        "training": train_result,
+        "rollout": roll,
+        "training_fraction_of_env_limit": train_result["steps_per_second"] / limit["steps_per_second"],
+        "rollout_fraction_of_env_limit": roll["steps_per_second"] / limit["steps_per_second"],
+        "peak_rss_bytes": peak_rss_bytes(),
+        "device_memory": device_memory(),
     }
 
 
@@ -208,45 +267,50 @@ def main(argv: list[str] | None = None) -> int:
                   f"preset {args.preset}, {static.env}, {static.num_updates} updates x "
                   f"{static.episodes_per_update} episodes per run")
 
-    rows = []
+    rows, compile_ladder, stopped = [], [], None
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(complete: bool) -> None:
+        if args.out:
+            outputs.write_json(args.out, {
+                "complete": complete, "device": device,
+                "versions": {**outputs.package_versions(), "pgjax": version()}, "command": sys.argv,
+                "xla_flags": os.environ.get("XLA_FLAGS", ""), "backend_choices": backend_choices().as_dict(),
+                "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
+                             "feature_major_backward_used": feature_major_backward(spec, static)},
+                "ladder": rows, "stopped": stopped, "compile_vs_updates": compile_ladder,
+            })
+
+    write(False)
     for num_runs in run_counts:
-        num_envs = num_runs * static.episodes_per_update
-        limit = env_limit(spec, num_envs, env_steps or max(1000, 20_000_000 // num_envs))
-        train_result, params = training(config, num_runs)
-        roll = rollout(config, params, num_runs)
-        row = {
-            "runs": num_runs,
-            "parallel_envs": num_envs,
-            "env_limit": limit,
-            "training": train_result,
-            "rollout": roll,
-            "training_fraction_of_env_limit": train_result["steps_per_second"] / limit["steps_per_second"],
-            "rollout_fraction_of_env_limit": roll["steps_per_second"] / limit["steps_per_second"],
-            "peak_rss_bytes": peak_rss_bytes(),
-        }
+        reason = rung_fits(config, num_runs)
+        if reason is None:
+            try:
+                row = measure_rung(config, spec, num_runs, env_steps)
+            except RuntimeError as error:  # XLA's errors (out of memory, say) are RuntimeErrors
+                reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        if reason is not None:
+            stopped = {"runs": num_runs, "reason": reason}
+            console.print(f"  runs {num_runs}: stopped climbing: {reason}", soft_wrap=True)
+            write(False)
+            break
         rows.append(row)
+        write(False)
         console.print(
-            f"  runs {num_runs}: env limit {limit['steps_per_second'] / 1e6:.2f} M/s, training "
-            f"{train_result['steps_per_second'] / 1e6:.2f} M/s ({row['training_fraction_of_env_limit']:.0%}), "
-            f"rollout {roll['steps_per_second'] / 1e6:.2f} M/s"
+            f"  runs {num_runs}: env limit {row['env_limit']['steps_per_second'] / 1e6:.2f} M/s, training "
+            f"{row['training']['steps_per_second'] / 1e6:.2f} M/s ({row['training_fraction_of_env_limit']:.0%}), "
+            f"rollout {row['rollout']['steps_per_second'] / 1e6:.2f} M/s"
         )
 
-    compile_ladder = []
-    if compile_updates:
-        middle = run_counts[len(run_counts) // 2]
+    if compile_updates and rows:
+        middle = rows[len(rows) // 2]["runs"]
         compile_ladder = [{"runs": middle, "num_updates": u, "compile_seconds": compile_seconds(config, middle, u)}
                           for u in compile_updates]
 
     print_table(rows, compile_ladder, console)
+    write(True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(args.out, {
-            "device": device, "versions": outputs.package_versions(), "command": sys.argv,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
-                         "feature_major_backward_used": feature_major_backward(spec, static)},
-            "ladder": rows, "compile_vs_updates": compile_ladder,
-        })
         console.print(f"wrote {args.out}")
     return 0
 

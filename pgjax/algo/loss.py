@@ -114,13 +114,17 @@ def plain_value_gradient(value_fn: ValueFn) -> Callable:
     return vmap_runs(lambda params, obs, target, coef, valid: loss_and_grad(params, obs, target, coef))
 
 
-def default_block_rows() -> int:
+def default_block_rows(platform: str | None = None) -> int:
     """Steps the gradient takes at once by default: 1024 on a CPU, 2**20 on accelerators.
 
     On a CPU, XLA runs a matrix product over a batch of runs as one small product
     per run, so blocks of one run's steps serve it best; accelerators want large blocks.
+    `pgjax.running.devices.backend_choices` reports it with pgjax's other choices by backend.
+
+    Args:
+      platform: a JAX platform name ("cpu", "gpu", "tpu"); None: `jax.default_backend()`.
     """
-    return 1024 if jax.default_backend() == "cpu" else 1 << 20
+    return 1024 if (platform or jax.default_backend()) == "cpu" else 1 << 20
 
 
 def _layout(valid_shape: tuple[int, int, int], block_rows: int | None) -> tuple[int, int, int]:

@@ -1,8 +1,12 @@
 """Device and XLA setup, in one place for every entry point; call before JAX starts its backends.
 
-* `configure_cpu()`: one XLA CPU device per core (so that `pgjax.running.sharding`
-  trains slices of the runs on all cores at once) and CPU-only XLA options;
-  `PGJAX_CPU_DEVICES=1` keeps a single CPU device.
+* `backend_choices(platform)`: every choice pgjax makes by backend (XLA options,
+  runs per device, gradient block size), in this one place; `expected_platform()`
+  says which backend a process will get before JAX starts it.
+* `configure_cpu()`: sets the XLA options of the backend this process will use:
+  on a CPU, one XLA CPU device per core (so that `pgjax.running.sharding`
+  trains slices of the runs on all cores at once) and CPU-only XLA options
+  (`PGJAX_CPU_DEVICES=1` keeps a single CPU device); on an accelerator, none.
 * `use_compile_cache()`: keep compiled programs on disk for later processes.
 * `start_distributed()`: join the other processes of a multi-host run.
 * `process_speed_on(name)`: the one switch of each process-level speed device.
@@ -32,6 +36,7 @@ training, and a measurement needs a fresh process per variant.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -90,44 +95,134 @@ def _accelerator_installed() -> bool:
     return bool(importlib.metadata.entry_points(group="jax_plugins")) or importlib.util.find_spec("libtpu") is not None
 
 
+def _backends_started() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
+_PLATFORM_ALIASES = {"cuda": "gpu", "rocm": "gpu"}
+
+
+def expected_platform() -> str:
+    """The platform ("cpu", "gpu", "tpu", ...) of JAX's default backend in this process, read without starting it.
+
+    Once JAX has started its backends, `jax.default_backend()`. Before: the
+    first platform of JAX_PLATFORMS where set (cuda and rocm read as "gpu");
+    else "tpu" where libtpu is installed, "gpu" where another PJRT plugin is
+    (JAX's CUDA and ROCm plugins), "cpu" where neither is.
+    """
+    if _backends_started():
+        import jax
+
+        return jax.default_backend()
+    requested = os.environ.get("JAX_PLATFORMS", "").split(",")[0].strip().lower()
+    if requested:
+        return _PLATFORM_ALIASES.get(requested, requested)
+    if not _accelerator_installed():
+        return "cpu"
+    import importlib.util
+
+    return "tpu" if importlib.util.find_spec("libtpu") is not None else "gpu"
+
+
+# Runs per CPU device trained at once when --max-parallel is not given: smaller batches keep the
+# rollout buffers in cache and end their loops sooner (docs/performance.md measures it).
+# Accelerators want every run they can hold at once.
+CPU_RUNS_PER_DEVICE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendChoices:
+    """What pgjax chooses by backend, in this one place (`backend_choices`).
+
+    Attributes:
+      platform: "cpu", "gpu", "tpu", ... (JAX's platform name).
+      xla_flags: XLA options for XLA_FLAGS, set before JAX starts (`configure_cpu`):
+        on a CPU, one host device per core and the speed devices `llvm_level` and
+        `small_loops` (those not switched off in PGJAX_SPEED_OFF); none elsewhere.
+      runs_per_device: the cap on runs trained at once per device when
+        --max-parallel is not given (`pgjax.running.memory.default_max_parallel`);
+        None: memory alone decides.
+      gradient_block_rows: (a property) steps a gradient block takes at once when
+        the settings give none: `pgjax.algo.loss.default_block_rows(platform)`, which
+        keeps the rule beside the gradient because the algorithm layer imports
+        nothing from here; read on demand, as importing it starts JAX's backends.
+    """
+
+    platform: str
+    xla_flags: tuple[str, ...]
+    runs_per_device: int | None
+
+    @property
+    def gradient_block_rows(self) -> int:
+        from pgjax.algo.loss import default_block_rows
+
+        return default_block_rows(self.platform)
+
+    def as_dict(self) -> dict:
+        """The choices as JSON-ready values, the gradient block rows included."""
+        return {**dataclasses.asdict(self), "xla_flags": list(self.xla_flags),
+                "gradient_block_rows": self.gradient_block_rows}
+
+
+def backend_choices(platform: str | None = None, cpu_devices: int | None = None) -> BackendChoices:
+    """pgjax's choices for `platform` (default: `expected_platform()`).
+
+    Args:
+      platform: a JAX platform name; any other than "cpu" gets the accelerator choices.
+      cpu_devices: XLA CPU devices to ask for on a CPU (default: PGJAX_CPU_DEVICES,
+        else every core).
+
+    Raises:
+      ValueError: PGJAX_SPEED_OFF names an unknown speed device.
+    """
+    platform = platform or expected_platform()
+    off = process_speeds_off()
+    if platform != "cpu":
+        return BackendChoices(platform, (), None)
+    count = cpu_devices or int(os.environ.get("PGJAX_CPU_DEVICES", 0)) or os.cpu_count() or 1
+    flags = [f"{_HOST_DEVICE_FLAG}={count}"]
+    if "llvm_level" not in off:
+        flags.append(f"{_LLVM_LEVEL_FLAG}=1")
+    if "small_loops" not in off:
+        flags.append(f"{_EXTRA_OPTIONS_FLAG}=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}")
+    return BackendChoices(platform, tuple(flags), CPU_RUNS_PER_DEVICE)
+
+
 def configure_cpu(count: int | None = None) -> list[str]:
-    """Set XLA's CPU options for pgjax's loops; returns the flags it added.
+    """Set the XLA options of the backend this process will use (`backend_choices`); returns the flags it added.
+
+    On a CPU (`expected_platform()`):
 
     * one CPU device per core (`count`, else PGJAX_CPU_DEVICES, else every core),
       so that `run_sharded` trains slices of the runs on all cores at once;
-    * where no accelerator is installed, LLVM optimisation level 1 instead of 2,
-      which compiles faster (speed device `llvm_level`; the float results are
-      level 1's, not bitwise level 2's);
-    * where no accelerator is installed, XLA's CPU backend compiles each while
-      loop that touches less than `SMALL_LOOP_BYTES` into one kernel (XLA's
+    * LLVM optimisation level 1 instead of 2, which compiles faster (speed
+      device `llvm_level`; the float results are level 1's, not bitwise level 2's);
+    * XLA's CPU backend compiles each while loop that touches less than
+      `SMALL_LOOP_BYTES` into one kernel (XLA's
       `xla_cpu_small_while_loop_byte_threshold`, 1 KiB by default) rather than
       dispatching a kernel per operation on every iteration (speed device
       `small_loops`). The loops it catches are the threefry hashes of every
       random-number call (a 5-step loop on CPU). Results are bitwise the same.
 
-    A speed device listed in PGJAX_SPEED_OFF (`process_speeds_off`) adds no flag.
-    Must run before JAX initialises its backends; afterwards it changes nothing,
-    nor does it override a flag already in XLA_FLAGS.
+    On an accelerator (a GPU or TPU plugin installed, or JAX_PLATFORMS naming
+    one first) it adds nothing. A speed device listed in PGJAX_SPEED_OFF
+    (`process_speeds_off`) adds no flag. Must run before JAX initialises its
+    backends; afterwards it changes nothing, nor does it override a flag
+    already in XLA_FLAGS.
 
     Raises:
       ValueError: PGJAX_SPEED_OFF names an unknown device (checked before anything is set).
     """
-    off = process_speeds_off()
-    if "jax" in sys.modules:
-        from jax._src import xla_bridge
-
-        if xla_bridge.backends_are_initialized():
-            return []
+    process_speeds_off()
+    if _backends_started():
+        return []
     flags = os.environ.get("XLA_FLAGS", "")
-    added = []
-    if _HOST_DEVICE_FLAG not in flags:
-        count = count or int(os.environ.get("PGJAX_CPU_DEVICES", 0)) or os.cpu_count() or 1
-        added.append(f"{_HOST_DEVICE_FLAG}={count}")
-    if not _accelerator_installed():
-        if "llvm_level" not in off and _LLVM_LEVEL_FLAG not in flags:
-            added.append(f"{_LLVM_LEVEL_FLAG}=1")
-        if "small_loops" not in off and _EXTRA_OPTIONS_FLAG not in flags:
-            added.append(f"{_EXTRA_OPTIONS_FLAG}=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}")
+    added = [flag for flag in backend_choices(expected_platform(), count).xla_flags
+             if flag.split("=", 1)[0] not in flags]
     if added:
         os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
     return added

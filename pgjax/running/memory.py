@@ -32,7 +32,7 @@ import jax.extend.core
 import jax.numpy as jnp
 
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.running.devices import host_available_bytes
+from pgjax.running.devices import backend_choices, host_available_bytes
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
@@ -205,17 +205,14 @@ def format_bytes(num: float) -> str:
     raise AssertionError("unreachable")
 
 
-# Runs per CPU device trained at once when --max-parallel is not given: smaller batches keep the
-# rollout buffers in cache and end their loops sooner (the README's performance notes measure it).
-# Accelerators want every run they can hold at once.
-CPU_RUNS_PER_DEVICE = 64
-
-
 def default_max_parallel(devices: list[Any]) -> int | None:
-    """The cap on runs at once when the user gives none: 64 per CPU device, none on accelerators."""
-    if devices and all(d.platform == "cpu" for d in devices):
-        return CPU_RUNS_PER_DEVICE * len(devices)
-    return None
+    """The cap on runs at once when the user gives none: `BackendChoices.runs_per_device` of the
+    devices' platform times their number (64 per CPU device; None, memory alone, on accelerators)."""
+    platforms = {d.platform for d in devices}
+    if len(platforms) != 1:
+        return None
+    per_device = backend_choices(platforms.pop()).runs_per_device
+    return None if per_device is None else per_device * len(devices)
 
 
 def chunk_size(
