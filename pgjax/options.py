@@ -63,6 +63,11 @@ class RunOptions:
                                  "(environment variable PGJAX_COMPILE_CACHE).")
     distributed: bool = setting(False, "Spread the runs over the devices of several processes "
                                        "(jax.distributed.initialize()).")
+    halving: int | None = setting(None, "Successive halving with this ETA (>= 2): every grid point trains to the "
+                                        "first rung, the best 1/ETA by IQM of the final return over the seeds go "
+                                        "on to the next, and so on to --num-updates.")
+    rungs: int | None = setting(None, "Rungs of --halving: rung k of K ends after num_updates * ETA^-(K-1-k) "
+                                      "updates, rounded (default 3).")
 
 
 def _metavar(kind: Any) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from pgjax.results.stats import INTERVAL_METHOD, group_statistics
+from pgjax.results.stats import INTERVAL_METHOD, group_statistics, iqm
 from pgjax.running.grid import GridPoint, varied_settings
+from pgjax.running.halving import HalvingOutcome
 
 SOLVE_WINDOW = 100  # episodes in the trailing mean that decides "solved"
 
@@ -67,17 +68,38 @@ def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: fl
     }
 
 
+def halving_score(metrics) -> float:
+    """A configuration's score at a rung of successive halving: the IQM over its seeds of the final return.
+
+    Args:
+      metrics: `Metrics` of its runs, leaves [S seeds, u updates, ...].
+
+    Returns:
+      The IQM (`pgjax.results.stats.iqm`) of each run's final return after its
+      u updates (`run_result`: the mean of its last 100 episodes), a run that
+      has diverged counting as -inf (the worst), and so does a non-finite return.
+    """
+    finals = np.array([run_result(returns, steps, None)["final_return"]
+                       for returns, steps in zip(metrics.episode_returns, metrics.env_steps)])
+    finals[np.asarray(metrics.diverged)[:, -1] | ~np.isfinite(finals)] = -np.inf
+    return float(iqm(finals))
+
+
 def summarise(
-    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None
+    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None,
+    halving: HalvingOutcome | None = None,
 ) -> dict:
     """The summary.json contract: one entry per run, one per group (grid point), and statistics over runs.
 
     Args:
       points: the sweep's grid points; num_seeds: runs per point.
       preset: the preset's name, recorded.
-      results: `pgjax.running.sweep.GroupResult`s of every compile group.
+      results: `pgjax.running.sweep.GroupResult`s holding every run (one per
+        compile group from `train_sweep`, one per grid point from `train_halving`).
       timings: `train_sweep`'s info, plus "wall_seconds".
       threshold: the environment's solve threshold, or None.
+      halving: `train_halving`'s outcome, for a sweep by successive halving:
+        adds its fields (`halving_fields`).
 
     Returns:
       The summary.json dict. Statistics leave diverged runs out and say how
@@ -113,12 +135,13 @@ def summarise(
         })
     steps_total = sum(r["env_steps"] for r in runs)
     steps_trained = steps_total - timings["resumed_env_steps"]
+    halving_entry = {} if halving is None else {"halving": halving_fields(halving, points, groups, results)}
     return {
         "env": points[0].config.static.env,
         "preset": preset,
         "num_runs": len(runs),
         "num_groups": len(groups),
-        "compile_groups": len(results),
+        "compile_groups": len({point.config.static for point in points}),
         "num_seeds": num_seeds,
         "solve_threshold": threshold,
         "interval_method": INTERVAL_METHOD,
@@ -137,6 +160,7 @@ def summarise(
         "chunk_sizes": timings["chunk_sizes"],
         "resumed_updates": timings["resumed_updates"],
         "resumed_env_steps": timings["resumed_env_steps"],
+        **halving_entry,
         "groups": groups,
         "runs": runs,
     }
@@ -162,4 +186,50 @@ def statistics_over_runs(runs: list[dict], threshold: float | None) -> dict:
         "solved_fraction": None if threshold is None or not sane else float(np.mean(solved)),
         "final_return_mean": float(finals.mean()) if sane else float("nan"),
         "statistics": group_statistics(finals, solved, solved_at) if sane else None,
+    }
+
+
+def halving_fields(outcome: HalvingOutcome, points: list[GridPoint], groups: list[dict], results) -> dict:
+    """summary.json's "halving" entry; adds to each of `groups` (summary.json's) its rung fields.
+
+    Each group gains "rung" (0-based index of the last rung it trained through),
+    "stopped_early" (it was dropped before the last rung), "num_updates_trained"
+    and "rung_scores" (its `halving_score` at each rung it reached).
+
+    Returns:
+      {"eta", "rungs", "rung_updates", "survivors" ([K] the grid points that
+      trained through each rung, in that rung's ranking, best first), "winner"
+      (the best at the last rung), "selection" and "full_sweep_estimate" (how
+      both are made, in words), "env_steps" (every run's env steps, as trained),
+      "env_steps_full_sweep" (an estimate: a run that stopped at update u of
+      rung k would have gone on at its mean env steps per update over rung k,
+      from the previous rung's end to u, for the updates it did not train),
+      "env_steps_saved" (their difference)}.
+    """
+    plan = outcome.plan
+    num_updates = plan.rung_updates[-1]
+    spent, full = 0, 0.0
+    for result in results:
+        for steps in np.asarray(result.metrics.env_steps, np.int64):
+            spent += int(steps[-1])
+            trained = steps.size
+            full += steps[-1]
+            if trained < num_updates:
+                begun = ([0, *plan.rung_updates])[plan.rung_updates.index(trained)]
+                before = steps[begun - 1] if begun else 0
+                full += (steps[-1] - before) / (trained - begun) * (num_updates - trained)
+    for group in groups:
+        rung = outcome.rung[group["index"]]
+        group.update({"rung": rung, "stopped_early": rung < plan.rungs - 1,
+                      "num_updates_trained": plan.rung_updates[rung],
+                      "rung_scores": [outcome.scores[k][group["index"]] for k in range(rung + 1)]})
+    full_sweep = int(round(full))
+    return {
+        "eta": plan.eta, "rungs": plan.rungs, "rung_updates": list(plan.rung_updates),
+        "survivors": outcome.survivors, "winner": outcome.survivors[-1][0],
+        "selection": "IQM over the seeds of each run's final return at the rung (mean of its last 100 episodes); "
+                     "a diverged run counts as the worst; ties go to the lower group index",
+        "env_steps": spent, "env_steps_full_sweep": full_sweep, "env_steps_saved": full_sweep - spent,
+        "full_sweep_estimate": "env steps trained, plus for each run stopped early its mean env steps per update "
+                               "over its last rung times the updates it did not train",
     }

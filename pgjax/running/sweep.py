@@ -37,7 +37,7 @@ from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
 from pgjax.running.devices import count_cache_hits
 from pgjax.running.grid import GridPoint, group_runs
-from pgjax.running.sharding import fetch, memory_bytes, place_runs, run_mesh, shard_runs
+from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, run_mesh, shard_runs
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
 
@@ -205,28 +205,125 @@ def train_sweep(
     estimates = None
     if chunks is None:
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
-    info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
-            "chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}), "memory_estimate": estimates,
-            "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
-    loop = _SegmentLoop(run_mesh(devices), len(chunks), checkpoint_every, on_segment, should_stop, info)
+    trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
+                           segment_updates=segment_updates, on_segment=on_segment, should_stop=should_stop)
+    trainer.info.update({"chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}),
+                         "memory_estimate": estimates})
+    trainer.num_chunks = len(chunks)
     results = []
-    for g, points in enumerate(groups):
-        runs, seeds, hparams = group_runs(points, num_seeds, first_seed)
-        entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
-        trainer = make_trainer(points[0].config, entropy_bonus)
-        segment = _make_segment(trainer, segment_length(trainer.num_updates, segment_updates), loop.mesh)
-        trained = []
-        for chunk in (c for c in chunks if c.group == g):
-            checkpoints = ChunkCheckpoints(chunk_dir(run_dir, chunk.index)) if run_dir is not None else None
-            trained.append(loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints))
-            if checkpoints is not None:
-                checkpoints.close()
+    for g in range(len(groups)):
+        runs, seeds, _ = trainer.group_runs(g)
+        trained = [trainer.train_chunk(chunk, chunk_dir(run_dir, chunk.index) if run_dir is not None else None)
+                   for chunk in chunks if chunk.group == g]
         results.append(GroupResult(
             runs=runs, seeds=seeds,
             state=jax.tree.map(lambda *xs: np.concatenate(xs), *(state for state, _ in trained)),
             metrics=jax.tree.map(lambda *xs: np.concatenate(xs), *(metrics for _, metrics in trained)),
         ))
-    return results, info
+    return results, trainer.info
+
+
+class ChunkStart(NamedTuple):
+    """Where a chunk's runs continue from: their state and metrics after u updates (host, NumPy leaves).
+
+    Attributes:
+      state: `TrainState`, leaves [n, ...] (the PRNG key as uint32 key data, as
+        `train_chunk` returns it).
+      metrics: `Metrics`, leaves [n, u, ...]: the updates done so far.
+    """
+
+    state: TrainState
+    metrics: Metrics
+
+    @property
+    def updates(self) -> int:
+        return int(self.metrics.env_steps.shape[1])
+
+
+class SweepTrainer:
+    """Trains chunks of a sweep's compile groups; each group's executables are compiled once and kept.
+
+    `train_sweep` trains every chunk of a plan to the end with it;
+    `pgjax.running.halving` trains chunks up to a rung, and later chunks of the
+    survivors on from their states, with the same executables.
+
+    Attributes:
+      info: the timings and counters of `train_sweep`'s info ("compile_seconds",
+        "run_seconds", "devices", "memory_bytes", "resumed_updates",
+        "resumed_env_steps", "compile_cache_hits"), summed over every call.
+      num_chunks: the number of chunks the segment reports say there are.
+      on_segment: called after every segment (may be replaced between calls).
+    """
+
+    def __init__(self, groups: Sequence[Sequence[GridPoint]], num_seeds: int, first_seed: int, *,
+                 devices: list | None = None, checkpoint_every: int | None = None,
+                 segment_updates: int = SEGMENT_UPDATES, on_segment: Callable[[SegmentReport], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        devices = devices or jax.devices()
+        self.groups, self.num_seeds, self.first_seed = groups, num_seeds, first_seed
+        self.segment_updates = segment_updates
+        self.info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
+                     "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
+        self._loop = _SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
+        self._parts: dict[int, tuple] = {}
+
+    @property
+    def num_chunks(self) -> int:
+        return self._loop.num_chunks
+
+    @num_chunks.setter
+    def num_chunks(self, value: int) -> None:
+        self._loop.num_chunks = value
+
+    @property
+    def on_segment(self) -> Callable[[SegmentReport], None] | None:
+        return self._loop.on_segment
+
+    @on_segment.setter
+    def on_segment(self, value: Callable[[SegmentReport], None] | None) -> None:
+        self._loop.on_segment = value
+
+    def _group(self, g: int) -> tuple:
+        """(runs, seeds, hparams, trainer, segment) of compile group `g`, made on first use."""
+        if g not in self._parts:
+            points = self.groups[g]
+            runs, seeds, hparams = group_runs(points, self.num_seeds, self.first_seed)
+            entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
+            trainer = make_trainer(points[0].config, entropy_bonus)
+            segment = _make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
+                                    self._loop.mesh)
+            self._parts[g] = (runs, seeds, hparams, trainer, segment)
+        return self._parts[g]
+
+    def group_runs(self, g: int) -> tuple[np.ndarray, np.ndarray, Hyperparams]:
+        """`grid.group_runs` of compile group `g`: (run indices [R], seeds [R], hparams [R])."""
+        return self._group(g)[:3]
+
+    def train_chunk(self, chunk: Chunk, checkpoint_dir: Path | None = None, until: int | None = None,
+                    start: ChunkStart | None = None) -> tuple[Any, Metrics]:
+        """Train (or restore, or continue) one chunk up to update `until`.
+
+        Args:
+          chunk: runs of compile group `chunk.group` (positions among its runs).
+          checkpoint_dir: the chunk's checkpoint folder (None: no checkpoints).
+            A checkpoint there is restored (complete at `until`: nothing is
+            trained) and takes precedence over `start`.
+          until: updates every run has done at the end (default: the group's
+            `num_updates`); at most `num_updates`.
+          start: the runs' state and metrics after `start.updates` updates, to
+            continue from (default: fresh runs from their seeds).
+
+        Returns:
+          (state, metrics) of the chunk's real runs on the host: `TrainState`
+          leaves [n, ...] (keys as key data), `Metrics` leaves [n, until, ...]
+          (`start`'s metrics followed by the new ones).
+        """
+        _, seeds, hparams, trainer, segment = self._group(chunk.group)
+        checkpoints = ChunkCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
+        trained = self._loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, start)
+        if checkpoints is not None:
+            checkpoints.close()
+        return trained
 
 
 class _Segment(NamedTuple):
@@ -260,11 +357,11 @@ class _SegmentLoop:
     on_segment: Callable[[SegmentReport], None] | None
     should_stop: Callable[[], bool] | None
     info: dict
-    _compiled: tuple | None = None  # (segment, init executable, segment executable) of the group in training
+    _compiled: dict = dataclasses.field(default_factory=dict)  # id(segment) -> (segment, init, segment executable)
 
     def _compile(self, segment: _Segment, key_data, hparams, control) -> tuple[Any, Any]:
         """The group's (init, segment) executables, compiled once per group (its chunks share their shapes)."""
-        if self._compiled is None or self._compiled[0] is not segment:
+        if id(segment) not in self._compiled:
             start = time.perf_counter()
             init = segment.init.lower(key_data, hparams)
             state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
@@ -272,67 +369,77 @@ class _SegmentLoop:
             with count_cache_hits() as hits:
                 init_executable = init.compile()
                 compiled = segment.fn.lower(state, hparams, control).compile()
-                self._compiled = (segment, init_executable, compiled)
+                self._compiled[id(segment)] = (segment, init_executable, compiled)
             self.info["compile_seconds"] += time.perf_counter() - start
             self.info["compile_cache_hits"] += hits[0]
             bytes_ = memory_bytes(compiled, self.mesh.size) or 0
             self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
-        return self._compiled[1:]
+        return self._compiled[id(segment)][1:]
 
     def _report(self, report: SegmentReport) -> None:
         if self.on_segment is not None:
             self.on_segment(report)
 
     def train_chunk(self, segment: _Segment, trainer, chunk: Chunk, seeds: np.ndarray, hparams,
-                    checkpoints: ChunkCheckpoints | None) -> tuple[Any, Metrics]:
-        """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host."""
-        n, num_updates = chunk.positions.size, trainer.num_updates
+                    checkpoints: ChunkCheckpoints | None, until: int | None = None,
+                    start: ChunkStart | None = None) -> tuple[Any, Metrics]:
+        """Train (or restore, or continue) one chunk to `until` updates (`SweepTrainer.train_chunk`)."""
+        n = chunk.positions.size
+        until = trainer.num_updates if until is None else until
+        begun = 0 if start is None else start.updates  # updates done before this call
         pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
         placed_hparams = place_runs(_take(hparams, pad), self.mesh)
-        done, history = 0, []
+        done, history = begun, ([] if start is None else [start.metrics])
         latest = checkpoints.latest() if checkpoints is not None else None
+        template = None
         if latest is not None:
             template = _placeholder_state(trainer.init, chunk.size)
             restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
                                                              _metrics_template(n))
-            self.info["resumed_updates"] += latest
-            self.info["resumed_env_steps"] += int(np.sum(restored_metrics.env_steps[:, -1], dtype=np.int64))
-            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True))
-            if latest == num_updates:
+            restored_steps = restored_metrics.env_steps[:, -1].astype(np.int64)
+            if begun:
+                restored_steps -= restored_metrics.env_steps[:, begun - 1]
+            self.info["resumed_updates"] += latest - begun
+            self.info["resumed_env_steps"] += int(np.sum(restored_steps, dtype=np.int64))
+            self._report(SegmentReport(chunk, self.num_chunks, latest, until, latest - begun, 0, 0.0, math.nan, True))
+            if latest == until:
                 return fetch(restored), restored_metrics
             history, done = [restored_metrics], latest
+        elif start is not None:
+            template = _placeholder_state(trainer.init, chunk.size)
+            restored = jax.tree.map(_as_key_like, _take(template, np.arange(n)), start.state)
         key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
         init, compiled = self._compile(segment, key_data, placed_hparams,
                                        place_runs(_control(chunk.size, segment.length), self.mesh))
-        if done:
+        if template is not None:
             state = place_runs(jax.tree.map(lambda p, r: _pad_like(r, p), template, restored), self.mesh)
         else:
             state = init(key_data, placed_hparams)
         pending, last_report = None, time.perf_counter()
-        while done < num_updates:
-            stop_at = num_updates
+        while done < until:
+            stop_at = until
             if self.checkpoint_every:
                 stop_at = min(stop_at, (done // self.checkpoint_every + 1) * self.checkpoint_every)
             active = min(segment.length, stop_at - done)
-            start = time.perf_counter()
+            start_time = time.perf_counter()
             control = place_runs(_control(chunk.size, active), self.mesh)
             state, metrics = compiled(state, placed_hparams, control)
             done += active
             if pending is not None:  # the previous segment's metrics, read while this one runs
                 last_report = self._collect(pending, history, n, last_report)
-            pending = (chunk, metrics, active, done, num_updates)
+            pending = (chunk, metrics, active, done, until)
             at_checkpoint = bool(self.checkpoint_every) and done % self.checkpoint_every == 0
             stopping = self.should_stop is not None and self.should_stop()
-            if done == num_updates or at_checkpoint or stopping:
+            if done == until or at_checkpoint or stopping:
                 last_report = self._collect(pending, history, n, last_report)
                 pending = None
-                self.info["run_seconds"] += time.perf_counter() - start
+                self.info["run_seconds"] += time.perf_counter() - start_time
                 if checkpoints is not None:
                     checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
-                if stopping and done < num_updates:
-                    raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
+                if stopping and done < until:
+                    raise Interrupted(f"stopped after {done} of {until} updates of chunk {chunk.index}")
             else:
-                self.info["run_seconds"] += time.perf_counter() - start
+                self.info["run_seconds"] += time.perf_counter() - start_time
         return _take(fetch(state), np.arange(n)), _concat(history)
 
     def _collect(self, pending, history: list[Metrics], n: int, last_report: float) -> float:
@@ -366,6 +473,11 @@ def _pad_like(restored: Any, placeholder: Any) -> Any:
     if isinstance(restored, jax.Array):
         return jnp.concatenate([restored, jnp.repeat(restored[-1:], extra, axis=0)])
     return np.concatenate([restored, np.repeat(restored[-1:], extra, axis=0)])
+
+
+def _as_key_like(like: Any, value: Any) -> Any:
+    """`value` as a typed PRNG key where the template leaf `like` is one (key data from `fetch`), else as is."""
+    return jax.random.wrap_key_data(value) if is_key(like) else value
 
 
 def _metrics_template(n: int) -> Metrics:
