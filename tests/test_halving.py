@@ -132,7 +132,7 @@ def test_the_summary_says_where_each_group_stopped_and_what_halving_saved(plain,
         assert group["statistics"] is not None
     spent = sum(int(r.metrics.env_steps[:, -1].sum()) for r in results)
     assert entry["env_steps"] == spent == made["env_steps_total"]
-    # the estimate: each stopped run goes on at its env steps per update over its last rung
+    # the lower estimate: each stopped run goes on at its env steps per update over its last rung
     estimate = 0.0
     for point, result in enumerate(results):
         rung = outcome.rung[point]
@@ -142,13 +142,26 @@ def test_the_summary_says_where_each_group_stopped_and_what_halving_saved(plain,
                 before = 0 if rung == 0 else steps[PLAN.rung_updates[rung - 1] - 1]
                 per_update = (steps[-1] - before) / (PLAN.rung_updates[rung] - ([0, 2, 4][rung]))
                 estimate += per_update * (NUM_UPDATES - PLAN.rung_updates[rung])
-    assert entry["env_steps_full_sweep"] == round(estimate)
+    assert entry["env_steps_full_sweep_own_rate"] == round(estimate)
+    assert entry["env_steps_full_sweep"] == summary.full_sweep_env_steps(
+        PLAN.rung_updates, [r.metrics.env_steps.astype(np.int64) for r in results],
+        np.concatenate([results[p].metrics.env_steps for p in outcome.survivors[-1]]).astype(np.int64))[0]
     assert entry["env_steps_saved"] == entry["env_steps_full_sweep"] - spent > 0
     assert spent < plain.metrics.env_steps[:, -1].sum()  # what the full sweep did spend
     shown = io.StringIO()
     tables.print_report(json.loads(json.dumps(outputs.jsonable(made))), Console(file=shown, width=300))
     assert "configurations per rung 5 -> 3 -> 2" in shown.getvalue()
     assert f"{entry['env_steps_saved']:,} saved" in shown.getvalue()
+
+
+def test_the_full_sweep_estimate_grows_stopped_runs_as_the_finalists_grew():
+    finalists = np.array([[10, 20, 40, 60]])  # 10 env steps per update over rung 0 (updates 1-2), then 20
+    stopped = np.array([[5, 10]])  # 5 per update over rung 0: taken to go on at 10 for updates 3-4
+    assert summary.full_sweep_env_steps((2, 4), [stopped, finalists], finalists) == (60 + 10 + 2 * 10, 60 + 10 + 2 * 5)
+    stopped_later = np.array([[5, 15, 25]])  # stopped at rung 1 of (1, 3, 4): 10 per update over updates 2-3
+    finalists = np.array([[10, 20, 40, 100]])  # 15 per update over updates 2-3, then 60: 4 times as many
+    assert summary.full_sweep_env_steps((1, 3, 4), [stopped_later, finalists], finalists) == (100 + 25 + 40,
+                                                                                               100 + 25 + 10)
 
 
 def test_a_stopped_halving_resumes_to_the_uninterrupted_result(halved, tmp_path):

@@ -196,40 +196,73 @@ def halving_fields(outcome: HalvingOutcome, points: list[GridPoint], groups: lis
     "stopped_early" (it was dropped before the last rung), "num_updates_trained"
     and "rung_scores" (its `halving_score` at each rung it reached).
 
+    Args:
+      results: one `GroupResult` per grid point (`train_halving`'s), metrics
+        leaves [S, updates trained, ...].
+
     Returns:
       {"eta", "rungs", "rung_updates", "survivors" ([K] the grid points that
       trained through each rung, in that rung's ranking, best first), "winner"
       (the best at the last rung), "selection" and "full_sweep_estimate" (how
       both are made, in words), "env_steps" (every run's env steps, as trained),
-      "env_steps_full_sweep" (an estimate: a run that stopped at update u of
-      rung k would have gone on at its mean env steps per update over rung k,
-      from the previous rung's end to u, for the updates it did not train),
-      "env_steps_saved" (their difference)}.
+      "env_steps_full_sweep" (an estimate, `full_sweep_env_steps`),
+      "env_steps_saved" (their difference), "env_steps_full_sweep_own_rate"
+      (a lower estimate: each stopped run going on at its own rate of its last rung)}.
     """
     plan = outcome.plan
-    num_updates = plan.rung_updates[-1]
-    spent, full = 0, 0.0
-    for result in results:
-        for steps in np.asarray(result.metrics.env_steps, np.int64):
-            spent += int(steps[-1])
-            trained = steps.size
-            full += steps[-1]
-            if trained < num_updates:
-                begun = ([0, *plan.rung_updates])[plan.rung_updates.index(trained)]
-                before = steps[begun - 1] if begun else 0
-                full += (steps[-1] - before) / (trained - begun) * (num_updates - trained)
+    steps = {point.index: np.asarray(r.metrics.env_steps, np.int64) for point, r in zip(points, results)}
+    finalists = np.concatenate([steps[i] for i in outcome.survivors[-1]])
+    spent = int(sum(s[:, -1].sum() for s in steps.values()))
+    full, own_rate = full_sweep_env_steps(plan.rung_updates, list(steps.values()), finalists)
     for group in groups:
         rung = outcome.rung[group["index"]]
         group.update({"rung": rung, "stopped_early": rung < plan.rungs - 1,
                       "num_updates_trained": plan.rung_updates[rung],
                       "rung_scores": [outcome.scores[k][group["index"]] for k in range(rung + 1)]})
-    full_sweep = int(round(full))
     return {
         "eta": plan.eta, "rungs": plan.rungs, "rung_updates": list(plan.rung_updates),
         "survivors": outcome.survivors, "winner": outcome.survivors[-1][0],
         "selection": "IQM over the seeds of each run's final return at the rung (mean of its last 100 episodes); "
                      "a diverged run counts as the worst; ties go to the lower group index",
-        "env_steps": spent, "env_steps_full_sweep": full_sweep, "env_steps_saved": full_sweep - spent,
-        "full_sweep_estimate": "env steps trained, plus for each run stopped early its mean env steps per update "
-                               "over its last rung times the updates it did not train",
+        "env_steps": spent, "env_steps_full_sweep": full, "env_steps_saved": full - spent,
+        "env_steps_full_sweep_own_rate": own_rate,
+        "full_sweep_estimate": "env steps trained, plus for each run stopped early at rung k: its env steps per "
+                               "update over rung k, times how the finalists' env steps per update grew from rung k "
+                               "to the end, times the updates it did not train",
     }
+
+
+def full_sweep_env_steps(rung_updates: tuple[int, ...], env_steps: list[np.ndarray],
+                         finalists: np.ndarray) -> tuple[int, int]:
+    """Estimate the env steps a sweep stopped by successive halving would have spent in full.
+
+    A run stopped at rung k, which trained updates b+1..u (b: the previous rung's
+    updates, 0 for the first), did r = (E[u] - E[b]) / (u - b) env steps per update
+    over its last rung. The finalists (the runs that trained every update) did A
+    per update over the same updates and B per update over the rest, u+1..U; the
+    stopped run is taken to grow as they did: r * B / A per update for U - u updates.
+
+    Args:
+      rung_updates: [K] updates at each rung's end, the last U.
+      env_steps: per configuration [S, updates trained] cumulative env steps.
+      finalists: [F, U] cumulative env steps of the finalists' runs.
+
+    Returns:
+      (estimate, own_rate): the estimate, and the lower one at r per update (no growth).
+    """
+    full, own = 0.0, 0.0
+    total = rung_updates[-1]
+    for steps in env_steps:
+        trained = steps.shape[1]
+        full += steps[:, -1].sum()
+        own += steps[:, -1].sum()
+        if trained < total:
+            begun = [0, *rung_updates][rung_updates.index(trained)]
+            before = steps[:, begun - 1] if begun else 0
+            rate = (steps[:, -1] - before).sum() / (trained - begun)
+            finalists_before = finalists[:, begun - 1] if begun else 0
+            rate_then = (finalists[:, trained - 1] - finalists_before).sum() / (trained - begun)
+            rate_after = (finalists[:, -1] - finalists[:, trained - 1]).sum() / (total - trained)
+            own += rate * (total - trained)
+            full += rate * rate_after / rate_then * (total - trained)
+    return int(round(full)), int(round(own))

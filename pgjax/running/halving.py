@@ -181,7 +181,7 @@ def train_halving(
         progress = rung_progress(rung, len(alive), len(rung_chunks), total) if rung_progress \
             else contextlib.nullcontext()
         with progress as report:
-            trainer.on_segment, trainer.num_chunks = report, len(rung_chunks)
+            trainer.loop.on_segment, trainer.loop.num_chunks = report, len(rung_chunks)
             for g in sorted({group_of[index][0] for index in alive}):
                 members = [index for index in alive if group_of[index][0] == g]  # grid points in, in run order
                 before = _stack([starts[index] for index in members]) if rung else None

@@ -209,7 +209,7 @@ def train_sweep(
                            segment_updates=segment_updates, on_segment=on_segment, should_stop=should_stop)
     trainer.info.update({"chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}),
                          "memory_estimate": estimates})
-    trainer.num_chunks = len(chunks)
+    trainer.loop.num_chunks = len(chunks)
     results = []
     for g in range(len(groups)):
         runs, seeds, _ = trainer.group_runs(g)
@@ -248,11 +248,9 @@ class SweepTrainer:
     survivors on from their states, with the same executables.
 
     Attributes:
-      info: the timings and counters of `train_sweep`'s info ("compile_seconds",
-        "run_seconds", "devices", "memory_bytes", "resumed_updates",
-        "resumed_env_steps", "compile_cache_hits"), summed over every call.
-      num_chunks: the number of chunks the segment reports say there are.
-      on_segment: called after every segment (may be replaced between calls).
+      info: `train_sweep`'s timings and counters, summed over every chunk trained.
+      loop: trains a chunk segment by segment; its `num_chunks` (in the plan, as
+        the segment reports say) and `on_segment` may change between chunks.
     """
 
     def __init__(self, groups: Sequence[Sequence[GridPoint]], num_seeds: int, first_seed: int, *,
@@ -264,24 +262,8 @@ class SweepTrainer:
         self.segment_updates = segment_updates
         self.info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
                      "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
-        self._loop = _SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
+        self.loop = _SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
         self._parts: dict[int, tuple] = {}
-
-    @property
-    def num_chunks(self) -> int:
-        return self._loop.num_chunks
-
-    @num_chunks.setter
-    def num_chunks(self, value: int) -> None:
-        self._loop.num_chunks = value
-
-    @property
-    def on_segment(self) -> Callable[[SegmentReport], None] | None:
-        return self._loop.on_segment
-
-    @on_segment.setter
-    def on_segment(self, value: Callable[[SegmentReport], None] | None) -> None:
-        self._loop.on_segment = value
 
     def _group(self, g: int) -> tuple:
         """(runs, seeds, hparams, trainer, segment) of compile group `g`, made on first use."""
@@ -291,7 +273,7 @@ class SweepTrainer:
             entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
             trainer = make_trainer(points[0].config, entropy_bonus)
             segment = _make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
-                                    self._loop.mesh)
+                                    self.loop.mesh)
             self._parts[g] = (runs, seeds, hparams, trainer, segment)
         return self._parts[g]
 
@@ -300,27 +282,27 @@ class SweepTrainer:
         return self._group(g)[:3]
 
     def train_chunk(self, chunk: Chunk, checkpoint_dir: Path | None = None, until: int | None = None,
-                    start: ChunkStart | None = None) -> tuple[Any, Metrics]:
+                    continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
         """Train (or restore, or continue) one chunk up to update `until`.
 
         Args:
           chunk: runs of compile group `chunk.group` (positions among its runs).
           checkpoint_dir: the chunk's checkpoint folder (None: no checkpoints).
             A checkpoint there is restored (complete at `until`: nothing is
-            trained) and takes precedence over `start`.
+            trained) and takes precedence over `continue_from`.
           until: updates every run has done at the end (default: the group's
             `num_updates`); at most `num_updates`.
-          start: the runs' state and metrics after `start.updates` updates, to
-            continue from (default: fresh runs from their seeds).
+          continue_from: the runs' state and metrics after `continue_from.updates`
+            updates (default: fresh runs from their seeds).
 
         Returns:
           (state, metrics) of the chunk's real runs on the host: `TrainState`
           leaves [n, ...] (keys as key data), `Metrics` leaves [n, until, ...]
-          (`start`'s metrics followed by the new ones).
+          (`continue_from`'s metrics followed by the new ones).
         """
         _, seeds, hparams, trainer, segment = self._group(chunk.group)
         checkpoints = ChunkCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
-        trained = self._loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, start)
+        trained = self.loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, continue_from)
         if checkpoints is not None:
             checkpoints.close()
         return trained
@@ -382,14 +364,16 @@ class _SegmentLoop:
 
     def train_chunk(self, segment: _Segment, trainer, chunk: Chunk, seeds: np.ndarray, hparams,
                     checkpoints: ChunkCheckpoints | None, until: int | None = None,
-                    start: ChunkStart | None = None) -> tuple[Any, Metrics]:
-        """Train (or restore, or continue) one chunk to `until` updates (`SweepTrainer.train_chunk`)."""
-        n = chunk.positions.size
-        until = trainer.num_updates if until is None else until
-        begun = 0 if start is None else start.updates  # updates done before this call
+                    continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
+        """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host.
+
+        `until`, `continue_from`: as `SweepTrainer.train_chunk`'s.
+        """
+        n, num_updates = chunk.positions.size, trainer.num_updates if until is None else until
+        begun = 0 if continue_from is None else continue_from.updates  # updates done before this call
         pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
         placed_hparams = place_runs(_take(hparams, pad), self.mesh)
-        done, history = begun, ([] if start is None else [start.metrics])
+        done, history = begun, ([] if continue_from is None else [continue_from.metrics])
         latest = checkpoints.latest() if checkpoints is not None else None
         template = None
         if latest is not None:
@@ -401,13 +385,15 @@ class _SegmentLoop:
                 restored_steps -= restored_metrics.env_steps[:, begun - 1]
             self.info["resumed_updates"] += latest - begun
             self.info["resumed_env_steps"] += int(np.sum(restored_steps, dtype=np.int64))
-            self._report(SegmentReport(chunk, self.num_chunks, latest, until, latest - begun, 0, 0.0, math.nan, True))
-            if latest == until:
+            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest - begun, 0, 0.0, math.nan,
+                                       True))
+            if latest == num_updates:
                 return fetch(restored), restored_metrics
             history, done = [restored_metrics], latest
-        elif start is not None:
+        elif continue_from is not None:
             template = _placeholder_state(trainer.init, chunk.size)
-            restored = jax.tree.map(_as_key_like, _take(template, np.arange(n)), start.state)
+            restored = jax.tree.map(lambda like, x: jax.random.wrap_key_data(x) if is_key(like) else x,
+                                    _take(template, np.arange(n)), continue_from.state)  # keys come as key data
         key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
         init, compiled = self._compile(segment, key_data, placed_hparams,
                                        place_runs(_control(chunk.size, segment.length), self.mesh))
@@ -416,30 +402,30 @@ class _SegmentLoop:
         else:
             state = init(key_data, placed_hparams)
         pending, last_report = None, time.perf_counter()
-        while done < until:
-            stop_at = until
+        while done < num_updates:
+            stop_at = num_updates
             if self.checkpoint_every:
                 stop_at = min(stop_at, (done // self.checkpoint_every + 1) * self.checkpoint_every)
             active = min(segment.length, stop_at - done)
-            start_time = time.perf_counter()
+            start = time.perf_counter()
             control = place_runs(_control(chunk.size, active), self.mesh)
             state, metrics = compiled(state, placed_hparams, control)
             done += active
             if pending is not None:  # the previous segment's metrics, read while this one runs
                 last_report = self._collect(pending, history, n, last_report)
-            pending = (chunk, metrics, active, done, until)
+            pending = (chunk, metrics, active, done, num_updates)
             at_checkpoint = bool(self.checkpoint_every) and done % self.checkpoint_every == 0
             stopping = self.should_stop is not None and self.should_stop()
-            if done == until or at_checkpoint or stopping:
+            if done == num_updates or at_checkpoint or stopping:
                 last_report = self._collect(pending, history, n, last_report)
                 pending = None
-                self.info["run_seconds"] += time.perf_counter() - start_time
+                self.info["run_seconds"] += time.perf_counter() - start
                 if checkpoints is not None:
                     checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
-                if stopping and done < until:
-                    raise Interrupted(f"stopped after {done} of {until} updates of chunk {chunk.index}")
+                if stopping and done < num_updates:
+                    raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
             else:
-                self.info["run_seconds"] += time.perf_counter() - start_time
+                self.info["run_seconds"] += time.perf_counter() - start
         return _take(fetch(state), np.arange(n)), _concat(history)
 
     def _collect(self, pending, history: list[Metrics], n: int, last_report: float) -> float:
@@ -473,11 +459,6 @@ def _pad_like(restored: Any, placeholder: Any) -> Any:
     if isinstance(restored, jax.Array):
         return jnp.concatenate([restored, jnp.repeat(restored[-1:], extra, axis=0)])
     return np.concatenate([restored, np.repeat(restored[-1:], extra, axis=0)])
-
-
-def _as_key_like(like: Any, value: Any) -> Any:
-    """`value` as a typed PRNG key where the template leaf `like` is one (key data from `fetch`), else as is."""
-    return jax.random.wrap_key_data(value) if is_key(like) else value
 
 
 def _metrics_template(n: int) -> Metrics:
