@@ -224,16 +224,10 @@ def train_sweep(
 
 
 class ChunkStart(NamedTuple):
-    """Where a chunk's runs continue from: their state and metrics after u updates (host, NumPy leaves).
+    """Where a chunk's runs continue from after u updates, as `train_chunk` returns them (NumPy leaves)."""
 
-    Attributes:
-      state: `TrainState`, leaves [n, ...] (the PRNG key as uint32 key data, as
-        `train_chunk` returns it).
-      metrics: `Metrics`, leaves [n, u, ...]: the updates done so far.
-    """
-
-    state: TrainState
-    metrics: Metrics
+    state: TrainState  # leaves [n, ...], the PRNG key as uint32 key data
+    metrics: Metrics  # leaves [n, u, ...]: the updates done so far
 
     @property
     def updates(self) -> int:
@@ -287,18 +281,15 @@ class SweepTrainer:
 
         Args:
           chunk: runs of compile group `chunk.group` (positions among its runs).
-          checkpoint_dir: the chunk's checkpoint folder (None: no checkpoints).
-            A checkpoint there is restored (complete at `until`: nothing is
-            trained) and takes precedence over `continue_from`.
-          until: updates every run has done at the end (default: the group's
-            `num_updates`); at most `num_updates`.
-          continue_from: the runs' state and metrics after `continue_from.updates`
-            updates (default: fresh runs from their seeds).
+          checkpoint_dir: the chunk's checkpoint folder (None: none). A checkpoint
+            there is restored, before `continue_from`; one at `until` is complete.
+          until: updates done at the end (default, and at most: `num_updates`).
+          continue_from: the runs after `continue_from.updates` updates (default:
+            fresh runs from their seeds).
 
         Returns:
-          (state, metrics) of the chunk's real runs on the host: `TrainState`
-          leaves [n, ...] (keys as key data), `Metrics` leaves [n, until, ...]
-          (`continue_from`'s metrics followed by the new ones).
+          (state, metrics) of the chunk's real runs on the host, leaves [n, ...]
+          (keys as key data) and [n, until, ...] (`continue_from`'s first).
         """
         _, seeds, hparams, trainer, segment = self._group(chunk.group)
         checkpoints = ChunkCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
