@@ -51,9 +51,12 @@ def plain():
     return results[0]
 
 
+REPORTS: list[sweep.SegmentReport] = []  # the segment reports of `halved`
+
+
 @pytest.fixture(scope="module")
 def halved():
-    return _halve()
+    return _halve(on_segment=REPORTS.append)
 
 
 def _rows(result, point: int):
@@ -106,6 +109,9 @@ def test_each_rung_keeps_the_best_half_by_iqm_of_the_final_return_on_the_same_se
 def test_a_survivor_computes_bitwise_what_it_computes_without_halving(plain, halved):
     results, info, outcome = halved
     assert info["chunks"] == 5 + 3 + 2 and info["chunk_sizes"] == [2]
+    # every chunk's updates of every rung are reported: 5 chunks x 2, 3 x 2 (updates 3-4), 2 x 4 (updates 5-8)
+    assert sum(r.new_updates for r in REPORTS) == 5 * 2 + 3 * 2 + 2 * 4
+    assert {r.num_chunks for r in REPORTS} == {5, 3, 2}
     for point, result in enumerate(results):
         np.testing.assert_array_equal(result.runs, np.arange(point * NUM_SEEDS, (point + 1) * NUM_SEEDS))
         state, metrics = _rows(plain, point)

@@ -41,7 +41,7 @@ import numpy as np
 from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR
 from pgjax.running.grid import GridPoint
-from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SweepTrainer
+from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
 
@@ -136,6 +136,7 @@ def train_halving(
     checkpoint_every: int | None = None,
     segment_updates: int = SEGMENT_UPDATES,
     rung_progress: Callable[[int, int, int, int], Any] | None = None,
+    on_segment: Callable[[SegmentReport], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[GroupResult], dict, HalvingOutcome]:
     """Train the sweep by successive halving.
@@ -156,6 +157,7 @@ def train_halving(
         manager`, entered around each rung, whose value (if not None) is called
         with every `SegmentReport` of the rung; `configurations` is the number of
         grid points in the rung, `total_updates` adds up its chunks' updates.
+      on_segment: also called with every `SegmentReport`, of every rung.
 
     Returns:
       (results, info, outcome): one `GroupResult` per grid point, in grid point
@@ -164,7 +166,7 @@ def train_halving(
       ("chunks" counts every rung's); the `HalvingOutcome`.
 
     Raises:
-      Interrupted: `should_stop` said so; what was trained is checkpointed.
+      Interrupted: `should_stop` said so; what was trained is checkpointed (with `run_dir`).
     """
     trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
                            segment_updates=segment_updates, should_stop=should_stop)
@@ -181,7 +183,9 @@ def train_halving(
         progress = rung_progress(rung, len(alive), len(rung_chunks), total) if rung_progress \
             else contextlib.nullcontext()
         with progress as report:
-            trainer.loop.on_segment, trainer.loop.num_chunks = report, len(rung_chunks)
+            callbacks = [f for f in (report, on_segment) if f is not None]
+            trainer.loop.on_segment = (lambda r: [f(r) for f in callbacks]) if callbacks else None
+            trainer.loop.num_chunks = len(rung_chunks)
             for g in sorted({group_of[index][0] for index in alive}):
                 members = [index for index in alive if group_of[index][0] == g]  # grid points in, in run order
                 before = _stack([starts[index] for index in members]) if rung else None
