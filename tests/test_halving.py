@@ -123,15 +123,25 @@ def test_a_survivor_computes_bitwise_what_it_computes_without_halving(plain, hal
             assert _same(result.state, state)
 
 
-def test_survivors_in_chunks_that_straddle_grid_points_differ_only_in_loop_steps():
+def test_survivors_in_chunks_that_straddle_grid_points_differ_only_in_loop_steps(monkeypatch):
     """3 seeds in chunks of 4: a rung's chunks hold other runs than the full sweep's; each run's own numbers do not."""
+    compiles = []
+    counted = sweep.count_cache_hits  # entered once per compile of a group's executables
+
+    def counting():
+        compiles.append(1)
+        return counted()
+
+    monkeypatch.setattr(sweep, "count_cache_hits", counting)
     groups = grid.compile_groups(grid.expand_grid(small_config(num_updates=NUM_UPDATES), {},
                                                   {"learning_rate": [0.01, 0.03, 0.1]}))
     chunks, _ = sweep.plan_chunks(groups, 3, jax.devices(), max_parallel=4, segment_updates=SEGMENT)
     assert [c.positions.tolist() for c in chunks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
     (full,), _ = sweep.train_sweep(groups, 3, 0, segment_updates=SEGMENT, chunks=chunks)
+    compiles.clear()
     results, _, outcome = train_halving(groups, 3, 0, PLAN, chunks, summary.halving_score, segment_updates=SEGMENT)
     assert [len(s) for s in outcome.survivors] == [3, 2, 1]
+    assert len(compiles) == 1  # one compile for the three rungs' 3 + 2 + 1 chunks
     for point, result in enumerate(results):
         rows = slice(3 * point, 3 * point + 3)
         trained = result.metrics.env_steps.shape[1]
