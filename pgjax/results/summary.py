@@ -207,7 +207,7 @@ def halving_fields(outcome: HalvingOutcome, points: list[GridPoint], groups: lis
       both are made, in words), "env_steps" (every run's env steps, as trained),
       "env_steps_full_sweep" (an estimate, `full_sweep_env_steps`),
       "env_steps_saved" (their difference), "env_steps_full_sweep_own_rate"
-      (a lower estimate: each stopped run going on at its own rate of its last rung)}.
+      (the estimate without growth: each stopped run going on at its last rung's rate)}.
     """
     plan = outcome.plan
     steps = {point.index: np.asarray(r.metrics.env_steps, np.int64) for point, r in zip(points, results)}
@@ -248,7 +248,7 @@ def full_sweep_env_steps(rung_updates: tuple[int, ...], env_steps: list[np.ndarr
       finalists: [F, U] cumulative env steps of the finalists' runs.
 
     Returns:
-      (estimate, own_rate): the estimate, and the lower one at r per update (no growth).
+      (estimate, own_rate): the estimate, and the one at r per update (without the growth).
     """
     full, own = 0.0, 0.0
     total = rung_updates[-1]
