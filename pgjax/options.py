@@ -84,6 +84,11 @@ class RunOptions:
                 "extra [tensorboard]).", "optional_value": True})
     wandb: str | None = setting(None, "Log to this Weights & Biases project: a run per group and a table of "
                                       "every run (WANDB_MODE=offline: no network; extra [wandb]).")
+    halving: int | None = setting(None, "Successive halving with this ETA (>= 2): every grid point trains to the "
+                                        "first rung, the best 1/ETA by IQM of the final return over the seeds go "
+                                        "on to the next, and so on to --num-updates.")
+    rungs: int | None = setting(None, "Rungs of --halving: rung k of K ends after num_updates * ETA^-(K-1-k) "
+                                      "updates, rounded (default 3).")
 
 
 def _metavar(kind: Any) -> str:

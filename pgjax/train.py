@@ -28,6 +28,7 @@ from pgjax.running.devices import host_available_bytes, start_distributed, use_c
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
 
+import contextlib
 import dataclasses
 import signal
 from pathlib import Path
@@ -46,9 +47,10 @@ from pgjax.options import RunOptions
 from pgjax.results import outputs, tracking
 from pgjax.results.exports import write_exports
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
-from pgjax.results.summary import summarise
+from pgjax.results.summary import halving_score, summarise
 from pgjax.results.tables import print_report
 from pgjax.running import grid, memory
+from pgjax.running.halving import HalvingPlan, train_halving
 from pgjax.running.memory import format_bytes
 from pgjax.running.progress import SweepProgress
 from pgjax.running.search import balance_note
@@ -96,8 +98,42 @@ def sweep_of(args: Any) -> Sweep:
         raise ValueError(f"--checkpoint-every must be >= 1, got {run.checkpoint_every}")
     given = options.given_settings(args)
     search = options.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
-    return Sweep(args.preset, options.resolve_grid(args.preset, given, search), run,
-                 search.record() if search else None)
+    points = options.resolve_grid(args.preset, given, search)
+    halving_plan(points, run)
+    return Sweep(args.preset, points, run, search.record() if search else None)
+
+
+def halving_plan(points: list[grid.GridPoint], run: RunOptions) -> HalvingPlan | None:
+    """The rungs of --halving (None without it).
+
+    Raises:
+      ValueError: (naming the flags) --rungs without --halving, grid points
+        of different --num-updates, ETA < 2, rungs < 1 or rungs that collapse.
+    """
+    if run.halving is None:
+        if run.rungs is not None:
+            raise ValueError("--rungs sets the rungs of successive halving: give --halving ETA with it")
+        return None
+    budgets = sorted({p.config.static.num_updates for p in points})
+    if len(budgets) > 1:
+        raise ValueError(f"--halving needs the same number of updates for every grid point, and these train "
+                         f"{', '.join(map(str, budgets))}: give --num-updates instead of --num-episodes")
+    return HalvingPlan.make(budgets[0], run.halving, run.rungs)
+
+
+def rung_progress(console: Console, mode: str, plan: HalvingPlan, num_seeds: int):
+    """`train_halving`'s rung_progress: a line per rung, then `SweepProgress` over the rung's chunks."""
+
+    @contextlib.contextmanager
+    def progress(rung: int, configurations: int, num_chunks: int, total_updates: int):
+        if mode != "off":
+            console.print(f"rung {rung + 1}/{plan.rungs}: {configurations} configuration"
+                          f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates "
+                          f"({num_chunks} chunk{'s' * (num_chunks > 1)})", soft_wrap=True)
+        with SweepProgress(total_updates, console, mode) as bar:
+            yield bar.report
+
+    return progress
 
 
 def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
@@ -225,6 +261,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
             make_policy(spec, compile_group[0].config)
         except ValueError as error:
             raise ValueError(options.with_flag_names(str(error))) from None
+    plan = halving_plan(points, opts)
     out = opts.out or default_out_dir(points[0].config.static.env, sweep.preset)
     if opts.tensorboard == "":  # --tensorboard without DIR: config.json records the folder it means
         opts = dataclasses.replace(opts, tensorboard=str(tracking.tensorboard_dir(opts, out)))
@@ -257,20 +294,31 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         for note in filter(None, notes):
             console.print(note, soft_wrap=True)
         print_plan(sweep, groups, chunks, estimates, console)
+        if plan is not None:
+            console.print(f"successive halving: rungs at {', '.join(map(str, plan.rung_updates))} updates; at each "
+                          f"rung the best 1/{plan.eta} of the configurations (by IQM of the final return over "
+                          "the seeds) go on", soft_wrap=True)
     total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
     tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
-
-    def on_segment(report) -> None:
-        progress.report(report)
-        tracker.log_segment(report)
-
+    outcome = None
     try:
-        with SweepProgress(total_updates, console, mode) as progress:
-            results, timings = train_sweep(
-                groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
-                checkpoint_every=opts.checkpoint_every, on_segment=on_segment, should_stop=stop,
-            )
+        if plan is None:
+            with SweepProgress(total_updates, console, mode) as progress:
+                def on_segment(report) -> None:
+                    progress.report(report)
+                    tracker.log_segment(report)
+
+                results, timings = train_sweep(
+                    groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
+                    checkpoint_every=opts.checkpoint_every, on_segment=on_segment, should_stop=stop,
+                )
+        else:
+            results, timings, outcome = train_halving(
+                groups, opts.num_seeds, opts.seed, plan, chunks, halving_score, devices=devices, run_dir=out,
+                checkpoint_every=opts.checkpoint_every, should_stop=stop,
+                rung_progress=rung_progress(console, mode, plan, opts.num_seeds), on_segment=tracker.log_segment)
+            timings["memory_estimate"] = estimates
     except Interrupted as stopped:
         tracker.close()
         stopped.run_dir = out
@@ -278,7 +326,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     if not is_main:
         return out
     by_point = {}
-    for result, compile_group in zip(results, groups):
+    for result, compile_group in zip(results, groups if outcome is None else [[p] for p in points]):
         for i, point in enumerate(compile_group):
             rows = slice(i * opts.num_seeds, (i + 1) * opts.num_seeds)
             by_point[point.index] = (jax.tree.map(lambda x: x[rows], result.metrics),
@@ -288,7 +336,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
     summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold,
-                        search=sweep.search)
+                        search=sweep.search, halving=outcome)
     write_exports(out, summary, [m for m, _, _ in ordered])
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     tracker.log_final(summary)

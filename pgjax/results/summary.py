@@ -14,8 +14,9 @@ import jax
 import numpy as np
 
 from pgjax.results.comparison import summary_comparison
-from pgjax.results.stats import INTERVAL_METHOD, group_statistics
+from pgjax.results.stats import INTERVAL_METHOD, group_statistics, iqm
 from pgjax.running.grid import GridPoint, varied_settings
+from pgjax.running.halving import HalvingOutcome
 
 SOLVE_WINDOW = 100  # episodes in the trailing mean that decides "solved"
 
@@ -68,21 +69,42 @@ def run_result(episode_returns: np.ndarray, env_steps: np.ndarray, threshold: fl
     }
 
 
+def halving_score(metrics) -> float:
+    """A configuration's score at a rung of successive halving: the IQM over its seeds of the final return.
+
+    Args:
+      metrics: `Metrics` of its runs, leaves [S seeds, u updates, ...].
+
+    Returns:
+      The IQM (`pgjax.results.stats.iqm`) of each run's final return after its
+      u updates (`run_result`: the mean of its last 100 episodes), a run that
+      has diverged counting as -inf (the worst), and so does a non-finite return.
+    """
+    finals = np.array([run_result(returns, steps, None)["final_return"]
+                       for returns, steps in zip(metrics.episode_returns, metrics.env_steps)])
+    finals[np.asarray(metrics.diverged)[:, -1] | ~np.isfinite(finals)] = -np.inf
+    return float(iqm(finals))
+
+
 def summarise(
     points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None,
     search: dict | None = None,
+    halving: HalvingOutcome | None = None,
 ) -> dict:
     """The summary.json contract: one entry per run, one per group (grid point), and statistics over runs.
 
     Args:
       points: the sweep's grid points; num_seeds: runs per point.
       preset: the preset's name, recorded.
-      results: `pgjax.running.sweep.GroupResult`s of every compile group.
+      results: `pgjax.running.sweep.GroupResult`s holding every run (one per
+        compile group from `train_sweep`, one per grid point from `train_halving`).
       timings: `train_sweep`'s info, plus "wall_seconds".
       threshold: the environment's solve threshold, or None.
       search: the ranges the points were drawn from (`pgjax.running.search.Search.record`:
         {"sampler", "seed", "num_samples", "ranges": {setting: {"low", "high", "scale"}}}),
         recorded as "search"; None for a plain grid.
+      halving: `train_halving`'s outcome, for a sweep by successive halving:
+        adds its fields (`halving_fields`).
 
     Returns:
       The summary.json dict. Statistics leave diverged runs out and say how
@@ -120,12 +142,13 @@ def summarise(
     steps_total = sum(r["env_steps"] for r in runs)
     steps_trained = steps_total - timings["resumed_env_steps"]
     comparison = summary_comparison({"groups": groups, "runs": runs, "solve_threshold": threshold})
+    halving_entry = {} if halving is None else {"halving": halving_fields(halving, points, groups, results)}
     return {
         "env": points[0].config.static.env,
         "preset": preset,
         "num_runs": len(runs),
         "num_groups": len(groups),
-        "compile_groups": len(results),
+        "compile_groups": len({point.config.static for point in points}),
         "num_seeds": num_seeds,
         "search": search,
         "solve_threshold": threshold,
@@ -145,6 +168,7 @@ def summarise(
         "chunk_sizes": timings["chunk_sizes"],
         "resumed_updates": timings["resumed_updates"],
         "resumed_env_steps": timings["resumed_env_steps"],
+        **halving_entry,
         "groups": groups,
         "runs": runs,
         **({"comparison": comparison} if comparison is not None else {}),
@@ -172,3 +196,82 @@ def statistics_over_runs(runs: list[dict], threshold: float | None) -> dict:
         "final_return_mean": float(finals.mean()) if sane else float("nan"),
         "statistics": group_statistics(finals, solved, solved_at) if sane else None,
     }
+
+
+def halving_fields(outcome: HalvingOutcome, points: list[GridPoint], groups: list[dict], results) -> dict:
+    """summary.json's "halving" entry; adds to each of `groups` (summary.json's) its rung fields.
+
+    Each group gains "rung" (0-based index of the last rung it trained through),
+    "stopped_early" (it was dropped before the last rung), "num_updates_trained"
+    and "rung_scores" (its `halving_score` at each rung it reached).
+
+    Args:
+      results: one `GroupResult` per grid point (`train_halving`'s), metrics
+        leaves [S, updates trained, ...].
+
+    Returns:
+      {"eta", "rungs", "rung_updates", "survivors" ([K] the grid points that
+      trained through each rung, in that rung's ranking, best first), "winner"
+      (the best at the last rung), "selection" and "full_sweep_estimate" (how
+      both are made, in words), "env_steps" (every run's env steps, as trained),
+      "env_steps_full_sweep" (an estimate, `full_sweep_env_steps`),
+      "env_steps_saved" (their difference), "env_steps_full_sweep_own_rate"
+      (the estimate without growth: each stopped run going on at its last rung's rate)}.
+    """
+    plan = outcome.plan
+    steps = {point.index: np.asarray(r.metrics.env_steps, np.int64) for point, r in zip(points, results)}
+    finalists = np.concatenate([steps[i] for i in outcome.survivors[-1]])
+    spent = int(sum(s[:, -1].sum() for s in steps.values()))
+    full, own_rate = full_sweep_env_steps(plan.rung_updates, list(steps.values()), finalists)
+    for group in groups:
+        rung = outcome.rung[group["index"]]
+        group.update({"rung": rung, "stopped_early": rung < plan.rungs - 1,
+                      "num_updates_trained": plan.rung_updates[rung],
+                      "rung_scores": [outcome.scores[k][group["index"]] for k in range(rung + 1)]})
+    return {
+        "eta": plan.eta, "rungs": plan.rungs, "rung_updates": list(plan.rung_updates),
+        "survivors": outcome.survivors, "winner": outcome.survivors[-1][0],
+        "selection": "IQM over the seeds of each run's final return at the rung (mean of its last 100 episodes); "
+                     "a diverged run counts as the worst; ties go to the lower group index",
+        "env_steps": spent, "env_steps_full_sweep": full, "env_steps_saved": full - spent,
+        "env_steps_full_sweep_own_rate": own_rate,
+        "full_sweep_estimate": "env steps trained, plus for each run stopped early at rung k: its env steps per "
+                               "update over rung k, times how the finalists' env steps per update grew from rung k "
+                               "to the end, times the updates it did not train",
+    }
+
+
+def full_sweep_env_steps(rung_updates: tuple[int, ...], env_steps: list[np.ndarray],
+                         finalists: np.ndarray) -> tuple[int, int]:
+    """Estimate the env steps a sweep stopped by successive halving would have spent in full.
+
+    A run stopped at rung k, which trained updates b+1..u (b: the previous rung's
+    updates, 0 for the first), did r = (E[u] - E[b]) / (u - b) env steps per update
+    over its last rung. The finalists (the runs that trained every update) did A
+    per update over the same updates and B per update over the rest, u+1..U; the
+    stopped run is taken to grow as they did: r * B / A per update for U - u updates.
+
+    Args:
+      rung_updates: [K] updates at each rung's end, the last U.
+      env_steps: per configuration [S, updates trained] cumulative env steps.
+      finalists: [F, U] cumulative env steps of the finalists' runs.
+
+    Returns:
+      (estimate, own_rate): the estimate, and the one at r per update (without the growth).
+    """
+    full, own = 0.0, 0.0
+    total = rung_updates[-1]
+    for steps in env_steps:
+        trained = steps.shape[1]
+        full += steps[:, -1].sum()
+        own += steps[:, -1].sum()
+        if trained < total:
+            begun = [0, *rung_updates][rung_updates.index(trained)]
+            before = steps[:, begun - 1] if begun else 0
+            rate = (steps[:, -1] - before).sum() / (trained - begun)
+            finalists_before = finalists[:, begun - 1] if begun else 0
+            rate_then = (finalists[:, trained - 1] - finalists_before).sum() / (trained - begun)
+            rate_after = (finalists[:, -1] - finalists[:, trained - 1]).sum() / (total - trained)
+            own += rate * (total - trained)
+            full += rate * rate_after / rate_then * (total - trained)
+    return int(round(full)), int(round(own))

@@ -48,8 +48,9 @@ def print_report(summary: dict, console: Console) -> None:
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
     method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
     table = Table(title=title, caption=f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
-    columns = ("group", *varied, "runs", "solved", "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]",
-               "steps to solve", "diverged")
+    halving = summary.get("halving")
+    columns = ("group", *varied, *(["updates"] if halving else []), "runs", "solved",
+               "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]", "steps to solve", "diverged")
     for column in columns:
         table.add_column(column, justify="right")
     for group in groups:
@@ -59,7 +60,7 @@ def print_report(summary: dict, console: Console) -> None:
         steps = (statistics.get("solve_steps") or {}).get("median")
         table.add_row(
             str(group["index"]), *(format_setting(group["varied"][name], TABLE_DIGITS) for name in varied),
-            str(len(group["runs"])),
+            *([f"{group['num_updates_trained']:,}"] if halving else []), str(len(group["runs"])),
             solved, format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
             format_estimate(statistics.get("iqm"), statistics.get("iqm_ci95")),
             "-" if steps is None else f"{steps:,.0f}", str(group["num_diverged"]),
@@ -93,3 +94,16 @@ def print_report(summary: dict, console: Console) -> None:
         + (f" | {summary['chunks']} chunks of up to {max(summary['chunk_sizes'])} runs"
            if summary["chunks"] > summary["compile_groups"] else "")
     )
+    if halving:
+        print_halving(halving, console)
+
+
+def print_halving(halving: dict, console: Console) -> None:
+    """Successive halving's outcome (summary.json's "halving"): rungs, survivors per rung, env steps saved."""
+    kept = " -> ".join(str(len(s)) for s in halving["survivors"])
+    full, saved = halving["env_steps_full_sweep"], halving["env_steps_saved"]
+    share = f" ({saved / full:.0%})" if full else ""
+    console.print(
+        f"successive halving (ETA {halving['eta']}): rungs at {', '.join(map(str, halving['rung_updates']))} "
+        f"updates | configurations per rung {kept} | best: group {halving['winner']} | {halving['env_steps']:,} "
+        f"env steps against about {full:,} for the full sweep: {saved:,} saved{share}", soft_wrap=True)

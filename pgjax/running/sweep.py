@@ -38,7 +38,7 @@ from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
 from pgjax.running.devices import count_cache_hits, process_speed_on
 from pgjax.running.grid import GridPoint, group_runs
-from pgjax.running.sharding import fetch, memory_bytes, place_runs, run_mesh, shard_runs
+from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, run_mesh, shard_runs
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
 
@@ -209,28 +209,98 @@ def train_sweep(
     estimates = None
     if chunks is None:
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
-    info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
-            "chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}), "memory_estimate": estimates,
-            "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
-    loop = _SegmentLoop(run_mesh(devices), len(chunks), checkpoint_every, on_segment, should_stop, info)
+    trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
+                           segment_updates=segment_updates, on_segment=on_segment, should_stop=should_stop)
+    trainer.info.update({"chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}),
+                         "memory_estimate": estimates})
+    trainer.loop.num_chunks = len(chunks)
     results = []
-    for g, points in enumerate(groups):
-        runs, seeds, hparams = group_runs(points, num_seeds, first_seed)
-        entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
-        trainer = make_trainer(points[0].config, entropy_bonus)
-        segment = _make_segment(trainer, segment_length(trainer.num_updates, segment_updates), loop.mesh)
-        trained = []
-        for chunk in (c for c in chunks if c.group == g):
-            checkpoints = ChunkCheckpoints(chunk_dir(run_dir, chunk.index)) if run_dir is not None else None
-            trained.append(loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints))
-            if checkpoints is not None:
-                checkpoints.close()
+    for g in range(len(groups)):
+        runs, seeds, _ = trainer.group_runs(g)
+        trained = [trainer.train_chunk(chunk, chunk_dir(run_dir, chunk.index) if run_dir is not None else None)
+                   for chunk in chunks if chunk.group == g]
         results.append(GroupResult(
             runs=runs, seeds=seeds,
             state=jax.tree.map(lambda *xs: np.concatenate(xs), *(state for state, _ in trained)),
             metrics=jax.tree.map(lambda *xs: np.concatenate(xs), *(metrics for _, metrics in trained)),
         ))
-    return results, info
+    return results, trainer.info
+
+
+class ChunkStart(NamedTuple):
+    """Where a chunk's runs continue from after u updates, as `train_chunk` returns them (NumPy leaves)."""
+
+    state: TrainState  # leaves [n, ...], the PRNG key as uint32 key data
+    metrics: Metrics  # leaves [n, u, ...]: the updates done so far
+
+    @property
+    def updates(self) -> int:
+        return int(self.metrics.env_steps.shape[1])
+
+
+class SweepTrainer:
+    """Trains chunks of a sweep's compile groups; each group's executables are compiled once and kept.
+
+    `train_sweep` trains every chunk of a plan to the end with it;
+    `pgjax.running.halving` trains chunks up to a rung, and later chunks of the
+    survivors on from their states, with the same executables.
+
+    Attributes:
+      info: `train_sweep`'s timings and counters, summed over every chunk trained.
+      loop: trains a chunk segment by segment; its `num_chunks` (in the plan, as
+        the segment reports say) and `on_segment` may change between chunks.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[GridPoint]], num_seeds: int, first_seed: int, *,
+                 devices: list | None = None, checkpoint_every: int | None = None,
+                 segment_updates: int = SEGMENT_UPDATES, on_segment: Callable[[SegmentReport], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        devices = devices or jax.devices()
+        self.groups, self.num_seeds, self.first_seed = groups, num_seeds, first_seed
+        self.segment_updates = segment_updates
+        self.info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
+                     "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
+        self.loop = _SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
+        self._parts: dict[int, tuple] = {}
+
+    def _group(self, g: int) -> tuple:
+        """(runs, seeds, hparams, trainer, segment) of compile group `g`, made on first use."""
+        if g not in self._parts:
+            points = self.groups[g]
+            runs, seeds, hparams = group_runs(points, self.num_seeds, self.first_seed)
+            entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
+            trainer = make_trainer(points[0].config, entropy_bonus)
+            segment = _make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
+                                    self.loop.mesh)
+            self._parts[g] = (runs, seeds, hparams, trainer, segment)
+        return self._parts[g]
+
+    def group_runs(self, g: int) -> tuple[np.ndarray, np.ndarray, Hyperparams]:
+        """`grid.group_runs` of compile group `g`: (run indices [R], seeds [R], hparams [R])."""
+        return self._group(g)[:3]
+
+    def train_chunk(self, chunk: Chunk, checkpoint_dir: Path | None = None, until: int | None = None,
+                    continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
+        """Train (or restore, or continue) one chunk up to update `until`.
+
+        Args:
+          chunk: runs of compile group `chunk.group` (positions among its runs).
+          checkpoint_dir: the chunk's checkpoint folder (None: none). A checkpoint
+            there is restored, before `continue_from`; one at `until` is complete.
+          until: updates done at the end (default, and at most: `num_updates`).
+          continue_from: the runs after `continue_from.updates` updates (default:
+            fresh runs from their seeds).
+
+        Returns:
+          (state, metrics) of the chunk's real runs on the host, leaves [n, ...]
+          (keys as key data) and [n, until, ...] (`continue_from`'s first).
+        """
+        _, seeds, hparams, trainer, segment = self._group(chunk.group)
+        checkpoints = ChunkCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
+        trained = self.loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, continue_from)
+        if checkpoints is not None:
+            checkpoints.close()
+        return trained
 
 
 class _Segment(NamedTuple):
@@ -264,11 +334,11 @@ class _SegmentLoop:
     on_segment: Callable[[SegmentReport], None] | None
     should_stop: Callable[[], bool] | None
     info: dict
-    _compiled: tuple | None = None  # (segment, init executable, segment executable) of the group in training
+    _compiled: dict = dataclasses.field(default_factory=dict)  # id(segment) -> (segment, init, segment executable)
 
     def _compile(self, segment: _Segment, key_data, hparams, control) -> tuple[Any, Any]:
         """The group's (init, segment) executables, compiled once per group (its chunks share their shapes)."""
-        if self._compiled is None or self._compiled[0] is not segment:
+        if id(segment) not in self._compiled:
             start = time.perf_counter()
             init = segment.init.lower(key_data, hparams)
             state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
@@ -282,40 +352,53 @@ class _SegmentLoop:
                 else:
                     init_executable = init.compile()
                     compiled = segment.fn.lower(state, hparams, control).compile()
-                self._compiled = (segment, init_executable, compiled)
+                self._compiled[id(segment)] = (segment, init_executable, compiled)
             self.info["compile_seconds"] += time.perf_counter() - start
             self.info["compile_cache_hits"] += hits[0]
             bytes_ = memory_bytes(compiled, self.mesh.size) or 0
             self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
-        return self._compiled[1:]
+        return self._compiled[id(segment)][1:]
 
     def _report(self, report: SegmentReport) -> None:
         if self.on_segment is not None:
             self.on_segment(report)
 
     def train_chunk(self, segment: _Segment, trainer, chunk: Chunk, seeds: np.ndarray, hparams,
-                    checkpoints: ChunkCheckpoints | None) -> tuple[Any, Metrics]:
-        """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host."""
-        n, num_updates = chunk.positions.size, trainer.num_updates
+                    checkpoints: ChunkCheckpoints | None, until: int | None = None,
+                    continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
+        """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host.
+
+        `until`, `continue_from`: as `SweepTrainer.train_chunk`'s.
+        """
+        n, num_updates = chunk.positions.size, trainer.num_updates if until is None else until
+        begun = 0 if continue_from is None else continue_from.updates  # updates done before this call
         pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
         placed_hparams = place_runs(_take(hparams, pad), self.mesh)
-        done, history = 0, []
+        done, history = begun, ([] if continue_from is None else [continue_from.metrics])
         latest = checkpoints.latest() if checkpoints is not None else None
+        template = None
         if latest is not None:
             template = _placeholder_state(trainer.init, chunk.size)
             restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
                                                              _metrics_template(n))
-            self.info["resumed_updates"] += latest
-            self.info["resumed_env_steps"] += int(np.sum(restored_metrics.env_steps[:, -1], dtype=np.int64))
-            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest, 0, 0.0, math.nan, True,
-                                       metrics=restored_metrics))
+            restored_steps = restored_metrics.env_steps[:, -1].astype(np.int64)
+            if begun:
+                restored_steps -= restored_metrics.env_steps[:, begun - 1]
+            self.info["resumed_updates"] += latest - begun
+            self.info["resumed_env_steps"] += int(np.sum(restored_steps, dtype=np.int64))
+            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest - begun, 0, 0.0, math.nan,
+                                       True, metrics=restored_metrics))
             if latest == num_updates:
                 return fetch(restored), restored_metrics
             history, done = [restored_metrics], latest
+        elif continue_from is not None:
+            template = _placeholder_state(trainer.init, chunk.size)
+            restored = jax.tree.map(lambda like, x: jax.random.wrap_key_data(x) if is_key(like) else x,
+                                    _take(template, np.arange(n)), continue_from.state)  # keys come as key data
         key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
         init, compiled = self._compile(segment, key_data, placed_hparams,
                                        place_runs(_control(chunk.size, segment.length), self.mesh))
-        if done:
+        if template is not None:
             state = place_runs(jax.tree.map(lambda p, r: _pad_like(r, p), template, restored), self.mesh)
         else:
             state = init(key_data, placed_hparams)

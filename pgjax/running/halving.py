@@ -1,0 +1,239 @@
+"""Successive halving: train every configuration to a rung, keep the best 1/ETA, train those on, and so on.
+
+    plan = HalvingPlan.make(num_updates=100, eta=3, rungs=3)     # rungs at 11, 33, 100 updates
+    results, info, outcome = train_halving(groups, 16, 0, plan, chunks, score)
+
+A configuration is a grid point, trained on the same `num_seeds` seeds as every
+other (paired). At rung k every configuration still in trains up to
+`plan.rung_updates[k]` updates; the best ceil(n / ETA) of the n configurations
+in, ranked by `score` (higher is better; ties go to the lower grid point index),
+go on to the next rung; the others stop there and keep what they trained. The
+last rung is the whole `num_updates`.
+
+Still one compile per compile group: the runs of a rung are chunked with the
+chunk size of the group's first-rung plan, so every chunk of a group, at every
+rung, runs the same executables on the same per-device batch shape, and the
+survivors continue from their states (kept on the host between rungs). Since a
+segment's results do not depend on where segments end (`pgjax.running.sweep`),
+a configuration that survives to the end computes what it would have computed
+without halving wherever its chunks hold the same runs as they would have
+(bitwise, with the same per-device batch shape: the rollout loop of a batch
+runs to its longest episode, which `Metrics.loop_steps` reports).
+
+Checkpoints go to `checkpoints/rung-<k>/chunk-<c>/` of the run folder, the
+metrics of every update since the first; the rung plan is a function of the
+first rung's chunk plan and of the metrics, so a resumed sweep makes the same
+choices and restores every chunk it had trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from pgjax.algo.trainer import Metrics
+from pgjax.running.checkpoints import CHECKPOINT_DIR
+from pgjax.running.grid import GridPoint
+from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
+
+DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
+
+
+@dataclasses.dataclass(frozen=True)
+class HalvingPlan:
+    """Rungs of successive halving.
+
+    Attributes:
+      eta: keep the best 1/eta of the configurations at each rung (ceil, at least 1).
+      rung_updates: [K] updates at the end of each rung, strictly increasing,
+        the last one the whole run's `num_updates`.
+    """
+
+    eta: int
+    rung_updates: tuple[int, ...]
+
+    @property
+    def rungs(self) -> int:
+        return len(self.rung_updates)
+
+    @classmethod
+    def make(cls, num_updates: int, eta: int, rungs: int | None = None) -> HalvingPlan:
+        """The standard rungs: rung k ends after round(num_updates * eta^-(K-1-k)) updates (halves rounded up).
+
+        Raises:
+          ValueError: (naming the flags) eta < 2, rungs < 1, or rungs that are
+            not at least 1 update and strictly increasing (too many rungs for
+            the updates).
+        """
+        rungs = DEFAULT_RUNGS if rungs is None else rungs
+        if eta < 2:
+            raise ValueError(f"--halving must be >= 2 (each rung keeps the best 1/ETA of the configurations), "
+                             f"got {eta}")
+        if rungs < 1:
+            raise ValueError(f"--rungs must be >= 1, got {rungs}")
+        updates = tuple(math.floor(num_updates / eta ** (rungs - 1 - k) + 0.5) for k in range(rungs))
+        if updates[0] < 1 or any(b <= a for a, b in zip(updates, updates[1:])):
+            raise ValueError(
+                f"--halving {eta} --rungs {rungs} with --num-updates {num_updates} puts the rungs at "
+                f"{', '.join(map(str, updates))} updates, which must be >= 1 and strictly increasing: "
+                "give fewer --rungs, a smaller --halving or more --num-updates")
+        return cls(eta, updates)
+
+    def survivors(self, num_in: int) -> int:
+        """How many of `num_in` configurations go on to the next rung: ceil(num_in / eta), at least 1."""
+        return max(1, math.ceil(num_in / self.eta))
+
+
+def rank(scores: Sequence[float], indices: Sequence[int]) -> list[int]:
+    """`indices` from the best score to the worst; NaN counts as the worst; ties by index (lower first)."""
+    scores = np.where(np.isnan(np.asarray(scores, np.float64)), -np.inf, np.asarray(scores, np.float64))
+    order = np.lexsort((np.asarray(indices), -scores))
+    return [int(indices[i]) for i in order]
+
+
+def rung_dir(run_dir: Path, rung: int, chunk: int) -> Path:
+    """A rung's chunk checkpoint folder: `<run_dir>/checkpoints/rung-<k>/chunk-<c>`."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"rung-{rung}" / f"chunk-{chunk:04d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class HalvingOutcome:
+    """What successive halving decided.
+
+    Attributes:
+      plan: the rungs.
+      rung: grid point index -> 0-based index of the last rung it trained through.
+      survivors: [K] per rung, the grid point indices that trained through it (best first
+        where ranked: every rung's list is in the order of that rung's ranking).
+      scores: [K] per rung, grid point index -> its score at the rung's end.
+      chunks: [K] chunks trained per rung.
+    """
+
+    plan: HalvingPlan
+    rung: dict[int, int]
+    survivors: list[list[int]]
+    scores: list[dict[int, float]]
+    chunks: list[int]
+
+
+def train_halving(
+    groups: Sequence[Sequence[GridPoint]],
+    num_seeds: int,
+    first_seed: int,
+    plan: HalvingPlan,
+    chunks: list[Chunk],
+    score: Callable[[Metrics], float],
+    *,
+    devices: list | None = None,
+    run_dir: Path | None = None,
+    checkpoint_every: int | None = None,
+    segment_updates: int = SEGMENT_UPDATES,
+    rung_progress: Callable[[int, int, int, int], Any] | None = None,
+    on_segment: Callable[[SegmentReport], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[list[GroupResult], dict, HalvingOutcome]:
+    """Train the sweep by successive halving.
+
+    Args:
+      groups: compile groups of grid points (`grid.compile_groups`); every grid
+        point trains the same `num_updates`, the last rung's.
+      num_seeds, first_seed: every configuration's seeds, at every rung (paired).
+      plan: the rungs (`HalvingPlan.make`).
+      chunks: the first rung's chunk plan (`sweep.plan_chunks`): its chunk size
+        per compile group serves every rung.
+      score: a configuration's metrics ([num_seeds, u, ...] after u updates) ->
+        its score, higher better (NaN: the worst).
+      devices, checkpoint_every, segment_updates, should_stop: as `train_sweep`'s.
+      run_dir: where checkpoints go (`rung_dir`); None: none. Chunks found
+        there are restored (a resumed sweep).
+      rung_progress: `(rung, configurations, num_chunks, total_updates) -> context
+        manager`, entered around each rung, whose value (if not None) is called
+        with every `SegmentReport` of the rung; `configurations` is the number of
+        grid points in the rung, `total_updates` adds up its chunks' updates.
+      on_segment: also called with every `SegmentReport`, of every rung.
+
+    Returns:
+      (results, info, outcome): one `GroupResult` per grid point, in grid point
+      order, with `num_seeds` runs and the metrics of the updates it trained
+      (leaves [num_seeds, rung_updates[rung], ...]); `train_sweep`'s info
+      ("chunks" counts every rung's); the `HalvingOutcome`.
+
+    Raises:
+      Interrupted: `should_stop` said so; what was trained is checkpointed (with `run_dir`).
+    """
+    trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
+                           segment_updates=segment_updates, should_stop=should_stop)
+    chunk_size = {c.group: c.size for c in chunks}
+    group_of = {p.index: (g, i) for g, points in enumerate(groups) for i, p in enumerate(points)}
+    alive = sorted(group_of)
+    starts: dict[int, ChunkStart] = {}  # grid point index -> its runs' state and metrics at the previous rung
+    results: dict[int, GroupResult] = {}
+    outcome = HalvingOutcome(plan, {}, [], [], [])
+    for rung, until in enumerate(plan.rung_updates):
+        rung_chunks = _rung_chunks(alive, group_of, chunk_size, num_seeds)
+        begun = 0 if rung == 0 else plan.rung_updates[rung - 1]
+        total = (until - begun) * len(rung_chunks)
+        progress = rung_progress(rung, len(alive), len(rung_chunks), total) if rung_progress \
+            else contextlib.nullcontext()
+        with progress as report:
+            callbacks = [f for f in (report, on_segment) if f is not None]
+            trainer.loop.on_segment = (lambda r: [f(r) for f in callbacks]) if callbacks else None
+            trainer.loop.num_chunks = len(rung_chunks)
+            for g in sorted({group_of[index][0] for index in alive}):
+                members = [index for index in alive if group_of[index][0] == g]  # grid points in, in run order
+                before = _stack([starts[index] for index in members]) if rung else None
+                trained = []
+                for chunk in (c for c in rung_chunks if c.group == g):
+                    first = chunk.index - min(c.index for c in rung_chunks if c.group == g)
+                    rows = slice(first * chunk.size, first * chunk.size + chunk.positions.size)
+                    start = None if before is None else ChunkStart(*jax.tree.map(lambda x: x[rows], before))
+                    folder = rung_dir(run_dir, rung, chunk.index) if run_dir is not None else None
+                    trained.append(trainer.train_chunk(chunk, folder, until, start))
+                state, metrics = jax.tree.map(lambda *xs: np.concatenate(xs), *trained)
+                for j, index in enumerate(members):
+                    rows = slice(j * num_seeds, (j + 1) * num_seeds)
+                    starts[index] = ChunkStart(*jax.tree.map(lambda x: x[rows].copy(), (state, metrics)))
+        scores = {index: float(score(starts[index].metrics)) for index in alive}
+        ranked = rank([scores[i] for i in alive], alive)
+        outcome.survivors.append(ranked)
+        outcome.scores.append(scores)
+        outcome.chunks.append(len(rung_chunks))
+        last = rung == plan.rungs - 1
+        kept = ranked if last else ranked[:plan.survivors(len(alive))]
+        for index in alive:
+            if last or index not in kept:
+                g, i = group_of[index]
+                runs, seeds, _ = trainer.group_runs(g)
+                rows = slice(i * num_seeds, (i + 1) * num_seeds)
+                done = starts.pop(index)
+                results[index] = GroupResult(runs[rows], seeds[rows], done.state, done.metrics)
+                outcome.rung[index] = rung
+        alive = sorted(kept)
+    info = {**trainer.info, "chunks": sum(outcome.chunks), "chunk_sizes": sorted(set(chunk_size.values())),
+            "memory_estimate": None}
+    return [results[index] for index in sorted(results)], info, outcome
+
+
+def _rung_chunks(alive: list[int], group_of: dict[int, tuple[int, int]], chunk_size: dict[int, int],
+                 num_seeds: int) -> list[Chunk]:
+    """A rung's chunks: each compile group's runs of the grid points still in, in run order, `chunk_size` at a time."""
+    chunks = []
+    for g in sorted({group_of[index][0] for index in alive}):
+        positions = np.array([group_of[index][1] * num_seeds + k for index in alive if group_of[index][0] == g
+                              for k in range(num_seeds)], np.int64)
+        size = chunk_size[g]
+        for begin in range(0, positions.size, size):
+            chunks.append(Chunk(len(chunks), g, positions[begin:begin + size], size))
+    return chunks
+
+
+def _stack(starts: list[ChunkStart]) -> ChunkStart:
+    """Grid points' `ChunkStart`s one after another on the run axis."""
+    return ChunkStart(*jax.tree.map(lambda *xs: np.concatenate(xs), *starts))
