@@ -156,7 +156,8 @@ def test_survivors_in_chunks_that_straddle_grid_points_differ_only_in_loop_steps
 def test_the_summary_says_where_each_group_stopped_and_what_halving_saved(plain, halved):
     results, info, outcome = halved
     points = [p for g in _groups() for p in g]
-    made = summary.summarise(points, NUM_SEEDS, "default", results, {**info, "wall_seconds": 1.0}, 475.0, outcome)
+    made = summary.summarise(points, NUM_SEEDS, "default", results, {**info, "wall_seconds": 1.0}, 475.0,
+                             halving=outcome)
     entry = made["halving"]
     assert entry["eta"] == 2 and entry["rungs"] == 3 and entry["rung_updates"] == [2, 4, 8]
     assert entry["survivors"] == outcome.survivors and entry["winner"] == outcome.survivors[-1][0]

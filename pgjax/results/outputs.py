@@ -91,7 +91,11 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_metrics(path: Path, group_metrics: list[Any], group_seeds: list[np.ndarray]) -> None:
-    """Save each group's `Metrics` (leaves [R, U, ...]) and seeds [R] as named arrays."""
+    """Save each group's `Metrics` (leaves [R, U, ...]) and seeds [R] as named arrays.
+
+    U may differ between groups: under successive halving a group dropped
+    early has only the updates it trained.
+    """
     arrays = {}
     for g, (metrics, seeds) in enumerate(zip(group_metrics, group_seeds)):
         arrays[f"group{g}/seeds"] = np.asarray(seeds)

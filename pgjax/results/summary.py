@@ -87,7 +87,7 @@ def halving_score(metrics) -> float:
 
 
 def summarise(
-    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None,
+    points: list[GridPoint], num_seeds: int, preset: str, results, timings: dict, threshold: float | None, *,
     search: dict | None = None,
     halving: HalvingOutcome | None = None,
 ) -> dict:
