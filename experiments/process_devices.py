@@ -4,7 +4,7 @@
     python experiments/process_devices.py --repeats 5    # more rounds
 
 The devices are those of `pgjax.running.devices.PROCESS_SPEED_DEVICES`
-(small_loops, llvm_level, compile_overlap, fast_exit), switched off one at a
+(small_loops, llvm_level, fast_exit), switched off one at a
 time through PGJAX_SPEED_OFF. Each measurement is the default command,
 `python -m pgjax.train --quiet --compile-cache off --out <temporary folder>`,
 in a fresh process (PYTHONPATH set to this checkout, XLA_FLAGS emptied so that

@@ -22,7 +22,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch):
-    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "compile_overlap", "fast_exit"}
+    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "fast_exit"}
     assert process_speeds_off("") == frozenset()
     assert process_speeds_off(" small_loops, fast_exit ,") == {"small_loops", "fast_exit"}
     with pytest.raises(ValueError, match=r"unknown speed devices 'fast', 'small_loop'; .*small_loops, llvm_level"):
@@ -30,7 +30,7 @@ def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch)
     monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
     assert all(process_speed_on(name) for name in PROCESS_SPEED_DEVICES)
     monkeypatch.setenv("PGJAX_SPEED_OFF", "llvm_level")
-    assert [process_speed_on(name) for name in PROCESS_SPEED_DEVICES] == [True, False, True, True]
+    assert [process_speed_on(name) for name in PROCESS_SPEED_DEVICES] == [True, False, True]
     with pytest.raises(ValueError, match="not a process-level speed device"):
         process_speed_on("fold_runs")
     monkeypatch.setenv("PGJAX_SPEED_OFF", "exit")

@@ -20,9 +20,6 @@ its compiles; `experiments/process_devices.py` measures each one on and off):
 * `llvm_level`: LLVM optimisation level 1 instead of XLA's 2 (`configure_cpu`);
   the compiled code's float results are not bitwise level 2's, so neither are
   the trained runs (pgjax's reference results are level 1's);
-* `compile_overlap`: XLA compiles each compile group's init program in a
-  thread while Python traces the training segment (compiling releases the
-  GIL; `pgjax.running.sweep`); same executables;
 * `fast_exit`: the commands end with `os._exit`, skipping the interpreter's
   teardown (`pgjax.cli.exit_now`); same outputs.
 
@@ -49,7 +46,7 @@ _EXTRA_OPTIONS_FLAG = "--xla_backend_extra_options"
 SMALL_LOOP_BYTES = 65536  # XLA's CPU default is 1 KiB
 
 SPEED_OFF_VARIABLE = "PGJAX_SPEED_OFF"
-PROCESS_SPEED_DEVICES = ("small_loops", "llvm_level", "compile_overlap", "fast_exit")
+PROCESS_SPEED_DEVICES = ("small_loops", "llvm_level", "fast_exit")
 
 
 def process_speeds_off(value: str | None = None) -> frozenset[str]:

@@ -19,7 +19,6 @@ run that was never stopped.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 import time
@@ -36,7 +35,7 @@ from pgjax.algo.loss import default_block_rows
 from pgjax.algo.trainer import Metrics, TrainState, make_trainer, run_batch_updates
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
-from pgjax.running.devices import count_cache_hits, process_speed_on
+from pgjax.running.devices import count_cache_hits
 from pgjax.running.grid import GridPoint, group_runs
 from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, run_mesh, shard_runs
 
@@ -344,14 +343,8 @@ class _SegmentLoop:
             state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
                                  init.out_info)
             with count_cache_hits() as hits:
-                if process_speed_on("compile_overlap"):  # XLA compiles the init while Python traces the segment
-                    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                        init_executable = pool.submit(init.compile)
-                        compiled = segment.fn.lower(state, hparams, control).compile()
-                        init_executable = init_executable.result()
-                else:
-                    init_executable = init.compile()
-                    compiled = segment.fn.lower(state, hparams, control).compile()
+                init_executable = init.compile()
+                compiled = segment.fn.lower(state, hparams, control).compile()
                 self._compiled[id(segment)] = (segment, init_executable, compiled)
             self.info["compile_seconds"] += time.perf_counter() - start
             self.info["compile_cache_hits"] += hits[0]
