@@ -4,7 +4,7 @@
     python experiments/process_devices.py --repeats 5    # more rounds
 
 The devices are those of `pgjax.running.devices.PROCESS_SPEED_DEVICES`
-(small_loops, llvm_level, fast_exit), switched off one at a
+(small_loops, llvm_level, gc_freeze), switched off one at a
 time through PGJAX_SPEED_OFF. Each measurement is the default command,
 `python -m pgjax.train --quiet --compile-cache off --out <temporary folder>`,
 in a fresh process (PYTHONPATH set to this checkout, XLA_FLAGS emptied so that
@@ -19,7 +19,7 @@ train_seconds, each over the same figure with every device on (above 1: turning
 the device off costs that much), and whether its runs trained bitwise the same
 results as every device on: env_steps_total, the solved fraction and the
 digests of metrics.npz and params.msgpack (`experiments/digests.py`).
-small_loops and fast_exit change no result; llvm_level does
+small_loops and gc_freeze change no result; llvm_level does
 (level 2's compiled code does not give bitwise level 1's floats, and training
 carries the difference on), which the table shows.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import io
 import os
 import re
@@ -222,7 +223,17 @@ def _one_line(raw: str) -> str:
 
 
 def run_command(main: Callable[[], int]) -> int:
-    """`main()`, with output to a pipe closed early (`... --help | head -2`) ending quietly (exit 141, as SIGPIPE)."""
+    """`main()`, with output to a pipe closed early (`... --help | head -2`) ending quietly (exit 141, as SIGPIPE).
+
+    With the speed device `gc_freeze` on (`pgjax.running.devices`), the objects
+    made by the imports so far are moved out of the garbage collector's sight
+    first (`gc.freeze()`), so that its collections during tracing do not
+    walk them again and again.
+    """
+    from pgjax.running.devices import process_speed_on
+
+    if process_speed_on("gc_freeze"):
+        gc.freeze()
     try:
         code = main()
         sys.stdout.flush()
@@ -233,27 +244,13 @@ def run_command(main: Callable[[], int]) -> int:
         return 128 + signal.SIGPIPE
 
 
-def exit_now(code: int) -> None:
-    """End the process with `code`, skipping Python's interpreter teardown.
-
-    Every output is written and closed by then; the teardown only finalises
-    modules (gymnax, matplotlib, orbax, scipy), which takes a noticeable part
-    of a short command's wall time. A multi-process run shuts its coordination
-    service down first. With the speed device `fast_exit` off
-    (PGJAX_SPEED_OFF, `pgjax.running.devices.process_speed_on`), it ends with
-    `sys.exit(code)` and the interpreter's full teardown instead.
-    """
+def exit_process(code: int) -> None:
+    """End the process with `code` (`sys.exit`); a multi-process run shuts its coordination service down first."""
     import jax
-
-    from pgjax.running.devices import process_speed_on
 
     if jax.distributed.is_initialized():
         jax.distributed.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if not process_speed_on("fast_exit"):
-        sys.exit(code)
-    os._exit(code)
+    sys.exit(code)
 
 
 def prepare_process(argv: list[str]) -> None:

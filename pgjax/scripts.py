@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from pgjax.cli import exit_now, prepare_process, run_command
+from pgjax.cli import exit_process, prepare_process, run_command
 
 
 def train() -> None:
@@ -19,7 +19,7 @@ def train() -> None:
     prepare_process(sys.argv)
     from pgjax import train as train_module
 
-    exit_now(run_command(lambda: train_module.main(started=started)))
+    exit_process(run_command(lambda: train_module.main(started=started)))
 
 
 def evaluate() -> None:

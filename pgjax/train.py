@@ -22,7 +22,7 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
 import sys
 
-from pgjax.cli import StopRequest, exit_now, make_console, parse, prepare_process, run_command
+from pgjax.cli import StopRequest, exit_process, make_console, parse, prepare_process, run_command
 from pgjax.running.devices import host_available_bytes, start_distributed, use_compile_cache
 
 if __name__ == "__main__":
@@ -378,4 +378,4 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_now(run_command(lambda: main(started=STARTED)))
+    exit_process(run_command(lambda: main(started=STARTED)))

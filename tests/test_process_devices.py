@@ -22,9 +22,9 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch):
-    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "fast_exit"}
+    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "gc_freeze"}
     assert process_speeds_off("") == frozenset()
-    assert process_speeds_off(" small_loops, fast_exit ,") == {"small_loops", "fast_exit"}
+    assert process_speeds_off(" small_loops, gc_freeze ,") == {"small_loops", "gc_freeze"}
     with pytest.raises(ValueError, match=r"unknown speed devices 'fast', 'small_loop'; .*small_loops, llvm_level"):
         process_speeds_off("small_loop,fast")
     monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
@@ -35,7 +35,7 @@ def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch)
         process_speed_on("fold_runs")
     monkeypatch.setenv("PGJAX_SPEED_OFF", "exit")
     with pytest.raises(ValueError, match="PGJAX_SPEED_OFF: unknown speed device 'exit'"):
-        process_speed_on("fast_exit")
+        process_speed_on("gc_freeze")
 
 
 def test_an_unknown_name_stops_a_command_with_one_line_before_anything_is_written(tmp_path):
@@ -54,7 +54,7 @@ def test_configure_cpu_leaves_out_the_flags_of_devices_switched_off():
     code = (
         "import os\n"
         "from pgjax.running.devices import configure_cpu\n"
-        "for off in ['', 'small_loops', 'llvm_level', 'llvm_level,small_loops,fast_exit']:\n"
+        "for off in ['', 'small_loops', 'llvm_level', 'llvm_level,small_loops,gc_freeze']:\n"
         "    os.environ['XLA_FLAGS'] = ''\n"
         "    os.environ['PGJAX_SPEED_OFF'] = off\n"
         "    print(configure_cpu(2))\n"
@@ -73,14 +73,13 @@ def test_configure_cpu_leaves_out_the_flags_of_devices_switched_off():
     ]
 
 
-@pytest.mark.parametrize("off", ["", "fast_exit"])
-def test_exit_now_skips_the_teardown_unless_fast_exit_is_off(off):
+@pytest.mark.parametrize("off", ["", "gc_freeze"])
+def test_run_command_freezes_the_imports_objects_unless_gc_freeze_is_off(off):
     code = (
-        "import atexit\n"
-        "from pgjax.cli import exit_now\n"
-        "atexit.register(print, 'teardown ran')\n"
-        "exit_now(3)\n"
+        "import gc\n"
+        "from pgjax.cli import run_command\n"
+        "run_command(lambda: print('frozen', gc.get_freeze_count() > 0) or 0)\n"
     )
     done = _python(code, PGJAX_SPEED_OFF=off)
-    assert done.returncode == 3, done.stderr
-    assert ("teardown ran" in done.stdout) == (off == "fast_exit")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"frozen {off != 'gc_freeze'}"
