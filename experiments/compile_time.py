@@ -81,8 +81,8 @@ def measure(variant: str) -> dict:
 
     from pgjax.algo.presets import preset_config
     from pgjax.algo.trainer import make_train, make_trainer, run_updates
+    from pgjax.running.segments import SEGMENT_UPDATES, _control, make_segment
     from pgjax.running.sharding import fetch, place_runs, run_mesh, shard_runs
-    from pgjax.running.sweep import SEGMENT_UPDATES, _control, _make_segment
 
     config = preset_config("default", "CartPole-v1")
     num_runs = 64
@@ -115,7 +115,7 @@ def measure(variant: str) -> dict:
         }
 
     trainer = make_trainer(config, None if variant == "entropy_cond" else False)
-    segment = _make_segment(trainer, SEGMENT_UPDATES, mesh)
+    segment = make_segment(trainer, SEGMENT_UPDATES, mesh)
     fn = segment.fn
     if variant == "vmapped_update":
         def vmapped(state, hparams, control):

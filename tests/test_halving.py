@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from pgjax.results import outputs, summary, tables
-from pgjax.running import grid, sweep
+from pgjax.running import grid, segments, sweep
 from pgjax.running.halving import HalvingPlan, rank, train_halving
 from pgjax.train import main, parse_args, run
 
@@ -126,13 +126,13 @@ def test_a_survivor_computes_bitwise_what_it_computes_without_halving(plain, hal
 def test_survivors_in_chunks_that_straddle_grid_points_differ_only_in_loop_steps(monkeypatch):
     """3 seeds in chunks of 4: a rung's chunks hold other runs than the full sweep's; each run's own numbers do not."""
     compiles = []
-    counted = sweep.count_cache_hits  # entered once per compile of a group's executables
+    counted = segments.count_cache_hits  # entered once per compile of a group's executables
 
     def counting():
         compiles.append(1)
         return counted()
 
-    monkeypatch.setattr(sweep, "count_cache_hits", counting)
+    monkeypatch.setattr(segments, "count_cache_hits", counting)
     groups = grid.compile_groups(grid.expand_grid(small_config(num_updates=NUM_UPDATES), {},
                                                   {"learning_rate": [0.01, 0.03, 0.1]}))
     chunks, _ = sweep.plan_chunks(groups, 3, jax.devices(), max_parallel=4, segment_updates=SEGMENT)

@@ -7,65 +7,43 @@ For each compile group (grid points sharing their static settings) two
 executables are compiled: one initialises a chunk of runs, the other trains
 it, the runs' numeric settings vmapped and the chunk spread over every device
 (`pgjax.running.sharding`), for a segment of updates. Chunks hold as many runs as
-memory allows (`pgjax.running.memory`) and run one after another; segments of
-`segment_updates` updates run one after another within a chunk. Between
-segments the host reports progress, writes checkpoints (`pgjax.running.checkpoints`)
-and checks whether it was asked to stop. The
-segment is a `lax.scan` whose steps past `num_active` are skipped by a
-`lax.cond`, so one executable serves the last, shorter segment too, and the
-results do not depend on where the segments end: a resumed run is bitwise the
-run that was never stopped.
+memory allows (`pgjax.running.memory`, `plan_chunks`) and run one after another;
+within a chunk, segments of `segment_updates` updates run one after another
+(`pgjax.running.segments`: progress, checkpoints and stops between them; the
+results do not depend on where segments end). `SweepTrainer` keeps each group's
+executables, so that `pgjax.running.halving` can train chunks up to a rung and
+the survivors on from their states with the same programs.
 """
-
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pgjax.algo.config import Hyperparams
 from pgjax.algo.loss import default_block_rows
-from pgjax.algo.trainer import Metrics, TrainState, make_trainer, run_batch_updates
+from pgjax.algo.trainer import Metrics, TrainState, make_trainer
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
-from pgjax.running.devices import count_cache_hits
 from pgjax.running.grid import GridPoint, group_runs
-from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, run_mesh, shard_runs
+from pgjax.running.segments import (
+    SEGMENT_UPDATES,
+    Chunk,
+    ChunkStart,
+    Interrupted,
+    SegmentLoop,
+    SegmentReport,
+    make_segment,
+    segment_length,
+)
+from pgjax.running.sharding import run_mesh
 
-SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
-
-
-class Interrupted(Exception):
-    """Training stopped on request at a safe point; every chunk's progress is checkpointed.
-
-    `run_dir` is the folder to resume from (set by whoever knows it).
-    """
-
-    run_dir: Path | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    """Runs trained together by one executable.
-
-    Attributes:
-      index: the chunk's number in the sweep (its checkpoint folder).
-      group: index of its compile group.
-      positions: [n] the runs' positions within the compile group's runs.
-      size: runs the executable trains (>= n; the rest repeat the last run).
-    """
-
-    index: int
-    group: int
-    positions: np.ndarray
-    size: int
+__all__ = ["SEGMENT_UPDATES", "Chunk", "ChunkStart", "GroupResult", "Interrupted", "SegmentReport", "SweepTrainer",
+           "plan_chunks", "segment_length", "train_sweep"]
 
 
 @dataclasses.dataclass
@@ -82,32 +60,6 @@ class GroupResult:
     seeds: np.ndarray
     state: TrainState
     metrics: Metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentReport:
-    """What the host learns after each segment (for progress displays and experiment trackers).
-
-    After restoring a chunk from a checkpoint one report with `restored=True`
-    counts the restored updates (no env steps, no time).
-    """
-
-    chunk: Chunk
-    num_chunks: int
-    updates_done: int  # updates of this chunk done so far
-    num_updates: int  # updates of a whole run
-    new_updates: int  # updates in this segment
-    env_steps: int  # env steps of the chunk's runs in this segment
-    seconds: float  # wall time since the previous report
-    mean_return: float  # mean episode return of the segment's last update over the chunk's sane runs
-    restored: bool = False
-    # the segment's `Metrics` of the chunk's real runs (`chunk.positions`), host NumPy, leaves [n, new_updates, ...]:
-    # updates `updates_done - new_updates` to `updates_done` (a restored report: the restored ones)
-    metrics: Metrics | None = None
-
-
-def segment_length(num_updates: int, segment_updates: int = SEGMENT_UPDATES) -> int:
-    return max(1, min(num_updates, segment_updates))
 
 
 def plan_chunks(
@@ -149,19 +101,6 @@ def plan_chunks(
             positions = np.arange(start, min(start + size, num_runs))
             chunks.append(Chunk(len(chunks), g, positions, size))
     return chunks, estimates
-
-
-def _take(tree: Any, index: np.ndarray) -> Any:
-    return jax.tree.map(lambda x: x[index], tree)
-
-
-def _placeholder_state(init: Callable, size: int) -> TrainState:
-    """A zero `TrainState` of `size` runs with the right structure (a template to restore checkpoints into)."""
-    keys = jax.random.split(jax.random.key(0), size)
-    shapes = jax.eval_shape(jax.vmap(init), keys, Hyperparams().broadcast(size))
-    return jax.tree.map(
-        lambda s: keys if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key) else np.zeros(s.shape, s.dtype), shapes
-    )
 
 
 def train_sweep(
@@ -226,17 +165,6 @@ def train_sweep(
     return results, trainer.info
 
 
-class ChunkStart(NamedTuple):
-    """Where a chunk's runs continue from after u updates, as `train_chunk` returns them (NumPy leaves)."""
-
-    state: TrainState  # leaves [n, ...], the PRNG key as uint32 key data
-    metrics: Metrics  # leaves [n, u, ...]: the updates done so far
-
-    @property
-    def updates(self) -> int:
-        return int(self.metrics.env_steps.shape[1])
-
-
 class SweepTrainer:
     """Trains chunks of a sweep's compile groups; each group's executables are compiled once and kept.
 
@@ -259,7 +187,7 @@ class SweepTrainer:
         self.segment_updates = segment_updates
         self.info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
                      "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
-        self.loop = _SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
+        self.loop = SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
         self._parts: dict[int, tuple] = {}
 
     def _group(self, g: int) -> tuple:
@@ -269,7 +197,7 @@ class SweepTrainer:
             runs, seeds, hparams = group_runs(points, self.num_seeds, self.first_seed)
             entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
             trainer = make_trainer(points[0].config, entropy_bonus)
-            segment = _make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
+            segment = make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
                                     self.loop.mesh)
             self._parts[g] = (runs, seeds, hparams, trainer, segment)
         return self._parts[g]
@@ -300,166 +228,3 @@ class SweepTrainer:
         if checkpoints is not None:
             checkpoints.close()
         return trained
-
-
-class _Segment(NamedTuple):
-    """A compile group's functions, jitted over the mesh (compiled on first use)."""
-
-    init: Callable  # (key_data, hparams) -> fresh TrainState
-    fn: Callable  # (state, hparams, control) -> (state, Metrics with a [length] axis)
-    length: int  # updates per segment (scan length)
-
-
-def _make_segment(trainer, length: int, mesh) -> _Segment:
-    """Init and segment for a compile group: one device's slice of runs, shard_mapped over `mesh`."""
-
-    def init(key_data, hparams):
-        return jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams)
-
-    def segment(state, hparams, control):
-        """Do control's number of updates (at most `length`) on the device's runs, at once."""
-        return run_batch_updates(trainer, state, hparams, length, control[0])
-
-    return _Segment(shard_runs(init, mesh), shard_runs(segment, mesh), length)
-
-
-@dataclasses.dataclass
-class _SegmentLoop:
-    """Runs chunks segment by segment: reports, checkpoints, stops; keeps the sweep's timings in `info`."""
-
-    mesh: Any
-    num_chunks: int
-    checkpoint_every: int | None
-    on_segment: Callable[[SegmentReport], None] | None
-    should_stop: Callable[[], bool] | None
-    info: dict
-    _compiled: dict = dataclasses.field(default_factory=dict)  # id(segment) -> (segment, init, segment executable)
-
-    def _compile(self, segment: _Segment, key_data, hparams, control) -> tuple[Any, Any]:
-        """The group's (init, segment) executables, compiled once per group (its chunks share their shapes)."""
-        if id(segment) not in self._compiled:
-            start = time.perf_counter()
-            init = segment.init.lower(key_data, hparams)
-            state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
-                                 init.out_info)
-            with count_cache_hits() as hits:
-                init_executable = init.compile()
-                compiled = segment.fn.lower(state, hparams, control).compile()
-                self._compiled[id(segment)] = (segment, init_executable, compiled)
-            self.info["compile_seconds"] += time.perf_counter() - start
-            self.info["compile_cache_hits"] += hits[0]
-            bytes_ = memory_bytes(compiled, self.mesh.size) or 0
-            self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
-        return self._compiled[id(segment)][1:]
-
-    def _report(self, report: SegmentReport) -> None:
-        if self.on_segment is not None:
-            self.on_segment(report)
-
-    def train_chunk(self, segment: _Segment, trainer, chunk: Chunk, seeds: np.ndarray, hparams,
-                    checkpoints: ChunkCheckpoints | None, until: int | None = None,
-                    continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
-        """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host.
-
-        `until`, `continue_from`: as `SweepTrainer.train_chunk`'s.
-        """
-        n, num_updates = chunk.positions.size, trainer.num_updates if until is None else until
-        begun = 0 if continue_from is None else continue_from.updates  # updates done before this call
-        pad = np.concatenate([chunk.positions, np.full(chunk.size - n, chunk.positions[-1])])
-        placed_hparams = place_runs(_take(hparams, pad), self.mesh)
-        done, history = begun, ([] if continue_from is None else [continue_from.metrics])
-        latest = checkpoints.latest() if checkpoints is not None else None
-        template = None
-        if latest is not None:
-            template = _placeholder_state(trainer.init, chunk.size)
-            restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
-                                                             _metrics_template(n))
-            restored_steps = restored_metrics.env_steps[:, -1].astype(np.int64)
-            if begun:
-                restored_steps -= restored_metrics.env_steps[:, begun - 1]
-            self.info["resumed_updates"] += latest - begun
-            self.info["resumed_env_steps"] += int(np.sum(restored_steps, dtype=np.int64))
-            self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest - begun, 0, 0.0, math.nan,
-                                       True, metrics=restored_metrics))
-            if latest == num_updates:
-                return fetch(restored), restored_metrics
-            history, done = [restored_metrics], latest
-        elif continue_from is not None:
-            template = _placeholder_state(trainer.init, chunk.size)
-            restored = jax.tree.map(lambda like, x: jax.random.wrap_key_data(x) if is_key(like) else x,
-                                    _take(template, np.arange(n)), continue_from.state)  # keys come as key data
-        key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
-        init, compiled = self._compile(segment, key_data, placed_hparams,
-                                       place_runs(_control(chunk.size, segment.length), self.mesh))
-        if template is not None:
-            state = place_runs(jax.tree.map(lambda p, r: _pad_like(r, p), template, restored), self.mesh)
-        else:
-            state = init(key_data, placed_hparams)
-        pending, last_report = None, time.perf_counter()
-        while done < num_updates:
-            stop_at = num_updates
-            if self.checkpoint_every:
-                stop_at = min(stop_at, (done // self.checkpoint_every + 1) * self.checkpoint_every)
-            active = min(segment.length, stop_at - done)
-            start = time.perf_counter()
-            control = place_runs(_control(chunk.size, active), self.mesh)
-            state, metrics = compiled(state, placed_hparams, control)
-            done += active
-            if pending is not None:  # the previous segment's metrics, read while this one runs
-                last_report = self._collect(pending, history, n, last_report)
-            pending = (chunk, metrics, active, done, num_updates)
-            at_checkpoint = bool(self.checkpoint_every) and done % self.checkpoint_every == 0
-            stopping = self.should_stop is not None and self.should_stop()
-            if done == num_updates or at_checkpoint or stopping:
-                last_report = self._collect(pending, history, n, last_report)
-                pending = None
-                self.info["run_seconds"] += time.perf_counter() - start
-                if checkpoints is not None:
-                    checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
-                if stopping and done < num_updates:
-                    raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
-            else:
-                self.info["run_seconds"] += time.perf_counter() - start
-        return _take(fetch(state), np.arange(n)), _concat(history)
-
-    def _collect(self, pending, history: list[Metrics], n: int, last_report: float) -> float:
-        """Fetch a segment's metrics of the chunk's real runs, keep them, report; returns the report time."""
-        chunk, metrics, active, done, num_updates = pending
-        metrics = jax.tree.map(lambda x: x[:n, :active], fetch(metrics))
-        history.append(metrics)
-        now = time.perf_counter()
-        if self.on_segment is not None:
-            steps_before = history[-2].env_steps[:, -1].sum() if len(history) > 1 else 0
-            sane = ~metrics.diverged[:, -1]
-            returns = metrics.episode_return[:, -1][sane]
-            self.on_segment(SegmentReport(
-                chunk=chunk, num_chunks=self.num_chunks, updates_done=done, num_updates=num_updates,
-                new_updates=active, env_steps=int(metrics.env_steps[:, -1].sum() - steps_before),
-                seconds=now - last_report, mean_return=float(returns.mean()) if returns.size else math.nan,
-                metrics=metrics,
-            ))
-        return now
-
-
-def _control(size: int, num_active: int) -> np.ndarray:
-    """[size] int32: the updates to do, the same for every run (each device reads its first)."""
-    return np.full((size,), num_active, np.int32)
-
-
-def _pad_like(restored: Any, placeholder: Any) -> Any:
-    """Pad a restored [n, ...] leaf to the placeholder's [size, ...] by repeating its last run."""
-    extra = placeholder.shape[0] - restored.shape[0]
-    if extra == 0:
-        return restored
-    if isinstance(restored, jax.Array):
-        return jnp.concatenate([restored, jnp.repeat(restored[-1:], extra, axis=0)])
-    return np.concatenate([restored, np.repeat(restored[-1:], extra, axis=0)])
-
-
-def _metrics_template(n: int) -> Metrics:
-    """A `Metrics` pytree with the structure of a chunk's saved metrics (values unused)."""
-    return Metrics(*(np.zeros((n, 0)) for _ in dataclasses.fields(Metrics)))
-
-
-def _concat(history: list[Metrics]) -> Metrics:
-    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *history)
