@@ -222,6 +222,22 @@ def _one_line(raw: str) -> str:
     return text
 
 
+# What a command that reads run folders reports as the user's error (one line, exit status 2), not as a crash.
+FOLDER_ERRORS = (ValueError, IndexError, ImportError, OSError, KeyError)
+
+
+def folder_error(error: Exception) -> int:
+    """Print `error` (one of `FOLDER_ERRORS`) as one line on stderr; returns the exit status, 2.
+
+    A KeyError is a field missing from a run folder's files, most likely written by another pgjax version.
+    """
+    if isinstance(error, KeyError):
+        print(f"error: a run folder lacks {error} (written by another pgjax version?)", file=sys.stderr)
+    else:
+        print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def run_command(main: Callable[[], int]) -> int:
     """`main()`, with output to a pipe closed early (`... --help | head -2`) ending quietly (exit 141, as SIGPIPE).
 

@@ -22,7 +22,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax.cli import make_console, parse, run_command
+from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, run_command
 from pgjax.results import comparison as cmp
 from pgjax.results import outputs
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE, plot_improvement, plot_performance_profiles
@@ -212,12 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console()
     try:
         path = compare_folders(args, console)
-    except (ValueError, IndexError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyError as error:
-        print(f"error: a run folder lacks {error} (written by another pgjax version?)", file=sys.stderr)
-        return 2
+    except FOLDER_ERRORS as error:
+        return folder_error(error)
     console.print(f"comparison in {path}, plots beside it")
     return 0
 

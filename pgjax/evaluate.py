@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import make_console, parse, prepare_process, run_command
+from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
@@ -193,12 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console()
     try:
         evaluate_folder(args, console)
-    except (ValueError, IndexError, ImportError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyError as error:
-        print(f"error: {args.dir} lacks {error} (written by another pgjax version?)", file=sys.stderr)
-        return 2
+    except FOLDER_ERRORS as error:
+        return folder_error(error)
     console.print(f"evaluation in {args.dir / EVALUATION_FILE}")
     return 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tyro
 
-from pgjax.cli import parse, run_command
+from pgjax.cli import FOLDER_ERRORS, folder_error, parse, run_command
 from pgjax.results.outputs import PLOT_FILE, check_run_dir
 from pgjax.results.plots import Statistic, plot_folders
 
@@ -45,12 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if not out.parent.is_dir():
             raise ValueError(f"no such folder for --out: {out.parent}")
         path = plot_folders(args.dirs, out, statistic=args.statistic)
-    except (ValueError, IndexError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyError as error:
-        print(f"error: a run folder lacks {error} (written by another pgjax version?)", file=sys.stderr)
-        return 2
+    except FOLDER_ERRORS as error:
+        return folder_error(error)
     print(f"learning curves in {path}")
     return 0
 
