@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, run_command
+from pgjax.results import aggregates, outputs
 from pgjax.results import comparison as cmp
-from pgjax.results import outputs
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE, plot_improvement, plot_performance_profiles
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
 
@@ -139,11 +139,11 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     normalised = {name: [] for name in names[0]}
     for env, (kept, _) in zip(envs, per_folder):
         for g in kept:
-            normalised[g.name].append(cmp.normalise(g.final_returns[g.sane()], env["random_score"],
+            normalised[g.name].append(aggregates.normalise(g.final_returns[g.sane()], env["random_score"],
                                                     env["reference_score"]))
     tau = cmp.tau_grid([s for per_env in normalised.values() for s in per_env])
     for name in names[0]:
-        rows.append({"group": name, "label": labels[name], **cmp.aggregate_scores(normalised[name],
+        rows.append({"group": name, "label": labels[name], **aggregates.aggregate_scores(normalised[name],
                                                                                   reps=args.resamples)})
         profiles.append({"group": name, "label": labels[name],
                          **cmp.performance_profile(normalised[name], tau, reps=args.resamples)})

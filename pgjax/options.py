@@ -309,7 +309,15 @@ def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "so
     if not ranges:
         raise ValueError(f"--num-samples {num_samples} draws points from ranges and no setting has one: give a "
                          "range such as --lr 1e-3:1e-1:log (or leave --num-samples out)")
-    return Search(ranges, num_samples, sampler, seed if sampler_seed is None else sampler_seed)
+    if sampler_seed is not None and sampler_seed < 0:
+        raise ValueError(f"--sampler-seed must be >= 0, got {sampler_seed}")
+    search = Search(ranges, num_samples, sampler, seed if sampler_seed is None else sampler_seed)
+    points = [tuple(point.values()) for point in search.points()]
+    if len(set(points)) < len(points):  # only integer ranges can repeat a point: its runs would train twice
+        integers = " ".join(f"{flag(name)} {given[name][0]}" for name, r in ranges.items() if r.integer)
+        raise ValueError(f"--num-samples {num_samples} draws the same point more than once from the integer "
+                         f"range{'s' * (integers.count(':') > 1)} {integers}: draw fewer points, or list its values")
+    return search
 
 
 def run_options(args: Any) -> RunOptions:

@@ -30,6 +30,7 @@ if __name__ == "__main__":
 
 import contextlib
 import dataclasses
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,12 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
                           "the seeds) go on", soft_wrap=True)
     total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
-    tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
+    try:
+        tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
+    except ValueError:
+        if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     outcome = None
     try:
         if plan is None:
@@ -319,12 +325,35 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
                 checkpoint_every=opts.checkpoint_every, should_stop=stop,
                 rung_progress=rung_progress(console, mode, plan, opts.num_seeds), on_segment=tracker.log_segment)
             timings["memory_estimate"] = estimates
-    except Interrupted as stopped:
+    except BaseException as error:  # a stop, an error, a second Ctrl-C: the trackers flush and finish first
         tracker.close()
-        stopped.run_dir = out
+        if isinstance(error, Interrupted):
+            error.run_dir = out
         raise
     if not is_main:
         return out
+    try:
+        summary = write_results(out, points, groups, results, timings, outcome, sweep, spec, start)
+        tracker.log_final(summary)
+    finally:
+        tracker.close()
+    print_report(summary, console)
+    from pgjax.results.plots import plot_run
+
+    plot_run(out)
+    console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
+    for line in tracker.where():
+        console.print(line, soft_wrap=True)
+    if stop is not None and stop.signal is not None:
+        console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
+                      "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
+    return out
+
+
+def write_results(out: Path, points: list[grid.GridPoint], groups: list, results: list, timings: dict, outcome,
+                  sweep: Sweep, spec, start: float) -> dict:
+    """Write metrics.npz, params.msgpack, the exports and summary.json (last) into `out`; returns the summary."""
+    opts = sweep.run
     by_point = {}
     for result, compile_group in zip(results, groups if outcome is None else [[p] for p in points]):
         for i, point in enumerate(compile_group):
@@ -339,19 +368,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
                         search=sweep.search, halving=outcome)
     write_exports(out, summary, [m for m, _, _ in ordered])
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
-    tracker.log_final(summary)
-    tracker.close()
-    print_report(summary, console)
-    from pgjax.results.plots import plot_run
-
-    plot_run(out)
-    console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
-    for line in tracker.where():
-        console.print(line, soft_wrap=True)
-    if stop is not None and stop.signal is not None:
-        console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
-                      "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
-    return out
+    return summary
 
 
 def main(argv: list[str] | None = None, started: float | None = None) -> int:

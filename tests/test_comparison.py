@@ -15,8 +15,8 @@ from PIL import Image
 from scipy import stats
 
 from pgjax import compare
+from pgjax.results import aggregates, outputs
 from pgjax.results import comparison as cmp
-from pgjax.results import outputs
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE
 from pgjax.train import main as train_main
 
@@ -129,9 +129,9 @@ def test_profile_normalise_and_optimality_gap_on_hand_made_scores():
     profile = cmp.performance_profile(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 4.0]))
     assert profile["fraction"].tolist() == [1.0, 0.5, 0.0]
     assert profile["low"][0] == profile["high"][0] == 1.0 and profile["low"][1] < 0.5 < profile["high"][1]
-    assert cmp.normalise([22.0, 475.0], 22.0, 475.0).tolist() == [0.0, 1.0]
-    assert cmp.optimality_gap(np.array([0.5, 1.0, 1.5, -1.0])) == pytest.approx((0.5 + 0 + 0 + 2.0) / 4)
-    aggregate = cmp.aggregate_scores([np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 1.0])])
+    assert aggregates.normalise([22.0, 475.0], 22.0, 475.0).tolist() == [0.0, 1.0]
+    assert aggregates.optimality_gap(np.array([0.5, 1.0, 1.5, -1.0])) == pytest.approx((0.5 + 0 + 0 + 2.0) / 4)
+    aggregate = aggregates.aggregate_scores([np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 1.0])])
     assert aggregate["iqm"] == pytest.approx((1 + 1 + 1 + 2) / 4) and aggregate["runs"] == [4, 2]  # 0 1 1 1 2 3
 
 
@@ -164,7 +164,7 @@ def test_probability_of_improvement_matches_rliable(case):
 
 def test_aggregate_iqm_and_optimality_gap_match_rliable():
     scores = np.array(REFERENCE["data"]["scores"])  # [runs, tasks]
-    found = cmp.aggregate_scores(list(scores.T), reps=PGJAX_REPS)
+    found = aggregates.aggregate_scores(list(scores.T), reps=PGJAX_REPS)
     for name in ("iqm", "optimality_gap"):
         reference = REFERENCE["aggregate"][name]
         assert found[name] == pytest.approx(reference["point"], abs=1e-12)

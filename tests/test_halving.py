@@ -167,6 +167,12 @@ def test_the_summary_says_where_each_group_stopped_and_what_halving_saved(plain,
         assert group["rung"] == rung and group["stopped_early"] == (rung < 2)
         assert group["num_updates_trained"] == PLAN.rung_updates[rung] and len(group["rung_scores"]) == rung + 1
         assert group["statistics"] is not None
+    # the comparison in summary.json leaves out the groups that stopped early, and says why
+    finalists = {g["index"] for g in made["groups"] if not g["stopped_early"]}
+    left_out = {entry["group"] for entry in made["comparison"]["left_out"]} if "comparison" in made else set()
+    assert left_out == {g["index"] for g in made["groups"]} - finalists
+    if "comparison" in made:
+        assert made["comparison"]["baseline"] in finalists
     spent = sum(int(r.metrics.env_steps[:, -1].sum()) for r in results)
     assert entry["env_steps"] == spent == made["env_steps_total"]
     # the lower estimate: each stopped run goes on at its env steps per update over its last rung

@@ -117,7 +117,7 @@ def test_drawn_points_cross_the_listed_values_under_one_compile_per_static_group
     given = {**given, "episodes_per_update": (2, 4)}
     assert len(grid.compile_groups(resolve_grid("default", given, search_of(given, 4)))) == 2
     drawn = {"episodes_per_update": ("2:8",)}  # an integer static setting: one compile per value drawn
-    points = resolve_grid("default", drawn, search_of(drawn, 8))
+    points = resolve_grid("default", drawn, search_of(drawn, 4))
     assert len(grid.compile_groups(points)) == len({p.config.static.episodes_per_update for p in points}) > 1
 
 
@@ -133,6 +133,9 @@ def test_drawn_points_cross_the_listed_values_under_one_compile_per_static_group
     (["--sampler", "random"], "--sampler and --sampler-seed apply to --num-samples"),
     (["--lr", "1e-3:1e-1", "--num-samples", "0"], "--num-samples must be >= 1, got 0"),
     (["--lr", "fast:1", "--num-samples", "4"], "--learning-rate (--lr): a range is LO:HI (uniform) or LO:HI:log"),
+    (["--episodes-per-update", "1:2", "--num-samples", "8"],
+     "--num-samples 8 draws the same point more than once from the integer range --episodes-per-update 1:2"),
+    (["--lr", "1e-3:1e-1", "--num-samples", "4", "--sampler-seed", "-1"], "--sampler-seed must be >= 0, got -1"),
 ])
 def test_bad_ranges_exit_2_with_one_line(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x")]) == 2

@@ -145,6 +145,17 @@ def test_a_missing_package_is_one_line_naming_the_extra(flag, tmp_path, monkeypa
     assert not out.exists()
 
 
+def test_a_tracker_that_cannot_start_is_one_line_and_leaves_no_run_folder(tmp_path, capsys):
+    """--tensorboard naming a file: the run folder made for the command is removed again, exit 2."""
+    blocker = tmp_path / "events"
+    blocker.write_text("a file where the folder should be")
+    out = tmp_path / "run"
+    assert main([*SMALL, "--tensorboard", str(blocker), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --tensorboard could not start: "), err
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     """One small sweep with --tensorboard (its default folder) and, where wandb is installed, --wandb offline."""

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, bootstrap_interval, iqm
-from pgjax.results.tables import format_setting
+from pgjax.results.tables import TABLE_DIGITS, format_setting
 
 # How comparison entries are made (the "method" of summary.json's "comparison" and of comparison.json).
 COMPARISON_METHOD = {
@@ -309,54 +309,6 @@ def performance_profile(
     return {"fraction": fraction, "low": low, "high": high}
 
 
-def normalise(scores: np.ndarray, random_score: float, reference_score: float) -> np.ndarray:
-    """(score - random) / (reference - random): 0 for a uniformly random policy, 1 at the reference.
-
-    Raises:
-      ValueError: reference and random scores are equal.
-    """
-    if reference_score == random_score:
-        raise ValueError(f"cannot normalise: the reference score equals the random policy's ({random_score})")
-    return (np.asarray(scores, np.float64) - random_score) / (reference_score - random_score)
-
-
-def optimality_gap(scores: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean of max(0, 1 - score) along `axis` (rliable's `aggregate_optimality_gap` with gamma 1)."""
-    return np.mean(np.maximum(0.0, 1.0 - np.asarray(scores, np.float64)), axis=axis)
-
-
-def _iqm_and_gap(*samples, axis=-1):
-    pooled = np.concatenate(samples, axis=axis)
-    return np.stack([iqm(pooled, axis=axis), optimality_gap(pooled, axis=axis)])
-
-
-def aggregate_scores(
-    normalised: Sequence[np.ndarray], *, reps: int = BOOTSTRAP_RESAMPLES, seed: int = 0
-) -> dict:
-    """IQM and optimality gap of normalised scores over every run of every task, with stratified intervals.
-
-    Args:
-      normalised: one [R_t] array of normalised scores per task (R_t may differ).
-
-    Returns:
-      {"iqm", "iqm_ci95", "optimality_gap", "optimality_gap_ci95", "runs": [R_t, ...]};
-      intervals None when a task has fewer than 2 runs. With equal R_t the point
-      estimates equal rliable's `aggregate_iqm` and `aggregate_optimality_gap`
-      of the [R, T] matrix.
-    """
-    samples = [np.asarray(s, np.float64).reshape(-1) for s in normalised]
-    if not samples or min(s.size for s in samples) == 0:
-        raise ValueError("every task needs at least one run to aggregate")
-    point = _iqm_and_gap(*samples)
-    out = {"iqm": float(point[0]), "iqm_ci95": None, "optimality_gap": float(point[1]), "optimality_gap_ci95": None,
-           "runs": [int(s.size) for s in samples]}
-    if min(s.size for s in samples) >= 2:
-        low, high = _bootstrap(samples, _iqm_and_gap, paired=False, reps=reps, seed=seed)
-        out["iqm_ci95"] = [float(low[0]), float(high[0])]
-        out["optimality_gap_ci95"] = [float(low[1]), float(high[1])]
-    return out
-
-
 def summary_groups(summary: dict, prefix: str = "") -> tuple[list[GroupRuns], list[dict]]:
     """The groups of a summary.json (or `summarise`'s dict) that a comparison takes, and those it leaves out.
 
@@ -385,7 +337,8 @@ def summary_groups(summary: dict, prefix: str = "") -> tuple[list[GroupRuns], li
         if threshold is not None:
             solved_at = np.array([np.nan if r["solved_at_env_steps"] is None else r["solved_at_env_steps"]
                                   for r in members], np.float64)
-        label = ", ".join(f"{key}={format_setting(value)}" for key, value in (group.get("varied") or {}).items())
+        label = ", ".join(f"{key}={format_setting(value, TABLE_DIGITS)}"
+                          for key, value in (group.get("varied") or {}).items())
         kept.append(GroupRuns(
             name=name, seeds=np.array([r["seed"] for r in members], np.int64),
             final_returns=np.array([np.nan if r["final_return"] is None else r["final_return"] for r in members],

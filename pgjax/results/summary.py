@@ -141,8 +141,9 @@ def summarise(
         })
     steps_total = sum(r["env_steps"] for r in runs)
     steps_trained = steps_total - timings["resumed_env_steps"]
-    comparison = summary_comparison({"groups": groups, "runs": runs, "solve_threshold": threshold})
+    # halving_fields marks the groups that stopped early, which the comparison leaves out: it goes first
     halving_entry = {} if halving is None else {"halving": halving_fields(halving, points, groups, results)}
+    comparison = summary_comparison({"groups": groups, "runs": runs, "solve_threshold": threshold})
     return {
         "env": points[0].config.static.env,
         "preset": preset,

@@ -204,6 +204,7 @@ class Tracking:
     def __init__(self, trackers: Sequence[Tracker], points: Sequence[GridPoint], num_seeds: int):
         self.trackers = list(trackers)
         self.curves = GroupCurves(points, num_seeds) if self.trackers else None
+        self._closed = False
 
     def _each(self, method: str, *args: Any) -> None:
         for tracker in list(self.trackers):
@@ -224,22 +225,39 @@ class Tracking:
         self._each("log_final", summary)
 
     def close(self) -> None:
-        self._each("close")
+        """Flush and finish every tracker, once (later calls do nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._each("close")
 
     def where(self) -> list[str]:
         return [tracker.where() for tracker in self.trackers]
 
 
 def open_tracking(run_options: Any, run_dir: Path, points: Sequence[GridPoint], num_seeds: int) -> Tracking:
-    """The trackers `run_options` asks for (`--tensorboard`, `--wandb`), opened on `run_dir` (which exists)."""
+    """The trackers `run_options` asks for (`--tensorboard`, `--wandb`), opened on `run_dir` (which exists).
+
+    Raises:
+      ValueError: a tracker could not start (one line naming its flag: a file
+        where the TensorBoard folder should be, W&B without a login, ...); the
+        trackers opened before it are closed.
+    """
     from pgjax.results.trackers import TensorBoardTracker, WandbTracker
 
-    trackers: list[Tracker] = []
+    trackers: list[tuple[str, Tracker]] = []
     directory = tensorboard_dir(run_options, run_dir)
     if directory is not None:
-        trackers.append(TensorBoardTracker(directory))
+        trackers.append(("--tensorboard", TensorBoardTracker(directory)))
     if run_options.wandb is not None:
-        trackers.append(WandbTracker(run_options.wandb))
-    for tracker in trackers:
-        tracker.open(run_dir, points, num_seeds)
-    return Tracking(trackers, points, num_seeds)
+        trackers.append(("--wandb", WandbTracker(run_options.wandb)))
+    opened: list[Tracker] = []
+    for flag, tracker in trackers:
+        try:
+            tracker.open(run_dir, points, num_seeds)
+        except Exception as error:  # any library's failure to start is the user's to fix, in one line
+            for started in opened:
+                started.close()
+            message = " ".join(str(error).split()) or type(error).__name__
+            raise ValueError(f"{flag} could not start: {message}") from None
+        opened.append(tracker)
+    return Tracking(opened, points, num_seeds)

@@ -187,7 +187,7 @@ class SegmentLoop:
             self.info["resumed_updates"] += latest - begun
             self.info["resumed_env_steps"] += int(np.sum(restored_steps, dtype=np.int64))
             self._report(SegmentReport(chunk, self.num_chunks, latest, num_updates, latest - begun, 0, 0.0, math.nan,
-                                       True, metrics=restored_metrics))
+                                       True, metrics=jax.tree.map(lambda x: x[:, begun:], restored_metrics)))
             if latest == num_updates:
                 return fetch(restored), restored_metrics
             history, done = [restored_metrics], latest

@@ -224,7 +224,8 @@ class SweepTrainer:
         """
         _, seeds, hparams, trainer, segment = self._group(chunk.group)
         checkpoints = ChunkCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
-        trained = self.loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, continue_from)
-        if checkpoints is not None:
-            checkpoints.close()
-        return trained
+        try:
+            return self.loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, continue_from)
+        finally:
+            if checkpoints is not None:
+                checkpoints.close()
