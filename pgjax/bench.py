@@ -57,7 +57,7 @@ from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
 from pgjax.results import outputs, summary
 from pgjax.running import memory
-from pgjax.running.devices import backend_choices, cpu_model
+from pgjax.running.devices import backend_choices, cpu_model, device_memory_stats
 from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
 
 
@@ -188,9 +188,7 @@ def device_description() -> dict:
 def device_memory() -> dict | None:
     """The first device's own memory counters (`Device.memory_stats()`: "bytes_limit", "bytes_in_use",
     "peak_bytes_in_use", ... in bytes); None where the device keeps none (CPU)."""
-    device = jax.devices()[0]
-    stats = None if device.platform == "cpu" else device.memory_stats()
-    return dict(stats) if stats else None
+    return device_memory_stats(jax.devices()[0])
 
 
 def rung_fits(config: Config, num_runs: int) -> str | None:

@@ -144,7 +144,7 @@ def describe() -> dict:
     import jax
 
     from pgjax.cli import version
-    from pgjax.running.devices import backend_choices, cpu_model
+    from pgjax.running.devices import backend_choices, cpu_model, device_memory_stats
 
     versions = {"python": platform.python_version(), "pgjax": version()}
     for package in ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "gymnax", "gymnasium", "tyro",
@@ -162,13 +162,12 @@ def describe() -> dict:
     import pgjax
 
     devices = jax.devices()
-    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
     return {
         "platform": devices[0].platform,
         "device_kind": devices[0].device_kind,
         "num_devices": len(devices),
         "devices": [str(d) for d in devices],
-        "memory_stats": dict(stats) if stats else None,
+        "memory_stats": device_memory_stats(devices[0]),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "versions": versions,

@@ -151,13 +151,22 @@ def write_csv(path: Path, columns: Sequence[str], rows_or_columns: Sequence[Sequ
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(columns)
         if isinstance(rows_or_columns, dict):
+            writer.writerow(columns)
             texts = [np.asarray(rows_or_columns[name]).astype(str) for name in columns]
             writer.writerows(zip(*texts))
         else:
-            writer.writerows([_cell(v) for v in row] for row in rows_or_columns)
+            file.write(csv_text(columns, rows_or_columns))
     os.replace(tmp, path)
+
+
+def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV text of a header and rows (lists of values; None is an empty cell)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return buffer.getvalue()
 
 
 def _cell(value: Any) -> Any:
@@ -239,12 +248,7 @@ def load_results(run_dir: str | Path) -> Results:
         runs_text = (run_dir / RUNS_FILE).read_text()
     else:
         summary = outputs.load_summary(run_dir)
-        buffer = io.StringIO()
-        columns, rows = runs_table(summary)
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows([_cell(v) for v in row] for row in rows)
-        runs_text = buffer.getvalue()
+        runs_text = csv_text(*runs_table(summary))
     runs = _read_runs(pd, runs_text)
     dtypes = curve_dtypes()
     if (run_dir / CURVES_PARQUET).is_file():

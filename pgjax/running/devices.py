@@ -295,6 +295,13 @@ def start_distributed() -> None:
     )
 
 
+def device_memory_stats(device) -> dict | None:
+    """A device's own memory counters (`Device.memory_stats()`: "bytes_limit", "bytes_in_use",
+    "peak_bytes_in_use", ... in bytes), or None where it keeps none (a CPU device; some backends)."""
+    stats = None if device.platform == "cpu" else device.memory_stats()
+    return dict(stats) if stats else None
+
+
 def host_available_bytes() -> int | None:
     """Memory this host can still give (Linux's MemAvailable), else its physical memory; None if unknown."""
     try:

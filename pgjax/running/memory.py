@@ -32,7 +32,7 @@ import jax.extend.core
 import jax.numpy as jnp
 
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.running.devices import backend_choices, host_available_bytes
+from pgjax.running.devices import backend_choices, device_memory_stats, host_available_bytes
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
@@ -189,7 +189,7 @@ def available_bytes(devices: list[Any]) -> int | None:
     hosts = len({d.process_index for d in devices})
     total = 0
     for device in local:
-        stats = None if device.platform == "cpu" else device.memory_stats()
+        stats = device_memory_stats(device)
         if not stats or "bytes_limit" not in stats:
             host = host_available_bytes()
             return None if host is None else hosts * host
