@@ -47,7 +47,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax import options
-from pgjax.algo import loss
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, make_env
@@ -200,7 +199,7 @@ def rung_fits(config: Config, num_runs: int) -> str | None:
     static = config.static
     devices = jax.devices()
     per_run = memory.run_bytes(static, static.num_updates)
-    per_device = memory.device_bytes(static, static.gradient_block_rows or loss.default_block_rows())
+    per_device = memory.device_bytes(static)
     available = memory.available_bytes(devices)
     try:
         fits = memory.chunk_size(num_runs, per_run, per_device, len(devices), available)

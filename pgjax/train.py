@@ -39,7 +39,7 @@ import jax
 import numpy as np
 from rich.console import Console
 
-from pgjax import options
+from pgjax import grid_settings, options
 from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
@@ -97,9 +97,9 @@ def sweep_of(args: Any) -> Sweep:
         raise ValueError(f"--max-parallel must be >= 1, got {run.max_parallel}")
     if run.checkpoint_every is not None and run.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {run.checkpoint_every}")
-    given = options.given_settings(args)
-    search = options.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
-    points = options.resolve_grid(args.preset, given, search)
+    given = grid_settings.given_settings(args)
+    search = grid_settings.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
+    points = grid_settings.resolve_grid(args.preset, given, search)
     halving_plan(points, run)
     return Sweep(args.preset, points, run, search.record() if search else None)
 
@@ -148,7 +148,8 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
     if (folder / outputs.SUMMARY_FILE).exists():
         raise ValueError(f"{folder} holds a finished run; there is nothing to resume")
     kept = {"resume": run.resume, "quiet": run.quiet, "compile_cache": run.compile_cache}
-    if options.given_settings(args) or args.preset != "default" or dataclasses.replace(RunOptions(), **kept) != run:
+    others_given = grid_settings.given_settings(args) or args.preset != "default"
+    if others_given or dataclasses.replace(RunOptions(), **kept) != run:
         raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet, "
                          "--compile-cache)")
     saved = outputs.load_json(config_file)
@@ -281,7 +282,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
             prepare_out_dir(out, opts.overwrite)
             outputs.write_json(out / outputs.CONFIG_FILE, {
                 "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
-                "given": options.given_settings(args), "search": sweep.search,
+                "given": grid_settings.given_settings(args), "search": sweep.search,
                 "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
                 "seeds": {"first": opts.seed, "count": opts.num_seeds},
                 "chunks": chunk_plan(chunks),

@@ -12,7 +12,8 @@ from rich.console import Console
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.cli import make_console
-from pgjax.options import ALIASES, resolve_grid, train_arguments, train_settings_names
+from pgjax.grid_settings import resolve_grid
+from pgjax.options import ALIASES, train_arguments, train_settings_names
 from pgjax.results.outputs import jsonable
 
 

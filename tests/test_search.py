@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pgjax.options import resolve_grid, search_of
+from pgjax.grid_settings import resolve_grid, search_of
 from pgjax.results import outputs
 from pgjax.results.tables import print_report
 from pgjax.running import grid

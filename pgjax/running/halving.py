@@ -41,6 +41,7 @@ import numpy as np
 from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR
 from pgjax.running.grid import GridPoint
+from pgjax.running.segments import concat_trees
 from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
@@ -196,7 +197,7 @@ def train_halving(
                     start = None if before is None else ChunkStart(*jax.tree.map(lambda x: x[rows], before))
                     folder = rung_dir(run_dir, rung, chunk.index) if run_dir is not None else None
                     trained.append(trainer.train_chunk(chunk, folder, until, start))
-                state, metrics = jax.tree.map(lambda *xs: np.concatenate(xs), *trained)
+                state, metrics = concat_trees(trained)
                 for j, index in enumerate(members):
                     rows = slice(j * num_seeds, (j + 1) * num_seeds)
                     starts[index] = ChunkStart(*jax.tree.map(lambda x: x[rows].copy(), (state, metrics)))
@@ -236,4 +237,4 @@ def _rung_chunks(alive: list[int], group_of: dict[int, tuple[int, int]], chunk_s
 
 def _stack(starts: list[ChunkStart]) -> ChunkStart:
     """Grid points' `ChunkStart`s one after another on the run axis."""
-    return ChunkStart(*jax.tree.map(lambda *xs: np.concatenate(xs), *starts))
+    return ChunkStart(*concat_trees(starts))

@@ -164,14 +164,18 @@ def run_bytes(static: StaticConfig, segment_length: int) -> int:
             + METRICS_COPIES * segment_length * shapes.metrics)
 
 
-def device_bytes(static: StaticConfig, block_rows: int) -> int:
+def device_bytes(static: StaticConfig, block_rows: int | None = None) -> int:
     """Estimated memory per device that does not grow with its runs, in bytes: one gradient block's values.
 
     Args:
       static: the runs' static settings.
-      block_rows: steps a gradient block takes at once (`StaticConfig.gradient_block_rows`
-        or `pgjax.algo.loss.default_block_rows()`).
+      block_rows: steps a gradient block takes at once; None: what training
+        takes, `static.gradient_block_rows` or else `pgjax.algo.loss.default_block_rows()`.
     """
+    if block_rows is None:
+        from pgjax.algo.loss import default_block_rows
+
+        block_rows = static.gradient_block_rows or default_block_rows()
     return ACTIVATION_COPIES * block_rows * run_shapes(static).activations_per_step
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -222,12 +222,12 @@ class SegmentLoop:
                 pending = None
                 self.info["run_seconds"] += time.perf_counter() - start
                 if checkpoints is not None:
-                    checkpoints.save(done, _take(fetch(state), np.arange(n)), _concat(history))
+                    checkpoints.save(done, _take(fetch(state), np.arange(n)), concat_trees(history, axis=1))
                 if stopping and done < num_updates:
                     raise Interrupted(f"stopped after {done} of {num_updates} updates of chunk {chunk.index}")
             else:
                 self.info["run_seconds"] += time.perf_counter() - start
-        return _take(fetch(state), np.arange(n)), _concat(history)
+        return _take(fetch(state), np.arange(n)), concat_trees(history, axis=1)
 
     def _collect(self, pending, history: list[Metrics], n: int, last_report: float) -> float:
         """Fetch a segment's metrics of the chunk's real runs, keep them, report; returns the report time."""
@@ -268,5 +268,6 @@ def _metrics_template(n: int) -> Metrics:
     return Metrics(*(np.zeros((n, 0)) for _ in dataclasses.fields(Metrics)))
 
 
-def _concat(history: list[Metrics]) -> Metrics:
-    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *history)
+def concat_trees(trees: Sequence[Any], axis: int = 0) -> Any:
+    """Pytrees of the same structure with their NumPy leaves joined along `axis` (0: runs; 1: a Metrics' updates)."""
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *trees)

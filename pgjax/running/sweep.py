@@ -25,7 +25,6 @@ import jax
 import numpy as np
 
 from pgjax.algo.config import Hyperparams
-from pgjax.algo.loss import default_block_rows
 from pgjax.algo.trainer import Metrics, TrainState, make_trainer
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
@@ -37,6 +36,7 @@ from pgjax.running.segments import (
     Interrupted,
     SegmentLoop,
     SegmentReport,
+    concat_trees,
     make_segment,
     segment_length,
 )
@@ -90,7 +90,7 @@ def plan_chunks(
     for g, points in enumerate(groups):
         static = points[0].config.static
         per_run = memory.run_bytes(static, segment_length(static.num_updates, segment_updates))
-        per_device = memory.device_bytes(static, static.gradient_block_rows or default_block_rows())
+        per_device = memory.device_bytes(static)
         num_runs = len(points) * num_seeds
         size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
         if default_cap is not None:
@@ -159,8 +159,8 @@ def train_sweep(
                    for chunk in chunks if chunk.group == g]
         results.append(GroupResult(
             runs=runs, seeds=seeds,
-            state=jax.tree.map(lambda *xs: np.concatenate(xs), *(state for state, _ in trained)),
-            metrics=jax.tree.map(lambda *xs: np.concatenate(xs), *(metrics for _, metrics in trained)),
+            state=concat_trees([state for state, _ in trained]),
+            metrics=concat_trees([metrics for _, metrics in trained]),
         ))
     return results, trainer.info
 

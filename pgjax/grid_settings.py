@@ -1,0 +1,177 @@
+"""The grid points a training command asks for: the settings given, listed values and ranges, over a preset.
+
+    given = given_settings(args)                    # field name -> values, or a range's text
+    search = search_of(given, num_samples=32)       # the ranges and how to draw from them (or None)
+    points = resolve_grid("default", given, search) # every combination, each a `GridPoint`
+
+Flags and fields are declared in `pgjax.options`; errors here name the flags
+(`pgjax.options.with_flag_names`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from pgjax.algo.config import StaticConfig
+from pgjax.algo.presets import preset_config
+from pgjax.options import flag, rangeable, setting_type, with_flag_names
+from pgjax.running import grid
+from pgjax.running.search import Search, looks_like_range, parse_range
+
+
+def given_settings(args: Any) -> dict[str, Any]:
+    """The settings given on the command line: field name -> value (tuple of values where it sweeps).
+
+    A numeric setting's values are numbers of its type, and a range stays its
+    text ("1e-3:1e-1:log", for `search_of`).
+    """
+    given = {}
+    for f in dataclasses.fields(args.settings):
+        value = getattr(args.settings, f.name)
+        if value is None:
+            continue
+        if rangeable(f.name):
+            kind = setting_type(f.name)[1]
+            value = tuple(v if ":" in v else kind(v) for v in value)
+        given[f.name] = value
+    return given
+
+
+def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "sobol",
+              sampler_seed: int | None = None, seed: int = 0) -> Search | None:
+    """The search the settings' ranges and --num-samples ask for; None without either.
+
+    Args:
+      given: `given_settings`'s dict (ranges as text).
+      num_samples, sampler, sampler_seed: those flags (`RunOptions`); seed: --seed,
+        the sampler's seed where `sampler_seed` is None.
+
+    Raises ValueError (naming the flags and how to fix it) for a malformed range,
+    a range given with other values of the same flag, a range without
+    --num-samples, --num-samples (or --sampler random, --sampler-seed) without a
+    range, num_samples < 1, and a range-like value of a setting that takes none.
+    """
+    ranges = {}
+    for name, values in given.items():
+        texts = [v for v in values if isinstance(v, str) and ":" in v] if isinstance(values, tuple) else []
+        if not rangeable(name):
+            shown = values if isinstance(values, tuple) else (values,)
+            ranged = [v for v in shown if isinstance(v, str) and looks_like_range(v)]
+            if ranged:
+                raise ValueError(with_flag_names(f"{name} takes no range ('{ranged[0]}'): ranges LO:HI are for "
+                                                 "numeric settings (FLOAT... and INT... flags); list its values"))
+            continue
+        if not texts:
+            continue
+        if len(values) > 1:
+            listed = " ".join(str(v) for v in values)
+            raise ValueError(with_flag_names(f"{name} takes listed values or one range, not both ({listed}): give "
+                                             "the range alone (its drawn points cross the other flags' values)"))
+        try:
+            ranges[name] = parse_range(texts[0], integer=setting_type(name)[1] is int)
+        except ValueError as error:
+            raise ValueError(with_flag_names(f"{name}: {error}")) from None
+    if num_samples is None:
+        if ranges:
+            name, text = next((n, given[n][0]) for n in ranges)
+            raise ValueError(with_flag_names(f"{name} {text} is a range: add --num-samples N to draw N points "
+                                             "from it (or list values instead)"))
+        if sampler != "sobol" or sampler_seed is not None:
+            raise ValueError("--sampler and --sampler-seed apply to --num-samples: give --num-samples N and a "
+                             "range such as --lr 1e-3:1e-1:log")
+        return None
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    if not ranges:
+        raise ValueError(f"--num-samples {num_samples} draws points from ranges and no setting has one: give a "
+                         "range such as --lr 1e-3:1e-1:log (or leave --num-samples out)")
+    if sampler_seed is not None and sampler_seed < 0:
+        raise ValueError(f"--sampler-seed must be >= 0, got {sampler_seed}")
+    search = Search(ranges, num_samples, sampler, seed if sampler_seed is None else sampler_seed)
+    points = [tuple(point.values()) for point in search.points()]
+    if len(set(points)) < len(points):  # only integer ranges can repeat a point: its runs would train twice
+        integers = " ".join(f"{flag(name)} {given[name][0]}" for name, r in ranges.items() if r.integer)
+        raise ValueError(f"--num-samples {num_samples} draws the same point more than once from the integer "
+                         f"range{'s' * (integers.count(':') > 1)} {integers}: draw fewer points, or list its values")
+    return search
+
+
+def parse_widths(value: str, name: str = "hidden") -> tuple[int, ...]:
+    """ "64,64" or "64x64" -> (64, 64); ValueError naming the flag otherwise."""
+    try:
+        widths = tuple(int(w) for w in value.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"{flag(name)} takes widths like 32 or 64,64, got '{value}'") from None
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{flag(name)} takes positive widths like 32 or 64,64, got '{value}'")
+    return widths
+
+
+def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = None) -> list[grid.GridPoint]:
+    """The grid points: `preset` on `given["env"]` with every given setting put over it, one per combination.
+
+    With a `search` (`search_of`), the ranged settings of `given` take the
+    search's drawn points instead, each crossed with every combination of the
+    listed values (`pgjax.running.grid.expand_grid`).
+
+    Raises ValueError (naming flags) for values outside their domain (a range's
+    ends included), settings that cannot work together, and a setting given
+    explicitly that does not apply to any grid point (e.g. --squash with
+    Discrete actions).
+    """
+    from pgjax.algo.envs import make_env
+
+    ranges = search.ranges if search is not None else {}
+    given_ranges = {name: given[name][0] for name in ranges}
+    given = {name: values for name, values in given.items() if name not in ranges}
+    env, num_updates, num_episodes = given.pop("env", None), given.pop("num_updates", None), \
+        given.pop("num_episodes", None)
+    base = preset_config(preset, env)
+    if num_updates is not None:
+        base = dataclasses.replace(base, static=dataclasses.replace(base.static, num_updates=num_updates))
+    static_values, numeric_values = {}, {}
+    for name, values in given.items():
+        if name in ("hidden", "conv"):
+            values = [parse_widths(v, name) for v in values]
+        (static_values if name in StaticConfig.__dataclass_fields__ else numeric_values)[name] = values
+    try:
+        for name, value_range in ranges.items():  # the ends first: a message names the range's, not a drawn value
+            try:
+                grid.expand_grid(base, {}, {}, [{name: value_range.low}, {name: value_range.high}])
+            except ValueError as error:
+                raise ValueError(f"{error} (an end of the range {given_ranges[name]})") from None
+        points = grid.expand_grid(base, static_values, numeric_values, search.points() if search else None)
+    except ValueError as error:
+        raise ValueError(with_flag_names(str(error))) from None
+    if num_episodes is not None:
+        if num_updates is not None:
+            raise ValueError("give --num-updates or --num-episodes, not both")
+        if num_episodes < 1:
+            raise ValueError(f"--num-episodes must be >= 1, got {num_episodes}")
+        points = [
+            dataclasses.replace(p, config=dataclasses.replace(p.config, static=dataclasses.replace(
+                p.config.static, num_updates=math.ceil(num_episodes / p.config.static.episodes_per_update))))
+            for p in points
+        ]
+    spec = make_env(base.static.env)
+    continuous = spec.action_kind == "continuous"
+    for name in [*given, *ranges]:
+        reasons = [p.config.static.unused_settings(continuous).get(name) for p in points]
+        if all(reasons):
+            actions = "Box" if continuous else "Discrete"
+            raise ValueError(with_flag_names(f"{name} {reasons[0]} (here: {base.static.env}, {actions} actions, "
+                                             f"{_describe(points[0].config.static, name)}); leave it out"))
+    return points
+
+
+def _describe(static: StaticConfig, name: str) -> str:
+    """The settings that make `name` unused, for its error message."""
+    if name == "conv":
+        return f"--network {static.network}"
+    if name == "gae_lambda":
+        return f"--advantage {static.advantage}, --baseline {static.baseline}"
+    if name in ("squash", "init_log_std"):
+        return "a categorical policy"
+    return f"--baseline {static.baseline}"
