@@ -30,7 +30,6 @@ if __name__ == "__main__":
 
 import contextlib
 import dataclasses
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -279,6 +278,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         check_host_memory(groups, opts.num_seeds)
         chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)
         if is_main:
+            created = not out.exists()
             prepare_out_dir(out, opts.overwrite)
             outputs.write_json(out / outputs.CONFIG_FILE, {
                 "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
@@ -306,7 +306,9 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
     except ValueError:
         if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
-            shutil.rmtree(out, ignore_errors=True)
+            outputs.remove_run_files(out)
+            if created:
+                out.rmdir()
         raise
     outcome = None
     try:

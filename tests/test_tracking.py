@@ -154,6 +154,11 @@ def test_a_tracker_that_cannot_start_is_one_line_and_leaves_no_run_folder(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --tensorboard could not start: "), err
     assert not out.exists()
+    kept = tmp_path / "mine"  # a folder of the user's: only what the command wrote goes
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's")
+    assert main([*SMALL, "--tensorboard", str(blocker), "--out", str(kept)]) == 2
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
 
 
 @pytest.fixture(scope="module")

@@ -242,9 +242,14 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
     except OSError as error:
         raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
     if overwrite:
-        for name in RUN_FILES:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        remove_run_files(out)
+
+
+def remove_run_files(out: Path) -> None:
+    """Delete the files and folders of `RUN_FILES` in `out` (a run's, none of the user's own)."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
