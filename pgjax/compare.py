@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, run_command
-from pgjax.results import aggregates, outputs
+from pgjax.results import aggregates, outputs, trust
 from pgjax.results import comparison as cmp
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE, plot_improvement, plot_performance_profiles
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
@@ -43,6 +43,10 @@ class Args:
     """Folder to write comparison.json and the plots into; default DIR for one folder, else the current folder."""
     resamples: int = BOOTSTRAP_RESAMPLES
     """Bootstrap resamples of every interval (seed 0)."""
+    env: tuple[str, ...] | None = None
+    """Environment factories (package.module:factory) the folders were trained on, named again: folders of
+    different environments are normalised by a random policy's return, played in each environment, and pgjax
+    imports no code a run folder names."""
 
 
 def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple[list[cmp.GroupRuns], list[dict]]:
@@ -126,6 +130,8 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
                          f"index) to aggregate; they hold {listed}")
     if not names[0]:
         raise ValueError("no completed group with a run that did not diverge in these folders: nothing to aggregate")
+    for run_dir, summary in zip(dirs, summaries):  # before any environment is built
+        trust.confirm(summary["env"], args.env or (), "env", str(run_dir / outputs.SUMMARY_FILE))
     envs = []
     for run_dir, summary, (kept, _) in zip(dirs, summaries, per_folder):
         threshold = summary.get("solve_threshold")
@@ -191,6 +197,10 @@ def compare_folders(args: Args, console: Console) -> Path:
         raise ValueError(f"no such folder for --out: {out}")
     summaries = [outputs.load_summary(d) for d in dirs]
     envs = [s["env"] for s in summaries]
+    if not all(isinstance(e, str) for e in envs):
+        damaged = next(d for d, e in zip(dirs, envs) if not isinstance(e, str))
+        raise ValueError(f"{damaged / outputs.SUMMARY_FILE} names no environment: the run folder is damaged")
+    trust.check_given(args.env or (), set(envs), "env", ", ".join(str(d) for d in dirs))
     if len(set(envs)) == 1:
         compare_one_environment(dirs, summaries, args, out, console)
     elif len(set(envs)) == len(envs):

@@ -26,7 +26,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax.results import outputs, stats
+from pgjax.results import outputs, stats, trust
 from pgjax.results.evaluation import (
     EVALUATION_FILE,
     GYMNASIUM_HINT,
@@ -54,6 +54,11 @@ class Args:
     """Run whose episode --render draws."""
     seed: int = 0
     """PRNG seed: run k's JAX episodes use fold_in(key(seed), k); Gymnasium episode i resets with seed + i."""
+    env: str | None = None
+    """The environment factory (package.module:factory) the folder was trained on, named again: a run folder
+    is data, and pgjax imports no code it names."""
+    network: tuple[str, ...] | None = None
+    """The network factories (package.module:factory) the folder was trained with, named again (as --env)."""
 
 
 def evaluate_folder(args: Args, console: Console) -> dict:
@@ -72,13 +77,15 @@ def evaluate_folder(args: Args, console: Console) -> dict:
             raise ImportError(f"--render needs pygame, Gymnasium's renderer: {GYMNASIUM_HINT}")
         if not args.render.parent.is_dir():
             raise ValueError(f"no such folder for --render: {args.render.parent}")
+    group_configs = [outputs.load_run_config(run_dir, list(group["runs"])[0]) for group in summary["groups"]]
+    trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
     all_params = outputs.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs
     configs, params = [None] * num_runs, [None] * num_runs
     greedy, sampling = np.zeros((num_runs, args.episodes)), np.zeros((num_runs, args.episodes))
     base_key = jax.random.key(args.seed)
-    for group in summary["groups"]:  # groups with the same network share one compile (`_returns_fn`)
+    for group, config in zip(summary["groups"], group_configs):  # a network's groups share a compile
         runs = list(group["runs"])
-        config, stacked = outputs.load_run_config(run_dir, runs[0]), all_params[f"group{group['index']}"]
+        stacked = all_params[f"group{group['index']}"]
         keys = jax.vmap(lambda k: jax.random.fold_in(base_key, k))(jnp.asarray(runs))
         greedy[runs] = evaluate_runs(config, stacked, keys, episodes=args.episodes, greedy=True)
         sampling[runs] = evaluate_runs(config, stacked, keys, episodes=args.episodes, greedy=False)

@@ -44,7 +44,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.options import RunOptions
-from pgjax.results import outputs, tracking
+from pgjax.results import outputs, tracking, trust
 from pgjax.results.exports import write_exports
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import halving_score, summarise
@@ -59,6 +59,8 @@ from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
 # Results (metrics and final states of every run) may take this share of the host's free memory;
 # the chunks in training and the copies made while writing the files need the rest.
 RESULTS_FRACTION = 0.25
+# The options a --resume takes from its own command line, not from the folder's config.json.
+RESUME_OPTIONS = ("resume", "quiet", "compile_cache", "tensorboard", "wandb", "distributed")
 # Below this many run-updates the results cannot come near the host's memory, and their size is not checked.
 CHECKED_RUN_UPDATES = 10**6
 
@@ -68,13 +70,15 @@ class Sweep:
     """What a training command trains: the preset's name, the grid points and the run options.
 
     `search` is the record of the ranges the points were drawn from
-    (`pgjax.running.search.Search.record`), None for a plain grid.
+    (`pgjax.running.search.Search.record`), None for a plain grid; `notes`
+    lines to print before the plan.
     """
 
     preset: str
     points: list[grid.GridPoint]
     run: RunOptions
     search: dict | None = None
+    notes: tuple[str, ...] = ()
 
 
 def parse_args(argv: list[str] | None = None) -> Any:
@@ -146,18 +150,35 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
         raise ValueError(f"{folder} holds no run to resume (no {outputs.CONFIG_FILE})")
     if (folder / outputs.SUMMARY_FILE).exists():
         raise ValueError(f"{folder} holds a finished run; there is nothing to resume")
-    kept = {"resume": run.resume, "quiet": run.quiet, "compile_cache": run.compile_cache}
-    others_given = grid_settings.given_settings(args) or args.preset != "default"
-    if others_given or dataclasses.replace(RunOptions(), **kept) != run:
-        raise ValueError("--resume continues a run with its own settings; give only --resume DIR (and --quiet, "
-                         "--compile-cache)")
+    # This command's own: how it prints and caches, and the trackers and processes it starts (a folder's
+    # files start none, `pgjax.results.trust`).
+    kept = {name: getattr(run, name) for name in RESUME_OPTIONS}
+    given = grid_settings.given_settings(args)
+    env, networks = given.pop("env", None), tuple(given.pop("network", ()))
+    if given or args.preset != "default" or dataclasses.replace(RunOptions(), **kept) != run:
+        raise ValueError(f"--resume continues a run with its own settings; give only --resume DIR (and "
+                         f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS if n != 'resume')}, "
+                         "--env and --network to name a factory the run was trained with again)")
     saved = outputs.load_json(config_file)
     if "run" not in saved:
         raise ValueError(f"{folder} was written by another pgjax version; it cannot be resumed by this one")
     points = [grid.GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
-    run = dataclasses.replace(RunOptions(**{k: v for k, v in saved["run"].items() if k not in kept}), **kept,
-                              out=folder)
-    return Sweep(saved["preset"], points, run, saved.get("search"))
+    trust.confirm_configs([p.config for p in points], str(config_file), env, networks)
+    recorded = {k: v for k, v in saved["run"].items() if k not in kept}
+    run = dataclasses.replace(RunOptions(**recorded), **kept, out=folder)
+    return Sweep(saved["preset"], points, run, saved.get("search"), notes=tracker_notes(saved["run"], run))
+
+
+def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
+    """A line for each tracker the interrupted command had and this --resume does not: it starts none by itself."""
+    notes = []
+    for name in ("tensorboard", "wandb"):
+        before = recorded.get(name)
+        if before is not None and getattr(run, name) is None:
+            again = f"--{name} {before}".rstrip()
+            notes.append(f"the interrupted command logged to --{name}; a resumed run starts no tracker its "
+                         f"folder names: give {again} with --resume to log again")
+    return tuple(notes)
 
 
 def chunk_plan(chunks: list[Chunk]) -> list[dict]:
@@ -291,7 +312,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
             })
     verbose = is_main and not opts.quiet
     if verbose:
-        notes = [preset_note(sweep, spec.action_kind == "continuous"),
+        notes = [*sweep.notes, preset_note(sweep, spec.action_kind == "continuous"),
                  sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
         for note in filter(None, notes):
             console.print(note, soft_wrap=True)

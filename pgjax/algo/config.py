@@ -17,7 +17,7 @@ from typing import Any, Literal
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.algo.networks import network_factory
+from pgjax.algo.networks import check_network_name
 from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS
 
 # The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
@@ -124,7 +124,7 @@ class StaticConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason, naming the fields, if the settings cannot work."""
-        network_factory(self.network)  # an unknown network: the message names the registered ones
+        check_network_name(self.network)  # an unknown network: the message names the registered ones; no import
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers, got {self.hidden}")
         if self.network == "cnn" and (not self.conv or any(c < 1 for c in self.conv)):

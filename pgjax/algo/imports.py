@@ -6,6 +6,14 @@ import importlib
 from typing import Any
 
 
+def names_code(name: Any) -> bool:
+    """Whether a setting's value names code to import: a "package.module:name" string.
+
+    A gymnax id ("CartPole-v1") or a registered network ("mlp") names none: building it imports nothing.
+    """
+    return isinstance(name, str) and ":" in name
+
+
 def import_object(path: str, what: str) -> Any:
     """The object that "package.module:name" names (name may be dotted: "module:Class.attr").
 

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.algo.dense import ACTIVATIONS, dense_layers, dense_stack
-from pgjax.algo.imports import import_object
+from pgjax.algo.imports import import_object, names_code
 
 if TYPE_CHECKING:  # pgjax.algo.config validates network names against this module's registry
     from pgjax.algo.config import Config, StaticConfig
@@ -259,6 +259,26 @@ def network_names() -> tuple[str, ...]:
     return tuple(_NETWORKS)
 
 
+def check_network_name(name: str) -> None:
+    """Raise ValueError for a name `network_factory` could not serve, without importing anything.
+
+    A registered name is checked against the registry; a "package.module:factory"
+    only for its form (the import happens when the network is built).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"a network is named by a string, got {type(name).__name__}")
+    if names_code(name):
+        module_name, _, attr = name.partition(":")
+        if not module_name or not attr or ":" in attr:
+            raise ValueError(f"the network factory '{name}' is not of the form package.module:name")
+        return
+    if name not in _NETWORKS:
+        raise ValueError(
+            f"unknown network '{name}'; registered: {', '.join(_NETWORKS)} (pgjax.algo.networks.register_network "
+            "adds one, or name package.module:factory)"
+        )
+
+
 def network_factory(name: str) -> NetworkFactory:
     """The factory of a registered name, or the one "package.module:factory" names (imported).
 
@@ -266,16 +286,12 @@ def network_factory(name: str) -> NetworkFactory:
       ValueError: an unknown name (the registered ones are named), or a
         "package.module:factory" that cannot be imported or is not callable.
     """
-    if ":" in name:
+    check_network_name(name)
+    if names_code(name):
         factory = import_object(name, "network factory")
         if not callable(factory):
             raise ValueError(f"'{name}' names an object of type {type(factory).__name__}, not a network factory")
         return factory
-    if name not in _NETWORKS:
-        raise ValueError(
-            f"unknown network '{name}'; registered: {', '.join(_NETWORKS)} (pgjax.algo.networks.register_network "
-            "adds one, or name package.module:factory)"
-        )
     return _NETWORKS[name]
 
 

@@ -25,9 +25,10 @@ import numpy as np
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import make_env
+from pgjax.algo.imports import names_code
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import make_collect
-from pgjax.results import outputs
+from pgjax.results import outputs, trust
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
@@ -75,11 +76,27 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
     return act
 
 
-def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed: int = 0) -> Policy:
-    """Run `run` of a run folder as `act(obs) -> action` (see `policy_callable`)."""
-    return policy_callable(
-        outputs.load_run_config(run_dir, run), outputs.load_params(run_dir, run), greedy=greedy, seed=seed
-    )
+def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed: int = 0, env: str | None = None,
+                network: str | None = None) -> Policy:
+    """Run `run` of a run folder as `act(obs) -> action` (see `policy_callable`).
+
+    Args:
+      run_dir: a folder written by `python -m pgjax.train`.
+      run: index of the run (into summary.json's `runs`).
+      greedy, seed: as `policy_callable`.
+      env, network: for a run trained with an environment or network factory
+        ("package.module:factory"), that factory named again: a run folder is data,
+        and pgjax imports no module that it names (`pgjax.results.trust`).
+
+    Raises:
+      ValueError: as `pgjax.results.outputs.load_summary`; the folder names a
+        factory that `env`/`network` do not name again, or they name another.
+      IndexError: `run` is out of range.
+    """
+    config = outputs.load_run_config(run_dir, run)
+    trust.confirm_configs([config], str(Path(run_dir) / outputs.SUMMARY_FILE), env,
+                          () if network is None else (network,))
+    return policy_callable(config, outputs.load_params(run_dir, run), greedy=greedy, seed=seed)
 
 
 @functools.lru_cache(maxsize=32)
@@ -141,6 +158,9 @@ def _gymnasium():
 
 
 def _make_gymnasium_env(env_id: str, **kwargs):
+    if names_code(env_id):  # Gymnasium's make would import the module before the id
+        raise ValueError(f"Gymnasium has no reference implementation of the environment factory '{env_id}': "
+                         "its cross-check and rendering take gymnax ids that Gymnasium also has (CartPole-v1)")
     gym = _gymnasium()
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame's renderer needs no sound card
     headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
