@@ -5,7 +5,8 @@
     python -m pgjax.plot runs/A --out figures/          # an existing folder: -> figures/learning_curves.png
     python -m pgjax.plot runs/A --out curves            # no suffix: -> curves.png
 
-The command names the file it wrote, exactly. The figures are `pgjax.results.plots`'s; this module parses, calls and prints.
+The command names the file it wrote, exactly. The figures are `pgjax.results.plots`'s; this
+module parses, calls and prints.
 """
 
 from __future__ import annotations

@@ -275,7 +275,11 @@ def write_marker(out: str | Path, marker: dict) -> None:
 
 
 def note_written(path: str | Path) -> None:
-    """List `path`'s name in its folder's marker (where the folder has one) before pgjax writes it."""
+    """List `path`'s name in its folder's marker (where the folder has one) before pgjax writes it.
+
+    Raises:
+      ValueError: the marker is damaged (`read_marker`) or cannot be written (`write_error`).
+    """
     path = Path(path)
     marker = read_marker(path.parent)
     if marker is not None and path.name not in marker["files"] and _plain_name(path.name):
@@ -284,7 +288,11 @@ def note_written(path: str | Path) -> None:
 
 
 def remove_written(path: str | Path) -> None:
-    """Delete `path` if its folder's marker lists it (pgjax wrote it), and unlist it; else leave it."""
+    """Delete `path` if its folder's marker lists it (pgjax wrote it), and unlist it; else leave it.
+
+    Raises:
+      ValueError: as `note_written`.
+    """
     path = Path(path)
     marker = read_marker(path.parent)
     if marker is None or path.name not in marker["files"]:
@@ -312,6 +320,9 @@ def record_folders(out: str | Path) -> None:
     Called once the trackers are closed: everything then under a tensorboard/ or
     wandb/ that was not there before the run is the run's. Nothing to do
     without a marker.
+
+    Raises:
+      ValueError: as `note_written`.
     """
     out = Path(out)
     marker = read_marker(out)
