@@ -141,8 +141,13 @@ def keep_earlier_results(result: dict, path: Path) -> list[str]:
         earlier = outputs.load_json(path)
     except ValueError:
         return []
+    runs, groups = earlier.get("runs"), earlier.get("groups")
+    readable = isinstance(runs, list) and isinstance(groups, list) and all(
+        isinstance(entry, dict) for entry in [*runs, *groups])
+    if not readable:  # damaged, or of another version: computed afresh, nothing kept
+        return []
     same = all(earlier.get(k) == result[k] for k in ("env", "episodes", "seed")) and \
-        [r["run"] for r in earlier.get("runs", [])] == [r["run"] for r in result["runs"]]
+        [r.get("run") for r in runs] == [r["run"] for r in result["runs"]]
     if not same:
         return []
     kept = []

@@ -2,8 +2,11 @@
 
     python -m pgjax.plot runs/DIR                       # -> runs/DIR/learning_curves.png
     python -m pgjax.plot runs/A runs/B --out ab.png     # every group of every folder in one figure
+    python -m pgjax.plot runs/A --out figures/          # an existing folder: -> figures/learning_curves.png
+    python -m pgjax.plot runs/A --out curves            # no suffix: -> curves.png
 
-The figures are `pgjax.results.plots`'s; this module parses, calls and prints.
+The command names the file it wrote, exactly. The figures are `pgjax.results.plots`'s; this
+module parses, calls and prints.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import tyro
 
 from pgjax.cli import FOLDER_ERRORS, folder_error, parse, run_command
 from pgjax.results.outputs import PLOT_FILE, check_run_dir
-from pgjax.results.plots import Statistic, plot_folders
+from pgjax.results.plots import Statistic, figure_path, plot_folders
 
 
 @dataclasses.dataclass
@@ -26,7 +29,8 @@ class Args:
     dirs: tyro.conf.Positional[tuple[Path, ...]]
     """Run folders written by `python -m pgjax.train`."""
     out: Path | None = None
-    """PNG to write; default DIR/learning_curves.png for one folder, ./learning_curves.png for several."""
+    """Image to write (an existing folder: learning_curves.png inside it; no suffix: .png added); default
+    DIR/learning_curves.png for one folder, ./learning_curves.png for several."""
     statistic: Statistic = "iqm"
     """Line drawn over runs: interquartile mean or mean (the band is its 95% bootstrap interval)."""
 
@@ -41,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("give at least one run folder")
         for run_dir in args.dirs:  # a missing or interrupted run is named before --out
             check_run_dir(run_dir)
-        out = args.out or (args.dirs[0] / PLOT_FILE if len(args.dirs) == 1 else Path(PLOT_FILE))
-        if not out.parent.is_dir():
-            raise ValueError(f"no such folder for --out: {out.parent}")
+        out = figure_path(args.out or (args.dirs[0] / PLOT_FILE if len(args.dirs) == 1 else Path(PLOT_FILE)))
         path = plot_folders(args.dirs, out, statistic=args.statistic)
     except FOLDER_ERRORS as error:
         return folder_error(error)

@@ -327,7 +327,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
     except ValueError:
         if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
-            outputs.remove_run_files(out)
+            outputs.remove_run_files(out, this_command=True)
             if created:
                 out.rmdir()
         raise
@@ -361,10 +361,8 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         tracker.log_final(summary)
     finally:
         tracker.close()
+    outputs.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
     print_report(summary, console)
-    from pgjax.results.plots import plot_run
-
-    plot_run(out)
     console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
     for line in tracker.where():
         console.print(line, soft_wrap=True)
@@ -376,7 +374,10 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
 
 def write_results(out: Path, points: list[grid.GridPoint], groups: list, results: list, timings: dict, outcome,
                   sweep: Sweep, spec, start: float) -> dict:
-    """Write metrics.npz, params.msgpack, the exports and summary.json (last) into `out`; returns the summary."""
+    """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
+
+    summary.json marks a finished run: a write that fails before it leaves a folder that reads as interrupted.
+    """
     opts = sweep.run
     by_point = {}
     for result, compile_group in zip(results, groups if outcome is None else [[p] for p in points]):
@@ -391,6 +392,9 @@ def write_results(out: Path, points: list[grid.GridPoint], groups: list, results
     summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold,
                         search=sweep.search, halving=outcome)
     write_exports(out, summary, [m for m, _, _ in ordered])
+    from pgjax.results.plots import plot_summary  # matplotlib: only here
+
+    plot_summary(out, summary, [m for m, _, _ in ordered])
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)
     return summary
 

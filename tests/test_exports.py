@@ -134,8 +134,29 @@ def test_load_results_without_pandas_names_the_extra(run_dir, monkeypatch):
 def test_overwrite_knows_the_new_files(run_dir, tmp_path):
     out = tmp_path / "only_exports"
     out.mkdir()
-    (out / outputs.RUNS_FILE).write_text("run\n")
+    (out / outputs.RUNS_FILE).write_text("run\n")  # not pgjax's: no marker lists it
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="holds runs.csv, which pgjax did not write"):
+            outputs.prepare_out_dir(out, overwrite=overwrite)
+    assert (out / outputs.RUNS_FILE).read_text() == "run\n"
+    marked = tmp_path / "marked"
+    outputs.prepare_out_dir(marked, overwrite=False)
+    exports.write_exports(marked, outputs.load_summary(run_dir), outputs.load_metrics(run_dir), parquet=False)
     with pytest.raises(FileExistsError):
-        outputs.prepare_out_dir(out, overwrite=False)
-    outputs.prepare_out_dir(out, overwrite=True)
-    assert not (out / outputs.RUNS_FILE).exists()
+        outputs.prepare_out_dir(marked, overwrite=False)
+    outputs.prepare_out_dir(marked, overwrite=True)
+    assert sorted(p.name for p in marked.iterdir()) == [outputs.MARKER_FILE]
+
+
+def test_the_other_curves_file_goes_only_if_pgjax_wrote_it(run_dir, tmp_path):
+    pytest.importorskip("pyarrow")
+    summary, metrics = outputs.load_summary(run_dir), outputs.load_metrics(run_dir)
+    (tmp_path / exports.CURVES_CSV).write_text("the user's\n")  # no marker: not pgjax's
+    exports.write_exports(tmp_path, summary, metrics, parquet=True)
+    assert (tmp_path / exports.CURVES_CSV).read_text() == "the user's\n"
+    marked = tmp_path / "marked"
+    outputs.prepare_out_dir(marked, overwrite=False)
+    exports.write_exports(marked, summary, metrics, parquet=False)
+    exports.write_exports(marked, summary, metrics, parquet=True)
+    assert not (marked / exports.CURVES_CSV).exists()
+    assert exports.CURVES_CSV not in outputs.read_marker(marked)["files"]

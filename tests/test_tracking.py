@@ -6,6 +6,7 @@ import dataclasses
 import glob
 import importlib.util
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -285,3 +286,15 @@ def test_a_resumed_chunk_logs_its_restored_updates_first(two_points):
     assert [list(c.speed) for c in found] == [[], [6], [7]]
     np.testing.assert_allclose(np.concatenate([c.values["return/mean"] for c in found]),
                                metrics.episode_return[:4].astype(np.float64).mean(0))
+
+
+def test_overwrite_removes_the_trackers_files_and_keeps_the_users(tracked, tmp_path):
+    """The marker lists what the trackers wrote; --overwrite deletes that and leaves a user's file beside it."""
+    marker = outputs.read_marker(tracked)
+    assert marker["user_folders"] == [] and marker["folder_files"]["tensorboard"]
+    copy = tmp_path / "copy"
+    shutil.copytree(tracked, copy, symlinks=True)
+    (copy / "tensorboard" / "mine.txt").write_text("the user's")
+    outputs.prepare_out_dir(copy, overwrite=True)
+    left = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*"))
+    assert left == [outputs.MARKER_FILE, "tensorboard", "tensorboard/mine.txt"]

@@ -16,8 +16,15 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from pgjax.results import outputs
+
 PROFILE_FILE = "performance_profiles.png"
 IMPROVEMENT_FILE = "probability_of_improvement.png"
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` atomically as a PNG (`outputs.write_atomic`); returns the path. ValueError: the write failed."""
+    return outputs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png"))
 
 
 def _colors(count: int) -> Sequence:
@@ -59,8 +66,7 @@ def plot_performance_profiles(
         ax.legend(loc="best", **legend)
     else:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), **legend)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)
 
 
 def plot_improvement(comparison: dict, path: str | Path, *, title: str = "") -> Path:
@@ -98,5 +104,4 @@ def plot_improvement(comparison: dict, path: str | Path, *, title: str = "") -> 
     ax.set_xlabel(f"P(group > baseline): baseline {baseline}\nbar: 95% bootstrap CI; diamond: point estimate")
     ax.grid(alpha=0.3, axis="x")
     ax.set_title(title)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)

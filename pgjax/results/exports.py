@@ -33,7 +33,6 @@ import functools
 import importlib.util
 import io
 import math
-import os
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -144,20 +143,24 @@ def _as_dict(metrics: Mapping[str, np.ndarray] | Metrics) -> Mapping[str, np.nda
 
 def write_csv(path: Path, columns: Sequence[str], rows_or_columns: Sequence[Sequence[Any]] | dict[str, np.ndarray],
               ) -> None:
-    """Write a CSV atomically: from rows (lists of values; None is an empty cell) or from columns of arrays.
+    """Write a CSV atomically (`outputs.write_atomic`): from rows (lists of values; None is an empty cell) or columns.
 
     Floats are written as the shortest text that reads back to the same value of their own precision.
+
+    Raises:
+      ValueError: the write failed (one line naming the file; no temporary file is left).
     """
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as file:
-        writer = csv.writer(file)
-        if isinstance(rows_or_columns, dict):
-            writer.writerow(columns)
-            texts = [np.asarray(rows_or_columns[name]).astype(str) for name in columns]
-            writer.writerows(zip(*texts))
-        else:
-            file.write(csv_text(columns, rows_or_columns))
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as file:
+            if isinstance(rows_or_columns, dict):
+                writer = csv.writer(file)
+                writer.writerow(columns)
+                texts = [np.asarray(rows_or_columns[name]).astype(str) for name in columns]
+                writer.writerows(zip(*texts))
+            else:
+                file.write(csv_text(columns, rows_or_columns))
+
+    outputs.write_atomic(path, write)
 
 
 def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -178,13 +181,17 @@ def _cell(value: Any) -> Any:
 
 
 def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Write columns (name -> array) as one Parquet table, atomically (pyarrow)."""
+    """Write columns (name -> array) as one Parquet table, atomically (pyarrow; `outputs.write_atomic`).
+
+    Raises:
+      ValueError: the write failed (one line naming the file; no temporary file is left).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
+    table = pa.table(columns)
+    outputs.write_atomic(path, lambda tmp: pq.write_table(table, str(tmp)),
+                         f"up to {outputs.format_bytes(table.nbytes)}")
 
 
 def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Mapping[str, np.ndarray] | Metrics],
@@ -197,7 +204,10 @@ def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Ma
       parquet: write Parquet (True) or CSV (False) curves; None: Parquet when pyarrow is importable.
 
     Returns:
-      The paths written. A curves file of the other format left from before is removed.
+      The paths written. A curves file of the other format that pgjax wrote before is removed.
+
+    Raises:
+      ValueError: a write failed (`outputs.write_atomic`).
     """
     run_dir = Path(run_dir)
     parquet = has_parquet() if parquet is None else parquet
@@ -209,7 +219,7 @@ def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Ma
         write_parquet(run_dir / curves_path, curves)
     else:
         write_csv(run_dir / curves_path, list(curves), curves)
-    (run_dir / other).unlink(missing_ok=True)
+    outputs.remove_written(run_dir / other)  # only a file of pgjax's: the run folder's marker lists it
     return [run_dir / RUNS_FILE, run_dir / curves_path]
 
 
@@ -239,32 +249,58 @@ def load_results(run_dir: str | Path) -> Results:
     Raises:
       ImportError: pandas is missing (one line naming the `results` extra), or
         pyarrow for a folder whose curves are Parquet.
-      ValueError: as `pgjax.results.outputs.check_run_dir`.
+      ValueError: as `pgjax.results.outputs.load_summary`; a file is damaged (one
+        line naming it, the cause chained).
     """
     pd = import_pandas()
     run_dir = outputs.check_run_dir(run_dir)
     summary = None
-    if (run_dir / RUNS_FILE).is_file():
-        runs_text = (run_dir / RUNS_FILE).read_text()
+    dtypes = curve_dtypes()
+    runs_path = run_dir / RUNS_FILE
+    if runs_path.is_file():
+        runs = _read_table(runs_path, lambda: _read_runs(pd, runs_path.read_text()))
     else:
         summary = outputs.load_summary(run_dir)
-        runs_text = csv_text(*runs_table(summary))
-    runs = _read_runs(pd, runs_text)
-    dtypes = curve_dtypes()
+        runs = _read_runs(pd, csv_text(*runs_table(summary)))
+    wanted = {name: dtype for name, dtype in dtypes.items()}
     if (run_dir / CURVES_PARQUET).is_file():
         if not has_parquet():
             raise ImportError(f"{run_dir / CURVES_PARQUET} needs pyarrow: {RESULTS_EXTRA}")
-        curves = pd.read_parquet(run_dir / CURVES_PARQUET)
+        curves = _read_table(run_dir / CURVES_PARQUET,
+                             lambda: _typed_curves(pd.read_parquet(run_dir / CURVES_PARQUET), wanted))
     elif (run_dir / CURVES_CSV).is_file():
-        curves = pd.read_csv(run_dir / CURVES_CSV)
+        curves = _read_table(run_dir / CURVES_CSV, lambda: _typed_curves(pd.read_csv(run_dir / CURVES_CSV), wanted))
     else:
         summary = summary or outputs.load_summary(run_dir)
-        curves = pd.DataFrame(curves_columns(summary, outputs.load_metrics(run_dir)))
-    return Results(runs, curves.astype({name: dtype for name, dtype in dtypes.items() if name in curves}))
+        group_metrics = outputs.load_run_metrics(run_dir, summary)
+        curves = pd.DataFrame(curves_columns(summary, group_metrics)).astype(wanted)
+    return Results(runs, curves)
+
+
+def _read_table(path: Path, read: Any) -> Any:
+    """`read()`, whose errors on a damaged file (pandas', pyarrow's, a missing column) become one ValueError."""
+    try:
+        return read()
+    except ImportError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, OSError, NotImplementedError, UnicodeDecodeError) as error:
+        raise outputs.damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
+
+
+def _typed_curves(curves: Any, dtypes: dict[str, np.dtype]) -> Any:
+    """The curves with their dtypes; KeyError naming a column the file lacks."""
+    missing = [name for name in dtypes if name not in curves]
+    if missing:
+        raise KeyError(f"no column {', '.join(missing)}")
+    return curves.astype(dtypes)
 
 
 def _read_runs(pd: Any, text: str) -> Any:
     """runs.csv's text as a DataFrame: widths stay text ("64" is a width, not a number)."""
     widths = [f.name for f in dataclasses.fields(StaticConfig) if "tuple" in str(f.type)]
     runs = pd.read_csv(io.StringIO(text), dtype={name: str for name in widths})
+    missing = [name for name in ("run", "group", "seed", "solved_at_env_steps", "diverged_at_update")
+               if name not in runs]
+    if missing:
+        raise KeyError(f"no column {', '.join(missing)}")
     return runs.astype({"solved_at_env_steps": "float64", "diverged_at_update": "float64"})

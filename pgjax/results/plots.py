@@ -12,9 +12,10 @@ pyplot backend of the caller is left alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib import colormaps
@@ -92,7 +93,8 @@ def plot_curves(
       curves: dicts with "label" (str), "env_steps" [R, U] cumulative env steps after
         each update of each run and "returns" [R, U] mean episode return of each
         update of each run; R and U may differ between curves.
-      path: the PNG to write (its folder must exist).
+      path: the image to write (its folder must exist), in the format its suffix names (.png, .pdf, .svg, ...);
+        written atomically (`outputs.write_atomic`).
       threshold: return at which the environment counts as solved, drawn dashed; None for none.
       title: figure title.
       statistic: "iqm" (interquartile mean over runs, rliable's recommendation) or "mean".
@@ -100,12 +102,17 @@ def plot_curves(
 
     Returns:
       The path written.
+
+    Raises:
+      ValueError: no curves; an unknown statistic; a suffix matplotlib cannot write;
+        the write failed (one line naming the file; no temporary file is left).
     """
     if not curves:
         raise ValueError("no curves to plot")
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
     path = Path(path)
+    image_format = image_format_of(path)
     fig = Figure(figsize=(8, 5), dpi=100)
     ax = fig.add_subplot()
     colors = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors
@@ -134,8 +141,93 @@ def plot_curves(
     else:
         ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                   title_fontsize="small")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return outputs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format=image_format))
+
+
+def image_format_of(path: Path) -> str:
+    """The image format a path's suffix names ("png" for .png). ValueError: a suffix matplotlib cannot write."""
+    supported = Figure().canvas.get_supported_filetypes()
+    image_format = path.suffix[1:].lower()
+    if image_format not in supported:
+        raise ValueError(f"cannot write a figure to {path}: give a file ending in .png (or "
+                         f"{', '.join('.' + name for name in sorted(supported) if name != 'png')})")
+    return image_format
+
+
+def figure_path(out: str | Path, default_name: str = PLOT_FILE) -> Path:
+    """The file a figure asked for with `--out OUT` goes to, and which the command names.
+
+    An existing folder gets `default_name` inside it; a name without a suffix gets
+    ".png" (`--out curves` writes curves.png); any other name is the file itself.
+
+    Raises:
+      ValueError: one line: the folder it would go into is missing or not writable,
+        or the suffix is no image format matplotlib writes.
+    """
+    out = Path(out)
+    if out.is_dir():
+        path = out / default_name
+    elif out.suffix == "":
+        path = out.with_name(out.name + ".png")
+    else:
+        path = out
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"no such folder for --out: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to the folder of --out: {folder} is not writable")
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder")
+    image_format_of(path)
     return path
+
+
+def curves_of_summary(summary: dict, group_metrics: Sequence[dict], run_dir: str | Path) -> list[dict]:
+    """One unlabelled curve per group of a run: {"run_dir", "hyperparameters", "env_steps", "returns"}.
+
+    Args:
+      summary: the run's summary.json dict (written or not yet); group_metrics: per group,
+        its metrics (name -> [R, U] arrays: "env_steps", "episode_return"); run_dir: the folder.
+    """
+    return [{"run_dir": Path(run_dir), "hyperparameters": group["hyperparameters"],
+             "env_steps": np.asarray(metrics["env_steps"]), "returns": np.asarray(metrics["episode_return"])}
+            for group, metrics in zip(summary["groups"], group_metrics)]
+
+
+def label_curves(curves: list[dict], several: bool) -> list[dict]:
+    """Label each curve by what tells it apart (see `group_curves`); returns `curves`."""
+    for curve in curves:
+        # Several folders: a folder's name stands for its settings, and only what differs
+        # between its own groups is added; one folder: what differs between its groups.
+        same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
+        names = varied_settings(same_folder)
+        settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name), TABLE_DIGITS)}"
+                             for name in names)
+        folder = curve["run_dir"].name if several else ""
+        curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
+    return curves
+
+
+def plot_summary(run_dir: str | Path, summary: dict, group_metrics: Sequence[Any], path: str | Path | None = None,
+                 *, statistic: Statistic = "iqm") -> Path:
+    """The learning curves of a run from its results in memory: what `pgjax.train` draws before summary.json.
+
+    Args:
+      run_dir: the run folder; summary: its summary dict; group_metrics: per group its
+        `Metrics` or metrics dict, leaves [R, U, ...]; path: default `<run_dir>/learning_curves.png`.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: as `plot_curves`.
+    """
+    as_dicts = [m if isinstance(m, dict) else {"env_steps": m.env_steps, "episode_return": m.episode_return}
+                for m in group_metrics]
+    curves = label_curves(curves_of_summary(summary, as_dicts, run_dir), several=False)
+    return plot_curves(curves, Path(run_dir) / PLOT_FILE if path is None else path,
+                       threshold=summary.get("solve_threshold"), title=f"{summary['env']}: {Path(run_dir).name}",
+                       statistic=statistic)
 
 
 def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
@@ -149,7 +241,8 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
 
     Raises:
       ValueError: no folder; a folder that holds no finished run
-        (`pgjax.results.outputs.check_run_dir`); folders of different
+        (`pgjax.results.outputs.check_run_dir`) or a damaged one (summary.json or
+        metrics.npz: the message names the file); folders of different
         environments, whose returns do not compare (the message names them).
     """
     run_dirs = [Path(d) for d in run_dirs]
@@ -162,26 +255,10 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
         raise ValueError(f"cannot overlay runs of different environments: {listed}; plot each environment apart")
     curves, thresholds = [], {}
     for run_dir, summary in zip(run_dirs, summaries):
-        if "groups" not in summary:
-            raise ValueError(f"{run_dir}/{outputs.SUMMARY_FILE} has no groups (written by an older pgjax?)")
         thresholds[summary["env"]] = summary.get("solve_threshold")
-        for group in summary["groups"]:
-            metrics = outputs.load_group_metrics(run_dir, group["index"])
-            curves.append({
-                "run_dir": run_dir, "hyperparameters": group["hyperparameters"],
-                "env_steps": metrics["env_steps"], "returns": metrics["episode_return"],
-            })
-    several = len(run_dirs) > 1
-    for curve in curves:
-        # Several folders: a folder's name stands for its settings, and only what differs
-        # between its own groups is added; one folder: what differs between its groups.
-        same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
-        names = varied_settings(same_folder)
-        settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name), TABLE_DIGITS)}"
-                             for name in names)
-        folder = curve["run_dir"].name if several else ""
-        curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
-    return curves, thresholds
+        group_metrics = outputs.load_run_metrics(run_dir, summary)
+        curves.extend(curves_of_summary(summary, group_metrics, run_dir))
+    return label_curves(curves, several=len(run_dirs) > 1), thresholds
 
 
 def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic: Statistic = "iqm") -> Path:
@@ -197,5 +274,9 @@ def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic:
 
 
 def plot_run(run_dir: str | Path, path: str | Path | None = None, *, statistic: Statistic = "iqm") -> Path:
-    """Learning curves of every group of a run folder; writes `<run_dir>/learning_curves.png` by default."""
+    """Learning curves of every group of a run folder; writes `<run_dir>/learning_curves.png` by default.
+
+    Raises:
+      ValueError: as `plot_folders`.
+    """
     return plot_folders([run_dir], Path(run_dir) / PLOT_FILE if path is None else path, statistic=statistic)
