@@ -172,8 +172,12 @@ def test_a_network_named_by_its_factory_serves_a_gaussian_policy_and_a_value(key
 def test_unknown_and_duplicate_networks_are_refused():
     with pytest.raises(ValueError, match="unknown network 'transformer'; registered: mlp, cnn"):
         StaticConfig(network="transformer").validate()
+    missing = Config(StaticConfig(network="tests.custom:no_network"), Hyperparams())
+    missing.validate()  # a factory's name is checked for its form only: validating imports nothing
+    with pytest.raises(ValueError, match="not of the form package.module:name"):
+        StaticConfig(network="tests.custom:a:b").validate()
     with pytest.raises(ValueError, match="module 'tests.custom' has no attribute 'no_network'"):
-        Config(StaticConfig(network="tests.custom:no_network"), Hyperparams()).validate()
+        make_policy(make_env("CartPole-v1"), missing)  # building it imports it
     with pytest.raises(ValueError, match="network 'mlp' is already registered; pass replace=True"):
         register_network("mlp", custom.linear_network)
     with pytest.raises(ValueError, match="without ':'"):
