@@ -16,7 +16,11 @@ from pgjax.cli import exit_process, prepare_process, run_command
 def train() -> None:
     """`pgjax-train`: `python -m pgjax.train` as a console script."""
     started = time.perf_counter()
-    prepare_process(sys.argv)
+    try:
+        prepare_process(sys.argv)
+    except ValueError as error:  # a --distributed that cannot start (`pgjax.train.prepare`)
+        print(f"error: --distributed: {error}", file=sys.stderr)
+        sys.exit(2)
     from pgjax import train as train_module
 
     exit_process(run_command(lambda: train_module.main(started=started)))

@@ -25,8 +25,19 @@ import sys
 from pgjax.cli import StopRequest, exit_process, make_console, parse, prepare_process, run_command
 from pgjax.running.devices import host_available_bytes, start_distributed, use_compile_cache
 
+
+
+def prepare(argv: list[str]) -> None:
+    """`prepare_process(argv)`; a --distributed that cannot start ends the process with one line (exit status 2)."""
+    try:
+        prepare_process(argv)
+    except ValueError as error:
+        print(f"error: --distributed: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    prepare_process(sys.argv)  # before gymnax starts JAX's backends
+    prepare(sys.argv)  # before gymnax starts JAX's backends
 
 import contextlib
 import dataclasses
@@ -39,7 +50,7 @@ import numpy as np
 from rich.console import Console
 
 from pgjax import grid_settings, options
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS
@@ -51,6 +62,8 @@ from pgjax.results.summary import halving_score, summarise
 from pgjax.results.tables import print_report
 from pgjax.running import grid, memory
 from pgjax.running.halving import HalvingPlan, train_halving
+from pgjax.running.checkpoints import remove_incomplete_saves
+from pgjax.running.folder_lock import FolderLock, check_writable
 from pgjax.running.memory import format_bytes
 from pgjax.running.progress import SweepProgress
 from pgjax.running.search import balance_note
@@ -162,6 +175,7 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
     saved = outputs.load_json(config_file)
     if "run" not in saved:
         raise ValueError(f"{folder} was written by another pgjax version; it cannot be resumed by this one")
+    check_saved_config(config_file, saved)
     points = [grid.GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
     trust.confirm_configs([p.config for p in points], str(config_file), env, networks)
     recorded = {k: v for k, v in saved["run"].items() if k not in kept}
@@ -257,24 +271,47 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
         stop: StopRequest | None = None) -> Path:
     """Train, write the run folder and print the report; returns the folder.
 
-    `args` is `parse_args`'s result; `started` the `time.perf_counter()` from
-    which wall_seconds counts (default: now). Raises `Interrupted` (after
-    checkpointing) if `stop` was triggered.
+    The run folder is held for the whole command (`FolderLock`; in a
+    multi-process run by process 0): a second command on it is refused.
+
+    Args:
+      args: `parse_args`'s result.
+      console: where the plan, progress and report go (default: `make_console()`).
+      started: the `time.perf_counter()` from which wall_seconds counts (default: now).
+      stop: polled between segments; once triggered, training checkpoints and stops.
+
+    Returns:
+      The run folder.
+
+    Raises:
+      Interrupted: (after checkpointing) `stop` was triggered.
+      FolderInUse: another process holds the run folder.
+      ValueError, FileExistsError, ImportError: the user's error, in one line; nothing written.
     """
+    with FolderLock() as hold:
+        return _train(args, console, started, stop, hold)
+
+
+def _train(args: Any, console: Console | None, started: float | None, stop: StopRequest | None,
+           hold: FolderLock) -> Path:
+    """`run`, holding the run folder with `hold`."""
     start = time.perf_counter() if started is None else started
     console = console or make_console()
+    hold_resumed_folder(options.run_options(args).resume, hold)
     sweep = sweep_of(args)
     tracking.check_installed(sweep.run)  # a missing extra: nothing written
     opts = sweep.run
     if opts.distributed and not jax.distributed.is_initialized():
         try:
             start_distributed()
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             raise ValueError(f"--distributed: {error}") from None
     if use_compile_cache(opts.compile_cache) is None and opts.compile_cache != "off":
         console.print(f"compile cache off: cannot write {opts.compile_cache}", soft_wrap=True)
     is_main = jax.process_index() == 0
     resuming = opts.resume is not None
+    if resuming and is_main:  # a multi-process run's folder is held here, by process 0 (`hold_resumed_folder`)
+        hold_resumed_folder(opts.resume, hold, distributed=True)
     points = sweep.points
     groups = grid.compile_groups(points)
     spec = make_env(points[0].config.static.env)
@@ -290,17 +327,20 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     devices = jax.devices()
     estimates = None
     if resuming:
-        saved = outputs.load_json(out / outputs.CONFIG_FILE)
-        chunks = chunks_of(saved["chunks"])
-        if saved["num_devices"] != len(devices):
-            raise ValueError(f"{out} was trained on {saved['num_devices']} devices and this process has "
-                             f"{len(devices)}; resume it with the same number")
+        chunks = resumed_chunks(out, outputs.load_json(out / outputs.CONFIG_FILE), groups, opts.num_seeds, devices)
     else:
         check_host_memory(groups, opts.num_seeds)
         chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)
         if is_main:
-            created = not out.exists()
-            prepare_out_dir(out, opts.overwrite)
+            created = hold_new_folder(out, hold)
+            try:
+                prepare_out_dir(out, opts.overwrite)
+            except BaseException:  # refused (a clash, a damaged marker): the folder this command made goes
+                if created:
+                    hold.release()
+                    with contextlib.suppress(OSError):
+                        out.rmdir()
+                raise
             outputs.write_json(out / outputs.CONFIG_FILE, {
                 "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
                 "given": grid_settings.given_settings(args), "search": sweep.search,
@@ -328,6 +368,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     except ValueError:
         if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
             outputs.remove_run_files(out, this_command=True)
+            hold.release()  # its lock file goes too
             if created:
                 out.rmdir()
         raise
@@ -372,6 +413,189 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
     return out
 
 
+def _peek_distributed(folder: Path) -> bool:
+    """Whether `folder`'s config.json says its run spans several processes (False where it cannot be read)."""
+    try:
+        run = outputs.load_json(folder / outputs.CONFIG_FILE).get("run")
+        return isinstance(run, dict) and run.get("distributed") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def hold_resumed_folder(folder: Path | None, hold: FolderLock, distributed: bool = False) -> None:
+    """With --resume: hold the folder (before its config.json is read), check it can be written and remove
+    what saves cut short left in its checkpoints (`remove_incomplete_saves`).
+
+    A multi-process run's folder is held later, by process 0 only, once the
+    processes know their index (`distributed=True`, called again by `run`).
+
+    Raises:
+      FolderInUse: another process holds it. ValueError: it cannot be written,
+        or its name cannot be a folder's (too long).
+    """
+    if folder is None or hold.folder is not None:
+        return
+    try:
+        if not folder.is_dir():
+            return  # `resumed_sweep` says what is wrong
+    except OSError as error:
+        raise ValueError(f"--resume {folder}: {error.strerror or error}") from None
+    if _peek_distributed(folder) and not distributed:
+        return
+    hold.take(folder)
+    check_writable(folder)
+    remove_incomplete_saves(folder)
+
+
+def hold_new_folder(out: Path, hold: FolderLock) -> bool:
+    """Make `out` (if missing) and hold it for a new run, before `prepare_out_dir` looks for a run in it.
+
+    Returns:
+      Whether this command made the folder.
+
+    Raises:
+      FolderInUse: another process holds it. ValueError: it cannot be made or written (e.g. a name too long).
+    """
+    try:
+        if out.exists() and not out.is_dir():
+            return False  # `prepare_out_dir` says what is wrong
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    try:
+        hold.take(out)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return created
+
+
+def _is_int(value: Any, least: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    """Whether a JSON value can stand for a field of type `kind` (int, float, str, bool, Path, Literal, X | None)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, k) for k in typing.get_args(kind))
+    if origin is typing.Literal:
+        return value in typing.get_args(kind)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return _is_int(value)
+    if kind is float:
+        return _is_int(value) or isinstance(value, float) or value is None  # null: how inf is written
+    if kind in (str, Path):
+        return isinstance(value, str)
+    if origin is tuple:  # tuple[T, ...] (JSON: a list)
+        return isinstance(value, (list, tuple)) and all(_matches(v, typing.get_args(kind)[0]) for v in value)
+    return True
+
+
+def check_saved_config(config_file: Path, saved: Any) -> None:
+    """Check the fields of a run folder's config.json that resuming reads (untrusted: it may be edited).
+
+    Raises:
+      ValueError: one line naming the file: a missing field, an unknown run
+        option, a value of the wrong type or out of range, or grid settings
+        that do not make a configuration.
+    """
+    import typing
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{config_file} {what}; the folder was edited or damaged and cannot be resumed")
+
+    if not isinstance(saved, dict):
+        raise bad("is not a JSON object")
+    missing = [key for key in ("preset", "run", "grid", "chunks", "num_devices") if key not in saved]
+    if missing:
+        raise bad(f"lacks {', '.join(missing)}")
+    if not isinstance(saved["preset"], str):
+        raise bad(f"has preset {saved['preset']!r}, not a name")
+    if not isinstance(saved["run"], dict):
+        raise bad("has a run that is not an object of run options")
+    fields = typing.get_type_hints(RunOptions)
+    for key, value in saved["run"].items():
+        if key not in fields:
+            raise bad(f"has an unknown run option {key!r}")
+        if not _matches(value, fields[key]):
+            raise bad(f"has run.{key} = {value!r}, which is not a valid --{key.replace('_', '-')}")
+    run = saved["run"]
+    for key, least in (("num_seeds", 1), ("max_parallel", 1), ("checkpoint_every", 1), ("seed", 0),
+                       ("halving", 2), ("rungs", 1)):
+        if key in run and run[key] is not None and not _is_int(run[key], least):
+            raise bad(f"has run.{key} = {run[key]!r}; it must be a whole number >= {least}")
+    if not isinstance(saved["grid"], list) or not saved["grid"]:
+        raise bad("has no grid points")
+    for i, point in enumerate(saved["grid"]):
+        if not isinstance(point, dict) or point.get("index") != i or not isinstance(point.get("config"), dict):
+            raise bad(f"has a grid[{i}] that is not {{\"index\": {i}, \"config\": {{...}}}}")
+        for part, cls in (("static", StaticConfig), ("hparams", Hyperparams)):
+            values = point["config"].get(part, {})
+            kinds = typing.get_type_hints(cls)
+            if not isinstance(values, dict):
+                raise bad(f"has grid[{i}].config.{part} that is not an object")
+            for key, value in values.items():
+                if key in kinds and not _matches(value, kinds[key]):
+                    raise bad(f"has grid[{i}].config.{part}.{key} = {value!r}, which is not a valid "
+                              f"--{key.replace('_', '-')}")
+        try:
+            Config.from_dict(point["config"]).validate()
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise bad(f"has grid[{i}] settings that do not make a configuration ({type(error).__name__}: "
+                      f"{(str(error).splitlines() or [''])[0]})") from None
+    if not _is_int(saved["num_devices"], 1):
+        raise bad(f"has num_devices {saved['num_devices']!r}, not a whole number >= 1")
+    if saved.get("search") is not None and not isinstance(saved["search"], dict):
+        raise bad("has a search that is not an object")
+
+
+def resumed_chunks(out: Path, saved: dict, groups: list[list[grid.GridPoint]], num_seeds: int,
+                   devices: list) -> list[Chunk]:
+    """The chunk plan of a resumed run's config.json, checked against its grid, seeds and this process's devices.
+
+    Raises:
+      ValueError: one line: chunk entries of the wrong form, a plan that does
+        not hold each group's runs, or another number of devices.
+    """
+    config_file = out / outputs.CONFIG_FILE
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{config_file} {what}; the folder was edited or damaged and cannot be resumed")
+
+    entries = saved["chunks"]
+    if not isinstance(entries, list) or not entries:
+        raise bad("has no chunk plan")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"group", "chunk_size", "num_runs"} or not all(
+                _is_int(entry[k], 1 if k != "group" else 0) for k in entry):
+            raise bad(f"has a chunks[{i}] that is not {{\"group\", \"chunk_size\", \"num_runs\"}} of whole "
+                      "numbers")
+    if [e["group"] for e in entries] != list(range(len(groups))):
+        raise bad(f"has a chunk plan for groups {[e['group'] for e in entries]}, and its grid makes "
+                  f"{len(groups)} compile group{'s' * (len(groups) != 1)}")
+    for entry, group in zip(entries, groups):
+        if entry["num_runs"] != len(group) * num_seeds:
+            raise bad(f"plans {entry['num_runs']} runs for group {entry['group']}, and its grid and "
+                      f"run.num_seeds make {len(group) * num_seeds}")
+    if saved["num_devices"] != len(devices):
+        raise ValueError(f"{out} was trained on {saved['num_devices']} devices and this process has "
+                         f"{len(devices)}; resume it with the same number")
+    if any(e["chunk_size"] % len(devices) for e in entries):
+        raise bad(f"has chunk sizes {[e['chunk_size'] for e in entries]} that {len(devices)} devices cannot share")
+    return chunks_of(entries)
+
+
 def write_results(out: Path, points: list[grid.GridPoint], groups: list, results: list, timings: dict, outcome,
                   sweep: Sweep, spec, start: float) -> dict:
     """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
@@ -399,6 +623,18 @@ def write_results(out: Path, points: list[grid.GridPoint], groups: list, results
     return summary
 
 
+def _aborted(error: BaseException) -> bool:
+    """Whether `error` is a second Ctrl-C (KeyboardInterrupt), or what a library raised while one unwound it
+    (orbax: "cannot schedule new futures after shutdown")."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__context__
+    return False
+
+
 def main(argv: list[str] | None = None, started: float | None = None) -> int:
     try:
         args = parse_args(argv)
@@ -408,14 +644,16 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     with StopRequest(console) as stop:
         try:
             run(args, console=console, started=started, stop=stop)
-        except (ValueError, FileExistsError, ImportError) as error:
+        except (ValueError, FileExistsError, ImportError) as error:  # FolderInUse, CheckpointMismatch too
             print(f"error: {error}", file=sys.stderr)
             return 2
         except Interrupted as stopped:
             console.print(f"{stopped}; every finished chunk and the current one are checkpointed.")
             console.print(f"resume with: python -m pgjax.train --resume {stopped.run_dir}", soft_wrap=True)
             return 128 + (stop.signal or signal.SIGINT)
-        except KeyboardInterrupt:
+        except BaseException as error:
+            if not _aborted(error):
+                raise
             print("aborted at once: the current segment is lost; resume from the last checkpoint with --resume",
                   file=sys.stderr)
             return 128 + (stop.signal or signal.SIGINT)

@@ -127,6 +127,17 @@ def _from_factory(path: str) -> Any:
         return factory()
     except Exception as error:
         raise ValueError(f"calling the environment factory '{path}' failed: {type(error).__name__}: {error}") from error
+    except BaseException as error:  # sys.exit or KeyboardInterrupt inside the factory: not pgjax's own exit or stop
+        raise ValueError(f"calling the environment factory '{path}' failed: {_escaped(error)}") from None
+
+
+def _escaped(error: BaseException) -> str:
+    """What a factory's SystemExit or KeyboardInterrupt (or other BaseException) says, in words."""
+    if isinstance(error, SystemExit):
+        return f"it ended the process (sys.exit({error.code!r})); a factory must return, not exit"
+    if isinstance(error, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
+    return f"{type(error).__name__}: {error}"
 
 
 def _split_env_params(made: Any, source: str) -> tuple[Any, Any]:

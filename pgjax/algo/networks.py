@@ -336,9 +336,24 @@ def _check_outputs(module: nn.Module, spec: EnvSpec, name: str, num_outputs: int
 
 def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> nn.Module:
     factory = network_factory(static.network)
-    module = factory(spec, static, num_outputs, gaussian)
-    if factory not in (_mlp, _cnn):
-        _check_outputs(module, spec, static.network, num_outputs, gaussian)
+    if factory in (_mlp, _cnn):
+        return factory(spec, static, num_outputs, gaussian)
+    name = static.network
+    try:
+        module = factory(spec, static, num_outputs, gaussian)
+    except Exception as error:
+        message = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"calling the network factory '{name}' failed: {type(error).__name__}: {message} (a "
+                         "factory is called as factory(spec, static, num_outputs, gaussian))") from error
+    except BaseException as error:  # sys.exit or KeyboardInterrupt inside the factory: not pgjax's own exit or stop
+        what = (f"it ended the process (sys.exit({error.code!r}))" if isinstance(error, SystemExit)
+                else f"it raised {type(error).__name__}")
+        raise ValueError(f"calling the network factory '{name}' failed: {what}; a factory must return a "
+                         "flax.linen.Module") from None
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"the network factory '{name}' returned an object of type {type(module).__name__}, not a "
+                         "flax.linen.Module")
+    _check_outputs(module, spec, name, num_outputs, gaussian)
     return module
 
 

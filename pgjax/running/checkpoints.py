@@ -10,6 +10,8 @@ checkpoint is at the last update is complete.
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,91 @@ from flax import serialization
 from pgjax.running.sharding import fetch, is_key
 
 CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.outputs.RUN_FILES`)
+# orbax's folder for a save in progress: "<update>.orbax-checkpoint-tmp" (older orbax: "-<timestamp>" after it)
+_INCOMPLETE_SAVE = re.compile(r"^\d+\.orbax-checkpoint-tmp(-\d+)?$")
+_CHUNK_DIR = re.compile(r"^chunk-\d{4,}$")
+_RUNG_DIR = re.compile(r"^rung-\d+$")
+
+
+class CheckpointMismatch(ValueError):
+    """A run folder's checkpoints do not belong to the plan its config.json describes (edited or damaged).
+
+    Attributes:
+      run_dir: the run folder; detail: what does not match, e.g. "chunk 1 has 3 runs, the plan 6".
+    """
+
+    def __init__(self, run_dir: Path, detail: str):
+        self.run_dir, self.detail = Path(run_dir), detail
+        super().__init__(f"{self.run_dir}/config.json does not match its checkpoints ({detail}); the folder was "
+                         "edited or damaged")
+
+
+def run_dir_of(directory: Path) -> Path:
+    """The run folder a chunk's checkpoint folder is in (the parent of its checkpoints/)."""
+    directory = Path(directory)
+    for parent in directory.parents:
+        if parent.name == CHECKPOINT_DIR:
+            return parent.parent
+    return directory.parent
+
+
+def chunk_folders(root: Path) -> list[Path]:
+    """The chunk checkpoint folders under a checkpoints/ folder (or under one of its rung-<k>/ folders)."""
+    root = Path(root)
+    return sorted(p for p in root.iterdir() if p.is_dir() and _CHUNK_DIR.match(p.name)) if root.is_dir() else []
+
+
+def check_chunk_folders(run_dir: Path, expected: set[Path], num_chunks: int) -> None:
+    """Raise CheckpointMismatch if checkpoints/ holds a chunk (or rung) folder that no chunk of the plan owns.
+
+    Args:
+      run_dir: the run folder; expected: every checkpoint folder the plan may use
+        (`chunk_dir`, or a rung's); num_chunks: the plan's chunks (for the message).
+    """
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return
+    expected = {Path(p).absolute() for p in expected}
+    parents = {p.parent for p in expected}
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or entry.absolute() in expected:
+            continue
+        inside = chunk_folders(entry) if entry.absolute() in parents else [entry]
+        for folder in inside:
+            if folder.absolute() not in expected and (_CHUNK_DIR.match(folder.name) or _RUNG_DIR.match(folder.name)):
+                name = folder.relative_to(run_dir).as_posix()
+                raise CheckpointMismatch(run_dir, f"{name} belongs to no chunk of the plan, which has {num_chunks} "
+                                                  f"chunk{'s' * (num_chunks != 1)}")
+
+
+def remove_incomplete_saves(run_dir: Path) -> list[Path]:
+    """Delete what saves cut short left in a run folder's chunk checkpoint folders; returns what was deleted.
+
+    Only orbax's temporary folders of a save in progress
+    ("<update>.orbax-checkpoint-tmp...") directly inside pgjax's chunk folders
+    (`checkpoints/chunk-<c>/`, `checkpoints/rung-<k>/chunk-<c>/`) go; complete
+    checkpoints and anything else stay.
+    """
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    folders = chunk_folders(root)
+    for rung in sorted(p for p in root.iterdir() if p.is_dir() and _RUNG_DIR.match(p.name)):
+        folders.extend(chunk_folders(rung))
+    removed = []
+    for folder in folders:
+        for leftover in sorted(folder.iterdir()):
+            if leftover.is_dir() and not leftover.is_symlink() and _INCOMPLETE_SAVE.match(leftover.name):
+                shutil.rmtree(leftover)
+                removed.append(leftover)
+    return removed
 
 
 def chunk_dir(run_dir: Path, chunk: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"chunk-{chunk:04d}"
 
 
-def _host_tree(tree: Any) -> Any:
+def host_tree(tree: Any) -> Any:
     """NumPy leaves; typed PRNG keys become their uint32 key data."""
     return jax.tree.map(np.asarray, fetch(tree))
 
@@ -40,7 +120,7 @@ class ChunkCheckpoints:
         self._ocp = ocp
         self.directory = Path(directory).absolute()
         self._manager = ocp.CheckpointManager(
-            self.directory,
+            self.directory, item_handlers=ocp.StandardCheckpointHandler(),
             options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, create=True),
         )
 
@@ -48,9 +128,19 @@ class ChunkCheckpoints:
         """Update count of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
 
+    def saved_shapes(self, update: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the arrays saved after `update` updates, read from the checkpoint's metadata (no restore).
+
+        Returns:
+          {"state/params/...": shape, "metrics/<field>": shape, ...}: '/'-joined keys of the saved tree.
+        """
+        metadata = self._manager.item_metadata(update)
+        flat = jax.tree_util.tree_flatten_with_path(metadata, is_leaf=lambda x: hasattr(x, "shape"))[0]
+        return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in flat}
+
     def save(self, update: int, state: Any, metrics: Any) -> None:
         """Write (state, metrics) after `update` updates; older checkpoints are removed."""
-        tree = serialization.to_state_dict({"state": _host_tree(state), "metrics": _host_tree(metrics)})
+        tree = serialization.to_state_dict({"state": host_tree(state), "metrics": host_tree(metrics)})
         self._manager.save(update, args=self._ocp.args.StandardSave(tree), force=True)
         self._manager.wait_until_finished()
 
@@ -65,7 +155,7 @@ class ChunkCheckpoints:
           (state, metrics) with NumPy leaves (keys as `jax.random` key arrays).
         """
         raw = self._manager.restore(update, args=self._ocp.args.StandardRestore())
-        template = {"state": _host_tree(state_like), "metrics": _host_tree(metrics_like)}
+        template = {"state": host_tree(state_like), "metrics": host_tree(metrics_like)}
         restored = serialization.from_state_dict(template, raw)
 
         def rewrap(like, value):

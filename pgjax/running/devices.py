@@ -285,14 +285,31 @@ def start_distributed() -> None:
     TPU; elsewhere it reads JAX_COORDINATOR_ADDRESS, and pgjax passes it the
     process count and index from PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID.
     CPU devices exchange data across processes through gloo collectives.
+
+    Raises:
+      ValueError: (one line) PGJAX_NUM_PROCESSES or PGJAX_PROCESS_ID is not a
+        whole number, no cluster is found (no coordinator address), or joining failed.
     """
     import jax
 
-    count, index = os.environ.get("PGJAX_NUM_PROCESSES"), os.environ.get("PGJAX_PROCESS_ID")
+    numbers = {}
+    for name in ("PGJAX_NUM_PROCESSES", "PGJAX_PROCESS_ID"):
+        value = os.environ.get(name)
+        if value is not None and not value.strip().isdigit():
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        numbers[name] = None if value is None else int(value)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
-    )
+    try:
+        jax.distributed.initialize(num_processes=numbers["PGJAX_NUM_PROCESSES"],
+                                   process_id=numbers["PGJAX_PROCESS_ID"])
+    except ValueError as error:
+        if "coordinator_address" in str(error):
+            raise ValueError("found no cluster to join (no SLURM, Open MPI, Kubernetes or Cloud TPU job): set "
+                             "JAX_COORDINATOR_ADDRESS=host:port, PGJAX_NUM_PROCESSES and PGJAX_PROCESS_ID in every "
+                             "process, or leave --distributed out") from None
+        raise ValueError(f"cannot join the other processes: {(str(error).splitlines() or [''])[0]}") from None
+    except RuntimeError as error:
+        raise ValueError(f"cannot join the other processes: {(str(error).splitlines() or [''])[0]}") from None
 
 
 def device_memory_stats(device) -> dict | None:

@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from pgjax.algo.trainer import Metrics
-from pgjax.running.checkpoints import CHECKPOINT_DIR
+from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
 from pgjax.running.segments import concat_trees
 from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
@@ -177,6 +177,11 @@ def train_halving(
     starts: dict[int, ChunkStart] = {}  # grid point index -> its runs' state and metrics at the previous rung
     results: dict[int, GroupResult] = {}
     outcome = HalvingOutcome(plan, {}, [], [], [])
+    if run_dir is not None:  # a resumed sweep: every checkpoint must be one of this plan's (rung 0's, before training)
+        check_chunk_folders(run_dir, {rung_dir(run_dir, k, c.index) for k in range(plan.rungs) for c in chunks},
+                            len(chunks))
+        trainer.check_checkpoints(_rung_chunks(alive, group_of, chunk_size, num_seeds),
+                                  lambda c: rung_dir(run_dir, 0, c.index), plan.rung_updates[0])
     for rung, until in enumerate(plan.rung_updates):
         rung_chunks = _rung_chunks(alive, group_of, chunk_size, num_seeds)
         begun = 0 if rung == 0 else plan.rung_updates[rung - 1]

@@ -26,7 +26,9 @@ import numpy as np
 
 from pgjax.algo.config import Hyperparams
 from pgjax.algo.trainer import Metrics, TrainState, run_batch_updates
-from pgjax.running.checkpoints import ChunkCheckpoints
+from flax import serialization
+
+from pgjax.running.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
 from pgjax.running.devices import count_cache_hits
 from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, shard_runs
 
@@ -179,6 +181,7 @@ class SegmentLoop:
         template = None
         if latest is not None:
             template = _placeholder_state(trainer.init, chunk.size)
+            check_checkpoint(checkpoints, latest, _take(template, np.arange(n)), chunk, num_updates, begun)
             restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
                                                              _metrics_template(n))
             restored_steps = restored_metrics.env_steps[:, -1].astype(np.int64)
@@ -246,6 +249,52 @@ class SegmentLoop:
                 metrics=metrics,
             ))
         return now
+
+
+def check_checkpoint(checkpoints: ChunkCheckpoints, update: int, state_like: Any, chunk: Chunk, until: int,
+                     begun: int = 0) -> None:
+    """Check, from its metadata, that a chunk's checkpoint after `update` updates is one of this plan's.
+
+    Args:
+      checkpoints: the chunk's checkpoint folder; update: its latest checkpoint.
+      state_like: a `TrainState` of the chunk's real runs (leaves [n, ...]), the shapes expected.
+      chunk: the chunk of the plan; until: the updates the plan trains it to;
+        begun: the updates its runs had before (a later rung's chunk).
+
+    Raises:
+      CheckpointMismatch: another number of runs, other array shapes or names,
+        or more updates than the plan trains (the run folder was edited or damaged).
+    """
+    run_dir = run_dir_of(checkpoints.directory)
+    name = f"chunk {chunk.index}"
+    n = chunk.positions.size
+    if not begun <= update <= until:
+        raise CheckpointMismatch(run_dir, f"{name} is checkpointed after {update} updates, the plan trains "
+                                          f"{begun} to {until}")
+    saved = checkpoints.saved_shapes(update)
+    runs = sorted({shape[0] for shape in saved.values() if shape})
+    if runs != [n]:
+        raise CheckpointMismatch(run_dir, f"{name} has {'/'.join(map(str, runs)) or 'no'} runs, the plan {n}")
+    expected = {f"state/{key}": shape for key, shape in _flat_shapes(serialization.to_state_dict(
+        host_tree(state_like))).items()}
+    expected.update({f"metrics/{f.name}": None for f in dataclasses.fields(Metrics)})
+    if set(saved) != set(expected):
+        odd = sorted(set(saved) ^ set(expected))
+        raise CheckpointMismatch(run_dir, f"{name} holds other arrays than the plan's ({', '.join(odd[:3])}"
+                                          f"{' ...' if len(odd) > 3 else ''})")
+    for key, shape in expected.items():
+        if shape is None:  # metrics: [n runs, updates so far, ...]
+            if saved[key][:2] != (n, update):
+                raise CheckpointMismatch(run_dir, f"{name}'s {key} has shape {saved[key]}, the plan "
+                                                  f"({n}, {update}, ...)")
+        elif saved[key] != shape:
+            raise CheckpointMismatch(run_dir, f"{name}'s {key} has shape {saved[key]}, the plan {shape}")
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{'/'-joined key path: shape} of a nested dict of arrays (`ChunkCheckpoints.saved_shapes`' keys)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(leaf)) for path, leaf in flat}
 
 
 def _control(size: int, num_active: int) -> np.ndarray:

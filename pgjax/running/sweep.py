@@ -16,6 +16,7 @@ the survivors on from their states with the same programs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 from pgjax.algo.config import Hyperparams
 from pgjax.algo.trainer import Metrics, TrainState, make_trainer
 from pgjax.running import memory
-from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
+from pgjax.running.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
 from pgjax.running.grid import GridPoint, group_runs
 from pgjax.running.segments import (
     SEGMENT_UPDATES,
@@ -38,6 +39,9 @@ from pgjax.running.segments import (
     SegmentReport,
     concat_trees,
     make_segment,
+    _placeholder_state,
+    _take,
+    check_checkpoint,
     segment_length,
 )
 from pgjax.running.sharding import run_mesh
@@ -152,6 +156,9 @@ def train_sweep(
     trainer.info.update({"chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}),
                          "memory_estimate": estimates})
     trainer.loop.num_chunks = len(chunks)
+    if run_dir is not None:  # a resumed sweep: every checkpoint must be one of this plan's, before training any
+        check_chunk_folders(run_dir, {chunk_dir(run_dir, c.index) for c in chunks}, len(chunks))
+        trainer.check_checkpoints(chunks, lambda c: chunk_dir(run_dir, c.index))
     results = []
     for g in range(len(groups)):
         runs, seeds, _ = trainer.group_runs(g)
@@ -206,6 +213,33 @@ class SweepTrainer:
         """`grid.group_runs` of compile group `g`: (run indices [R], seeds [R], hparams [R])."""
         return self._group(g)[:3]
 
+    def check_checkpoints(self, chunks: Sequence[Chunk], folder_of: Callable[[Chunk], Path],
+                          until: int | None = None) -> None:
+        """Check each chunk's checkpoint (where its folder exists) against the chunk, before any training.
+
+        Args:
+          chunks: chunks of the plan; folder_of: a chunk's checkpoint folder;
+          until: the updates they train to (default: the whole run's).
+
+        Raises:
+          CheckpointMismatch: a checkpoint of another number of runs, other
+            shapes, or more updates (`pgjax.running.segments.check_checkpoint`).
+        """
+        for chunk in chunks:
+            folder = folder_of(chunk)
+            if not folder.is_dir():
+                continue
+            trainer = self._group(chunk.group)[3]
+            checkpoints = ChunkCheckpoints(folder)
+            try:
+                latest = checkpoints.latest()
+                if latest is not None:
+                    state = _take(_placeholder_state(trainer.init, chunk.size), np.arange(chunk.positions.size))
+                    check_checkpoint(checkpoints, latest, state, chunk, trainer.num_updates if until is None
+                                     else until)
+            finally:
+                checkpoints.close()
+
     def train_chunk(self, chunk: Chunk, checkpoint_dir: Path | None = None, until: int | None = None,
                     continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
         """Train (or restore, or continue) one chunk up to update `until`.
@@ -225,7 +259,12 @@ class SweepTrainer:
         _, seeds, hparams, trainer, segment = self._group(chunk.group)
         checkpoints = ChunkCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
         try:
-            return self.loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, continue_from)
-        finally:
+            trained = self.loop.train_chunk(segment, trainer, chunk, seeds, hparams, checkpoints, until, continue_from)
+        except BaseException:  # a second Ctrl-C may cut a save short: closing must not hide what stopped it
             if checkpoints is not None:
-                checkpoints.close()
+                with contextlib.suppress(Exception):
+                    checkpoints.close()
+            raise
+        if checkpoints is not None:
+            checkpoints.close()
+        return trained

@@ -1,0 +1,223 @@
+"""`python -m pgjax.train` against what goes wrong around training: a second writer, an edited or read-only
+run folder, a double Ctrl-C, factories that misbehave, names too long, --distributed without a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import filelock
+import numpy as np
+import pytest
+
+from pgjax.results import outputs
+from pgjax.running import checkpoints
+from pgjax.running.folder_lock import LOCK_FILE
+from pgjax.train import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--num-updates", "2", "--num-seeds", "2", "--episodes-per-update", "1", "--hidden", "8", "--quiet"]
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def _same_results(a: Path, b: Path) -> None:
+    for ma, mb in zip(outputs.load_metrics(a), outputs.load_metrics(b), strict=True):
+        for name in ma:
+            np.testing.assert_array_equal(ma[name], mb[name], err_msg=name)
+    assert outputs.jsonable(outputs.load_params(a)) == outputs.jsonable(outputs.load_params(b))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("robust") / "done"
+    assert main([*TINY, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def resumable(finished, tmp_path) -> Path:
+    """A copy of the finished run without its summary.json: a run that can be resumed (every chunk checkpointed)."""
+    copy = tmp_path / "resumable"
+    shutil.copytree(finished, copy)
+    (copy / outputs.SUMMARY_FILE).unlink()
+    return copy
+
+
+def test_a_held_folder_is_refused_in_one_line_and_left_as_it_was(finished, resumable, tmp_path, capsys):
+    held = filelock.FileLock(str(resumable / LOCK_FILE), timeout=0)
+    held.acquire()
+    try:
+        before = _snapshot(resumable)
+        assert main(["--resume", str(resumable)]) == 2
+        assert f"{resumable} is in use by another pgjax process" in _one_line(capsys)
+        assert main([*TINY, "--out", str(resumable), "--overwrite"]) == 2  # a fresh start into it: refused too
+        assert "is in use by another pgjax process" in _one_line(capsys)
+        assert _snapshot(resumable) == before
+    finally:
+        held.release()
+    assert main(["--resume", str(resumable)]) == 0
+    assert not (resumable / LOCK_FILE).exists()  # the hold ends with the command
+    _same_results(resumable, finished)
+
+
+def _edit(folder: Path, change) -> None:
+    config = json.loads((folder / outputs.CONFIG_FILE).read_text())
+    change(config)
+    (folder / outputs.CONFIG_FILE).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["run"].update(num_seeds=1), "plans 2 runs for group 0, and its grid and run.num_seeds make 1"),
+    (lambda c: (c["run"].update(num_seeds=1), c["chunks"][0].update(num_runs=1)),
+     "config.json does not match its checkpoints (chunk 0 has 2 runs, the plan 1); the folder was edited or damaged"),
+    (lambda c: c.pop("grid"), "lacks grid"),
+    (lambda c: c.pop("num_devices"), "lacks num_devices"),
+    (lambda c: c["run"].update(speed=3), "unknown run option 'speed'"),
+    (lambda c: c["run"].update(seed="0"), "run.seed = '0', which is not a valid --seed"),
+    (lambda c: c["grid"][0]["config"]["static"].update(num_updates="2"), "static.num_updates = '2'"),
+    (lambda c: c["chunks"][0].update(chunk_size="4"), "chunks[0] that is not"),
+])
+def test_an_edited_config_json_is_refused_before_training(resumable, change, message, capsys):
+    _edit(resumable, change)
+    before = _snapshot(resumable)
+    assert main(["--resume", str(resumable)]) == 2
+    err = _one_line(capsys)
+    assert message in err and str(resumable) in err, err
+    assert _snapshot(resumable) == before
+
+
+def test_a_checkpoint_folder_outside_the_plan_is_refused(resumable, capsys):
+    shutil.copytree(checkpoints.chunk_dir(resumable, 0), checkpoints.chunk_dir(resumable, 3))
+    assert main(["--resume", str(resumable)]) == 2
+    assert "(checkpoints/chunk-0003 belongs to no chunk of the plan, which has 1 chunk)" in _one_line(capsys)
+
+
+def test_a_read_only_folder_is_refused_before_training(resumable, monkeypatch, capsys):
+    if os.geteuid() == 0:  # the superuser writes whatever the mode says: let os.access tell the truth
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == resumable / "checkpoints"
+                            else real_access(path, mode, **kw))
+    os.chmod(resumable / "checkpoints", 0o555)
+    try:
+        before = _snapshot(resumable)
+        assert main(["--resume", str(resumable)]) == 2
+        assert f"{resumable / 'checkpoints'} is read-only" in _one_line(capsys)
+        assert _snapshot(resumable) == before
+    finally:
+        os.chmod(resumable / "checkpoints", 0o755)
+
+
+def test_resume_removes_only_the_leftovers_of_cut_short_saves(finished, resumable):
+    chunk = checkpoints.chunk_dir(resumable, 0)
+    (chunk / "1.orbax-checkpoint-tmp").mkdir()
+    (chunk / "2.orbax-checkpoint-tmp-1712345678").mkdir()
+    (resumable / "checkpoints" / "notes.txt").write_text("mine")
+    assert main(["--resume", str(resumable)]) == 0
+    assert sorted(p.name for p in chunk.iterdir()) == ["2"]
+    assert (resumable / "checkpoints" / "notes.txt").read_text() == "mine"
+    _same_results(resumable, finished)
+
+
+def test_a_save_cut_short_by_a_second_ctrl_c_ends_in_one_line(monkeypatch, tmp_path, capsys):
+    """Orbax, closed while a KeyboardInterrupt unwinds a save, raises RuntimeError: still the abort line."""
+    def interrupted_save(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    def broken_close(self):
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    monkeypatch.setattr(checkpoints.ChunkCheckpoints, "save", interrupted_save)
+    monkeypatch.setattr(checkpoints.ChunkCheckpoints, "close", broken_close)
+    assert main([*TINY, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGINT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aborted at once: the current segment is lost") and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--network", "os:getcwd"], "failed: TypeError: posix.getcwd() takes no arguments"),
+    (["--network", "tests.broken:failing_network"], "failing_network' failed: RuntimeError"),
+    (["--network", "tests.broken:exiting_network"], "exiting_network' failed: it ended the process (sys.exit(4))"),
+    (["--network", "tests.broken:not_a_module"], "returned an object of type int, not a flax.linen.Module"),
+    (["--env", "tests.broken:exiting_env"], "'tests.broken:exiting_env' failed: it ended the process (sys.exit(3))"),
+    (["--env", "tests.broken:interrupted_env"], "'tests.broken:interrupted_env' failed: it raised KeyboardInterrupt"),
+])
+def test_factories_that_misbehave_are_one_line(flags, message, tmp_path, capsys):
+    assert main([*TINY, *flags, "--out", str(tmp_path / "x")]) == 2
+    assert message in _one_line(capsys)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_gymnax_class_works_as_an_env_factory(tmp_path):
+    out = tmp_path / "class"
+    assert main([*TINY, "--env", "gymnax.environments.classic_control.cartpole:CartPole", "--out", str(out)]) == 0
+    assert outputs.load_summary(out)["num_runs"] == 2
+
+
+def test_names_too_long_for_the_file_system_are_one_line(tmp_path, capsys):
+    long = tmp_path / ("x" * 300)
+    assert main([*TINY, "--out", str(long)]) == 2
+    err = _one_line(capsys)
+    assert "cannot write to --out" in err and "File name too long" in err
+    assert main(["--resume", str(long)]) == 2
+    assert "File name too long" in _one_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_distributed_without_a_cluster_is_one_line_at_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORDINATOR", "PGJAX_NUM_PROCESSES",
+                                                                      "PGJAX_PROCESS_ID", "SLURM_", "OMPI_"))}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pgjax.train", *TINY, "--distributed", "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: --distributed: found no cluster to join") and \
+        len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert time.monotonic() - started < 60 and not (tmp_path / "d").exists()
+
+
+def test_a_double_ctrl_c_ends_quietly_and_two_resumes_at_once_leave_one_writer(tmp_path):
+    """SIGINT twice 0.3 s apart: one line, no traceback. Then two --resume of the folder at once: one is
+    refused in one line, the other trains; the survivor's results are bitwise the uninterrupted run's."""
+    argv = ["--num-seeds", "4", "--num-updates", "200", "--episodes-per-update", "2", "--hidden", "8",
+            "--checkpoint-every", "20"]
+    command = [sys.executable, "-m", "pgjax.train", *argv]
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen([*command, "--out", str(stopped)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    deadline = time.monotonic() + 180
+    while not (checkpoints.chunk_dir(stopped, 0) / "20").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) <= 1, err
+    assert not (stopped / outputs.SUMMARY_FILE).exists()
+    resumes = [subprocess.Popen([sys.executable, "-m", "pgjax.train", "--resume", str(stopped), "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+               for _ in range(2)]
+    finished = [(r.wait(timeout=300), r.stderr.read()) for r in resumes]
+    codes = sorted(code for code, _ in finished)
+    assert codes == [0, 2], finished
+    refused = next(text for code, text in finished if code == 2)
+    assert "is in use by another pgjax process" in refused and len(refused.strip().splitlines()) == 1, refused
+    assert all("Traceback" not in text and "WARNING" not in text for _, text in finished), finished
+    whole = tmp_path / "whole"
+    subprocess.run([*command, "--quiet", "--out", str(whole)], check=True, capture_output=True, cwd=REPO)
+    _same_results(stopped, whole)
