@@ -140,7 +140,7 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
         (["--lr"], "--lr expects numbers, got none"),
         (["--activation", "gelu"], "--activation expects one or more of relu, tanh, got 'gelu'"),
         (["--num-sed", "3"], "unrecognized option --num-sed; did you mean --num-seeds?"),
-        (["--env", "CartPole-v1", "Acrobot-v1"], "unexpected value Acrobot-v1: a flag that takes one value"),
+        (["--env", "CartPole-v1", "Acrobot-v1"], "unexpected value Acrobot-v1: --env takes one value, got CartPole-v1 Acrobot-v1"),
         (["--num-seeds", "4", "--num-seeds", "8"], "--num-seeds is given twice (4, then 8); give it once"),
         (["--lr", "0.1", "--lr=0.2"], "several values go after one flag: --lr 0.1 0.2"),
         (["--hidden", "8,x"], "--hidden takes widths"),
