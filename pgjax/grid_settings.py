@@ -149,9 +149,10 @@ def check_no_repeats(name: str, values: list) -> None:
 def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
     """Refuse, before any point is drawn, a grid whose results could not fit in this host's memory.
 
-    Only too many grid points are refused here; where not even one fits, `pgjax.train.check_host_memory`
-    blames --num-updates, the network or --num-seeds once the (few) points are made. The estimate of `pgjax.train.check_host_memory` (which checks the grid again once drawn), taken for
-    `num_points` grid points of `base`'s static settings.
+    The estimate of `pgjax.train.check_host_memory` (which checks the grid again once drawn), taken for
+    `num_points` grid points of `base`'s static settings. Only too many grid points are refused here; where
+    not even one fits, `check_host_memory` blames --num-updates, the network or --num-seeds once the (few)
+    points are made.
 
     Raises:
       ValueError: one line with the figures and how many grid points fit.

@@ -42,8 +42,9 @@ def refused(capsys, tmp_path, argv: list[str], command=main) -> str:
     (["--baseline", "constant", "--baseline-constant", "-1e39"], "--baseline-constant -1e+39 becomes -inf"),
     (["--env", "Pendulum-v1", "--init-log-std", "1e39"], "--init-log-std 1e+39 becomes inf in float32"),
     (["--gamma", "1e-40"], "--gamma 1e-40 becomes a subnormal number in float32"),
-    (["--lr", "1e-3:1e39:log", "--num-samples", "4"], "becomes inf in float32, as training computes it; give a value "
-                                                      "between 1.2e-38 and 3.4e+38 (an end of the range 1e-3:1e39:log)"),
+    (["--lr", "1e-3:1e39:log", "--num-samples", "4"],
+     "becomes inf in float32, as training computes it; give a value between 1.2e-38 and 3.4e+38 (an end of the "
+     "range 1e-3:1e39:log)"),
     (["--lr", "1e-320:1e-3:log", "--num-samples", "4"], "1e-320 becomes 0 in float32"),
 ])
 def test_values_float32_cannot_hold_are_refused_without_a_numpy_warning(argv, message, tmp_path, capsys):

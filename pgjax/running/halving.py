@@ -86,7 +86,8 @@ class HalvingPlan:
             where = "the rungs below 1 update or on top of each other"
             if rungs <= 8:  # a short list says it all; 100,000 rungs would not
                 updates = [math.floor(num_updates / eta ** (rungs - 1 - k) + 0.5) for k in range(rungs)]
-                where = f"the rungs at {', '.join(map(str, updates))} updates, which must be >= 1 and strictly increasing"
+                where = (f"the rungs at {', '.join(map(str, updates))} updates, which must be >= 1 and strictly "
+                         "increasing")
             raise ValueError(
                 f"--halving {eta} --rungs {rungs} with --num-updates {num_updates} puts {where}: at most {fit} "
                 f"rung{'s' * (fit > 1)} fit{'s' * (fit == 1)} {num_updates} updates with --halving {eta} (give "
