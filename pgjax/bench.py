@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import make_console, parse, prepare_process, run_command, version
+from pgjax.cli import check_output_file, make_console, parse, prepare_process, run_command, version
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
@@ -214,7 +214,7 @@ def rung_fits(config: Config, num_runs: int) -> str | None:
 def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | None) -> dict:
     """One row of the ladder: the env limit, training and rollout of `num_runs` runs."""
     num_envs = num_runs * config.static.episodes_per_update
-    limit = env_limit(spec, num_envs, env_steps or max(1000, 20_000_000 // num_envs))
+    limit = env_limit(spec, num_envs, max(1000, 20_000_000 // num_envs) if env_steps is None else env_steps)
     train_result, params = training(config, num_runs)
     roll = rollout(config, params, num_runs)
     return {
@@ -230,6 +230,34 @@ def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | 
     }
 
 
+def check_bench_args(args) -> None:
+    """Refuse the benchmark's flags that cannot work, all of them before any benchmarking.
+
+    Args:
+      args: the parsed `bench_arguments`.
+
+    Raises:
+      ValueError: one line naming the flag: --runs, --compile-updates (each), --num-updates or
+        --env-limit-steps < 1, --runs or --compile-updates given a value twice, or an --out that
+        cannot be written (`pgjax.cli.check_output_file`).
+    """
+    for name in ("runs", "compile_updates"):
+        values = getattr(args, name)
+        if not values and name == "runs":
+            raise ValueError("--runs needs at least one number of runs")
+        bad = [v for v in values if v < 1]
+        if bad:
+            raise ValueError(f"{options.flag(name)} must be >= 1 each, got {bad[0]}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{options.flag(name)} lists {repeated[0]} twice: give each value once")
+    for name in ("num_updates", "env_limit_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{options.flag(name)} must be >= 1, got {value}")
+    check_output_file("--out", args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     preset_name, env = options.prescan(argv, "--preset") or "default", options.prescan(argv, "--env")
@@ -239,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     console = make_console()
     try:
+        check_bench_args(args)
         preset = preset_config(args.preset, args.env)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -248,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         static = dataclasses.replace(static, num_updates=5)
         run_counts, env_steps, compile_updates = (1, 8), 100, ()
-    elif args.num_updates:
+    elif args.num_updates is not None:
         static = dataclasses.replace(static, num_updates=args.num_updates)
     if args.feature_major_backward is not None:
         static = dataclasses.replace(static, feature_major_backward=args.feature_major_backward)
@@ -265,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{static.episodes_per_update} episodes per run")
 
     rows, compile_ladder, stopped = [], [], None
-    if args.out:
+    if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def write(complete: bool) -> None:
-        if args.out:
+        if args.out is not None:
             outputs.write_json(args.out, {
                 "complete": complete, "device": device,
                 "versions": {**outputs.package_versions(), "pgjax": version()}, "command": sys.argv,

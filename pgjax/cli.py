@@ -126,6 +126,87 @@ def _expects(element: Any, several: bool) -> tuple[Callable[[str], bool], str]:
     return (lambda v: True), "values" if several else "a value"
 
 
+# Seeds become JAX PRNG keys (`jax.random.key(seed)`), which keep 32 bits of a seed with JAX's 64-bit integers off:
+# seeds 2**32 apart would train the same runs, a negative one wraps and a seed past 2**63 overflows. pgjax takes these.
+SEED_MIN, SEED_MAX = 0, 2**32 - 1
+
+
+def check_seeds(flag: str, first: int, count: int = 1, count_flag: str = "") -> None:
+    """Refuse seeds a JAX key cannot hold: `first` .. `first + count - 1` must lie in `SEED_MIN` .. `SEED_MAX`.
+
+    Args:
+      flag: the flag that gave `first`, e.g. "--seed" (named in the message).
+      first: the first seed; count: how many consecutive seeds are used from it;
+      count_flag: the flag that gave `count` ("--num-seeds"), named when the last seed is the one too big.
+
+    Raises:
+      ValueError: one line naming the flag(s) and the seeds that work.
+    """
+    if not SEED_MIN <= first <= SEED_MAX:
+        raise ValueError(f"{flag} {first} is outside the seeds a JAX key holds (32 bits): give {flag} from "
+                         f"{SEED_MIN} to {SEED_MAX}")
+    last = first + count - 1
+    if last > SEED_MAX:
+        raise ValueError(f"{flag} {first} with {count_flag} {count} uses seeds up to {last}, past {SEED_MAX}, the "
+                         f"largest a JAX key holds (32 bits): give {flag} {SEED_MAX - count + 1} or less")
+
+
+def check_name(flag: str, value: str | None, what: str) -> None:
+    """Refuse an empty (or blank) `value` of `flag`, which names `what` ("a project"); None (not given) passes.
+
+    Raises:
+      ValueError: one line naming the flag.
+    """
+    if value is not None and not value.strip():
+        raise ValueError(f"{flag} {value!r} names no {what}: give {what} (or leave {flag} out)")
+
+
+def check_run_folder(flag: str, path: Path | None) -> None:
+    """Refuse a folder to write a run into that is empty, the current folder or the filesystem's root.
+
+    tyro reads `--out ''` as the current folder (Path("")), so that one is refused too.
+
+    Raises:
+      ValueError: one line naming the flag and how to fix it.
+    """
+    if path is None:
+        return
+    resolved = path.resolve()
+    if str(path) in ("", ".") or resolved == Path.cwd().resolve():
+        raise ValueError(f"{flag} '{path}' is the current folder: give a folder of its own for the run, e.g. "
+                         f"{flag} runs/mine")
+    if resolved == Path(resolved.anchor):
+        raise ValueError(f"{flag} {path} is the filesystem's root: give a folder of its own for the run, e.g. "
+                         f"{flag} runs/mine")
+
+
+def check_output_file(flag: str, path: Path | None) -> None:
+    """Refuse a file to write that cannot be written, before any work: an empty path, a folder, a path under a
+    file, or a folder where no file can be made (checked by making and removing a probe file in the nearest
+    folder that exists). Nothing is left behind.
+
+    Raises:
+      ValueError: one line naming the flag and how to fix it.
+    """
+    if path is None:
+        return
+    if str(path) in ("", "."):
+        raise ValueError(f"{flag} '{path}' names no file: give a file, e.g. {flag} bench.json")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: give a file in it, e.g. {flag} {path / 'bench.json'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
+    probe = folder / f".pgjax-write-test-{os.getpid()}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write to {flag} {path}: {error.strerror or error} in {folder}") from None
+
+
 def check_command_line(argv: list[str], flags: list[_Flag]) -> None:
     """Raise ValueError (one line, naming the flag) for a repeated flag or a value of the wrong kind."""
     by_name = {name: flag for flag in flags for name in flag.names}
@@ -174,8 +255,9 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
     if "--version" in argv[: argv.index("--") if "--" in argv else len(argv)]:
         print(f"pgjax {version()}")
         raise SystemExit(0)
+    flags = flags_of(cls)  # before tyro, which leaves the dataclass's hints unreadable to `flags_of`
     try:
-        check_command_line(argv, flags_of(cls))
+        check_command_line(argv, flags)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -188,12 +270,37 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
         if exit_.code != 2:
             sys.stderr.write(captured.getvalue())
             raise
-        print(f"error: {_one_line(captured.getvalue())}", file=sys.stderr)
+        print(f"error: {_one_line(captured.getvalue(), argv, flags)}", file=sys.stderr)
         raise
 
 
-def _one_line(raw: str) -> str:
-    """The message of tyro's error box, on one line."""
+def _stray_value(argv: list[str], value: str, flags: list[_Flag]) -> str | None:
+    """For a value tyro found no place for: "`--flag` takes one value, got V1 V2" (or "takes no value" for a
+    switch), naming the flag before it; None if no flag comes before it."""
+    if value not in argv:
+        return None
+    i = argv.index(value)
+    start = i
+    while start > 0 and not argv[start - 1].startswith("--"):
+        start -= 1
+    if start == 0:
+        return None
+    flag = argv[start - 1].partition("=")[0]
+    switch = any(f.element is bool and flag.replace("_", "-") in f.names for f in flags)
+    return f"{flag} takes {'no value' if switch else 'one value'}, got {' '.join(argv[start:i + 1])}"
+
+
+def _one_line(raw: str, argv: list[str] = (), known: list[_Flag] = ()) -> str:
+    """The message of tyro's error box, on one line.
+
+    Args:
+      raw: what tyro wrote to stderr.
+      argv: the command line, to name the flag a stray value followed (`_stray_value`).
+      known: the command's flags (`flags_of`), to tell a switch from a flag that takes one value.
+
+    Returns:
+      The message, without "error: ".
+    """
     lines = [line.strip(" │╭╮╰╯\t") for line in raw.splitlines()]
     lines = [line for line in lines if line]
     title = lines[0].strip("─ ") if lines else "invalid arguments"
@@ -212,8 +319,9 @@ def _one_line(raw: str) -> str:
         flags = [word for word in words if word.startswith("-")]
         if not flags:  # only values left over: a flag that takes one value was given several
             extra = [word for word in words if not word.startswith("Perhaps")][:3]
-            return (f"unexpected value{'s' * (len(extra) > 1)} {', '.join(extra)}: a flag that takes one value "
-                    "was given several (--help says which take several)")
+            which = _stray_value(list(argv), extra[0], list(known)) if extra else None
+            return (f"unexpected value{'s' * (len(extra) > 1)} {', '.join(extra)}: "
+                    f"{which or 'a flag that takes one value was given several'} (--help says which take several)")
         text = f"unrecognized option{'s' * (len(flags) > 1)} {', '.join(flags)}"
         suggestion = re.search(r"Perhaps you meant:[\s│|]*(--[\w-]+)", raw)
         if suggestion:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
+from pgjax.cli import FOLDER_ERRORS, check_seeds, folder_error, make_console, parse, prepare_process, run_command
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
@@ -61,13 +61,60 @@ class Args:
     """The network factories (package.module:factory) the folder was trained with, named again (as --env)."""
 
 
-def evaluate_folder(args: Args, console: Console) -> dict:
-    """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
-    run_dir = outputs.check_run_dir(args.dir)
+# The share of the host's free memory an evaluation's episodes may take (the rest: the policies, XLA, the results).
+EVALUATION_MEMORY_FRACTION = 0.5
+
+
+def check_args(args: Args) -> None:
+    """Refuse flags that cannot work before anything is read: --episodes < 1, a --seed a JAX key cannot hold.
+
+    Raises:
+      ValueError: one line naming the flag.
+    """
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    check_seeds("--seed", args.seed)
+
+
+def episode_bytes(env: str) -> int:
+    """Memory one JAX episode of `env` takes while evaluated: its rollout buffers (`pgjax.algo.rollout.Trajectory`:
+    observation, action, reward and valid flag of each of its max_steps steps) and its two returns (float64)."""
+    from pgjax.algo.envs import make_env
+
+    spec = make_env(env)
+    obs = int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize
+    action = 4 * (spec.num_actions if spec.action_kind == "continuous" else 1)
+    return spec.max_steps * (obs + action + 4 + 1) + 2 * 8
+
+
+def check_memory(episodes: int, num_runs: int, env: str) -> None:
+    """Refuse --episodes whose episodes (all runs' at once) would not fit in the host's free memory.
+
+    Raises:
+      ValueError: one line with the figures and the --episodes that fit.
+    """
+    from pgjax.running.devices import host_available_bytes
+    from pgjax.running.memory import format_bytes
+
+    available = host_available_bytes()
+    if available is None:
+        return
+    per_episode = num_runs * episode_bytes(env)
+    budget = EVALUATION_MEMORY_FRACTION * available
+    if episodes * per_episode > budget:
+        raise ValueError(
+            f"--episodes {episodes:,} of {num_runs:,} run{'s' * (num_runs > 1)} would need about "
+            f"{format_bytes(episodes * per_episode)} of memory and {format_bytes(available)} is free; --episodes "
+            f"{int(budget // per_episode):,} or fewer fit")
+
+
+def evaluate_folder(args: Args, console: Console) -> dict:
+    """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
+    check_args(args)
+    run_dir = outputs.check_run_dir(args.dir)
     summary = outputs.load_summary(run_dir)
     num_runs = len(summary["runs"])
+    check_memory(args.episodes, num_runs, summary["env"])
     if not 0 <= args.run < num_runs:
         raise ValueError(f"--run {args.run} out of range: {run_dir} holds {num_runs} runs")
     if args.gymnasium or args.render:

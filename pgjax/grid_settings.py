@@ -14,11 +14,19 @@ import dataclasses
 import math
 from typing import Any
 
-from pgjax.algo.config import StaticConfig
+import numpy as np
+
+from pgjax.algo.config import Hyperparams, StaticConfig
 from pgjax.algo.presets import preset_config
+from pgjax.cli import check_seeds
 from pgjax.options import flag, rangeable, setting_type, with_flag_names
 from pgjax.running import grid
 from pgjax.running.search import Search, looks_like_range, parse_range
+
+# Most points --num-samples draws in one command: each is a grid point of --num-seeds runs that is drawn, validated
+# (about 0.1 ms each) and trained apart, so 65,536 take seconds before training starts; a larger search is
+# several commands (another --sampler-seed each).
+MAX_SAMPLES = 2**16
 
 
 def given_settings(args: Any) -> dict[str, Any]:
@@ -84,14 +92,22 @@ def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "so
         return None
     if num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    if num_samples > MAX_SAMPLES:
+        raise ValueError(f"--num-samples {num_samples:,} is more than the {MAX_SAMPLES:,} points one command draws "
+                         "(each is a grid point trained apart): draw fewer, or split the search over several "
+                         "commands with another --sampler-seed each")
     if not ranges:
         raise ValueError(f"--num-samples {num_samples} draws points from ranges and no setting has one: give a "
                          "range such as --lr 1e-3:1e-1:log (or leave --num-samples out)")
-    if sampler_seed is not None and sampler_seed < 0:
-        raise ValueError(f"--sampler-seed must be >= 0, got {sampler_seed}")
+    if sampler_seed is not None:
+        check_seeds("--sampler-seed", sampler_seed)
+    else:
+        check_seeds("--seed", seed)
     search = Search(ranges, num_samples, sampler, seed if sampler_seed is None else sampler_seed)
+    if not any(r.integer for r in ranges.values()):  # only integer ranges can repeat a point: nothing drawn here
+        return search
     points = [tuple(point.values()) for point in search.points()]
-    if len(set(points)) < len(points):  # only integer ranges can repeat a point: its runs would train twice
+    if len(set(points)) < len(points):  # its runs would train twice
         integers = " ".join(f"{flag(name)} {given[name][0]}" for name, r in ranges.items() if r.integer)
         raise ValueError(f"--num-samples {num_samples} draws the same point more than once from the integer "
                          f"range{'s' * (integers.count(':') > 1)} {integers}: draw fewer points, or list its values")
@@ -109,17 +125,81 @@ def parse_widths(value: str, name: str = "hidden") -> tuple[int, ...]:
     return widths
 
 
-def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = None) -> list[grid.GridPoint]:
+def check_no_repeats(name: str, values: list) -> None:
+    """Refuse a value listed twice for swept setting `name` (it would train the same grid point twice).
+
+    Numeric settings are compared as training computes them, in float32 (0.01 and 0.0100000001 are one value).
+
+    Raises:
+      ValueError: one line naming the flag and the value.
+    """
+    is_float = name in Hyperparams.__dataclass_fields__
+    seen: dict[Any, Any] = {}
+    for value in values:
+        with np.errstate(over="ignore"):  # a value float32 cannot hold: Hyperparams.validate names it
+            key = np.float32(value).item() if is_float else value
+        if key in seen:
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            same = "" if seen[key] == value else f" ({seen[key]} and {value} are one value in float32)"
+            raise ValueError(with_flag_names(f"{name} lists {shown} twice{same}: each value trains its own grid "
+                                             "point; give each value once"))
+        seen[key] = value
+
+
+def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
+    """Refuse, before any point is drawn, a grid whose results could not fit in this host's memory.
+
+    The estimate of `pgjax.train.check_host_memory` (which checks the grid again once drawn), taken for
+    `num_points` grid points of `base`'s static settings. Only too many grid points are refused here; where
+    not even one fits, `check_host_memory` blames --num-updates, the network or --num-seeds once the (few)
+    points are made.
+
+    Raises:
+      ValueError: one line with the figures and how many grid points fit.
+    """
+    from pgjax.running import memory
+    from pgjax.running.devices import host_available_bytes
+    from pgjax.train import CHECKED_RUN_UPDATES, RESULTS_FRACTION
+
+    if num_points * num_seeds * base.static.num_updates < CHECKED_RUN_UPDATES:
+        return
+    available = host_available_bytes()
+    if available is None:
+        return
+    shapes = memory.run_shapes(base.static)
+    per_point = num_seeds * (shapes.state + base.static.num_updates * shapes.metrics)
+    budget = RESULTS_FRACTION * available
+    if budget < per_point:  # not even one grid point: `check_host_memory` names what is too big, once drawn
+        return
+    if num_points * per_point > budget:
+        raise ValueError(
+            f"{num_points:,} grid points x {num_seeds:,} seeds would need about "
+            f"{memory.format_bytes(num_points * per_point)} of host memory for their results and "
+            f"{memory.format_bytes(available)} is free; at most {int(budget // per_point):,} grid points fit "
+            "(give a smaller --num-samples, fewer listed values or fewer --num-seeds)")
+
+
+def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = None,
+                 num_seeds: int | None = None) -> list[grid.GridPoint]:
     """The grid points: `preset` on `given["env"]` with every given setting put over it, one per combination.
 
     With a `search` (`search_of`), the ranged settings of `given` take the
     search's drawn points instead, each crossed with every combination of the
     listed values (`pgjax.running.grid.expand_grid`).
 
-    Raises ValueError (naming flags) for values outside their domain (a range's
-    ends included), settings that cannot work together, and a setting given
-    explicitly that does not apply to any grid point (e.g. --squash with
-    Discrete actions).
+    Args:
+      preset: the preset's name; given: `given_settings`'s dict; search: `search_of`'s search, or None;
+      num_seeds: --num-seeds, to refuse before drawing a grid whose results would not fit (None: not checked).
+
+    Returns:
+      The grid points, each validated.
+
+    Raises:
+      ValueError: (naming flags) for values outside their domain (a range's
+        ends included, and values training's float32 cannot hold), a value listed
+        twice, settings that cannot work together, a setting given explicitly that
+        does not apply to any grid point (e.g. --squash with Discrete actions), and
+        a grid too large for the host's memory.
     """
     from pgjax.algo.envs import make_env
 
@@ -135,6 +215,7 @@ def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = Non
     for name, values in given.items():
         if name in ("hidden", "conv"):
             values = [parse_widths(v, name) for v in values]
+        check_no_repeats(name, list(values))
         (static_values if name in StaticConfig.__dataclass_fields__ else numeric_values)[name] = values
     try:
         for name, value_range in ranges.items():  # the ends first: a message names the range's, not a drawn value
@@ -142,6 +223,11 @@ def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = Non
                 grid.expand_grid(base, {}, {}, [{name: value_range.low}, {name: value_range.high}])
             except ValueError as error:
                 raise ValueError(f"{error} (an end of the range {given_ranges[name]})") from None
+        if num_seeds is not None:
+            budget = base if num_episodes is None else dataclasses.replace(base, static=dataclasses.replace(
+                base.static, num_updates=max(1, math.ceil(num_episodes / base.static.episodes_per_update))))
+            check_points_fit(budget, math.prod(len(v) for v in given.values() if isinstance(v, tuple))
+                             * (search.num_samples if search else 1), num_seeds)
         points = grid.expand_grid(base, static_values, numeric_values, search.points() if search else None)
     except ValueError as error:
         raise ValueError(with_flag_names(str(error))) from None

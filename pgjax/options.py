@@ -34,7 +34,7 @@ import tyro
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig, setting, setting_help
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
-from pgjax.cli import OPTIONAL_VALUE
+from pgjax.cli import OPTIONAL_VALUE, check_name, check_run_folder, check_seeds
 from pgjax.results.tables import format_setting
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
 from pgjax.running.search import Sampler
@@ -87,6 +87,30 @@ class RunOptions:
                                         "on to the next, and so on to --num-updates.")
     rungs: int | None = setting(None, "Rungs of --halving: rung k of K ends after num_updates * ETA^-(K-1-k) "
                                       "updates, rounded (default 3).")
+
+
+def check_run_options(run: RunOptions) -> None:
+    """Refuse run options that cannot work, before anything is drawn, compiled or written.
+
+    Args:
+      run: the parsed `RunOptions`.
+
+    Raises:
+      ValueError: one line naming the flag: --num-seeds, --max-parallel or
+        --checkpoint-every < 1; seeds a JAX key cannot hold (--seed .. --seed +
+        --num-seeds - 1, --sampler-seed: `pgjax.cli.check_seeds`); an --out that is
+        empty, the current folder or the root; an empty --compile-cache or --wandb.
+    """
+    for name in ("num_seeds", "max_parallel", "checkpoint_every"):
+        value = getattr(run, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{flag(name)} must be >= 1, got {value}")
+    check_seeds("--seed", run.seed, run.num_seeds, "--num-seeds")
+    if run.sampler_seed is not None:
+        check_seeds("--sampler-seed", run.sampler_seed)
+    check_run_folder("--out", run.out)
+    check_name("--compile-cache", run.compile_cache, "folder (or off)")
+    check_name("--wandb", run.wandb, "project")
 
 
 def _metavar(kind: Any) -> str:

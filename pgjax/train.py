@@ -105,17 +105,12 @@ def parse_args(argv: list[str] | None = None) -> Any:
 def sweep_of(args: Any) -> Sweep:
     """The sweep the arguments ask for (from the run folder's config.json with --resume)."""
     run = options.run_options(args)
+    options.check_run_options(run)
     if run.resume is not None:
         return resumed_sweep(args, run)
-    if run.num_seeds < 1:
-        raise ValueError(f"--num-seeds must be >= 1, got {run.num_seeds}")
-    if run.max_parallel is not None and run.max_parallel < 1:
-        raise ValueError(f"--max-parallel must be >= 1, got {run.max_parallel}")
-    if run.checkpoint_every is not None and run.checkpoint_every < 1:
-        raise ValueError(f"--checkpoint-every must be >= 1, got {run.checkpoint_every}")
     given = grid_settings.given_settings(args)
     search = grid_settings.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
-    points = grid_settings.resolve_grid(args.preset, given, search)
+    points = grid_settings.resolve_grid(args.preset, given, search, run.num_seeds)
     halving_plan(points, run)
     return Sweep(args.preset, points, run, search.record() if search else None)
 
@@ -215,7 +210,10 @@ def chunks_of(plan: list[dict]) -> list[Chunk]:
 
 
 def check_host_memory(groups: list[list[grid.GridPoint]], num_seeds: int) -> None:
-    """Raise ValueError if the sweep's results could not fit in this host's memory, saying how many seeds would.
+    """Raise ValueError if the sweep's results could not fit in this host's memory, blaming what is too big.
+
+    One run alone too big names --num-updates (its metrics) or the network (its final state); one seed of every
+    grid point too big names the grid points; else it says how many --num-seeds fit.
 
     A run's results are its metrics ([U] per `Metrics` field of one update) and
     its final `TrainState` (`pgjax.running.memory.run_shapes`, which the chunk
@@ -235,11 +233,32 @@ def check_host_memory(groups: list[list[grid.GridPoint]], num_seeds: int) -> Non
         per_seed += len(group) * run_bytes
         total += len(group) * num_seeds * run_bytes
     budget = RESULTS_FRACTION * available
-    if total > budget:
+    if total <= budget:
+        return
+    free = f"{format_bytes(available)} is free"
+    static = max((g[0].config.static for g in groups), key=lambda s: memory.run_shapes(s).state
+                 + s.num_updates * memory.run_shapes(s).metrics)
+    shapes = memory.run_shapes(static)
+    if shapes.state + static.num_updates * shapes.metrics > budget:  # one run alone: blame what makes it big
+        if static.num_updates * shapes.metrics > shapes.state:
+            runs = sum(len(g) for g in groups) * num_seeds
+            fits = max(0, int((budget - runs * shapes.state) // (runs * shapes.metrics)))
+            raise ValueError(
+                f"the metrics of one run over --num-updates {static.num_updates:,} alone would need about "
+                f"{format_bytes(static.num_updates * shapes.metrics)} of host memory and {free}; --num-updates "
+                f"{fits:,} or fewer fit the {runs:,} runs")
+        raise ValueError(f"the final state of one run (its network: --hidden {static.hidden}) alone would need "
+                         f"about {format_bytes(shapes.state)} of host memory and {free}: give a smaller network")
+    num_points = sum(len(g) for g in groups)
+    if per_seed > budget:  # one seed of every grid point: blame the grid
         raise ValueError(
-            f"the results of {num_seeds:,} seeds would need about {format_bytes(total)} of host memory and "
-            f"{format_bytes(available)} is free; --num-seeds {max(0, int(budget // per_seed)):,} or fewer fit "
-            "(or split the seeds over several commands with --seed)")
+            f"the results of {num_points:,} grid points would need about {format_bytes(per_seed)} of host memory "
+            f"with one seed each and {free}; about {int(num_points * budget // per_seed):,} grid points fit (give a "
+            "smaller --num-samples or fewer listed values)")
+    raise ValueError(
+        f"the results of {num_seeds:,} seeds would need about {format_bytes(total)} of host memory and "
+        f"{free}; --num-seeds {max(0, int(budget // per_seed)):,} or fewer fit "
+        "(or split the seeds over several commands with --seed)")
 
 
 def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,

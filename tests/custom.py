@@ -105,3 +105,37 @@ class LinearPolicy(nn.Module):
 def linear_network(spec, static, num_outputs: int, gaussian: bool) -> LinearPolicy:
     """A `NetworkFactory`: ignores `static.hidden`."""
     return LinearPolicy(num_outputs, len(spec.obs_shape), gaussian)
+
+
+class NoActions(Chain):
+    """The chain with a degenerate space: `what` is "discrete" (Discrete(0)), "box" (a Box of shape (0,)) or
+    "observation" (observations of shape (0,)), each refused by `pgjax.algo.envs.make_env`."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (0,) if self.what == "observation" else (self.length,), jnp.float32)
+
+    def action_space(self, params):
+        if self.what == "discrete":
+            return spaces.Discrete(0)
+        if self.what == "box":
+            return spaces.Box(-1.0, 1.0, (0,), jnp.float32)
+        return spaces.Discrete(2)
+
+
+def make_no_actions() -> NoActions:
+    """`--env tests.custom:make_no_actions`: a Discrete(0) action space."""
+    return NoActions("discrete")
+
+
+def make_no_box_actions() -> NoActions:
+    """`--env tests.custom:make_no_box_actions`: a Box action space of no dimensions."""
+    return NoActions("box")
+
+
+def make_empty_observations() -> NoActions:
+    """`--env tests.custom:make_empty_observations`: observations of shape (0,)."""
+    return NoActions("observation")

@@ -135,7 +135,8 @@ def test_drawn_points_cross_the_listed_values_under_one_compile_per_static_group
     (["--lr", "fast:1", "--num-samples", "4"], "--learning-rate (--lr): a range is LO:HI (uniform) or LO:HI:log"),
     (["--episodes-per-update", "1:2", "--num-samples", "8"],
      "--num-samples 8 draws the same point more than once from the integer range --episodes-per-update 1:2"),
-    (["--lr", "1e-3:1e-1", "--num-samples", "4", "--sampler-seed", "-1"], "--sampler-seed must be >= 0, got -1"),
+    (["--lr", "1e-3:1e-1", "--num-samples", "4", "--sampler-seed", "-1"],
+     "--sampler-seed -1 is outside the seeds a JAX key holds"),
 ])
 def test_bad_ranges_exit_2_with_one_line(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x")]) == 2

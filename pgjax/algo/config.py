@@ -15,6 +15,7 @@ import typing
 from typing import Any, Literal
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from pgjax.algo.networks import check_network_name
@@ -29,6 +30,14 @@ Activation = Literal["relu", "tanh"]
 Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.networks.register_network`) or "package.module:factory"
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
+
+
+# Training computes every `Hyperparams` value in float32 (`Hyperparams.as_arrays`, `grid.group_runs`): a value
+# must be a normal float32 number there, neither overflowing to inf nor falling to 0 or a subnormal.
+FLOAT32 = np.finfo(np.float32)
+FLOAT32_TINY, FLOAT32_MAX = float(FLOAT32.tiny), float(FLOAT32.max)  # Python floats: compared without a cast
+# Fields that must be > 0 (the others may also be 0 or negative): their float32 message gives no "0 or".
+POSITIVE_HYPERPARAMS = ("learning_rate", "max_grad_norm", "divergence_limit", "value_learning_rate", "value_scale")
 
 
 def setting(default: Any, help: str, alias: str | None = None) -> Any:
@@ -218,7 +227,13 @@ class Hyperparams:
         """Raise ValueError with a one-line reason, naming the field, for values outside their domain.
 
         Every value must be a finite number except `max_grad_norm` and
-        `divergence_limit`, whose infinity turns clipping and the divergence check off.
+        `divergence_limit`, whose infinity turns clipping and the divergence check off;
+        and it must stay what it is in float32, as training computes it: a finite value
+        at most float32's largest (about 3.4e38) in magnitude, a nonzero one at least its
+        smallest normal number (about 1.2e-38).
+
+        Raises:
+          ValueError: one line naming the field, the value and the values that work.
         """
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -240,6 +255,18 @@ class Hyperparams:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         if not self.value_scale > 0:
             raise ValueError(f"value_scale must be > 0, got {self.value_scale}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if math.isinf(value) or value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX:
+                continue
+            if abs(value) > FLOAT32_MAX:
+                becomes = "-inf" if value < 0 else "inf"
+            else:
+                becomes = "0" if np.float32(value) == 0 else "a subnormal number"
+            works = f"between {FLOAT32_TINY:.2g} and {FLOAT32_MAX:.2g}"
+            works = f"a value {works}" if f.name in POSITIVE_HYPERPARAMS else f"0 or a value of magnitude {works}"
+            raise ValueError(f"{f.name} {value} becomes {becomes} in float32, as training computes it; "
+                             f"give {works}")
 
     def broadcast(self, num_runs: int) -> Hyperparams:
         """The same values as float32 arrays of shape [num_runs], one per run."""

@@ -190,10 +190,16 @@ def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, o
             f"{name} has observations of shape {obs_shape}; pgjax's networks take a vector or an image "
             "[H, W] or [H, W, C]"
         )
+    if 0 in obs_shape:
+        raise ValueError(f"{name} has observations of shape {obs_shape}, which hold no number; pgjax's networks "
+                         "need at least one (every size >= 1)")
     action_space = env.action_space(params)
     common = dict(env=env, params=params, obs_shape=obs_shape, max_steps=_max_steps(params, name),
                   solve_threshold=solve_threshold, obs_dtype=obs_dtype, name=name)
     if isinstance(action_space, spaces.Discrete):
+        if int(action_space.n) < 1:
+            raise ValueError(f"{name} has a Discrete({int(action_space.n)}) action space: a policy needs at least "
+                             "one action to choose (n >= 1)")
         return EnvSpec(num_actions=int(action_space.n), action_kind="discrete", **common)
     if isinstance(action_space, spaces.Box):
         shape = tuple(action_space.shape)
@@ -203,6 +209,9 @@ def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, o
             raise ValueError(
                 f"{name} has a Box action space of shape {shape}; pgjax's Gaussian policy takes a vector of actions"
             )
+        if shape[0] < 1:
+            raise ValueError(f"{name} has a Box action space of shape {shape}: a Gaussian policy needs at least one "
+                             "action dimension")
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
             raise ValueError(
                 f"{name} has an unbounded Box action space (low {low}, high {high}); pgjax's Gaussian policy "

@@ -79,17 +79,32 @@ class HalvingPlan:
                              f"got {eta}")
         if rungs < 1:
             raise ValueError(f"--rungs must be >= 1, got {rungs}")
-        updates = tuple(math.floor(num_updates / eta ** (rungs - 1 - k) + 0.5) for k in range(rungs))
-        if updates[0] < 1 or any(b <= a for a, b in zip(updates, updates[1:])):
+        fit = 1  # the most rungs that fit: they only collapse more with more rungs (checked first, so that
+        while fit < rungs and _rung_updates(num_updates, eta, fit + 1) is not None:  # --rungs 100000 is quick)
+            fit += 1
+        if fit < rungs:
+            where = "the rungs below 1 update or on top of each other"
+            if rungs <= 8:  # a short list says it all; 100,000 rungs would not
+                updates = [math.floor(num_updates / eta ** (rungs - 1 - k) + 0.5) for k in range(rungs)]
+                where = (f"the rungs at {', '.join(map(str, updates))} updates, which must be >= 1 and strictly "
+                         "increasing")
             raise ValueError(
-                f"--halving {eta} --rungs {rungs} with --num-updates {num_updates} puts the rungs at "
-                f"{', '.join(map(str, updates))} updates, which must be >= 1 and strictly increasing: "
-                "give fewer --rungs, a smaller --halving or more --num-updates")
-        return cls(eta, updates)
+                f"--halving {eta} --rungs {rungs} with --num-updates {num_updates} puts {where}: at most {fit} "
+                f"rung{'s' * (fit > 1)} fit{'s' * (fit == 1)} {num_updates} updates with --halving {eta} (give "
+                "fewer --rungs, a smaller --halving or more --num-updates)")
+        return cls(eta, _rung_updates(num_updates, eta, rungs))
 
     def survivors(self, num_in: int) -> int:
         """How many of `num_in` configurations go on to the next rung: ceil(num_in / eta), at least 1."""
         return max(1, math.ceil(num_in / self.eta))
+
+
+def _rung_updates(num_updates: int, eta: int, rungs: int) -> tuple[int, ...] | None:
+    """The rungs' updates round(num_updates * eta^-(K-1-k)), or None where they are not >= 1 and increasing."""
+    updates = tuple(math.floor(num_updates / eta ** (rungs - 1 - k) + 0.5) for k in range(rungs))
+    if updates[0] < 1 or any(b <= a for a, b in zip(updates, updates[1:])):
+        return None
+    return updates
 
 
 def rank(scores: Sequence[float], indices: Sequence[int]) -> list[int]:
