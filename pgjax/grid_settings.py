@@ -149,7 +149,7 @@ def check_no_repeats(name: str, values: list) -> None:
 def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
     """Refuse, before any point is drawn, a grid whose results could not fit in this host's memory.
 
-    The estimate of `pgjax.train.check_host_memory` (which checks the grid again once drawn), taken for
+    The estimate of `pgjax.running.memory.check_host_memory` (which checks the grid again once drawn), taken for
     `num_points` grid points of `base`'s static settings. Only too many grid points are refused here; where
     not even one fits, `check_host_memory` blames --num-updates, the network or --num-seeds once the (few)
     points are made.
@@ -159,15 +159,14 @@ def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
     """
     from pgjax.running import memory
     from pgjax.running.devices import host_available_bytes
-    from pgjax.train import CHECKED_RUN_UPDATES, RESULTS_FRACTION
+    from pgjax.running.memory import CHECKED_RUN_UPDATES, RESULTS_FRACTION
 
     if num_points * num_seeds * base.static.num_updates < CHECKED_RUN_UPDATES:
         return
     available = host_available_bytes()
     if available is None:
         return
-    shapes = memory.run_shapes(base.static)
-    per_point = num_seeds * (shapes.state + base.static.num_updates * shapes.metrics)
+    per_point = num_seeds * memory.result_bytes(base.static)
     budget = RESULTS_FRACTION * available
     if budget < per_point:  # not even one grid point: `check_host_memory` names what is too big, once drawn
         return

@@ -23,8 +23,7 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 import sys
 
 from pgjax.cli import StopRequest, exit_process, make_console, parse, prepare_process, run_command
-from pgjax.running.devices import host_available_bytes, start_distributed, use_compile_cache
-
+from pgjax.running.devices import start_distributed, use_compile_cache
 
 
 def prepare(argv: list[str]) -> None:
@@ -42,15 +41,15 @@ if __name__ == "__main__":
 import contextlib
 import dataclasses
 import signal
+import typing
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 from rich.console import Console
 
 from pgjax import grid_settings, options
-from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS
@@ -60,22 +59,16 @@ from pgjax.results.exports import write_exports
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import halving_score, summarise
 from pgjax.results.tables import print_report
-from pgjax.running import grid, memory
+from pgjax.running import grid, resume
+from pgjax.running.folder_lock import FolderLock, hold_new_folder
 from pgjax.running.halving import HalvingPlan, train_halving
-from pgjax.running.checkpoints import remove_incomplete_saves
-from pgjax.running.folder_lock import FolderLock, check_writable
-from pgjax.running.memory import format_bytes
+from pgjax.running.memory import check_host_memory, format_bytes
 from pgjax.running.progress import SweepProgress
 from pgjax.running.search import balance_note
 from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
 
-# Results (metrics and final states of every run) may take this share of the host's free memory;
-# the chunks in training and the copies made while writing the files need the rest.
-RESULTS_FRACTION = 0.25
 # The options a --resume takes from its own command line, not from the folder's config.json.
 RESUME_OPTIONS = ("resume", "quiet", "compile_cache", "tensorboard", "wandb", "distributed")
-# Below this many run-updates the results cannot come near the host's memory, and their size is not checked.
-CHECKED_RUN_UPDATES = 10**6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +163,7 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
     saved = outputs.load_json(config_file)
     if "run" not in saved:
         raise ValueError(f"{folder} was written by another pgjax version; it cannot be resumed by this one")
-    check_saved_config(config_file, saved)
+    resume.check_saved_config(config_file, saved, typing.get_type_hints(RunOptions))
     points = [grid.GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
     trust.confirm_configs([p.config for p in points], str(config_file), env, networks)
     recorded = {k: v for k, v in saved["run"].items() if k not in kept}
@@ -188,77 +181,6 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
             notes.append(f"the interrupted command logged to --{name}; a resumed run starts no tracker its "
                          f"folder names: give {again} with --resume to log again")
     return tuple(notes)
-
-
-def chunk_plan(chunks: list[Chunk]) -> list[dict]:
-    """The chunk plan, one entry per compile group (config.json): {"group", "chunk_size", "num_runs"}."""
-    plan: dict[int, dict] = {}
-    for chunk in chunks:
-        entry = plan.setdefault(chunk.group, {"group": chunk.group, "chunk_size": chunk.size, "num_runs": 0})
-        entry["num_runs"] += chunk.positions.size
-    return list(plan.values())
-
-
-def chunks_of(plan: list[dict]) -> list[Chunk]:
-    """The chunks `chunk_plan` describes: each group's runs in order, `chunk_size` at a time."""
-    chunks = []
-    for entry in plan:
-        size, num_runs = entry["chunk_size"], entry["num_runs"]
-        for start in range(0, num_runs, size):
-            chunks.append(Chunk(len(chunks), entry["group"], np.arange(start, min(start + size, num_runs)), size))
-    return chunks
-
-
-def check_host_memory(groups: list[list[grid.GridPoint]], num_seeds: int) -> None:
-    """Raise ValueError if the sweep's results could not fit in this host's memory, blaming what is too big.
-
-    One run alone too big names --num-updates (its metrics) or the network (its final state); one seed of every
-    grid point too big names the grid points; else it says how many --num-seeds fit.
-
-    A run's results are its metrics ([U] per `Metrics` field of one update) and
-    its final `TrainState` (`pgjax.running.memory.run_shapes`, which the chunk
-    plan reads too); they stay on the host until the files are written. Small
-    sweeps are not checked.
-    """
-    if sum(len(g) * num_seeds * g[0].config.static.num_updates for g in groups) < CHECKED_RUN_UPDATES:
-        return
-    available = host_available_bytes()
-    if available is None:
-        return
-    total, per_seed = 0, 0
-    for group in groups:
-        static = group[0].config.static
-        shapes = memory.run_shapes(static)
-        run_bytes = shapes.state + static.num_updates * shapes.metrics
-        per_seed += len(group) * run_bytes
-        total += len(group) * num_seeds * run_bytes
-    budget = RESULTS_FRACTION * available
-    if total <= budget:
-        return
-    free = f"{format_bytes(available)} is free"
-    static = max((g[0].config.static for g in groups), key=lambda s: memory.run_shapes(s).state
-                 + s.num_updates * memory.run_shapes(s).metrics)
-    shapes = memory.run_shapes(static)
-    if shapes.state + static.num_updates * shapes.metrics > budget:  # one run alone: blame what makes it big
-        if static.num_updates * shapes.metrics > shapes.state:
-            runs = sum(len(g) for g in groups) * num_seeds
-            fits = max(0, int((budget - runs * shapes.state) // (runs * shapes.metrics)))
-            raise ValueError(
-                f"the metrics of one run over --num-updates {static.num_updates:,} alone would need about "
-                f"{format_bytes(static.num_updates * shapes.metrics)} of host memory and {free}; --num-updates "
-                f"{fits:,} or fewer fit the {runs:,} runs")
-        raise ValueError(f"the final state of one run (its network: --hidden {static.hidden}) alone would need "
-                         f"about {format_bytes(shapes.state)} of host memory and {free}: give a smaller network")
-    num_points = sum(len(g) for g in groups)
-    if per_seed > budget:  # one seed of every grid point: blame the grid
-        raise ValueError(
-            f"the results of {num_points:,} grid points would need about {format_bytes(per_seed)} of host memory "
-            f"with one seed each and {free}; about {int(num_points * budget // per_seed):,} grid points fit (give a "
-            "smaller --num-samples or fewer listed values)")
-    raise ValueError(
-        f"the results of {num_seeds:,} seeds would need about {format_bytes(total)} of host memory and "
-        f"{free}; --num-seeds {max(0, int(budget // per_seed)):,} or fewer fit "
-        "(or split the seeds over several commands with --seed)")
 
 
 def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,
@@ -316,7 +238,7 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
     """`run`, holding the run folder with `hold`."""
     start = time.perf_counter() if started is None else started
     console = console or make_console()
-    hold_resumed_folder(options.run_options(args).resume, hold)
+    resume.hold_resumed_folder(options.run_options(args).resume, hold)
     sweep = sweep_of(args)
     tracking.check_installed(sweep.run)  # a missing extra: nothing written
     opts = sweep.run
@@ -330,7 +252,7 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
     is_main = jax.process_index() == 0
     resuming = opts.resume is not None
     if resuming and is_main:  # a multi-process run's folder is held here, by process 0 (`hold_resumed_folder`)
-        hold_resumed_folder(opts.resume, hold, distributed=True)
+        resume.hold_resumed_folder(opts.resume, hold, distributed=True)
     points = sweep.points
     groups = grid.compile_groups(points)
     spec = make_env(points[0].config.static.env)
@@ -346,7 +268,8 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
     devices = jax.devices()
     estimates = None
     if resuming:
-        chunks = resumed_chunks(out, outputs.load_json(out / outputs.CONFIG_FILE), groups, opts.num_seeds, devices)
+        config_file = out / outputs.CONFIG_FILE
+        chunks = resume.resumed_chunks(config_file, outputs.load_json(config_file), groups, opts.num_seeds, devices)
     else:
         check_host_memory(groups, opts.num_seeds)
         chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)
@@ -365,7 +288,7 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
                 "given": grid_settings.given_settings(args), "search": sweep.search,
                 "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
                 "seeds": {"first": opts.seed, "count": opts.num_seeds},
-                "chunks": chunk_plan(chunks),
+                "chunks": resume.chunk_plan(chunks),
                 "memory_estimate": estimates, "num_devices": len(devices),
                 "versions": outputs.package_versions(), "devices": [str(d) for d in devices],
             })
@@ -430,189 +353,6 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
         console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
                       "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
     return out
-
-
-def _peek_distributed(folder: Path) -> bool:
-    """Whether `folder`'s config.json says its run spans several processes (False where it cannot be read)."""
-    try:
-        run = outputs.load_json(folder / outputs.CONFIG_FILE).get("run")
-        return isinstance(run, dict) and run.get("distributed") is True
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def hold_resumed_folder(folder: Path | None, hold: FolderLock, distributed: bool = False) -> None:
-    """With --resume: hold the folder (before its config.json is read), check it can be written and remove
-    what saves cut short left in its checkpoints (`remove_incomplete_saves`).
-
-    A multi-process run's folder is held later, by process 0 only, once the
-    processes know their index (`distributed=True`, called again by `run`).
-
-    Raises:
-      FolderInUse: another process holds it. ValueError: it cannot be written,
-        or its name cannot be a folder's (too long).
-    """
-    if folder is None or hold.folder is not None:
-        return
-    try:
-        if not folder.is_dir():
-            return  # `resumed_sweep` says what is wrong
-    except OSError as error:
-        raise ValueError(f"--resume {folder}: {error.strerror or error}") from None
-    if _peek_distributed(folder) and not distributed:
-        return
-    hold.take(folder)
-    check_writable(folder)
-    remove_incomplete_saves(folder)
-
-
-def hold_new_folder(out: Path, hold: FolderLock) -> bool:
-    """Make `out` (if missing) and hold it for a new run, before `prepare_out_dir` looks for a run in it.
-
-    Returns:
-      Whether this command made the folder.
-
-    Raises:
-      FolderInUse: another process holds it. ValueError: it cannot be made or written (e.g. a name too long).
-    """
-    try:
-        if out.exists() and not out.is_dir():
-            return False  # `prepare_out_dir` says what is wrong
-        created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
-    try:
-        hold.take(out)
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
-    return created
-
-
-def _is_int(value: Any, least: int | None = None) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
-
-
-def _matches(value: Any, kind: Any) -> bool:
-    """Whether a JSON value can stand for a field of type `kind` (int, float, str, bool, Path, Literal, X | None)."""
-    import types
-    import typing
-
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, k) for k in typing.get_args(kind))
-    if origin is typing.Literal:
-        return value in typing.get_args(kind)
-    if kind is type(None):
-        return value is None
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return _is_int(value)
-    if kind is float:
-        return _is_int(value) or isinstance(value, float) or value is None  # null: how inf is written
-    if kind in (str, Path):
-        return isinstance(value, str)
-    if origin is tuple:  # tuple[T, ...] (JSON: a list)
-        return isinstance(value, (list, tuple)) and all(_matches(v, typing.get_args(kind)[0]) for v in value)
-    return True
-
-
-def check_saved_config(config_file: Path, saved: Any) -> None:
-    """Check the fields of a run folder's config.json that resuming reads (untrusted: it may be edited).
-
-    Raises:
-      ValueError: one line naming the file: a missing field, an unknown run
-        option, a value of the wrong type or out of range, or grid settings
-        that do not make a configuration.
-    """
-    import typing
-
-    def bad(what: str) -> ValueError:
-        return ValueError(f"{config_file} {what}; the folder was edited or damaged and cannot be resumed")
-
-    if not isinstance(saved, dict):
-        raise bad("is not a JSON object")
-    missing = [key for key in ("preset", "run", "grid", "chunks", "num_devices") if key not in saved]
-    if missing:
-        raise bad(f"lacks {', '.join(missing)}")
-    if not isinstance(saved["preset"], str):
-        raise bad(f"has preset {saved['preset']!r}, not a name")
-    if not isinstance(saved["run"], dict):
-        raise bad("has a run that is not an object of run options")
-    fields = typing.get_type_hints(RunOptions)
-    for key, value in saved["run"].items():
-        if key not in fields:
-            raise bad(f"has an unknown run option {key!r}")
-        if not _matches(value, fields[key]):
-            raise bad(f"has run.{key} = {value!r}, which is not a valid --{key.replace('_', '-')}")
-    run = saved["run"]
-    for key, least in (("num_seeds", 1), ("max_parallel", 1), ("checkpoint_every", 1), ("seed", 0),
-                       ("halving", 2), ("rungs", 1)):
-        if key in run and run[key] is not None and not _is_int(run[key], least):
-            raise bad(f"has run.{key} = {run[key]!r}; it must be a whole number >= {least}")
-    if not isinstance(saved["grid"], list) or not saved["grid"]:
-        raise bad("has no grid points")
-    for i, point in enumerate(saved["grid"]):
-        if not isinstance(point, dict) or point.get("index") != i or not isinstance(point.get("config"), dict):
-            raise bad(f"has a grid[{i}] that is not {{\"index\": {i}, \"config\": {{...}}}}")
-        for part, cls in (("static", StaticConfig), ("hparams", Hyperparams)):
-            values = point["config"].get(part, {})
-            kinds = typing.get_type_hints(cls)
-            if not isinstance(values, dict):
-                raise bad(f"has grid[{i}].config.{part} that is not an object")
-            for key, value in values.items():
-                if key in kinds and not _matches(value, kinds[key]):
-                    raise bad(f"has grid[{i}].config.{part}.{key} = {value!r}, which is not a valid "
-                              f"--{key.replace('_', '-')}")
-        try:
-            Config.from_dict(point["config"]).validate()
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
-            raise bad(f"has grid[{i}] settings that do not make a configuration ({type(error).__name__}: "
-                      f"{(str(error).splitlines() or [''])[0]})") from None
-    if not _is_int(saved["num_devices"], 1):
-        raise bad(f"has num_devices {saved['num_devices']!r}, not a whole number >= 1")
-    if saved.get("search") is not None and not isinstance(saved["search"], dict):
-        raise bad("has a search that is not an object")
-
-
-def resumed_chunks(out: Path, saved: dict, groups: list[list[grid.GridPoint]], num_seeds: int,
-                   devices: list) -> list[Chunk]:
-    """The chunk plan of a resumed run's config.json, checked against its grid, seeds and this process's devices.
-
-    Raises:
-      ValueError: one line: chunk entries of the wrong form, a plan that does
-        not hold each group's runs, or another number of devices.
-    """
-    config_file = out / outputs.CONFIG_FILE
-
-    def bad(what: str) -> ValueError:
-        return ValueError(f"{config_file} {what}; the folder was edited or damaged and cannot be resumed")
-
-    entries = saved["chunks"]
-    if not isinstance(entries, list) or not entries:
-        raise bad("has no chunk plan")
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"group", "chunk_size", "num_runs"} or not all(
-                _is_int(entry[k], 1 if k != "group" else 0) for k in entry):
-            raise bad(f"has a chunks[{i}] that is not {{\"group\", \"chunk_size\", \"num_runs\"}} of whole "
-                      "numbers")
-    if [e["group"] for e in entries] != list(range(len(groups))):
-        raise bad(f"has a chunk plan for groups {[e['group'] for e in entries]}, and its grid makes "
-                  f"{len(groups)} compile group{'s' * (len(groups) != 1)}")
-    for entry, group in zip(entries, groups):
-        if entry["num_runs"] != len(group) * num_seeds:
-            raise bad(f"plans {entry['num_runs']} runs for group {entry['group']}, and its grid and "
-                      f"run.num_seeds make {len(group) * num_seeds}")
-    if saved["num_devices"] != len(devices):
-        raise ValueError(f"{out} was trained on {saved['num_devices']} devices and this process has "
-                         f"{len(devices)}; resume it with the same number")
-    if any(e["chunk_size"] % len(devices) for e in entries):
-        raise bad(f"has chunk sizes {[e['chunk_size'] for e in entries]} that {len(devices)} devices cannot share")
-    return chunks_of(entries)
 
 
 def write_results(out: Path, points: list[grid.GridPoint], groups: list, results: list, timings: dict, outcome,

@@ -50,10 +50,10 @@ from flax import serialization
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.running.checkpoints import CHECKPOINT_DIR
 from pgjax.running.memory import format_bytes
+from pgjax.running.resume import CONFIG_FILE
 
 MARKER_FILE = ".pgjax-run.json"
 MARKER_FORMAT = "pgjax run folder"
-CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"

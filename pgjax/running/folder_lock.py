@@ -119,3 +119,29 @@ def check_writable(folder: Path) -> None:
     except OSError as error:
         raise ValueError(f"cannot write to {folder}: {error.strerror or error}; make it writable to resume the run "
                          "there, or copy the folder and resume the copy") from None
+
+
+def hold_new_folder(out: Path, hold: FolderLock) -> bool:
+    """Make `out` (if missing) and hold it for a new run, before `prepare_out_dir` looks for a run in it.
+
+    Returns:
+      Whether this command made the folder.
+
+    Raises:
+      FolderInUse: another process holds it. ValueError: it cannot be made or written (e.g. a name too long).
+    """
+    try:
+        if out.exists() and not out.is_dir():
+            return False  # `prepare_out_dir` says what is wrong
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    try:
+        hold.take(out)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return created

@@ -263,3 +263,63 @@ def chunk_size(
             "or leave it out to chunk automatically"
         )
     return min(wanted, fits)
+
+
+# Results (metrics and final states of every run) may take this share of the host's free memory;
+# the chunks in training and the copies made while writing the files need the rest.
+RESULTS_FRACTION = 0.25
+# Below this many run-updates the results cannot come near the host's memory, and their size is not checked.
+CHECKED_RUN_UPDATES = 10**6
+
+
+def result_bytes(static: StaticConfig) -> int:
+    """Host bytes of one run's results: its final `TrainState` and its metrics of every update."""
+    shapes = run_shapes(static)
+    return shapes.state + static.num_updates * shapes.metrics
+
+
+def check_host_memory(groups: list[list[Any]], num_seeds: int) -> None:
+    """Raise ValueError if the sweep's results could not fit in this host's memory, blaming what is too big.
+
+    One run alone too big names --num-updates (its metrics) or the network (its final state); one seed of every
+    grid point too big names the grid points; else it says how many --num-seeds fit.
+
+    `groups`: the sweep's compile groups (lists of `pgjax.running.grid.GridPoint`).
+    A run's results are its metrics ([U] per `Metrics` field of one update) and
+    its final `TrainState` (`pgjax.running.run_shapes`, which the chunk
+    plan reads too); they stay on the host until the files are written. Small
+    sweeps are not checked.
+    """
+    if sum(len(g) * num_seeds * g[0].config.static.num_updates for g in groups) < CHECKED_RUN_UPDATES:
+        return
+    available = host_available_bytes()
+    if available is None:
+        return
+    per_seed = sum(len(group) * result_bytes(group[0].config.static) for group in groups)
+    total = num_seeds * per_seed
+    budget = RESULTS_FRACTION * available
+    if total <= budget:
+        return
+    free = f"{format_bytes(available)} is free"
+    static = max((g[0].config.static for g in groups), key=result_bytes)
+    shapes = run_shapes(static)
+    if result_bytes(static) > budget:  # one run alone: blame what makes it big
+        if static.num_updates * shapes.metrics > shapes.state:
+            runs = sum(len(g) for g in groups) * num_seeds
+            fits = max(0, int((budget - runs * shapes.state) // (runs * shapes.metrics)))
+            raise ValueError(
+                f"the metrics of one run over --num-updates {static.num_updates:,} alone would need about "
+                f"{format_bytes(static.num_updates * shapes.metrics)} of host memory and {free}; --num-updates "
+                f"{fits:,} or fewer fit the {runs:,} runs")
+        raise ValueError(f"the final state of one run (its network: --hidden {static.hidden}) alone would need "
+                         f"about {format_bytes(shapes.state)} of host memory and {free}: give a smaller network")
+    num_points = sum(len(g) for g in groups)
+    if per_seed > budget:  # one seed of every grid point: blame the grid
+        raise ValueError(
+            f"the results of {num_points:,} grid points would need about {format_bytes(per_seed)} of host memory "
+            f"with one seed each and {free}; about {int(num_points * budget // per_seed):,} grid points fit (give a "
+            "smaller --num-samples or fewer listed values)")
+    raise ValueError(
+        f"the results of {num_seeds:,} seeds would need about {format_bytes(total)} of host memory and "
+        f"{free}; --num-seeds {max(0, int(budget // per_seed)):,} or fewer fit "
+        "(or split the seeds over several commands with --seed)")

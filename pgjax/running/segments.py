@@ -23,11 +23,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization
 
 from pgjax.algo.config import Hyperparams
 from pgjax.algo.trainer import Metrics, TrainState, run_batch_updates
-from flax import serialization
-
 from pgjax.running.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
 from pgjax.running.devices import count_cache_hits
 from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, shard_runs

@@ -37,11 +37,11 @@ from pgjax.running.segments import (
     Interrupted,
     SegmentLoop,
     SegmentReport,
-    concat_trees,
-    make_segment,
     _placeholder_state,
     _take,
     check_checkpoint,
+    concat_trees,
+    make_segment,
     segment_length,
 )
 from pgjax.running.sharding import run_mesh
