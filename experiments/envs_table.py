@@ -41,7 +41,7 @@ from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.algo.rollout import make_collect
-from pgjax.results import outputs, stats
+from pgjax.results import loading, outputs, stats
 from pgjax.train import main as train_main
 
 ENVS = (
@@ -122,7 +122,7 @@ def train_preset(env_id: str, num_seeds: int) -> dict:
         argv = ["--env", env_id, "--num-seeds", str(num_seeds), "--quiet", "--compile-cache", "off", "--out", str(out)]
         assert train_main(argv) == 0  # cold compiles: the timings include them
         wall = time.perf_counter() - start
-        summary = outputs.load_summary(out)
+        summary = loading.load_summary(out)
     finals = np.array([r["final_return"] for r in summary["runs"]])
     return {
         "summary_statistics": summary["statistics"], "final_returns": finals,

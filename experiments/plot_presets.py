@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 
 PRESETS = ("seed-a", "seed-b", "default")
 
@@ -38,7 +38,7 @@ def main(args: Args) -> dict:
             command = [sys.executable, "-m", "pgjax.train", "--preset", preset, "--num-seeds", str(args.num_seeds),
                        "--quiet", "--out", str(folder)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-            summary = outputs.load_summary(folder)
+            summary = loading.load_summary(folder)
             results[preset] = {
                 "command": " ".join(["python", *command[1:-2]]),
                 **{key: summary[key] for key in ("num_runs", "solved_fraction", "final_return_mean",

@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 
 from pgjax import train
-from pgjax.results import outputs, tracking
+from pgjax.results import loading, outputs, tracking
 
 
 @dataclasses.dataclass
@@ -83,7 +83,7 @@ def run_once(way: str, folder: Path) -> dict:
         code = train.main(["--quiet", "--out", str(out), *WAYS[way]])
     if code != 0:
         raise RuntimeError(f"{way}: exit {code}")
-    summary = outputs.load_summary(out)
+    summary = loading.load_summary(out)
     return {"train_seconds": summary["train_seconds"], "wall_seconds": summary["wall_seconds"],
             "host_seconds": timer.seconds}
 

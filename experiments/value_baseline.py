@@ -41,7 +41,7 @@ from pgjax.algo.presets import PRESETS
 from pgjax.algo.returns import advantage_weights, apply_baseline, step_coefficients, step_returns, value_advantages
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_trainer, run_updates
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 
 # The value-baseline setting for CartPole: the default's network, lr and episodes per update;
 # reward-to-go (gamma 0.99) minus a learned V(s), the advantages not standardised.
@@ -150,7 +150,7 @@ def solve_speed(args: Args, flags: list[str]) -> dict:
         start = time.perf_counter()
         assert train_main([*flags, "--num-seeds", str(args.solve_seeds), "--quiet", "--out", str(out)]) == 0
         wall = time.perf_counter() - start
-        summary = outputs.load_summary(out)
+        summary = loading.load_summary(out)
     stats = summary["statistics"]
     return {
         "flags": flags, "solved": round(summary["solved_fraction"] * summary["num_runs"]), "runs": summary["num_runs"],

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, run_command
-from pgjax.results import aggregates, outputs, trust
+from pgjax.results import aggregates, loading, outputs, trust
 from pgjax.results import comparison as cmp
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE, plot_improvement, plot_performance_profiles
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
@@ -194,13 +194,13 @@ def compare_folders(args: Args, console: Console) -> Path:
         raise ValueError(f"--resamples must be from {MIN_RESAMPLES:,} to {MAX_RESAMPLES:,} (more takes hours and "
                          f"changes the intervals by less than the seeds do), got {args.resamples:,}")
     for run_dir in dirs:
-        outputs.check_run_dir(run_dir)
+        loading.check_run_dir(run_dir)
     if len({d.resolve() for d in dirs}) < len(dirs):
         raise ValueError("a run folder is given twice")
     out = args.out or (dirs[0] if len(dirs) == 1 else Path("."))
     if not out.is_dir():
         raise ValueError(f"no such folder for --out: {out}")
-    summaries = [outputs.load_summary(d) for d in dirs]
+    summaries = [loading.load_summary(d) for d in dirs]
     envs = [s["env"] for s in summaries]
     if not all(isinstance(e, str) for e in envs):
         damaged = next(d for d, e in zip(dirs, envs) if not isinstance(e, str))

@@ -26,7 +26,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from pgjax.results import outputs, stats, trust
+from pgjax.results import loading, outputs, stats, trust
 from pgjax.results.evaluation import (
     EVALUATION_FILE,
     GYMNASIUM_HINT,
@@ -111,10 +111,9 @@ def check_memory(episodes: int, num_runs: int, env: str) -> None:
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
     check_args(args)
-    run_dir = outputs.check_run_dir(args.dir)
-    summary = outputs.load_summary(run_dir)
+    run_dir = loading.check_run_dir(args.dir)
+    summary = loading.load_summary(run_dir)
     num_runs = len(summary["runs"])
-    check_memory(args.episodes, num_runs, summary["env"])
     if not 0 <= args.run < num_runs:
         raise ValueError(f"--run {args.run} out of range: {run_dir} holds {num_runs} runs")
     if args.gymnasium or args.render:
@@ -124,9 +123,10 @@ def evaluate_folder(args: Args, console: Console) -> dict:
             raise ImportError(f"--render needs pygame, Gymnasium's renderer: {GYMNASIUM_HINT}")
         if not args.render.parent.is_dir():
             raise ValueError(f"no such folder for --render: {args.render.parent}")
-    group_configs = [outputs.load_run_config(run_dir, list(group["runs"])[0]) for group in summary["groups"]]
+    group_configs = [loading.load_run_config(run_dir, list(group["runs"])[0]) for group in summary["groups"]]
     trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
-    all_params = outputs.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs
+    check_memory(args.episodes, num_runs, group_configs[0].static.env)  # builds the environment: confirmed first
+    all_params = loading.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs
     configs, params = [None] * num_runs, [None] * num_runs
     greedy, sampling = np.zeros((num_runs, args.episodes)), np.zeros((num_runs, args.episodes))
     base_key = jax.random.key(args.seed)
@@ -185,7 +185,7 @@ def keep_earlier_results(result: dict, path: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        earlier = outputs.load_json(path)
+        earlier = loading.load_json(path)
     except ValueError:
         return []
     runs, groups = earlier.get("runs"), earlier.get("groups")

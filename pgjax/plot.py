@@ -18,7 +18,8 @@ from pathlib import Path
 import tyro
 
 from pgjax.cli import FOLDER_ERRORS, folder_error, parse, run_command
-from pgjax.results.outputs import PLOT_FILE, check_run_dir
+from pgjax.results.loading import check_run_dir
+from pgjax.results.outputs import PLOT_FILE
 from pgjax.results.plots import Statistic, figure_path, plot_folders
 
 

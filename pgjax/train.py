@@ -54,7 +54,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.options import RunOptions
-from pgjax.results import outputs, tracking, trust
+from pgjax.results import loading, outputs, tracking, trust
 from pgjax.results.exports import write_exports
 from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import halving_score, summarise
@@ -160,7 +160,7 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
         raise ValueError(f"--resume continues a run with its own settings; give only --resume DIR (and "
                          f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS if n != 'resume')}, "
                          "--env and --network to name a factory the run was trained with again)")
-    saved = outputs.load_json(config_file)
+    saved = loading.load_json(config_file)
     if "run" not in saved:
         raise ValueError(f"{folder} was written by another pgjax version; it cannot be resumed by this one")
     resume.check_saved_config(config_file, saved, typing.get_type_hints(RunOptions))
@@ -269,7 +269,7 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
     estimates = None
     if resuming:
         config_file = out / outputs.CONFIG_FILE
-        chunks = resume.resumed_chunks(config_file, outputs.load_json(config_file), groups, opts.num_seeds, devices)
+        chunks = resume.resumed_chunks(config_file, loading.load_json(config_file), groups, opts.num_seeds, devices)
     else:
         check_host_memory(groups, opts.num_seeds)
         chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)

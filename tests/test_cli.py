@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from pgjax.algo.networks import MLPPolicy
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 from pgjax.train import main
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
@@ -66,7 +66,7 @@ def test_run_folder_holds_the_contract(two_runs):
     assert config["grid"][0]["config"]["static"]["num_updates"] == 4
     assert config["seeds"] == {"first": 5, "count": 3}  # compact, whatever the number of seeds
     assert config["chunks"] == [{"group": 0, "chunk_size": 4, "num_runs": 3}]  # 3 runs padded to 2 devices
-    metrics = outputs.load_group_metrics(out, 0)
+    metrics = loading.load_group_metrics(out, 0)
     assert metrics["episode_returns"].shape == (3, 4, 2)
     np.testing.assert_array_equal(metrics["seeds"], [5, 6, 7])
     np.testing.assert_allclose(
@@ -75,19 +75,19 @@ def test_run_folder_holds_the_contract(two_runs):
 
 
 def test_saved_parameters_load_back_into_the_policy(two_runs):
-    params = outputs.load_params(two_runs[0], run=1)
+    params = loading.load_params(two_runs[0], run=1)
     logits = MLPPolicy(num_actions=2, hidden=(8,)).apply({"params": params}, jnp.zeros(4))
     assert logits.shape == (2,) and np.all(np.isfinite(logits))
     with pytest.raises(IndexError):
-        outputs.load_params(two_runs[0], run=3)
+        loading.load_params(two_runs[0], run=3)
 
 
 def test_the_same_command_gives_bitwise_identical_results(two_runs):
-    (a,), (b,) = (outputs.load_metrics(d) for d in two_runs)
+    (a,), (b,) = (loading.load_metrics(d) for d in two_runs)
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    pa, pb = (outputs.load_params(d) for d in two_runs)
+    pa, pb = (loading.load_params(d) for d in two_runs)
     assert outputs.jsonable(pa) == outputs.jsonable(pb)
 
 
@@ -117,8 +117,8 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
         "gamma": pytest.approx(0.9), "baseline_constant": 3.0, "entropy_coef": pytest.approx(0.01),
         "max_grad_norm": 0.5, "learning_rate": pytest.approx(0.002),
     }
-    assert outputs.load_group_metrics(out, 0)["episode_returns"].shape == (2, 2, 8)
-    assert outputs.load_run_config(out, 1).static.hidden == (8, 4)
+    assert loading.load_group_metrics(out, 0)["episode_returns"].shape == (2, 2, 8)
+    assert loading.load_run_config(out, 1).static.hidden == (8, 4)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ def test_an_existing_run_is_kept_unless_asked(two_runs, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     assert main([*small("--num-seeds", "2"), "--out", str(copy), "--overwrite"]) == 0
-    assert outputs.load_summary(copy)["num_runs"] == 2
+    assert loading.load_summary(copy)["num_runs"] == 2
 
 
 def test_an_unwritable_out_folder_is_refused(tmp_path, capsys):
@@ -224,7 +224,7 @@ def test_every_command_has_version_usage_and_survives_a_closed_pipe(module, caps
 
 
 def _load_run(out):
-    return outputs.load_summary(out), outputs.load_metrics(out), outputs.load_params(out)
+    return loading.load_summary(out), loading.load_metrics(out), loading.load_params(out)
 
 
 def test_a_grid_trains_every_combination_with_one_compile_per_static_group(tmp_path, capsys):
@@ -232,7 +232,7 @@ def test_a_grid_trains_every_combination_with_one_compile_per_static_group(tmp_p
     argv = ["--num-seeds", "2", "--num-updates", "3", "--episodes-per-update", "2", "--hidden", "8", "4,4",
             "--lr", "0.01", "0.03", "--out", str(out)]
     assert main(argv) == 0
-    summary = outputs.load_summary(out)
+    summary = loading.load_summary(out)
     assert summary["num_runs"] == 8 and summary["compile_groups"] == 2
     assert [g["varied"] for g in summary["groups"]] == [
         {"hidden": [8], "learning_rate": 0.01}, {"hidden": [8], "learning_rate": 0.03},
@@ -245,11 +245,11 @@ def test_a_grid_trains_every_combination_with_one_compile_per_static_group(tmp_p
     assert "plan: 8 runs (4 grid points x 2 seeds) | 2 compile groups | 2 chunks x 4 runs | memory about" in printed
     assert "progress: 6/6 updates (100%)" in printed  # stdout is not a terminal: plain progress lines
     assert re.search(r"^solved 0/8 .* wall .*$", printed, re.M)  # not wrapped: the whole line is one line
-    assert outputs.load_run_config(out, 7).static.hidden == (4, 4)
-    assert outputs.load_run_config(out, 7).hparams.learning_rate == pytest.approx(0.03)
+    assert loading.load_run_config(out, 7).static.hidden == (4, 4)
+    assert loading.load_run_config(out, 7).hparams.learning_rate == pytest.approx(0.03)
     # runs of the same seed and hidden sizes start from the same parameters, whatever the lr
-    assert outputs.load_group_metrics(out, 2)["episode_returns"][:, 0].tolist() == \
-        outputs.load_group_metrics(out, 3)["episode_returns"][:, 0].tolist()
+    assert loading.load_group_metrics(out, 2)["episode_returns"][:, 0].tolist() == \
+        loading.load_group_metrics(out, 3)["episode_returns"][:, 0].tolist()
 
 
 def test_four_devices_give_the_runs_of_two_and_of_one(tmp_path):
@@ -285,7 +285,7 @@ def test_the_console_script_sets_up_cpu_devices_before_jax_starts(tmp_path):
              "from pgjax.scripts import train; train()"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert outputs.load_summary(tmp_path)["devices"] == 3
+    assert loading.load_summary(tmp_path)["devices"] == 3
 
 
 def test_a_second_run_loads_its_programs_from_the_compile_cache(tmp_path):
@@ -318,7 +318,7 @@ def test_an_unwritable_compile_cache_is_left_off_with_a_note(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"compile cache off: cannot write {blocker / 'cache'}" in done.stdout
-    assert outputs.load_summary(tmp_path / "run")["compile_cache_hits"] == 0
+    assert loading.load_summary(tmp_path / "run")["compile_cache_hits"] == 0
 
 
 def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_result(tmp_path):

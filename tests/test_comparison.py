@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import stats
 
 from pgjax import compare
-from pgjax.results import aggregates, outputs
+from pgjax.results import aggregates, loading, outputs
 from pgjax.results import comparison as cmp
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE
 from pgjax.train import main as train_main
@@ -200,7 +200,7 @@ def two_rates(tmp_path_factory) -> Path:
 
 
 def test_summary_compares_every_group_with_the_best(two_rates):
-    summary = outputs.load_summary(two_rates)
+    summary = loading.load_summary(two_rates)
     best = max(summary["groups"], key=lambda g: g["statistics"]["iqm"])
     entry = summary["comparison"]
     assert entry["baseline"] == best["index"] and entry["left_out"] == []
@@ -234,7 +234,7 @@ def test_compare_names_groups_of_several_folders_by_folder(two_rates, tmp_path, 
 def test_compare_aggregates_folders_of_different_environments(two_rates, tmp_path, capsys):
     acrobot = tmp_path / "acrobot"  # the same runs relabelled: the aggregation, not the training, is tested here
     shutil.copytree(two_rates, acrobot)
-    summary = outputs.load_summary(acrobot)
+    summary = loading.load_summary(acrobot)
     summary.update(env="Acrobot-v1", solve_threshold=-100.0)
     for run in summary["runs"]:
         run["final_return"] -= 500.0
@@ -262,7 +262,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, two_rates, tmp_p
 def test_mixed_environments_are_refused(two_rates, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(two_rates, other)
-    summary = outputs.load_summary(other)
+    summary = loading.load_summary(other)
     summary["env"] = "Acrobot-v1"
     outputs.write_json(other / outputs.SUMMARY_FILE, summary)
     third = tmp_path / "third"

@@ -18,7 +18,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.algo.trainer import make_train
-from pgjax.results import evaluation, outputs
+from pgjax.results import evaluation, loading
 from pgjax.train import main as train_main
 
 LISTED = [
@@ -130,7 +130,7 @@ def test_cli_trains_a_gaussian_policy_that_loads_and_evaluates(tmp_path):
     assert summary["env"] == "Pendulum-v1" and summary["num_runs"] == 4 and summary["compile_groups"] == 2
     hp = summary["runs"][3]["hyperparameters"]
     assert hp["squash"] == "tanh" and hp["baseline"] == "value_norm" and hp["init_log_std"] == -0.5
-    assert outputs.load_group_metrics(out, 1)["value_loss"].shape == (2, 3)
+    assert loading.load_group_metrics(out, 1)["value_loss"].shape == (2, 3)
     act = evaluation.load_policy(out, run=3)
     obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
     actions = act(obs)

@@ -16,7 +16,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import MLPPolicy, make_apply_fn, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.trainer import make_train
-from pgjax.results import evaluation, outputs, summary
+from pgjax.results import evaluation, loading, outputs, summary
 
 from .test_plot import small_run_folder
 
@@ -113,8 +113,8 @@ def test_render_writes_an_animated_gif(solved_params, tmp_path):
 
 
 def test_loaded_policy_is_the_saved_network(run_folder):
-    params = outputs.load_params(run_folder, 1)
-    config = outputs.load_run_config(run_folder, 1)
+    params = loading.load_params(run_folder, 1)
+    config = loading.load_run_config(run_folder, 1)
     apply_fn = make_apply_fn(make_policy(make_env(config.static.env), config))
     obs = np.random.default_rng(1).normal(size=(32, 4)).astype(np.float32)
     expected = np.asarray(jnp.argmax(apply_fn(params, obs), axis=-1))
@@ -136,7 +136,7 @@ def test_cli_writes_evaluation_json(run_folder, capsys):
     assert group["varied"] == {"learning_rate": 0.03}
     assert group["greedy"]["mean"] == pytest.approx(np.mean([result["runs"][k]["greedy_mean"] for k in (2, 3)]))
     # run k's episodes depend on the seed and k only, not on the runs evaluated beside it
-    config, params = outputs.load_run_config(run_folder, 3), outputs.load_params(run_folder, 3)
+    config, params = loading.load_run_config(run_folder, 3), loading.load_params(run_folder, 3)
     stacked = jax.tree.map(lambda x: x[None], params)
     alone = evaluation.evaluate_runs(config, stacked, jax.random.fold_in(jax.random.key(2), 3)[None], episodes=3)
     np.testing.assert_array_equal(alone[0], result["runs"][3]["greedy_returns"])

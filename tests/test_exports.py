@@ -11,7 +11,7 @@ import pytest
 
 import pgjax
 from pgjax.algo.trainer import Metrics
-from pgjax.results import exports, outputs
+from pgjax.results import exports, loading, outputs
 from pgjax.train import main
 
 pd = pytest.importorskip("pandas")
@@ -39,7 +39,7 @@ def copy_of(run_dir, tmp_path):
 
 
 def test_runs_csv_has_one_row_per_run_with_every_setting(run_dir):
-    summary = outputs.load_summary(run_dir)
+    summary = loading.load_summary(run_dir)
     runs = pd.read_csv(run_dir / outputs.RUNS_FILE)
     assert len(runs) == summary["num_runs"] == 2 * NUM_SEEDS
     settings = list(summary["runs"][0]["hyperparameters"])
@@ -56,7 +56,7 @@ def test_runs_csv_has_one_row_per_run_with_every_setting(run_dir):
 
 
 def test_load_results_round_trips_summary_and_metrics(run_dir):
-    summary = outputs.load_summary(run_dir)
+    summary = loading.load_summary(run_dir)
     results = pgjax.load_results(run_dir)
     assert (run_dir / outputs.CURVES_PARQUET).is_file() and not (run_dir / outputs.CURVES_CSV).exists()
     runs, curves = results
@@ -67,7 +67,7 @@ def test_load_results_round_trips_summary_and_metrics(run_dir):
     assert list(curves.columns) == list(exports.curve_dtypes())
     assert dict(curves.dtypes) == exports.curve_dtypes()
     for group in summary["groups"]:
-        metrics = outputs.load_group_metrics(run_dir, group["index"])
+        metrics = loading.load_group_metrics(run_dir, group["index"])
         rows = curves[curves["group"] == group["index"]]
         shape = (NUM_SEEDS, NUM_UPDATES)
         np.testing.assert_array_equal(rows["run"].to_numpy().reshape(shape)[:, 0], group["runs"])
@@ -90,8 +90,8 @@ def test_a_folder_without_the_files_gives_the_same_tables(run_dir, copy_of):
 
 def test_csv_curves_read_back_as_the_parquet_ones(run_dir, copy_of):
     folder = copy_of()
-    summary = outputs.load_summary(folder)
-    written = exports.write_exports(folder, summary, outputs.load_metrics(folder), parquet=False)
+    summary = loading.load_summary(folder)
+    written = exports.write_exports(folder, summary, loading.load_metrics(folder), parquet=False)
     assert written == [folder / outputs.RUNS_FILE, folder / outputs.CURVES_CSV]
     assert not (folder / outputs.CURVES_PARQUET).exists()  # the other format's file is not left behind
     assert (folder / outputs.RUNS_FILE).read_text() == (run_dir / outputs.RUNS_FILE).read_text()
@@ -100,10 +100,10 @@ def test_csv_curves_read_back_as_the_parquet_ones(run_dir, copy_of):
 
 def test_groups_of_different_lengths(run_dir, tmp_path):
     """A group stopped early (successive halving) has fewer updates: fewer curve rows, and its rung in runs.csv."""
-    summary = outputs.load_summary(run_dir)
+    summary = loading.load_summary(run_dir)
     summary["groups"][1].update(rung=0, stopped_early=True)
     summary["groups"][0].update(rung=1, stopped_early=False)
-    metrics = outputs.load_metrics(run_dir)
+    metrics = loading.load_metrics(run_dir)
     metrics[1] = {name: value[:, :2] if value.ndim > 1 else value for name, value in metrics[1].items()}
     exports.write_exports(tmp_path, summary, metrics, parquet=False)
     runs = pd.read_csv(tmp_path / outputs.RUNS_FILE)
@@ -116,8 +116,8 @@ def test_groups_of_different_lengths(run_dir, tmp_path):
 
 def test_curves_columns_take_a_metrics_value(run_dir):
     """`write_exports` takes the trainer's `Metrics` (what train.py passes) as well as loaded dicts."""
-    summary = outputs.load_summary(run_dir)
-    loaded = outputs.load_metrics(run_dir)
+    summary = loading.load_summary(run_dir)
+    loaded = loading.load_metrics(run_dir)
     as_metrics = [Metrics(**{f.name: m[f.name] for f in dataclasses.fields(Metrics)}) for m in loaded]
     a, b = exports.curves_columns(summary, loaded), exports.curves_columns(summary, as_metrics)
     for name in a:
@@ -141,7 +141,7 @@ def test_overwrite_knows_the_new_files(run_dir, tmp_path):
     assert (out / outputs.RUNS_FILE).read_text() == "run\n"
     marked = tmp_path / "marked"
     outputs.prepare_out_dir(marked, overwrite=False)
-    exports.write_exports(marked, outputs.load_summary(run_dir), outputs.load_metrics(run_dir), parquet=False)
+    exports.write_exports(marked, loading.load_summary(run_dir), loading.load_metrics(run_dir), parquet=False)
     with pytest.raises(FileExistsError):
         outputs.prepare_out_dir(marked, overwrite=False)
     outputs.prepare_out_dir(marked, overwrite=True)
@@ -150,7 +150,7 @@ def test_overwrite_knows_the_new_files(run_dir, tmp_path):
 
 def test_the_other_curves_file_goes_only_if_pgjax_wrote_it(run_dir, tmp_path):
     pytest.importorskip("pyarrow")
-    summary, metrics = outputs.load_summary(run_dir), outputs.load_metrics(run_dir)
+    summary, metrics = loading.load_summary(run_dir), loading.load_metrics(run_dir)
     (tmp_path / exports.CURVES_CSV).write_text("the user's\n")  # no marker: not pgjax's
     exports.write_exports(tmp_path, summary, metrics, parquet=True)
     assert (tmp_path / exports.CURVES_CSV).read_text() == "the user's\n"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pgjax.results import outputs, summary, tables
+from pgjax.results import loading, outputs, summary, tables
 from pgjax.running import grid, segments, sweep
 from pgjax.running.halving import HalvingPlan, rank, train_halving
 from pgjax.train import main, parse_args, run
@@ -258,11 +258,11 @@ def test_the_command_writes_a_halving_run_folder_and_resumes_one(tmp_path, capsy
     assert main([*HALVING, "--out", str(whole)]) == 0
     printed = capsys.readouterr().out
     assert "successive halving (ETA 2): rungs at 2, 4, 8 updates | configurations per rung 5 -> 3 -> 2" in printed
-    made = outputs.load_summary(whole)
+    made = loading.load_summary(whole)
     assert made["halving"]["env_steps_saved"] > 0 and made["halving"]["rung_updates"] == [2, 4, 8]
     assert json.loads((whole / "config.json").read_text())["run"]["halving"] == 2
     for group in made["groups"]:
-        metrics = outputs.load_group_metrics(whole, group["index"])
+        metrics = loading.load_group_metrics(whole, group["index"])
         assert metrics["episode_return"].shape == (2, group["num_updates_trained"])
         assert [made["runs"][r]["env_steps"] for r in group["runs"]] == metrics["env_steps"][:, -1].tolist()
     assert {g["num_updates_trained"] for g in made["groups"]} == {2, 4, 8}
@@ -274,9 +274,9 @@ def test_the_command_writes_a_halving_run_folder_and_resumes_one(tmp_path, capsy
             console=Console(file=io.StringIO()), stop=StopAt(7))
     assert not (stopped / "summary.json").exists() and (stopped / "checkpoints" / "rung-1").is_dir()
     assert main(["--resume", str(stopped), "--quiet"]) == 0
-    resumed = outputs.load_summary(stopped)
+    resumed = loading.load_summary(stopped)
     assert resumed["resumed_updates"] > 0 and resumed["halving"]["survivors"] == made["halving"]["survivors"]
-    for a, b in zip(outputs.load_metrics(stopped), outputs.load_metrics(whole)):
+    for a, b in zip(loading.load_metrics(stopped), loading.load_metrics(whole)):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pgjax import plot
-from pgjax.results import outputs, plots
+from pgjax.results import loading, outputs, plots
 from pgjax.results.stats import iqm
 from pgjax.running import grid
 from pgjax.train import main as train_main
@@ -94,7 +94,7 @@ def test_labels_name_the_settings_that_differ():
 def test_runs_of_different_environments_are_not_overlaid(run_folder, tmp_path):
     other = tmp_path / "other_env"
     shutil.copytree(run_folder, other)
-    summary = outputs.load_summary(other)
+    summary = loading.load_summary(other)
     outputs.write_json(other / outputs.SUMMARY_FILE, {**summary, "env": "Acrobot-v1"})
     with pytest.raises(ValueError, match="different environments: CartPole-v1 .*, Acrobot-v1 ") as error:
         plots.plot_folders([run_folder, other], tmp_path / "mixed.png")
@@ -106,14 +106,14 @@ def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path, 
     interrupted.mkdir()
     shutil.copy(run_folder / outputs.CONFIG_FILE, interrupted)
     (interrupted / "checkpoints").mkdir()
-    loaders = (outputs.load_summary, outputs.load_metrics, outputs.load_params, lambda d: plots.group_curves([d]))
+    loaders = (loading.load_summary, loading.load_metrics, loading.load_params, lambda d: plots.group_curves([d]))
     for load in loaders:
         with pytest.raises(ValueError, match=f"interrupted run .*python -m pgjax.train --resume {interrupted}$"):
             load(interrupted)
         with pytest.raises(ValueError, match="missing"):
             load(tmp_path / "no_such_run")
     with pytest.raises(ValueError, match="holds no run"):
-        outputs.load_summary(tmp_path)
+        loading.load_summary(tmp_path)
     assert plot.main([str(tmp_path / "no_such_run")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'no_such_run'} is missing: no such folder\n"
     assert plot.main([str(interrupted)]) == 2
@@ -124,7 +124,7 @@ def test_plot_run_draws_every_group_of_a_folder(run_folder):
     curves, thresholds = plots.group_curves([run_folder])
     assert [c["label"] for c in curves] == ["learning_rate=0.01", "learning_rate=0.03"]
     assert thresholds == {"CartPole-v1": 475.0}
-    group = outputs.load_group_metrics(run_folder, 1)
+    group = loading.load_group_metrics(run_folder, 1)
     np.testing.assert_array_equal(curves[1]["returns"], group["episode_return"])
     assert curves[1]["env_steps"].shape == (2, 10)
     path = plots.plot_run(run_folder)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pgjax import compare, evaluate, plot
-from pgjax.results import exports, outputs, plots
+from pgjax.results import exports, loading, outputs, plots
 from pgjax.train import main as train_main
 
 from .test_plot import small_run_folder
@@ -148,7 +148,7 @@ def test_a_run_of_pgjax_0_2_without_the_marker_is_kept(copy_of, capsys):
     err = one_error_line(capsys)
     assert "config.json, summary.json, metrics.npz, params.msgpack, learning_curves.png, runs.csv" in err
     assert snapshot(old) == before
-    assert outputs.load_summary(old)["num_runs"] == 4  # still readable
+    assert loading.load_summary(old)["num_runs"] == 4  # still readable
 
 
 @pytest.mark.parametrize("marker", [
@@ -303,7 +303,7 @@ def test_training_on_a_full_disk_leaves_no_finished_looking_folder(name, tmp_pat
     assert err.startswith(f"error: no space left on device writing {out / name} (")
     assert not list(out.rglob("*.tmp")) and not (out / outputs.SUMMARY_FILE).exists()
     with pytest.raises(ValueError, match="interrupted run|holds no run"):
-        outputs.check_run_dir(out)
+        loading.check_run_dir(out)
 
 
 # --- damaged run folders ----------------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def test_the_loaders_raise_one_value_error_for_a_damaged_summary(damage, copy_of
     folder = copy_of()
     SUMMARY_DAMAGE[damage][0](folder)
     (folder / outputs.RUNS_FILE).unlink()  # load_results reads summary.json then
-    loaders = [outputs.load_summary, outputs.load_params, lambda d: outputs.load_run_config(d, 0),
+    loaders = [loading.load_summary, loading.load_params, lambda d: loading.load_run_config(d, 0),
                lambda d: plots.group_curves([d])]
     if _has_pandas():
         loaders.append(exports.load_results)
@@ -379,7 +379,7 @@ def test_a_truncated_metrics_file_is_one_line_naming_it(copy_of, capsys):
     assert plot.main([str(folder)]) == 2
     err = one_error_line(capsys)
     assert err.startswith(f"error: {folder / outputs.METRICS_FILE} cannot be read (BadZipFile")
-    for load in (outputs.load_metrics, lambda d: outputs.load_group_metrics(d, 0)):
+    for load in (loading.load_metrics, lambda d: loading.load_group_metrics(d, 0)):
         with pytest.raises(ValueError, match="metrics.npz cannot be read") as error:
             load(folder)
         assert error.value.__cause__ is not None
@@ -410,7 +410,7 @@ def test_a_damaged_params_file_is_one_line_naming_it(content, copy_of, capsys):
     err = one_error_line(capsys)
     assert err.startswith(f"error: {path} ") and err.endswith("the run folder is damaged")
     with pytest.raises(ValueError, match="params.msgpack"):
-        outputs.load_params(folder, 0)
+        loading.load_params(folder, 0)
 
 
 @pytest.mark.skipif(not _has_pandas(), reason="pandas")
@@ -423,7 +423,7 @@ def test_load_results_names_a_damaged_export(name, content, copy_of):
     for other in (exports.CURVES_PARQUET, exports.CURVES_CSV):
         (folder / other).unlink(missing_ok=True)
     if name != outputs.RUNS_FILE:
-        exports.write_exports(folder, outputs.load_summary(folder), outputs.load_metrics(folder),
+        exports.write_exports(folder, loading.load_summary(folder), loading.load_metrics(folder),
                               parquet=name == exports.CURVES_PARQUET)
     (folder / name).write_bytes(content)
     with pytest.raises(ValueError, match=f"^{folder / name} cannot be read .*; the run folder is damaged$") as error:

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from pgjax.grid_settings import resolve_grid, search_of
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 from pgjax.results.tables import print_report
 from pgjax.running import grid
 from pgjax.running.search import Range, Search, balance_note, draw, parse_range, unit_points
@@ -153,7 +153,7 @@ def searched(tmp_path_factory):
 
 
 def test_a_search_trains_its_drawn_points_as_groups_under_one_compile(searched):
-    summary = outputs.load_summary(searched)
+    summary = loading.load_summary(searched)
     record = {"sampler": "sobol", "seed": 3, "num_samples": 4, "ranges": {
         "learning_rate": {"low": 1e-3, "high": 1e-1, "scale": "log"},
         "entropy_coef": {"low": 0.0, "high": 0.02, "scale": "linear"}}}
@@ -170,7 +170,7 @@ def test_a_search_trains_its_drawn_points_as_groups_under_one_compile(searched):
 
 
 def test_the_report_rounds_drawn_values_to_four_digits(searched):
-    summary = outputs.load_summary(searched)
+    summary = loading.load_summary(searched)
     console = Console(record=True, width=250)
     print_report(summary, console)
     text = console.export_text()
@@ -196,7 +196,7 @@ def test_a_stopped_search_resumes_with_its_drawn_points_to_the_uninterrupted_res
             stop=_StopAtFirstSegment())
     assert not (stopped / outputs.SUMMARY_FILE).exists()
     assert main(["--resume", str(stopped), "--quiet"]) == 0
-    resumed, whole = outputs.load_summary(stopped), outputs.load_summary(searched)
+    resumed, whole = loading.load_summary(stopped), loading.load_summary(searched)
     assert 0 < resumed["resumed_updates"] and resumed["search"] == whole["search"]
     assert [g["hyperparameters"] for g in resumed["groups"]] == [g["hyperparameters"] for g in whole["groups"]]
     assert [r["final_return"] for r in resumed["runs"]] == [r["final_return"] for r in whole["runs"]]

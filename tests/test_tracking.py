@@ -15,7 +15,7 @@ import pytest
 
 from pgjax import options
 from pgjax.algo.trainer import Metrics
-from pgjax.results import outputs, tracking
+from pgjax.results import loading, outputs, tracking
 from pgjax.results.stats import iqm
 from pgjax.running import grid
 from pgjax.running.sweep import Chunk, SegmentReport
@@ -188,13 +188,13 @@ def accumulator(path: Path):
 def test_tensorboard_curves_read_back(tracked):
     assert json.loads((tracked / outputs.CONFIG_FILE).read_text())["run"]["tensorboard"] == str(
         tracked / "tensorboard")
-    summary = outputs.load_summary(tracked)
+    summary = loading.load_summary(tracked)
     for group in summary["groups"]:
         events = accumulator(tracked / "tensorboard" / f"group{group['index']}")
         tags = events.Tags()["scalars"]
         assert {*tracking.RETURN_TAGS, "loss/mean", "entropy/mean", "diverged/fraction", tracking.SPEED_TAG,
                 "final/return_iqm", "final/solved_fraction"} <= set(tags)
-        metrics = outputs.load_group_metrics(tracked, group["index"])
+        metrics = loading.load_group_metrics(tracked, group["index"])
         mean = events.Scalars("return/mean")
         assert [s.step for s in mean] == np.rint(metrics["env_steps"].mean(0)).astype(int).tolist()
         np.testing.assert_allclose([s.value for s in mean], metrics["episode_return"].mean(0), rtol=1e-6)
@@ -210,7 +210,7 @@ def test_tensorboard_curves_read_back(tracked):
 def test_tensorboard_hparams_hold_each_groups_settings(tracked):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    summary = outputs.load_summary(tracked)
+    summary = loading.load_summary(tracked)
     for group in summary["groups"]:
         content = accumulator(tracked / "tensorboard" / f"group{group['index']}").PluginTagToContent("hparams")
         start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
@@ -247,7 +247,7 @@ def wandb_records(path: str) -> list:
 
 def test_wandb_offline_runs_hold_config_summary_and_table(tracked):
     pytest.importorskip("wandb")
-    summary = outputs.load_summary(tracked)
+    summary = loading.load_summary(tracked)
     files = sorted(glob.glob(str(tracked / "wandb" / "offline-run-*" / "run-*.wandb")))
     assert len(files) == summary["num_groups"] + 1  # a run per group and the sweep's
     found = {}

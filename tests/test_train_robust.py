@@ -16,7 +16,7 @@ import filelock
 import numpy as np
 import pytest
 
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 from pgjax.running import checkpoints
 from pgjax.running.folder_lock import LOCK_FILE
 from pgjax.train import main
@@ -36,10 +36,10 @@ def _one_line(capsys) -> str:
 
 
 def _same_results(a: Path, b: Path) -> None:
-    for ma, mb in zip(outputs.load_metrics(a), outputs.load_metrics(b), strict=True):
+    for ma, mb in zip(loading.load_metrics(a), loading.load_metrics(b), strict=True):
         for name in ma:
             np.testing.assert_array_equal(ma[name], mb[name], err_msg=name)
-    assert outputs.jsonable(outputs.load_params(a)) == outputs.jsonable(outputs.load_params(b))
+    assert outputs.jsonable(loading.load_params(a)) == outputs.jsonable(loading.load_params(b))
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_factories_that_misbehave_are_one_line(flags, message, tmp_path, capsys)
 def test_a_gymnax_class_works_as_an_env_factory(tmp_path):
     out = tmp_path / "class"
     assert main([*TINY, "--env", "gymnax.environments.classic_control.cartpole:CartPole", "--out", str(out)]) == 0
-    assert outputs.load_summary(out)["num_runs"] == 2
+    assert loading.load_summary(out)["num_runs"] == 2
 
 
 def test_names_too_long_for_the_file_system_are_one_line(tmp_path, capsys):

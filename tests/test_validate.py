@@ -7,7 +7,6 @@ wrote where it should not (--out '', a bench .tmp), ran out of memory or time, o
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from pathlib import Path
 
@@ -133,14 +132,13 @@ def test_empty_paths_names_and_repeated_values_are_refused(argv, message, tmp_pa
     (["--out", "{tmp}/file/b.json"], "file is a file, not a folder"),
     (["--out", "/proc/b.json"], "cannot write to --out /proc/b.json"),
 ])
-def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_path, capsys):
-    from pgjax.bench import main as bench
+def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_path, capsys, monkeypatch):
+    import pgjax.bench
 
+    monkeypatch.setattr(pgjax.bench, "measure_rung", _never("a rung of the ladder"))
     (tmp_path / "file").write_text("")
-    started = time.perf_counter()
-    err = refused(capsys, tmp_path, [a.replace("{tmp}", str(tmp_path)) for a in argv], bench)
+    err = refused(capsys, tmp_path, [a.replace("{tmp}", str(tmp_path)) for a in argv], pgjax.bench.main)
     assert message in err, err
-    assert time.perf_counter() - started < 10  # no ladder ran
 
 
 def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, monkeypatch):
@@ -195,27 +193,35 @@ def test_compare_bounds_the_resamples(resamples, run_dir, capsys):
     assert len(err.splitlines()) == 1 and "--resamples must be from 100 to 1,000,000" in err, err
 
 
+def _never(what: str):
+    """A stand-in for a step a refusal must not reach: it fails the test if called."""
+    def called(*args, **kwargs):
+        raise AssertionError(f"{what} ran before the refusal")
+    return called
+
+
 # 6. train: plans beyond the machine, short messages that blame the right flag
 
-def test_too_many_samples_are_refused_before_drawing(tmp_path, capsys):
-    started = time.perf_counter()
+def test_too_many_samples_are_refused_before_drawing(tmp_path, capsys, monkeypatch):
+    import pgjax.running.search
+
+    monkeypatch.setattr(pgjax.running.search.Search, "points", _never("drawing the points"))
     err = refused(capsys, tmp_path, ["--lr", "1e-3:1e-1:log", "--num-samples", "100000000", "--out",
                                      str(tmp_path / "x")])
     assert "--num-samples 100,000,000 is more than the 65,536 points one command draws" in err
-    assert time.perf_counter() - started < 5
 
 
 def test_a_grid_beyond_host_memory_is_refused_before_its_points_are_drawn(tmp_path, capsys, monkeypatch):
     import pgjax.running.devices
-    import pgjax.train
+    import pgjax.running.memory
+    import pgjax.running.search
 
     monkeypatch.setattr(pgjax.running.devices, "host_available_bytes", lambda: 2**30)
-    monkeypatch.setattr(pgjax.train, "host_available_bytes", lambda: 2**30)
-    started = time.perf_counter()
+    monkeypatch.setattr(pgjax.running.memory, "host_available_bytes", lambda: 2**30)
+    monkeypatch.setattr(pgjax.running.search.Search, "points", _never("drawing the points"))
     err = refused(capsys, tmp_path, ["--lr", "1e-3:1e-1:log", "--num-samples", "65536", "--gamma", "0.9", "0.99",
                                      "--out", str(tmp_path / "x")])
     assert "131,072 grid points x 64 seeds would need about" in err and "1.0 GiB is free" in err, err
-    assert time.perf_counter() - started < 5  # 131,072 points were never drawn and validated
 
 
 def test_too_many_updates_blame_num_updates_not_the_seeds(tmp_path, capsys):
@@ -225,11 +231,9 @@ def test_too_many_updates_blame_num_updates_not_the_seeds(tmp_path, capsys):
 
 
 def test_too_many_rungs_are_one_short_line(tmp_path, capsys):
-    started = time.perf_counter()
     err = refused(capsys, tmp_path, ["--halving", "2", "--rungs", "100000", "--num-updates", "9", "--out",
                                      str(tmp_path / "x")])
     assert "at most 4 rungs fit 9 updates with --halving 2" in err and len(err) < 300, err
-    assert time.perf_counter() - started < 5
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -28,7 +28,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.imports import names_code
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import make_collect
-from pgjax.results import outputs, trust
+from pgjax.results import loading, outputs, trust
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
@@ -89,14 +89,14 @@ def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed:
         and pgjax imports no module that it names (`pgjax.results.trust`).
 
     Raises:
-      ValueError: as `pgjax.results.outputs.load_summary`; the folder names a
+      ValueError: as `pgjax.results.loading.load_summary`; the folder names a
         factory that `env`/`network` do not name again, or they name another.
       IndexError: `run` is out of range.
     """
-    config = outputs.load_run_config(run_dir, run)
+    config = loading.load_run_config(run_dir, run)
     trust.confirm_configs([config], str(Path(run_dir) / outputs.SUMMARY_FILE), env,
                           () if network is None else (network,))
-    return policy_callable(config, outputs.load_params(run_dir, run), greedy=greedy, seed=seed)
+    return policy_callable(config, loading.load_params(run_dir, run), greedy=greedy, seed=seed)
 
 
 @functools.lru_cache(maxsize=32)

@@ -42,7 +42,7 @@ import numpy as np
 
 from pgjax.algo.config import Hyperparams, StaticConfig
 from pgjax.algo.trainer import Metrics
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 from pgjax.results.tables import format_setting
 
 RUNS_FILE = outputs.RUNS_FILE
@@ -113,7 +113,7 @@ def curves_columns(summary: dict, group_metrics: Sequence[Mapping[str, np.ndarra
 
     Args:
       summary: the summary.json dict (which runs, seeds, of which group).
-      group_metrics: per group, its metrics (a `Metrics` or `outputs.load_group_metrics`'s dict), leaves
+      group_metrics: per group, its metrics (a `Metrics` or `loading.load_group_metrics`'s dict), leaves
         [R, U_g, ...]; U_g may differ between groups.
     """
     dtypes = curve_dtypes()
@@ -249,18 +249,18 @@ def load_results(run_dir: str | Path) -> Results:
     Raises:
       ImportError: pandas is missing (one line naming the `results` extra), or
         pyarrow for a folder whose curves are Parquet.
-      ValueError: as `pgjax.results.outputs.load_summary`; a file is damaged (one
+      ValueError: as `pgjax.results.loading.load_summary`; a file is damaged (one
         line naming it, the cause chained).
     """
     pd = import_pandas()
-    run_dir = outputs.check_run_dir(run_dir)
+    run_dir = loading.check_run_dir(run_dir)
     summary = None
     dtypes = curve_dtypes()
     runs_path = run_dir / RUNS_FILE
     if runs_path.is_file():
         runs = _read_table(runs_path, lambda: _read_runs(pd, runs_path.read_text()))
     else:
-        summary = outputs.load_summary(run_dir)
+        summary = loading.load_summary(run_dir)
         runs = _read_runs(pd, csv_text(*runs_table(summary)))
     wanted = {name: dtype for name, dtype in dtypes.items()}
     if (run_dir / CURVES_PARQUET).is_file():
@@ -271,8 +271,8 @@ def load_results(run_dir: str | Path) -> Results:
     elif (run_dir / CURVES_CSV).is_file():
         curves = _read_table(run_dir / CURVES_CSV, lambda: _typed_curves(pd.read_csv(run_dir / CURVES_CSV), wanted))
     else:
-        summary = summary or outputs.load_summary(run_dir)
-        group_metrics = outputs.load_run_metrics(run_dir, summary)
+        summary = summary or loading.load_summary(run_dir)
+        group_metrics = loading.load_run_metrics(run_dir, summary)
         curves = pd.DataFrame(curves_columns(summary, group_metrics)).astype(wanted)
     return Results(runs, curves)
 
@@ -284,7 +284,7 @@ def _read_table(path: Path, read: Any) -> Any:
     except ImportError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, OSError, NotImplementedError, UnicodeDecodeError) as error:
-        raise outputs.damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
+        raise loading.damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
 
 
 def _typed_curves(curves: Any, dtypes: dict[str, np.dtype]) -> Any:

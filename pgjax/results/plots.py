@@ -22,7 +22,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from pgjax.results import outputs
+from pgjax.results import loading, outputs
 from pgjax.results.stats import bootstrap_interval, iqm
 from pgjax.results.tables import TABLE_DIGITS, format_setting
 from pgjax.running.grid import varied_settings
@@ -241,14 +241,14 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
 
     Raises:
       ValueError: no folder; a folder that holds no finished run
-        (`pgjax.results.outputs.check_run_dir`) or a damaged one (summary.json or
+        (`pgjax.results.loading.check_run_dir`) or a damaged one (summary.json or
         metrics.npz: the message names the file); folders of different
         environments, whose returns do not compare (the message names them).
     """
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise ValueError("give at least one run folder")
-    summaries = [outputs.load_summary(run_dir) for run_dir in run_dirs]
+    summaries = [loading.load_summary(run_dir) for run_dir in run_dirs]
     envs = {summary["env"]: run_dir for run_dir, summary in zip(run_dirs, summaries)}
     if len(envs) > 1:
         listed = ", ".join(f"{env} ({run_dir})" for env, run_dir in envs.items())
@@ -256,7 +256,7 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
     curves, thresholds = [], {}
     for run_dir, summary in zip(run_dirs, summaries):
         thresholds[summary["env"]] = summary.get("solve_threshold")
-        group_metrics = outputs.load_run_metrics(run_dir, summary)
+        group_metrics = loading.load_run_metrics(run_dir, summary)
         curves.extend(curves_of_summary(summary, group_metrics, run_dir))
     return label_curves(curves, several=len(run_dirs) > 1), thresholds
 
