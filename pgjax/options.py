@@ -89,6 +89,10 @@ class RunOptions:
                                       "updates, rounded (default 3).")
 
 
+# Characters Weights & Biases refuses in a project's name (its own check, made here before anything is written).
+WANDB_FORBIDDEN = ("/", "\\", "#", "?", "%", ":")
+
+
 def check_run_options(run: RunOptions) -> None:
     """Refuse run options that cannot work, before anything is drawn, compiled or written.
 
@@ -111,6 +115,9 @@ def check_run_options(run: RunOptions) -> None:
     check_run_folder("--out", run.out)
     check_name("--compile-cache", run.compile_cache, "folder (or off)")
     check_name("--wandb", run.wandb, "project")
+    if run.wandb is not None and any(c in run.wandb for c in WANDB_FORBIDDEN):
+        raise ValueError(f"--wandb {run.wandb!r} cannot name a W&B project, whose name has none of "
+                         f"{' '.join(WANDB_FORBIDDEN)}")
 
 
 def _metavar(kind: Any) -> str:

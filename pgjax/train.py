@@ -47,6 +47,7 @@ from typing import Any
 
 import jax
 from rich.console import Console
+from rich.markup import escape
 
 from pgjax import grid_settings, options
 from pgjax.algo.config import Config
@@ -60,7 +61,7 @@ from pgjax.results.outputs import default_out_dir, prepare_out_dir
 from pgjax.results.summary import halving_score, summarise
 from pgjax.results.tables import print_report
 from pgjax.running import grid, resume
-from pgjax.running.folder_lock import FolderLock, hold_new_folder
+from pgjax.running.folder_lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.halving import HalvingPlan, train_halving
 from pgjax.running.memory import check_host_memory, format_bytes
 from pgjax.running.progress import SweepProgress
@@ -177,7 +178,7 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
     for name in ("tensorboard", "wandb"):
         before = recorded.get(name)
         if before is not None and getattr(run, name) is None:
-            again = f"--{name} {before}".rstrip()
+            again = escape(f"--{name} {before}".rstrip())  # the folder's text, printed as text (no markup)
             notes.append(f"the interrupted command logged to --{name}; a resumed run starts no tracker its "
                          f"folder names: give {again} with --resume to log again")
     return tuple(notes)
@@ -274,14 +275,12 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
         check_host_memory(groups, opts.num_seeds)
         chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)
         if is_main:
-            created = hold_new_folder(out, hold)
+            made = hold_new_folder(out, hold)
             try:
                 prepare_out_dir(out, opts.overwrite)
-            except BaseException:  # refused (a clash, a damaged marker): the folder this command made goes
-                if created:
-                    hold.release()
-                    with contextlib.suppress(OSError):
-                        out.rmdir()
+            except BaseException:  # refused (a clash, a damaged marker): the folders this command made go
+                hold.release()
+                remove_made_folders(out, made)
                 raise
             outputs.write_json(out / outputs.CONFIG_FILE, {
                 "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
@@ -311,8 +310,7 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
         if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
             outputs.remove_run_files(out, this_command=True)
             hold.release()  # its lock file goes too
-            if created:
-                out.rmdir()
+            remove_made_folders(out, made)
         raise
     outcome = None
     try:

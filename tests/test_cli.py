@@ -419,9 +419,9 @@ def test_a_pre_1_0_gymnax_is_named_in_one_line(monkeypatch, tmp_path, capsys):
 
 
 def test_results_that_cannot_fit_in_host_memory_are_refused_with_the_seeds_that_fit(monkeypatch, tmp_path, capsys):
-    import pgjax.train
+    import pgjax.running.memory
 
-    monkeypatch.setattr(pgjax.train, "host_available_bytes", lambda: 2**30)
+    monkeypatch.setattr(pgjax.running.memory, "host_available_bytes", lambda: 2**30)
     assert main(["--num-seeds", "1000000", "--out", str(tmp_path / "big")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "of host memory and 1.0 GiB is free" in err, err

@@ -155,6 +155,9 @@ def test_a_tracker_that_cannot_start_is_one_line_and_leaves_no_run_folder(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --tensorboard could not start: "), err
     assert not out.exists()
+    deeper = tmp_path / "new" / "deeper" / "run"  # the parents the command made go too
+    assert main([*SMALL, "--tensorboard", str(blocker), "--out", str(deeper)]) == 2
+    assert not (tmp_path / "new").exists()
     kept = tmp_path / "mine"  # a folder of the user's: only what the command wrote goes
     kept.mkdir()
     (kept / "notes.txt").write_text("the user's")

@@ -104,6 +104,7 @@ def test_evaluate_refuses_a_seed_a_key_cannot_hold_in_one_line(seed, tmp_path, c
     (["--compile-cache", ""], "--compile-cache '' names no folder"),
     (["--wandb", ""], "--wandb '' names no project"),
     (["--wandb", " "], "--wandb ' ' names no project"),
+    (["--wandb", "team:project"], "--wandb 'team:project' cannot name a W&B project"),
     (["--lr", "0.01", "0.01"], "--learning-rate (--lr) lists 0.01 twice: each value trains its own grid point"),
     (["--lr", "0.01", "0.0100000001"], "(0.01 and 0.0100000001 are one value in float32)"),
     (["--hidden", "8", "8"], "--hidden lists 8 twice"),

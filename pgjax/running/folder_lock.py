@@ -121,27 +121,41 @@ def check_writable(folder: Path) -> None:
                          "there, or copy the folder and resume the copy") from None
 
 
-def hold_new_folder(out: Path, hold: FolderLock) -> bool:
-    """Make `out` (if missing) and hold it for a new run, before `prepare_out_dir` looks for a run in it.
+def hold_new_folder(out: Path, hold: FolderLock) -> Path | None:
+    """Make `out` (and its missing parents) and hold it for a new run, before `prepare_out_dir` looks in it.
 
     Returns:
-      Whether this command made the folder.
+      The outermost folder this command made (`out` or one of its parents), for
+      `remove_made_folders`; None if `out` was there already.
 
     Raises:
       FolderInUse: another process holds it. ValueError: it cannot be made or written (e.g. a name too long).
     """
     try:
         if out.exists() and not out.is_dir():
-            return False  # `prepare_out_dir` says what is wrong
-        created = not out.exists()
+            return None  # `prepare_out_dir` says what is wrong
+        made = None
+        for folder in (out, *out.parents):
+            if folder.exists():
+                break
+            made = folder
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"cannot write to --out {out}: {error.strerror or error}") from None
     try:
         hold.take(out)
     except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        remove_made_folders(out, made)
         raise
-    return created
+    return made
+
+
+def remove_made_folders(out: Path, made: Path | None) -> None:
+    """Remove `out` and its parents up to `made` (`hold_new_folder`'s answer), each only if empty."""
+    if made is None:
+        return
+    for folder in (out, *out.parents):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        if folder == made:
+            return
