@@ -113,6 +113,9 @@ def check_run_options(run: RunOptions) -> None:
     if run.sampler_seed is not None:
         check_seeds("--sampler-seed", run.sampler_seed)
     check_run_folder("--out", run.out)
+    if not run.compile_cache.strip() and os.environ.get("PGJAX_COMPILE_CACHE") == run.compile_cache:
+        raise ValueError(f"--compile-cache {run.compile_cache!r} (the environment variable PGJAX_COMPILE_CACHE's) "
+                         "names no folder: set it to a folder or off, or give --compile-cache DIR")
     check_name("--compile-cache", run.compile_cache, "folder (or off)")
     check_name("--wandb", run.wandb, "project")
     if run.wandb is not None and any(c in run.wandb for c in WANDB_FORBIDDEN):
