@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pgjax.algo.config import Hyperparams, StaticConfig
+from pgjax.algo.config import HYPERPARAMS_FIELDS, StaticConfig, is_static, setting_type
 from pgjax.algo.presets import preset_config
 from pgjax.cli import check_seeds
-from pgjax.options import flag, rangeable, setting_type, with_flag_names
+from pgjax.options import flag, rangeable, with_flag_names
 from pgjax.running import grid
 from pgjax.running.search import Search, looks_like_range, parse_range
 
@@ -133,7 +133,7 @@ def check_no_repeats(name: str, values: list) -> None:
     Raises:
       ValueError: one line naming the flag and the value.
     """
-    is_float = name in Hyperparams.__dataclass_fields__
+    is_float = name in HYPERPARAMS_FIELDS
     seen: dict[Any, Any] = {}
     for value in values:
         with np.errstate(over="ignore"):  # a value float32 cannot hold: Hyperparams.validate names it
@@ -215,7 +215,7 @@ def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = Non
         if name in ("hidden", "conv"):
             values = [parse_widths(v, name) for v in values]
         check_no_repeats(name, list(values))
-        (static_values if name in StaticConfig.__dataclass_fields__ else numeric_values)[name] = values
+        (static_values if is_static(name) else numeric_values)[name] = values
     try:
         for name, value_range in ranges.items():  # the ends first: a message names the range's, not a drawn value
             try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,16 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from pgjax.algo.config import Config, Hyperparams, StaticConfig, setting, setting_help
+from pgjax.algo.config import (
+    HYPERPARAMS_FIELDS,
+    STATIC_FIELDS,
+    Config,
+    Hyperparams,
+    StaticConfig,
+    setting,
+    setting_help,
+    setting_type,
+)
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.cli import OPTIONAL_VALUE, check_name, check_run_folder, check_seeds
 from pgjax.results.tables import format_setting
@@ -164,20 +172,17 @@ class NumberOrRange:
         return check, words
 
 
-def setting_type(name: str) -> tuple[type, Any]:
-    """(`StaticConfig` or `Hyperparams`, the type of its field `name` with None taken out of an optional one)."""
-    cls = StaticConfig if name in StaticConfig.__dataclass_fields__ else Hyperparams
-    kind = typing.get_type_hints(cls)[name]
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
-    return cls, kind
-
-
 def rangeable(name: str) -> bool:
-    """Whether setting `name` takes a range: a float or int field that takes several values."""
-    cls = StaticConfig if name in StaticConfig.__dataclass_fields__ else Hyperparams
-    return (name in cls.__dataclass_fields__ and name not in SINGLE_VALUED and name not in SPEED_SETTINGS
-            and typing.get_type_hints(cls)[name] in (float, int))
+    """Whether setting `name` takes a range: a float or int field that takes several values.
+
+    Args:
+      name: a field name (of `StaticConfig` or `Hyperparams`, or any other flag's).
+
+    Returns:
+      False for a name that is no setting, for `SINGLE_VALUED` and `SPEED_SETTINGS`.
+    """
+    return (name in STATIC_FIELDS | HYPERPARAMS_FIELDS and name not in SINGLE_VALUED and name not in SPEED_SETTINGS
+            and setting_type(name)[1] in (float, int))
 
 
 def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = True) -> list[tuple]:

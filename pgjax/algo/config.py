@@ -326,3 +326,61 @@ def _from_fields(cls: type, values: dict) -> Any:
             value = math.inf
         converted[name] = value
     return cls(**converted)
+
+
+# The one answer to "is setting `name` static, and of what type?", derived from the field declarations above:
+# the command line (`pgjax.options`), the grid (`pgjax.grid_settings`, `pgjax.running.grid`) and the run folder's
+# readers (`pgjax.results.loading`, `pgjax.results.exports`) ask it here.
+STATIC_FIELDS = frozenset(f.name for f in dataclasses.fields(StaticConfig))
+HYPERPARAMS_FIELDS = frozenset(f.name for f in dataclasses.fields(Hyperparams))
+
+
+def is_static(name: str) -> bool:
+    """Whether `name` is a field of `StaticConfig` (one compile per value) rather than of `Hyperparams`.
+
+    Args:
+      name: a setting's field name, e.g. "hidden" or "learning_rate".
+
+    Returns:
+      True for a `StaticConfig` field; False for a `Hyperparams` field and for any other name.
+    """
+    return name in STATIC_FIELDS
+
+
+def setting_type(name: str) -> tuple[type, Any]:
+    """The class that declares setting `name` and the field's type, None taken out of an optional one.
+
+    Args:
+      name: a field name of `StaticConfig` or `Hyperparams`.
+
+    Returns:
+      (`StaticConfig` or `Hyperparams`, the type): e.g. (StaticConfig, tuple[int, ...]) for "hidden",
+      (StaticConfig, int) for "gradient_block_rows" (declared `int | None`), (Hyperparams, float) for "gamma".
+
+    Raises:
+      KeyError: `name` is no setting.
+    """
+    cls = StaticConfig if is_static(name) else Hyperparams
+    kind = typing.get_type_hints(cls)[name]
+    if typing.get_origin(kind) in (typing.Union, type(int | None)):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    return cls, kind
+
+
+def setting_kind(name: str) -> tuple[Any, bool]:
+    """What one value of setting `name` is: (its element type, whether the setting holds a tuple of them).
+
+    Args:
+      name: a field name of `StaticConfig` or `Hyperparams`.
+
+    Returns:
+      (int, True) for the widths "hidden" and "conv" (`tuple[int, ...]`); otherwise (the type of
+      `setting_type`, False), e.g. (float, False) for "gamma", (Literal[...], False) for "baseline".
+
+    Raises:
+      KeyError: `name` is no setting.
+    """
+    kind = setting_type(name)[1]
+    if typing.get_origin(kind) is tuple:
+        return typing.get_args(kind)[0], True
+    return kind, False

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pgjax.results.comparison import _bootstrap
-from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
+from pgjax.results.stats import BOOTSTRAP_RESAMPLES, bootstrap_interval, iqm
 
 
 def normalise(scores: np.ndarray, random_score: float, reference_score: float) -> np.ndarray:
@@ -56,7 +55,7 @@ def aggregate_scores(
     out = {"iqm": float(point[0]), "iqm_ci95": None, "optimality_gap": float(point[1]), "optimality_gap_ci95": None,
            "runs": [int(s.size) for s in samples]}
     if min(s.size for s in samples) >= 2:
-        low, high = _bootstrap(samples, _iqm_and_gap, paired=False, reps=reps, seed=seed)
+        low, high = bootstrap_interval(tuple(samples), _iqm_and_gap, axis=-1, reps=reps, seed=seed, within_range=False)
         out["iqm_ci95"] = [float(low[0]), float(high[0])]
         out["optimality_gap_ci95"] = [float(low[1]), float(high[1])]
     return out

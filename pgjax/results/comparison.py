@@ -62,22 +62,6 @@ class GroupRuns:
         return ~np.asarray(self.diverged, bool) & np.isfinite(np.asarray(self.final_returns, np.float64))
 
 
-def _bootstrap(samples: Sequence[np.ndarray], statistic: Callable, *, paired: bool, reps: int, seed: int,
-               per_value: int = 1):
-    """scipy's percentile bootstrap of a vectorised `statistic(*samples, axis=-1)`; (low, high) arrays.
-
-    Resamples are drawn in batches of about 16M values (as in `stats`), where the statistic
-    makes `per_value` intermediate values per resampled value.
-    """
-    samples = tuple(np.asarray(s, np.float64) for s in samples)
-    size = sum(s.size for s in samples) * per_value
-    result = stats.bootstrap(
-        samples, statistic, n_resamples=reps, vectorized=True, paired=paired, axis=-1, batch=max(1, 2**24 // size),
-        confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),
-    )
-    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
-
-
 def probability_of_improvement(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """P(X > Y) for one task: Mann-Whitney U of `x` against `y` over m n, a tie counting 1/2.
 
@@ -133,7 +117,8 @@ def improvement(x: np.ndarray, y: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES
         return {"probability": None, "ci95": None, "runs": [int(x.size), int(y.size)]}
     interval = None
     if x.size >= 2 and y.size >= 2:
-        low, high = _bootstrap((x, y), probability_of_improvement, paired=False, reps=reps, seed=seed)
+        low, high = bootstrap_interval((x, y), probability_of_improvement, axis=-1, reps=reps, seed=seed,
+                                       within_range=False)
         interval = [float(np.clip(low, 0, 1)), float(np.clip(high, 0, 1))]
     probability = float(probability_of_improvement(x, y))
     return {"probability": probability, "ci95": interval, "runs": [int(x.size), int(y.size)]}
@@ -305,7 +290,8 @@ def performance_profile(
     fraction = statistic(*samples)
     if min(s.size for s in samples) < 2:
         return {"fraction": fraction, "low": None, "high": None}
-    low, high = _bootstrap(samples, statistic, paired=False, reps=reps, seed=seed, per_value=tau.size)
+    low, high = bootstrap_interval(tuple(samples), statistic, axis=-1, reps=reps, seed=seed, within_range=False,
+                                   per_value=tau.size)
     return {"fraction": fraction, "low": low, "high": high}
 
 

@@ -33,14 +33,13 @@ import functools
 import importlib.util
 import io
 import math
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from pgjax.algo.config import Hyperparams, StaticConfig
+from pgjax.algo.config import HYPERPARAMS_FIELDS, STATIC_FIELDS, setting_kind
 from pgjax.algo.trainer import Metrics
 from pgjax.results import loading, outputs
 from pgjax.results.tables import format_setting
@@ -104,8 +103,7 @@ def _setting_value(name: str, value: Any) -> Any:
 
 @functools.cache
 def _float_settings() -> frozenset[str]:
-    return frozenset(name for cls in (StaticConfig, Hyperparams) for name, kind in typing.get_type_hints(cls).items()
-                     if kind is float)
+    return frozenset(name for name in STATIC_FIELDS | HYPERPARAMS_FIELDS if setting_kind(name) == (float, False))
 
 
 def curves_columns(summary: dict, group_metrics: Sequence[Mapping[str, np.ndarray] | Metrics]) -> dict[str, np.ndarray]:
@@ -297,7 +295,7 @@ def _typed_curves(curves: Any, dtypes: dict[str, np.dtype]) -> Any:
 
 def _read_runs(pd: Any, text: str) -> Any:
     """runs.csv's text as a DataFrame: widths stay text ("64" is a width, not a number)."""
-    widths = [f.name for f in dataclasses.fields(StaticConfig) if "tuple" in str(f.type)]
+    widths = [name for name in sorted(STATIC_FIELDS) if setting_kind(name)[1]]
     runs = pd.read_csv(io.StringIO(text), dtype={name: str for name in widths})
     missing = [name for name in ("run", "group", "seed", "solved_at_env_steps", "diverged_at_update")
                if name not in runs]

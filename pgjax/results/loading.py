@@ -7,7 +7,6 @@ the cause chained: never a KeyError, TypeError or a zip or msgpack error.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import zipfile
@@ -19,7 +18,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.algo.config import Config, StaticConfig
+from pgjax.algo.config import Config, is_static
 from pgjax.results.folder import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
 
 
@@ -277,10 +276,9 @@ def load_run_config(run_dir: str | Path, run: int) -> Config:
     summary = load_summary(run_dir)
     _locate(summary, run, run_dir)
     settings = summary["runs"][run]["hyperparameters"]
-    static_names = {f.name for f in dataclasses.fields(StaticConfig)}
     try:
-        return Config.from_dict({"static": {k: v for k, v in settings.items() if k in static_names},
-                                 "hparams": {k: v for k, v in settings.items() if k not in static_names}})
+        return Config.from_dict({"static": {k: v for k, v in settings.items() if is_static(k)},
+                                 "hparams": {k: v for k, v in settings.items() if not is_static(k)}})
     except (ValueError, TypeError, KeyError) as error:
         raise damaged(Path(run_dir) / SUMMARY_FILE, f"holds settings of run {run} that pgjax does not know "
                                                     f"({error})") from error

@@ -59,43 +59,66 @@ def _stacked_mean_median_iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def bootstrap_interval(
-    values: np.ndarray,
+    values: np.ndarray | tuple[np.ndarray, ...],
     statistic: Callable[..., np.ndarray],
     *,
     axis: int = 0,
     reps: int = 2000,
     seed: int = 0,
     confidence: float = CONFIDENCE,
+    within_range: bool = True,
+    per_value: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile-bootstrap interval of `statistic` over the runs on `axis` (rliable's default method).
 
+    The one bootstrap of pgjax: the intervals of summary.json, the plots' bands, and
+    `pgjax.results.comparison`'s and `pgjax.results.aggregates`' intervals all come from it.
+
     Args:
       values: [..., R, ...] with R >= 2 runs on `axis`; whole slices along the
-        other axes are resampled together (for curves [R, G]: whole runs).
+        other axes are resampled together (for curves [R, G]: whole runs). Or a
+        tuple of such arrays, independent samples (two groups, or the tasks of
+        an aggregate), each resampled apart (stratified); `statistic` then
+        takes them all, `statistic(*values, axis=...)`.
       statistic: vectorised, `statistic(x, axis=...) -> array`, e.g. `np.mean` or `iqm`.
+      axis: the runs' axis of every array.
       reps: bootstrap resamples.
       seed: the resampling is a function of the data, `reps` and `seed`.
+      confidence: the interval's confidence level.
+      within_range: clip the bounds to the [min, max] of the values along `axis`
+        (one array only): right for a mean, median or IQM of the values, wrong for
+        a statistic with other units (a probability, a fraction of runs), which
+        passes False.
+      per_value: intermediate values the statistic makes per resampled value
+        (sizes the batches of resamples).
 
     Returns:
-      (low, high), each shaped like `statistic(values, axis=axis)`, within the
-      [min, max] of the values along `axis` (a percentile of resampled means,
-      medians or IQMs lies there; the bounds are clipped to it so that float
-      rounding cannot take them out). Resamples are drawn in batches of about
-      16M values (128 MiB) at a time, so memory stays bounded for thousands of runs.
+      (low, high), each shaped like `statistic(values, axis=axis)`. With
+      `within_range`, within the [min, max] of the values along `axis` (a
+      percentile of resampled means, medians or IQMs lies there; the bounds are
+      clipped to it so that float rounding cannot take them out). Resamples are
+      drawn in batches of about 16M values (128 MiB) at a time, so memory stays
+      bounded for thousands of runs.
 
     Raises:
-      ValueError: fewer than 2 runs.
+      ValueError: fewer than 2 runs (in any sample); `within_range` with a tuple of samples.
     """
-    values = np.asarray(values, np.float64)
-    if values.shape[axis] < 2:
-        raise ValueError(f"a bootstrap over runs needs at least 2 runs, got {values.shape[axis]}")
+    several = isinstance(values, tuple)
+    samples = tuple(np.asarray(v, np.float64) for v in values) if several else (np.asarray(values, np.float64),)
+    for sample in samples:
+        if sample.shape[axis] < 2:
+            raise ValueError(f"a bootstrap over runs needs at least 2 runs, got {sample.shape[axis]}")
+    if several and within_range:
+        raise ValueError("within_range applies to one array of values; pass within_range=False for several")
+    size = sum(sample.size for sample in samples) * per_value
     result = stats.bootstrap(
-        (values,), statistic, n_resamples=reps, vectorized=True, axis=axis, batch=max(1, 2**24 // values.size),
+        samples, statistic, n_resamples=reps, vectorized=True, axis=axis, batch=max(1, 2**24 // size),
         confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
     )
-    smallest, largest = values.min(axis=axis), values.max(axis=axis)
-    low = np.clip(result.confidence_interval.low, smallest, largest)
-    high = np.clip(result.confidence_interval.high, smallest, largest)
+    low, high = result.confidence_interval.low, result.confidence_interval.high
+    if within_range:
+        smallest, largest = samples[0].min(axis=axis), samples[0].max(axis=axis)
+        low, high = np.clip(low, smallest, largest), np.clip(high, smallest, largest)
     return np.asarray(low), np.asarray(high)
 
 

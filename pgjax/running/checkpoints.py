@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.running.sharding import fetch, is_key
+from pgjax.running.sharding import fetch, wrap_keys
 
 CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.outputs.RUN_FILES`)
 # orbax's folder for a save in progress: "<update>.orbax-checkpoint-tmp" (older orbax: "-<timestamp>" after it)
@@ -158,10 +158,7 @@ class ChunkCheckpoints:
         template = {"state": host_tree(state_like), "metrics": host_tree(metrics_like)}
         restored = serialization.from_state_dict(template, raw)
 
-        def rewrap(like, value):
-            return jax.random.wrap_key_data(value) if is_key(like) else value
-
-        state = jax.tree.map(rewrap, state_like, restored["state"])
+        state = wrap_keys(restored["state"], like=state_like)
         return state, restored["metrics"]
 
     def close(self) -> None:

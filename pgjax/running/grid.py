@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.config import Config, Hyperparams, StaticConfig, is_static
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,6 @@ def expand_grid(
         if not values:
             raise ValueError(f"no values given for {name}")
     samples = list(samples) if samples else [{}]
-    static_fields = set(StaticConfig.__dataclass_fields__)
     points = []
     for static_combo in itertools.product(*static_values.values()):
         static = dataclasses.replace(base.static, **dict(zip(static_values, static_combo)))
@@ -73,10 +72,10 @@ def expand_grid(
             hparams = base.hparams.replace(**dict(zip(numeric_values, numeric_combo)))
             hparams.validate()
             for sample in samples:
-                drawn_static = {k: v for k, v in sample.items() if k in static_fields}
+                drawn_static = {k: v for k, v in sample.items() if is_static(k)}
                 point_static = dataclasses.replace(static, **drawn_static) if drawn_static else static
                 point_static.validate()
-                point_hparams = hparams.replace(**{k: v for k, v in sample.items() if k not in static_fields})
+                point_hparams = hparams.replace(**{k: v for k, v in sample.items() if not is_static(k)})
                 point_hparams.validate()
                 points.append(GridPoint(len(points), Config(point_static, point_hparams)))
     return points

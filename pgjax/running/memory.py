@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.running.devices import backend_choices, device_memory_stats, host_available_bytes
+from pgjax.running.sharding import is_key
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
@@ -52,7 +53,7 @@ def tree_bytes(tree: Any) -> int:
     """Bytes of a pytree of arrays or `jax.ShapeDtypeStruct`s; typed PRNG keys count as their key data."""
     total = 0
     for leaf in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if is_key(leaf):
             leaf = jax.eval_shape(jax.random.key_data, leaf)
         total += math.prod(leaf.shape) * leaf.dtype.itemsize
     return total

@@ -29,7 +29,7 @@ from pgjax.algo.config import Hyperparams
 from pgjax.algo.trainer import Metrics, TrainState, run_batch_updates
 from pgjax.running.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
 from pgjax.running.devices import count_cache_hits
-from pgjax.running.sharding import fetch, is_key, memory_bytes, place_runs, shard_runs
+from pgjax.running.sharding import fetch, is_key, key_data, memory_bytes, place_runs, shard_runs, wrap_keys
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
 
@@ -106,14 +106,14 @@ def _placeholder_state(init: Callable, size: int) -> TrainState:
     keys = jax.random.split(jax.random.key(0), size)
     shapes = jax.eval_shape(jax.vmap(init), keys, Hyperparams().broadcast(size))
     return jax.tree.map(
-        lambda s: keys if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key) else np.zeros(s.shape, s.dtype), shapes
+        lambda s: keys if is_key(s) else np.zeros(s.shape, s.dtype), shapes
     )
 
 
 class Segment(NamedTuple):
     """A compile group's functions, jitted over the mesh (compiled on first use)."""
 
-    init: Callable  # (key_data, hparams) -> fresh TrainState
+    init: Callable  # (seed key data, hparams) -> fresh TrainState
     fn: Callable  # (state, hparams, control) -> (state, Metrics with a [length] axis)
     length: int  # updates per segment (scan length)
 
@@ -121,8 +121,8 @@ class Segment(NamedTuple):
 def make_segment(trainer, length: int, mesh) -> Segment:
     """Init and segment for a compile group: one device's slice of runs, shard_mapped over `mesh`."""
 
-    def init(key_data, hparams):
-        return jax.vmap(trainer.init)(jax.random.wrap_key_data(key_data), hparams)
+    def init(seed_keys, hparams):
+        return jax.vmap(trainer.init)(wrap_keys(seed_keys), hparams)
 
     def segment(state, hparams, control):
         """Do control's number of updates (at most `length`) on the device's runs, at once."""
@@ -195,15 +195,14 @@ class SegmentLoop:
             history, done = [restored_metrics], latest
         elif continue_from is not None:
             template = _placeholder_state(trainer.init, chunk.size)
-            restored = jax.tree.map(lambda like, x: jax.random.wrap_key_data(x) if is_key(like) else x,
-                                    _take(template, np.arange(n)), continue_from.state)  # keys come as key data
-        key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
-        init, compiled = self._compile(segment, key_data, placed_hparams,
+            restored = wrap_keys(continue_from.state, like=_take(template, np.arange(n)))  # keys come as key data
+        seed_keys = place_runs(np.asarray(key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
+        init, compiled = self._compile(segment, seed_keys, placed_hparams,
                                        place_runs(_control(chunk.size, segment.length), self.mesh))
         if template is not None:
             state = place_runs(jax.tree.map(lambda p, r: _pad_like(r, p), template, restored), self.mesh)
         else:
-            state = init(key_data, placed_hparams)
+            state = init(seed_keys, placed_hparams)
         pending, last_report = None, time.perf_counter()
         while done < num_updates:
             stop_at = num_updates

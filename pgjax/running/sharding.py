@@ -50,8 +50,8 @@ def place_runs(tree: Any, mesh: Any) -> Any:
 
     def place(x):
         if is_key(x):  # placed as key data, then wrapped where it lies
-            data = place(jax.random.key_data(x))
-            return jax.jit(jax.random.wrap_key_data, out_shardings=sharding)(data)
+            data = place(key_data(x))
+            return jax.jit(wrap_keys, out_shardings=sharding)(data)
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
@@ -59,17 +59,62 @@ def place_runs(tree: Any, mesh: Any) -> Any:
 
 
 def is_key(x: Any) -> bool:
-    """Whether `x` is a typed PRNG key array."""
+    """Whether `x` is a typed PRNG key array (or the `jax.ShapeDtypeStruct` of one).
+
+    The one test of pgjax's running code for a typed key: `key_data` and
+    `wrap_keys` convert by it, for placing (`place_runs`), fetching (`fetch`),
+    checkpoints (`pgjax.running.checkpoints`), segments (`pgjax.running.segments`)
+    and memory estimates (`pgjax.running.memory`).
+
+    Args:
+      x: a pytree leaf: an array, a `jax.ShapeDtypeStruct`, or anything else.
+
+    Returns:
+      True when its dtype is a typed PRNG key's; False for any other dtype or none.
+    """
     import jax
 
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def key_data(tree: Any) -> Any:
+    """`tree` with every typed PRNG key leaf replaced by its key data (`jax.random.key_data`).
+
+    Args:
+      tree: a pytree of arrays, some of them typed keys (or one array).
+
+    Returns:
+      The same structure: keys as their uint32 key data, the other leaves as they were.
+    """
+    import jax
+
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
+
+
+def wrap_keys(tree: Any, like: Any = None) -> Any:
+    """Key data back into typed PRNG keys (`jax.random.wrap_key_data`): `key_data`'s inverse.
+
+    Args:
+      tree: key data (one array), or a pytree holding some.
+      like: a pytree of `tree`'s structure whose typed-key leaves say which leaves
+        of `tree` are key data (a template, e.g. of a checkpoint); None: every leaf is.
+
+    Returns:
+      The same structure, the key data wrapped as typed keys (of the default implementation).
+    """
+    import jax
+
+    if like is None:
+        return jax.tree.map(jax.random.wrap_key_data, tree)
+    return jax.tree.map(lambda template, x: jax.random.wrap_key_data(x) if is_key(template) else x, like, tree)
 
 
 def fetch(tree: Any) -> Any:
     """Bring (possibly multi-process) device arrays to NumPy on this host; typed PRNG keys become key data."""
     import jax
 
-    tree = jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
+    tree = key_data(tree)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
