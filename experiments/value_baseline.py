@@ -98,7 +98,7 @@ def gradient_samples(params, value_params, num_batches: int, key) -> dict[str, n
     static = VALUE_CONFIG.static
     spec = make_env(static.env)
     apply_fn = make_apply_fn(make_policy(spec, VALUE_CONFIG))
-    dist = make_distribution(spec, VALUE_CONFIG)
+    dist = make_distribution(spec, VALUE_CONFIG.static.squash)
     value_fn = make_value_fn(make_value_network(spec, VALUE_CONFIG))
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=True)
     gradient = make_policy_gradient(apply_fn, None, dist)

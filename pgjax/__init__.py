@@ -7,7 +7,7 @@
 Four layers, each importing only those before it:
 
 * `pgjax.algo`: the algorithm as pure functions (config, presets, environments,
-  networks, distributions, rollout, returns, loss, trainer);
+  networks, distributions, rollout, returns, validation, loss, trainer);
 * `pgjax.running`: devices and XLA setup, sharding, memory, grids, sweeps,
   checkpoints, progress;
 * `pgjax.results`: the run folder's files, summary.json, statistics, tables,
@@ -33,6 +33,7 @@ _EXPORTS = {
     "Config": "pgjax.algo.config",
     "StaticConfig": "pgjax.algo.config",
     "Hyperparams": "pgjax.algo.config",
+    "validate_config": "pgjax.algo.validation",
     "PRESETS": "pgjax.algo.presets",
     "ENV_PRESETS": "pgjax.algo.presets",
     "preset_config": "pgjax.algo.presets",

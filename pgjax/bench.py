@@ -54,6 +54,7 @@ from pgjax.algo.networks import feature_major_backward, make_apply_fn, make_poli
 from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
+from pgjax.algo.validation import validate_config
 from pgjax.results import outputs, summary
 from pgjax.running import memory
 from pgjax.running.devices import backend_choices, cpu_model, device_memory_stats
@@ -150,7 +151,7 @@ def rollout(config: Config, params, num_runs: int) -> dict:
     """Useful env steps per second of episode collection alone, with given policies."""
     spec = make_env(config.static.env)
     collect = make_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update,
-                           make_distribution(spec, config))
+                           make_distribution(spec, config.static.squash))
 
     def collect_many(params, key):
         def one(_, k):
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         static = dataclasses.replace(static, feature_major_backward=args.feature_major_backward)
     config = Config(static, preset.hparams)
     try:
-        config.validate()
+        validate_config(config)
         spec = make_env(static.env)
     except ValueError as error:
         print(f"error: {options.with_flag_names(str(error))}", file=sys.stderr)

@@ -18,6 +18,7 @@ import numpy as np
 
 from pgjax.algo.config import HYPERPARAMS_FIELDS, StaticConfig, is_static, setting_type
 from pgjax.algo.presets import preset_config
+from pgjax.algo.validation import unused_settings
 from pgjax.cli import check_seeds
 from pgjax.options import flag, rangeable, with_flag_names
 from pgjax.running import grid
@@ -243,7 +244,7 @@ def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = Non
     spec = make_env(base.static.env)
     continuous = spec.action_kind == "continuous"
     for name in [*given, *ranges]:
-        reasons = [p.config.static.unused_settings(continuous).get(name) for p in points]
+        reasons = [unused_settings(p.config.static, continuous).get(name) for p in points]
         if all(reasons):
             actions = "Box" if continuous else "Discrete"
             raise ValueError(with_flag_names(f"{name} {reasons[0]} (here: {base.static.env}, {actions} actions, "

@@ -42,6 +42,7 @@ from pgjax.algo.config import (
     setting_type,
 )
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
+from pgjax.algo.validation import unused_settings
 from pgjax.cli import OPTIONAL_VALUE, check_name, check_run_folder, check_seeds
 from pgjax.results.tables import format_setting
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
@@ -320,5 +321,5 @@ def settings_line(config: Config, continuous_actions: bool) -> str:
     """The settings of `config` that apply, on one line, as flags: `--hidden 32 --learning-rate 0.03 ...`."""
     values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
                                                       for f in dataclasses.fields(config.hparams)}}
-    unused = {*SPEED_SETTINGS, "env", *config.static.unused_settings(continuous_actions)}
+    unused = {*SPEED_SETTINGS, "env", *unused_settings(config.static, continuous_actions)}
     return " ".join(f"{flag(name)} {format_setting(value)}" for name, value in values.items() if name not in unused)

@@ -18,6 +18,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.algo.trainer import make_train
+from pgjax.algo.validation import validate_config
 from pgjax.results import evaluation, loading
 from pgjax.train import main as train_main
 
@@ -118,7 +119,7 @@ def test_default_preset_follows_the_environment():
     other = preset_config("default", "DeepSea-bsuite")  # no preset of its own: CartPole's default
     assert other.static == dataclasses.replace(PRESETS["default"].static, env="DeepSea-bsuite")
     for config in ENV_PRESETS.values():
-        config.validate()
+        validate_config(config)
 
 
 def test_cli_trains_a_gaussian_policy_that_loads_and_evaluates(tmp_path):

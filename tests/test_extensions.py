@@ -22,6 +22,7 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy, network_names, register_network
 from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.trainer import make_train, make_trainer
+from pgjax.algo.validation import validate_config, validate_static
 from pgjax.results import evaluation
 from pgjax.train import main as train_main
 from tests import custom
@@ -171,11 +172,11 @@ def test_a_network_named_by_its_factory_serves_a_gaussian_policy_and_a_value(key
 
 def test_unknown_and_duplicate_networks_are_refused():
     with pytest.raises(ValueError, match="unknown network 'transformer'; registered: mlp, cnn"):
-        StaticConfig(network="transformer").validate()
+        validate_static(StaticConfig(network="transformer"))
     missing = Config(StaticConfig(network="tests.custom:no_network"), Hyperparams())
-    missing.validate()  # a factory's name is checked for its form only: validating imports nothing
+    validate_config(missing)  # a factory's name is checked for its form only: validating imports nothing
     with pytest.raises(ValueError, match="not of the form package.module:name"):
-        StaticConfig(network="tests.custom:a:b").validate()
+        validate_static(StaticConfig(network="tests.custom:a:b"))
     with pytest.raises(ValueError, match="module 'tests.custom' has no attribute 'no_network'"):
         make_policy(make_env("CartPole-v1"), missing)  # building it imports it
     with pytest.raises(ValueError, match="network 'mlp' is already registered; pass replace=True"):

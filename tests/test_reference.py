@@ -89,7 +89,7 @@ def test_gradients_agree_with_the_reference(setup):
     results = []
     for speed in (FAST, REFERENCE):
         apply_fn = make_apply_fn(speed.network(make_policy(spec, config)))
-        dist = make_distribution(spec, config, speed)
+        dist = make_distribution(spec, config.static.squash, speed)
         baseline = make_baseline(spec, config, speed)
         collect = make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
                                keep_last_obs=baseline.keeps_last_obs, speed=speed)
@@ -145,7 +145,7 @@ def test_run_major_buffers_give_the_same_episodes():
     spec = make_env("Catch-bsuite")
     config = Config(dataclasses.replace(small_config().static, env="Catch-bsuite"), small_config().hparams)
     apply_fn = make_apply_fn(make_policy(spec, config))
-    dist = make_distribution(spec, config)
+    dist = make_distribution(spec, config.static.squash)
     keys = jax.vmap(jax.random.key)(jnp.arange(3))
     params = jax.vmap(lambda k: make_policy(spec, config).init(k, jnp.zeros(spec.obs_shape))["params"])(keys)
     trajs = [jax.jit(make_collect(spec, apply_fn, 2, dist, speed=dataclasses.replace(FAST, run_major_buffers=flag))

@@ -12,9 +12,10 @@ import pytest
 from pgjax.algo.baselines import make_baseline
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.envs import make_env
-from pgjax.algo.returns import BASELINES, BaselineKind, apply_baseline
+from pgjax.algo.returns import BASELINES, BaselineKind, apply_baseline, is_learned
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.trainer import make_train, make_trainer
+from pgjax.algo.validation import validate_config, validate_static
 
 from .conftest import small_config
 
@@ -34,8 +35,8 @@ def registered():
 
 def test_a_registered_baseline_is_used_by_the_trainer(registered, keys8):
     config = small_config(baseline=registered, num_updates=2)
-    config.validate()
-    assert not config.static.value_baseline
+    validate_config(config)
+    assert not is_learned(config.static.baseline)
     # the weights the trainer computes are the new entry's
     valid = jnp.arange(6)[:, None] < jnp.array([6, 3])[None, :]
     reward = jnp.where(valid, 1.0, 0.0)
@@ -55,11 +56,11 @@ def test_a_registered_baseline_is_used_by_the_trainer(registered, keys8):
 
 def test_unknown_kinds_name_the_registered_ones():
     with pytest.raises(ValueError, match="unknown baseline 'minus_best'; choose from none, constant"):
-        StaticConfig(baseline="minus_best").validate()
+        validate_static(StaticConfig(baseline="minus_best"))
     with pytest.raises(ValueError, match="unknown returns 'x'"):
-        StaticConfig(returns="x").validate()
+        validate_static(StaticConfig(returns="x"))
     with pytest.raises(ValueError, match="unknown reduction 'x'"):
-        StaticConfig(reduction="x").validate()
+        validate_static(StaticConfig(reduction="x"))
 
 
 def test_env_argument_overrides_the_configs_environment():
@@ -69,3 +70,24 @@ def test_env_argument_overrides_the_configs_environment():
     shapes = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
     assert shapes.params["TorchDense_0"]["Dense_0"]["kernel"].shape == (4, 16)
     assert shapes.params["TorchDense_1"]["Dense_0"]["kernel"].shape == (16, 2)
+
+
+def test_the_config_checks_what_needs_no_registry_and_validation_the_rest():
+    StaticConfig(baseline="minus_best", network="transformer").validate()  # names are the registries' to check
+    with pytest.raises(ValueError, match="hidden sizes must be positive"):
+        StaticConfig(hidden=(0,), baseline="minus_best").validate()
+    with pytest.raises(ValueError, match="gives every step weight 0"):
+        StaticConfig(baseline="episode_norm").validate()
+    # the complete check, in its order: the network's name first, then sizes, kinds, combinations, numbers
+    with pytest.raises(ValueError, match="unknown network 'transformer'"):
+        validate_static(StaticConfig(network="transformer", hidden=(0,)))
+    with pytest.raises(ValueError, match="hidden sizes"):
+        validate_static(StaticConfig(hidden=(0,), returns="x"))
+    with pytest.raises(ValueError, match="unknown advantage 'x'"):
+        validate_static(StaticConfig(baseline="episode_norm", advantage="x"))
+    with pytest.raises(ValueError, match="gives every step weight 0"):
+        validate_static(StaticConfig(baseline="episode_norm", advantage="gae"))
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        validate_config(Config(StaticConfig(), dataclasses.replace(Config().hparams, learning_rate=0.0)))
+    assert is_learned("value") and is_learned("value_norm") and not is_learned("batch_norm")
+    assert not is_learned("no such baseline")

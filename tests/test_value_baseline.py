@@ -14,6 +14,7 @@ from pgjax.algo.loss import make_value_gradient, make_values, value_loss
 from pgjax.algo.networks import MLPPolicy
 from pgjax.algo.returns import advantage_weights, explained_variance, value_advantages
 from pgjax.algo.trainer import make_train
+from pgjax.algo.validation import validate_static
 from pgjax.running import grid, sweep
 
 T, E, D = 9, 4, 3
@@ -134,9 +135,9 @@ def test_training_with_a_value_baseline_learns_the_value(keys8):
 
 def test_value_settings_are_checked():
     with pytest.raises(ValueError, match="needs returns 'reward_to_go'"):
-        StaticConfig(baseline="value").validate()
+        validate_static(StaticConfig(baseline="value"))
     with pytest.raises(ValueError, match="advantage 'gae' needs a value baseline"):
-        StaticConfig(advantage="gae").validate()
+        validate_static(StaticConfig(advantage="gae"))
     with pytest.raises(ValueError, match="gae_lambda must be in"):
         Hyperparams(gae_lambda=1.5).validate()
 

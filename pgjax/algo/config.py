@@ -5,6 +5,11 @@ its fields and `make_train` compiles anew. `Hyperparams` holds plain numbers tha
 enter the computation as arrays, so one compiled `train` can be `jax.vmap`-ped
 over a batch of them. A `Config` pairs the two; `pgjax.algo.presets` names the ones pgjax
 ships.
+
+This module is data: it imports nothing of pgjax. Its `validate` methods check what
+needs no registry (sizes, numeric domains, float32, combinations of built-in kinds);
+`pgjax.algo.validation.validate_config` adds the names looked up in the registries
+of `pgjax.algo.networks` and `pgjax.algo.returns`, which import this module.
 """
 
 from __future__ import annotations
@@ -18,11 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pgjax.algo.networks import check_network_name
-from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS
-
 # The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
-# ADVANTAGES); a kind registered there from Python is accepted by `StaticConfig.validate` too.
+# ADVANTAGES); a kind registered there from Python is accepted by `pgjax.algo.validation` too.
 Returns = Literal["episode", "reward_to_go"]
 Baseline = Literal["none", "constant", "batch_mean", "episode_norm", "batch_norm", "value", "value_norm"]
 Reduction = Literal["episode_mean", "episode_sum", "step_mean"]
@@ -126,14 +128,25 @@ class StaticConfig:
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
     feature_major_backward: bool | None = setting(None, "MLP's hand-written feature-major backward (speed only).")
 
-    @property
-    def value_baseline(self) -> bool:
-        """Whether a value network is trained (a learned baseline: "value", "value_norm")."""
-        return self.baseline in BASELINES and BASELINES[self.baseline].learned
-
     def validate(self) -> None:
-        """Raise ValueError with a one-line reason, naming the fields, if the settings cannot work."""
-        check_network_name(self.network)  # an unknown network: the message names the registered ones; no import
+        """Check what needs no registry: `validate_sizes`, then `validate_combinations`.
+
+        The names of the network and of the returns, baseline, advantage and reduction
+        kinds are looked up in registries this module does not import:
+        `pgjax.algo.validation.validate_static` checks those too, and is what training calls.
+
+        Raises:
+          ValueError: one line naming the fields, if the settings cannot work.
+        """
+        self.validate_sizes()
+        self.validate_combinations()
+
+    def validate_sizes(self) -> None:
+        """Check the widths, channels and counts: every one a positive integer (a block size may be None).
+
+        Raises:
+          ValueError: one line naming the field and its value.
+        """
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers, got {self.hidden}")
         if self.network == "cnn" and (not self.conv or any(c < 1 for c in self.conv)):
@@ -144,49 +157,18 @@ class StaticConfig:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
         if self.gradient_block_rows is not None and self.gradient_block_rows < 1:
             raise ValueError(f"gradient_block_rows must be >= 1, got {self.gradient_block_rows}")
-        for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
-                                  ("reduction", REDUCTIONS)):
-            if getattr(self, setting) not in registry:
-                raise ValueError(
-                    f"unknown {setting} {getattr(self, setting)!r}; choose from {', '.join(registry)}"
-                )
+
+    def validate_combinations(self) -> None:
+        """Check the combinations of built-in kinds that cannot work (those that need no registry).
+
+        Raises:
+          ValueError: one line naming the settings and what works instead.
+        """
         if self.returns == "episode" and self.baseline == "episode_norm":
             raise ValueError(
                 "baseline 'episode_norm' with returns 'episode' gives every step weight 0 "
                 "(the return is constant within an episode); use baseline 'batch_norm' or returns 'reward_to_go'"
             )
-        if self.value_baseline and self.returns != "reward_to_go":
-            raise ValueError(
-                f"baseline '{self.baseline}' learns V(s), the expected return from s on: it needs returns "
-                "'reward_to_go'"
-            )
-        if self.advantage == "gae" and not self.value_baseline:
-            raise ValueError("advantage 'gae' needs a value baseline: baseline 'value' or 'value_norm'")
-
-    def unused_settings(self, continuous_actions: bool) -> dict[str, str]:
-        """Settings that have no effect with these static settings, each with the reason.
-
-        Args:
-          continuous_actions: whether the environment's actions are a Box (a Gaussian
-            policy) rather than Discrete (categorical).
-
-        Returns:
-          {field name (of `StaticConfig` or `Hyperparams`): why it does not apply}.
-        """
-        unused = {}
-        if not continuous_actions:
-            for name in ("squash", "init_log_std"):
-                unused[name] = "applies to Gaussian policies (Box actions) only"
-        if self.network != "cnn":
-            unused["conv"] = "applies to network 'cnn' only"
-        if not self.value_baseline:
-            for name in ("advantage", "value_learning_rate", "value_scale"):
-                unused[name] = "applies to the value baselines only (baseline 'value' or 'value_norm')"
-        if self.advantage != "gae":
-            unused["gae_lambda"] = "applies to advantage 'gae' only"
-        if self.baseline != "constant":
-            unused["baseline_constant"] = "applies to baseline 'constant' only"
-        return unused
 
 
 @struct.dataclass
@@ -290,6 +272,14 @@ class Config:
     hparams: Hyperparams = Hyperparams()
 
     def validate(self) -> None:
+        """Check what needs no registry (`StaticConfig.validate`, `Hyperparams.validate`).
+
+        `pgjax.algo.validation.validate_config` checks everything, the registered
+        names too; training and the command line call that.
+
+        Raises:
+          ValueError: one line naming the fields, if the settings cannot work.
+        """
         self.static.validate()
         self.hparams.validate()
 

@@ -6,24 +6,22 @@
   normalised units: u = -1 and 1 are the action space's bounds (`Distribution.to_env`).
 
 `categorical()` and `gaussian(low, high, squash)` build a `Distribution`;
-`make_distribution(spec, config)` picks the one for an environment's action space.
+`make_distribution(spec, squash)` picks the one for an environment's action space.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
-from pgjax.algo.config import Config
+from pgjax.algo.config import Squash
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.speed import DEFAULT, SpeedOptions
-
-Squash = Literal["clip", "tanh"]
 
 
 def log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
@@ -181,11 +179,21 @@ def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip
     )
 
 
-def make_distribution(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT) -> Distribution:
+def make_distribution(spec: EnvSpec, squash: Squash = "clip", speed: SpeedOptions = DEFAULT) -> Distribution:
     """The action distribution for this environment's action space: Gaussian for Box, else categorical.
 
-    `speed.inverse_cdf_sampling` chooses the categorical's sampler (`pgjax.algo.speed`).
+    Args:
+      spec: the environment (`pgjax.algo.envs.EnvSpec`): its action space picks the kind.
+      squash: how a Gaussian's actions meet the Box's bounds, "clip" or "tanh"
+        (`StaticConfig.squash`); unused for Discrete actions.
+      speed: `speed.inverse_cdf_sampling` chooses the categorical's sampler (`pgjax.algo.speed`).
+
+    Returns:
+      `gaussian(low, high, squash)` for Box actions, else `categorical(...)`.
+
+    Raises:
+      ValueError: an unknown squash (Box actions only).
     """
     if spec.action_kind == "continuous":
-        return gaussian(spec.action_low, spec.action_high, config.static.squash)
+        return gaussian(spec.action_low, spec.action_high, squash)
     return categorical(speed.inverse_cdf_sampling)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from pgjax.algo.dense import ACTIVATIONS, dense_layers, dense_stack
 from pgjax.algo.imports import import_object, names_code
 
-if TYPE_CHECKING:  # pgjax.algo.config validates network names against this module's registry
+if TYPE_CHECKING:
     from pgjax.algo.config import Config, StaticConfig
     from pgjax.algo.envs import EnvSpec
 
@@ -360,7 +360,7 @@ def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bo
 def make_policy(spec: EnvSpec, config: Config) -> nn.Module:
     """The Flax policy module the config describes (`StaticConfig.network`), for this environment.
 
-    Its output parameterises `make_distribution(spec, config)`: logits [..., A] for
+    Its output parameterises `make_distribution(spec, config.static.squash)`: logits [..., A] for
     Discrete actions, a Gaussian's mean and log std [..., 2A] for Box actions.
 
     Raises:

@@ -6,7 +6,7 @@ Every function here is pure and works on one run; `jax.vmap` adds runs.
 
 The settings `StaticConfig.returns`, `.baseline`, `.advantage` and `.reduction`
 name entries of the registries below; a new kind is one new entry (the
-trainer and `StaticConfig.validate` look names up here; the command line
+trainer and `validate_kinds` look names up here; the command line
 offers the built-in names, `pgjax.algo.config`'s Literal types):
 
 * `RETURNS[name](reward, valid, hparams) -> returns` [T, E], zero on padding;
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:  # pgjax.algo.config validates settings against these registries
-    from pgjax.algo.config import Advantage, Baseline, Hyperparams, Reduction, Returns
+if TYPE_CHECKING:
+    from pgjax.algo.config import Advantage, Baseline, Hyperparams, Reduction, Returns, StaticConfig
 
 
 class StepNumbers(NamedTuple):
@@ -157,6 +157,18 @@ BASELINES: dict[str, BaselineKind] = {
     "value": BaselineKind(_none, learned=True),  # G_t - V(s_t) (or GAE) as it is
     "value_norm": BaselineKind(_batch_norm, learned=True),  # standardised over the batch
 }
+
+
+def is_learned(baseline: str) -> bool:
+    """Whether `baseline` names a learned `BASELINES` entry (a value network is trained: "value", "value_norm").
+
+    Args:
+      baseline: a `StaticConfig.baseline`; an unregistered name is not learned.
+
+    Returns:
+      `BASELINES[baseline].learned`, or False for a name not registered.
+    """
+    return baseline in BASELINES and BASELINES[baseline].learned
 
 
 def apply_baseline(
@@ -306,3 +318,40 @@ def explained_variance(values: jax.Array, target: jax.Array, valid: jax.Array) -
 
     total = var(target)
     return jnp.where(total > 0, 1.0 - var(target - values) / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def validate_kinds(static: StaticConfig) -> None:
+    """Check that `static`'s returns, baseline, advantage and reduction are registered here.
+
+    A kind registered from Python is accepted as the built-in ones are.
+
+    Args:
+      static: the settings to check.
+
+    Raises:
+      ValueError: one line naming the setting, its value and the registered kinds.
+    """
+    for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
+                              ("reduction", REDUCTIONS)):
+        if getattr(static, setting) not in registry:
+            raise ValueError(f"unknown {setting} {getattr(static, setting)!r}; choose from {', '.join(registry)}")
+
+
+def validate_learned(static: StaticConfig) -> None:
+    """Check the settings that a learned baseline (`is_learned`) needs, or that need one.
+
+    Args:
+      static: the settings to check.
+
+    Raises:
+      ValueError: a learned baseline without returns "reward_to_go", or advantage
+        "gae" without a learned baseline (one line naming them).
+    """
+    learned = is_learned(static.baseline)
+    if learned and static.returns != "reward_to_go":
+        raise ValueError(
+            f"baseline '{static.baseline}' learns V(s), the expected return from s on: it needs returns "
+            "'reward_to_go'"
+        )
+    if static.advantage == "gae" and not learned:
+        raise ValueError("advantage 'gae' needs a value baseline: baseline 'value' or 'value_norm'")

@@ -53,6 +53,7 @@ from pgjax.algo.loss import make_policy_gradient
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.speed import DEFAULT, SpeedOptions
+from pgjax.algo.validation import validate_config
 
 
 @struct.dataclass
@@ -166,15 +167,15 @@ def make_trainer(
       speed: the speed devices to use (`pgjax.algo.speed`; default: all).
 
     Raises:
-      ValueError: settings that cannot work (`Config.validate`), or an
+      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), or an
         environment pgjax cannot serve (`make_env`).
     """
-    config.validate()
+    validate_config(config)
     static = config.static
     spec = make_env(env if env is not None else static.env)
     policy = speed.network(make_policy(spec, config))
     apply_fn = make_apply_fn(policy)
-    dist = make_distribution(spec, config, speed)
+    dist = make_distribution(spec, static.squash, speed)
     baseline = make_baseline(spec, config, speed)
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist,
                            keep_last_obs=baseline.keeps_last_obs, speed=speed)

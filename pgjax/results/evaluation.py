@@ -53,7 +53,7 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
     """
     spec = make_env(config.static.env)
     apply_fn = make_apply_fn(make_policy(spec, config))
-    dist = make_distribution(spec, config)
+    dist = make_distribution(spec, config.static.squash)
     params = jax.tree.map(jnp.asarray, params)
     greedy_act = jax.jit(lambda p, obs: dist.to_env(dist.greedy(apply_fn(p, obs))))
     sample_act = jax.jit(lambda p, obs, key: dist.to_env(dist.sample(key, apply_fn(p, obs))))
@@ -109,7 +109,7 @@ def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
     spec = make_env(network.env)
     config = Config(network)
     apply_fn = make_apply_fn(make_policy(spec, config))
-    collect = make_collect(spec, apply_fn, episodes, make_distribution(spec, config), greedy=greedy)
+    collect = make_collect(spec, apply_fn, episodes, make_distribution(spec, network.squash), greedy=greedy)
 
     def returns(params, key):
         return collect(params, key).reward.sum(axis=0)  # [T, E] -> [E]

@@ -1,11 +1,14 @@
 """The trackers of `pgjax.results.tracking`: TensorBoard (tensorboardX's event files) and Weights & Biases.
 
 Each implements `pgjax.results.tracking.Tracker`; `open_tracking` makes them.
-Their packages are imported when a tracker opens.
+Their packages are imported when a tracker opens. What a tracker is fed, a
+`GroupCurve` and its tags, is defined here; `pgjax.results.tracking` imports
+this module (and re-exports those names), never the other way round.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
@@ -17,10 +20,28 @@ import numpy as np
 
 from pgjax.results.exports import runs_table
 from pgjax.results.tables import format_setting
-from pgjax.results.tracking import SPEED_TAG, GroupCurve
 from pgjax.running.grid import GridPoint
 
 QUEUE_EVENTS = 10_000  # events tensorboardX's writing thread may hold
+RETURN_TAGS = ("return/iqm", "return/mean", "return/q25", "return/median", "return/q75")
+SPEED_TAG = "speed/env_steps_per_second"
+
+
+@dataclasses.dataclass
+class GroupCurve:
+    """Statistics over one group's runs at K consecutive updates.
+
+    Attributes:
+      update: [K] update numbers (1 for the first).
+      env_steps: [K] mean over the group's runs of their cumulative env steps after the update.
+      values: tag -> [K] (`RETURN_TAGS`, "loss/mean", "entropy/mean", "diverged/fraction").
+      speed: update -> env steps per second, at the updates that ended a segment.
+    """
+
+    update: np.ndarray
+    env_steps: np.ndarray
+    values: dict[str, np.ndarray]
+    speed: dict[int, float]
 
 
 def hparam_value(value: Any) -> bool | int | float | str:

@@ -30,14 +30,14 @@ HParams plugin (settings as hparams, `final/return_iqm`, `final/return_mean`,
 group (settings as config, statistics as summary) plus one run of the sweep
 holding a table of every run's final figures (runs.csv's rows).
 
-The trackers themselves are in `pgjax.results.trackers`. Their packages are
-optional extras: `pip install 'pgjax[tensorboard]'` (tensorboardX writes,
-TensorBoard reads) and `pip install 'pgjax[wandb]'`.
+The trackers themselves, and the `GroupCurve` they are fed, are in
+`pgjax.results.trackers`. Their packages are optional extras: `pip install
+'pgjax[tensorboard]'` (tensorboardX writes, TensorBoard reads) and `pip install
+'pgjax[wandb]'`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import sys
 from collections.abc import Sequence
@@ -48,13 +48,18 @@ import numpy as np
 
 from pgjax.results import outputs
 from pgjax.results.stats import iqm
+from pgjax.results.trackers import (  # noqa: F401  (what a tracker is fed, for tracking.NAME callers)
+    RETURN_TAGS,
+    SPEED_TAG,
+    GroupCurve,
+    TensorBoardTracker,
+    WandbTracker,
+)
 from pgjax.running.grid import GridPoint, compile_groups
 from pgjax.running.sweep import SegmentReport
 
 # option -> (the modules it imports, the extra that installs them)
 REQUIRED = {"tensorboard": (("tensorboardX",), "tensorboard"), "wandb": (("wandb",), "wandb")}
-RETURN_TAGS = ("return/iqm", "return/mean", "return/q25", "return/median", "return/q75")
-SPEED_TAG = "speed/env_steps_per_second"
 
 
 def check_installed(run_options: Any) -> None:
@@ -75,23 +80,6 @@ def tensorboard_dir(run_options: Any, run_dir: Path) -> Path | None:
     if run_options.tensorboard is None:
         return None
     return Path(run_options.tensorboard) if run_options.tensorboard else run_dir / outputs.TENSORBOARD_DIR
-
-
-@dataclasses.dataclass
-class GroupCurve:
-    """Statistics over one group's runs at K consecutive updates.
-
-    Attributes:
-      update: [K] update numbers (1 for the first).
-      env_steps: [K] mean over the group's runs of their cumulative env steps after the update.
-      values: tag -> [K] (`RETURN_TAGS`, "loss/mean", "entropy/mean", "diverged/fraction").
-      speed: update -> env steps per second, at the updates that ended a segment.
-    """
-
-    update: np.ndarray
-    env_steps: np.ndarray
-    values: dict[str, np.ndarray]
-    speed: dict[int, float]
 
 
 def curve_of(update0: int, env_steps: np.ndarray, returns: np.ndarray, loss: np.ndarray, entropy: np.ndarray,
@@ -242,8 +230,6 @@ def open_tracking(run_options: Any, run_dir: Path, points: Sequence[GridPoint], 
         where the TensorBoard folder should be, W&B without a login, ...); the
         trackers opened before it are closed.
     """
-    from pgjax.results.trackers import TensorBoardTracker, WandbTracker
-
     trackers: list[tuple[str, Tracker]] = []
     directory = tensorboard_dir(run_options, run_dir)
     if directory is not None:

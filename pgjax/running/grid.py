@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig, is_static
+from pgjax.algo.validation import validate_static
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,14 +68,14 @@ def expand_grid(
     points = []
     for static_combo in itertools.product(*static_values.values()):
         static = dataclasses.replace(base.static, **dict(zip(static_values, static_combo)))
-        static.validate()
+        validate_static(static)
         for numeric_combo in itertools.product(*numeric_values.values()):
             hparams = base.hparams.replace(**dict(zip(numeric_values, numeric_combo)))
             hparams.validate()
             for sample in samples:
                 drawn_static = {k: v for k, v in sample.items() if is_static(k)}
                 point_static = dataclasses.replace(static, **drawn_static) if drawn_static else static
-                point_static.validate()
+                validate_static(point_static)
                 point_hparams = hparams.replace(**{k: v for k, v in sample.items() if not is_static(k)})
                 point_hparams.validate()
                 points.append(GridPoint(len(points), Config(point_static, point_hparams)))

@@ -32,6 +32,7 @@ import jax.extend.core
 import jax.numpy as jnp
 
 from pgjax.algo.config import Config, StaticConfig
+from pgjax.algo.returns import is_learned
 from pgjax.running.devices import backend_choices, device_memory_stats, host_available_bytes
 from pgjax.running.sharding import is_key
 
@@ -133,15 +134,15 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     metrics = Metrics.shapes(static.episodes_per_update)  # declared: tracing a whole update is slow
     spec = make_env(static.env)
     apply_fn = make_apply_fn(make_policy(spec, config))
-    collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, config),
-                           keep_last_obs=static.value_baseline)
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, static.squash),
+                           keep_last_obs=is_learned(static.baseline))
     trajectory = jax.eval_shape(collect, state.params, key)
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
     activations = activation_bytes(apply_fn, state.params, obs)
-    if static.value_baseline:
+    if is_learned(static.baseline):
         value_fn = make_value_fn(make_value_network(spec, config))
         activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
-    step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if static.value_baseline else 0)
+    step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
     return RunShapes(
         state=tree_bytes(state),
         gradients=tree_bytes((state.params, state.value_params)),

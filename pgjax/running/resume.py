@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.validation import validate_config
 from pgjax.running.checkpoints import remove_incomplete_saves
 from pgjax.running.folder_lock import FolderLock, check_writable
 from pgjax.running.grid import GridPoint
@@ -161,7 +162,7 @@ def check_saved_config(config_file: Path, saved: Any, run_fields: dict[str, Any]
                     raise bad(f"has grid[{i}].config.{part}.{key} = {value!r}, which is not a valid "
                               f"--{key.replace('_', '-')}")
         try:
-            Config.from_dict(point["config"]).validate()
+            validate_config(Config.from_dict(point["config"]))
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise bad(f"has grid[{i}] settings that do not make a configuration ({type(error).__name__}: "
                       f"{(str(error).splitlines() or [''])[0]})") from None
