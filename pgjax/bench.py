@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     preset_name, env = options.prescan(argv, "--preset") or "default", options.prescan(argv, "--env")
     try:
-        args = parse(bench_arguments(preset_name, env), argv, "pgjax.bench", __doc__.split("\n")[0])
+        description = f"{__doc__.splitlines()[0]}\n\n{options.environments_text()}"  # --env's help points to it
+        args = parse(bench_arguments(preset_name, env), argv, "pgjax.bench", description)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
     console = make_console()
