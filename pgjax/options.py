@@ -261,7 +261,8 @@ def train_arguments(preset: str = "default", env: str | None = None) -> type:
     settings = dataclasses.make_dataclass("Settings", settings_fields, frozen=True)
     run = dataclasses.make_dataclass("Run", run_option_flags(), frozen=True)
     preset_help = ('Starting point for every setting: "seed-a" and "seed-b" are the two tutorials, "default" '
-                   "is pgjax's recommendation for --env (its own preset, marked * in the list above, else CartPole-v1's).")
+                   "is pgjax's recommendation for --env (its own preset, marked * in the list above, else "
+                   "CartPole-v1's).")
     return dataclasses.make_dataclass("TrainArguments", [
         preset_flag(preset_help),
         ("settings", Annotated[settings, tyro.conf.OmitArgPrefixes], dataclasses.field(default_factory=settings)),
