@@ -243,8 +243,37 @@ def check_command_line(argv: list[str], flags: list[_Flag]) -> None:
             raise ValueError(f"{name} expects {expected}, got {', '.join(repr(v) for v in bad)}")
 
 
+def declared_with_settings(cls: type) -> bool:
+    """Whether `cls` is a plain dataclass of flags declared with `pgjax.algo.config.setting` (help in every
+    field's metadata), which `arguments` turns into tyro's, rather than a tyro dataclass already."""
+    return dataclasses.is_dataclass(cls) and all("help" in f.metadata for f in dataclasses.fields(cls))
+
+
+def arguments(cls: type) -> type:
+    """The tyro dataclass of a command whose flags are the fields of `cls`, declared with `setting`.
+
+    A flag per field, named as the field (`--field-name`, plus the metadata's
+    `alias`), with the field's type, default and help (`tyro.conf.arg(help=...)`,
+    as `pgjax.options` does for the training settings). A field annotated
+    `tyro.conf.Positional[...]` stays positional; one declared
+    `setting(dataclasses.MISSING, help)` is required.
+    """
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = []
+    for f in dataclasses.fields(cls):
+        alias = f.metadata.get("alias")
+        annotation = Annotated[hints[f.name], tyro.conf.arg(help=f.metadata["help"],
+                                                            aliases=(alias,) if alias else None)]
+        fields.append((f.name, annotation, dataclasses.field(default=f.default, default_factory=f.default_factory)))
+    return dataclasses.make_dataclass(cls.__name__, fields)
+
+
 def parse(cls: type, argv: list[str] | None, module: str, description: str) -> Any:
     """tyro's parse of the command line into `cls`, for every entry point.
+
+    `cls` is a tyro dataclass (`pgjax.options.train_arguments`), or a plain
+    dataclass of `setting` fields (`declared_with_settings`): that one is parsed
+    through `arguments(cls)` and the result returned as a `cls`.
 
     `--version` prints `pgjax <version>`; a repeated flag, a value of the wrong
     kind and every other usage error become one line `error: ...` on stderr
@@ -255,6 +284,9 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
     if "--version" in argv[: argv.index("--") if "--" in argv else len(argv)]:
         print(f"pgjax {version()}")
         raise SystemExit(0)
+    plain = cls if declared_with_settings(cls) else None
+    if plain is not None:
+        cls = arguments(plain)
     flags = flags_of(cls)  # before tyro, which leaves the dataclass's hints unreadable to `flags_of`
     try:
         check_command_line(argv, flags)
@@ -264,14 +296,17 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return tyro.cli(cls, args=argv, prog=command_name(module), description=description,
-                            config=(tyro.conf.FlagCreatePairsOff,))
+            parsed = tyro.cli(cls, args=argv, prog=command_name(module), description=description,
+                              config=(tyro.conf.FlagCreatePairsOff,))
     except SystemExit as exit_:
         if exit_.code != 2:
             sys.stderr.write(captured.getvalue())
             raise
         print(f"error: {_one_line(captured.getvalue(), argv, flags)}", file=sys.stderr)
         raise
+    if plain is None:
+        return parsed
+    return plain(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(plain)})
 
 
 def _stray_value(argv: list[str], value: str, flags: list[_Flag]) -> str | None:

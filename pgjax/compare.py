@@ -22,6 +22,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from pgjax.algo.config import setting
 from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, run_command
 from pgjax.results import aggregates, loading, outputs, trust
 from pgjax.results import comparison as cmp
@@ -39,18 +40,18 @@ MIN_RESAMPLES, MAX_RESAMPLES = 100, 10**6
 class Args:
     """Compare the groups of run folders: paired differences and P(improvement), or normalised aggregates."""
 
-    dirs: tyro.conf.Positional[tuple[Path, ...]]
-    """Run folders written by `python -m pgjax.train`: one, several of one environment, or one per environment."""
-    baseline: str | None = None
-    """Group to compare against: its index (one folder), or DIR:index (several folders); default the best by IQM."""
-    out: Path | None = None
-    """Folder to write comparison.json and the plots into; default DIR for one folder, else the current folder."""
-    resamples: int = BOOTSTRAP_RESAMPLES
-    """Bootstrap resamples of every interval (seed 0)."""
-    env: tuple[str, ...] | None = None
-    """Environment factories (package.module:factory) the folders were trained on, named again: folders of
-    different environments are normalised by a random policy's return, played in each environment, and pgjax
-    imports no code a run folder names."""
+    dirs: tyro.conf.Positional[tuple[Path, ...]] = setting(
+        dataclasses.MISSING, "Run folders written by `python -m pgjax.train`: one, several of one environment, or "
+                             "one per environment.")
+    baseline: str | None = setting(None, "Group to compare against: its index (one folder), or DIR:index (several "
+                                         "folders); default the best by IQM.")
+    out: Path | None = setting(None, "Folder to write comparison.json and the plots into; default DIR for one "
+                                     "folder, else the current folder.")
+    resamples: int = setting(BOOTSTRAP_RESAMPLES, "Bootstrap resamples of every interval (seed 0).")
+    env: tuple[str, ...] | None = setting(None, "Environment factories (package.module:factory) the folders were "
+                                                "trained on, named again: folders of different environments are "
+                                                "normalised by a random policy's return, played in each "
+                                                "environment, and pgjax imports no code a run folder names.")
 
 
 def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple[list[cmp.GroupRuns], list[dict]]:

@@ -26,6 +26,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from pgjax.algo.config import setting
 from pgjax.results import loading, outputs, stats, trust
 from pgjax.results.evaluation import (
     EVALUATION_FILE,
@@ -42,23 +43,18 @@ from pgjax.results.evaluation import (
 class Args:
     """Evaluate the trained policies of a run folder on fresh episodes, greedy and sampling."""
 
-    dir: tyro.conf.Positional[Path]
-    """Run folder written by `python -m pgjax.train`."""
-    episodes: int = 20
-    """Fresh episodes per run and policy."""
-    gymnasium: bool = False
-    """Also evaluate every run's greedy policy on Gymnasium's reference environment (slow: Python steps)."""
-    render: Path | None = None
-    """Write a GIF of one greedy Gymnasium episode of run --run."""
-    run: int = 0
-    """Run whose episode --render draws."""
-    seed: int = 0
-    """PRNG seed: run k's JAX episodes use fold_in(key(seed), k); Gymnasium episode i resets with seed + i."""
-    env: str | None = None
-    """The environment factory (package.module:factory) the folder was trained on, named again: a run folder
-    is data, and pgjax imports no code it names."""
-    network: tuple[str, ...] | None = None
-    """The network factories (package.module:factory) the folder was trained with, named again (as --env)."""
+    dir: tyro.conf.Positional[Path] = setting(dataclasses.MISSING, "Run folder written by `python -m pgjax.train`.")
+    episodes: int = setting(20, "Fresh episodes per run and policy.")
+    gymnasium: bool = setting(False, "Also evaluate every run's greedy policy on Gymnasium's reference environment "
+                                     "(slow: Python steps).")
+    render: Path | None = setting(None, "Write a GIF of one greedy Gymnasium episode of run --run.")
+    run: int = setting(0, "Run whose episode --render draws.")
+    seed: int = setting(0, "PRNG seed: run k's JAX episodes use fold_in(key(seed), k); Gymnasium episode i resets "
+                           "with seed + i.")
+    env: str | None = setting(None, "The environment factory (package.module:factory) the folder was trained on, "
+                                    "named again: a run folder is data, and pgjax imports no code it names.")
+    network: tuple[str, ...] | None = setting(None, "The network factories (package.module:factory) the folder was "
+                                                    "trained with, named again (as --env).")
 
 
 # The share of the host's free memory an evaluation's episodes may take (the rest: the policies, XLA, the results).

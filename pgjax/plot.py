@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tyro
 
+from pgjax.algo.config import setting
 from pgjax.cli import FOLDER_ERRORS, folder_error, parse, run_command
 from pgjax.results.loading import check_run_dir
 from pgjax.results.outputs import PLOT_FILE
@@ -27,13 +28,13 @@ from pgjax.results.plots import Statistic, figure_path, plot_folders
 class Args:
     """Plot learning curves (return against env steps over runs) of one or more run folders."""
 
-    dirs: tyro.conf.Positional[tuple[Path, ...]]
-    """Run folders written by `python -m pgjax.train`."""
-    out: Path | None = None
-    """Image to write (an existing folder: learning_curves.png inside it; no suffix: .png added); default
-    DIR/learning_curves.png for one folder, ./learning_curves.png for several."""
-    statistic: Statistic = "iqm"
-    """Line drawn over runs: interquartile mean or mean (the band is its 95% bootstrap interval)."""
+    dirs: tyro.conf.Positional[tuple[Path, ...]] = setting(dataclasses.MISSING,
+                                                           "Run folders written by `python -m pgjax.train`.")
+    out: Path | None = setting(None, "Image to write (an existing folder: learning_curves.png inside it; no suffix: "
+                                     ".png added); default DIR/learning_curves.png for one folder, "
+                                     "./learning_curves.png for several.")
+    statistic: Statistic = setting("iqm", "Line drawn over runs: interquartile mean or mean (the band is its 95% "
+                                          "bootstrap interval).")
 
 
 def main(argv: list[str] | None = None) -> int:
