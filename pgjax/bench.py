@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import check_output_file, make_console, parse, prepare_process, run_command, version
+from pgjax.checks import check_output_file
+from pgjax.cli import make_console, parse, prepare_process, run_command, version
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends
@@ -240,7 +241,7 @@ def check_bench_args(args) -> None:
     Raises:
       ValueError: one line naming the flag: --runs, --compile-updates (each), --num-updates or
         --env-limit-steps < 1, --runs or --compile-updates given a value twice, or an --out that
-        cannot be written (`pgjax.cli.check_output_file`).
+        cannot be written (`pgjax.checks.check_output_file`).
     """
     for name in ("runs", "compile_updates"):
         values = getattr(args, name)

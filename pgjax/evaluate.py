@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from pgjax.cli import FOLDER_ERRORS, check_seeds, folder_error, make_console, parse, prepare_process, run_command
+from pgjax.checks import check_seeds
+from pgjax.cli import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
 
 if __name__ == "__main__":
     prepare_process(sys.argv)  # before gymnax starts JAX's backends

@@ -19,7 +19,7 @@ import numpy as np
 from pgjax.algo.config import HYPERPARAMS_FIELDS, StaticConfig, is_static, setting_type
 from pgjax.algo.presets import preset_config
 from pgjax.algo.validation import unused_settings
-from pgjax.cli import check_seeds
+from pgjax.checks import check_seeds
 from pgjax.options import flag, rangeable, with_flag_names
 from pgjax.running import grid
 from pgjax.running.search import Search, looks_like_range, parse_range

@@ -43,7 +43,8 @@ from pgjax.algo.config import (
 )
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.algo.validation import unused_settings
-from pgjax.cli import OPTIONAL_VALUE, check_name, check_run_folder, check_seeds
+from pgjax.checks import check_name, check_run_folder, check_seeds
+from pgjax.cli import OPTIONAL_VALUE
 from pgjax.results.tables import format_setting
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
 from pgjax.running.search import Sampler
@@ -111,7 +112,7 @@ def check_run_options(run: RunOptions) -> None:
     Raises:
       ValueError: one line naming the flag: --num-seeds, --max-parallel or
         --checkpoint-every < 1; seeds a JAX key cannot hold (--seed .. --seed +
-        --num-seeds - 1, --sampler-seed: `pgjax.cli.check_seeds`); an --out that is
+        --num-seeds - 1, --sampler-seed: `pgjax.checks.check_seeds`); an --out that is
         empty, the current folder or the root; an empty --compile-cache or --wandb.
     """
     for name in ("num_seeds", "max_parallel", "checkpoint_every"):

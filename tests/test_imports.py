@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pgjax"
 ENTRY_MODULES = {f"pgjax.{name}" for name in (
-    "train", "evaluate", "plot", "compare", "bench", "cli", "options", "grid_settings", "scripts")}
+    "train", "evaluate", "plot", "compare", "bench", "cli", "checks", "options", "grid_settings", "scripts")}
 # Each layer and the layers it must not import.
 FORBIDDEN = {
     "pgjax.algo": ("pgjax.running", "pgjax.results", *sorted(ENTRY_MODULES)),

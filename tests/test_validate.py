@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pgjax.algo.config import Hyperparams
-from pgjax.cli import SEED_MAX, check_output_file, check_seeds
+from pgjax.checks import SEED_MAX, check_output_file, check_seeds
 from pgjax.train import main
 
 SMALL = ["--num-seeds", "2", "--num-updates", "2", "--episodes-per-update", "2", "--hidden", "8"]
