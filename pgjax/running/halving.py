@@ -41,7 +41,7 @@ import numpy as np
 from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
-from pgjax.running.segments import concat_trees
+from pgjax.running.segments import concat_trees, split_into_chunks
 from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
@@ -249,9 +249,7 @@ def _rung_chunks(alive: list[int], group_of: dict[int, tuple[int, int]], chunk_s
     for g in sorted({group_of[index][0] for index in alive}):
         positions = np.array([group_of[index][1] * num_seeds + k for index in alive if group_of[index][0] == g
                               for k in range(num_seeds)], np.int64)
-        size = chunk_size[g]
-        for begin in range(0, positions.size, size):
-            chunks.append(Chunk(len(chunks), g, positions[begin:begin + size], size))
+        chunks += split_into_chunks(g, positions, chunk_size[g], len(chunks))
     return chunks
 
 

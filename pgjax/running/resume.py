@@ -23,7 +23,7 @@ from pgjax.algo.validation import validate_config
 from pgjax.running.checkpoints import remove_incomplete_saves
 from pgjax.running.folder_lock import FolderLock, check_writable
 from pgjax.running.grid import GridPoint
-from pgjax.running.segments import Chunk
+from pgjax.running.segments import Chunk, split_into_chunks
 
 CONFIG_FILE = "config.json"  # the run folder's (`pgjax.results.outputs` describes it)
 
@@ -41,9 +41,7 @@ def chunks_of(plan: list[dict]) -> list[Chunk]:
     """The chunks `chunk_plan` describes: each group's runs in order, `chunk_size` at a time."""
     chunks = []
     for entry in plan:
-        size, num_runs = entry["chunk_size"], entry["num_runs"]
-        for start in range(0, num_runs, size):
-            chunks.append(Chunk(len(chunks), entry["group"], np.arange(start, min(start + size, num_runs)), size))
+        chunks += split_into_chunks(entry["group"], np.arange(entry["num_runs"]), entry["chunk_size"], len(chunks))
     return chunks
 
 

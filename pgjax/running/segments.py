@@ -60,6 +60,34 @@ class Chunk:
     size: int
 
 
+def split_into_chunks(group: int, positions: np.ndarray, size: int, first_index: int = 0) -> list[Chunk]:
+    """A compile group's runs cut into chunks of `size` runs, in order (the last one may hold fewer).
+
+    The one place chunks are built: `sweep.plan_chunks` (a group's runs
+    `0..R-1`), `halving`'s rungs (the survivors' runs, not contiguous) and
+    `resume.chunks_of` (the plan saved in config.json) all call it.
+
+    Args:
+      group: index of the compile group (each chunk's `group`).
+      positions: [R] the runs' positions within the group's runs, in training
+        order (any integer array; the chunks hold slices of it).
+      size: runs per chunk (each chunk's `size`, also the last one's), >= 1.
+      first_index: the first chunk's `index` (the chunks before it in the sweep).
+
+    Returns:
+      ceil(R / size) chunks numbered `first_index`, `first_index + 1`, ...;
+      none where `positions` is empty.
+
+    Raises:
+      ValueError: `size` < 1.
+    """
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    positions = np.asarray(positions)
+    return [Chunk(first_index + i, group, positions[begin:begin + size], size)
+            for i, begin in enumerate(range(0, positions.size, size))]
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentReport:
     """What the host learns after each segment (for progress displays and experiment trackers).

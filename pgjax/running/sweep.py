@@ -43,6 +43,7 @@ from pgjax.running.segments import (
     concat_trees,
     make_segment,
     segment_length,
+    split_into_chunks,
 )
 from pgjax.running.sharding import run_mesh
 
@@ -101,9 +102,7 @@ def plan_chunks(
             size = min(size, memory.chunk_size(num_runs, per_run, per_device, num_devices, None, default_cap))
         estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size,
                           "parts": dataclasses.asdict(memory.run_shapes(static))})
-        for start in range(0, num_runs, size):
-            positions = np.arange(start, min(start + size, num_runs))
-            chunks.append(Chunk(len(chunks), g, positions, size))
+        chunks += split_into_chunks(g, np.arange(num_runs), size, len(chunks))
     return chunks, estimates
 
 
