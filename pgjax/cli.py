@@ -301,7 +301,9 @@ def folder_error(error: Exception) -> int:
 
 
 def run_command(main: Callable[[], int]) -> int:
-    """`main()`, with output to a pipe closed early (`... --help | head -2`) ending quietly (exit 141, as SIGPIPE).
+    """`main()` as a process's command: output to a pipe closed early (`... --help | head -2`) ends quietly
+    (exit 141, as SIGPIPE), and so does a Ctrl-C outside training's own handling (one line, exit 130) or
+    during the teardown after `main` returns.
 
     With the speed device `gc_freeze` on (`pgjax.running.devices`), the objects
     made by the imports so far are moved out of the garbage collector's sight
@@ -320,10 +322,31 @@ def run_command(main: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)  # the interpreter's last flush must not fail again
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:  # a Ctrl-C outside training's own handling (`StopRequest`): no traceback
+        print("aborted (Ctrl-C)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:  # what is left is the process's teardown: a Ctrl-C or SIGTERM now ends it at once, quietly
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _end_at_once)
+
+
+def _end_at_once(signum, frame) -> None:
+    """A signal during the process's teardown: the command's work is done or saved; end now, exit 128 + signal."""
+    os._exit(128 + signum)
 
 
 def exit_process(code: int) -> None:
-    """End the process with `code` (`sys.exit`); a multi-process run shuts its coordination service down first."""
+    """End the process with `code` (`sys.exit`); a multi-process run shuts its coordination service down first.
+
+    After a stop or abort asked by a signal (`StopRequest`), the process ends at once (`os._exit`, output
+    flushed): its work is saved, and the teardown has nothing left to save but could still be cut by a
+    further Ctrl-C, or print what the libraries do then (orbax's threads, an asyncio loop already closed).
+    """
+    if _SIGNALLED:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
     import jax
 
     if jax.distributed.is_initialized():
@@ -349,22 +372,41 @@ def prepare_process(argv: list[str]) -> None:
         start_distributed()
 
 
+# What a second Ctrl-C (or SIGTERM) prints as it aborts a training command.
+ABORTED = "aborted at once: the current segment is lost; resume from the last checkpoint with --resume"
+# Set once a signal asked training to stop (`StopRequest`): the process then ends without its teardown
+# (`exit_process`), where Python's own handlers are back and a further Ctrl-C would kill it mid-way.
+_SIGNALLED = False
+
+
 class StopRequest:
     """Turns the first SIGINT or SIGTERM into a request to stop at the next safe point.
 
-    A second signal (either) raises KeyboardInterrupt at once. Use as a context
-    manager; the previous handlers come back on exit.
+    A second signal (either) raises KeyboardInterrupt at once. Python drops an
+    exception raised inside a finalizer (a weakref callback, `__del__`) and
+    reports it as "Exception ignored"; a KeyboardInterrupt that lands there is
+    not lost: the process prints `ABORTED` and ends at once (exit 128 + the
+    signal). Use as a context manager; the previous handlers come back on exit.
     """
 
     def __init__(self, console: Console):
         self.console = console
         self.signal: int | None = None
         self._previous = {}
+        self._previous_hook = None
+
+    def _unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.signal is not None:
+            print(ABORTED, file=sys.stderr, flush=True)
+            os._exit(128 + self.signal)
+        self._previous_hook(unraisable)
 
     def __call__(self) -> bool:
         return self.signal is not None
 
     def _handle(self, signum, frame):
+        global _SIGNALLED
+        _SIGNALLED = True
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
@@ -375,8 +417,10 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = self._previous_hook

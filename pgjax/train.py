@@ -22,7 +22,7 @@ STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
 import sys
 
-from pgjax.cli import StopRequest, exit_process, make_console, parse, prepare_process, run_command
+from pgjax.cli import ABORTED, StopRequest, exit_process, make_console, parse, prepare_process, run_command
 from pgjax.running.devices import start_distributed, use_compile_cache
 
 
@@ -411,8 +411,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         except BaseException as error:
             if not _aborted(error):
                 raise
-            print("aborted at once: the current segment is lost; resume from the last checkpoint with --resume",
-                  file=sys.stderr)
+            print(ABORTED, file=sys.stderr)
             return 128 + (stop.signal or signal.SIGINT)
     return 0
 

@@ -133,6 +133,20 @@ def test_resume_removes_only_the_leftovers_of_cut_short_saves(finished, resumabl
     _same_results(resumable, finished)
 
 
+def test_a_step_without_orbax_metadata_goes_only_where_a_complete_one_is_left(finished, resumable, tmp_path):
+    chunk = checkpoints.chunk_dir(resumable, 0)
+    assert (chunk / "2" / checkpoints.STEP_METADATA).is_file()
+    cut_short = chunk / "3"  # renamed by orbax, the step's metadata not yet written
+    shutil.copytree(chunk / "2", cut_short)
+    (cut_short / checkpoints.STEP_METADATA).unlink()
+    assert main(["--resume", str(resumable)]) == 0
+    assert sorted(p.name for p in chunk.iterdir()) == ["2"]
+    _same_results(resumable, finished)
+    alone = tmp_path / "alone" / "checkpoints" / "chunk-0000" / "7"  # no complete step beside it: it stays
+    alone.mkdir(parents=True)
+    assert checkpoints.remove_incomplete_saves(tmp_path / "alone") == [] and alone.is_dir()
+
+
 def test_a_save_cut_short_by_a_second_ctrl_c_ends_in_one_line(monkeypatch, tmp_path, capsys):
     """Orbax, closed while a KeyboardInterrupt unwinds a save, raises RuntimeError: still the abort line."""
     def interrupted_save(self, *args, **kwargs):

@@ -26,6 +26,7 @@ CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.outputs.RUN_F
 _INCOMPLETE_SAVE = re.compile(r"^\d+\.orbax-checkpoint-tmp(-\d+)?$")
 _CHUNK_DIR = re.compile(r"^chunk-\d{4,}$")
 _RUNG_DIR = re.compile(r"^rung-\d+$")
+STEP_METADATA = "_CHECKPOINT_METADATA"  # orbax writes it into a step's folder once the save is complete
 
 
 class CheckpointMismatch(ValueError):
@@ -84,8 +85,9 @@ def remove_incomplete_saves(run_dir: Path) -> list[Path]:
 
     Only orbax's temporary folders of a save in progress
     ("<update>.orbax-checkpoint-tmp...") directly inside pgjax's chunk folders
-    (`checkpoints/chunk-<c>/`, `checkpoints/rung-<k>/chunk-<c>/`) go; complete
-    checkpoints and anything else stay.
+    (`checkpoints/chunk-<c>/`, `checkpoints/rung-<k>/chunk-<c>/`) go, and a newer
+    step folder without orbax's step metadata where a complete older one is left;
+    complete checkpoints and anything else stay.
     """
     root = Path(run_dir) / CHECKPOINT_DIR
     if not root.is_dir():
@@ -99,6 +101,15 @@ def remove_incomplete_saves(run_dir: Path) -> list[Path]:
             if leftover.is_dir() and not leftover.is_symlink() and _INCOMPLETE_SAVE.match(leftover.name):
                 shutil.rmtree(leftover)
                 removed.append(leftover)
+        # A save cut short after orbax renamed its folder but before it wrote the step's metadata: that
+        # checkpoint goes where an older complete one is left to resume from (resuming from it gives the same
+        # results, bitwise); alone, it stays (orbax reads it, warning of the missing metadata).
+        steps = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit()]
+        complete = [p for p in steps if (p / STEP_METADATA).is_file()]
+        for step in steps:
+            if complete and step not in complete and int(step.name) > max(int(p.name) for p in complete):
+                shutil.rmtree(step)
+                removed.append(step)
     return removed
 
 
