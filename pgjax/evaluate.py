@@ -120,7 +120,7 @@ def evaluate_folder(args: Args, console: Console) -> dict:
             raise ImportError(f"--render needs pygame, Gymnasium's renderer: {GYMNASIUM_HINT}")
         if not args.render.parent.is_dir():
             raise ValueError(f"no such folder for --render: {args.render.parent}")
-    group_configs = [loading.load_run_config(run_dir, list(group["runs"])[0]) for group in summary["groups"]]
+    group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
     trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
     check_memory(args.episodes, num_runs, group_configs[0].static.env)  # builds the environment: confirmed first
     all_params = loading.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs

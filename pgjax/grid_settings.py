@@ -159,16 +159,12 @@ def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
       ValueError: one line with the figures and how many grid points fit.
     """
     from pgjax.running import memory
-    from pgjax.running.devices import host_available_bytes
-    from pgjax.running.memory import CHECKED_RUN_UPDATES, RESULTS_FRACTION
 
-    if num_points * num_seeds * base.static.num_updates < CHECKED_RUN_UPDATES:
+    budget_free = memory.results_budget(num_points * num_seeds * base.static.num_updates)
+    if budget_free is None:
         return
-    available = host_available_bytes()
-    if available is None:
-        return
+    budget, available = budget_free
     per_point = num_seeds * memory.result_bytes(base.static)
-    budget = RESULTS_FRACTION * available
     if budget < per_point:  # not even one grid point: `check_host_memory` names what is too big, once drawn
         return
     if num_points * per_point > budget:

@@ -260,18 +260,17 @@ def load_results(run_dir: str | Path) -> Results:
     else:
         summary = loading.load_summary(run_dir)
         runs = _read_runs(pd, csv_text(*runs_table(summary)))
-    wanted = {name: dtype for name, dtype in dtypes.items()}
     if (run_dir / CURVES_PARQUET).is_file():
         if not has_parquet():
             raise ImportError(f"{run_dir / CURVES_PARQUET} needs pyarrow: {RESULTS_EXTRA}")
         curves = _read_table(run_dir / CURVES_PARQUET,
-                             lambda: _typed_curves(pd.read_parquet(run_dir / CURVES_PARQUET), wanted))
+                             lambda: _typed_curves(pd.read_parquet(run_dir / CURVES_PARQUET), dtypes))
     elif (run_dir / CURVES_CSV).is_file():
-        curves = _read_table(run_dir / CURVES_CSV, lambda: _typed_curves(pd.read_csv(run_dir / CURVES_CSV), wanted))
+        curves = _read_table(run_dir / CURVES_CSV, lambda: _typed_curves(pd.read_csv(run_dir / CURVES_CSV), dtypes))
     else:
         summary = summary or loading.load_summary(run_dir)
         group_metrics = loading.load_run_metrics(run_dir, summary)
-        curves = pd.DataFrame(curves_columns(summary, group_metrics)).astype(wanted)
+        curves = pd.DataFrame(curves_columns(summary, group_metrics)).astype(dtypes)
     return Results(runs, curves)
 
 
@@ -279,8 +278,6 @@ def _read_table(path: Path, read: Any) -> Any:
     """`read()`, whose errors on a damaged file (pandas', pyarrow's, a missing column) become one ValueError."""
     try:
         return read()
-    except ImportError:
-        raise
     except (ValueError, KeyError, TypeError, IndexError, OSError, NotImplementedError, UnicodeDecodeError) as error:
         raise loading.damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
 

@@ -46,7 +46,8 @@ CLASH_NAMES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, PLOT_FILE, 
 TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 # The entries pgjax's checkpoints make under checkpoints/ (`pgjax.running.checkpoints`, `pgjax.running.halving`)
 CHECKPOINT_ENTRY = re.compile(r"chunk-\d{4}|rung-\d+")
-
+# The errors of a full disk or quota: their message says the space needed and free.
+FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def write_error(path: Path, error: OSError, needed: str | None = None) -> ValueError:
@@ -56,7 +57,7 @@ def write_error(path: Path, error: OSError, needed: str | None = None) -> ValueE
       path: the file being written; error: what the write raised;
       needed: the space the file needs, in words ("about 1.2 MiB"), where known.
     """
-    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if error.errno in FULL_DISK:
         what = "no space left on device" if error.errno == errno.ENOSPC else "disk quota exceeded"
         sizes = [f"{needed} needed"] if needed else []
         with contextlib.suppress(OSError):
@@ -83,8 +84,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any], needed: str | N
         the temporary file is removed on any error.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
     note_written(path)
+    _replace(path, write, needed)
+    return path
+
+
+def _replace(path: Path, write: Callable[[Path], Any], needed: str | None) -> None:
+    """`write(<path>.tmp)`, then rename it over `path`; the temporary file goes on any error (`write_atomic`)."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -94,7 +101,6 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any], needed: str | N
         if isinstance(error, OSError):
             raise write_error(path, error, needed) from error
         raise
-    return path
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -158,17 +164,7 @@ def read_marker(out: str | Path) -> dict | None:
 def write_marker(out: str | Path, marker: dict) -> None:
     """Write the marker (`read_marker`'s dict) into `out` atomically. ValueError: the write failed."""
     data = (json.dumps({"format": MARKER_FORMAT, "version": 1, **marker}, indent=2) + "\n").encode()
-    path = Path(out) / MARKER_FILE
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        write_bytes(tmp, data)
-        os.replace(tmp, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise write_error(path, error, f"about {format_bytes(len(data))}") from error
-        raise
+    _replace(Path(out) / MARKER_FILE, lambda tmp: write_bytes(tmp, data), f"about {format_bytes(len(data))}")
 
 
 def note_written(path: str | Path) -> None:
@@ -356,6 +352,6 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
             with contextlib.suppress(OSError):
                 out.rmdir()
         cause = error.__cause__
-        if isinstance(cause, OSError) and cause.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        if isinstance(cause, OSError) and cause.errno not in FULL_DISK:
             raise ValueError(f"cannot write to --out {out}: {cause.strerror or cause}") from None
         raise

@@ -121,6 +121,9 @@ def validate_summary(summary: Any, path: Path) -> dict:
             raise problem(f'run {k} lacks "hyperparameters" or "diverged"')
         if not (_is_number_or_null(run.get("final_return")) and _is_number_or_null(run.get("solved_at_env_steps"))):
             raise problem(f'run {k}\'s "final_return" or "solved_at_env_steps" is not a number')
+    runs_of = [[] for _ in groups]  # each group's runs, from the runs' "group" (one pass over the runs)
+    for k, run in enumerate(runs):
+        runs_of[run["group"]].append(k)
     for g, group in enumerate(groups):
         if group.get("index") != g or not _is_int(group["index"]):
             raise problem(f'group {g} has "index" {group.get("index")!r}')
@@ -128,7 +131,7 @@ def validate_summary(summary: Any, path: Path) -> dict:
             raise problem(f'group {g} lacks "hyperparameters"')
         members = group.get("runs")
         if not isinstance(members, list) or not members or not all(_is_int(r) for r in members) or \
-                sorted(members) != [k for k, run in enumerate(runs) if run["group"] == g]:
+                sorted(members) != runs_of[g]:
             raise problem(f'group {g}\'s "runs" are not the runs of the group')
     return summary
 
@@ -273,7 +276,15 @@ def load_run_config(run_dir: str | Path, run: int) -> Config:
       ValueError: as `load_summary`; the run's hyperparameters are no pgjax
         settings (one line naming summary.json). IndexError: `run` is out of range.
     """
-    summary = load_summary(run_dir)
+    return run_config(load_summary(run_dir), run, run_dir)
+
+
+def run_config(summary: dict, run: int, run_dir: str | Path) -> Config:
+    """`load_run_config` from a summary already loaded (`load_summary`): one read of summary.json for many runs.
+
+    Raises:
+      ValueError, IndexError: as `load_run_config`.
+    """
     _locate(summary, run, run_dir)
     settings = summary["runs"][run]["hyperparameters"]
     try:

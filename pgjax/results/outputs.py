@@ -26,7 +26,6 @@ full disk is a one-line ValueError naming the file. The loaders validate what
 they read and raise ValueError naming the damaged file and its folder.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

@@ -105,9 +105,9 @@ def remove_incomplete_saves(run_dir: Path) -> list[Path]:
         # checkpoint goes where an older complete one is left to resume from (resuming from it gives the same
         # results, bitwise); alone, it stays (orbax reads it, warning of the missing metadata).
         steps = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit()]
-        complete = [p for p in steps if (p / STEP_METADATA).is_file()]
+        complete = [int(p.name) for p in steps if (p / STEP_METADATA).is_file()]
         for step in steps:
-            if complete and step not in complete and int(step.name) > max(int(p.name) for p in complete):
+            if complete and int(step.name) > max(complete):  # newer than every complete one: it has none
                 shutil.rmtree(step)
                 removed.append(step)
     return removed

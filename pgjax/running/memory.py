@@ -280,6 +280,22 @@ def result_bytes(static: StaticConfig) -> int:
     return shapes.state + static.num_updates * shapes.metrics
 
 
+def results_budget(run_updates: int) -> tuple[float, int] | None:
+    """(the host bytes a sweep's results may take, the host's free bytes), or None where they are not checked.
+
+    Args:
+      run_updates: runs x updates of the sweep; below `CHECKED_RUN_UPDATES` nothing is checked.
+
+    Returns:
+      None for a small sweep or where the free memory cannot be told; else
+      (`RESULTS_FRACTION` of the free bytes, the free bytes).
+    """
+    if run_updates < CHECKED_RUN_UPDATES:
+        return None
+    available = host_available_bytes()
+    return None if available is None else (RESULTS_FRACTION * available, available)
+
+
 def check_host_memory(groups: list[list[Any]], num_seeds: int) -> None:
     """Raise ValueError if the sweep's results could not fit in this host's memory, blaming what is too big.
 
@@ -292,14 +308,12 @@ def check_host_memory(groups: list[list[Any]], num_seeds: int) -> None:
     plan reads too); they stay on the host until the files are written. Small
     sweeps are not checked.
     """
-    if sum(len(g) * num_seeds * g[0].config.static.num_updates for g in groups) < CHECKED_RUN_UPDATES:
+    budget_free = results_budget(sum(len(g) * num_seeds * g[0].config.static.num_updates for g in groups))
+    if budget_free is None:
         return
-    available = host_available_bytes()
-    if available is None:
-        return
+    budget, available = budget_free
     per_seed = sum(len(group) * result_bytes(group[0].config.static) for group in groups)
     total = num_seeds * per_seed
-    budget = RESULTS_FRACTION * available
     if total <= budget:
         return
     free = f"{format_bytes(available)} is free"
