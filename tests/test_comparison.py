@@ -183,7 +183,7 @@ def test_performance_profile_matches_rliable():
 
 
 def test_random_policy_scores_cartpole_as_known():
-    from pgjax.results.normalisation import random_policy_return
+    from pgjax.results.random_policy import random_policy_return
 
     assert 18 < random_policy_return("CartPole-v1", episodes=200) < 27  # a random CartPole policy lasts ~22 steps
 

@@ -125,7 +125,7 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
 
 def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, out: Path, console: Console) -> dict:
     """Normalised IQM and optimality gap of each group index over the folders (one per environment)."""
-    from pgjax.results.normalisation import random_policy_return  # JAX and gymnax: only here
+    from pgjax.results.random_policy import random_policy_return  # JAX and gymnax: only here
 
     per_folder = [cmp.summary_groups(summary) for summary in summaries]
     names = [sorted(g.name for g in kept) for kept, _ in per_folder]

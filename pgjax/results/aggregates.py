@@ -1,7 +1,7 @@
 """Scores across environments: normalised (a uniformly random policy 0, the reference 1) and aggregated over
 tasks as rliable does, the IQM and the optimality gap of every run of every task, with stratified
 percentile-bootstrap intervals (each task's runs resampled apart). The random policy's scores come from
-`pgjax.results.normalisation`.
+`pgjax.results.random_policy`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,96 @@
+"""A uniformly random policy's score: the 0 of the normalised scores across environments.
+
+Normalised scores put a uniformly random policy at 0 and the reference score at 1
+(`pgjax.results.aggregates.normalise`). The reference is the environment's solve threshold
+(`pgjax.algo.envs.SOLVE_THRESHOLDS`, or a custom environment's `solve_threshold`); where there is
+none (Pendulum-v1, MinAtar), the best final return among the runs compared, which the caller
+passes. The random policy's score is measured here: the mean return of episodes played with
+uniformly random actions (every discrete action equally likely; a continuous action uniform
+within its bounds) by the rollout of training (`pgjax.algo.rollout.make_collect`), computed once
+per environment and process.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pgjax.algo import distributions
+from pgjax.algo.envs import EnvSpec, make_env
+from pgjax.algo.rollout import make_collect
+
+RANDOM_EPISODES = 1000  # episodes behind a random-policy score
+RANDOM_SEED = 0
+RANDOM_BATCH = 100  # most episodes played at once (the rollout keeps every step of them: memory stays bounded)
+
+
+def uniform_distribution(spec: EnvSpec) -> distributions.Distribution:
+    """The action distribution of a uniformly random policy, for `pgjax.algo.rollout.make_collect`.
+
+    Discrete actions: the categorical of training (`distributions.categorical`), which
+    draws every action with equal probability from the zero logits of `zero_policy`. Box
+    actions: the stored action uniform in [-1, 1] per dimension, which the Gaussian's
+    `to_env` maps to uniform within the bounds (a Gaussian of zero mean and log std
+    would not be uniform). Only `sample` and `to_env` are a collect's; the Box one's
+    `log_prob`, `entropy` and `greedy` stay the Gaussian's and mean nothing here.
+
+    Args:
+      spec: the environment (`pgjax.algo.envs.make_env`).
+
+    Returns:
+      A `distributions.Distribution` over the environment's actions.
+    """
+    if spec.action_kind == "discrete":
+        return distributions.categorical()
+    box = distributions.gaussian(spec.action_low, spec.action_high, "clip")
+    size = box.action_shape
+    return box._replace(sample=lambda key, out: jax.random.uniform(key, out.shape[:-1] + size, jnp.float32,
+                                                                   -1.0, 1.0))
+
+
+def zero_policy(spec: EnvSpec):
+    """A stand-in policy network for `make_collect`: `(params, obs [E, ...]) -> zeros [E, K]`, params unused.
+
+    Args:
+      spec: the environment; K is its number of actions (logits) or twice its action
+        dimensions (a Gaussian's mean and log std).
+
+    Returns:
+      The apply function.
+    """
+    outputs = spec.num_actions if spec.action_kind == "discrete" else 2 * spec.num_actions
+    return lambda params, obs: jnp.zeros((obs.shape[0], outputs), jnp.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def random_policy_return(env: str, episodes: int = RANDOM_EPISODES, seed: int = RANDOM_SEED) -> float:
+    """Mean return of a uniformly random policy over `episodes` fresh episodes of `env`, each to its end.
+
+    The episodes are played by the rollout of training (`pgjax.algo.rollout.make_collect`,
+    with `zero_policy` and `uniform_distribution`), `RANDOM_BATCH` at a time.
+
+    Args:
+      env: a gymnax id or "package.module:factory" (`pgjax.algo.envs.make_env`).
+      episodes: the episodes played.
+      seed: the PRNG seed; the result is a function of `env`, `episodes` and it.
+
+    Returns:
+      The mean episode return (an episode ends at its first terminated or truncated
+      step, as in training). Cached per (env, episodes, seed) for the process.
+
+    Raises:
+      ValueError: as `make_env`; `episodes` < 1.
+    """
+    if episodes < 1:
+        raise ValueError(f"a random-policy score needs at least 1 episode, got {episodes}")
+    spec = make_env(env)
+    batches = math.ceil(episodes / RANDOM_BATCH)
+    per_batch = math.ceil(episodes / batches)
+    collect = make_collect(spec, zero_policy(spec), per_batch, uniform_distribution(spec))
+    returns = jax.jit(lambda key: collect(None, key).reward.sum(axis=0))
+    totals = [np.asarray(returns(key), np.float64) for key in jax.random.split(jax.random.key(seed), batches)]
+    return float(np.mean(np.concatenate(totals)[:episodes]))
