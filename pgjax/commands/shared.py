@@ -347,9 +347,8 @@ def exit_process(code: int) -> None:
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
-    import jax
-
-    if jax.distributed.is_initialized():
+    jax = sys.modules.get("jax")  # not imported: no processes to shut down (and no JAX to import for it)
+    if jax is not None and jax.distributed.is_initialized():
         jax.distributed.shutdown()
     sys.exit(code)
 

@@ -65,6 +65,24 @@ class HalvingPlan:
         return len(self.rung_updates)
 
     @classmethod
+    def for_points(cls, points: Sequence[GridPoint], eta: int | None, rungs: int | None) -> HalvingPlan | None:
+        """The rungs of --halving ETA (and --rungs) for `points`; None without --halving.
+
+        Raises:
+          ValueError: (naming the flags) --rungs without --halving, grid points
+            of different --num-updates, or what `make` refuses.
+        """
+        if eta is None:
+            if rungs is not None:
+                raise ValueError("--rungs sets the rungs of successive halving: give --halving ETA with it")
+            return None
+        budgets = sorted({p.config.static.num_updates for p in points})
+        if len(budgets) > 1:
+            raise ValueError(f"--halving needs the same number of updates for every grid point, and these train "
+                             f"{', '.join(map(str, budgets))}: give --num-updates instead of --num-episodes")
+        return cls.make(budgets[0], eta, rungs)
+
+    @classmethod
     def make(cls, num_updates: int, eta: int, rungs: int | None = None) -> HalvingPlan:
         """The standard rungs: rung k ends after round(num_updates * eta^-(K-1-k)) updates (halves rounded up).
 
