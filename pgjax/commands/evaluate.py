@@ -8,36 +8,20 @@ The work is `pgjax.results.evaluation`'s; this module parses, calls and prints.
 
 from __future__ import annotations
 
-import sys
-
-from pgjax.commands.checks import check_seeds
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
-
-if __name__ == "__main__":
-    prepare_process(sys.argv)  # before gymnax starts JAX's backends
-
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
 from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
-from pgjax.results import loading, outputs, stats, trust
-from pgjax.results.evaluation import (
-    EVALUATION_FILE,
-    GYMNASIUM_HINT,
-    _gymnasium,
-    evaluate_gymnasium,
-    evaluate_runs,
-    policy_callable,
-    render_episode,
-)
+from pgjax.commands.checks import check_seeds
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
+from pgjax.results import stats
 
 
 @dataclasses.dataclass
@@ -107,6 +91,20 @@ def check_memory(episodes: int, num_runs: int, env: str) -> None:
 
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
+    import jax
+    import jax.numpy as jnp
+
+    from pgjax.results import loading, outputs, trust
+    from pgjax.results.evaluation import (
+        EVALUATION_FILE,
+        GYMNASIUM_HINT,
+        _gymnasium,
+        evaluate_gymnasium,
+        evaluate_runs,
+        policy_callable,
+        render_episode,
+    )
+
     check_args(args)
     run_dir = loading.check_run_dir(args.dir)
     summary = loading.load_summary(run_dir)
@@ -179,6 +177,8 @@ def keep_earlier_results(result: dict, path: Path) -> list[str]:
     earlier call with the same --episodes and --seed stay in evaluation.json when
     a later call leaves them out. Returns what was kept ("Gymnasium returns", "render").
     """
+    from pgjax.results import loading
+
     if not path.is_file():
         return []
     try:
@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(Args, argv, "pgjax.evaluate", __doc__.split("\n")[0])
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    from pgjax.results.evaluation import EVALUATION_FILE
+
     console = make_console()
     try:
         evaluate_folder(args, console)
@@ -256,4 +258,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    prepare_process(sys.argv)  # XLA set up before anything starts JAX's backends
     sys.exit(run_command(main))
