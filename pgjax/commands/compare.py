@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, run_command
+from pgjax.commands.process import run_command
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
 
 if TYPE_CHECKING:

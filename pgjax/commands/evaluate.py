@@ -20,7 +20,8 @@ from rich.table import Table
 
 from pgjax.algo.config import setting
 from pgjax.commands.checks import check_seeds
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
+from pgjax.commands.process import prepare_process, run_command
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results import stats
 
 

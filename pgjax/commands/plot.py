@@ -18,7 +18,8 @@ from pathlib import Path
 import tyro
 
 from pgjax.algo.config import setting
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, parse, run_command
+from pgjax.commands.process import run_command
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, parse
 from pgjax.results.stats import Statistic
 
 

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from pgjax.commands import options
 from pgjax.commands.options import RunOptions
-from pgjax.commands.shared import ABORTED, StopRequest, exit_process, make_console, parse, prepare_process, run_command
+from pgjax.commands.process import ABORTED, StopRequest, exit_process, prepare_process, run_command
+from pgjax.commands.shared import make_console, parse
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -42,7 +42,7 @@ from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
 from pgjax.running.segments import concat_trees, split_into_chunks
-from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
+from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkRunner, ChunkStart, GroupResult, SegmentReport
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
 
@@ -202,7 +202,7 @@ def train_halving(
     Raises:
       Interrupted: `should_stop` said so; what was trained is checkpointed (with `run_dir`).
     """
-    trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
+    trainer = ChunkRunner(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
                            segment_updates=segment_updates, should_stop=should_stop)
     chunk_size = {c.group: c.size for c in chunks}
     group_of = {p.index: (g, i) for g, points in enumerate(groups) for i, p in enumerate(points)}

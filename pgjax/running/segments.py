@@ -197,7 +197,7 @@ class SegmentLoop:
                     continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
         """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host.
 
-        `until`, `continue_from`: as `SweepTrainer.train_chunk`'s.
+        `until`, `continue_from`: as `ChunkRunner.train_chunk`'s.
         """
         n, num_updates = chunk.positions.size, trainer.num_updates if until is None else until
         begun = 0 if continue_from is None else continue_from.updates  # updates done before this call
