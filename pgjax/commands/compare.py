@@ -184,6 +184,14 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     outputs.write_json(out / COMPARISON_FILE, data)
     plot_performance_profiles(profiles, tau, out / PROFILE_FILE, title=f"{len(dirs)} environments: normalised scores",
                               xlabel="normalised score (tau): 0 random policy, 1 reference")
+    print_environments(data, console)
+    return data
+
+
+def print_environments(data: dict, console: Console) -> None:
+    """The table of `compare_environments`' aggregates, then each environment's reference scores and what was left
+    out."""
+    envs, rows = data["environments"], data["aggregate"]
     table = Table(title=f"normalised final returns over {', '.join(e['env'] for e in envs)}",
                   caption="score: 0 = uniformly random policy, 1 = solve threshold (else the best final return "
                           "compared); [95% stratified percentile-bootstrap CI]")
@@ -197,9 +205,8 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     for env in envs:
         console.print(f"{env['env']} ({env['dir']}): random policy {env['random_score']:.1f}, "
                       f"reference {env['reference_score']:.1f} ({env['reference']})")
-    for dropped in left_out:
+    for dropped in data["left_out"]:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
-    return data
 
 
 def compare_folders(args: Args, console: Console) -> Path:
