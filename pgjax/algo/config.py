@@ -278,20 +278,18 @@ class Hyperparams:
         })
 
 
-# The classes above that are JAX pytrees: their data fields, in declaration order (the order of their leaves).
-PYTREES = (Hyperparams,)
-_registered: set[type] = set()
+_registered = False
 
 
 def register_pytrees() -> None:
-    """Register `PYTREES` with JAX (`jax.tree_util.register_dataclass`); imports JAX. Idempotent."""
+    """Register `Hyperparams` with JAX as a pytree of its fields, in declaration order; imports JAX. Idempotent."""
+    global _registered
     import jax
 
-    for cls in PYTREES:
-        if cls not in _registered:
-            names = [f.name for f in dataclasses.fields(cls)]
-            jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
-            _registered.add(cls)
+    if not _registered:
+        names = [f.name for f in dataclasses.fields(Hyperparams)]
+        jax.tree_util.register_dataclass(Hyperparams, data_fields=names, meta_fields=[])
+        _registered = True
 
 
 class _RegisterAfterJax(importlib.abc.MetaPathFinder):

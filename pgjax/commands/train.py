@@ -25,7 +25,6 @@ import time
 
 STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
-import contextlib
 import dataclasses
 import signal
 import sys
@@ -101,22 +100,6 @@ def sweep_of(args: Any) -> Sweep:
         sweep = Sweep(args.preset, points, run, search.record() if search else None)
     plan = HalvingPlan.for_points(sweep.points, sweep.run.halving, sweep.run.rungs)
     return dataclasses.replace(sweep, halving=plan)
-
-
-def rung_progress(console: Console, mode: str, plan: HalvingPlan, num_seeds: int):
-    """`train_halving`'s rung_progress: a line per rung, then `SweepProgress` over the rung's chunks."""
-    from pgjax.running.progress import SweepProgress
-
-    @contextlib.contextmanager
-    def progress(rung: int, configurations: int, num_chunks: int, total_updates: int):
-        if mode != "off":
-            console.print(f"rung {rung + 1}/{plan.rungs}: {configurations} configuration"
-                          f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates "
-                          f"({num_chunks} chunk{'s' * (num_chunks > 1)})", soft_wrap=True)
-        with SweepProgress(total_updates, console, mode) as bar:
-            yield bar.report
-
-    return progress
 
 
 def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
@@ -312,7 +295,7 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
     """Train every chunk (a plain sweep, or successive halving's rungs): (results, timings, halving's outcome)."""
     from pgjax.results.summary import halving_score
     from pgjax.running.halving import train_halving
-    from pgjax.running.progress import SweepProgress
+    from pgjax.running.progress import SweepProgress, rung_progress
     from pgjax.running.sweep import Interrupted, train_sweep
 
     plan, outcome = sweep.halving, None
