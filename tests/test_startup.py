@@ -80,3 +80,15 @@ def test_importing_pgjax_and_its_config_imports_no_jax():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_console_scripts_answer_before_importing_jax(command):
+    script = (f"import sys; sys.argv = ['pgjax-{command}', '--help']\n"
+              "from pgjax.commands import scripts\n"
+              f"try:\n    scripts.{command}()\nexcept SystemExit as exit_:\n    code = exit_.code\n"
+              "print('jax' in sys.modules, code, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.stderr.split()[-2:] == ["False", "0"], done.stderr
+    assert f"usage: pgjax-{command}" in done.stdout
