@@ -18,7 +18,7 @@ import pytest
 
 from pgjax.algo import loss
 from pgjax.algo.presets import PRESETS
-from pgjax.commands import bench
+from pgjax.commands import bench, benchmark
 from pgjax.running import devices, grid, memory, sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,12 +123,12 @@ def test_the_ladder_stops_climbing_and_keeps_the_rungs_it_measured(failure, tmp_
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1 bytes.\nmore")
         return _fake_row(config, spec, num_runs, env_steps)
 
-    monkeypatch.setattr(bench, "measure_rung", measure)
+    monkeypatch.setattr(benchmark, "measure_rung", measure)
     if failure == "memory":
         monkeypatch.setattr(memory, "available_bytes", lambda devices: 10**6 * 2 ** 20)  # about 1 TB free
     out = tmp_path / "bench.json"
     argv = ["--runs", "1", "64", "2000000", "--compile-updates", "1", "--out", str(out)]
-    monkeypatch.setattr(bench, "compile_seconds", lambda config, runs, updates: 3.0)
+    monkeypatch.setattr(benchmark, "compile_seconds", lambda config, runs, updates: 3.0)
     assert bench.main(argv) == 0
     written = json.loads(out.read_text())
     assert written["complete"] is True

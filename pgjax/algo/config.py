@@ -6,7 +6,9 @@ enter the computation as arrays, so one compiled `train` can be `jax.vmap`-ped
 over a batch of them. A `Config` pairs the two; `pgjax.algo.presets` names the ones pgjax
 ships.
 
-This module is data: it imports nothing of pgjax. Its `validate` methods check what
+This module is data: it imports nothing of pgjax, and neither JAX nor Flax (the command
+line's `--help` reads these declarations before anything imports JAX); `Hyperparams`
+becomes a JAX pytree once JAX is imported (`register_pytrees`). Its `validate` methods check what
 needs no registry (sizes, numeric domains, float32, combinations of built-in kinds);
 `pgjax.algo.validation.validate_config` adds the names looked up in the registries
 of `pgjax.algo.networks` and `pgjax.algo.returns`, which import this module.
@@ -15,13 +17,14 @@ of `pgjax.algo.networks` and `pgjax.algo.returns`, which import this module.
 from __future__ import annotations
 
 import dataclasses
+import importlib.abc
+import importlib.util
 import math
+import sys
 import typing
 from typing import Any, Literal
 
-import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 # The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
 # ADVANTAGES); a kind registered there from Python is accepted by `pgjax.algo.validation` too.
@@ -171,9 +174,12 @@ class StaticConfig:
             )
 
 
-@struct.dataclass
+@dataclasses.dataclass(frozen=True)
 class Hyperparams:
     """Numeric settings; each leaf may be a scalar or carry a leading batch axis for vmap.
+
+    A JAX pytree whose leaves are its fields, in declaration order (registered
+    with `jax.tree_util.register_dataclass` once JAX is imported, `register_pytrees`).
 
     Attributes:
       learning_rate: Adam step size.
@@ -250,18 +256,66 @@ class Hyperparams:
             raise ValueError(f"{f.name} {value} becomes {becomes} in float32, as training computes it; "
                              f"give {works}")
 
+    def replace(self, **changes: Any) -> Hyperparams:
+        """A copy with `changes` (`dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)
+
     def broadcast(self, num_runs: int) -> Hyperparams:
         """The same values as float32 arrays of shape [num_runs], one per run."""
+        import jax.numpy as jnp
+
         return Hyperparams(**{
             f.name: jnp.full((num_runs,), getattr(self, f.name), jnp.float32) for f in dataclasses.fields(self)
         })
 
     def as_arrays(self) -> Hyperparams:
         """The same values as float32 arrays, ready to be traced or stacked."""
+        import jax.numpy as jnp
+
         return Hyperparams(**{
             f.name: jnp.asarray(getattr(self, f.name), jnp.float32)
             for f in dataclasses.fields(self)
         })
+
+
+_registered = False
+
+
+def register_pytrees() -> None:
+    """Register `Hyperparams` with JAX as a pytree of its fields, in declaration order; imports JAX. Idempotent."""
+    global _registered
+    import jax
+
+    if not _registered:
+        names = [f.name for f in dataclasses.fields(Hyperparams)]
+        jax.tree_util.register_dataclass(Hyperparams, data_fields=names, meta_fields=[])
+        _registered = True
+
+
+class _RegisterAfterJax(importlib.abc.MetaPathFinder):
+    """An import hook that runs `register_pytrees` right after `jax` is first imported, then leaves."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "jax":
+            return None
+        sys.meta_path.remove(self)  # the other finders find jax; this hook runs once
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            register_pytrees()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "jax" in sys.modules:
+    register_pytrees()
+elif not any(isinstance(finder, _RegisterAfterJax) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterJax())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 * `pgjax.commands.train`, `.evaluate`, `.plot`, `.compare`, `.bench`: the commands
   (`python -m pgjax.<command>`, `pgjax-<command>`);
-* `pgjax.commands.shared`: what every command shares (XLA set up before JAX
-  starts, parsing, consoles, stop requests, exit);
+* `pgjax.commands.shared`: what every command shares (its version, console, parsing,
+  refusals of bad flags); `pgjax.commands.process`: the process (XLA set up before JAX
+  starts, stop requests, exit);
 * `pgjax.commands.options`, `.grid_settings`, `.checks`: the training flags, the
   grid points they ask for, the checks of command-line values;
 * `pgjax.commands.scripts`: the console scripts.

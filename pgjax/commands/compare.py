@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tyro
@@ -23,11 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, run_command
-from pgjax.results import aggregates, loading, outputs, trust
-from pgjax.results import comparison as cmp
-from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE, plot_improvement, plot_performance_profiles
+from pgjax.commands.process import run_command
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
+
+if TYPE_CHECKING:
+    from pgjax.results import comparison as cmp
 
 COMPARISON_FILE = "comparison.json"
 # Bounds of --resamples: below 100 a 95% interval's ends rest on a handful of resamples; above 1,000,000 the work
@@ -56,6 +58,8 @@ class Args:
 
 def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple[list[cmp.GroupRuns], list[dict]]:
     """Every folder's completed groups; named by index for one folder, "DIR:index" for several."""
+    from pgjax.results import comparison as cmp
+
     groups, left_out = [], []
     for run_dir, summary in zip(dirs, summaries):
         prefix = f"{run_dir}:" if len(dirs) > 1 else ""
@@ -76,6 +80,15 @@ def _interval(found: dict | None, key: str, digits: int) -> str:
 
 def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args, out: Path, console: Console) -> dict:
     """Paired comparisons of every completed group against the baseline; prints, writes, returns comparison.json."""
+    from pgjax.results import comparison as cmp
+    from pgjax.results import outputs
+    from pgjax.results.comparison_plots import (
+        IMPROVEMENT_FILE,
+        PROFILE_FILE,
+        plot_improvement,
+        plot_performance_profiles,
+    )
+
     groups, left_out = _groups_of_one_environment(dirs, summaries)
     if len(groups) < 2:
         raise ValueError(f"{len(groups)} completed group{'s' * (len(groups) != 1)} in {', '.join(map(str, dirs))}: "
@@ -125,7 +138,10 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
 
 def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, out: Path, console: Console) -> dict:
     """Normalised IQM and optimality gap of each group index over the folders (one per environment)."""
-    from pgjax.results.random_policy import random_policy_return  # JAX and gymnax: only here
+    from pgjax.results import aggregates, outputs, trust
+    from pgjax.results import comparison as cmp
+    from pgjax.results.comparison_plots import PROFILE_FILE, plot_performance_profiles
+    from pgjax.results.random_policy import random_policy_return  # JAX and gymnax
 
     per_folder = [cmp.summary_groups(summary) for summary in summaries]
     names = [sorted(g.name for g in kept) for kept, _ in per_folder]
@@ -168,6 +184,14 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     outputs.write_json(out / COMPARISON_FILE, data)
     plot_performance_profiles(profiles, tau, out / PROFILE_FILE, title=f"{len(dirs)} environments: normalised scores",
                               xlabel="normalised score (tau): 0 random policy, 1 reference")
+    print_environments(data, console)
+    return data
+
+
+def print_environments(data: dict, console: Console) -> None:
+    """The table of `compare_environments`' aggregates, then each environment's reference scores and what was left
+    out."""
+    envs, rows = data["environments"], data["aggregate"]
     table = Table(title=f"normalised final returns over {', '.join(e['env'] for e in envs)}",
                   caption="score: 0 = uniformly random policy, 1 = solve threshold (else the best final return "
                           "compared); [95% stratified percentile-bootstrap CI]")
@@ -181,13 +205,14 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     for env in envs:
         console.print(f"{env['env']} ({env['dir']}): random policy {env['random_score']:.1f}, "
                       f"reference {env['reference_score']:.1f} ({env['reference']})")
-    for dropped in left_out:
+    for dropped in data["left_out"]:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
-    return data
 
 
 def compare_folders(args: Args, console: Console) -> Path:
     """Check the input, then compare; returns the comparison.json written. ValueError: bad input, nothing written."""
+    from pgjax.results import loading, outputs, trust
+
     dirs = list(args.dirs)
     if not dirs:
         raise ValueError("give at least one run folder")

@@ -8,36 +8,21 @@ The work is `pgjax.results.evaluation`'s; this module parses, calls and prints.
 
 from __future__ import annotations
 
-import sys
-
-from pgjax.commands.checks import check_seeds
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
-
-if __name__ == "__main__":
-    prepare_process(sys.argv)  # before gymnax starts JAX's backends
-
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
 from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
-from pgjax.results import loading, outputs, stats, trust
-from pgjax.results.evaluation import (
-    EVALUATION_FILE,
-    GYMNASIUM_HINT,
-    _gymnasium,
-    evaluate_gymnasium,
-    evaluate_runs,
-    policy_callable,
-    render_episode,
-)
+from pgjax.commands.checks import check_seeds
+from pgjax.commands.process import prepare_process, run_command
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
+from pgjax.results import stats
 
 
 @dataclasses.dataclass
@@ -107,6 +92,38 @@ def check_memory(episodes: int, num_runs: int, env: str) -> None:
 
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
+    from pgjax.results import outputs
+    from pgjax.results.evaluation import EVALUATION_FILE, policy_callable, render_episode
+
+    run_dir, summary, group_configs = _checked_folder(args)
+    configs, params, greedy, sampling = _evaluate_jax(args, run_dir, summary, group_configs)
+    gym_returns = None
+    if args.gymnasium:
+        from pgjax.results.evaluation import evaluate_gymnasium
+
+        gym_returns = np.stack([
+            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed)
+            for k in range(len(configs))
+        ])
+    result = evaluation_record(args, summary, greedy, sampling, gym_returns)
+    if args.render:
+        path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
+                                     configs[args.run].static.env, seed=args.seed)
+        result["render"] = {"path": path, "run": args.run, "return": total}
+    kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
+    outputs.write_json(run_dir / EVALUATION_FILE, result)
+    print_evaluation(result, console)
+    if kept:
+        console.print(f"kept from the earlier {EVALUATION_FILE} (same --episodes and --seed): {', '.join(kept)}")
+    return result
+
+
+def _checked_folder(args: Args) -> tuple[Path, dict, list]:
+    """The run folder, its summary and each group's config, after every check that reads no parameters:
+    the flags, --run, Gymnasium and pygame where asked for, the factories named again and the memory."""
+    from pgjax.results import loading, outputs, trust
+    from pgjax.results.evaluation import GYMNASIUM_HINT, _gymnasium
+
     check_args(args)
     run_dir = loading.check_run_dir(args.dir)
     summary = loading.load_summary(run_dir)
@@ -123,6 +140,19 @@ def evaluate_folder(args: Args, console: Console) -> dict:
     group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
     trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
     check_memory(args.episodes, num_runs, group_configs[0].static.env)  # builds the environment: confirmed first
+    return run_dir, summary, group_configs
+
+
+def _evaluate_jax(args: Args, run_dir: Path, summary: dict, group_configs: list) -> tuple[list, list, np.ndarray,
+                                                                                         np.ndarray]:
+    """Every run's JAX episodes, greedy and sampling: (configs, params, greedy, sampling returns [runs, episodes])."""
+    import jax
+    import jax.numpy as jnp
+
+    from pgjax.results import loading
+    from pgjax.results.evaluation import evaluate_runs
+
+    num_runs = len(summary["runs"])
     all_params = loading.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs
     configs, params = [None] * num_runs, [None] * num_runs
     greedy, sampling = np.zeros((num_runs, args.episodes)), np.zeros((num_runs, args.episodes))
@@ -135,12 +165,12 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         sampling[runs] = evaluate_runs(config, stacked, keys, episodes=args.episodes, greedy=False)
         for position, k in enumerate(runs):
             configs[k], params[k] = config, jax.tree.map(lambda x: x[position], stacked)
-    gym_returns = None
-    if args.gymnasium:
-        gym_returns = np.stack([
-            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed)
-            for k in range(num_runs)
-        ])
+    return configs, params, greedy, sampling
+
+
+def evaluation_record(args: Args, summary: dict, greedy: np.ndarray, sampling: np.ndarray,
+                      gym_returns: np.ndarray | None) -> dict:
+    """evaluation.json's content (without the render): per run its returns, per group their statistics."""
     result = {"env": summary["env"], "episodes": args.episodes, "seed": args.seed, "runs": [], "groups": []}
     for k, run in enumerate(summary["runs"]):
         entry = {
@@ -160,15 +190,6 @@ def evaluate_folder(args: Args, console: Console) -> dict:
             "sampling": stats.mean_median_iqm(sampling[runs].mean(axis=1)),
             "gymnasium_greedy": None if gym_returns is None else stats.mean_median_iqm(gym_returns[runs].mean(axis=1)),
         })
-    if args.render:
-        path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
-                                     configs[args.run].static.env, seed=args.seed)
-        result["render"] = {"path": path, "run": args.run, "return": total}
-    kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
-    outputs.write_json(run_dir / EVALUATION_FILE, result)
-    print_evaluation(result, console)
-    if kept:
-        console.print(f"kept from the earlier {EVALUATION_FILE} (same --episodes and --seed): {', '.join(kept)}")
     return result
 
 
@@ -179,6 +200,8 @@ def keep_earlier_results(result: dict, path: Path) -> list[str]:
     earlier call with the same --episodes and --seed stay in evaluation.json when
     a later call leaves them out. Returns what was kept ("Gymnasium returns", "render").
     """
+    from pgjax.results import loading
+
     if not path.is_file():
         return []
     try:
@@ -246,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(Args, argv, "pgjax.evaluate", __doc__.split("\n")[0])
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    from pgjax.results.evaluation import EVALUATION_FILE
+
     console = make_console()
     try:
         evaluate_folder(args, console)
@@ -256,4 +281,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    prepare_process(sys.argv)  # XLA set up before anything starts JAX's backends
     sys.exit(run_command(main))

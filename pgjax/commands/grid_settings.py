@@ -48,19 +48,12 @@ def given_settings(args: Any) -> dict[str, Any]:
     return given
 
 
-def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "sobol",
-              sampler_seed: int | None = None, seed: int = 0) -> Search | None:
-    """The search the settings' ranges and --num-samples ask for; None without either.
+def ranges_of(given: dict[str, Any]) -> dict[str, Any]:
+    """The ranges among the settings given (`pgjax.running.search.parse_range` of each), by field name.
 
-    Args:
-      given: `given_settings`'s dict (ranges as text).
-      num_samples, sampler, sampler_seed: those flags (`RunOptions`); seed: --seed,
-        the sampler's seed where `sampler_seed` is None.
-
-    Raises ValueError (naming the flags and how to fix it) for a malformed range,
-    a range given with other values of the same flag, a range without
-    --num-samples, --num-samples (or --sampler random, --sampler-seed) without a
-    range, num_samples < 1, and a range-like value of a setting that takes none.
+    Raises:
+      ValueError: (naming the flags) a malformed range, a range given with other values of the same
+        flag, or a range-like value of a setting that takes none.
     """
     ranges = {}
     for name, values in given.items():
@@ -82,6 +75,24 @@ def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "so
             ranges[name] = parse_range(texts[0], integer=setting_type(name)[1] is int)
         except ValueError as error:
             raise ValueError(with_flag_names(f"{name}: {error}")) from None
+    return ranges
+
+
+def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "sobol",
+              sampler_seed: int | None = None, seed: int = 0) -> Search | None:
+    """The search the settings' ranges and --num-samples ask for; None without either.
+
+    Args:
+      given: `given_settings`'s dict (ranges as text).
+      num_samples, sampler, sampler_seed: those flags (`RunOptions`); seed: --seed,
+        the sampler's seed where `sampler_seed` is None.
+
+    Raises ValueError (naming the flags and how to fix it) for a malformed range,
+    a range given with other values of the same flag, a range without
+    --num-samples, --num-samples (or --sampler random, --sampler-seed) without a
+    range, num_samples < 1, and a range-like value of a setting that takes none.
+    """
+    ranges = ranges_of(given)
     if num_samples is None:
         if ranges:
             name, text = next((n, given[n][0]) for n in ranges)
@@ -197,8 +208,6 @@ def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = Non
         does not apply to any grid point (e.g. --squash with Discrete actions), and
         a grid too large for the host's memory.
     """
-    from pgjax.algo.envs import make_env
-
     ranges = search.ranges if search is not None else {}
     given_ranges = {name: given[name][0] for name in ranges}
     given = {name: values for name, values in given.items() if name not in ranges}
@@ -227,25 +236,47 @@ def resolve_grid(preset: str, given: dict[str, Any], search: Search | None = Non
         points = grid.expand_grid(base, static_values, numeric_values, search.points() if search else None)
     except ValueError as error:
         raise ValueError(with_flag_names(str(error))) from None
-    if num_episodes is not None:
-        if num_updates is not None:
-            raise ValueError("give --num-updates or --num-episodes, not both")
-        if num_episodes < 1:
-            raise ValueError(f"--num-episodes must be >= 1, got {num_episodes}")
-        points = [
-            dataclasses.replace(p, config=dataclasses.replace(p.config, static=dataclasses.replace(
-                p.config.static, num_updates=math.ceil(num_episodes / p.config.static.episodes_per_update))))
-            for p in points
-        ]
-    spec = make_env(base.static.env)
-    continuous = spec.action_kind == "continuous"
-    for name in [*given, *ranges]:
+    points = with_episode_budget(points, num_episodes, num_updates)
+    check_settings_apply(points, [*given, *ranges])
+    return points
+
+
+def with_episode_budget(points: list[grid.GridPoint], num_episodes: int | None,
+                        num_updates: int | None) -> list[grid.GridPoint]:
+    """`points` with --num-episodes turned into each point's num_updates (ceil(episodes / episodes_per_update)).
+
+    Raises:
+      ValueError: --num-episodes with --num-updates, or below 1.
+    """
+    if num_episodes is None:
+        return points
+    if num_updates is not None:
+        raise ValueError("give --num-updates or --num-episodes, not both")
+    if num_episodes < 1:
+        raise ValueError(f"--num-episodes must be >= 1, got {num_episodes}")
+    return [
+        dataclasses.replace(p, config=dataclasses.replace(p.config, static=dataclasses.replace(
+            p.config.static, num_updates=math.ceil(num_episodes / p.config.static.episodes_per_update))))
+        for p in points
+    ]
+
+
+def check_settings_apply(points: list[grid.GridPoint], names: list[str]) -> None:
+    """Refuse a setting given explicitly that applies to no grid point (e.g. --squash with Discrete actions).
+
+    Raises:
+      ValueError: (naming the flag) why it does not apply, and to leave it out.
+    """
+    from pgjax.algo.envs import make_env
+
+    static = points[0].config.static
+    continuous = make_env(static.env).action_kind == "continuous"
+    for name in names:
         reasons = [unused_settings(p.config.static, continuous).get(name) for p in points]
         if all(reasons):
             actions = "Box" if continuous else "Discrete"
-            raise ValueError(with_flag_names(f"{name} {reasons[0]} (here: {base.static.env}, {actions} actions, "
-                                             f"{_describe(points[0].config.static, name)}); leave it out"))
-    return points
+            raise ValueError(with_flag_names(f"{name} {reasons[0]} (here: {static.env}, {actions} actions, "
+                                             f"{_describe(static, name)}); leave it out"))
 
 
 def _describe(static: StaticConfig, name: str) -> str:

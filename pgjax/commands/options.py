@@ -21,6 +21,7 @@ Short aliases (the one table of them, `ALIASES`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -42,7 +43,6 @@ from pgjax.algo.config import (
     setting_type,
 )
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
-from pgjax.algo.validation import unused_settings
 from pgjax.commands.checks import check_name, check_run_folder, check_seeds
 from pgjax.commands.shared import OPTIONAL_VALUE
 from pgjax.results.tables import format_setting
@@ -281,11 +281,31 @@ def prescan(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def environments_text() -> str:
-    """The environments pgjax can train, those with a preset of their own marked *."""
+def gymnax_environments() -> list[str]:
+    """gymnax's registered environments, read without importing gymnax (whose import starts JAX) when it is not
+    imported yet: its registration module's list of built-in ids; else (or where that list cannot be read)
+    `gymnax.registered_envs`."""
+    import sys
+
+    if "gymnax" not in sys.modules:
+        import ast
+        import importlib.util
+
+        with contextlib.suppress(Exception):
+            spec = importlib.util.find_spec("gymnax")
+            source = Path(next(iter(spec.submodule_search_locations))) / "registration.py"
+            for node in ast.parse(source.read_text()).body:
+                if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+                        "_BUILTIN_ENV_IDS"]:
+                    return list(ast.literal_eval(node.value))
     import gymnax
 
-    names = [f"{name}*" if name in ENV_PRESETS else name for name in gymnax.registered_envs]
+    return list(gymnax.registered_envs)
+
+
+def environments_text() -> str:
+    """The environments pgjax can train, those with a preset of their own marked *."""
+    names = [f"{name}*" if name in ENV_PRESETS else name for name in gymnax_environments()]
     return "environments (--env; * has its own default preset): " + ", ".join(names)
 
 
@@ -323,5 +343,7 @@ def settings_line(config: Config, continuous_actions: bool) -> str:
     """The settings of `config` that apply, on one line, as flags: `--hidden 32 --learning-rate 0.03 ...`."""
     values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
                                                       for f in dataclasses.fields(config.hparams)}}
+    from pgjax.algo.validation import unused_settings
+
     unused = {*SPEED_SETTINGS, "env", *unused_settings(config.static, continuous_actions)}
     return " ".join(f"{flag(name)} {format_setting(value)}" for name, value in values.items() if name not in unused)

@@ -18,10 +18,9 @@ from pathlib import Path
 import tyro
 
 from pgjax.algo.config import setting
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, parse, run_command
-from pgjax.results.loading import check_run_dir
-from pgjax.results.outputs import PLOT_FILE
-from pgjax.results.plots import Statistic, figure_path, plot_folders
+from pgjax.commands.process import run_command
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, parse
+from pgjax.results.stats import Statistic
 
 
 @dataclasses.dataclass
@@ -42,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(Args, argv, "pgjax.plot", __doc__.split("\n")[0])
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    from pgjax.results.loading import check_run_dir
+    from pgjax.results.outputs import PLOT_FILE
+    from pgjax.results.plots import figure_path, plot_folders
+
     try:
         if not args.dirs:
             raise ValueError("give at least one run folder")

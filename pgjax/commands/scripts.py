@@ -1,6 +1,6 @@
 """Console scripts (`pgjax-train`, `-evaluate`, `-plot`, `-compare`, `-bench`): `python -m pgjax.<command>`.
 
-Each sets XLA up (`pgjax.commands.shared.prepare_process`) before it imports its entry
+Each sets XLA up (`pgjax.commands.process.prepare_process`) before it imports its entry
 module, whose import starts JAX's backends, as `python -m` does at the top of
 that module.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from pgjax.commands.shared import exit_process, prepare_process, run_command
+from pgjax.commands.process import exit_process, prepare_process, run_command
 
 
 def train() -> None:

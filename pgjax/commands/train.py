@@ -12,6 +12,11 @@ Flags left out take the preset's value; a flag given several values sweeps them
 fields of `pgjax.algo.config` and `pgjax.commands.options.RunOptions` (`pgjax.commands.options`).
 Results go to `--out` (default: a new folder under runs/); `pgjax.results.outputs`
 describes the files.
+
+The command parses, calls and prints: the sweep's chunks, its run folder and its
+records are `pgjax.running`'s and `pgjax.results`' (`pgjax.results.run_record`).
+JAX is imported once the command line is parsed, so that `--help` and a refused
+flag answer at once.
 """
 
 from __future__ import annotations
@@ -20,10 +25,25 @@ import time
 
 STARTED = time.perf_counter()  # so that wall_seconds counts the imports too
 
+import dataclasses
+import signal
 import sys
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pgjax.commands.shared import ABORTED, StopRequest, exit_process, make_console, parse, prepare_process, run_command
-from pgjax.running.devices import start_distributed, use_compile_cache
+from pgjax.commands import options
+from pgjax.commands.options import RunOptions
+from pgjax.commands.process import ABORTED, StopRequest, exit_process, prepare_process, run_command
+from pgjax.commands.shared import make_console, parse
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pgjax.running import grid
+    from pgjax.running.folder_lock import FolderLock
+    from pgjax.running.halving import HalvingPlan
+    from pgjax.running.sweep import Chunk
 
 
 def prepare(argv: list[str]) -> None:
@@ -35,39 +55,6 @@ def prepare(argv: list[str]) -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
-    prepare(sys.argv)  # before gymnax starts JAX's backends
-
-import contextlib
-import dataclasses
-import signal
-import typing
-from pathlib import Path
-from typing import Any
-
-import jax
-from rich.console import Console
-from rich.markup import escape
-
-from pgjax.algo.config import Config
-from pgjax.algo.envs import make_env
-from pgjax.algo.networks import make_policy
-from pgjax.algo.presets import ENV_PRESETS
-from pgjax.commands import grid_settings, options
-from pgjax.commands.options import RunOptions
-from pgjax.results import loading, outputs, tracking, trust
-from pgjax.results.exports import write_exports
-from pgjax.results.outputs import default_out_dir, prepare_out_dir
-from pgjax.results.summary import halving_score, summarise
-from pgjax.results.tables import print_report
-from pgjax.running import grid, resume
-from pgjax.running.folder_lock import FolderLock, hold_new_folder, remove_made_folders
-from pgjax.running.halving import HalvingPlan, train_halving
-from pgjax.running.memory import check_host_memory, format_bytes
-from pgjax.running.progress import SweepProgress
-from pgjax.running.search import balance_note
-from pgjax.running.sweep import Chunk, Interrupted, plan_chunks, train_sweep
-
 # The options a --resume takes from its own command line, not from the folder's config.json.
 RESUME_OPTIONS = ("resume", "quiet", "compile_cache", "tensorboard", "wandb", "distributed")
 
@@ -78,7 +65,7 @@ class Sweep:
 
     `search` is the record of the ranges the points were drawn from
     (`pgjax.running.search.Search.record`), None for a plain grid; `notes`
-    lines to print before the plan.
+    lines to print before the plan; `halving` the rungs of --halving (None without it).
     """
 
     preset: str
@@ -86,6 +73,7 @@ class Sweep:
     run: RunOptions
     search: dict | None = None
     notes: tuple[str, ...] = ()
+    halving: HalvingPlan | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Any:
@@ -98,60 +86,28 @@ def parse_args(argv: list[str] | None = None) -> Any:
 
 def sweep_of(args: Any) -> Sweep:
     """The sweep the arguments ask for (from the run folder's config.json with --resume)."""
+    from pgjax.commands import grid_settings
+    from pgjax.running.halving import HalvingPlan
+
     run = options.run_options(args)
     options.check_run_options(run)
     if run.resume is not None:
-        return resumed_sweep(args, run)
-    given = grid_settings.given_settings(args)
-    search = grid_settings.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
-    points = grid_settings.resolve_grid(args.preset, given, search, run.num_seeds)
-    halving_plan(points, run)
-    return Sweep(args.preset, points, run, search.record() if search else None)
-
-
-def halving_plan(points: list[grid.GridPoint], run: RunOptions) -> HalvingPlan | None:
-    """The rungs of --halving (None without it).
-
-    Raises:
-      ValueError: (naming the flags) --rungs without --halving, grid points
-        of different --num-updates, ETA < 2, rungs < 1 or rungs that collapse.
-    """
-    if run.halving is None:
-        if run.rungs is not None:
-            raise ValueError("--rungs sets the rungs of successive halving: give --halving ETA with it")
-        return None
-    budgets = sorted({p.config.static.num_updates for p in points})
-    if len(budgets) > 1:
-        raise ValueError(f"--halving needs the same number of updates for every grid point, and these train "
-                         f"{', '.join(map(str, budgets))}: give --num-updates instead of --num-episodes")
-    return HalvingPlan.make(budgets[0], run.halving, run.rungs)
-
-
-def rung_progress(console: Console, mode: str, plan: HalvingPlan, num_seeds: int):
-    """`train_halving`'s rung_progress: a line per rung, then `SweepProgress` over the rung's chunks."""
-
-    @contextlib.contextmanager
-    def progress(rung: int, configurations: int, num_chunks: int, total_updates: int):
-        if mode != "off":
-            console.print(f"rung {rung + 1}/{plan.rungs}: {configurations} configuration"
-                          f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates "
-                          f"({num_chunks} chunk{'s' * (num_chunks > 1)})", soft_wrap=True)
-        with SweepProgress(total_updates, console, mode) as bar:
-            yield bar.report
-
-    return progress
+        sweep = resumed_sweep(args, run)
+    else:
+        given = grid_settings.given_settings(args)
+        search = grid_settings.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
+        points = grid_settings.resolve_grid(args.preset, given, search, run.num_seeds)
+        sweep = Sweep(args.preset, points, run, search.record() if search else None)
+    plan = HalvingPlan.for_points(sweep.points, sweep.run.halving, sweep.run.rungs)
+    return dataclasses.replace(sweep, halving=plan)
 
 
 def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
     """The sweep saved in `run.resume`'s config.json, with this invocation's --quiet and --compile-cache."""
-    folder = run.resume
-    if not folder.is_dir():
-        raise ValueError(f"--resume {folder}: no such folder")
-    config_file = folder / outputs.CONFIG_FILE
-    if not config_file.exists():
-        raise ValueError(f"{folder} holds no run to resume (no {outputs.CONFIG_FILE})")
-    if (folder / outputs.SUMMARY_FILE).exists():
-        raise ValueError(f"{folder} holds a finished run; there is nothing to resume")
+    from pgjax.commands import grid_settings
+    from pgjax.results.run_record import read_resumable, resumable_config
+
+    config_file = resumable_config(run.resume)
     # This command's own: how it prints and caches, and the trackers and processes it starts (a folder's
     # files start none, `pgjax.results.trust`).
     kept = {name: getattr(run, name) for name in RESUME_OPTIONS}
@@ -161,19 +117,16 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
         raise ValueError(f"--resume continues a run with its own settings; give only --resume DIR (and "
                          f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS if n != 'resume')}, "
                          "--env and --network to name a factory the run was trained with again)")
-    saved = loading.load_json(config_file)
-    if "run" not in saved:
-        raise ValueError(f"{folder} was written by another pgjax version; it cannot be resumed by this one")
-    resume.check_saved_config(config_file, saved, typing.get_type_hints(RunOptions))
-    points = [grid.GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
-    trust.confirm_configs([p.config for p in points], str(config_file), env, networks)
+    saved, points = read_resumable(config_file, typing.get_type_hints(RunOptions), env, networks)
     recorded = {k: v for k, v in saved["run"].items() if k not in kept}
-    run = dataclasses.replace(RunOptions(**recorded), **kept, out=folder)
+    run = dataclasses.replace(RunOptions(**recorded), **kept, out=run.resume)
     return Sweep(saved["preset"], points, run, saved.get("search"), notes=tracker_notes(saved["run"], run))
 
 
 def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
     """A line for each tracker the interrupted command had and this --resume does not: it starts none by itself."""
+    from rich.markup import escape
+
     notes = []
     for name in ("tensorboard", "wandb"):
         before = recorded.get(name)
@@ -187,6 +140,8 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
 def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,
                console: Console) -> None:
     """One line: runs, compile groups, chunks x chunk size and the memory estimate per chunk."""
+    from pgjax.running.memory import format_bytes
+
     num_runs = len(sweep.points) * sweep.run.num_seeds
     sizes = sorted({c.size for c in chunks})
     memory = ""
@@ -200,8 +155,25 @@ def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[
         soft_wrap=True)
 
 
+def print_notes(sweep: Sweep, continuous_actions: bool, console: Console) -> None:
+    """The lines before the plan: the sweep's notes, the preset's, the sampler's balance and the rungs."""
+    from pgjax.running.search import balance_note
+
+    notes = [*sweep.notes, preset_note(sweep, continuous_actions),
+             sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
+    for note in filter(None, notes):
+        console.print(note, soft_wrap=True)
+    plan = sweep.halving
+    if plan is not None:
+        console.print(f"successive halving: rungs at {', '.join(map(str, plan.rung_updates))} updates; at each "
+                      f"rung the best 1/{plan.eta} of the configurations (by IQM of the final return over "
+                      "the seeds) go on", soft_wrap=True)
+
+
 def preset_note(sweep: Sweep, continuous_actions: bool) -> str | None:
     """For an environment without a preset of its own under preset "default": which settings it trains with."""
+    from pgjax.algo.presets import ENV_PRESETS
+
     env = sweep.points[0].config.static.env
     if sweep.preset != "default" or env in ENV_PRESETS:
         return None
@@ -230,19 +202,19 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
       FolderInUse: another process holds the run folder.
       ValueError, FileExistsError, ImportError: the user's error, in one line; nothing written.
     """
+    from pgjax.running.folder_lock import FolderLock
+
     with FolderLock() as hold:
-        return _train(args, console, started, stop, hold)
+        return _train(args, console or make_console(), time.perf_counter() if started is None else started,
+                      stop, hold)
 
 
-def _train(args: Any, console: Console | None, started: float | None, stop: StopRequest | None,
-           hold: FolderLock) -> Path:
-    """`run`, holding the run folder with `hold`."""
-    start = time.perf_counter() if started is None else started
-    console = console or make_console()
-    resume.hold_resumed_folder(options.run_options(args).resume, hold)
-    sweep = sweep_of(args)
-    tracking.check_installed(sweep.run)  # a missing extra: nothing written
-    opts = sweep.run
+def _start_processes(opts: RunOptions, console: Console) -> None:
+    """Join the other processes of a --distributed run, and set the compile cache up."""
+    import jax
+
+    from pgjax.running.devices import start_distributed, use_compile_cache
+
     if opts.distributed and not jax.distributed.is_initialized():
         try:
             start_distributed()
@@ -250,71 +222,86 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
             raise ValueError(f"--distributed: {error}") from None
     if use_compile_cache(opts.compile_cache) is None and opts.compile_cache != "off":
         console.print(f"compile cache off: cannot write {opts.compile_cache}", soft_wrap=True)
-    is_main = jax.process_index() == 0
-    resuming = opts.resume is not None
-    if resuming and is_main:  # a multi-process run's folder is held here, by process 0 (`hold_resumed_folder`)
-        resume.hold_resumed_folder(opts.resume, hold, distributed=True)
-    points = sweep.points
-    groups = grid.compile_groups(points)
-    spec = make_env(points[0].config.static.env)
-    for compile_group in groups:  # an unsupported network for the environment fails here, before any file
+
+
+def _check_networks(groups: list, env: str):
+    """The environment's spec; an unsupported network for it fails here, before any file (flags named)."""
+    from pgjax.algo.envs import make_env
+    from pgjax.algo.networks import make_policy
+
+    spec = make_env(env)
+    for compile_group in groups:
         try:
             make_policy(spec, compile_group[0].config)
         except ValueError as error:
             raise ValueError(options.with_flag_names(str(error))) from None
-    plan = halving_plan(points, opts)
-    out = opts.out or default_out_dir(points[0].config.static.env, sweep.preset)
+    return spec
+
+
+def _train(args: Any, console: Console, start: float, stop: StopRequest | None, hold: FolderLock) -> Path:
+    """`run`, holding the run folder with `hold`."""
+    import jax
+
+    from pgjax.results import outputs, run_record, tracking
+    from pgjax.running import grid, resume
+
+    resume.hold_resumed_folder(options.run_options(args).resume, hold)
+    sweep = sweep_of(args)
+    tracking.check_installed(sweep.run)  # a missing extra: nothing written
+    opts = sweep.run
+    _start_processes(opts, console)
+    is_main, resuming = jax.process_index() == 0, opts.resume is not None
+    if resuming and is_main:  # a multi-process run's folder is held here, by process 0 (`hold_resumed_folder`)
+        resume.hold_resumed_folder(opts.resume, hold, distributed=True)
+    groups = grid.compile_groups(sweep.points)
+    spec = _check_networks(groups, sweep.points[0].config.static.env)
+    out = opts.out or outputs.default_out_dir(sweep.points[0].config.static.env, sweep.preset)
     if opts.tensorboard == "":  # --tensorboard without DIR: config.json records the folder it means
         opts = dataclasses.replace(opts, tensorboard=str(tracking.tensorboard_dir(opts, out)))
     devices = jax.devices()
-    estimates = None
-    if resuming:
-        config_file = out / outputs.CONFIG_FILE
-        chunks = resume.resumed_chunks(config_file, loading.load_json(config_file), groups, opts.num_seeds, devices)
-    else:
-        check_host_memory(groups, opts.num_seeds)
-        chunks, estimates = plan_chunks(groups, opts.num_seeds, devices, opts.max_parallel)
-        if is_main:
-            made = hold_new_folder(out, hold)
-            try:
-                prepare_out_dir(out, opts.overwrite)
-            except BaseException:  # refused (a clash, a damaged marker): the folders this command made go
-                hold.release()
-                remove_made_folders(out, made)
-                raise
-            outputs.write_json(out / outputs.CONFIG_FILE, {
-                "command": sys.argv, "preset": sweep.preset, "run": dataclasses.asdict(opts),
-                "given": grid_settings.given_settings(args), "search": sweep.search,
-                "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
-                "seeds": {"first": opts.seed, "count": opts.num_seeds},
-                "chunks": resume.chunk_plan(chunks),
-                "memory_estimate": estimates, "num_devices": len(devices),
-                "versions": outputs.package_versions(), "devices": [str(d) for d in devices],
-            })
+    chunks, estimates = run_record.plan_or_resume_chunks(out, resuming, groups, opts.num_seeds, devices,
+                                                         opts.max_parallel)
+    made = []
+    if is_main and not resuming:
+        from pgjax.commands import grid_settings
+
+        record = run_record.config_record(sys.argv, sweep.preset, opts, grid_settings.given_settings(args),
+                                          sweep.search, sweep.points, chunks, estimates, devices)
+        made = run_record.start_run_folder(out, opts.overwrite, hold, record)
     verbose = is_main and not opts.quiet
     if verbose:
-        notes = [*sweep.notes, preset_note(sweep, spec.action_kind == "continuous"),
-                 sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
-        for note in filter(None, notes):
-            console.print(note, soft_wrap=True)
+        print_notes(sweep, spec.action_kind == "continuous", console)
         print_plan(sweep, groups, chunks, estimates, console)
-        if plan is not None:
-            console.print(f"successive halving: rungs at {', '.join(map(str, plan.rung_updates))} updates; at each "
-                          f"rung the best 1/{plan.eta} of the configurations (by IQM of the final return over "
-                          "the seeds) go on", soft_wrap=True)
-    total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
     try:
-        tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, points, opts.num_seeds)
+        tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, sweep.points, opts.num_seeds)
     except ValueError:
         if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
             outputs.remove_run_files(out, this_command=True)
             hold.release()  # its lock file goes too
+            from pgjax.running.folder_lock import remove_made_folders
+
             remove_made_folders(out, made)
         raise
-    outcome = None
+    results, timings, outcome = _train_sweep(sweep, opts, groups, chunks, estimates, out, devices, tracker,
+                                             console, mode, stop)
+    if is_main:
+        _finish(sweep, opts, groups, results, timings, outcome, spec, start, out, tracker, console, stop)
+    return out
+
+
+def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, estimates, out: Path, devices: list,
+                 tracker, console: Console, mode: str, stop: StopRequest | None) -> tuple[list, dict, Any]:
+    """Train every chunk (a plain sweep, or successive halving's rungs): (results, timings, halving's outcome)."""
+    from pgjax.results.summary import halving_score
+    from pgjax.running.halving import train_halving
+    from pgjax.running.progress import SweepProgress, rung_progress
+    from pgjax.running.sweep import Interrupted, train_sweep
+
+    plan, outcome = sweep.halving, None
     try:
         if plan is None:
+            total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
             with SweepProgress(total_updates, console, mode) as progress:
                 def on_segment(report) -> None:
                     progress.report(report)
@@ -335,10 +322,19 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
         if isinstance(error, Interrupted):
             error.run_dir = out
         raise
-    if not is_main:
-        return out
+    return results, timings, outcome
+
+
+def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings: dict, outcome, spec,
+            start: float, out: Path, tracker, console: Console, stop: StopRequest | None) -> None:
+    """Write the results (summary.json last), close the trackers and print the report."""
+    from pgjax.results import outputs
+    from pgjax.results.run_record import write_results
+    from pgjax.results.tables import print_report
+
     try:
-        summary = write_results(out, points, groups, results, timings, outcome, sweep, spec, start)
+        summary = write_results(out, sweep.points, groups, results, timings, outcome, sweep.preset,
+                                opts.num_seeds, sweep.search, spec.solve_threshold, start)
         tracker.log_final(summary)
     finally:
         tracker.close()
@@ -350,34 +346,6 @@ def _train(args: Any, console: Console | None, started: float | None, stop: Stop
     if stop is not None and stop.signal is not None:
         console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
                       "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
-    return out
-
-
-def write_results(out: Path, points: list[grid.GridPoint], groups: list, results: list, timings: dict, outcome,
-                  sweep: Sweep, spec, start: float) -> dict:
-    """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
-
-    summary.json marks a finished run: a write that fails before it leaves a folder that reads as interrupted.
-    """
-    opts = sweep.run
-    by_point = {}
-    for result, compile_group in zip(results, groups if outcome is None else [[p] for p in points]):
-        for i, point in enumerate(compile_group):
-            rows = slice(i * opts.num_seeds, (i + 1) * opts.num_seeds)
-            by_point[point.index] = (jax.tree.map(lambda x: x[rows], result.metrics),
-                                     jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
-    ordered = [by_point[i] for i in range(len(points))]
-    outputs.write_metrics(out / outputs.METRICS_FILE, [m for m, _, _ in ordered], [s for _, _, s in ordered])
-    outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
-    timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(points, opts.num_seeds, sweep.preset, results, timings, spec.solve_threshold,
-                        search=sweep.search, halving=outcome)
-    write_exports(out, summary, [m for m, _, _ in ordered])
-    from pgjax.results.plots import plot_summary  # matplotlib: only here
-
-    plot_summary(out, summary, [m for m, _, _ in ordered])
-    outputs.write_json(out / outputs.SUMMARY_FILE, summary)
-    return summary
 
 
 def _aborted(error: BaseException) -> bool:
@@ -397,6 +365,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    from pgjax.running.sweep import Interrupted
+
     console = make_console()
     with StopRequest(console) as stop:
         try:
@@ -417,4 +387,5 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
 
 
 if __name__ == "__main__":
+    prepare(sys.argv)  # XLA set up before anything starts JAX's backends
     exit_process(run_command(lambda: main(started=STARTED)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -23,11 +23,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from pgjax.results import loading, outputs
-from pgjax.results.stats import bootstrap_interval, iqm
+from pgjax.results.stats import Statistic, bootstrap_interval, iqm
 from pgjax.results.tables import TABLE_DIGITS, format_setting
 from pgjax.running.grid import varied_settings
 
-Statistic = Literal["iqm", "mean"]
 STATISTICS = {"iqm": iqm, "mean": np.mean}
 STATISTIC_NAMES = {"iqm": "IQM", "mean": "mean"}
 PLOT_FILE = outputs.PLOT_FILE

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
+Statistic = Literal["iqm", "mean"]  # a statistic over runs: the interquartile mean or the mean
 BOOTSTRAP_RESAMPLES = 2000  # resamples of the intervals in summary.json and evaluation.json
 # How every interval of summary.json and evaluation.json is made (summary.json's "interval_method").
 INTERVAL_METHOD = {
@@ -111,6 +112,8 @@ def bootstrap_interval(
     if several and within_range:
         raise ValueError("within_range applies to one array of values; pass within_range=False for several")
     size = sum(sample.size for sample in samples) * per_value
+    from scipy import stats  # scipy: only when an interval is computed
+
     result = stats.bootstrap(
         samples, statistic, n_resamples=reps, vectorized=True, axis=axis, batch=max(1, 2**24 // size),
         confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
@@ -155,6 +158,8 @@ def mean_median_iqm(values: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES, seed
 
 def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (no continuity correction); trials >= 1."""
+    from scipy import stats
+
     ci = stats.binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 

@@ -114,20 +114,7 @@ def summarise(
       "train_seconds". With two or more groups, "comparison" holds every group
       against the best by IQM (`pgjax.results.comparison.summary_comparison`).
     """
-    runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
-    for result in results:
-        for i, index in enumerate(result.runs):
-            point = points[index // num_seeds]
-            episode_returns = result.metrics.episode_returns[i]
-            env_steps = result.metrics.env_steps[i]
-            diverged = result.metrics.diverged[i]
-            runs[index] = {
-                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": point.hyperparameters(),
-                **run_result(episode_returns, env_steps, threshold),
-                "env_steps": int(env_steps[-1]), "episodes": int(episode_returns.size),
-                "diverged": bool(diverged[-1]),
-                "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
-            }
+    runs = run_entries(points, num_seeds, results, threshold)
     varied = varied_settings([point.hyperparameters() for point in points])
     groups = []
     for point in points:
@@ -174,6 +161,25 @@ def summarise(
         "runs": runs,
         **({"comparison": comparison} if comparison is not None else {}),
     }
+
+
+def run_entries(points: list[GridPoint], num_seeds: int, results, threshold: float | None) -> list[dict]:
+    """summary.json's "runs": one entry per run (its seed, group, settings, result and divergence), in run order."""
+    runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
+    for result in results:
+        for i, index in enumerate(result.runs):
+            point = points[index // num_seeds]
+            episode_returns = result.metrics.episode_returns[i]
+            env_steps = result.metrics.env_steps[i]
+            diverged = result.metrics.diverged[i]
+            runs[index] = {
+                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": point.hyperparameters(),
+                **run_result(episode_returns, env_steps, threshold),
+                "env_steps": int(env_steps[-1]), "episodes": int(episode_returns.size),
+                "diverged": bool(diverged[-1]),
+                "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
+            }
+    return runs
 
 
 def statistics_over_runs(runs: list[dict], threshold: float | None) -> dict:

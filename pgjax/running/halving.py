@@ -42,7 +42,7 @@ from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
 from pgjax.running.segments import concat_trees, split_into_chunks
-from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkStart, GroupResult, SegmentReport, SweepTrainer
+from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkRunner, ChunkStart, GroupResult, SegmentReport
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
 
@@ -63,6 +63,24 @@ class HalvingPlan:
     @property
     def rungs(self) -> int:
         return len(self.rung_updates)
+
+    @classmethod
+    def for_points(cls, points: Sequence[GridPoint], eta: int | None, rungs: int | None) -> HalvingPlan | None:
+        """The rungs of --halving ETA (and --rungs) for `points`; None without --halving.
+
+        Raises:
+          ValueError: (naming the flags) --rungs without --halving, grid points
+            of different --num-updates, or what `make` refuses.
+        """
+        if eta is None:
+            if rungs is not None:
+                raise ValueError("--rungs sets the rungs of successive halving: give --halving ETA with it")
+            return None
+        budgets = sorted({p.config.static.num_updates for p in points})
+        if len(budgets) > 1:
+            raise ValueError(f"--halving needs the same number of updates for every grid point, and these train "
+                             f"{', '.join(map(str, budgets))}: give --num-updates instead of --num-episodes")
+        return cls.make(budgets[0], eta, rungs)
 
     @classmethod
     def make(cls, num_updates: int, eta: int, rungs: int | None = None) -> HalvingPlan:
@@ -184,7 +202,7 @@ def train_halving(
     Raises:
       Interrupted: `should_stop` said so; what was trained is checkpointed (with `run_dir`).
     """
-    trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
+    trainer = ChunkRunner(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
                            segment_updates=segment_updates, should_stop=should_stop)
     chunk_size = {c.group: c.size for c in chunks}
     group_of = {p.index: (g, i) for g, points in enumerate(groups) for i, p in enumerate(points)}
@@ -209,18 +227,8 @@ def train_halving(
             trainer.loop.num_chunks = len(rung_chunks)
             for g in sorted({group_of[index][0] for index in alive}):
                 members = [index for index in alive if group_of[index][0] == g]  # grid points in, in run order
-                before = _stack([starts[index] for index in members]) if rung else None
-                trained = []
-                for chunk in (c for c in rung_chunks if c.group == g):
-                    first = chunk.index - min(c.index for c in rung_chunks if c.group == g)
-                    rows = slice(first * chunk.size, first * chunk.size + chunk.positions.size)
-                    start = None if before is None else ChunkStart(*jax.tree.map(lambda x: x[rows], before))
-                    folder = rung_dir(run_dir, rung, chunk.index) if run_dir is not None else None
-                    trained.append(trainer.train_chunk(chunk, folder, until, start))
-                state, metrics = concat_trees(trained)
-                for j, index in enumerate(members):
-                    rows = slice(j * num_seeds, (j + 1) * num_seeds)
-                    starts[index] = ChunkStart(*jax.tree.map(lambda x: x[rows].copy(), (state, metrics)))
+                _train_rung_group(trainer, [c for c in rung_chunks if c.group == g], members, starts, rung, until,
+                                  run_dir, num_seeds)
         scores = {index: float(score(starts[index].metrics)) for index in alive}
         ranked = rank([scores[i] for i in alive], alive)
         outcome.survivors.append(ranked)
@@ -229,17 +237,39 @@ def train_halving(
         last = rung == plan.rungs - 1
         kept = ranked if last else ranked[:plan.survivors(len(alive))]
         for index in alive:
-            if last or index not in kept:
-                g, i = group_of[index]
-                runs, seeds, _ = trainer.group_runs(g)
-                rows = slice(i * num_seeds, (i + 1) * num_seeds)
-                done = starts.pop(index)
-                results[index] = GroupResult(runs[rows], seeds[rows], done.state, done.metrics)
+            if last or index not in kept:  # its training ends at this rung
+                results[index] = _result(trainer, group_of[index], starts.pop(index), num_seeds)
                 outcome.rung[index] = rung
         alive = sorted(kept)
     info = {**trainer.info, "chunks": sum(outcome.chunks), "chunk_sizes": sorted(set(chunk_size.values())),
             "memory_estimate": None}
     return [results[index] for index in sorted(results)], info, outcome
+
+
+def _train_rung_group(trainer: ChunkRunner, chunks: list[Chunk], members: list[int], starts: dict[int, ChunkStart],
+                      rung: int, until: int, run_dir: Path | None, num_seeds: int) -> None:
+    """Train one compile group's chunks of a rung to `until` updates, each grid point in `members` on from its
+    start in `starts` (rung 0: from scratch); `starts` then holds each one's state and metrics after the rung."""
+    before = _stack([starts[index] for index in members]) if rung else None
+    trained = []
+    for chunk in chunks:
+        first = chunk.index - min(c.index for c in chunks)
+        rows = slice(first * chunk.size, first * chunk.size + chunk.positions.size)
+        start = None if before is None else ChunkStart(*jax.tree.map(lambda x: x[rows], before))
+        folder = rung_dir(run_dir, rung, chunk.index) if run_dir is not None else None
+        trained.append(trainer.train_chunk(chunk, folder, until, start))
+    state, metrics = concat_trees(trained)
+    for j, index in enumerate(members):
+        rows = slice(j * num_seeds, (j + 1) * num_seeds)
+        starts[index] = ChunkStart(*jax.tree.map(lambda x: x[rows].copy(), (state, metrics)))
+
+
+def _result(trainer: ChunkRunner, where: tuple[int, int], done: ChunkStart, num_seeds: int) -> GroupResult:
+    """The `GroupResult` of the grid point at position `where` = (compile group, place in it), trained to `done`."""
+    g, i = where
+    runs, seeds, _ = trainer.group_runs(g)
+    rows = slice(i * num_seeds, (i + 1) * num_seeds)
+    return GroupResult(runs[rows], seeds[rows], done.state, done.metrics)
 
 
 def _rung_chunks(alive: list[int], group_of: dict[int, tuple[int, int]], chunk_size: dict[int, int],

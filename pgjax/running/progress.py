@@ -7,6 +7,7 @@ done, one line says how long the rest should take.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -115,3 +116,18 @@ class SweepProgress:
                 f"progress: {self.done:,}/{self.total:,} updates ({self.done / self.total:.0%}) | {chunk} | "
                 f"{speed / 1e6:.2f} M steps/s | return {report.mean_return:.1f} | {format_duration(elapsed)} "
                 f"elapsed{time_left}", soft_wrap=True)
+
+
+def rung_progress(console: Console, mode: str, plan, num_seeds: int):
+    """`train_halving`'s rung_progress for the rungs of `plan` (a `pgjax.running.halving.HalvingPlan`): a line per
+    rung, then `SweepProgress` over the rung's chunks (`mode` as its)."""
+    @contextlib.contextmanager
+    def progress(rung: int, configurations: int, num_chunks: int, total_updates: int):
+        if mode != "off":
+            console.print(f"rung {rung + 1}/{plan.rungs}: {configurations} configuration"
+                          f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates "
+                          f"({num_chunks} chunk{'s' * (num_chunks > 1)})", soft_wrap=True)
+        with SweepProgress(total_updates, console, mode) as bar:
+            yield bar.report
+
+    return progress

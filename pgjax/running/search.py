@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
-from scipy.stats import qmc
 
 SAMPLERS = ("sobol", "random")
 Sampler = Literal["sobol", "random"]
@@ -110,6 +109,8 @@ def unit_points(num_samples: int, dims: int, sampler: Sampler, seed: int) -> np.
     if num_samples < 1 or dims < 1:
         raise ValueError(f"need at least one sample and one range, got {num_samples} and {dims}")
     if sampler == "sobol":
+        from scipy.stats import qmc  # scipy: only when drawing
+
         engine = qmc.Sobol(dims, scramble=True, rng=np.random.default_rng(seed))
         return engine.random_base2(math.ceil(math.log2(num_samples)))[:num_samples]
     if sampler == "random":

@@ -197,7 +197,7 @@ class SegmentLoop:
                     continue_from: ChunkStart | None = None) -> tuple[Any, Metrics]:
         """Train (or restore, or continue) one chunk; returns its real runs' (state, metrics) on the host.
 
-        `until`, `continue_from`: as `SweepTrainer.train_chunk`'s.
+        `until`, `continue_from`: as `ChunkRunner.train_chunk`'s.
         """
         n, num_updates = chunk.positions.size, trainer.num_updates if until is None else until
         begun = 0 if continue_from is None else continue_from.updates  # updates done before this call
@@ -233,10 +233,7 @@ class SegmentLoop:
             state = init(seed_keys, placed_hparams)
         pending, last_report = None, time.perf_counter()
         while done < num_updates:
-            stop_at = num_updates
-            if self.checkpoint_every:
-                stop_at = min(stop_at, (done // self.checkpoint_every + 1) * self.checkpoint_every)
-            active = min(segment.length, stop_at - done)
+            active = min(segment.length, self._next_stop(done, num_updates) - done)
             start = time.perf_counter()
             control = place_runs(_control(chunk.size, active), self.mesh)
             state, metrics = compiled(state, placed_hparams, control)
@@ -257,6 +254,12 @@ class SegmentLoop:
             else:
                 self.info["run_seconds"] += time.perf_counter() - start
         return _take(fetch(state), np.arange(n)), concat_trees(history, axis=1)
+
+    def _next_stop(self, done: int, num_updates: int) -> int:
+        """The update count at which training after `done` updates stops next: the end, or the next checkpoint."""
+        if not self.checkpoint_every:
+            return num_updates
+        return min(num_updates, (done // self.checkpoint_every + 1) * self.checkpoint_every)
 
     def _collect(self, pending, history: list[Metrics], n: int, last_report: float) -> float:
         """Fetch a segment's metrics of the chunk's real runs, keep them, report; returns the report time."""

@@ -10,7 +10,7 @@ it, the runs' numeric settings vmapped and the chunk spread over every device
 memory allows (`pgjax.running.memory`, `plan_chunks`) and run one after another;
 within a chunk, segments of `segment_updates` updates run one after another
 (`pgjax.running.segments`: progress, checkpoints and stops between them; the
-results do not depend on where segments end). `SweepTrainer` keeps each group's
+results do not depend on where segments end). `ChunkRunner` keeps each group's
 executables, so that `pgjax.running.halving` can train chunks up to a rung and
 the survivors on from their states with the same programs.
 """
@@ -47,8 +47,8 @@ from pgjax.running.segments import (
 )
 from pgjax.running.sharding import run_mesh
 
-__all__ = ["SEGMENT_UPDATES", "Chunk", "ChunkStart", "GroupResult", "Interrupted", "SegmentReport", "SweepTrainer",
-           "plan_chunks", "segment_length", "train_sweep"]
+__all__ = ["SEGMENT_UPDATES", "Chunk", "ChunkRunner", "ChunkStart", "GroupResult", "Interrupted", "SegmentReport",
+           "SweepTrainer", "plan_chunks", "segment_length", "train_sweep"]
 
 
 @dataclasses.dataclass
@@ -150,7 +150,7 @@ def train_sweep(
     estimates = None
     if chunks is None:
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
-    trainer = SweepTrainer(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
+    trainer = ChunkRunner(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
                            segment_updates=segment_updates, on_segment=on_segment, should_stop=should_stop)
     trainer.info.update({"chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}),
                          "memory_estimate": estimates})
@@ -171,7 +171,7 @@ def train_sweep(
     return results, trainer.info
 
 
-class SweepTrainer:
+class ChunkRunner:
     """Trains chunks of a sweep's compile groups; each group's executables are compiled once and kept.
 
     `train_sweep` trains every chunk of a plan to the end with it;
@@ -267,3 +267,7 @@ class SweepTrainer:
         if checkpoints is not None:
             checkpoints.close()
         return trained
+
+
+# Its name before 0.3: a runner of chunks, not a `pgjax.algo.trainer.Trainer` (kept for code that imports it).
+SweepTrainer = ChunkRunner
