@@ -146,7 +146,7 @@ class BackendChoices:
         --max-parallel is not given (`pgjax.running.memory.default_max_parallel`);
         None: memory alone decides.
       gradient_block_rows: (a property) steps a gradient block takes at once when
-        the settings give none: `pgjax.algo.loss.default_block_rows(platform)`, which
+        the settings give none: `pgjax.algo.fast.blocks.default_block_rows(platform)`, which
         keeps the rule beside the gradient because the algorithm layer imports
         nothing from here; read on demand, as importing it starts JAX's backends.
     """
@@ -157,7 +157,7 @@ class BackendChoices:
 
     @property
     def gradient_block_rows(self) -> int:
-        from pgjax.algo.loss import default_block_rows
+        from pgjax.algo.fast.blocks import default_block_rows
 
         return default_block_rows(self.platform)
 

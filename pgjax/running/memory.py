@@ -172,12 +172,12 @@ def device_bytes(static: StaticConfig, block_rows: int | None = None) -> int:
     Args:
       static: the runs' static settings.
       block_rows: steps a gradient block takes at once; None: what training
-        takes, `static.gradient_block_rows` or else `pgjax.algo.loss.default_block_rows()`.
+        takes, `pgjax.algo.fast.blocks.default_block_rows()`.
     """
     if block_rows is None:
-        from pgjax.algo.loss import default_block_rows
+        from pgjax.algo.fast.blocks import default_block_rows
 
-        block_rows = static.gradient_block_rows or default_block_rows()
+        block_rows = default_block_rows()
     return ACTIVATION_COPIES * block_rows * run_shapes(static).activations_per_step
 
 
