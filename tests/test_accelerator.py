@@ -17,7 +17,7 @@ import jax
 import pytest
 
 from pgjax import bench
-from pgjax.algo import loss
+from pgjax.algo.fast import blocks as loss
 from pgjax.algo.presets import PRESETS
 from pgjax.running import devices, grid, memory, sweep
 
