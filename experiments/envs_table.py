@@ -41,8 +41,8 @@ from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.algo.rollout import make_collect
+from pgjax.commands.train import main as train_main
 from pgjax.results import loading, outputs, stats
-from pgjax.train import main as train_main
 
 ENVS = (
     "CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Acrobot-v1", "MountainCar-v0", "Catch-bsuite",

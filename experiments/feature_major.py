@@ -2,7 +2,7 @@
 
     python experiments/feature_major.py       # experiments/results/feature_major.json and .md
 
-For each preset below, the training function (`pgjax.bench.bench_train`, as
+For each preset below, the training function (`pgjax.commands.bench.bench_train`, as
 `python -m pgjax.bench` runs it, over every CPU device) is compiled twice, with
 `StaticConfig.feature_major_backward` True and False; then the two executables
 run alternately, `--repeats` times each, on the same seeds. Reported: the
@@ -34,7 +34,7 @@ from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import feature_major_backward
 from pgjax.algo.presets import preset_config
-from pgjax.bench import bench_train, device_description
+from pgjax.commands.bench import bench_train, device_description
 from pgjax.results import outputs
 from pgjax.running.sharding import batched, compile_sharded
 

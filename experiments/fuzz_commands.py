@@ -3,7 +3,7 @@
     python experiments/fuzz_commands.py --cases 120 --seed 7 --out experiments/results/fuzz_commands.json
 
 Each case is one command (train, evaluate, plot, compare, bench) with a few of its
-flags, drawn from the flags the command declares (`pgjax.cli.flags_of`) and given
+flags, drawn from the flags the command declares (`pgjax.commands.shared.flags_of`) and given
 values from a pool of edge cases (empty, zero, negative, huge, float32's limits,
 NaN, paths that cannot be written, ranges, factories that do not exist), over
 run folders made here: a finished one, an interrupted one, and damaged copies
@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pgjax import bench, compare, evaluate, options, plot  # noqa: E402
-from pgjax.cli import flags_of  # noqa: E402
+from pgjax.commands import bench, compare, evaluate, options, plot  # noqa: E402
+from pgjax.commands.shared import flags_of  # noqa: E402
 
 SMALL = ["--num-updates", "2", "--num-seeds", "2", "--episodes-per-update", "1"]
 NUMBERS = ["0", "-1", "1", "2", "3", "0.5", "1e39", "-1e39", "1e-320", "1e-50", "nan", "inf", "-inf", "4294967295",

@@ -39,7 +39,7 @@ from pgjax.algo.config import Config
 from pgjax.algo.presets import preset_config
 from pgjax.algo.speed import SpeedOptions
 from pgjax.algo.trainer import make_train
-from pgjax.bench import device_description
+from pgjax.commands.bench import device_description
 from pgjax.results import outputs
 from pgjax.running.sharding import compile_sharded
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import jax
 
-from pgjax import train
+from pgjax.commands import train
 from pgjax.results import loading, outputs, tracking
 
 

@@ -143,7 +143,7 @@ def variance(g: np.ndarray) -> dict:
 
 def solve_speed(args: Args, flags: list[str]) -> dict:
     """64 seeds through the training command: solved, env steps to solve, wall time."""
-    from pgjax.train import main as train_main
+    from pgjax.commands.train import main as train_main
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"

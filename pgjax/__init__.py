@@ -12,7 +12,7 @@ Four layers, each importing only those before it:
   checkpoints, progress;
 * `pgjax.results`: the run folder's files, summary.json, statistics, tables,
   plots, evaluation of trained policies;
-* entry points: `python -m pgjax.train`, `pgjax.evaluate`, `pgjax.plot`,
+* `pgjax.commands`: the commands, `python -m pgjax.train`, `pgjax.evaluate`, `pgjax.plot`,
   `pgjax.bench` (parse, call, print).
 
 Importing pgjax starts no JAX backend, so `pgjax.configure_cpu()` can still

@@ -1,90 +1,10 @@
-"""Checks of command-line values that every command shares: seeds a JAX key holds, names, folders, files.
+"""The old path of `pgjax.commands.checks`: importing it gives that module.
 
-Each raises a one-line ValueError naming the flag and how to fix it, before
-anything is computed or written.
+`pgjax.checks is pgjax.commands.checks`, so that `from pgjax.checks import ...` keeps working.
 """
 
-from __future__ import annotations
+import sys
 
-import os
-from pathlib import Path
+import pgjax.commands.checks
 
-# Seeds become JAX PRNG keys (`jax.random.key(seed)`), which keep 32 bits of a seed with JAX's 64-bit integers off:
-# seeds 2**32 apart would train the same runs, a negative one wraps and a seed past 2**63 overflows. pgjax takes these.
-SEED_MIN, SEED_MAX = 0, 2**32 - 1
-
-
-def check_seeds(flag: str, first: int, count: int = 1, count_flag: str = "") -> None:
-    """Refuse seeds a JAX key cannot hold: `first` .. `first + count - 1` must lie in `SEED_MIN` .. `SEED_MAX`.
-
-    Args:
-      flag: the flag that gave `first`, e.g. "--seed" (named in the message).
-      first: the first seed; count: how many consecutive seeds are used from it;
-      count_flag: the flag that gave `count` ("--num-seeds"), named when the last seed is the one too big.
-
-    Raises:
-      ValueError: one line naming the flag(s) and the seeds that work.
-    """
-    if not SEED_MIN <= first <= SEED_MAX:
-        raise ValueError(f"{flag} {first} is outside the seeds a JAX key holds (32 bits): give {flag} from "
-                         f"{SEED_MIN} to {SEED_MAX}")
-    last = first + count - 1
-    if last > SEED_MAX:
-        raise ValueError(f"{flag} {first} with {count_flag} {count} uses seeds up to {last}, past {SEED_MAX}, the "
-                         f"largest a JAX key holds (32 bits): give {flag} {SEED_MAX - count + 1} or less")
-
-
-def check_name(flag: str, value: str | None, what: str) -> None:
-    """Refuse an empty (or blank) `value` of `flag`, which names `what` ("a project"); None (not given) passes.
-
-    Raises:
-      ValueError: one line naming the flag.
-    """
-    if value is not None and not value.strip():
-        raise ValueError(f"{flag} {value!r} names no {what}: give {what} (or leave {flag} out)")
-
-
-def check_run_folder(flag: str, path: Path | None) -> None:
-    """Refuse a folder to write a run into that is empty, the current folder or the filesystem's root.
-
-    tyro reads `--out ''` as the current folder (Path("")), so that one is refused too.
-
-    Raises:
-      ValueError: one line naming the flag and how to fix it.
-    """
-    if path is None:
-        return
-    resolved = path.resolve()
-    if str(path) in ("", ".") or resolved == Path.cwd().resolve():
-        raise ValueError(f"{flag} '{path}' is the current folder: give a folder of its own for the run, e.g. "
-                         f"{flag} runs/mine")
-    if resolved == Path(resolved.anchor):
-        raise ValueError(f"{flag} {path} is the filesystem's root: give a folder of its own for the run, e.g. "
-                         f"{flag} runs/mine")
-
-
-def check_output_file(flag: str, path: Path | None) -> None:
-    """Refuse a file to write that cannot be written, before any work: an empty path, a folder, a path under a
-    file, or a folder where no file can be made (checked by making and removing a probe file in the nearest
-    folder that exists). Nothing is left behind.
-
-    Raises:
-      ValueError: one line naming the flag and how to fix it.
-    """
-    if path is None:
-        return
-    if str(path) in ("", "."):
-        raise ValueError(f"{flag} '{path}' names no file: give a file, e.g. {flag} bench.json")
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder: give a file in it, e.g. {flag} {path / 'bench.json'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
-    probe = folder / f".pgjax-write-test-{os.getpid()}"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"cannot write to {flag} {path}: {error.strerror or error} in {folder}") from None
+sys.modules[__name__] = pgjax.commands.checks

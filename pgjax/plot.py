@@ -1,59 +1,16 @@
-"""`python -m pgjax.plot`: learning curves of one or more run folders.
+"""`python -m pgjax.plot`: the command lives in `pgjax.commands.plot`; this module is its old path.
 
-    python -m pgjax.plot runs/DIR                       # -> runs/DIR/learning_curves.png
-    python -m pgjax.plot runs/A runs/B --out ab.png     # every group of every folder in one figure
-    python -m pgjax.plot runs/A --out figures/          # an existing folder: -> figures/learning_curves.png
-    python -m pgjax.plot runs/A --out curves            # no suffix: -> curves.png
-
-The command names the file it wrote, exactly. The figures are `pgjax.results.plots`'s; this
-module parses, calls and prints.
+Run as `python -m pgjax.plot`, it runs that module as `__main__` (XLA set up
+before JAX starts, as there); imported, it is that module (`pgjax.plot is
+pgjax.commands.plot`), so that `from pgjax.plot import ...` keeps working.
 """
 
-from __future__ import annotations
-
-import dataclasses
+import runpy
 import sys
-from pathlib import Path
-
-import tyro
-
-from pgjax.algo.config import setting
-from pgjax.cli import FOLDER_ERRORS, folder_error, parse, run_command
-from pgjax.results.loading import check_run_dir
-from pgjax.results.outputs import PLOT_FILE
-from pgjax.results.plots import Statistic, figure_path, plot_folders
-
-
-@dataclasses.dataclass
-class Args:
-    """Plot learning curves (return against env steps over runs) of one or more run folders."""
-
-    dirs: tyro.conf.Positional[tuple[Path, ...]] = setting(dataclasses.MISSING,
-                                                           "Run folders written by `python -m pgjax.train`.")
-    out: Path | None = setting(None, "Image to write (an existing folder: learning_curves.png inside it; no suffix: "
-                                     ".png added); default DIR/learning_curves.png for one folder, "
-                                     "./learning_curves.png for several.")
-    statistic: Statistic = setting("iqm", "Line drawn over runs: interquartile mean or mean (the band is its 95% "
-                                          "bootstrap interval).")
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse(Args, argv, "pgjax.plot", __doc__.split("\n")[0])
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        if not args.dirs:
-            raise ValueError("give at least one run folder")
-        for run_dir in args.dirs:  # a missing or interrupted run is named before --out
-            check_run_dir(run_dir)
-        out = figure_path(args.out or (args.dirs[0] / PLOT_FILE if len(args.dirs) == 1 else Path(PLOT_FILE)))
-        path = plot_folders(args.dirs, out, statistic=args.statistic)
-    except FOLDER_ERRORS as error:
-        return folder_error(error)
-    print(f"learning curves in {path}")
-    return 0
-
 
 if __name__ == "__main__":
-    sys.exit(run_command(main))
+    runpy.run_module("pgjax.commands.plot", run_name="__main__", alter_sys=True)
+else:
+    import pgjax.commands.plot
+
+    sys.modules[__name__] = pgjax.commands.plot

@@ -1,56 +1,10 @@
-"""Console scripts (`pgjax-train`, `-evaluate`, `-plot`, `-compare`, `-bench`): `python -m pgjax.<command>`.
+"""The old path of `pgjax.commands.scripts`: importing it gives that module.
 
-Each sets XLA up (`pgjax.cli.prepare_process`) before it imports its entry
-module, whose import starts JAX's backends, as `python -m` does at the top of
-that module.
+`pgjax.scripts is pgjax.commands.scripts`, so that `from pgjax.scripts import ...` keeps working.
 """
 
-from __future__ import annotations
-
 import sys
-import time
 
-from pgjax.cli import exit_process, prepare_process, run_command
+import pgjax.commands.scripts
 
-
-def train() -> None:
-    """`pgjax-train`: `python -m pgjax.train` as a console script."""
-    started = time.perf_counter()
-    try:
-        prepare_process(sys.argv)
-    except ValueError as error:  # a --distributed that cannot start (`pgjax.train.prepare`)
-        print(f"error: --distributed: {error}", file=sys.stderr)
-        sys.exit(2)
-    from pgjax import train as train_module
-
-    exit_process(run_command(lambda: train_module.main(started=started)))
-
-
-def evaluate() -> None:
-    """`pgjax-evaluate`: `python -m pgjax.evaluate` as a console script."""
-    prepare_process(sys.argv)
-    from pgjax import evaluate as evaluate_module
-
-    sys.exit(run_command(evaluate_module.main))
-
-
-def plot() -> None:
-    """`pgjax-plot`: `python -m pgjax.plot` as a console script."""
-    from pgjax import plot as plot_module
-
-    sys.exit(run_command(plot_module.main))
-
-
-def compare() -> None:
-    """`pgjax-compare`: `python -m pgjax.compare` as a console script."""
-    from pgjax import compare as compare_module
-
-    sys.exit(run_command(compare_module.main))
-
-
-def bench() -> None:
-    """`pgjax-bench`: `python -m pgjax.bench` as a console script."""
-    prepare_process(sys.argv)
-    from pgjax import bench as bench_module
-
-    sys.exit(run_command(bench_module.main))
+sys.modules[__name__] = pgjax.commands.scripts

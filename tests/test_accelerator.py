@@ -16,9 +16,9 @@ from pathlib import Path
 import jax
 import pytest
 
-from pgjax import bench
 from pgjax.algo.fast import blocks as loss
 from pgjax.algo.presets import PRESETS
+from pgjax.commands import bench
 from pgjax.running import devices, grid, memory, sweep
 
 REPO = Path(__file__).resolve().parents[1]

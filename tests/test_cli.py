@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from pgjax.algo.networks import MLPPolicy
+from pgjax.commands.train import main
 from pgjax.results import loading, outputs
-from pgjax.train import main
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
 
@@ -188,7 +188,7 @@ def test_an_unwritable_out_folder_is_refused(tmp_path, capsys):
 
 
 def test_help_explains_every_flag_with_the_presets_values(capsys):
-    from pgjax.options import RunOptions, train_settings_names
+    from pgjax.commands.options import RunOptions, train_settings_names
 
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
@@ -208,7 +208,7 @@ def test_help_explains_every_flag_with_the_presets_values(capsys):
 def test_every_command_has_version_usage_and_survives_a_closed_pipe(module, capsys):
     import importlib
 
-    from pgjax.cli import version
+    from pgjax.commands.shared import version
 
     command = importlib.import_module(f"pgjax.{module}")
     assert command.main(["--version"]) == 0
@@ -279,10 +279,10 @@ def test_four_devices_give_the_runs_of_two_and_of_one(tmp_path):
 
 
 def test_the_console_script_sets_up_cpu_devices_before_jax_starts(tmp_path):
-    """`pgjax-train` (`pgjax.cli.train`) asks XLA for its CPU devices before importing what starts JAX."""
+    """`pgjax-train` (`pgjax.commands.scripts.train`) asks XLA for its CPU devices before importing what starts JAX."""
     env = {**os.environ, "XLA_FLAGS": "", "PGJAX_CPU_DEVICES": "3"}
     script = f"import sys; sys.argv = ['pgjax-train', *{SMALL!r}, '--quiet', '--out', {str(tmp_path)!r}]; " \
-             "from pgjax.scripts import train; train()"
+             "from pgjax.commands.scripts import train; train()"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert loading.load_summary(tmp_path)["devices"] == 3
@@ -379,7 +379,7 @@ def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
 def test_sigterm_and_sigint_become_a_stop_request_and_handlers_come_back(capsys):
     from rich.console import Console
 
-    from pgjax.train import StopRequest
+    from pgjax.commands.train import StopRequest
 
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest(Console()) as stop:
@@ -398,7 +398,7 @@ def test_the_progress_bar_shows_on_a_terminal_unless_quiet(quiet, tmp_path):
 
     from rich.console import Console
 
-    from pgjax.train import parse_args, run
+    from pgjax.commands.train import parse_args, run
 
     screen = io.StringIO()
     args = parse_args([*SMALL, "--out", str(tmp_path / "p"), *(["--quiet"] if quiet else [])])
@@ -435,7 +435,7 @@ def test_a_stop_that_comes_in_the_last_segment_says_training_finished(tmp_path):
 
     from rich.console import Console
 
-    from pgjax.train import parse_args, run
+    from pgjax.commands.train import parse_args, run
 
     class LateStop:  # a signal that came when no segment was left to skip
         signal = signal.SIGINT

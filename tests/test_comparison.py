@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from pgjax import compare
+from pgjax.commands import compare
+from pgjax.commands.train import main as train_main
 from pgjax.results import aggregates, loading, outputs
 from pgjax.results import comparison as cmp
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE
-from pgjax.train import main as train_main
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "rliable_reference.json").read_text())
 TWO_RATES = ["--lr", "0.003", "0.03", "--num-seeds", "3", "--num-updates", "6", "--episodes-per-update", "2",
@@ -275,6 +275,6 @@ def test_mixed_environments_are_refused(two_rates, tmp_path, capsys):
 def test_version_and_console_script_name():
     done = subprocess.run([sys.executable, "-m", "pgjax.compare", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("pgjax ")
-    from pgjax import scripts
+    from pgjax.commands import scripts
 
     assert callable(scripts.compare)

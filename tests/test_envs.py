@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from pgjax import evaluate
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.algo.trainer import make_train
 from pgjax.algo.validation import validate_config
+from pgjax.commands import evaluate
+from pgjax.commands.train import main as train_main
 from pgjax.results import evaluation, loading
-from pgjax.train import main as train_main
 
 LISTED = [
     "CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Acrobot-v1", "MountainCar-v0",

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import evaluate
 from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
 from pgjax.algo.networks import MLPPolicy, make_apply_fn, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.trainer import make_train
+from pgjax.commands import evaluate
 from pgjax.results import evaluation, loading, outputs, summary
 
 from .test_plot import small_run_folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pgjax.evaluate import keep_earlier_results
+from pgjax.commands.evaluate import keep_earlier_results
 from pgjax.results import outputs
 
 

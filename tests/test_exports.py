@@ -11,8 +11,8 @@ import pytest
 
 import pgjax
 from pgjax.algo.trainer import Metrics
+from pgjax.commands.train import main
 from pgjax.results import exports, loading, outputs
-from pgjax.train import main
 
 pd = pytest.importorskip("pandas")
 

@@ -23,8 +23,8 @@ from pgjax.algo.networks import make_policy, network_names, register_network
 from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.trainer import make_train, make_trainer
 from pgjax.algo.validation import validate_config, validate_static
+from pgjax.commands.train import main as train_main
 from pgjax.results import evaluation
-from pgjax.train import main as train_main
 from tests import custom
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from pgjax.commands.train import main, parse_args, run
 from pgjax.results import loading, outputs, summary, tables
 from pgjax.running import grid, segments, sweep
 from pgjax.running.halving import HalvingPlan, rank, train_halving
-from pgjax.train import main, parse_args, run
 
 from .conftest import small_config
 

@@ -11,9 +11,9 @@ from rich.console import Console
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
-from pgjax.cli import make_console
-from pgjax.grid_settings import resolve_grid
-from pgjax.options import ALIASES, train_arguments, train_settings_names
+from pgjax.commands.grid_settings import resolve_grid
+from pgjax.commands.options import ALIASES, train_arguments, train_settings_names
+from pgjax.commands.shared import make_console
 from pgjax.results.outputs import jsonable
 
 
@@ -68,8 +68,8 @@ def test_infinity_is_refused_except_where_it_means_off():
 
 
 def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
-    from pgjax.options import RunOptions
-    from pgjax.train import Sweep, preset_note
+    from pgjax.commands.options import RunOptions
+    from pgjax.commands.train import Sweep, preset_note
 
     points = resolve_grid("default", {"env": "DeepSea-bsuite"})
     note = preset_note(Sweep("default", points, RunOptions()), continuous_actions=False)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgjax import plot
+from pgjax.commands import plot
+from pgjax.commands.train import main as train_main
 from pgjax.results import loading, outputs, plots
 from pgjax.results.stats import iqm
 from pgjax.running import grid
-from pgjax.train import main as train_main
 
 SMALL_SWEEP = ["--num-seeds", "2", "--lr", "0.01", "0.03", "--num-updates", "10", "--episodes-per-update", "2",
                "--hidden", "8", "--quiet"]

@@ -77,7 +77,7 @@ def test_configure_cpu_leaves_out_the_flags_of_devices_switched_off():
 def test_run_command_freezes_the_imports_objects_unless_gc_freeze_is_off(off):
     code = (
         "import gc\n"
-        "from pgjax.cli import run_command\n"
+        "from pgjax.commands.shared import run_command\n"
         "run_command(lambda: print('frozen', gc.get_freeze_count() > 0) or 0)\n"
     )
     done = _python(code, PGJAX_SPEED_OFF=off)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgjax import compare, evaluate, plot
+from pgjax.commands import compare, evaluate, plot
+from pgjax.commands.train import main as train_main
 from pgjax.results import exports, loading, outputs, plots
-from pgjax.train import main as train_main
 
 from .test_plot import small_run_folder
 

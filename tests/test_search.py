@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pgjax.grid_settings import resolve_grid, search_of
+from pgjax.commands.grid_settings import resolve_grid, search_of
+from pgjax.commands.train import main, parse_args, run
 from pgjax.results import loading, outputs
 from pgjax.results.tables import print_report
 from pgjax.running import grid
 from pgjax.running.search import Range, Search, balance_note, draw, parse_range, unit_points
-from pgjax.train import main, parse_args, run
 
 SMALL = ["--num-seeds", "2", "--num-updates", "25", "--episodes-per-update", "2", "--hidden", "8", "--quiet"]
 SEARCH = ["--lr", "1e-3:1e-1:log", "--entropy-coef", "0:0.02", "--num-samples", "4", "--sampler-seed", "3"]
@@ -179,7 +179,7 @@ def test_the_report_rounds_drawn_values_to_four_digits(searched):
 
 
 class _StopAtFirstSegment:
-    """A stop request (`pgjax.cli.StopRequest`'s interface) made before the first segment ends."""
+    """A stop request (`pgjax.commands.shared.StopRequest`'s interface) made before the first segment ends."""
 
     signal = None
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgjax import options
 from pgjax.algo.trainer import Metrics
+from pgjax.commands import options
+from pgjax.commands.train import main, parse_args
 from pgjax.results import loading, outputs, tracking
 from pgjax.results.stats import iqm
 from pgjax.running import grid
 from pgjax.running.sweep import Chunk, SegmentReport
-from pgjax.train import main, parse_args
 
 from .conftest import small_config
 

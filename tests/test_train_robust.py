@@ -16,10 +16,10 @@ import filelock
 import numpy as np
 import pytest
 
+from pgjax.commands.train import main
 from pgjax.results import loading, outputs
 from pgjax.running import checkpoints
 from pgjax.running.folder_lock import LOCK_FILE
-from pgjax.train import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--num-updates", "2", "--num-seeds", "2", "--episodes-per-update", "1", "--hidden", "8", "--quiet"]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pgjax import compare, evaluate, load_policy
-from pgjax import train as train_command
+from pgjax import load_policy
+from pgjax.commands import compare, evaluate
+from pgjax.commands import train as train_command
 from pgjax.results import outputs, trust
 
 CHAIN = "tests.custom:make_chain"

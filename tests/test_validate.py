@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pgjax.algo.config import Hyperparams
-from pgjax.checks import SEED_MAX, check_output_file, check_seeds
-from pgjax.train import main
+from pgjax.commands.checks import SEED_MAX, check_output_file, check_seeds
+from pgjax.commands.train import main
 
 SMALL = ["--num-seeds", "2", "--num-updates", "2", "--episodes-per-update", "2", "--hidden", "8"]
 
@@ -89,7 +89,7 @@ def test_the_last_seed_a_key_holds_is_taken():
 
 @pytest.mark.parametrize("seed", ["99999999999999999999", "-1", "4294967296"])
 def test_evaluate_refuses_a_seed_a_key_cannot_hold_in_one_line(seed, tmp_path, capsys):
-    from pgjax.evaluate import main as evaluate
+    from pgjax.commands.evaluate import main as evaluate
 
     err = refused(capsys, tmp_path, [str(tmp_path), "--seed", seed], evaluate)
     assert f"--seed {seed} is outside the seeds a JAX key holds" in err
@@ -134,16 +134,16 @@ def test_empty_paths_names_and_repeated_values_are_refused(argv, message, tmp_pa
     (["--out", "/proc/b.json"], "cannot write to --out /proc/b.json"),
 ])
 def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_path, capsys, monkeypatch):
-    import pgjax.bench
+    import pgjax.commands.bench
 
     monkeypatch.setattr(pgjax.bench, "measure_rung", _never("a rung of the ladder"))
     (tmp_path / "file").write_text("")
-    err = refused(capsys, tmp_path, [a.replace("{tmp}", str(tmp_path)) for a in argv], pgjax.bench.main)
+    err = refused(capsys, tmp_path, [a.replace("{tmp}", str(tmp_path)) for a in argv], pgjax.commands.bench.main)
     assert message in err, err
 
 
 def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, monkeypatch):
-    from pgjax.bench import main as bench
+    from pgjax.commands.bench import main as bench
 
     real = Path.write_text
 
@@ -173,7 +173,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_evaluate_refuses_episodes_beyond_memory_with_the_figure(run_dir, capsys):
-    from pgjax.evaluate import main as evaluate
+    from pgjax.commands.evaluate import main as evaluate
 
     before = sorted(p.name for p in run_dir.iterdir())
     assert evaluate([str(run_dir), "--episodes", "10000000000"]) == 2
@@ -187,7 +187,7 @@ def test_evaluate_refuses_episodes_beyond_memory_with_the_figure(run_dir, capsys
 
 @pytest.mark.parametrize("resamples", ["1000000000000", "0", "99"])
 def test_compare_bounds_the_resamples(resamples, run_dir, capsys):
-    from pgjax.compare import main as compare
+    from pgjax.commands.compare import main as compare
 
     assert compare([str(run_dir), "--resamples", resamples]) == 2
     err = capsys.readouterr().err.strip()

@@ -143,7 +143,7 @@ def describe() -> dict:
 
     import jax
 
-    from pgjax.cli import version
+    from pgjax.commands.shared import version
     from pgjax.running.devices import backend_choices, cpu_model, device_memory_stats
 
     versions = {"python": platform.python_version(), "pgjax": version()}

@@ -23,6 +23,6 @@ else
   echo "install: skipped, no wheels in $wheels (gymnax and tyro must already be importable)"
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-"$python" -c "import gymnax, tyro, pgjax.cli" || {
+"$python" -c "import gymnax, tyro, pgjax.commands.shared" || {
   echo "error: gymnax, tyro or pgjax cannot be imported; fill $wheels as its README.md says" >&2; exit 2; }
 exec "$python" "$here/ladder.py" "$@"

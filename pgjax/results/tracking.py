@@ -65,7 +65,7 @@ REQUIRED = {"tensorboard": (("tensorboardX",), "tensorboard"), "wandb": (("wandb
 def check_installed(run_options: Any) -> None:
     """Raise ImportError (one line naming the extra) if a tracker asked for in `run_options` cannot be imported.
 
-    `run_options`: a `pgjax.options.RunOptions` (its `tensorboard` and `wandb`). Imports nothing.
+    `run_options`: a `pgjax.commands.options.RunOptions` (its `tensorboard` and `wandb`). Imports nothing.
     """
     for option, (modules, extra) in REQUIRED.items():
         if getattr(run_options, option) is None:

@@ -22,7 +22,7 @@ its compiles; `experiments/process_devices.py` measures each one on and off):
   the trained runs (pgjax's reference results are level 1's);
 * `gc_freeze`: each command moves the objects its imports made into the
   garbage collector's permanent generation (`gc.freeze()`, in
-  `pgjax.cli.run_command`) before it traces and compiles, so that the
+  `pgjax.commands.shared.run_command`) before it traces and compiles, so that the
   collections that tracing sets off do not walk them again; same outputs.
 
 All are on by default. The environment variable PGJAX_SPEED_OFF turns some

@@ -117,7 +117,7 @@ def check_saved_config(config_file: Path, saved: Any, run_fields: dict[str, Any]
 
     Args:
       config_file: the file, for the messages; saved: its parsed JSON;
-      run_fields: the type of each run option (`typing.get_type_hints` of `pgjax.options.RunOptions`).
+      run_fields: the type of each run option (`typing.get_type_hints` of `pgjax.commands.options.RunOptions`).
 
     Raises:
       ValueError: one line naming the file: a missing field, an unknown run

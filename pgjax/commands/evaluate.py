@@ -1,0 +1,259 @@
+"""`python -m pgjax.evaluate`: returns of a run folder's trained policies on fresh episodes.
+
+    python -m pgjax.evaluate runs/DIR                   # greedy and sampling returns of every run
+    python -m pgjax.evaluate runs/DIR --gymnasium --render run0.gif
+
+The work is `pgjax.results.evaluation`'s; this module parses, calls and prints.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pgjax.commands.checks import check_seeds
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse, prepare_process, run_command
+
+if __name__ == "__main__":
+    prepare_process(sys.argv)  # before gymnax starts JAX's backends
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from pgjax.algo.config import setting
+from pgjax.results import loading, outputs, stats, trust
+from pgjax.results.evaluation import (
+    EVALUATION_FILE,
+    GYMNASIUM_HINT,
+    _gymnasium,
+    evaluate_gymnasium,
+    evaluate_runs,
+    policy_callable,
+    render_episode,
+)
+
+
+@dataclasses.dataclass
+class Args:
+    """Evaluate the trained policies of a run folder on fresh episodes, greedy and sampling."""
+
+    dir: tyro.conf.Positional[Path] = setting(dataclasses.MISSING, "Run folder written by `python -m pgjax.train`.")
+    episodes: int = setting(20, "Fresh episodes per run and policy.")
+    gymnasium: bool = setting(False, "Also evaluate every run's greedy policy on Gymnasium's reference environment "
+                                     "(slow: Python steps).")
+    render: Path | None = setting(None, "Write a GIF of one greedy Gymnasium episode of run --run.")
+    run: int = setting(0, "Run whose episode --render draws.")
+    seed: int = setting(0, "PRNG seed: run k's JAX episodes use fold_in(key(seed), k); Gymnasium episode i resets "
+                           "with seed + i.")
+    env: str | None = setting(None, "The environment factory (package.module:factory) the folder was trained on, "
+                                    "named again: a run folder is data, and pgjax imports no code it names.")
+    network: tuple[str, ...] | None = setting(None, "The network factories (package.module:factory) the folder was "
+                                                    "trained with, named again (as --env).")
+
+
+# The share of the host's free memory an evaluation's episodes may take (the rest: the policies, XLA, the results).
+EVALUATION_MEMORY_FRACTION = 0.5
+
+
+def check_args(args: Args) -> None:
+    """Refuse flags that cannot work before anything is read: --episodes < 1, a --seed a JAX key cannot hold.
+
+    Raises:
+      ValueError: one line naming the flag.
+    """
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    check_seeds("--seed", args.seed)
+
+
+def episode_bytes(env: str) -> int:
+    """Memory one JAX episode of `env` takes while evaluated: its rollout buffers (`pgjax.algo.rollout.Trajectory`:
+    observation, action, reward and valid flag of each of its max_steps steps) and its two returns (float64)."""
+    from pgjax.algo.envs import make_env
+
+    spec = make_env(env)
+    obs = int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize
+    action = 4 * (spec.num_actions if spec.action_kind == "continuous" else 1)
+    return spec.max_steps * (obs + action + 4 + 1) + 2 * 8
+
+
+def check_memory(episodes: int, num_runs: int, env: str) -> None:
+    """Refuse --episodes whose episodes (all runs' at once) would not fit in the host's free memory.
+
+    Raises:
+      ValueError: one line with the figures and the --episodes that fit.
+    """
+    from pgjax.running.devices import host_available_bytes
+    from pgjax.running.memory import format_bytes
+
+    available = host_available_bytes()
+    if available is None:
+        return
+    per_episode = num_runs * episode_bytes(env)
+    budget = EVALUATION_MEMORY_FRACTION * available
+    if episodes * per_episode > budget:
+        raise ValueError(
+            f"--episodes {episodes:,} of {num_runs:,} run{'s' * (num_runs > 1)} would need about "
+            f"{format_bytes(episodes * per_episode)} of memory and {format_bytes(available)} is free; --episodes "
+            f"{int(budget // per_episode):,} or fewer fit")
+
+
+def evaluate_folder(args: Args, console: Console) -> dict:
+    """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
+    check_args(args)
+    run_dir = loading.check_run_dir(args.dir)
+    summary = loading.load_summary(run_dir)
+    num_runs = len(summary["runs"])
+    if not 0 <= args.run < num_runs:
+        raise ValueError(f"--run {args.run} out of range: {run_dir} holds {num_runs} runs")
+    if args.gymnasium or args.render:
+        _gymnasium()
+    if args.render:
+        if importlib.util.find_spec("pygame") is None:
+            raise ImportError(f"--render needs pygame, Gymnasium's renderer: {GYMNASIUM_HINT}")
+        if not args.render.parent.is_dir():
+            raise ValueError(f"no such folder for --render: {args.render.parent}")
+    group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
+    trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
+    check_memory(args.episodes, num_runs, group_configs[0].static.env)  # builds the environment: confirmed first
+    all_params = loading.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs
+    configs, params = [None] * num_runs, [None] * num_runs
+    greedy, sampling = np.zeros((num_runs, args.episodes)), np.zeros((num_runs, args.episodes))
+    base_key = jax.random.key(args.seed)
+    for group, config in zip(summary["groups"], group_configs):  # a network's groups share a compile
+        runs = list(group["runs"])
+        stacked = all_params[f"group{group['index']}"]
+        keys = jax.vmap(lambda k: jax.random.fold_in(base_key, k))(jnp.asarray(runs))
+        greedy[runs] = evaluate_runs(config, stacked, keys, episodes=args.episodes, greedy=True)
+        sampling[runs] = evaluate_runs(config, stacked, keys, episodes=args.episodes, greedy=False)
+        for position, k in enumerate(runs):
+            configs[k], params[k] = config, jax.tree.map(lambda x: x[position], stacked)
+    gym_returns = None
+    if args.gymnasium:
+        gym_returns = np.stack([
+            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed)
+            for k in range(num_runs)
+        ])
+    result = {"env": summary["env"], "episodes": args.episodes, "seed": args.seed, "runs": [], "groups": []}
+    for k, run in enumerate(summary["runs"]):
+        entry = {
+            "run": k, "seed": run["seed"], "group": run["group"],
+            "greedy_mean": greedy[k].mean(), "sampling_mean": sampling[k].mean(),
+            "greedy_returns": greedy[k], "sampling_returns": sampling[k],
+        }
+        if gym_returns is not None:
+            entry["gymnasium_greedy_mean"] = gym_returns[k].mean()
+            entry["gymnasium_greedy_returns"] = gym_returns[k]
+        result["runs"].append(entry)
+    for group in summary["groups"]:
+        runs = list(group["runs"])
+        result["groups"].append({
+            "index": group["index"], "runs": runs, "varied": group.get("varied", {}),
+            "greedy": stats.mean_median_iqm(greedy[runs].mean(axis=1)),
+            "sampling": stats.mean_median_iqm(sampling[runs].mean(axis=1)),
+            "gymnasium_greedy": None if gym_returns is None else stats.mean_median_iqm(gym_returns[runs].mean(axis=1)),
+        })
+    if args.render:
+        path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
+                                     configs[args.run].static.env, seed=args.seed)
+        result["render"] = {"path": path, "run": args.run, "return": total}
+    kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
+    outputs.write_json(run_dir / EVALUATION_FILE, result)
+    print_evaluation(result, console)
+    if kept:
+        console.print(f"kept from the earlier {EVALUATION_FILE} (same --episodes and --seed): {', '.join(kept)}")
+    return result
+
+
+def keep_earlier_results(result: dict, path: Path) -> list[str]:
+    """Copy into `result` what an earlier evaluation of the same folder computed and this one did not.
+
+    The Gymnasium returns (--gymnasium) and the rendered episode (--render) of an
+    earlier call with the same --episodes and --seed stay in evaluation.json when
+    a later call leaves them out. Returns what was kept ("Gymnasium returns", "render").
+    """
+    if not path.is_file():
+        return []
+    try:
+        earlier = loading.load_json(path)
+    except ValueError:
+        return []
+    runs, groups = earlier.get("runs"), earlier.get("groups")
+    readable = isinstance(runs, list) and isinstance(groups, list) and all(
+        isinstance(entry, dict) for entry in [*runs, *groups])
+    if not readable:  # damaged, or of another version: computed afresh, nothing kept
+        return []
+    same = all(earlier.get(k) == result[k] for k in ("env", "episodes", "seed")) and \
+        [r.get("run") for r in runs] == [r["run"] for r in result["runs"]]
+    if not same:
+        return []
+    kept = []
+    with_gym = all("gymnasium_greedy_mean" in r for r in earlier["runs"])
+    if with_gym and not any("gymnasium_greedy_mean" in r for r in result["runs"]):
+        for entry, old in zip(result["runs"], earlier["runs"]):
+            entry["gymnasium_greedy_mean"] = old["gymnasium_greedy_mean"]
+            entry["gymnasium_greedy_returns"] = old["gymnasium_greedy_returns"]
+        for group, old in zip(result["groups"], earlier["groups"]):
+            group["gymnasium_greedy"] = old.get("gymnasium_greedy")
+        kept.append("Gymnasium returns")
+    if "render" in earlier and "render" not in result:
+        result["render"] = earlier["render"]
+        kept.append("render")
+    return kept
+
+
+def _with_interval(agg: dict) -> str:
+    ci = agg["iqm_ci95"]
+    interval = "" if ci is None else f" (95% CI {ci[0]:.1f} to {ci[1]:.1f})"
+    return f"IQM {agg['iqm']:.1f}{interval}, mean {agg['mean']:.1f}"
+
+
+def print_evaluation(result: dict, console: Console) -> None:
+    """One table row per run and one aggregate line per group."""
+    with_gym = any("gymnasium_greedy_mean" in r for r in result["runs"])
+    table = Table(title=f"{result['env']}: mean return over {result['episodes']} fresh episodes per run")
+    columns = ["run", "seed", "group", "greedy", "sampling", *(["Gymnasium greedy"] if with_gym else [])]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for run in result["runs"]:
+        row = [str(run["run"]), str(run["seed"]), str(run["group"]),
+               f"{run['greedy_mean']:.1f}", f"{run['sampling_mean']:.1f}"]
+        if with_gym:
+            row.append(f"{run['gymnasium_greedy_mean']:.1f}")
+        table.add_row(*row)
+    console.print(table)
+    for group in result["groups"]:
+        varied = "".join(f"{name}={value}, " for name, value in group["varied"].items())
+        line = (f"group {group['index']} ({varied}{len(group['runs'])} runs) | "
+                f"greedy {_with_interval(group['greedy'])} | sampling {_with_interval(group['sampling'])}")
+        if group["gymnasium_greedy"] is not None:
+            line += f" | Gymnasium greedy {_with_interval(group['gymnasium_greedy'])}"
+        console.print(line)
+    if "render" in result:
+        render = result["render"]
+        console.print(f"greedy episode of run {render['run']} (return {render['return']:.0f}) in {render['path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse(Args, argv, "pgjax.evaluate", __doc__.split("\n")[0])
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    console = make_console()
+    try:
+        evaluate_folder(args, console)
+    except FOLDER_ERRORS as error:
+        return folder_error(error)
+    console.print(f"evaluation in {args.dir / EVALUATION_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main))
