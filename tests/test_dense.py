@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions
-from pgjax.algo import fast
+from pgjax.algo import distributions, fast
 from pgjax.algo.envs import make_env
 from pgjax.algo.fast import FastPaths
 from pgjax.algo.fast.dense import dense_layers, dense_stack

@@ -64,7 +64,8 @@ def setup(request):
 
 def test_one_update_agrees_with_the_reference(setup):
     name, config, hparams, state = setup
-    results = [jax.jit(jax.vmap(make_trainer(config, fast=paths).update))(state, hparams) for paths in (FAST, REFERENCE)]
+    results = [jax.jit(jax.vmap(make_trainer(config, fast=paths).update))(state, hparams)
+               for paths in (FAST, REFERENCE)]
     (fast_state, fast_metrics), (ref_state, ref_metrics) = results
     # the same episodes...
     np.testing.assert_array_equal(fast_metrics.episode_returns, ref_metrics.episode_returns)

@@ -102,7 +102,8 @@ def test_value_loss_gradient_and_values_match_a_direct_computation(block_rows):
         err = _value_fn(p, obs) - target
         return 0.5 * jnp.sum(jnp.where(valid, err**2, 0.0)) / valid.sum()
 
-    loss, grads = blocks.make_value_gradient(_value_fn, FastPaths(block_rows=block_rows))(params, obs, target, coef, valid)
+    value_gradient = blocks.make_value_gradient(_value_fn, FastPaths(block_rows=block_rows))
+    loss, grads = value_gradient(params, obs, target, coef, valid)
     np.testing.assert_allclose(loss, direct(params), rtol=1e-5)
     np.testing.assert_allclose(loss, value_loss(_value_fn, params, obs, target, coef), rtol=1e-5)
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7), grads, jax.grad(direct)(params))

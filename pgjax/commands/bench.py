@@ -50,30 +50,35 @@ from rich.table import Table
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, make_env
-from pgjax.algo.networks import feature_major_backward, make_apply_fn, make_policy
+from pgjax.algo.fast import FastPaths, make_collect
+from pgjax.algo.fast.networks import feature_major
+from pgjax.algo.networks import MLPPolicy, make_apply_fn, make_policy
 from pgjax.algo.presets import PRESETS, preset_config
-from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
 from pgjax.algo.validation import validate_config
 from pgjax.commands import options
 from pgjax.results import outputs, summary
 from pgjax.running import memory
 from pgjax.running.devices import backend_choices, cpu_model, device_memory_stats
-from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
+from pgjax.running.sharding import compile_sharded, run_sharded, train_runs
 
 
 def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     """The tyro dataclass of `python -m pgjax.bench`'s command line.
 
-    --preset, --env, --num-updates and --feature-major-backward are the training
-    settings' own declarations (`pgjax.commands.options.setting_flags`, one value each), their
-    help showing `preset` on `env`'s values; the rest are the benchmark's.
+    --preset, --env and --num-updates are the training settings' own declarations
+    (`pgjax.commands.options.setting_flags`, one value each), their help showing
+    `preset` on `env`'s values; the rest are the benchmark's (--feature-major-backward
+    sets the fast path `FastPaths.feature_major_dense`).
     """
     defaults = preset_config(preset if preset in PRESETS else "default", env)
     arg = lambda help, hint=None: tyro.conf.arg(help=help, help_behavior_hint=hint)
     return dataclasses.make_dataclass("BenchArguments", [
         options.preset_flag("Training configuration to measure."),
-        *options.setting_flags(("env", "num_updates", "feature_major_backward"), defaults, sweep=False),
+        *options.setting_flags(("env", "num_updates"), defaults, sweep=False),
+        ("feature_major_backward", Annotated[bool | None, arg(
+            "Whether the MLP takes the hand-written feature-major backward pass (default: where its first layer "
+            "is at least as wide as the flattened observation).", "")], dataclasses.field(default=None)),
         ("runs", Annotated[tuple[int, ...], arg("Numbers of runs (seeds) to measure, one row each.")],
          dataclasses.field(default=(1, 16, 64, 256, 1024))),
         ("env_limit_steps", Annotated[int | None, arg("Steps of the random-action scan that measures the "
@@ -121,16 +126,16 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
     return {**info, "steps_per_second": num_envs * num_steps / info["run_seconds"]}
 
 
-def bench_train(config: Config):
+def bench_train(config: Config, paths: FastPaths = FastPaths()):
     """`make_train(config)` with the entropy bonus fixed when tracing: every benchmarked run has config's hparams."""
-    return make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)
+    return make_train(config, fast=dataclasses.replace(paths, entropy_bonus=config.hparams.entropy_coef != 0))
 
 
-def training(config: Config, num_runs: int) -> tuple[dict, object]:
+def training(config: Config, num_runs: int, paths: FastPaths = FastPaths()) -> tuple[dict, object]:
     """Useful env steps per second of the real training function for `num_runs` seeds."""
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
     hparams = config.hparams.broadcast(num_runs)
-    state, metrics, info = train_runs(bench_train(config), keys, hparams)
+    state, metrics, info = train_runs(bench_train(config, paths), keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
     threshold = make_env(config.static.env).solve_threshold
@@ -167,11 +172,11 @@ def rollout(config: Config, params, num_runs: int) -> dict:
     return {**info, "useful_env_steps": useful, "steps_per_second": useful / info["run_seconds"]}
 
 
-def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
+def compile_seconds(config: Config, num_runs: int, num_updates: int, paths: FastPaths = FastPaths()) -> float:
     """Trace and compile time of the sharded training function alone."""
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
-    return compile_sharded(batched(bench_train(config)), keys, config.hparams.broadcast(num_runs))[2]
+    return compile_sharded(jax.vmap(bench_train(config, paths)), keys, config.hparams.broadcast(num_runs))[2]
 
 
 def device_description() -> dict:
@@ -213,11 +218,12 @@ def rung_fits(config: Config, num_runs: int) -> str | None:
     return None
 
 
-def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | None) -> dict:
+def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | None,
+                 paths: FastPaths = FastPaths()) -> dict:
     """One row of the ladder: the env limit, training and rollout of `num_runs` runs."""
     num_envs = num_runs * config.static.episodes_per_update
     limit = env_limit(spec, num_envs, max(1000, 20_000_000 // num_envs) if env_steps is None else env_steps)
-    train_result, params = training(config, num_runs)
+    train_result, params = training(config, num_runs, paths)
     roll = rollout(config, params, num_runs)
     return {
         "runs": num_runs,
@@ -282,12 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         run_counts, env_steps, compile_updates = (1, 8), 100, ()
     elif args.num_updates is not None:
         static = dataclasses.replace(static, num_updates=args.num_updates)
-    if args.feature_major_backward is not None:
-        static = dataclasses.replace(static, feature_major_backward=args.feature_major_backward)
+    paths = FastPaths(feature_major_dense=args.feature_major_backward)
     config = Config(static, preset.hparams)
     try:
         validate_config(config)
         spec = make_env(static.env)
+        policy = make_policy(spec, config)
     except ValueError as error:
         print(f"error: {options.with_flag_names(str(error))}", file=sys.stderr)
         return 2
@@ -307,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 "versions": {**outputs.package_versions(), "pgjax": version()}, "command": sys.argv,
                 "xla_flags": os.environ.get("XLA_FLAGS", ""), "backend_choices": backend_choices().as_dict(),
                 "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
-                             "feature_major_backward_used": feature_major_backward(spec, static)},
+                             "feature_major_backward_used": isinstance(policy, MLPPolicy)
+                             and feature_major(policy, spec, paths)},
                 "ladder": rows, "stopped": stopped, "compile_vs_updates": compile_ladder,
             })
 
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = rung_fits(config, num_runs)
         if reason is None:
             try:
-                row = measure_rung(config, spec, num_runs, env_steps)
+                row = measure_rung(config, spec, num_runs, env_steps, paths)
             except RuntimeError as error:  # XLA's errors (out of memory, say) are RuntimeErrors
                 reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
         if reason is not None:
@@ -334,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if compile_updates and rows:
         middle = rows[len(rows) // 2]["runs"]
-        compile_ladder = [{"runs": middle, "num_updates": u, "compile_seconds": compile_seconds(config, middle, u)}
-                          for u in compile_updates]
+        compile_ladder = [{"runs": middle, "num_updates": u,
+                           "compile_seconds": compile_seconds(config, middle, u, paths)} for u in compile_updates]
 
     print_table(rows, compile_ladder, console)
     write(True)
