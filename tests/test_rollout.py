@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from gymnax.environments.classic_control.cartpole import EnvState
 
-from pgjax.algo.envs import make_env
-from pgjax.algo.networks import MLPPolicy
 from pgjax.algo import rollout
+from pgjax.algo.envs import make_env
 from pgjax.algo.fast import make_collect
+from pgjax.algo.networks import MLPPolicy
 
 MAX_STEPS, E, RUNS = 30, 6, 4
 

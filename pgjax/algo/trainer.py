@@ -47,11 +47,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.algo import fast as fast_paths
 from pgjax.algo.baselines import BaselineUpdate, sane
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast.paths import DEFAULT, FastPaths
+from pgjax.algo.fast import select as fast_paths
+from pgjax.algo.fast.paths import FastPaths
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
@@ -151,9 +151,9 @@ class Trainer(NamedTuple):
 
 
 def _fast_paths(fast: FastPaths | None, speed: FastPaths | None, entropy_bonus: bool | None) -> FastPaths:
-    """The fast paths of `make_trainer`'s arguments: `fast`, else the 0.2 keyword `speed`, else the defaults;
-    with the 0.2 keyword `entropy_bonus` (deprecated) set into them where given."""
-    paths = fast or speed or DEFAULT
+    """The fast paths of `make_trainer`'s arguments: `fast`, else the 0.2 keyword `speed`, else the defaults
+    less those PGJAX_SPEED_OFF turns off; with the 0.2 keyword `entropy_bonus` (deprecated) set into them."""
+    paths = fast or speed or FastPaths.from_environment()
     if entropy_bonus is not None:
         warnings.warn("make_train(..., entropy_bonus=...) is deprecated: pass fast=FastPaths(entropy_bonus=...)",
                       DeprecationWarning, stacklevel=3)
@@ -175,14 +175,14 @@ def make_trainer(
       config: what to train; validated here.
       env: the environment, given to `pgjax.algo.envs.make_env` instead of
         `config.static.env` (None: that id).
-      fast: the fast paths to use (`pgjax.algo.fast.FastPaths`; default: all;
-        `FastPaths.reference()` is the plain path).
+      fast: the fast paths to use (`pgjax.algo.fast.FastPaths`; default: all but
+        those PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
       speed, entropy_bonus: pgjax 0.2's keywords, deprecated: `speed` is `fast`;
         `entropy_bonus` is `FastPaths.entropy_bonus`.
 
     Raises:
-      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), or an
-        environment pgjax cannot serve (`make_env`).
+      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), an
+        environment pgjax cannot serve (`make_env`), or a PGJAX_SPEED_OFF naming no fast path.
     """
     validate_config(config)
     paths = _fast_paths(fast, speed, entropy_bonus)

@@ -19,44 +19,27 @@ function with the same per-run interface, laid out for XLA, and is switched in
 * inverse-CDF sampling (`pgjax.algo.distributions.sample`): one uniform number
   per categorical draw rather than A Gumbel numbers.
 
-The functions below are the selection seam that `pgjax.algo.trainer` builds
-with: each returns the plain reference piece or its fast path, as `paths` says.
+`pgjax.algo.fast.select` is the selection seam that `pgjax.algo.trainer` builds
+with: each of its functions returns the plain reference piece or its fast path,
+as `paths` says; this package exports them (imported on first use, so that
+`pgjax.algo.fast.paths` imports no JAX).
 What each fast path gains is measured by `experiments/fast_paths.py`
 (docs/performance.md gives the figures).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-from flax import linen as nn
-
-from pgjax.algo import baselines, distributions
-from pgjax.algo.envs import EnvSpec
-from pgjax.algo.fast.blocks import default_block_rows, make_policy_gradient, make_value_forward, make_value_gradient
-from pgjax.algo.fast.networks import fast_network
-from pgjax.algo.fast.paths import DEFAULT, FastPaths, SpeedOptions
-from pgjax.algo.fast.rollout import make_collect
+import importlib
+from typing import Any
 
 __all__ = ["DEFAULT", "FastPaths", "SpeedOptions", "default_block_rows", "make_collect", "make_distribution",
-           "make_network", "make_policy_gradient", "make_weighting"]
+           "make_network", "make_policy_gradient", "make_value_forward", "make_value_gradient", "make_weighting"]
 
 
-def make_network(module: nn.Module, spec: EnvSpec, paths: FastPaths = DEFAULT) -> nn.Module:
-    """The policy (or value) network `module` with the network-level fast paths `paths` takes swapped in."""
-    return fast_network(module, spec, paths)
-
-
-def make_distribution(spec: EnvSpec, squash: distributions.Squash = "clip",
-                      paths: FastPaths = DEFAULT) -> distributions.Distribution:
-    """`pgjax.algo.distributions.make_distribution`, sampling by inverse CDF where `paths.inverse_cdf_sampling`."""
-    return distributions.make_distribution(spec, squash, paths.inverse_cdf_sampling)
-
-
-def make_weighting(spec: EnvSpec, config, paths: FastPaths = DEFAULT) -> baselines.StepWeighting:
-    """`pgjax.algo.baselines.make_weighting` with the value network's fast paths (network, blocks)."""
-    return baselines.make_weighting(
-        spec, config, network=lambda module: make_network(module, spec, paths),
-        value_forward=partial(make_value_forward, paths=paths),
-        value_gradient=partial(make_value_gradient, paths=paths),
-    )
+def __getattr__(name: str) -> Any:
+    """The seam's names (`pgjax.algo.fast.select`), imported on first use; submodules as usual."""
+    if name in __all__:
+        return getattr(importlib.import_module("pgjax.algo.fast.select"), name)
+    if name in ("blocks", "dense", "folded", "networks", "paths", "rollout", "select"):
+        return importlib.import_module(f"pgjax.algo.fast.{name}")
+    raise AttributeError(f"module 'pgjax.algo.fast' has no attribute {name!r}")

@@ -33,6 +33,13 @@ sampling draws from the same distribution, other samples):
   compiles the gradient twice); True or False fixes it when tracing (False
   ignores `Hyperparams.entropy_coef`: only where every run's is 0).
 
+The environment variable PGJAX_SPEED_OFF, a comma-separated list of names,
+turns fast paths off, read here only (`fast_paths_off`): the switches above
+(`FastPaths.from_environment()`, what `pgjax.algo.trainer.make_trainer` takes
+by default) and the process fast paths `PROCESS_FAST_PATHS`, which
+`pgjax.running.devices` applies (XLA options and the garbage collector around
+the compiles), e.g. `PGJAX_SPEED_OFF=small_loops,blocked_gradient python -m pgjax.train`.
+
 `experiments/fast_paths.py` measures each fast path on and off, and
 tests/test_reference.py checks that the defaults and `reference()` give the
 same loss, gradients and updates. A fast path stays only while it gains at
@@ -44,7 +51,11 @@ performance page gives the measurements).
 from __future__ import annotations
 
 import dataclasses
+import os
 
+SPEED_OFF_VARIABLE = "PGJAX_SPEED_OFF"
+# The process fast paths (`pgjax.running.devices`): XLA CPU options and `gc.freeze` around the compiles.
+PROCESS_FAST_PATHS = ("small_loops", "llvm_level", "gc_freeze")
 SWITCHES = ("fold_runs", "blocked_gradient", "feature_major_dense", "inverse_cdf_sampling", "im2col_convolution",
             "run_major_buffers")
 
@@ -79,6 +90,39 @@ class FastPaths:
     def names(cls) -> tuple[str, ...]:
         """The fast paths' switch names, in declaration order."""
         return SWITCHES
+
+    @classmethod
+    def from_environment(cls) -> FastPaths:
+        """The defaults with the switches PGJAX_SPEED_OFF names turned off.
+
+        Raises:
+          ValueError: PGJAX_SPEED_OFF names an unknown fast path (`fast_paths_off`).
+        """
+        return cls(**{name: False for name in fast_paths_off() if name in SWITCHES})
+
+
+def fast_paths_off(value: str | None = None) -> frozenset[str]:
+    """The fast paths turned off: the names in PGJAX_SPEED_OFF (or in `value`).
+
+    Args:
+      value: a comma-separated list of names from `SWITCHES` and `PROCESS_FAST_PATHS`
+        (spaces and empty items ignored); None reads the environment variable
+        PGJAX_SPEED_OFF (unset: none off).
+
+    Returns:
+      The names listed.
+
+    Raises:
+      ValueError: a name that is no fast path (a one-line message that lists them).
+    """
+    value = os.environ.get(SPEED_OFF_VARIABLE, "") if value is None else value
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    known = (*PROCESS_FAST_PATHS, *SWITCHES)
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise ValueError(f"{SPEED_OFF_VARIABLE}: unknown fast path{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(map(repr, unknown))}; give a comma-separated list of {', '.join(known)}")
+    return names
 
 
 SpeedOptions = FastPaths  # the name of pgjax 0.2
