@@ -33,7 +33,7 @@ from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.loss import ValueFn, make_value_forward, make_value_gradient
 from pgjax.algo.networks import make_value_fn, make_value_network
-from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS, explained_variance, step_coefficients
+from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS, explained_variance
 from pgjax.algo.rollout import Trajectory
 
 
@@ -150,7 +150,7 @@ def value_baseline(
 
     def update(params, opt_state, traj: Trajectory, weights: StepWeights, hparams: Hyperparams) -> BaselineUpdate:
         scale = hparams.value_scale
-        coef = step_coefficients(traj.valid, "step_mean")
+        coef = REDUCTIONS["step_mean"](traj.valid)  # the value loss is a mean over the update's steps
         loss, grads = value_gradient(params, traj.obs, weights.target / scale, coef, traj.valid)
         loss = loss * scale**2  # the network fits target / value_scale
         updates, opt_state = make_value_optimizer(hparams).update(grads, opt_state, params)
