@@ -36,8 +36,8 @@ import numpy as np
 import tyro
 
 from pgjax.algo.config import Config
-from pgjax.algo.presets import preset_config
 from pgjax.algo.fast import FastPaths
+from pgjax.algo.presets import preset_config
 from pgjax.algo.trainer import make_train
 from pgjax.commands.bench import device_description
 from pgjax.results import outputs

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pgjax.running import devices
 from pgjax.algo.fast.paths import FastPaths
+from pgjax.running import devices
 from pgjax.running.devices import PROCESS_FAST_PATHS, process_fast_path_on, process_speeds_off
 
 REPO = Path(__file__).resolve().parents[1]
