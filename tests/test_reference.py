@@ -206,3 +206,17 @@ def test_im2col_convolution_is_the_plain_convolution():
     cnn_params = cnn.init(jax.random.key(3), image[0])
     _close(cnn.apply(cnn_params, image), fast.make_network(cnn, spec, FAST).apply(cnn_params, image),
            rtol=1e-5, atol=1e-5)
+
+
+def test_the_0_2_keywords_map_into_the_fast_paths():
+    """`make_train(config, entropy_bonus=...)`, `speed=` and 0.2's positional bool still work, with a warning."""
+    from pgjax.algo.trainer import _fast_paths
+
+    with pytest.warns(DeprecationWarning):
+        assert _fast_paths(None, REFERENCE, False) == dataclasses.replace(REFERENCE, entropy_bonus=False)
+    assert _fast_paths(FAST, None, None) is FAST
+    config = CONFIGS["categorical"]
+    with pytest.warns(DeprecationWarning):
+        make_trainer(config, True)
+    with pytest.warns(DeprecationWarning):
+        make_train(config, entropy_bonus=False, speed=REFERENCE)

@@ -51,7 +51,9 @@ from pgjax.algo.baselines import BaselineUpdate, sane
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.envs import make_env
 from pgjax.algo.fast import select as fast_paths
+from pgjax.algo.fast.blocks import make_policy_gradient
 from pgjax.algo.fast.paths import FastPaths
+from pgjax.algo.fast.rollout import make_collect
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
@@ -178,13 +180,16 @@ def make_trainer(
       fast: the fast paths to use (`pgjax.algo.fast.FastPaths`; default: all but
         those PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
       speed, entropy_bonus: pgjax 0.2's keywords, deprecated: `speed` is `fast`;
-        `entropy_bonus` is `FastPaths.entropy_bonus`.
+        `entropy_bonus` is `FastPaths.entropy_bonus` (0.2's positional bool in
+        `env`'s place is read as it too).
 
     Raises:
       ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), an
         environment pgjax cannot serve (`make_env`), or a PGJAX_SPEED_OFF naming no fast path.
     """
     validate_config(config)
+    if isinstance(env, bool):  # pgjax 0.2's make_trainer(config, entropy_bonus, ...), deprecated
+        entropy_bonus, env = env, None
     paths = _fast_paths(fast, speed, entropy_bonus)
     static = config.static
     spec = make_env(env if env is not None else static.env)
@@ -192,9 +197,9 @@ def make_trainer(
     apply_fn = make_apply_fn(policy)
     dist = fast_paths.make_distribution(spec, static.squash, paths)
     weighting = fast_paths.make_weighting(spec, config, paths)
-    collect = fast_paths.make_collect(spec, apply_fn, static.episodes_per_update, dist,
-                                      keep_last_obs=weighting.keeps_last_obs, paths=paths)
-    policy_gradient = fast_paths.make_policy_gradient(apply_fn, dist, paths)
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=weighting.keeps_last_obs,
+                           paths=paths)  # `pgjax.algo.rollout`'s, or one loop for the batch
+    policy_gradient = make_policy_gradient(apply_fn, dist, paths)  # `pgjax.algo.loss`'s, or in blocks
 
     def init(key: jax.Array, hparams: Hyperparams) -> RunState:
         init_key, loop_key = jax.random.split(key)

@@ -1,8 +1,11 @@
 """The selection seam: each function returns a plain reference piece of the algorithm or its fast path.
 
-`pgjax.algo.trainer` builds one run's update from these, as `FastPaths` says
-(`pgjax.algo.fast.paths`); each fast path has the per-run interface of the
-plain piece it stands in for.
+`pgjax.algo.trainer` builds one run's update from these and from the two
+builders that choose for themselves (`pgjax.algo.fast.rollout.make_collect`,
+`pgjax.algo.fast.blocks.make_policy_gradient`, re-exported here), as
+`FastPaths` says (`pgjax.algo.fast.paths`); each fast path has the per-run
+interface of the plain piece it stands in for. The plain modules never import
+the fast package.
 """
 
 from __future__ import annotations
