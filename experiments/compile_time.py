@@ -8,12 +8,12 @@ every CPU device. Segment variants compile one segment of
 `pgjax.running.sweep.SEGMENT_UPDATES` updates and its init program, as the command does:
 
   sweep           what `python -m pgjax.train` compiles: the entropy bonus fixed
-                  when tracing (`make_trainer(config, entropy_bonus=False)`), the
-                  segment tracing `Trainer.update_batch` once;
+                  when tracing (`make_trainer(config, fast=FastPaths(entropy_bonus=False))`),
+                  the segment vmapping the one-run update (`run_batch_updates`),
+                  which traces the rollout and the gradient at one run and again
+                  at the batch (`pgjax.algo.fast.folded`);
   entropy_cond    the same with the bonus decided at run time by a `lax.cond`
                   (`entropy_bonus=None`), which compiles the gradient twice;
-  vmapped_update  the segment vmapping the one-run update, which traces the
-                  rollout and the gradient at one run and again at the batch;
   small_loops_1k  `sweep` with XLA's own small-loop limit, 1 KiB, instead of
                   `pgjax.running.devices.SMALL_LOOP_BYTES` (so every random-number
                   call's threefry loop dispatches its kernels one by one);
@@ -22,9 +22,11 @@ every CPU device. Segment variants compile one segment of
 Whole-training variants compile `make_train`'s one program (initialisation and
 all 100 updates), as `python -m pgjax.bench` does:
 
-  train_batched   `make_train(config).batched`, one trace at the batch;
   train_vmap      `jax.vmap(make_train(config))`, traced at one run and again
                   at the batch.
+
+(pgjax 0.2 also measured `vmapped_update` against a segment traced over an
+explicit run axis, and `train_batched`; 0.3 has only the vmapped one-run update.)
 
 Per variant: tracing (lower) and XLA compile seconds of the segment (or the
 whole program), its optimised HLO's lines and fusions, the init program's
@@ -49,10 +51,8 @@ import tyro
 VARIANTS = {
     "sweep": {},
     "entropy_cond": {},
-    "vmapped_update": {},
     "small_loops_1k": {"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"},
     "legacy_fusion": {"XLA_FLAGS": "--xla_cpu_use_fusion_emitters=false"},
-    "train_batched": {},
     "train_vmap": {},
 }
 
@@ -79,8 +79,9 @@ def measure(variant: str) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
+    from pgjax.algo.fast import FastPaths
     from pgjax.algo.presets import preset_config
-    from pgjax.algo.trainer import make_train, make_trainer, run_updates
+    from pgjax.algo.trainer import make_train, make_trainer
     from pgjax.running.segments import SEGMENT_UPDATES, _control, make_segment
     from pgjax.running.sharding import fetch, place_runs, run_mesh, shard_runs
 
@@ -97,8 +98,8 @@ def measure(variant: str) -> dict:
         return hashlib.md5(b"".join(np.ascontiguousarray(x).tobytes() for x in jax.tree.leaves(host))).hexdigest()
 
     if variant.startswith("train_"):
-        train = make_train(config, entropy_bonus=False)
-        fn = shard_runs(train.batched if variant == "train_batched" else jax.vmap(train), mesh)
+        train = make_train(config, fast=FastPaths(entropy_bonus=False))
+        fn = shard_runs(jax.vmap(train), mesh)
         placed = place_runs((jax.vmap(jax.random.key)(jnp.arange(num_runs)), config.hparams.broadcast(num_runs)), mesh)
         start = time.perf_counter()
         lowered = fn.lower(*placed)
@@ -114,14 +115,9 @@ def measure(variant: str) -> dict:
             "env_steps": int(np.asarray(state.env_steps).sum()), "state_md5": digest(state),
         }
 
-    trainer = make_trainer(config, None if variant == "entropy_cond" else False)
+    trainer = make_trainer(config, fast=FastPaths(entropy_bonus=None if variant == "entropy_cond" else False))
     segment = make_segment(trainer, SEGMENT_UPDATES, mesh)
     fn = segment.fn
-    if variant == "vmapped_update":
-        def vmapped(state, hparams, control):
-            return jax.vmap(lambda s, h: run_updates(trainer.update, s, h, SEGMENT_UPDATES, control[0]))(state, hparams)
-
-        fn = shard_runs(vmapped, mesh)
     key_data = place_runs(np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(jnp.arange(num_runs)))), mesh)
     hparams = place_runs(config.hparams.broadcast(num_runs), mesh)
     control = place_runs(_control(num_runs, SEGMENT_UPDATES), mesh)

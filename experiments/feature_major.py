@@ -4,12 +4,12 @@
 
 For each preset below, the training function (`pgjax.commands.benchmark.bench_train`, as
 `python -m pgjax.bench` runs it, over every CPU device) is compiled twice, with
-`StaticConfig.feature_major_backward` True and False; then the two executables
+`FastPaths.feature_major_dense` True and False; then the two executables
 run alternately, `--repeats` times each, on the same seeds. Reported: the
 median training seconds of each, their ratio (on / off: below 1 means the
 feature-major pass is faster), the useful env steps and mean final return of
-each (equal up to float-sum order), and what `feature_major_backward=None`
-picks for the preset (`pgjax.algo.networks.feature_major_backward`).
+each (equal up to float-sum order), and what `feature_major_dense=None`
+picks for the preset (`pgjax.algo.fast.networks.feature_major`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ import tyro
 
 from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
-from pgjax.algo.networks import feature_major_backward
+from pgjax.algo.fast import FastPaths
+from pgjax.algo.fast.networks import feature_major
+from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import preset_config
 from pgjax.commands.benchmark import bench_train, device_description
 from pgjax.results import outputs
-from pgjax.running.sharding import batched, compile_sharded
+from pgjax.running.sharding import compile_sharded
 
 # (preset, env, updates): every MLP preset pgjax ships (the tutorials' on CartPole), updates capped so
 # that each measurement takes seconds; Breakout stands for the MinAtar presets (400 inputs into 64).
@@ -69,8 +71,8 @@ def measure(config: Config, runs: int, repeats: int) -> dict:
     hparams = config.hparams.broadcast(runs)
     compiled = {}
     for setting in (True, False):
-        static = dataclasses.replace(config.static, feature_major_backward=setting)
-        compiled[setting] = compile_sharded(batched(bench_train(Config(static, config.hparams))), keys, hparams)[:2]
+        train = bench_train(config, FastPaths(feature_major_dense=setting))
+        compiled[setting] = compile_sharded(jax.vmap(train), keys, hparams)[:2]
     seconds = {True: [], False: []}
     results = {}
     for _ in range(repeats):
@@ -101,7 +103,7 @@ def main() -> int:
         row = {
             "preset": preset, "env": env, "updates": updates, "runs": args.runs,
             "inputs": int(np.prod(spec.obs_shape)), "hidden": list(config.static.hidden),
-            "automatic": feature_major_backward(spec, dataclasses.replace(config.static, feature_major_backward=None)),
+            "automatic": feature_major(make_policy(spec, config), spec, FastPaths()),
             **measure(config, args.runs, args.repeats),
         }
         rows.append(row)

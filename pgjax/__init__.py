@@ -39,13 +39,15 @@ _EXPORTS = {
     "preset_config": "pgjax.algo.presets",
     "make_train": "pgjax.algo.trainer",
     "make_trainer": "pgjax.algo.trainer",
+    "RunState": "pgjax.algo.trainer",
     "TrainState": "pgjax.algo.trainer",
     "Metrics": "pgjax.algo.trainer",
     "make_env": "pgjax.algo.envs",
     "MLPPolicy": "pgjax.algo.networks",
     "CNNPolicy": "pgjax.algo.networks",
     "register_network": "pgjax.algo.networks",
-    "SpeedOptions": "pgjax.algo.speed",
+    "FastPaths": "pgjax.algo.fast.paths",
+    "SpeedOptions": "pgjax.algo.fast.paths",
     # running: devices, sweeps, checkpoints
     "train_runs": "pgjax.running.sharding",
     # results: files, statistics, plots, evaluation

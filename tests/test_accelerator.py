@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from pgjax.algo import loss
+from pgjax.algo.fast import blocks as loss
 from pgjax.algo.presets import PRESETS
 from pgjax.commands import bench, benchmark
 from pgjax.running import devices, grid, memory, sweep
@@ -118,7 +118,7 @@ def _fake_row(config, spec, num_runs, env_steps):
 
 @pytest.mark.parametrize("failure", ["memory", "error"])
 def test_the_ladder_stops_climbing_and_keeps_the_rungs_it_measured(failure, tmp_path, monkeypatch, capsys):
-    def measure(config, spec, num_runs, env_steps):
+    def measure(config, spec, num_runs, env_steps, paths=None):
         if failure == "error" and num_runs == 64:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1 bytes.\nmore")
         return _fake_row(config, spec, num_runs, env_steps)
@@ -128,7 +128,7 @@ def test_the_ladder_stops_climbing_and_keeps_the_rungs_it_measured(failure, tmp_
         monkeypatch.setattr(memory, "available_bytes", lambda devices: 10**6 * 2 ** 20)  # about 1 TB free
     out = tmp_path / "bench.json"
     argv = ["--runs", "1", "64", "2000000", "--compile-updates", "1", "--out", str(out)]
-    monkeypatch.setattr(benchmark, "compile_seconds", lambda config, runs, updates: 3.0)
+    monkeypatch.setattr(benchmark, "compile_seconds", lambda config, runs, updates, paths=None: 3.0)
     assert bench.main(argv) == 0
     written = json.loads(out.read_text())
     assert written["complete"] is True

@@ -1,20 +1,18 @@
-"""`pgjax.algo.dense.dense_stack`'s hand-written backward pass against autodiff of the plain layers."""
+"""`pgjax.algo.fast.dense.dense_stack`'s hand-written backward pass against autodiff of the plain layers."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions
-from pgjax.algo.config import Config
-from pgjax.algo.dense import dense_layers, dense_stack
+from pgjax.algo import distributions, fast
 from pgjax.algo.envs import make_env
-from pgjax.algo.loss import make_policy_gradient
-from pgjax.algo.networks import MLPPolicy, feature_major_backward, make_policy
+from pgjax.algo.fast import FastPaths
+from pgjax.algo.fast.dense import dense_layers, dense_stack
+from pgjax.algo.fast.networks import FeatureMajorMLP, feature_major
+from pgjax.algo.networks import MLPPolicy, make_policy
 from pgjax.algo.presets import preset_config
 
 
@@ -62,12 +60,11 @@ def test_feature_major_policy_gradient_matches_autodiff(gaussian):
     weight = np.where(valid, rng.normal(size=(T, E)), 0).astype(np.float32)
     coef = (valid / valid.sum()).astype(np.float32)
     results = []
-    for feature_major in (False, True):
-        module = MLPPolicy(A, hidden=(16, 8), activation="tanh", gaussian=gaussian,
-                           feature_major_backward=feature_major)
+    for cls in (MLPPolicy, FeatureMajorMLP):
+        module = cls(A, hidden=(16, 8), activation="tanh", gaussian=gaussian)
         params = module.init(jax.random.key(3), jnp.zeros(D))["params"]
         apply_fn = lambda p, o, module=module: module.apply({"params": p}, o)  # noqa: E731
-        gradient = make_policy_gradient(apply_fn, 16, dist, entropy_bonus=True)
+        gradient = fast.make_policy_gradient(apply_fn, dist, FastPaths(block_rows=16, entropy_bonus=True))
         results.append((params, gradient(params, obs, action, weight, coef, valid, jnp.float32(0.05))))
     (params0, (loss0, grads0, ent0)), (params1, (loss1, grads1, ent1)) = results
     jax.tree.map(np.testing.assert_array_equal, params0, params1)  # the same parameters and names
@@ -89,7 +86,9 @@ def test_feature_major_policy_gradient_matches_autodiff(gaussian):
 )
 def test_feature_major_backward_is_decided_by_the_first_layer(env, setting, expected):
     config = preset_config("default", env)
-    static = dataclasses.replace(config.static, feature_major_backward=setting)
+    paths = FastPaths(feature_major_dense=setting)
     spec = make_env(env)
-    assert feature_major_backward(spec, static) is expected
-    assert make_policy(spec, Config(static, config.hparams)).feature_major_backward is expected
+    policy = make_policy(spec, config)
+    assert type(policy) is MLPPolicy
+    assert feature_major(policy, spec, paths) is expected
+    assert (type(fast.make_network(policy, spec, paths)) is FeatureMajorMLP) is expected

@@ -10,7 +10,8 @@ from scipy import stats
 
 from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
-from pgjax.algo.loss import make_policy_gradient
+from pgjax.algo.fast import FastPaths
+from pgjax.algo.fast.blocks import make_policy_gradient
 from pgjax.algo.networks import MLPPolicy
 from pgjax.algo.rollout import make_collect
 
@@ -99,7 +100,8 @@ def test_gaussian_gradient_matches_per_step_estimator(squash):
     action = np.where(valid[..., None], action, 0).astype(np.float32)
     weight = np.where(valid, rng.normal(size=(T, E)), 0).astype(np.float32)
     coef = valid / valid.sum()
-    _, grads, entropy = make_policy_gradient(_apply, 6, dist)(params, obs, action, weight, coef, valid, 0.01)
+    gradient = make_policy_gradient(_apply, dist, FastPaths(block_rows=6))
+    _, grads, entropy = gradient(params, obs, action, weight, coef, valid, 0.01)
     step_grad = jax.jit(jax.grad(lambda p, o, a, w, c: c * (-dist.log_prob(_apply(p, o), a) * w
                                                             - 0.01 * dist.entropy(_apply(p, o)))))
     want = jax.tree.map(jnp.zeros_like, params)

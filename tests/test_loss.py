@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pgjax.algo import distributions
-from pgjax.algo.loss import make_policy_gradient
+from pgjax.algo import loss as plain
+from pgjax.algo.fast import FastPaths
+from pgjax.algo.fast.blocks import make_policy_gradient as blocked_policy_gradient
 from pgjax.algo.networks import MLPPolicy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.returns import apply_baseline, step_coefficients, step_returns
@@ -19,6 +21,11 @@ MODULE = MLPPolicy(num_actions=A, hidden=(8,))
 
 def apply_fn(params, obs):
     return MODULE.apply({"params": params}, obs)
+
+
+def make_policy_gradient(apply_fn, block_rows, dist=None, entropy_bonus=None):
+    """The blocked policy gradient (`pgjax.algo.fast.blocks`) in blocks of `block_rows` steps."""
+    return blocked_policy_gradient(apply_fn, dist, FastPaths(block_rows=block_rows, entropy_bonus=entropy_bonus))
 
 
 def make_batch(seed: int):
@@ -51,12 +58,13 @@ def estimator_by_loop(params, obs, action, weight, coef, valid, entropy_coef):
     return total
 
 
-@pytest.mark.parametrize("block_rows", [6, 15, 36])  # slices of 2, 5 (last one overlapping) and 12 steps
+# slices of 2, 5 (last one overlapping) and 12 steps; None: the plain gradient of `pgjax.algo.loss`
+@pytest.mark.parametrize("block_rows", [6, 15, 36, None])
 def test_gradient_matches_per_step_estimator(block_rows):
     params, obs, action, reward, valid, _ = make_batch(0)
     weight = np.asarray(apply_baseline(step_returns(reward, valid, 0.9, "reward_to_go"), valid, "batch_norm"))
     coef = np.asarray(step_coefficients(valid, "episode_sum"))
-    pg = make_policy_gradient(apply_fn, block_rows)
+    pg = make_policy_gradient(apply_fn, block_rows) if block_rows else plain.make_policy_gradient(apply_fn)
     loss, grads, entropy = pg(params, obs, action, weight, coef, valid, 0.01)
     want = estimator_by_loop(params, obs, action, weight, coef, valid, 0.01)
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6), grads, want)

@@ -1,6 +1,6 @@
-"""The fast path (every speed device on, the default) against the plain reference path.
+"""The fast paths (every one on, the default) against the plain reference path.
 
-`SpeedOptions.reference()` is `jax.value_and_grad` of the loss over whole
+`FastPaths.reference()` is `jax.value_and_grad` of the loss over whole
 trajectories, a plain `jax.vmap` over runs, autodiff dense layers and
 `jax.nn.log_softmax`. Here it keeps the inverse-CDF sampler (which draws
 other samples than `jax.random.categorical` from one key) so that both paths
@@ -17,34 +17,31 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions
-from pgjax.algo.baselines import make_baseline
+from pgjax.algo import distributions, fast
 from pgjax.algo.config import Config
-from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import make_env
-from pgjax.algo.loss import make_policy_gradient, make_value_gradient
+from pgjax.algo.fast import FastPaths
+from pgjax.algo.fast.blocks import make_value_gradient
 from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
 from pgjax.algo.presets import preset_config
 from pgjax.algo.returns import step_coefficients
-from pgjax.algo.rollout import make_collect
-from pgjax.algo.speed import SpeedOptions
 from pgjax.algo.trainer import make_train, make_trainer
 
 from .conftest import small_config
 
-FAST = SpeedOptions()
-REFERENCE = dataclasses.replace(SpeedOptions.reference(), inverse_cdf_sampling=True)  # same episodes
+FAST = FastPaths(block_rows=64)
+REFERENCE = dataclasses.replace(FastPaths.reference(), inverse_cdf_sampling=True)  # same episodes
 RUNS = 3
 
 
 def _shrunk(env: str, **static) -> Config:
     config = preset_config("default", env)
-    fields = {"hidden": (16,), "episodes_per_update": 3, "num_updates": 1, "gradient_block_rows": 64, **static}
+    fields = {"hidden": (16,), "episodes_per_update": 3, "num_updates": 1, **static}
     return Config(dataclasses.replace(config.static, **fields), config.hparams)
 
 
 CONFIGS = {
-    "categorical": small_config(episodes_per_update=3, gradient_block_rows=64),
+    "categorical": small_config(episodes_per_update=3),
     "value_gae": _shrunk("Acrobot-v1"),  # a learned value baseline with GAE, value_norm
     "gaussian": _shrunk("Pendulum-v1", hidden=(16, 16)),  # Box actions, clipped Gaussian, value baseline
 }
@@ -67,7 +64,8 @@ def setup(request):
 
 def test_one_update_agrees_with_the_reference(setup):
     name, config, hparams, state = setup
-    results = [jax.jit(make_trainer(config, speed=speed).update_batch)(state, hparams) for speed in (FAST, REFERENCE)]
+    results = [jax.jit(jax.vmap(make_trainer(config, fast=paths).update))(state, hparams)
+               for paths in (FAST, REFERENCE)]
     (fast_state, fast_metrics), (ref_state, ref_metrics) = results
     # the same episodes...
     np.testing.assert_array_equal(fast_metrics.episode_returns, ref_metrics.episode_returns)
@@ -87,29 +85,27 @@ def test_gradients_agree_with_the_reference(setup):
     name, config, hparams, state = setup
     spec = make_env(config.static.env)
     results = []
-    for speed in (FAST, REFERENCE):
-        apply_fn = make_apply_fn(speed.network(make_policy(spec, config)))
-        dist = make_distribution(spec, config.static.squash, speed)
-        baseline = make_baseline(spec, config, speed)
-        collect = make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
-                               keep_last_obs=baseline.keeps_last_obs, speed=speed)
-        gradient = make_policy_gradient(apply_fn, config.static.gradient_block_rows, dist, None, speed)
-        value_gradient = make_value_gradient(make_value_fn(speed.network(make_value_network(spec, config))),
-                                             config.static.gradient_block_rows, speed)
+    for paths in (FAST, REFERENCE):
+        apply_fn = make_apply_fn(fast.make_network(make_policy(spec, config), spec, paths))
+        dist = fast.make_distribution(spec, config.static.squash, paths)
+        weighting = fast.make_weighting(spec, config, paths)
+        collect = fast.make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
+                                    keep_last_obs=weighting.keeps_last_obs, paths=paths)
+        gradient = fast.make_policy_gradient(apply_fn, dist, paths)
+        value_network = fast.make_network(make_value_network(spec, config), spec, paths)
+        value_gradient = make_value_gradient(make_value_fn(value_network), paths)
 
-        @jax.jit
-        def losses(state, hparams):
-            traj = collect.batched(state.params, state.key)
-            weights = baseline.weights(state.value_params, traj, hparams)
-            policy = gradient.batched(state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid,
-                                      hparams.entropy_coef + 0.01)  # the entropy bonus's gradient too
+        def losses(state, hparams):  # one run's
+            traj = collect(state.params, state.key)
+            weights = weighting.weights(state.value_params, traj, hparams)
+            policy = gradient(state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid,
+                              hparams.entropy_coef + 0.01)  # the entropy bonus's gradient too
             if weights.target is None:
                 return traj.action, policy, None
-            coef = jax.vmap(lambda v: step_coefficients(v, "step_mean"))(traj.valid)
-            return traj.action, policy, value_gradient.batched(state.value_params, traj.obs, weights.target, coef,
-                                                               traj.valid)
+            coef = step_coefficients(traj.valid, "step_mean")
+            return traj.action, policy, value_gradient(state.value_params, traj.obs, weights.target, coef, traj.valid)
 
-        results.append(losses(state, hparams))
+        results.append(jax.jit(jax.vmap(losses))(state, hparams))
     (fast_action, fast_policy, fast_value), (ref_action, ref_policy, ref_value) = results
     np.testing.assert_array_equal(fast_action, ref_action)
     _close(fast_policy, ref_policy)
@@ -123,21 +119,21 @@ def categorical_update():
     """The categorical config's initial state of two runs and its update by the fast path."""
     config = CONFIGS["categorical"]
     hparams = config.hparams.broadcast(2)
-    trainer = make_trainer(config)
+    trainer = make_trainer(config, fast=FAST)
     state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.key)(jnp.arange(2)), hparams)
-    return state, hparams, jax.jit(trainer.update_batch)(state, hparams)
+    return state, hparams, jax.jit(jax.vmap(trainer.update))(state, hparams)
 
 
 # run_major_buffers applies to image observations only: test_run_major_buffers_give_the_same_episodes
-@pytest.mark.parametrize("device", ["fold_runs", "blocked_gradient", "feature_major_dense"])
-def test_each_device_alone_off_agrees(device, categorical_update):
-    """Turning one device off changes at most the order of float sums."""
-    state, hparams, (fast, fast_metrics) = categorical_update
-    off = dataclasses.replace(FAST, **{device: False})
-    slow, slow_metrics = jax.jit(make_trainer(CONFIGS["categorical"], speed=off).update_batch)(state, hparams)
+@pytest.mark.parametrize("path", ["fold_runs", "blocked_gradient", "feature_major_dense"])
+def test_each_fast_path_alone_off_agrees(path, categorical_update):
+    """Turning one fast path off changes at most the order of float sums."""
+    state, hparams, (fast_state, fast_metrics) = categorical_update
+    off = dataclasses.replace(FAST, **{path: False})
+    slow, slow_metrics = jax.jit(jax.vmap(make_trainer(CONFIGS["categorical"], fast=off).update))(state, hparams)
     np.testing.assert_array_equal(fast_metrics.episode_returns, slow_metrics.episode_returns)
     np.testing.assert_allclose(fast_metrics.loss, slow_metrics.loss, rtol=2e-4, atol=1e-6)
-    _close(fast.params, slow.params, atol=1e-5)
+    _close(fast_state.params, slow.params, atol=1e-5)
 
 
 def test_run_major_buffers_give_the_same_episodes():
@@ -145,11 +141,11 @@ def test_run_major_buffers_give_the_same_episodes():
     spec = make_env("Catch-bsuite")
     config = Config(dataclasses.replace(small_config().static, env="Catch-bsuite"), small_config().hparams)
     apply_fn = make_apply_fn(make_policy(spec, config))
-    dist = make_distribution(spec, config.static.squash)
+    dist = distributions.make_distribution(spec, config.static.squash)
     keys = jax.vmap(jax.random.key)(jnp.arange(3))
     params = jax.vmap(lambda k: make_policy(spec, config).init(k, jnp.zeros(spec.obs_shape))["params"])(keys)
-    trajs = [jax.jit(make_collect(spec, apply_fn, 2, dist, speed=dataclasses.replace(FAST, run_major_buffers=flag))
-                     .batched)(params, keys) for flag in (True, False)]
+    trajs = [jax.jit(jax.vmap(fast.make_collect(spec, apply_fn, 2, dist, paths=FastPaths(run_major_buffers=flag))))(
+        params, keys) for flag in (True, False)]
     assert trajs[0].obs.shape == (3, spec.max_steps, 2, *spec.obs_shape)
     jax.tree.map(np.testing.assert_array_equal, trajs[0], trajs[1])
 
@@ -167,26 +163,27 @@ def test_samplers_draw_from_the_same_distribution():
 
 
 def test_whole_training_by_the_reference_path(categorical_update):
-    """`make_train(config, speed=...)` under a plain `jax.vmap`: the first update is the fast path's."""
+    """`make_train(config, fast=...)` under a plain `jax.vmap`: the first update is the fast path's."""
     state, hparams, (_, fast_metrics) = categorical_update
     config = dataclasses.replace(CONFIGS["categorical"], static=dataclasses.replace(
         CONFIGS["categorical"].static, num_updates=2))
     keys = jax.vmap(jax.random.key)(jnp.arange(2))
-    _, metrics = jax.jit(jax.vmap(make_train(config, speed=REFERENCE)))(keys, hparams)
+    _, metrics = jax.jit(jax.vmap(make_train(config, fast=REFERENCE)))(keys, hparams)
     assert metrics.loss.shape == (2, 2)
     np.testing.assert_array_equal(metrics.episode_returns[:, 0], fast_metrics.episode_returns)
     np.testing.assert_allclose(metrics.loss[:, 0], fast_metrics.loss, rtol=2e-4, atol=1e-6)
 
 
 def test_im2col_convolution_is_the_plain_convolution():
-    """`TorchConv` as one product over shifted copies (the default) and as `lax.conv`, vmapped over runs'
-    kernels as the trainer does, and its gradient; and `SpeedOptions.network` switching a CNN policy's
-    convolutions only when `im2col_convolution` is off."""
+    """`Im2colConv` (one product over shifted copies) and the plain `TorchConv` (`lax.conv`), vmapped over
+    runs' kernels as the trainer does, and its gradient; and `fast.make_network` swapping a CNN policy's
+    convolutions only when `im2col_convolution` is on, an MLP's layers only when it takes the feature-major pass."""
+    from pgjax.algo.fast.networks import FeatureMajorMLP, Im2colConv
     from pgjax.algo.networks import CNNPolicy, MLPPolicy, TorchConv
 
     x = jax.random.normal(jax.random.key(0), (RUNS, 5, 7, 6, 2))  # [runs, batch, H, W, C]
-    fast, plain = TorchConv(4), TorchConv(4, im2col=False)
-    params = jax.vmap(lambda k: fast.init(k, x[0]))(jax.random.split(jax.random.key(1), RUNS))
+    im2col, plain = Im2colConv(4), TorchConv(4)
+    params = jax.vmap(lambda k: plain.init(k, x[0]))(jax.random.split(jax.random.key(1), RUNS))
 
     def outputs(module):
         return jax.vmap(lambda p, xs: module.apply(p, xs))(params, x)
@@ -194,14 +191,32 @@ def test_im2col_convolution_is_the_plain_convolution():
     def gradient(module):
         return jax.grad(lambda p: jnp.sum(jnp.tanh(jax.vmap(module.apply)(p, x))))(params)
 
-    _close(outputs(fast), outputs(plain), rtol=1e-5, atol=1e-5)
-    _close(gradient(fast), gradient(plain), rtol=1e-4, atol=1e-5)
+    _close(outputs(im2col), outputs(plain), rtol=1e-5, atol=1e-5)
+    _close(gradient(im2col), gradient(plain), rtol=1e-4, atol=1e-5)
+    spec = make_env("Catch-bsuite")
     cnn = CNNPolicy(3, conv=(4,), hidden=(8,))
     off = dataclasses.replace(FAST, im2col_convolution=False)
-    assert FAST.network(cnn) is cnn and off.network(cnn).im2col is False
-    mlp = MLPPolicy(3, feature_major_backward=True)
-    assert off.network(mlp) is mlp
-    assert dataclasses.replace(FAST, feature_major_dense=False).network(mlp).feature_major_backward is False
-    image = jax.random.normal(jax.random.key(2), (2, 6, 6, 2))
+    assert fast.make_network(cnn, spec, off) is cnn
+    assert fast.make_network(cnn, spec, FAST).conv_layer is Im2colConv
+    mlp = MLPPolicy(3, hidden=(64,))
+    cartpole = make_env("CartPole-v1")
+    assert type(fast.make_network(mlp, cartpole, FAST)) is FeatureMajorMLP
+    assert fast.make_network(mlp, cartpole, dataclasses.replace(FAST, feature_major_dense=False)) is mlp
+    image = jax.random.normal(jax.random.key(2), (2, 10, 10, 2))
     cnn_params = cnn.init(jax.random.key(3), image[0])
-    _close(cnn.apply(cnn_params, image), off.network(cnn).apply(cnn_params, image), rtol=1e-5, atol=1e-5)
+    _close(cnn.apply(cnn_params, image), fast.make_network(cnn, spec, FAST).apply(cnn_params, image),
+           rtol=1e-5, atol=1e-5)
+
+
+def test_the_0_2_keywords_map_into_the_fast_paths():
+    """`make_train(config, entropy_bonus=...)`, `speed=` and 0.2's positional bool still work, with a warning."""
+    from pgjax.algo.trainer import _fast_paths
+
+    with pytest.warns(DeprecationWarning):
+        assert _fast_paths(None, REFERENCE, False) == dataclasses.replace(REFERENCE, entropy_bonus=False)
+    assert _fast_paths(FAST, None, None) is FAST
+    config = CONFIGS["categorical"]
+    with pytest.warns(DeprecationWarning):
+        make_trainer(config, True)
+    with pytest.warns(DeprecationWarning):
+        make_train(config, entropy_bonus=False, speed=REFERENCE)

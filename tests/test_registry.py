@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo.baselines import make_baseline
+from pgjax.algo.baselines import make_weighting
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.envs import make_env
 from pgjax.algo.returns import BASELINES, BaselineKind, apply_baseline, is_learned
@@ -40,11 +40,11 @@ def test_a_registered_baseline_is_used_by_the_trainer(registered, keys8):
     # the weights the trainer computes are the new entry's
     valid = jnp.arange(6)[:, None] < jnp.array([6, 3])[None, :]
     reward = jnp.where(valid, 1.0, 0.0)
-    traj = Trajectory(obs=jnp.zeros((1, 6, 2, 4)), action=jnp.zeros((1, 6, 2), jnp.int32), reward=reward[None],
-                      valid=valid[None], truncated=jnp.zeros((1, 2), bool), loop_steps=jnp.zeros(1, jnp.int32))
-    weights = make_baseline(make_env("CartPole-v1"), config).weights(None, traj, config.hparams.broadcast(1))
+    traj = Trajectory(obs=jnp.zeros((6, 2, 4)), action=jnp.zeros((6, 2), jnp.int32), reward=reward,
+                      valid=valid, truncated=jnp.zeros(2, bool), loop_steps=jnp.int32(0))
+    weights = make_weighting(make_env("CartPole-v1"), config).weights(None, traj, config.hparams.as_arrays())
     # episode returns 6 and 3 (default preset: undiscounted episode returns), the best 6
-    np.testing.assert_array_equal(weights.weight[0], np.where(valid, np.array([0.0, -3.0]), 0.0))
+    np.testing.assert_array_equal(weights.weight, np.where(valid, np.array([0.0, -3.0]), 0.0))
     np.testing.assert_array_equal(apply_baseline(reward * 2, valid, registered), _minus_best(reward * 2, valid, None))
     # and training with it runs and differs from another baseline's
     state, metrics = jax.jit(jax.vmap(make_train(config)))(keys8[:2], config.hparams.broadcast(2))

@@ -1,4 +1,5 @@
-"""Rollouts: episode boundaries, truncation, dynamics, and vmap folding."""
+"""Rollouts: episode boundaries, truncation, dynamics, and vmap folding (the folded rollout, `pgjax.algo.fast`,
+against the plain one of `pgjax.algo.rollout`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 from gymnax.environments.classic_control.cartpole import EnvState
 
+from pgjax.algo import rollout
 from pgjax.algo.envs import make_env
+from pgjax.algo.fast import make_collect
 from pgjax.algo.networks import MLPPolicy
-from pgjax.algo.rollout import make_collect
 
 MAX_STEPS, E, RUNS = 30, 6, 4
 
@@ -89,3 +91,15 @@ def test_nested_vmap_folds_into_one_batch(setup):
     # one loop for the whole batch: every run reports the batch's longest episode
     longest = traj.valid.sum(axis=1).max()
     assert np.all(np.asarray(nested.loop_steps) == longest) and np.all(traj.loop_steps == longest)
+
+
+def test_plain_rollout_gives_the_folded_rollouts_episodes(setup):
+    """The reference rollout (one loop per run, vmapped plainly) and the folded one: the same episodes; the
+    plain loop of each run stops at that run's longest episode."""
+    spec, _, params, keys, traj = setup
+    module = MLPPolicy(spec.num_actions, hidden=(8,))
+    plain = rollout.make_collect(spec, lambda p, o: module.apply({"params": p}, o), E)
+    got = jax.tree.map(np.asarray, jax.jit(jax.vmap(plain))(params, keys))
+    for name in ("obs", "action", "reward", "valid", "truncated"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(traj, name), err_msg=name)
+    np.testing.assert_array_equal(got.loop_steps, traj.valid.sum(axis=1).max(axis=1))

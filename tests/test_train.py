@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo.trainer import make_train
+from pgjax.algo.trainer import make_train, make_trainer, run_batch_updates
 from pgjax.running.sharding import train_runs
 
 from .conftest import small_config
@@ -80,10 +80,13 @@ def test_hyperparameters_are_vmapped_without_recompiling(keys8):
     np.testing.assert_array_equal(np.asarray(metrics.episode_returns)[0, 0], np.asarray(metrics.episode_returns)[1, 0])
 
 
-def test_batched_train_is_the_vmapped_train(trained, keys8):
-    """`train.batched` (one trace at the batch) gives `jax.vmap(train)`'s results bitwise."""
+def test_batch_of_updates_is_the_vmapped_train(trained, keys8):
+    """`run_batch_updates` (the segments' batch of runs) gives `jax.vmap(train)`'s results bitwise."""
     config, _, state, metrics = trained
-    state2, metrics2 = jax.jit(make_train(config).batched)(keys8, config.hparams.broadcast(8))
+    trainer = make_trainer(config)
+    hparams = config.hparams.broadcast(8)
+    state2, metrics2 = jax.jit(lambda k, h: run_batch_updates(trainer, jax.vmap(trainer.init)(k, h), h,
+                                                               trainer.num_updates))(keys8, hparams)
     jax.tree.map(np.testing.assert_array_equal, metrics, jax.tree.map(np.asarray, metrics2))
     jax.tree.map(np.testing.assert_array_equal, state.params, state2.params)
     np.testing.assert_array_equal(jax.random.key_data(state.key), jax.random.key_data(state2.key))

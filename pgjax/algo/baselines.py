@@ -1,11 +1,12 @@
 """The per-step weights of an update, and the learned value baseline, as one component each.
 
-    baseline = make_baseline(spec, config)
-    value_params, value_opt_state = baseline.init(key, hparams)                   # one run
-    weights = baseline.weights(value_params, traj, hparams)                       # runs [B]
-    value = baseline.update(value_params, value_opt_state, traj, weights, hparams)  # runs [B]
+    weighting = make_weighting(spec, config)
+    value_params, value_opt_state = weighting.init(key, hparams)
+    weights = weighting.weights(value_params, traj, hparams)
+    value = weighting.update(value_params, value_opt_state, traj, weights, hparams)
 
-A `Baseline` turns a batch of runs' episodes into `StepWeights` (the weight w and
+Every function is one run's (vmappable over runs). A `StepWeighting` turns a
+run's episodes into `StepWeights` (the weight w and
 reduction coefficient c of each step's -log pi, `pgjax.algo.loss`) and, if it
 learns, takes its own optimizer step. Two kinds, chosen by whether
 `BASELINES[static.baseline]` is `learned` (`pgjax.algo.returns`):
@@ -26,18 +27,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax import linen as nn
 
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.loss import make_value_gradient, make_values
+from pgjax.algo.loss import ValueFn, make_value_forward, make_value_gradient
 from pgjax.algo.networks import make_value_fn, make_value_network
-from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS, explained_variance, step_coefficients
+from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS, explained_variance
 from pgjax.algo.rollout import Trajectory
-from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 
 class StepWeights(NamedTuple):
-    """Per-step quantities of one update; leaves [B, T, E] for a batch of B runs, zero on padding.
+    """Per-step quantities of one run's update; leaves [T, E], zero on padding.
 
     Attributes:
       weight: w, what multiplies each step's -log pi(a|s) (returns after the baseline, or advantages).
@@ -53,7 +54,7 @@ class StepWeights(NamedTuple):
 
 
 class BaselineUpdate(NamedTuple):
-    """A baseline's optimizer step for a batch of runs; leaves carry the run axis [B].
+    """A weighting's optimizer step for one run.
 
     Attributes:
       params, opt_state: the value network's new parameters and optax state (None without one).
@@ -69,13 +70,13 @@ class BaselineUpdate(NamedTuple):
     sane: jax.Array
 
 
-class Baseline(NamedTuple):
-    """One way of weighting the steps of an update, with whatever it learns.
+class StepWeighting(NamedTuple):
+    """One way of weighting the steps of an update (a `BASELINES` kind made functions), with whatever it learns.
 
     Attributes:
       init: `(key, hparams) -> (params, opt_state)` of one run (None, None if it learns nothing).
-      weights: `(params, traj, hparams) -> StepWeights` for a batch of runs (leaves [B, ...]).
-      update: `(params, opt_state, traj, weights, hparams) -> BaselineUpdate` for a batch of runs.
+      weights: `(params, traj, hparams) -> StepWeights` of one run.
+      update: `(params, opt_state, traj, weights, hparams) -> BaselineUpdate` of one run.
       keeps_last_obs: the rollout must keep each episode's last observation (`Trajectory.last_obs`).
     """
 
@@ -91,23 +92,19 @@ def sane(loss: jax.Array, params: Any, limit: jax.Array) -> jax.Array:
     return jnp.isfinite(loss) & jnp.isfinite(largest) & (largest <= limit)
 
 
-def returns_baseline(config: Config) -> Baseline:
+def returns_baseline(config: Config) -> StepWeighting:
     """Weights from the returns and a fixed baseline: w = BASELINES[baseline](RETURNS[returns](r))."""
     static = config.static
 
     def weights(params: None, traj: Trajectory, hparams: Hyperparams) -> StepWeights:
-        def one_run(traj, hparams):
-            returns = RETURNS[static.returns](traj.reward, traj.valid, hparams)
-            weight = BASELINES[static.baseline].weights(returns, traj.valid, hparams)
-            return StepWeights(weight, REDUCTIONS[static.reduction](traj.valid))
-
-        return jax.vmap(one_run)(traj, hparams)
+        returns = RETURNS[static.returns](traj.reward, traj.valid, hparams)
+        weight = BASELINES[static.baseline].weights(returns, traj.valid, hparams)
+        return StepWeights(weight, REDUCTIONS[static.reduction](traj.valid))
 
     def update(params, opt_state, traj, weights, hparams) -> BaselineUpdate:
-        zeros = jnp.zeros(traj.valid.shape[0], jnp.float32)
-        return BaselineUpdate(None, None, zeros, zeros, jnp.ones(traj.valid.shape[0], bool))
+        return BaselineUpdate(None, None, jnp.float32(0), jnp.float32(0), jnp.bool_(True))
 
-    return Baseline(lambda key, hparams: (None, None), weights, update, keeps_last_obs=False)
+    return StepWeighting(lambda key, hparams: (None, None), weights, update, keeps_last_obs=False)
 
 
 def make_value_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
@@ -115,7 +112,9 @@ def make_value_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
     return optax.adam(hparams.value_learning_rate)
 
 
-def value_baseline(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT) -> Baseline:
+def value_baseline(
+    spec: EnvSpec, config: Config, module: nn.Module, values_of: Callable, value_gradient: Callable
+) -> StepWeighting:
     """The learned value baseline V(s) = value_scale * net(s), net the policy's architecture with one output.
 
     Weights: `BASELINES[baseline]` of the advantages `ADVANTAGES[advantage]`
@@ -123,13 +122,17 @@ def value_baseline(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT)
     Update: one Adam step (`Hyperparams.value_learning_rate`) on half the mean
     squared error between net(s) and target / value_scale over the update's
     steps (`pgjax.algo.loss.value_loss`); the reported loss is scaled back by
-    value_scale^2. `speed` chooses how the values and gradient are computed.
+    value_scale^2.
+
+    Args:
+      spec, config: the environment and settings.
+      module: the value network (`pgjax.algo.networks.make_value_network`).
+      values_of: `(params, obs, valid) -> V [T, E]` (`pgjax.algo.loss.make_value_forward` or its fast path).
+      value_gradient: `(params, obs, target, coef, valid) -> (loss, grads)`
+        (`pgjax.algo.loss.make_value_gradient` or its fast path).
     """
     static = config.static
-    module = speed.network(make_value_network(spec, config))
     value_fn = make_value_fn(module)
-    values_of = make_values(value_fn, static.gradient_block_rows, speed)
-    value_gradient = make_value_gradient(value_fn, static.gradient_block_rows, speed)
 
     def init(key: jax.Array, hparams: Hyperparams) -> tuple[Any, Any]:
         params = module.init(key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
@@ -137,39 +140,49 @@ def value_baseline(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT)
 
     def weights(params: Any, traj: Trajectory, hparams: Hyperparams) -> StepWeights:
         scale = hparams.value_scale
-        values = scale[:, None, None] * values_of.batched(params, traj.obs, traj.valid)
-        last_values = scale[:, None] * jax.vmap(value_fn)(params, traj.last_obs)
-
-        def one_run(traj, values, last_values, hparams):
-            advantage, target = ADVANTAGES[static.advantage](
-                traj.reward, traj.valid, traj.truncated, values, last_values, hparams
-            )
-            weight = BASELINES[static.baseline].weights(advantage, traj.valid, hparams)
-            return StepWeights(weight, REDUCTIONS[static.reduction](traj.valid), values, target)
-
-        return jax.vmap(one_run)(traj, values, last_values, hparams)
+        values = scale * values_of(params, traj.obs, traj.valid)
+        last_values = scale * value_fn(params, traj.last_obs)
+        advantage, target = ADVANTAGES[static.advantage](
+            traj.reward, traj.valid, traj.truncated, values, last_values, hparams
+        )
+        weight = BASELINES[static.baseline].weights(advantage, traj.valid, hparams)
+        return StepWeights(weight, REDUCTIONS[static.reduction](traj.valid), values, target)
 
     def update(params, opt_state, traj: Trajectory, weights: StepWeights, hparams: Hyperparams) -> BaselineUpdate:
         scale = hparams.value_scale
-        coef = jax.vmap(lambda valid: step_coefficients(valid, "step_mean"))(traj.valid)
-        loss, grads = value_gradient.batched(params, traj.obs, weights.target / scale[:, None, None], coef, traj.valid)
+        coef = REDUCTIONS["step_mean"](traj.valid)  # the value loss is a mean over the update's steps
+        loss, grads = value_gradient(params, traj.obs, weights.target / scale, coef, traj.valid)
+        loss = loss * scale**2  # the network fits target / value_scale
+        updates, opt_state = make_value_optimizer(hparams).update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return BaselineUpdate(params, opt_state, loss, explained_variance(weights.values, weights.target, traj.valid),
+                              sane(loss, params, hparams.divergence_limit))
 
-        def one_run(params, opt_state, loss, grads, values, target, valid, hparams):
-            loss = loss * hparams.value_scale**2  # the network fits target / value_scale
-            updates, opt_state = make_value_optimizer(hparams).update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return BaselineUpdate(
-                params, opt_state, loss, explained_variance(values, target, valid),
-                sane(loss, params, hparams.divergence_limit),
-            )
-
-        return jax.vmap(one_run)(params, opt_state, loss, grads, weights.values, weights.target, traj.valid, hparams)
-
-    return Baseline(init, weights, update, keeps_last_obs=True)
+    return StepWeighting(init, weights, update, keeps_last_obs=True)
 
 
-def make_baseline(spec: EnvSpec, config: Config, speed: SpeedOptions = DEFAULT) -> Baseline:
-    """`value_baseline` for a learned `BASELINES` entry (e.g. "value", "value_norm"), else `returns_baseline`."""
-    if BASELINES[config.static.baseline].learned:
-        return value_baseline(spec, config, speed)
-    return returns_baseline(config)
+def make_weighting(
+    spec: EnvSpec,
+    config: Config,
+    *,
+    network: Callable[[nn.Module], nn.Module] = lambda module: module,
+    value_forward: Callable[[ValueFn], Callable] = make_value_forward,
+    value_gradient: Callable[[ValueFn], Callable] = make_value_gradient,
+) -> StepWeighting:
+    """`value_baseline` for a learned `BASELINES` entry (e.g. "value", "value_norm"), else `returns_baseline`.
+
+    Args:
+      spec, config: the environment and settings.
+      network, value_forward, value_gradient: what builds the value network and its
+        values and gradient from `value_fn` (default: the reference path, `pgjax.algo.loss`;
+        `pgjax.algo.fast.make_weighting` passes the fast paths).
+    """
+    if not BASELINES[config.static.baseline].learned:
+        return returns_baseline(config)
+    module = network(make_value_network(spec, config))
+    value_fn = make_value_fn(module)
+    return value_baseline(spec, config, module, value_forward(value_fn), value_gradient(value_fn))
+
+
+Baseline = StepWeighting  # the names of pgjax 0.2
+make_baseline = make_weighting

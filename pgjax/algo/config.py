@@ -102,18 +102,6 @@ class StaticConfig:
         "episode_sum" sums over each episode's steps, then averages over episodes
         (tutorial 001; the plain Monte-Carlo gradient of J); "step_mean"
         averages over every step of the update's episodes.
-      gradient_block_rows: steps (of one or more runs) the loss gradient takes
-        at once; None picks `pgjax.algo.loss.default_block_rows()`. A speed knob that
-        does not change the estimator (only the order of float sums).
-      feature_major_backward: differentiate the MLP's dense layers with the
-        hand-written feature-major backward pass of `pgjax.algo.dense.dense_stack`
-        instead of autodiff's row-major one. Another speed knob that changes
-        only the order of float sums. None (the default) decides per network
-        (`pgjax.algo.networks.feature_major_backward`): on for an MLP whose
-        flattened observation has at most as many entries as its first hidden
-        layer, off for wider inputs (`python experiments/feature_major.py`
-        measures it per preset; the docs' performance page gives the figures).
-        Unused by the CNN.
     """
 
     env: str = setting("CartPole-v1", 'gymnax environment id (listed above) or "package.module:factory".')
@@ -124,12 +112,10 @@ class StaticConfig:
     returns: Returns = setting("episode", "Return weighting log pi(a_t|s_t): the episode's total or reward-to-go.")
     baseline: Baseline = setting("batch_norm", "What is done to the returns (value*: a learned V(s)).")
     reduction: Reduction = setting("step_mean", "How per-step losses become one number.")
-    gradient_block_rows: int | None = setting(None, "Steps per gradient block (speed only; None: automatic).")
     network: Network = setting("mlp", '"mlp", "cnn", a registered network or "package.module:factory".')
     conv: tuple[int, ...] = setting((16,), 'Channels of the 3x3 convolutions, "16,32" for two (--network cnn).')
     squash: Squash = setting("clip", "Box actions: clip the Gaussian's sample to the bounds, or tanh-squash it.")
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
-    feature_major_backward: bool | None = setting(None, "MLP's hand-written feature-major backward (speed only).")
 
     def validate(self) -> None:
         """Check what needs no registry: `validate_sizes`, then `validate_combinations`.
@@ -158,8 +144,6 @@ class StaticConfig:
             raise ValueError(f"episodes_per_update must be >= 1, got {self.episodes_per_update}")
         if self.num_updates < 1:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
-        if self.gradient_block_rows is not None and self.gradient_block_rows < 1:
-            raise ValueError(f"gradient_block_rows must be >= 1, got {self.gradient_block_rows}")
 
     def validate_combinations(self) -> None:
         """Check the combinations of built-in kinds that cannot work (those that need no registry).
@@ -350,10 +334,18 @@ class Config:
 
         JSON lists become the tuples the fields hold, and null numbers (how
         `pgjax.results.outputs.jsonable` writes infinity) become inf. Fields left
-        out take their defaults. Raises ValueError naming fields it does not know.
+        out take their defaults; the fast-path knobs of pgjax 0.2's static settings
+        (`LEGACY_STATIC`, now `pgjax.algo.fast.FastPaths`) are dropped. Raises
+        ValueError naming fields it does not know.
         """
         static, hparams = data.get("static", {}), data.get("hparams", {})
+        static = {name: value for name, value in static.items() if name not in LEGACY_STATIC}
         return cls(_from_fields(StaticConfig, static), _from_fields(Hyperparams, hparams))
+
+
+# Static settings of pgjax 0.2 that were fast-path knobs (now `pgjax.algo.fast.FastPaths.block_rows` and
+# `.feature_major_dense`): run folders that hold them still load, without them.
+LEGACY_STATIC = ("gradient_block_rows", "feature_major_backward")
 
 
 def _from_fields(cls: type, values: dict) -> Any:
@@ -399,7 +391,7 @@ def setting_type(name: str) -> tuple[type, Any]:
 
     Returns:
       (`StaticConfig` or `Hyperparams`, the type): e.g. (StaticConfig, tuple[int, ...]) for "hidden",
-      (StaticConfig, int) for "gradient_block_rows" (declared `int | None`), (Hyperparams, float) for "gamma".
+      (StaticConfig, int) for "num_updates", (Hyperparams, float) for "gamma".
 
     Raises:
       KeyError: `name` is no setting.

@@ -21,7 +21,6 @@ from jax.scipy.special import log_ndtr
 
 from pgjax.algo.config import Squash
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 
 def log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
@@ -42,7 +41,7 @@ def sample(key: jax.Array, logits: jax.Array) -> jax.Array:
     Inverse-CDF sampling: one uniform number per draw, a = #{k : CDF_k <= u}.
     Exact like `jax.random.categorical`'s Gumbel-max trick (`plain_sample`),
     which draws A numbers and takes two logarithms of each; the two give
-    different samples from the same key (`SpeedOptions.inverse_cdf_sampling`).
+    different samples from the same key (`pgjax.algo.fast.FastPaths.inverse_cdf_sampling`).
     """
     cdf = jnp.cumsum(jax.nn.softmax(logits), axis=-1)
     u = jax.random.uniform(key, logits.shape[:-1] + (1,), dtype=cdf.dtype)
@@ -179,14 +178,14 @@ def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip
     )
 
 
-def make_distribution(spec: EnvSpec, squash: Squash = "clip", speed: SpeedOptions = DEFAULT) -> Distribution:
+def make_distribution(spec: EnvSpec, squash: Squash = "clip", inverse_cdf: bool = True) -> Distribution:
     """The action distribution for this environment's action space: Gaussian for Box, else categorical.
 
     Args:
       spec: the environment (`pgjax.algo.envs.EnvSpec`): its action space picks the kind.
       squash: how a Gaussian's actions meet the Box's bounds, "clip" or "tanh"
         (`StaticConfig.squash`); unused for Discrete actions.
-      speed: `speed.inverse_cdf_sampling` chooses the categorical's sampler (`pgjax.algo.speed`).
+      inverse_cdf: the categorical's sampler (`categorical`; the fast path `FastPaths.inverse_cdf_sampling`).
 
     Returns:
       `gaussian(low, high, squash)` for Box actions, else `categorical(...)`.
@@ -196,4 +195,4 @@ def make_distribution(spec: EnvSpec, squash: Squash = "clip", speed: SpeedOption
     """
     if spec.action_kind == "continuous":
         return gaussian(spec.action_low, spec.action_high, squash)
-    return categorical(speed.inverse_cdf_sampling)
+    return categorical(inverse_cdf)

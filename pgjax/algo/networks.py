@@ -7,8 +7,9 @@ Their output `out` is logits [..., A] for a categorical policy, or [..., 2A]
 (mean, then the learned state-independent log std) for a Gaussian one
 (`pgjax.algo.distributions`).
 
-Their dense layers are `pgjax.algo.dense.dense_layers`; an MLP can instead use
-`dense_stack`, the same function with a hand-written feature-major backward pass.
+They are the plain reference modules; the fast paths (`pgjax.algo.fast.networks`)
+swap in an MLP with a hand-written feature-major backward pass and im2col
+convolutions for the CNN, with the same parameters.
 Parameters are a plain pytree and `module.apply({"params": p}, obs)` is pure.
 Layers are initialised as PyTorch's `nn.Linear` / `nn.Conv2d` are (weights and
 biases uniform in +-1/sqrt(fan_in)), so the tutorial presets start from the same
@@ -28,7 +29,6 @@ modules a config describes for an environment; `make_apply_fn` and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +36,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo.dense import ACTIVATIONS, dense_layers, dense_stack
 from pgjax.algo.imports import import_object, names_code
+
+ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 
 if TYPE_CHECKING:
     from pgjax.algo.config import Config, StaticConfig
@@ -78,67 +79,67 @@ class DenseWeights(nn.Module):
         return _Linear(self.features, name="Dense_0")(fan_in)
 
 
-class TorchConv(nn.Module):
-    """3x3 convolution ('VALID', stride 1): [..., H, W, C] -> [..., H-2, W-2, features].
+class TorchDense(nn.Module):
+    """A dense layer x [..., fan_in] -> x @ kernel + bias [..., features], initialised as PyTorch's `nn.Linear`.
 
-    Initialised as PyTorch's `nn.Conv2d` (uniform in +-1/sqrt(9 C)). With `im2col`
-    (the speed device `im2col_convolution`, `pgjax.algo.speed`) computed as one
-    matrix product over the 9 shifted copies of the input; otherwise as
-    `lax.conv_general_dilated`, which under `jax.vmap` over runs (a kernel per
-    run) becomes a grouped convolution. Same parameters, same function.
+    Its kernel and bias live at "<name>/Dense_0/kernel" and ".../bias" (`DenseWeights`'s places).
     """
 
     features: int
-    im2col: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        channels = x.shape[-1]
+        kernel, bias = _Linear(self.features, name="Dense_0")(x.shape[-1])
+        return x @ kernel + bias
+
+
+class TorchConv(nn.Module):
+    """3x3 convolution ('VALID', stride 1): [..., H, W, C] -> [..., H-2, W-2, features].
+
+    Initialised as PyTorch's `nn.Conv2d` (uniform in +-1/sqrt(9 C)); computed by
+    `lax.conv_general_dilated` (its fast path: `pgjax.algo.fast.networks.Im2colConv`).
+    """
+
+    features: int
+
+    def weights(self, channels: int) -> tuple[jax.Array, jax.Array]:
+        """The kernel [3, 3, channels, features] and bias [features] (call inside `__call__`)."""
         init = _torch_uniform(9 * channels)
-        kernel = self.param("kernel", init, (3, 3, channels, self.features))
-        bias = self.param("bias", init, (self.features,))
+        return self.param("kernel", init, (3, 3, channels, self.features)), self.param("bias", init, (self.features,))
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel, bias = self.weights(x.shape[-1])
         h, w = x.shape[-3] - 2, x.shape[-2] - 2
-        if not self.im2col:
-            images = x.reshape((-1, *x.shape[-3:]))
-            out = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID",
-                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            return out.reshape((*x.shape[:-3], h, w, self.features)) + bias
-        patches = jnp.concatenate(
-            [x[..., i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1
-        )  # [..., h, w, 9 C], in the kernel's (i, j, c) order
-        return patches @ kernel.reshape(9 * channels, self.features) + bias
+        images = x.reshape((-1, *x.shape[-3:]))
+        out = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return out.reshape((*x.shape[:-3], h, w, self.features)) + bias
 
 
-def _flatten(obs: jax.Array, obs_dims: int) -> jax.Array:
+def flatten(obs: jax.Array, obs_dims: int) -> jax.Array:
     """[..., *obs_shape] -> [..., prod(obs_shape)], the last `obs_dims` axes being the observation's."""
     if obs_dims == 1:
         return obs
     return obs.reshape(obs.shape[: obs.ndim - obs_dims] + (-1,))
 
 
-def _dense_head(
-    module: nn.Module,
-    x: jax.Array,
-    hidden: Sequence[int],
-    num_actions: int,
-    activation: str,
-    gaussian: bool,
-    stack: Callable = dense_layers,
-) -> jax.Array:
-    """The `hidden` dense layers and the output layer: x [..., D] -> out.
+def dense_head(x: jax.Array, hidden: Sequence[int], num_outputs: int, activation: str) -> jax.Array:
+    """The `hidden` dense layers ("TorchDense_0", "TorchDense_1", ...) and the linear output layer: x -> [..., K].
 
-    out: logits [..., A], or for a Gaussian [mean, log_std] [..., 2A]. `stack` is
-    `pgjax.algo.dense.dense_stack` or `dense_layers`. The layers' parameters are
-    "TorchDense_0", "TorchDense_1", ... in order.
+    Call inside a module's compact `__call__`.
     """
-    fan_ins = (x.shape[-1], *hidden)
-    widths = (*hidden, num_actions)
-    layers = tuple(DenseWeights(w, name=f"TorchDense_{i}")(f) for i, (f, w) in enumerate(zip(fan_ins, widths)))
-    out = stack(activation, layers, x)
-    if not gaussian:
-        return out
-    # The initial log std is set by the trainer (`Hyperparams.init_log_std`); zeros here.
-    log_std = module.param("log_std", nn.initializers.zeros, (num_actions,))
+    act = ACTIVATIONS[activation]
+    for i, width in enumerate(hidden):
+        x = act(TorchDense(width, name=f"TorchDense_{i}")(x))
+    return TorchDense(num_outputs, name=f"TorchDense_{len(hidden)}")(x)
+
+
+def with_log_std(module: nn.Module, out: jax.Array) -> jax.Array:
+    """A Gaussian's output [mean, log_std] [..., 2A] from the mean `out` [..., A] and `module`'s "log_std" [A].
+
+    The initial log std is set by the trainer (`Hyperparams.init_log_std`); zeros here.
+    """
+    log_std = module.param("log_std", nn.initializers.zeros, (out.shape[-1],))
     return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
 
 
@@ -150,8 +151,6 @@ class MLPPolicy(nn.Module):
       hidden: hidden layer widths; activation: their nonlinearity.
       obs_dims: trailing axes of the input that form one observation (flattened).
       gaussian: output the mean and log standard deviation of a Gaussian.
-      feature_major_backward: differentiate the layers with `pgjax.algo.dense.dense_stack`'s
-        hand-written backward pass instead of autodiff (`StaticConfig.feature_major_backward`).
     """
 
     num_actions: int
@@ -159,13 +158,11 @@ class MLPPolicy(nn.Module):
     activation: str = "relu"
     obs_dims: int = 1
     gaussian: bool = False
-    feature_major_backward: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = _flatten(obs, self.obs_dims)
-        stack = dense_stack if self.feature_major_backward else dense_layers
-        return _dense_head(self, x, self.hidden, self.num_actions, self.activation, self.gaussian, stack)
+        out = dense_head(flatten(obs, self.obs_dims), self.hidden, self.num_actions, self.activation)
+        return with_log_std(self, out) if self.gaussian else out
 
 
 class CNNPolicy(nn.Module):
@@ -174,7 +171,8 @@ class CNNPolicy(nn.Module):
     Each of `conv` is a 3x3 convolution ('VALID', stride 1) with that many
     channels and the activation; its output is flattened into the `hidden` dense
     layers. conv=(16,), hidden=(128,) is the network of the MinAtar paper
-    (Young & Tian, 2019). `im2col`: how the convolutions compute (`TorchConv`).
+    (Young & Tian, 2019). `conv_layer`: the convolution's module (`TorchConv`,
+    or its fast path).
     """
 
     num_actions: int
@@ -183,27 +181,16 @@ class CNNPolicy(nn.Module):
     activation: str = "relu"
     obs_dims: int = 3
     gaussian: bool = False
-    im2col: bool = True
+    conv_layer: type = TorchConv
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         x = obs if self.obs_dims == 3 else obs[..., None]
         act = ACTIVATIONS[self.activation]
-        for channels in self.conv:
-            x = act(TorchConv(channels, self.im2col)(x))
-        x = _flatten(x, 3)
-        return _dense_head(self, x, self.hidden, self.num_actions, self.activation, self.gaussian)
-
-
-def feature_major_backward(spec: EnvSpec, static: StaticConfig) -> bool:
-    """Whether the MLP takes `pgjax.algo.dense.dense_stack`'s feature-major backward pass.
-
-    `static.feature_major_backward` where set; None decides by the first layer:
-    on where the flattened observation has at most `hidden[0]` entries.
-    """
-    if static.feature_major_backward is not None:
-        return static.feature_major_backward
-    return math.prod(spec.obs_shape) <= static.hidden[0]
+        for i, channels in enumerate(self.conv):
+            x = act(self.conv_layer(channels, name=f"TorchConv_{i}")(x))
+        out = dense_head(flatten(x, 3), self.hidden, self.num_actions, self.activation)
+        return with_log_std(self, out) if self.gaussian else out
 
 
 NetworkFactory = Callable[["EnvSpec", "StaticConfig", int, bool], nn.Module]
@@ -297,7 +284,7 @@ def network_factory(name: str) -> NetworkFactory:
 
 def _mlp(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy:
     return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=len(spec.obs_shape),
-                     gaussian=gaussian, feature_major_backward=feature_major_backward(spec, static))
+                     gaussian=gaussian)
 
 
 def _cnn(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> CNNPolicy:

@@ -44,12 +44,12 @@ def _minatar(
     """MinAtar (and Catch): reward-to-go standardised over the update (the CartPole default's
     baseline) or, with `value`, minus a learned V(s) with GAE(0.95) and then standardised; a
     flattened-observation MLP (on a CPU ~10x cheaper per step than the CNN option), an entropy
-    bonus, and gradient blocks of 256 steps (episodes are short early on)."""
+    bonus."""
     return Config(
         StaticConfig(
             env=env, hidden=(64,), episodes_per_update=episodes_per_update, num_updates=num_updates,
             returns="reward_to_go", baseline="value_norm" if value else "batch_norm",
-            advantage="gae" if value else "return", gradient_block_rows=256,
+            advantage="gae" if value else "return",
         ),
         Hyperparams(learning_rate=learning_rate, gamma=0.99, entropy_coef=0.01, value_learning_rate=3e-3),
     )

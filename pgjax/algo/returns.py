@@ -20,6 +20,13 @@ offers the built-in names, `pgjax.algo.config`'s Literal types):
 
 `hparams` is the run's `Hyperparams` (scalar leaves): gamma, baseline_constant,
 gae_lambda and any other field an entry needs.
+
+The module has three parts, in this order: the entries and the four registries
+(what `pgjax.algo.baselines` looks a config's kinds up in); `validate_kinds`
+and `validate_learned` (a config's kind names against them); and the same
+kinds called by name with plain numbers (`step_returns`, `apply_baseline`,
+`value_advantages`, `advantage_weights`, `step_coefficients`), which tests,
+experiments and tutorials use and the trainer does not.
 """
 
 from __future__ import annotations
@@ -34,13 +41,7 @@ if TYPE_CHECKING:
     from pgjax.algo.config import Advantage, Baseline, Hyperparams, Reduction, Returns, StaticConfig
 
 
-class StepNumbers(NamedTuple):
-    """The numbers of `Hyperparams` that the built-in entries read, for the functions below that take
-    them one by one (the trainer passes a run's whole `Hyperparams`). The defaults are neutral."""
-
-    gamma: jax.Array | float = 1.0
-    baseline_constant: jax.Array | float = 0.0
-    gae_lambda: jax.Array | float = 1.0
+# The registry entries and the four registries (what the trainer looks a kind's name up in).
 
 
 def discounted_returns(reward: jax.Array, gamma: jax.Array | float) -> jax.Array:
@@ -75,18 +76,9 @@ def episode_returns(reward: jax.Array, valid: jax.Array, hparams: Hyperparams) -
 
 
 ReturnsFn = Callable[[jax.Array, jax.Array, "Hyperparams"], jax.Array]
+
+
 RETURNS: dict[str, ReturnsFn] = {"episode": episode_returns, "reward_to_go": reward_to_go}
-
-
-def _lookup(registry: dict, name: str, what: str):
-    if name not in registry:
-        raise ValueError(f"unknown {what} {name!r}; registered: {', '.join(registry)}")
-    return registry[name]
-
-
-def step_returns(reward: jax.Array, valid: jax.Array, gamma: jax.Array | float, kind: Returns) -> jax.Array:
-    """The return that weights each step's log-probability, [T, E] (zero on padding): `RETURNS[kind]`."""
-    return _lookup(RETURNS, kind, "returns kind")(reward, valid, StepNumbers(gamma=gamma))
 
 
 def _masked_mean_std(x: jax.Array, mask: jax.Array, axis) -> tuple[jax.Array, jax.Array]:
@@ -171,26 +163,6 @@ def is_learned(baseline: str) -> bool:
     return baseline in BASELINES and BASELINES[baseline].learned
 
 
-def apply_baseline(
-    returns: jax.Array, valid: jax.Array, kind: Baseline, constant: jax.Array | float = 0.0
-) -> jax.Array:
-    """Turn returns [T, E] into per-step weights [T, E] (zero on padding): `BASELINES[kind]`, not learned.
-
-    kind: "none" (returns as they are), "constant" (returns - constant),
-    "batch_mean" (minus the mean over all valid steps of the batch),
-    "episode_norm" ((G - mean) / std within each episode, tutorial 001) or
-    "batch_norm" ((G - mean) / std over all valid steps of the batch).
-    Standard deviations are torch's sample std (ddof=1).
-
-    Raises:
-      ValueError: an unknown or a learned baseline (see `advantage_weights`).
-    """
-    baseline = _lookup(BASELINES, kind, "baseline")
-    if baseline.learned:
-        raise ValueError(f"baseline {kind!r} is learned: see value_advantages and advantage_weights")
-    return baseline.weights(returns, valid, StepNumbers(baseline_constant=constant))
-
-
 def _last_step(valid: jax.Array) -> jax.Array:
     """[T, E] bool, True at each episode's last step."""
     after = jnp.concatenate([valid[1:], jnp.zeros_like(valid[:1])], axis=0)
@@ -229,7 +201,128 @@ def gae_advantages(reward, valid, truncated, values, last_values, hparams: Hyper
 
 
 AdvantageFn = Callable[..., tuple[jax.Array, jax.Array]]
+
+
 ADVANTAGES: dict[str, AdvantageFn] = {"return": return_advantages, "gae": gae_advantages}
+
+
+def _episode_mean(valid: jax.Array) -> jax.Array:
+    """c = 1 / (E * len_e): mean over each episode's steps, then over episodes (tutorial 000)."""
+    valid_f = valid.astype(jnp.float32)
+    lengths = jnp.maximum(valid_f.sum(axis=0, keepdims=True), 1.0)
+    return valid_f / (valid.shape[1] * lengths)
+
+
+def _episode_sum(valid: jax.Array) -> jax.Array:
+    """c = 1 / E: sum over each episode's steps, mean over episodes (tutorial 001)."""
+    return valid.astype(jnp.float32) / valid.shape[1]
+
+
+def _step_mean(valid: jax.Array) -> jax.Array:
+    """c = 1 / sum_e len_e: mean over every step of the batch."""
+    valid_f = valid.astype(jnp.float32)
+    return valid_f / jnp.maximum(valid_f.sum(), 1.0)
+
+
+REDUCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "episode_mean": _episode_mean, "episode_sum": _episode_sum, "step_mean": _step_mean,
+}
+
+
+def explained_variance(values: jax.Array, target: jax.Array, valid: jax.Array) -> jax.Array:
+    """1 - Var(target - values) / Var(target) over valid steps ([T, E] each): 1 is a perfect fit, 0 none."""
+    count = jnp.maximum(valid.sum(), 1)
+
+    def var(x):
+        mean = jnp.where(valid, x, 0.0).sum() / count
+        return jnp.where(valid, (x - mean) ** 2, 0.0).sum() / count
+
+    total = var(target)
+    return jnp.where(total > 0, 1.0 - var(target - values) / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+# Validation of a config's kind names against the registries.
+
+
+def validate_kinds(static: StaticConfig) -> None:
+    """Check that `static`'s returns, baseline, advantage and reduction are registered here.
+
+    A kind registered from Python is accepted as the built-in ones are.
+
+    Args:
+      static: the settings to check.
+
+    Raises:
+      ValueError: one line naming the setting, its value and the registered kinds.
+    """
+    for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
+                              ("reduction", REDUCTIONS)):
+        if getattr(static, setting) not in registry:
+            raise ValueError(f"unknown {setting} {getattr(static, setting)!r}; choose from {', '.join(registry)}")
+
+
+def validate_learned(static: StaticConfig) -> None:
+    """Check the settings that a learned baseline (`is_learned`) needs, or that need one.
+
+    Args:
+      static: the settings to check.
+
+    Raises:
+      ValueError: a learned baseline without returns "reward_to_go", or advantage
+        "gae" without a learned baseline (one line naming them).
+    """
+    learned = is_learned(static.baseline)
+    if learned and static.returns != "reward_to_go":
+        raise ValueError(
+            f"baseline '{static.baseline}' learns V(s), the expected return from s on: it needs returns "
+            "'reward_to_go'"
+        )
+    if static.advantage == "gae" and not learned:
+        raise ValueError("advantage 'gae' needs a value baseline: baseline 'value' or 'value_norm'")
+
+
+# By name: the same kinds called with their name and plain numbers rather than a run's `Hyperparams`
+# (tests, experiments and tutorials call these; the trainer does not).
+
+
+class StepNumbers(NamedTuple):
+    """The numbers of `Hyperparams` that the built-in entries read, for the functions below that take
+    them one by one (the trainer passes a run's whole `Hyperparams`). The defaults are neutral."""
+
+    gamma: jax.Array | float = 1.0
+    baseline_constant: jax.Array | float = 0.0
+    gae_lambda: jax.Array | float = 1.0
+
+
+def _lookup(registry: dict, name: str, what: str):
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; registered: {', '.join(registry)}")
+    return registry[name]
+
+
+def step_returns(reward: jax.Array, valid: jax.Array, gamma: jax.Array | float, kind: Returns) -> jax.Array:
+    """The return that weights each step's log-probability, [T, E] (zero on padding): `RETURNS[kind]`."""
+    return _lookup(RETURNS, kind, "returns kind")(reward, valid, StepNumbers(gamma=gamma))
+
+
+def apply_baseline(
+    returns: jax.Array, valid: jax.Array, kind: Baseline, constant: jax.Array | float = 0.0
+) -> jax.Array:
+    """Turn returns [T, E] into per-step weights [T, E] (zero on padding): `BASELINES[kind]`, not learned.
+
+    kind: "none" (returns as they are), "constant" (returns - constant),
+    "batch_mean" (minus the mean over all valid steps of the batch),
+    "episode_norm" ((G - mean) / std within each episode, tutorial 001) or
+    "batch_norm" ((G - mean) / std over all valid steps of the batch).
+    Standard deviations are torch's sample std (ddof=1).
+
+    Raises:
+      ValueError: an unknown or a learned baseline (see `advantage_weights`).
+    """
+    baseline = _lookup(BASELINES, kind, "baseline")
+    if baseline.learned:
+        raise ValueError(f"baseline {kind!r} is learned: see value_advantages and advantage_weights")
+    return baseline.weights(returns, valid, StepNumbers(baseline_constant=constant))
 
 
 def value_advantages(
@@ -273,29 +366,6 @@ def advantage_weights(advantage: jax.Array, valid: jax.Array, kind: Baseline) ->
     return baseline.weights(advantage, valid, StepNumbers())
 
 
-def _episode_mean(valid: jax.Array) -> jax.Array:
-    """c = 1 / (E * len_e): mean over each episode's steps, then over episodes (tutorial 000)."""
-    valid_f = valid.astype(jnp.float32)
-    lengths = jnp.maximum(valid_f.sum(axis=0, keepdims=True), 1.0)
-    return valid_f / (valid.shape[1] * lengths)
-
-
-def _episode_sum(valid: jax.Array) -> jax.Array:
-    """c = 1 / E: sum over each episode's steps, mean over episodes (tutorial 001)."""
-    return valid.astype(jnp.float32) / valid.shape[1]
-
-
-def _step_mean(valid: jax.Array) -> jax.Array:
-    """c = 1 / sum_e len_e: mean over every step of the batch."""
-    valid_f = valid.astype(jnp.float32)
-    return valid_f / jnp.maximum(valid_f.sum(), 1.0)
-
-
-REDUCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "episode_mean": _episode_mean, "episode_sum": _episode_sum, "step_mean": _step_mean,
-}
-
-
 def step_coefficients(valid: jax.Array, kind: Reduction) -> jax.Array:
     """The factor c_t,e with which each step's loss enters the total, [T, E]: `REDUCTIONS[kind]`.
 
@@ -306,52 +376,3 @@ def step_coefficients(valid: jax.Array, kind: Reduction) -> jax.Array:
     and c = 0 on padding rows.
     """
     return _lookup(REDUCTIONS, kind, "reduction")(valid)
-
-
-def explained_variance(values: jax.Array, target: jax.Array, valid: jax.Array) -> jax.Array:
-    """1 - Var(target - values) / Var(target) over valid steps ([T, E] each): 1 is a perfect fit, 0 none."""
-    count = jnp.maximum(valid.sum(), 1)
-
-    def var(x):
-        mean = jnp.where(valid, x, 0.0).sum() / count
-        return jnp.where(valid, (x - mean) ** 2, 0.0).sum() / count
-
-    total = var(target)
-    return jnp.where(total > 0, 1.0 - var(target - values) / jnp.where(total > 0, total, 1.0), 0.0)
-
-
-def validate_kinds(static: StaticConfig) -> None:
-    """Check that `static`'s returns, baseline, advantage and reduction are registered here.
-
-    A kind registered from Python is accepted as the built-in ones are.
-
-    Args:
-      static: the settings to check.
-
-    Raises:
-      ValueError: one line naming the setting, its value and the registered kinds.
-    """
-    for setting, registry in (("returns", RETURNS), ("baseline", BASELINES), ("advantage", ADVANTAGES),
-                              ("reduction", REDUCTIONS)):
-        if getattr(static, setting) not in registry:
-            raise ValueError(f"unknown {setting} {getattr(static, setting)!r}; choose from {', '.join(registry)}")
-
-
-def validate_learned(static: StaticConfig) -> None:
-    """Check the settings that a learned baseline (`is_learned`) needs, or that need one.
-
-    Args:
-      static: the settings to check.
-
-    Raises:
-      ValueError: a learned baseline without returns "reward_to_go", or advantage
-        "gae" without a learned baseline (one line naming them).
-    """
-    learned = is_learned(static.baseline)
-    if learned and static.returns != "reward_to_go":
-        raise ValueError(
-            f"baseline '{static.baseline}' learns V(s), the expected return from s on: it needs returns "
-            "'reward_to_go'"
-        )
-    if static.advantage == "gae" and not learned:
-        raise ValueError("advantage 'gae' needs a value baseline: baseline 'value' or 'value_norm'")

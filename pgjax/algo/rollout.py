@@ -2,9 +2,9 @@
 
 Every update starts E fresh episodes, one per environment slot, and steps all
 slots together until each episode has ended, or the environment's step limit is
-reached. The loop is a `lax.while_loop` over an explicit run axis (see
-`pgjax.algo.batching`), so under `jax.vmap` over runs it stops as soon as the longest
-episode of the whole batch has ended instead of always running to the limit.
+reached: a `lax.while_loop` over one run's steps (`make_collect`). Its fast path,
+`pgjax.algo.fast.rollout`, runs the same steps (`make_rollout_steps`) for a
+whole batch of runs in one loop that stops when the batch's longest episode ends.
 
 Truncation: gymnax 1.0 reports `terminated` (the pole fell) and `truncated` (the
 500-step limit of CartPole-v1) apart. Both end the episode; a truncated episode
@@ -21,16 +21,14 @@ maps it to what the environment is given.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from pgjax.algo import distributions
-from pgjax.algo.batching import over_runs
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.speed import DEFAULT, SpeedOptions
 
 # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -72,36 +70,28 @@ class Trajectory:
         return self.valid.sum(axis=-2, dtype=jnp.int32)
 
 
-def make_collect(
-    spec: EnvSpec,
-    apply_fn: ApplyFn,
-    num_episodes: int,
-    dist: distributions.Distribution | None = None,
-    *,
-    greedy: bool = False,
-    keep_last_obs: bool = False,
-    speed: SpeedOptions = DEFAULT,
-) -> Callable[[Any, jax.Array], Trajectory]:
-    """Build `collect(params, key) -> Trajectory` for one run, vmappable over runs.
+class RolloutSteps(NamedTuple):
+    """One run's rollout, step by step (what `make_collect` and its fast path loop over).
 
-    Args:
-      spec: the environment.
-      apply_fn: the policy network, `(params, obs [E, *obs_shape]) -> out [E, K]`.
-      num_episodes: E, episodes (and environment slots) per call.
-      dist: the action distribution `out` parameterises (default: categorical).
-      greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
-      keep_last_obs: also return `Trajectory.last_obs`.
-      speed: `fold_runs` folds a vmap over runs into one loop for the batch
-        (`pgjax.algo.batching`); `run_major_buffers` writes image observations
-        run-major (`pgjax.algo.speed`).
-
-    Returns:
-      `collect(params, key)`; its attribute `batched` takes params and keys with
-      a leading run axis [B] and returns a Trajectory whose leaves have one too.
+    Attributes:
+      start: `(key) -> (env obs [E, ...], env state, step key)`, E fresh episodes.
+      step: `(params, env state, obs, alive [E], step key, t) -> (env state, next obs,
+        still alive [E], cut off [E], record)`, where record = (obs, action, reward,
+        alive) of step t, zero for episodes that had ended.
+      alive_like: `(alive [E], x) -> alive` reshaped to broadcast against x [E, ...].
     """
-    dist = dist or distributions.categorical()
+
+    start: Callable
+    step: Callable
+    alive_like: Callable
+
+
+def make_rollout_steps(
+    spec: EnvSpec, apply_fn: ApplyFn, num_episodes: int, dist: distributions.Distribution, greedy: bool = False
+) -> RolloutSteps:
+    """The steps of one run's rollout of `num_episodes` episodes (arguments as `make_collect`'s)."""
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
-    env, env_params, max_steps = spec.env, spec.params, spec.max_steps
+    env, env_params = spec.env, spec.params
     env_reset = jax.vmap(env.reset, in_axes=(0, None))
 
     def env_step(key, state, action):
@@ -112,7 +102,7 @@ def make_collect(
 
     env_step = jax.vmap(env_step)
 
-    def start_run(key):
+    def start(key):
         reset_key, step_key = jax.random.split(key)
         obs, state = env_reset(jax.random.split(reset_key, num_episodes), env_params)
         return obs, state, step_key
@@ -120,7 +110,7 @@ def make_collect(
     def alive_like(alive, x):
         return alive.reshape(alive.shape + (1,) * (x.ndim - alive.ndim))
 
-    def step_run(params, state, obs, alive, step_key, t):
+    def step(params, state, obs, alive, step_key, t):
         action_key, env_key = jax.random.split(jax.random.fold_in(step_key, t))
         obs = obs.astype(jnp.float32)
         action = choose(action_key, apply_fn(params, obs))
@@ -136,25 +126,43 @@ def make_collect(
         cut_off = alive & truncated & ~terminated
         return state, next_obs, alive & ~(terminated | truncated), cut_off, record
 
-    def collect_batch(params, key):
-        num_runs = key.shape[0]
-        obs, state, step_keys = jax.vmap(start_run)(key)
-        alive = jnp.ones((num_runs, num_episodes), bool)
-        truncated = jnp.zeros((num_runs, num_episodes), bool)
-        # Image observations: run-major buffers (`SpeedOptions.run_major_buffers`), written one time row of
-        # every run per step, so that no transpose of the whole buffer follows the loop. Vector observations
-        # keep the time-major layout (their transpose is cheap; XLA then sums the gradient in the same order
-        # as it always did, so results stay bitwise the same).
-        run_major = speed.run_major_buffers and len(spec.obs_shape) > 1
-        shape = (num_runs, max_steps, num_episodes) if run_major else (max_steps, num_runs, num_episodes)
-        buffers = (
-            jnp.zeros(shape + spec.obs_shape, spec.obs_dtype),
-            jnp.zeros(shape + dist.action_shape, dist.action_dtype),
-            jnp.zeros(shape, jnp.float32),
-            jnp.zeros(shape, bool),
-        )
+    return RolloutSteps(start, step, alive_like)
+
+
+def make_collect(
+    spec: EnvSpec,
+    apply_fn: ApplyFn,
+    num_episodes: int,
+    dist: distributions.Distribution | None = None,
+    *,
+    greedy: bool = False,
+    keep_last_obs: bool = False,
+) -> Callable[[Any, jax.Array], Trajectory]:
+    """Build `collect(params, key) -> Trajectory` for one run, vmappable over runs.
+
+    Args:
+      spec: the environment.
+      apply_fn: the policy network, `(params, obs [E, *obs_shape]) -> out [E, K]`.
+      num_episodes: E, episodes (and environment slots) per call.
+      dist: the action distribution `out` parameterises (default: categorical).
+      greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
+      keep_last_obs: also return `Trajectory.last_obs`.
+
+    Returns:
+      `collect(params, key)`. Under `jax.vmap` its loop runs until every run's
+      episodes have ended; `pgjax.algo.fast.rollout.make_collect` is the same
+      function with one loop for the batch.
+    """
+    dist = dist or distributions.categorical()
+    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy)
+    max_steps, shape = spec.max_steps, (spec.max_steps, num_episodes)
+
+    def collect(params, key):
+        obs, state, step_key = steps.start(key)
+        buffers = (jnp.zeros(shape + spec.obs_shape, spec.obs_dtype), jnp.zeros(shape + dist.action_shape,
+                   dist.action_dtype), jnp.zeros(shape, jnp.float32), jnp.zeros(shape, bool))
         # The observation each episode ended in (kept only when asked for).
-        last_obs = jnp.zeros((num_runs, num_episodes) + spec.obs_shape, jnp.float32) if keep_last_obs else None
+        last_obs = jnp.zeros((num_episodes,) + spec.obs_shape, jnp.float32) if keep_last_obs else None
 
         def not_finished(carry):
             t, _, _, alive, _, _, _ = carry
@@ -162,25 +170,18 @@ def make_collect(
 
         def step(carry):
             t, state, obs, alive, truncated, buffers, last_obs = carry
-            state, next_obs, still, cut_off, record = jax.vmap(step_run, in_axes=(0, 0, 0, 0, 0, None))(
-                params, state, obs, alive, step_keys, t
-            )
-            if run_major:
-                buffers = jax.tree.map(lambda b, r: b.at[:, t].set(r), buffers, record)
-            else:
-                buffers = jax.tree.map(lambda b, r: b.at[t].set(r), buffers, record)
+            state, next_obs, still, cut_off, record = steps.step(params, state, obs, alive, step_key, t)
+            buffers = jax.tree.map(lambda b, r: b.at[t].set(r), buffers, record)
             if last_obs is not None:
                 ended = alive & ~still
-                last_obs = jnp.where(alive_like(ended, last_obs), next_obs.astype(jnp.float32), last_obs)
+                last_obs = jnp.where(steps.alive_like(ended, last_obs), next_obs.astype(jnp.float32), last_obs)
             return t + 1, state, next_obs, still, truncated | cut_off, buffers, last_obs
 
-        t, _, _, _, truncated, buffers, last_obs = jax.lax.while_loop(
+        alive, truncated = jnp.ones(num_episodes, bool), jnp.zeros(num_episodes, bool)
+        t, _, _, _, truncated, (obs, action, reward, valid), last_obs = jax.lax.while_loop(
             not_finished, step, (jnp.int32(0), state, obs, alive, truncated, buffers, last_obs)
         )
-        obs, action, reward, valid = buffers if run_major else (jnp.moveaxis(b, 0, 1) for b in buffers)
-        return Trajectory(
-            obs=obs, action=action, reward=reward, valid=valid, truncated=truncated,
-            loop_steps=jnp.broadcast_to(t, (num_runs,)), last_obs=last_obs,
-        )
+        return Trajectory(obs=obs, action=action, reward=reward, valid=valid, truncated=truncated,
+                          loop_steps=t, last_obs=last_obs)
 
-    return over_runs(collect_batch, speed.fold_runs)
+    return collect

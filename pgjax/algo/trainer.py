@@ -1,10 +1,10 @@
-"""`make_train(config)` -> pure `train(key)` -> `(TrainState, Metrics)`: REINFORCE, one update at a time.
+"""`make_train(config)` -> pure `train(key)` -> `(RunState, Metrics)`: REINFORCE, one update at a time.
 
     train = make_train(PRESETS["default"])
     keys = jax.vmap(jax.random.key)(jnp.arange(64))
     state, metrics = jax.jit(jax.vmap(train))(keys)      # 64 seeds in one call
 
-One update (`make_trainer`'s `update_batch`, read it top to bottom) is six steps:
+One update of one run (`make_trainer`'s `update`, read it top to bottom; vmapped from outside) is six steps:
 
 1. collect: `episodes_per_update` fresh episodes per run with the current
    policy (`pgjax.algo.rollout`);
@@ -26,16 +26,19 @@ The updates run in a `lax.scan`, so compile time does not grow with their
 number. The policy follows the environment's action space: a categorical
 policy for Discrete actions, a Gaussian one for Box actions (`pgjax.algo.networks`).
 
-`make_trainer(config)` gives the same pieces apart (`init`, one `update`, the
-same update over an explicit run axis `update_batch`, and `run_updates` for a
-stretch of updates), which `pgjax.running.sweep` uses to train in segments with
-progress, checkpoints and safe stopping points in between. `speed`
-(`pgjax.algo.speed.SpeedOptions`) switches the speed devices of every step;
-`SpeedOptions.reference()` is the plain path the tests compare against.
+`make_trainer(config)` gives the same pieces apart (`init`, one `update`, and
+`run_updates` for a stretch of updates), which `pgjax.running.sweep` uses to
+train in segments with progress, checkpoints and safe stopping points in
+between. `fast` (`pgjax.algo.fast.FastPaths`) switches the fast paths the
+pieces are built with (`pgjax.algo.fast` selects them, each with the per-run
+interface of the plain piece); `FastPaths.reference()` is the plain path the
+tests compare against.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -44,21 +47,21 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.algo.baselines import make_baseline, sane
-from pgjax.algo.batching import over_runs
+from pgjax.algo.baselines import BaselineUpdate, sane
 from pgjax.algo.config import Config, Hyperparams
-from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import make_env
-from pgjax.algo.loss import make_policy_gradient
+from pgjax.algo.fast import select as fast_paths
+from pgjax.algo.fast.blocks import make_policy_gradient
+from pgjax.algo.fast.paths import FastPaths
+from pgjax.algo.fast.rollout import make_collect
 from pgjax.algo.networks import make_apply_fn, make_policy
-from pgjax.algo.rollout import make_collect
-from pgjax.algo.speed import DEFAULT, SpeedOptions
+from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
 
 
 @struct.dataclass
-class TrainState:
-    """Everything one run carries from update to update."""
+class RunState:
+    """Everything one run carries from update to update (not Flax's `RunState`: no methods)."""
 
     params: Any  # policy parameters (a Flax params pytree)
     opt_state: Any  # optax state
@@ -68,6 +71,9 @@ class TrainState:
     diverged: jax.Array  # bool [], an update gave a non-finite loss or parameters
     value_params: Any = None  # value network parameters (value baselines only)
     value_opt_state: Any = None  # its optax state
+
+
+TrainState = RunState  # the name of pgjax 0.2
 
 
 @struct.dataclass
@@ -135,59 +141,73 @@ class Trainer(NamedTuple):
     """The pure pieces of one run's training, each vmappable over runs.
 
     Attributes:
-      init: `(key, hparams) -> TrainState`, fresh parameters and optimizer state.
+      init: `(key, hparams) -> RunState`, fresh parameters and optimizer state.
       update: `(state, hparams) -> (state, Metrics)`, one policy update; the
         metrics leaves have no update axis.
       num_updates: U, updates of a whole training run.
-      update_batch: `update` for a batch of runs whose leaves carry a leading
-        run axis [B] (`update` is it folded by `pgjax.algo.batching.fold_vmap`,
-        or a plain vmap without `SpeedOptions.fold_runs`); tracing it costs one
-        trace at B rather than one at 1 and one at B.
     """
 
-    init: Callable[[jax.Array, Hyperparams], TrainState]
-    update: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]]
+    init: Callable[[jax.Array, Hyperparams], RunState]
+    update: Callable[[RunState, Hyperparams], tuple[RunState, Metrics]]
     num_updates: int
-    update_batch: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]]
+
+
+def _fast_paths(fast: FastPaths | None, speed: FastPaths | None, entropy_bonus: bool | None) -> FastPaths:
+    """The fast paths of `make_trainer`'s arguments: `fast`, else the 0.2 keyword `speed`, else the defaults
+    less those PGJAX_SPEED_OFF turns off; with the 0.2 keyword `entropy_bonus` (deprecated) set into them."""
+    paths = fast or speed or FastPaths.from_environment()
+    if entropy_bonus is not None:
+        warnings.warn("make_train(..., entropy_bonus=...) is deprecated: pass fast=FastPaths(entropy_bonus=...)",
+                      DeprecationWarning, stacklevel=3)
+        paths = dataclasses.replace(paths, entropy_bonus=entropy_bonus)
+    return paths
 
 
 def make_trainer(
-    config: Config, entropy_bonus: bool | None = None, env: Any = None, speed: SpeedOptions = DEFAULT
+    config: Config,
+    env: Any = None,
+    fast: FastPaths | None = None,
+    *,
+    speed: FastPaths | None = None,
+    entropy_bonus: bool | None = None,
 ) -> Trainer:
     """Build (compile nothing yet) the init and update functions for `config`.
 
     Args:
       config: what to train; validated here.
-      entropy_bonus: whether any run trained with these functions has a non-zero
-        `Hyperparams.entropy_coef`. None (default) decides at run time; True or
-        False fixes it when tracing, which compiles the policy gradient once rather
-        than twice (False ignores entropy_coef: pass it only when every run's is 0).
       env: the environment, given to `pgjax.algo.envs.make_env` instead of
         `config.static.env` (None: that id).
-      speed: the speed devices to use (`pgjax.algo.speed`; default: all).
+      fast: the fast paths to use (`pgjax.algo.fast.FastPaths`; default: all but
+        those PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
+      speed, entropy_bonus: pgjax 0.2's keywords, deprecated: `speed` is `fast`;
+        `entropy_bonus` is `FastPaths.entropy_bonus` (0.2's positional bool in
+        `env`'s place is read as it too).
 
     Raises:
-      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), or an
-        environment pgjax cannot serve (`make_env`).
+      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), an
+        environment pgjax cannot serve (`make_env`), or a PGJAX_SPEED_OFF naming no fast path.
     """
     validate_config(config)
+    if isinstance(env, bool):  # pgjax 0.2's make_trainer(config, entropy_bonus, ...), deprecated
+        entropy_bonus, env = env, None
+    paths = _fast_paths(fast, speed, entropy_bonus)
     static = config.static
     spec = make_env(env if env is not None else static.env)
-    policy = speed.network(make_policy(spec, config))
+    policy = fast_paths.make_network(make_policy(spec, config), spec, paths)
     apply_fn = make_apply_fn(policy)
-    dist = make_distribution(spec, static.squash, speed)
-    baseline = make_baseline(spec, config, speed)
-    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist,
-                           keep_last_obs=baseline.keeps_last_obs, speed=speed)
-    policy_gradient = make_policy_gradient(apply_fn, static.gradient_block_rows, dist, entropy_bonus, speed)
+    dist = fast_paths.make_distribution(spec, static.squash, paths)
+    weighting = fast_paths.make_weighting(spec, config, paths)
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=weighting.keeps_last_obs,
+                           paths=paths)  # `pgjax.algo.rollout`'s, or one loop for the batch
+    policy_gradient = make_policy_gradient(apply_fn, dist, paths)  # `pgjax.algo.loss`'s, or in blocks
 
-    def init(key: jax.Array, hparams: Hyperparams) -> TrainState:
+    def init(key: jax.Array, hparams: Hyperparams) -> RunState:
         init_key, loop_key = jax.random.split(key)
         params = policy.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
         if spec.action_kind == "continuous":  # the Gaussian policy's state-independent log std
             params = {**params, "log_std": jnp.full_like(params["log_std"], hparams.init_log_std)}
-        value_params, value_opt_state = baseline.init(jax.random.fold_in(init_key, 1), hparams)
-        return TrainState(
+        value_params, value_opt_state = weighting.init(jax.random.fold_in(init_key, 1), hparams)
+        return RunState(
             params=params,
             opt_state=make_optimizer(hparams).init(params),
             key=loop_key,
@@ -198,71 +218,65 @@ def make_trainer(
             value_opt_state=value_opt_state,
         )
 
-    # The steps of one update, each for one run (vmapped below) unless it says otherwise.
-
-    def optimizer_step(params, opt_state, grads, hparams):
-        updates, opt_state = make_optimizer(hparams).update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    def divergence_guard(state, loss, params, opt_state, value, hparams):
-        """The new parameters and optimizer states, or the old ones for a run that has diverged."""
+    def update(state: RunState, hparams: Hyperparams) -> tuple[RunState, Metrics]:
+        """One update of one run."""
+        next_key, rollout_key = jax.random.split(state.key)
+        # 1. collect episodes
+        traj = collect(state.params, rollout_key)
+        # 2. per-step weights: returns and a baseline, or advantages over the learned value
+        weights = weighting.weights(state.value_params, traj, hparams)
+        # 3. the policy gradient
+        loss, grads, entropy = policy_gradient(
+            state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid, hparams.entropy_coef
+        )
+        # 4. optimizer steps: the policy's, then the value baseline's own
+        updates, opt_state = make_optimizer(hparams).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        value = weighting.update(state.value_params, state.value_opt_state, traj, weights, hparams)
+        # 5. divergence guard: a run whose update is not sane keeps its last parameters
         diverged = state.diverged | ~(sane(loss, params, hparams.divergence_limit) & value.sane)
         new = (params, opt_state, value.params, value.opt_state)
         old = (state.params, state.opt_state, state.value_params, state.value_opt_state)
-        return diverged, jax.tree.map(lambda n, o: jnp.where(diverged, o, n), new, old)
-
-    def metrics_of(state, traj, loss, grads, entropy, diverged, value):
-        lengths = traj.lengths
-        episode_returns = traj.reward.sum(axis=0)
-        return Metrics(
-            episode_return=episode_returns.mean(),
-            episode_length=lengths.mean(dtype=jnp.float32),
-            episodes=jnp.int32(lengths.shape[0]),
-            env_steps=state.env_steps + lengths.sum(),
-            loss=loss,
-            entropy=entropy,
-            grad_norm=optax.tree.norm(grads),
-            episode_returns=episode_returns,
-            loop_steps=traj.loop_steps,
-            diverged=diverged,
-            value_loss=value.loss,
-            explained_variance=value.explained_variance,
-        )
-
-    def update_batch(state: TrainState, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
-        """One update of a batch of runs (every leaf of state and hparams [B, ...])."""
-        keys = jax.vmap(jax.random.split)(state.key)
-        # 1. collect episodes
-        traj = collect.batched(state.params, keys[:, 1])
-        # 2. per-step weights: returns and a baseline, or advantages over the learned value
-        weights = baseline.weights(state.value_params, traj, hparams)
-        # 3. the policy gradient
-        loss, grads, entropy = policy_gradient.batched(
-            state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid, hparams.entropy_coef
-        )
-        # 4. optimizer steps: the policy's, then the baseline's own
-        params, opt_state = jax.vmap(optimizer_step)(state.params, state.opt_state, grads, hparams)
-        value = baseline.update(state.value_params, state.value_opt_state, traj, weights, hparams)
-        # 5. divergence guard
-        diverged, (params, opt_state, value_params, value_opt_state) = jax.vmap(divergence_guard)(
-            state, loss, params, opt_state, value, hparams
+        params, opt_state, value_params, value_opt_state = jax.tree.map(
+            lambda n, o: jnp.where(diverged, o, n), new, old
         )
         # 6. metrics
-        metrics = jax.vmap(metrics_of)(state, traj, loss, grads, entropy, diverged, value)
-        new_state = TrainState(params, opt_state, keys[:, 0], metrics.env_steps, state.update + 1, diverged,
-                               value_params, value_opt_state)
+        metrics = metrics_of(state, traj, loss, grads, entropy, diverged, value)
+        new_state = RunState(params, opt_state, next_key, metrics.env_steps, state.update + 1, diverged,
+                             value_params, value_opt_state)
         return new_state, metrics
 
-    return Trainer(init, over_runs(update_batch, speed.fold_runs), static.num_updates, update_batch)
+    return Trainer(init, update, static.num_updates)
+
+
+def metrics_of(state: RunState, traj: Trajectory, loss: jax.Array, grads: Any, entropy: jax.Array,
+               diverged: jax.Array, value: BaselineUpdate) -> Metrics:
+    """One update's `Metrics` of one run, from what the update computed."""
+    lengths = traj.lengths
+    episode_returns = traj.reward.sum(axis=0)
+    return Metrics(
+        episode_return=episode_returns.mean(),
+        episode_length=lengths.mean(dtype=jnp.float32),
+        episodes=jnp.int32(lengths.shape[0]),
+        env_steps=state.env_steps + lengths.sum(),
+        loss=loss,
+        entropy=entropy,
+        grad_norm=optax.tree.norm(grads),
+        episode_returns=episode_returns,
+        loop_steps=traj.loop_steps,
+        diverged=diverged,
+        value_loss=value.loss,
+        explained_variance=value.explained_variance,
+    )
 
 
 def run_updates(
-    update: Callable[[TrainState, Hyperparams], tuple[TrainState, Metrics]],
-    state: TrainState,
+    update: Callable[[RunState, Hyperparams], tuple[RunState, Metrics]],
+    state: RunState,
     hparams: Hyperparams,
     length: int,
     num_active: jax.Array | int | None = None,
-) -> tuple[TrainState, Metrics]:
+) -> tuple[RunState, Metrics]:
     """`length` updates in a `lax.scan`, of which only the first `num_active` run.
 
     Args:
@@ -293,45 +307,40 @@ def run_updates(
 
 def run_batch_updates(
     trainer: Trainer,
-    state: TrainState,
+    state: RunState,
     hparams: Hyperparams,
     length: int,
     num_active: jax.Array | int | None = None,
-) -> tuple[TrainState, Metrics]:
-    """`run_updates` of `trainer.update_batch` on a batch of runs (leaves [B, ...]).
+) -> tuple[RunState, Metrics]:
+    """`run_updates` of `jax.vmap(trainer.update)` on a batch of runs (leaves [B, ...]).
 
     Returns the state and the Metrics with the run axis first: leaves [B, length, ...].
     """
-    state, metrics = run_updates(trainer.update_batch, state, hparams, length, num_active)
+    state, metrics = run_updates(jax.vmap(trainer.update), state, hparams, length, num_active)
     return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)  # [length, B, ...] -> [B, length, ...]
 
 
 def make_train(
-    config: Config, entropy_bonus: bool | None = None, env: Any = None, speed: SpeedOptions = DEFAULT
-) -> Callable[..., tuple[TrainState, Metrics]]:
+    config: Config,
+    env: Any = None,
+    fast: FastPaths | None = None,
+    *,
+    speed: FastPaths | None = None,
+    entropy_bonus: bool | None = None,
+) -> Callable[..., tuple[RunState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
 
-    `entropy_bonus`, `env` and `speed`: as in `make_trainer`.
+    Arguments: as `make_trainer`'s.
 
     Returns:
-      `train(key, hparams=config.hparams) -> (TrainState, Metrics)` for one run.
+      `train(key, hparams=config.hparams) -> (RunState, Metrics)` for one run.
       `hparams` leaves may be traced, so `jax.vmap(train)(keys, hparams)` trains
-      a batch of seeds and numeric settings under one compile. `entropy_bonus`:
-      as in `make_trainer` (None is right for any hparams).
-
-      `train.batched(keys, hparams)` is the same for a batch with an explicit
-      run axis (keys [B], hparams leaves [B]; state leaves [B, ...], metrics
-      [B, U, ...]), the results of `jax.vmap(train)`; it traces the update once
-      at B rather than at 1 and again at B, which takes less time to compile.
+      a batch of seeds and numeric settings under one compile.
     """
-    trainer = make_trainer(config, entropy_bonus, env, speed)
+    trainer = make_trainer(config, env, fast, speed=speed, entropy_bonus=entropy_bonus)
     default_hparams = config.hparams.as_arrays()
 
-    def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[TrainState, Metrics]:
+    def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[RunState, Metrics]:
         return run_updates(trainer.update, trainer.init(key, hparams), hparams, trainer.num_updates)
 
-    def train_batch(keys: jax.Array, hparams: Hyperparams) -> tuple[TrainState, Metrics]:
-        return run_batch_updates(trainer, jax.vmap(trainer.init)(keys, hparams), hparams, trainer.num_updates)
-
-    train.batched = train_batch
     return train

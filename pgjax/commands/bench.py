@@ -60,15 +60,19 @@ def __getattr__(name: str) -> Any:
 def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     """The tyro dataclass of `python -m pgjax.bench`'s command line.
 
-    --preset, --env, --num-updates and --feature-major-backward are the training
-    settings' own declarations (`pgjax.commands.options.setting_flags`, one value each), their
-    help showing `preset` on `env`'s values; the rest are the benchmark's.
+    --preset, --env and --num-updates are the training settings' own declarations
+    (`pgjax.commands.options.setting_flags`, one value each), their help showing
+    `preset` on `env`'s values; the rest are the benchmark's (--feature-major-backward
+    sets the fast path `FastPaths.feature_major_dense`).
     """
     defaults = preset_config(preset if preset in PRESETS else "default", env)
     arg = lambda help, hint=None: tyro.conf.arg(help=help, help_behavior_hint=hint)
     return dataclasses.make_dataclass("BenchArguments", [
         options.preset_flag("Training configuration to measure."),
-        *options.setting_flags(("env", "num_updates", "feature_major_backward"), defaults, sweep=False),
+        *options.setting_flags(("env", "num_updates"), defaults, sweep=False),
+        ("feature_major_backward", Annotated[bool | None, arg(
+            "Whether the MLP takes the hand-written feature-major backward pass (default: where its first layer "
+            "is at least as wide as the flattened observation).", "")], dataclasses.field(default=None)),
         ("runs", Annotated[tuple[int, ...], arg("Numbers of runs (seeds) to measure, one row each.")],
          dataclasses.field(default=(1, 16, 64, 256, 1024))),
         ("env_limit_steps", Annotated[int | None, arg("Steps of the random-action scan that measures the "
@@ -112,17 +116,22 @@ def check_bench_args(args) -> None:
 
 
 def bench_config(args: Any) -> Config:
-    """The configuration measured: the preset on --env, with --quick's, --num-updates' and
-    --feature-major-backward's changes (the ladder's own settings are `ladder_settings`')."""
+    """The configuration measured: the preset on --env, with --quick's and --num-updates' changes
+    (the ladder's own settings are `ladder_settings`', the fast paths `bench_paths`')."""
     preset = preset_config(args.preset, args.env)
     static = preset.static
     if args.quick:
         static = dataclasses.replace(static, num_updates=5)
     elif args.num_updates is not None:
         static = dataclasses.replace(static, num_updates=args.num_updates)
-    if args.feature_major_backward is not None:
-        static = dataclasses.replace(static, feature_major_backward=args.feature_major_backward)
     return Config(static, preset.hparams)
+
+
+def bench_paths(args: Any):
+    """The fast paths measured (`pgjax.algo.fast.FastPaths`): all, --feature-major-backward deciding the MLP's."""
+    from pgjax.algo.fast import FastPaths
+
+    return FastPaths(feature_major_dense=args.feature_major_backward)
 
 
 def ladder_settings(args: Any) -> tuple[tuple[int, ...], int | None, tuple[int, ...]]:
@@ -163,6 +172,7 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     from pgjax.commands import benchmark
 
     static = config.static
+    paths = bench_paths(args)
     device = benchmark.device_description()
     console.print(f"device: {device['num_devices']} x {device['device_kind']} ({device['platform']}); "
                   f"preset {args.preset}, {static.env}, {static.num_updates} updates x "
@@ -171,13 +181,13 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     record = {"rows": [], "compile_ladder": [], "stopped": None}
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-    write = lambda complete: write_record(args, config, spec, device, record, complete)
+    write = lambda complete: write_record(args, config, spec, paths, device, record, complete)
     write(False)
     for num_runs in run_counts:
         reason = benchmark.rung_fits(config, num_runs)
         if reason is None:
             try:
-                row = benchmark.measure_rung(config, spec, num_runs, env_steps)
+                row = benchmark.measure_rung(config, spec, num_runs, env_steps, paths)
             except RuntimeError as error:  # XLA's errors (out of memory, say) are RuntimeErrors
                 reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
         if reason is not None:
@@ -196,7 +206,7 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     if compile_updates and rows:
         middle = rows[len(rows) // 2]["runs"]
         record["compile_ladder"] = [{"runs": middle, "num_updates": u,
-                                     "compile_seconds": benchmark.compile_seconds(config, middle, u)}
+                                     "compile_seconds": benchmark.compile_seconds(config, middle, u, paths)}
                                     for u in compile_updates]
     print_table(rows, record["compile_ladder"], console)
     write(True)
@@ -205,11 +215,12 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     return 0
 
 
-def write_record(args: Any, config: Config, spec, device: dict, record: dict, complete: bool) -> None:
+def write_record(args: Any, config: Config, spec, paths, device: dict, record: dict, complete: bool) -> None:
     """Write --out's JSON (nothing without --out): "complete" false until the ladder's end."""
     if args.out is None:
         return
-    from pgjax.algo.networks import feature_major_backward
+    from pgjax.algo.fast.networks import feature_major
+    from pgjax.algo.networks import MLPPolicy, make_policy
     from pgjax.results import outputs
     from pgjax.running.devices import backend_choices
 
@@ -218,7 +229,8 @@ def write_record(args: Any, config: Config, spec, device: dict, record: dict, co
         "versions": {**outputs.package_versions(), "pgjax": version()}, "command": sys.argv,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "backend_choices": backend_choices().as_dict(),
         "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
-                     "feature_major_backward_used": feature_major_backward(spec, config.static)},
+                     "feature_major_backward_used": isinstance(policy := make_policy(spec, config), MLPPolicy)
+                     and feature_major(policy, spec, paths)},
         "ladder": record["rows"], "stopped": record["stopped"], "compile_vs_updates": record["compile_ladder"],
     })
 

@@ -17,13 +17,13 @@ import numpy as np
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, make_env
+from pgjax.algo.fast import FastPaths, make_collect
 from pgjax.algo.networks import make_apply_fn, make_policy
-from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
 from pgjax.results import summary
 from pgjax.running import memory
 from pgjax.running.devices import cpu_model, device_memory_stats
-from pgjax.running.sharding import batched, compile_sharded, run_sharded, train_runs
+from pgjax.running.sharding import compile_sharded, run_sharded, train_runs
 
 
 def peak_rss_bytes() -> int:
@@ -59,16 +59,16 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
     return {**info, "steps_per_second": num_envs * num_steps / info["run_seconds"]}
 
 
-def bench_train(config: Config):
+def bench_train(config: Config, paths: FastPaths = FastPaths()):
     """`make_train(config)` with the entropy bonus fixed when tracing: every benchmarked run has config's hparams."""
-    return make_train(config, entropy_bonus=config.hparams.entropy_coef != 0)
+    return make_train(config, fast=dataclasses.replace(paths, entropy_bonus=config.hparams.entropy_coef != 0))
 
 
-def training(config: Config, num_runs: int) -> tuple[dict, object]:
+def training(config: Config, num_runs: int, paths: FastPaths = FastPaths()) -> tuple[dict, object]:
     """Useful env steps per second of the real training function for `num_runs` seeds."""
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
     hparams = config.hparams.broadcast(num_runs)
-    state, metrics, info = train_runs(bench_train(config), keys, hparams)
+    state, metrics, info = train_runs(bench_train(config, paths), keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
     threshold = make_env(config.static.env).solve_threshold
@@ -105,11 +105,11 @@ def rollout(config: Config, params, num_runs: int) -> dict:
     return {**info, "useful_env_steps": useful, "steps_per_second": useful / info["run_seconds"]}
 
 
-def compile_seconds(config: Config, num_runs: int, num_updates: int) -> float:
+def compile_seconds(config: Config, num_runs: int, num_updates: int, paths: FastPaths = FastPaths()) -> float:
     """Trace and compile time of the sharded training function alone."""
     config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_runs))
-    return compile_sharded(batched(bench_train(config)), keys, config.hparams.broadcast(num_runs))[2]
+    return compile_sharded(jax.vmap(bench_train(config, paths)), keys, config.hparams.broadcast(num_runs))[2]
 
 
 def device_description() -> dict:
@@ -151,11 +151,12 @@ def rung_fits(config: Config, num_runs: int) -> str | None:
     return None
 
 
-def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | None) -> dict:
+def measure_rung(config: Config, spec: EnvSpec, num_runs: int, env_steps: int | None,
+                 paths: FastPaths = FastPaths()) -> dict:
     """One row of the ladder: the env limit, training and rollout of `num_runs` runs."""
     num_envs = num_runs * config.static.episodes_per_update
     limit = env_limit(spec, num_envs, max(1000, 20_000_000 // num_envs) if env_steps is None else env_steps)
-    train_result, params = training(config, num_runs)
+    train_result, params = training(config, num_runs, paths)
     roll = rollout(config, params, num_runs)
     return {
         "runs": num_runs,

@@ -49,8 +49,6 @@ from pgjax.results.tables import format_setting
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
 from pgjax.running.search import Sampler
 
-# StaticConfig fields that change speed only, not results: set from Python (`pgjax.bench` has the second)
-SPEED_SETTINGS = ("gradient_block_rows", "feature_major_backward")
 # settings that take one value (a sweep over environments or budgets is several commands)
 SINGLE_VALUED = ("env", "num_updates")
 SETTING_CLASSES = (StaticConfig, Hyperparams)
@@ -181,9 +179,9 @@ def rangeable(name: str) -> bool:
       name: a field name (of `StaticConfig` or `Hyperparams`, or any other flag's).
 
     Returns:
-      False for a name that is no setting, for `SINGLE_VALUED` and `SPEED_SETTINGS`.
+      False for a name that is no setting, and for `SINGLE_VALUED`.
     """
-    return (name in STATIC_FIELDS | HYPERPARAMS_FIELDS and name not in SINGLE_VALUED and name not in SPEED_SETTINGS
+    return (name in STATIC_FIELDS | HYPERPARAMS_FIELDS and name not in SINGLE_VALUED
             and setting_type(name)[1] in (float, int))
 
 
@@ -241,7 +239,7 @@ def preset_flag(help: str) -> tuple:
 
 def train_settings_names() -> list[str]:
     """The settings `python -m pgjax.train` has a flag for, in declaration order."""
-    return [f.name for cls in SETTING_CLASSES for f in dataclasses.fields(cls) if f.name not in SPEED_SETTINGS]
+    return [f.name for cls in SETTING_CLASSES for f in dataclasses.fields(cls)]
 
 
 def train_arguments(preset: str = "default", env: str | None = None) -> type:
@@ -345,5 +343,5 @@ def settings_line(config: Config, continuous_actions: bool) -> str:
                                                       for f in dataclasses.fields(config.hparams)}}
     from pgjax.algo.validation import unused_settings
 
-    unused = {*SPEED_SETTINGS, "env", *unused_settings(config.static, continuous_actions)}
+    unused = {"env", *unused_settings(config.static, continuous_actions)}
     return " ".join(f"{flag(name)} {format_setting(value)}" for name, value in values.items() if name not in unused)

@@ -26,14 +26,14 @@ def run_command(main: Callable[[], int]) -> int:
     (exit 141, as SIGPIPE), and so does a Ctrl-C outside training's own handling (one line, exit 130) or
     during the teardown after `main` returns.
 
-    With the speed device `gc_freeze` on (`pgjax.running.devices`), the objects
+    With the process fast path `gc_freeze` on (`pgjax.running.devices`), the objects
     made by the imports so far are moved out of the garbage collector's sight
     first (`gc.freeze()`), so that its collections during tracing do not
     walk them again and again.
     """
-    from pgjax.running.devices import process_speed_on
+    from pgjax.running.devices import process_fast_path_on
 
-    if process_speed_on("gc_freeze"):
+    if process_fast_path_on("gc_freeze"):
         gc.freeze()
     try:
         code = main()
@@ -79,7 +79,7 @@ def prepare_process(argv: list[str]) -> None:
 
     One CPU device per core and the CPU-only XLA options (`pgjax.running.devices.configure_cpu`);
     with --distributed in `argv`, join the other processes (`start_distributed`). A PGJAX_SPEED_OFF
-    that names an unknown speed device ends the process with a one-line error (exit status 2).
+    that names an unknown fast path ends the process with a one-line error (exit status 2).
     """
     from pgjax.running.devices import configure_cpu, start_distributed
 

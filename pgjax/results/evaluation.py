@@ -25,9 +25,9 @@ import numpy as np
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import make_env
+from pgjax.algo.fast import make_collect, make_network
 from pgjax.algo.imports import names_code
 from pgjax.algo.networks import make_apply_fn, make_policy
-from pgjax.algo.rollout import make_collect
 from pgjax.results import loading, outputs, trust
 
 EVALUATION_FILE = "evaluation.json"
@@ -52,7 +52,7 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
       action space's units and bounds.
     """
     spec = make_env(config.static.env)
-    apply_fn = make_apply_fn(make_policy(spec, config))
+    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training's rollout ran
     dist = make_distribution(spec, config.static.squash)
     params = jax.tree.map(jnp.asarray, params)
     greedy_act = jax.jit(lambda p, obs: dist.to_env(dist.greedy(apply_fn(p, obs))))
@@ -108,7 +108,8 @@ def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
     """
     spec = make_env(network.env)
     config = Config(network)
-    apply_fn = make_apply_fn(make_policy(spec, config))
+    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))
+    # the folded rollout: the runs' episodes in one loop
     collect = make_collect(spec, apply_fn, episodes, make_distribution(spec, network.squash), greedy=greedy)
 
     def returns(params, key):

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.algo.config import Config, is_static
+from pgjax.algo.config import LEGACY_STATIC, Config, is_static
 from pgjax.results.folder import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
 
 
@@ -286,7 +286,8 @@ def run_config(summary: dict, run: int, run_dir: str | Path) -> Config:
       ValueError, IndexError: as `load_run_config`.
     """
     _locate(summary, run, run_dir)
-    settings = summary["runs"][run]["hyperparameters"]
+    # pgjax 0.2's fast-path knobs among the static settings: dropped (`Config.from_dict`)
+    settings = {k: v for k, v in summary["runs"][run]["hyperparameters"].items() if k not in LEGACY_STATIC}
     try:
         return Config.from_dict({"static": {k: v for k, v in settings.items() if is_static(k)},
                                  "hparams": {k: v for k, v in settings.items() if not is_static(k)}})

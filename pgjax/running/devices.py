@@ -9,10 +9,10 @@
   (`PGJAX_CPU_DEVICES=1` keeps a single CPU device); on an accelerator, none.
 * `use_compile_cache()`: keep compiled programs on disk for later processes.
 * `start_distributed()`: join the other processes of a multi-host run.
-* `process_speed_on(name)`: the one switch of each process-level speed device.
+* `process_fast_path_on(name)`: whether each process fast path is on.
 
-Process-level speed devices (they act before or after the training, or around
-its compiles; `experiments/process_devices.py` measures each one on and off):
+Process fast paths (they act before or after the training, or around its
+compiles; `experiments/process_fast_paths.py` measures each one on and off):
 
 * `small_loops`: XLA's CPU backend compiles each while loop that touches less
   than `SMALL_LOOP_BYTES` into one kernel (`configure_cpu`); results bitwise
@@ -27,9 +27,11 @@ its compiles; `experiments/process_devices.py` measures each one on and off):
 
 All are on by default. The environment variable PGJAX_SPEED_OFF turns some
 off: a comma-separated list of their names, e.g.
-`PGJAX_SPEED_OFF=small_loops,gc_freeze python -m pgjax.train`. An environment
-variable, because these act before the command line is parsed or after the
-training, and a measurement needs a fresh process per variant.
+`PGJAX_SPEED_OFF=small_loops,gc_freeze python -m pgjax.train`; it is read in
+`pgjax.algo.fast.paths`, the one place that also reads it for the training
+path's fast paths. An environment variable, because these act before the
+command line is parsed or after the training, and a measurement needs a fresh
+process per variant.
 """
 
 from __future__ import annotations
@@ -42,48 +44,37 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from pgjax.algo.fast.paths import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, fast_paths_off  # noqa: F401 (re-exported)
+
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
 _EXTRA_OPTIONS_FLAG = "--xla_backend_extra_options"
 SMALL_LOOP_BYTES = 65536  # XLA's CPU default is 1 KiB
 
-SPEED_OFF_VARIABLE = "PGJAX_SPEED_OFF"
-PROCESS_SPEED_DEVICES = ("small_loops", "llvm_level", "gc_freeze")
+PROCESS_SPEED_DEVICES = PROCESS_FAST_PATHS  # the name of pgjax 0.2
 
 
 def process_speeds_off(value: str | None = None) -> frozenset[str]:
-    """The process-level speed devices turned off: the names in PGJAX_SPEED_OFF (or in `value`).
-
-    Args:
-      value: a comma-separated list of names from `PROCESS_SPEED_DEVICES`
-        (spaces and empty items ignored); None reads the environment variable
-        PGJAX_SPEED_OFF (unset: none off).
-
-    Returns:
-      The names listed.
+    """The process fast paths turned off: those of `PROCESS_FAST_PATHS` that PGJAX_SPEED_OFF (or `value`) names.
 
     Raises:
-      ValueError: a name that is not a process-level speed device (a one-line message that lists them).
+      ValueError: a name that is no fast path (`pgjax.algo.fast.paths.fast_paths_off`).
     """
-    value = os.environ.get(SPEED_OFF_VARIABLE, "") if value is None else value
-    names = frozenset(name.strip() for name in value.split(",") if name.strip())
-    unknown = sorted(names - set(PROCESS_SPEED_DEVICES))
-    if unknown:
-        raise ValueError(f"{SPEED_OFF_VARIABLE}: unknown speed device{'s' * (len(unknown) > 1)} "
-                         f"{', '.join(map(repr, unknown))}; give a comma-separated list of "
-                         f"{', '.join(PROCESS_SPEED_DEVICES)}")
-    return names
+    return fast_paths_off(value) & frozenset(PROCESS_FAST_PATHS)
 
 
-def process_speed_on(name: str) -> bool:
-    """Whether the process-level speed device `name` is on (not listed in PGJAX_SPEED_OFF), read now.
+def process_fast_path_on(name: str) -> bool:
+    """Whether the process fast path `name` is on (not listed in PGJAX_SPEED_OFF), read now.
 
     Raises:
-      ValueError: PGJAX_SPEED_OFF names an unknown device, or `name` is not one of `PROCESS_SPEED_DEVICES`.
+      ValueError: PGJAX_SPEED_OFF names an unknown fast path, or `name` is not one of `PROCESS_FAST_PATHS`.
     """
-    if name not in PROCESS_SPEED_DEVICES:
-        raise ValueError(f"{name!r} is not a process-level speed device ({', '.join(PROCESS_SPEED_DEVICES)})")
+    if name not in PROCESS_FAST_PATHS:
+        raise ValueError(f"{name!r} is not a process fast path ({', '.join(PROCESS_FAST_PATHS)})")
     return name not in process_speeds_off()
+
+
+process_speed_on = process_fast_path_on  # the name of pgjax 0.2
 
 
 def _accelerator_installed() -> bool:
@@ -140,13 +131,13 @@ class BackendChoices:
     Attributes:
       platform: "cpu", "gpu", "tpu", ... (JAX's platform name).
       xla_flags: XLA options for XLA_FLAGS, set before JAX starts (`configure_cpu`):
-        on a CPU, one host device per core and the speed devices `llvm_level` and
+        on a CPU, one host device per core and the process fast paths `llvm_level` and
         `small_loops` (those not switched off in PGJAX_SPEED_OFF); none elsewhere.
       runs_per_device: the cap on runs trained at once per device when
         --max-parallel is not given (`pgjax.running.memory.default_max_parallel`);
         None: memory alone decides.
       gradient_block_rows: (a property) steps a gradient block takes at once when
-        the settings give none: `pgjax.algo.loss.default_block_rows(platform)`, which
+        the settings give none: `pgjax.algo.fast.blocks.default_block_rows(platform)`, which
         keeps the rule beside the gradient because the algorithm layer imports
         nothing from here; read on demand, as importing it starts JAX's backends.
     """
@@ -157,7 +148,7 @@ class BackendChoices:
 
     @property
     def gradient_block_rows(self) -> int:
-        from pgjax.algo.loss import default_block_rows
+        from pgjax.algo.fast.blocks import default_block_rows
 
         return default_block_rows(self.platform)
 
@@ -176,7 +167,7 @@ def backend_choices(platform: str | None = None, cpu_devices: int | None = None)
         else every core).
 
     Raises:
-      ValueError: PGJAX_SPEED_OFF names an unknown speed device.
+      ValueError: PGJAX_SPEED_OFF names an unknown fast path.
     """
     platform = platform or expected_platform()
     off = process_speeds_off()
@@ -198,23 +189,23 @@ def configure_cpu(count: int | None = None) -> list[str]:
 
     * one CPU device per core (`count`, else PGJAX_CPU_DEVICES, else every core),
       so that `run_sharded` trains slices of the runs on all cores at once;
-    * LLVM optimisation level 1 instead of 2, which compiles faster (speed
+    * LLVM optimisation level 1 instead of 2, which compiles faster (fast path
       device `llvm_level`; the float results are level 1's, not bitwise level 2's);
     * XLA's CPU backend compiles each while loop that touches less than
       `SMALL_LOOP_BYTES` into one kernel (XLA's
       `xla_cpu_small_while_loop_byte_threshold`, 1 KiB by default) rather than
-      dispatching a kernel per operation on every iteration (speed device
+      dispatching a kernel per operation on every iteration (process fast path
       `small_loops`). The loops it catches are the threefry hashes of every
       random-number call (a 5-step loop on CPU). Results are bitwise the same.
 
     On an accelerator (a GPU or TPU plugin installed, or JAX_PLATFORMS naming
-    one first) it adds nothing. A speed device listed in PGJAX_SPEED_OFF
+    one first) it adds nothing. A process fast path listed in PGJAX_SPEED_OFF
     (`process_speeds_off`) adds no flag. Must run before JAX initialises its
     backends; afterwards it changes nothing, nor does it override a flag
     already in XLA_FLAGS.
 
     Raises:
-      ValueError: PGJAX_SPEED_OFF names an unknown device (checked before anything is set).
+      ValueError: PGJAX_SPEED_OFF names an unknown fast path (checked before anything is set).
     """
     process_speeds_off()
     if _backends_started():

@@ -122,6 +122,7 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     """
     from pgjax.algo.distributions import make_distribution
     from pgjax.algo.envs import make_env
+    from pgjax.algo.fast import make_network
     from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
     from pgjax.algo.rollout import make_collect
     from pgjax.algo.trainer import Metrics, make_trainer
@@ -133,14 +134,14 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     state = jax.eval_shape(trainer.init, key, hparams)
     metrics = Metrics.shapes(static.episodes_per_update)  # declared: tracing a whole update is slow
     spec = make_env(static.env)
-    apply_fn = make_apply_fn(make_policy(spec, config))
+    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training computes
     collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, static.squash),
                            keep_last_obs=is_learned(static.baseline))
     trajectory = jax.eval_shape(collect, state.params, key)
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
     activations = activation_bytes(apply_fn, state.params, obs)
     if is_learned(static.baseline):
-        value_fn = make_value_fn(make_value_network(spec, config))
+        value_fn = make_value_fn(make_network(make_value_network(spec, config), spec))
         activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
     step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
     return RunShapes(
@@ -172,12 +173,12 @@ def device_bytes(static: StaticConfig, block_rows: int | None = None) -> int:
     Args:
       static: the runs' static settings.
       block_rows: steps a gradient block takes at once; None: what training
-        takes, `static.gradient_block_rows` or else `pgjax.algo.loss.default_block_rows()`.
+        takes, `pgjax.algo.fast.blocks.default_block_rows()`.
     """
     if block_rows is None:
-        from pgjax.algo.loss import default_block_rows
+        from pgjax.algo.fast.blocks import default_block_rows
 
-        block_rows = static.gradient_block_rows or default_block_rows()
+        block_rows = default_block_rows()
     return ACTIVATION_COPIES * block_rows * run_shapes(static).activations_per_step
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pgjax.algo.batching import pad_runs
+from pgjax.algo.fast.folded import pad_runs
 
 
 def run_mesh(devices: list | None = None) -> Any:
@@ -184,19 +184,13 @@ def train_runs(
 
     Args:
       train: `train(key, hparams) -> (state, metrics)` for one run (`make_train`);
-        its `train.batched`, where it has one, takes each device's runs at once.
       keys: [N] PRNG keys, one per run.
       hparams: `Hyperparams` whose leaves are [N] arrays.
 
     Returns:
       (state, metrics, info): pytrees with a leading [N] axis, and `run_sharded`'s info.
     """
-    (state, metrics), info = run_sharded(batched(train), keys, hparams, devices=devices)
-    return state, metrics, info
-
-
-def batched(train: Callable) -> Callable:
-    """`train.batched` (`pgjax.algo.trainer.make_train`), else `jax.vmap(train)`: the same results over a run axis."""
     import jax
 
-    return getattr(train, "batched", None) or jax.vmap(train)
+    (state, metrics), info = run_sharded(jax.vmap(train), keys, hparams, devices=devices)
+    return state, metrics, info

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from pgjax.algo.config import Hyperparams
+from pgjax.algo.fast.paths import FastPaths
 from pgjax.algo.trainer import Metrics, TrainState, make_trainer
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
@@ -202,7 +203,7 @@ class ChunkRunner:
             points = self.groups[g]
             runs, seeds, hparams = group_runs(points, self.num_seeds, self.first_seed)
             entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
-            trainer = make_trainer(points[0].config, entropy_bonus)
+            trainer = make_trainer(points[0].config, fast=FastPaths(entropy_bonus=entropy_bonus))
             segment = make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
                                     self.loop.mesh)
             self._parts[g] = (runs, seeds, hparams, trainer, segment)

@@ -1,18 +1,18 @@
-"""What each speed device of the training path is worth: every device on, each one off, and all off.
+"""What each fast path of the training path is worth: every fast path on, each one off, and all off.
 
-    python experiments/speed_devices.py                       # experiments/results/speed_devices.json and .md
-    python experiments/speed_devices.py --runs 16 --repeats 2 --num-updates 30   # a reduced reading
+    python experiments/fast_paths.py                       # experiments/results/fast_paths.json and .md
+    python experiments/fast_paths.py --runs 16 --repeats 2 --num-updates 30   # a reduced reading
 
-The devices are the fields of `pgjax.algo.speed.SpeedOptions`. For the preset
-(default: "default" on CartPole-v1) the training function (`make_train(config,
-speed=...).batched` over every CPU device, as `python -m pgjax.bench` runs it)
-is compiled once per variant: every device on (pgjax's default), each device
-off alone, and every device off (`SpeedOptions.reference()`). Then each compiled
+The fast paths are the switches of `pgjax.algo.fast.FastPaths`. For the preset
+(default: "default" on CartPole-v1) the training function (`jax.vmap(make_train(config,
+fast=...))` over every CPU device, as `python -m pgjax.bench` runs it)
+is compiled once per variant: every fast path on (pgjax's default), each one
+off alone, and every one off (`FastPaths.reference()`). Then each compiled
 executable runs once untimed, and then alternately, `--repeats` times each, on
 the same seeds.
 Compiles alternate the same way, `--compile-repeats` times each.
 Reported per variant: median compile seconds (tracing and XLA), the median training
-seconds, its ratio to every device on (above 1: turning the device off costs
+seconds, its ratio to every fast path on (above 1: turning the fast path off costs
 that much), the useful env steps and the mean final return (equal up to the
 order of float sums).
 """
@@ -36,8 +36,8 @@ import numpy as np
 import tyro
 
 from pgjax.algo.config import Config
+from pgjax.algo.fast import FastPaths
 from pgjax.algo.presets import preset_config
-from pgjax.algo.speed import SpeedOptions
 from pgjax.algo.trainer import make_train
 from pgjax.commands.benchmark import device_description
 from pgjax.results import outputs
@@ -55,27 +55,27 @@ class Args:
     num_updates: int | None = None
     """Updates per run (default: the preset's)."""
     network: str | None = None
-    """Policy network (default: the preset's; "cnn" measures the convolution's device)."""
+    """Policy network (default: the preset's; "cnn" measures the convolution's fast path)."""
     repeats: int = 3
     """Alternating timed runs of each variant."""
     compile_repeats: int = 2
     """Alternating compiles of each variant (each from a freshly built `make_train`)."""
-    devices: tuple[str, ...] = SpeedOptions.names()
-    """Devices to turn off one at a time."""
+    paths: tuple[str, ...] = FastPaths.names()
+    """Fast paths to turn off one at a time."""
     all_off: bool = True
-    """Also measure every device off (the reference path; with image observations its plain-vmap rollout
+    """Also measure every fast path off (the reference path; with image observations its plain-vmap rollout
     takes many times longer)."""
-    out: Path = Path("experiments/results/speed_devices.json")
+    out: Path = Path("experiments/results/fast_paths.json")
     """JSON output; a Markdown table is written next to it."""
 
 
-def variants(devices: tuple[str, ...], all_off: bool = True) -> dict[str, SpeedOptions]:
-    """{"all on": default, "<device> off": that device off alone, ..., "all off": the reference}."""
-    out = {"all on": SpeedOptions()}
-    for name in devices:
-        out[f"{name} off"] = dataclasses.replace(SpeedOptions(), **{name: False})
+def variants(paths: tuple[str, ...], all_off: bool = True) -> dict[str, FastPaths]:
+    """{"all on": default, "<path> off": that fast path off alone, ..., "all off": the reference}."""
+    out = {"all on": FastPaths()}
+    for name in paths:
+        out[f"{name} off"] = dataclasses.replace(FastPaths(), **{name: False})
     if all_off:
-        out["all off"] = SpeedOptions.reference()
+        out["all off"] = FastPaths.reference()
     return out
 
 
@@ -90,12 +90,12 @@ def main() -> int:
     hparams = config.hparams.broadcast(args.runs)
     entropy_bonus = config.hparams.entropy_coef != 0
     compiled = {}
-    rows = {name: {"speed": dataclasses.asdict(speed), "compile_seconds_each": [], "seconds": []}
-            for name, speed in variants(args.devices, args.all_off).items()}
+    rows = {name: {"fast_paths": dataclasses.asdict(paths), "compile_seconds_each": [], "seconds": []}
+            for name, paths in variants(args.paths, args.all_off).items()}
     for _ in range(args.compile_repeats):
-        for name, speed in variants(args.devices, args.all_off).items():
-            train = make_train(config, entropy_bonus, speed=speed)
-            executable, placed, compile_seconds = compile_sharded(train.batched, keys, hparams)
+        for name, paths in variants(args.paths, args.all_off).items():
+            train = make_train(config, fast=dataclasses.replace(paths, entropy_bonus=entropy_bonus))
+            executable, placed, compile_seconds = compile_sharded(jax.vmap(train), keys, hparams)
             compiled[name] = (executable, placed)
             rows[name]["compile_seconds_each"].append(compile_seconds)
             print(f"compiled {name:32s} {compile_seconds:6.2f} s", flush=True)
@@ -126,7 +126,7 @@ def main() -> int:
         f"{config.static.num_updates} updates: training "
         f"seconds (median of {args.repeats} alternating runs) and compile seconds (median of {args.compile_repeats}) "
         "per variant; x: training time "
-        "over every device on (above 1: the device off costs that much).",
+        "over every fast path on (above 1: the fast path off costs that much).",
         "",
         "| variant | train s | x | compile s | useful env steps | final return |",
         "|---|---:|---:|---:|---:|---:|",

@@ -1,9 +1,9 @@
-"""What each process-level speed device is worth: the default command with every device on, and each one off.
+"""What each process fast path is worth: the default command with every fast path on, and each one off.
 
-    python experiments/process_devices.py                # experiments/results/process_devices.json and .md
-    python experiments/process_devices.py --repeats 5    # more rounds
+    python experiments/process_fast_paths.py                # experiments/results/process_fast_paths.json and .md
+    python experiments/process_fast_paths.py --repeats 5    # more rounds
 
-The devices are those of `pgjax.running.devices.PROCESS_SPEED_DEVICES`
+The fast paths are those of `pgjax.running.devices.PROCESS_FAST_PATHS`
 (small_loops, llvm_level, gc_freeze), switched off one at a
 time through PGJAX_SPEED_OFF. Each measurement is the default command,
 `python -m pgjax.train --quiet --compile-cache off --out <temporary folder>`,
@@ -15,9 +15,9 @@ rounds, after one untimed run that warms the disk caches.
 Reported per variant: the medians of the command's wall time seen from outside
 (from starting the interpreter to its exit: imports, compiles, training,
 writing, teardown) and of summary.json's wall_seconds, compile_seconds and
-train_seconds, each over the same figure with every device on (above 1: turning
-the device off costs that much), and whether its runs trained bitwise the same
-results as every device on: env_steps_total, the solved fraction and the
+train_seconds, each over the same figure with every fast path on (above 1: turning
+the fast path off costs that much), and whether its runs trained bitwise the same
+results as every fast path on: env_steps_total, the solved fraction and the
 digests of metrics.npz and params.msgpack (`experiments/digests.py`).
 small_loops and gc_freeze change no result; llvm_level does
 (level 2's compiled code does not give bitwise level 1's floats, and training
@@ -41,31 +41,31 @@ import tyro
 from digests import file_digest, metrics_digest
 
 from pgjax.results import outputs
-from pgjax.running.devices import PROCESS_SPEED_DEVICES, SPEED_OFF_VARIABLE, cpu_model
+from pgjax.running.devices import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("command_seconds", "wall_seconds", "compile_seconds", "train_seconds")  # command: seen from outside
 FIGURE_LABELS = {"command_seconds": "command wall s (outside)", "wall_seconds": "summary wall s",
                  "compile_seconds": "compile s", "train_seconds": "train s"}
 RESULT_KEYS = ("env_steps_total", "solved_fraction", "metrics.npz", "params.msgpack")
-KEEP_RATIO = 1.05  # the issue's bar: a device stays if it gains at least 5% on the train or command figure
+KEEP_RATIO = 1.05  # the issue's bar: a fast path stays if it gains at least 5% on the train or command figure
 
 
 @dataclasses.dataclass
 class Args:
     repeats: int = 3
     """Rounds: every variant runs once per round, in turn."""
-    devices: tuple[str, ...] = PROCESS_SPEED_DEVICES
+    paths: tuple[str, ...] = PROCESS_FAST_PATHS
     """Devices to turn off one at a time."""
     train_args: str = ""
     """Extra arguments of `python -m pgjax.train`, in one string (default: none, the default command)."""
-    out: Path = Path("experiments/results/process_devices.json")
+    out: Path = Path("experiments/results/process_fast_paths.json")
     """JSON output; a Markdown table is written next to it."""
 
 
-def variants(devices: tuple[str, ...]) -> dict[str, str]:
-    """{"all on": "", "<device> off": "<device>", ...}: variant name -> PGJAX_SPEED_OFF."""
-    return {"all on": "", **{f"{name} off": name for name in devices}}
+def variants(paths: tuple[str, ...]) -> dict[str, str]:
+    """{"all on": "", "<path> off": "<path>", ...}: variant name -> PGJAX_SPEED_OFF."""
+    return {"all on": "", **{f"{name} off": name for name in paths}}
 
 
 def run_once(speed_off: str, train_args: list[str], folder: Path) -> dict:
@@ -90,13 +90,13 @@ def run_once(speed_off: str, train_args: list[str], folder: Path) -> dict:
 
 def main() -> int:
     args = tyro.cli(Args)
-    unknown = set(args.devices) - set(PROCESS_SPEED_DEVICES)
+    unknown = set(args.paths) - set(PROCESS_FAST_PATHS)
     if unknown:
-        print(f"error: --devices: unknown {sorted(unknown)}; choose from {', '.join(PROCESS_SPEED_DEVICES)}",
+        print(f"error: --paths: unknown {sorted(unknown)}; choose from {', '.join(PROCESS_FAST_PATHS)}",
               file=sys.stderr)
         return 2
     train_args = shlex.split(args.train_args)
-    named = variants(args.devices)
+    named = variants(args.paths)
     runs: dict[str, list[dict]] = {name: [] for name in named}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
@@ -151,7 +151,7 @@ def markdown(rows: dict, device: dict, versions: dict, repeats: int, train_args:
         f"`{train}` in a fresh process per run, on {device['cpu']} ({device['cpu_count']} cores), "
         f"jax {versions['jax']}; variants alternating in {repeats} round{'s' * (repeats > 1)} "
         "(after one untimed run). "
-        "Medians per variant; x: the median over that of every device on (above 1: turning the device "
+        "Medians per variant; x: the median over that of every fast path on (above 1: turning the fast path "
         "off costs that much). Command wall: seen from outside, from the interpreter's start to its exit; "
         "the others are summary.json's wall_seconds, compile_seconds and train_seconds. "
         f"Load average (1, 5, 15 min) {', '.join(f'{x:.2f}' for x in load_before)} before and "
@@ -180,11 +180,11 @@ def markdown(rows: dict, device: dict, versions: dict, repeats: int, train_args:
         "command - summary wall: the part of the command outside summary.json's wall_seconds (the "
         "interpreter's start before pgjax.train's first line, and its exit).",
         "results: the runs' env_steps_total and the digests of metrics.npz and params.msgpack "
-        "(`experiments/digests.py`) against every device on"
+        "(`experiments/digests.py`) against every fast path on"
         + (f" ({reference['metrics.npz']} / {reference['params.msgpack']})." if reference else "."),
         "",
         "Every variant trained bitwise the same runs." if not differ else
-        f"Not the same results as every device on: {', '.join(differ)}.",
+        f"Not the same results as every fast path on: {', '.join(differ)}.",
     ]
     return lines
 

@@ -1,4 +1,4 @@
-"""The process-level speed devices' switch (PGJAX_SPEED_OFF): parsing, and each device off."""
+"""The fast paths' switch (PGJAX_SPEED_OFF): parsing, and each process fast path off."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pgjax.algo.fast.paths import FastPaths
 from pgjax.running import devices
-from pgjax.running.devices import PROCESS_SPEED_DEVICES, process_speed_on, process_speeds_off
+from pgjax.running.devices import PROCESS_FAST_PATHS, process_fast_path_on, process_speeds_off
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,21 +22,29 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, cwd=REPO)
 
 
-def test_the_switch_lists_devices_by_name_and_rejects_unknown_names(monkeypatch):
-    assert set(PROCESS_SPEED_DEVICES) == {"small_loops", "llvm_level", "gc_freeze"}
+def test_the_switch_lists_fast_paths_by_name_and_rejects_unknown_names(monkeypatch):
+    assert set(PROCESS_FAST_PATHS) == {"small_loops", "llvm_level", "gc_freeze"}
     assert process_speeds_off("") == frozenset()
     assert process_speeds_off(" small_loops, gc_freeze ,") == {"small_loops", "gc_freeze"}
-    with pytest.raises(ValueError, match=r"unknown speed devices 'fast', 'small_loop'; .*small_loops, llvm_level"):
+    with pytest.raises(ValueError, match=r"unknown fast paths 'fast', 'small_loop'; .*small_loops, llvm_level"):
         process_speeds_off("small_loop,fast")
     monkeypatch.delenv("PGJAX_SPEED_OFF", raising=False)
-    assert all(process_speed_on(name) for name in PROCESS_SPEED_DEVICES)
+    assert all(process_fast_path_on(name) for name in PROCESS_FAST_PATHS)
+    assert FastPaths.from_environment() == FastPaths()
     monkeypatch.setenv("PGJAX_SPEED_OFF", "llvm_level")
-    assert [process_speed_on(name) for name in PROCESS_SPEED_DEVICES] == [True, False, True]
-    with pytest.raises(ValueError, match="not a process-level speed device"):
-        process_speed_on("fold_runs")
+    assert [process_fast_path_on(name) for name in PROCESS_FAST_PATHS] == [True, False, True]
+    with pytest.raises(ValueError, match="not a process fast path"):
+        process_fast_path_on("fold_runs")
     monkeypatch.setenv("PGJAX_SPEED_OFF", "exit")
-    with pytest.raises(ValueError, match="PGJAX_SPEED_OFF: unknown speed device 'exit'"):
-        process_speed_on("gc_freeze")
+    with pytest.raises(ValueError, match="PGJAX_SPEED_OFF: unknown fast path 'exit'"):
+        process_fast_path_on("gc_freeze")
+
+
+def test_the_same_switch_turns_the_training_paths_fast_paths_off(monkeypatch):
+    """PGJAX_SPEED_OFF, read in `pgjax.algo.fast.paths` only, names process and training-path fast paths alike."""
+    monkeypatch.setenv("PGJAX_SPEED_OFF", "blocked_gradient,gc_freeze")
+    assert FastPaths.from_environment() == FastPaths(blocked_gradient=False)
+    assert process_speeds_off() == {"gc_freeze"}
 
 
 def test_an_unknown_name_stops_a_command_with_one_line_before_anything_is_written(tmp_path):
@@ -44,13 +53,13 @@ def test_an_unknown_name_stops_a_command_with_one_line_before_anything_is_writte
     done = subprocess.run([sys.executable, "-m", "pgjax.train", "--num-seeds", "1", "--out", str(out)],
                           capture_output=True, text=True, env=environ, cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.startswith("error: PGJAX_SPEED_OFF: unknown speed device 'turbo'")
+    assert done.stderr.startswith("error: PGJAX_SPEED_OFF: unknown fast path 'turbo'")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
 
 
 @pytest.mark.skipif(devices._accelerator_installed(), reason="the CPU-only XLA options are left out anyway")
-def test_configure_cpu_leaves_out_the_flags_of_devices_switched_off():
+def test_configure_cpu_leaves_out_the_flags_of_fast_paths_switched_off():
     code = (
         "import os\n"
         "from pgjax.running.devices import configure_cpu\n"

@@ -10,9 +10,9 @@ weight gradients become products whose outputs are the weights' own shape and
 whose inputs need no transposed copies, where autodiff through the row-major
 forward transposes every [N, width] activation before its weight gradient.
 The values are the same function; float sums may differ in their order.
-Whether an MLP uses it: `StaticConfig.feature_major_backward`, and
-`SpeedOptions.feature_major_dense` (off: never); `experiments/feature_major.py`
-and `experiments/speed_devices.py` measure it.
+Whether an MLP uses it: `FastPaths.feature_major_dense`
+(`pgjax.algo.fast.networks`); `experiments/feature_major.py` and
+`experiments/fast_paths.py` measure it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 
-ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
+from pgjax.algo.networks import ACTIVATIONS
 
 Layer = tuple[jax.Array, jax.Array]  # kernel [fan_in, width], bias [width]
 
@@ -31,9 +30,8 @@ Layer = tuple[jax.Array, jax.Array]  # kernel [fan_in, width], bias [width]
 def dense_layers(activation: str, layers: Sequence[Layer], x: jax.Array) -> jax.Array:
     """`dense_stack` without its VJP: autodiff differentiates it row-major.
 
-    For MLPs with more inputs than first-layer units (`StaticConfig.feature_major_backward`
-    None, or False), for every MLP with `SpeedOptions.feature_major_dense` off,
-    and always for a CNN's dense layers.
+    The same function as `pgjax.algo.networks.dense_head`'s layers; the reference
+    that tests/test_dense.py checks `dense_stack` against.
     """
     act = ACTIVATIONS[activation]
     for kernel, bias in layers[:-1]:

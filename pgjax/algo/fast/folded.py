@@ -3,12 +3,12 @@
 A `lax.while_loop` whose stopping test depends on per-run data becomes, under
 `jax.vmap`, a loop with a *batched* predicate: JAX then runs every carry through a
 `select` on each iteration, which copies whole rollout buffers per step. The
-functions wrapped here are written for an explicit run axis instead, so their
+fast paths wrapped here are written for an explicit run axis instead, so their
 loops test one unbatched predicate ("has every episode of every run ended?") and
-stop as soon as the whole batch is done.
+stop as soon as the whole batch is done, and their blocks span runs.
 
-`over_runs(batched_fn, fold)` is the seam: `fold_vmap` where
-`SpeedOptions.fold_runs` is on, `plain_vmap` (the reference) where it is off.
+`over_runs(batched_fn, fold)` gives such a function the interface of one run:
+`fold_vmap` where `FastPaths.fold_runs` is on, `at_one_run` where it is off.
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
       then seeds) calls `batched_fn` once with `B = N` (or grid x seeds).
       Like any `custom_vmap` function it cannot be differentiated through; pgjax
       uses it for rollouts and for computing gradients, never inside `jax.grad`.
-      Its attribute `batched` is `batched_fn` itself, for callers that hold the
-      run axis explicitly (and so skip the tracing at B = 1 that `custom_vmap`
-      does before folding).
     """
 
     @custom_vmap
@@ -74,38 +71,25 @@ def fold_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
         out = many(*_broadcast_unbatched(args, tuple(in_batched), axis_size))
         return out, _all_batched(out)
 
-    one.batched = batched_fn
     return one
 
 
-def plain_vmap(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
+def at_one_run(batched_fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fold_vmap`'s interface without the fold: a function of one run that calls `batched_fn` at B = 1.
 
-    Under `jax.vmap` it is plainly batched by JAX (loops get a batched predicate);
-    its attribute `batched` is `jax.vmap` of it, for a leading run axis [B].
+    Under `jax.vmap` it is plainly batched by JAX (loops get a batched predicate).
     """
 
     def one(*args):
         out = batched_fn(*jax.tree.map(lambda x: x[None], args))
         return jax.tree.map(lambda x: x[0], out)
 
-    one.batched = jax.vmap(one)
     return one
 
 
 def over_runs(batched_fn: Callable[..., Any], fold: bool = True) -> Callable[..., Any]:
-    """`fold_vmap(batched_fn)` if `fold` (`SpeedOptions.fold_runs`), else `plain_vmap(batched_fn)`."""
-    return fold_vmap(batched_fn) if fold else plain_vmap(batched_fn)
-
-
-def vmap_runs(per_run_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A function of one run, given the attribute `batched` = `jax.vmap(per_run_fn)` (leading run axis [B])."""
-
-    def one(*args):
-        return per_run_fn(*args)
-
-    one.batched = jax.vmap(per_run_fn)
-    return one
+    """`fold_vmap(batched_fn)` if `fold` (`FastPaths.fold_runs`), else `at_one_run(batched_fn)`."""
+    return fold_vmap(batched_fn) if fold else at_one_run(batched_fn)
 
 
 def pad_runs(tree: Any, num_runs: int, multiple: int) -> Any:
