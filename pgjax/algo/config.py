@@ -262,18 +262,14 @@ class Hyperparams:
         })
 
 
-_registered = False
-
-
 def register_pytrees() -> None:
     """Register `Hyperparams` with JAX as a pytree of its fields, in declaration order; imports JAX. Idempotent."""
-    global _registered
     import jax
 
-    if not _registered:
+    if not hasattr(Hyperparams, "_pgjax_pytree"):
         names = [f.name for f in dataclasses.fields(Hyperparams)]
         jax.tree_util.register_dataclass(Hyperparams, data_fields=names, meta_fields=[])
-        _registered = True
+        Hyperparams._pgjax_pytree = True
 
 
 class _RegisterAfterJax(importlib.abc.MetaPathFinder):
@@ -284,15 +280,9 @@ class _RegisterAfterJax(importlib.abc.MetaPathFinder):
             return None
         sys.meta_path.remove(self)  # the other finders find jax; this hook runs once
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_then_register(module):
-            exec_module(module)
-            register_pytrees()
-
-        spec.loader.exec_module = exec_then_register
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+            spec.loader.exec_module = lambda module: (exec_module(module), register_pytrees())
         return spec
 
 
@@ -372,29 +362,15 @@ HYPERPARAMS_FIELDS = frozenset(f.name for f in dataclasses.fields(Hyperparams))
 
 
 def is_static(name: str) -> bool:
-    """Whether `name` is a field of `StaticConfig` (one compile per value) rather than of `Hyperparams`.
-
-    Args:
-      name: a setting's field name, e.g. "hidden" or "learning_rate".
-
-    Returns:
-      True for a `StaticConfig` field; False for a `Hyperparams` field and for any other name.
-    """
+    """Whether field `name` (e.g. "hidden") is `StaticConfig`'s (one compile per value); False for any other name."""
     return name in STATIC_FIELDS
 
 
 def setting_type(name: str) -> tuple[type, Any]:
-    """The class that declares setting `name` and the field's type, None taken out of an optional one.
+    """(the class that declares field `name`, its type with None taken out of an optional one).
 
-    Args:
-      name: a field name of `StaticConfig` or `Hyperparams`.
-
-    Returns:
-      (`StaticConfig` or `Hyperparams`, the type): e.g. (StaticConfig, tuple[int, ...]) for "hidden",
-      (StaticConfig, int) for "num_updates", (Hyperparams, float) for "gamma".
-
-    Raises:
-      KeyError: `name` is no setting.
+    E.g. (StaticConfig, tuple[int, ...]) for "hidden", (Hyperparams, float) for "gamma".
+    Raises KeyError where `name` is no setting.
     """
     cls = StaticConfig if is_static(name) else Hyperparams
     kind = typing.get_type_hints(cls)[name]
@@ -404,17 +380,10 @@ def setting_type(name: str) -> tuple[type, Any]:
 
 
 def setting_kind(name: str) -> tuple[Any, bool]:
-    """What one value of setting `name` is: (its element type, whether the setting holds a tuple of them).
+    """(the element type of one value of field `name`, whether the setting holds a tuple of them).
 
-    Args:
-      name: a field name of `StaticConfig` or `Hyperparams`.
-
-    Returns:
-      (int, True) for the widths "hidden" and "conv" (`tuple[int, ...]`); otherwise (the type of
-      `setting_type`, False), e.g. (float, False) for "gamma", (Literal[...], False) for "baseline".
-
-    Raises:
-      KeyError: `name` is no setting.
+    E.g. (int, True) for the widths "hidden" and "conv", (float, False) for "gamma", (Literal[...], False)
+    for "baseline". Raises KeyError where `name` is no setting.
     """
     kind = setting_type(name)[1]
     if typing.get_origin(kind) is tuple:

@@ -207,16 +207,9 @@ def make_trainer(
         if spec.action_kind == "continuous":  # the Gaussian policy's state-independent log std
             params = {**params, "log_std": jnp.full_like(params["log_std"], hparams.init_log_std)}
         value_params, value_opt_state = weighting.init(jax.random.fold_in(init_key, 1), hparams)
-        return RunState(
-            params=params,
-            opt_state=make_optimizer(hparams).init(params),
-            key=loop_key,
-            env_steps=jnp.int32(0),
-            update=jnp.int32(0),
-            diverged=jnp.bool_(False),
-            value_params=value_params,
-            value_opt_state=value_opt_state,
-        )
+        return RunState(params=params, opt_state=make_optimizer(hparams).init(params), key=loop_key,
+                        env_steps=jnp.int32(0), update=jnp.int32(0), diverged=jnp.bool_(False),
+                        value_params=value_params, value_opt_state=value_opt_state)
 
     def update(state: RunState, hparams: Hyperparams) -> tuple[RunState, Metrics]:
         """One update of one run."""
@@ -237,9 +230,8 @@ def make_trainer(
         diverged = state.diverged | ~(sane(loss, params, hparams.divergence_limit) & value.sane)
         new = (params, opt_state, value.params, value.opt_state)
         old = (state.params, state.opt_state, state.value_params, state.value_opt_state)
-        params, opt_state, value_params, value_opt_state = jax.tree.map(
-            lambda n, o: jnp.where(diverged, o, n), new, old
-        )
+        params, opt_state, value_params, value_opt_state = jax.tree.map(lambda n, o: jnp.where(diverged, o, n),
+                                                                        new, old)
         # 6. metrics
         metrics = metrics_of(state, traj, loss, grads, entropy, diverged, value)
         new_state = RunState(params, opt_state, next_key, metrics.env_steps, state.update + 1, diverged,
