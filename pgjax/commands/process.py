@@ -26,15 +26,9 @@ def run_command(main: Callable[[], int]) -> int:
     (exit 141, as SIGPIPE), and so does a Ctrl-C outside training's own handling (one line, exit 130) or
     during the teardown after `main` returns.
 
-    With the process fast path `gc_freeze` on (`pgjax.running.devices`), the objects
-    made by the imports so far are moved out of the garbage collector's sight
-    first (`gc.freeze()`), so that its collections during tracing do not
-    walk them again and again.
+    The imports so far are frozen out of the garbage collector's sight first (`freeze_imports`).
     """
-    from pgjax.running.devices import process_fast_path_on
-
-    if process_fast_path_on("gc_freeze"):
-        gc.freeze()
+    freeze_imports()
     try:
         code = main()
         sys.stdout.flush()
@@ -49,6 +43,17 @@ def run_command(main: Callable[[], int]) -> int:
     finally:  # what is left is the process's teardown: a Ctrl-C or SIGTERM now ends it at once, quietly
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _end_at_once)
+
+
+def freeze_imports() -> None:
+    """With the process fast path `gc_freeze` on, move every object made so far (the imports' modules,
+    classes and functions) out of the garbage collector's sight (`gc.freeze()`, cumulative), so that its
+    collections while tracing do not walk them again and again. A command calls it again once its late
+    imports (JAX and the layers it uses) are done."""
+    from pgjax.running.devices import process_fast_path_on
+
+    if process_fast_path_on("gc_freeze"):
+        gc.freeze()
 
 
 def _end_at_once(signum, frame) -> None:

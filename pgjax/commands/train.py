@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgjax.commands import options
 from pgjax.commands.options import RunOptions
-from pgjax.commands.process import ABORTED, StopRequest, exit_process, prepare_process, run_command
+from pgjax.commands.process import ABORTED, StopRequest, exit_process, freeze_imports, prepare_process, run_command
 from pgjax.commands.shared import make_console, parse
 
 if TYPE_CHECKING:
@@ -365,7 +365,14 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    # The layers a run uses (JAX, gymnax, Flax, optax with them), imported before their objects are frozen
+    # out of the garbage collector's sight (`freeze_imports`: 0.2's start-up imported them before it).
+    from pgjax.algo import envs, networks, trainer  # noqa: F401
+    from pgjax.results import outputs, run_record, summary, tables, tracking  # noqa: F401
+    from pgjax.running import grid, halving, progress, resume  # noqa: F401
     from pgjax.running.sweep import Interrupted
+
+    freeze_imports()
 
     console = make_console()
     with StopRequest(console) as stop:
