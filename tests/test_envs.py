@@ -13,7 +13,7 @@ import pytest
 from gymnax.environments import spaces
 
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.algo.envs import make_env
+from pgjax.algo.envs import make_env, space_kind
 from pgjax.algo.networks import make_policy
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.algo.trainer import make_train
@@ -100,6 +100,41 @@ def test_unsupported_spaces_are_named(obs_space, action_space, message, monkeypa
     monkeypatch.setattr(gymnax, "make", lambda env_id: (_FakeEnv(obs_space, action_space), _FakeParams()))
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_env("Fake-v0")
+
+
+class _LookAlikeBox:
+    """A Box of another package's own class (as Craftax declares them): gymnax's attributes, not its class."""
+
+    def __init__(self, low, high, shape, dtype=jnp.float32):
+        self.low, self.high, self.shape, self.dtype = low, high, shape, dtype
+
+
+class _LookAlikeDiscrete:
+    def __init__(self, n):
+        self.n, self.shape, self.dtype = n, (), jnp.int32
+
+
+def test_spaces_are_recognised_by_their_attributes():
+    assert space_kind(spaces.Box(0, 1, (4,))) == space_kind(_LookAlikeBox(0, 1, (4,))) == "box"
+    assert space_kind(spaces.Discrete(3)) == space_kind(_LookAlikeDiscrete(3)) == "discrete"
+    assert space_kind(spaces.Tuple([spaces.Discrete(2)])) is None
+    assert space_kind(spaces.Dict({"a": spaces.Box(0, 1, (2,))})) is None
+
+
+@pytest.mark.parametrize("env_id, obs_space, action_space, kind", [
+    ("CartPole-v1", _LookAlikeBox(-5.0, 5.0, (4,)), _LookAlikeDiscrete(2), "discrete"),
+    ("Pendulum-v1", _LookAlikeBox(-8.0, 8.0, (3,)), _LookAlikeBox(-2.0, 2.0, (1,)), "continuous")])
+def test_look_alike_spaces_serve_like_gymnax_s(env_id, obs_space, action_space, kind, monkeypatch):
+    env, params = gymnax.make(env_id)
+    env.observation_space = lambda params: obs_space
+    env.action_space = lambda params: action_space
+    make = gymnax.make
+    monkeypatch.setattr(gymnax, "registered_envs", [*gymnax.registered_envs, "LookAlike-v0"])
+    monkeypatch.setattr(gymnax, "make", lambda name: (env, params) if name == "LookAlike-v0" else make(name))
+    spec, plain = make_env("LookAlike-v0"), make_env(env_id)
+    assert spec.action_kind == kind
+    assert (spec.obs_shape, spec.num_actions, spec.action_low, spec.action_high) == (
+        plain.obs_shape, plain.num_actions, plain.action_low, plain.action_high)
 
 
 def test_unsupported_registered_environment_and_network():

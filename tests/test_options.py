@@ -101,7 +101,7 @@ def test_progress_lines_when_not_a_terminal_and_the_time_left_after_the_first_ch
                 now[0] += 20
                 p.report(SegmentReport(chunk, 3, done, 20, 10, 1000, 2.0, 30.0))
     lines = screen.getvalue().splitlines()
-    assert lines[0] == "progress: 10/60 updates (17%) | chunk 1/3 | 0.00 M steps/s | return 30.0 | 20 s elapsed, " \
+    assert lines[0] == "progress: 10/60 updates (17%) | chunk 1/3 | 500 steps/s | return 30.0 | 20 s elapsed, " \
                        "about 10 s left"
     assert lines[1] == "chunk 1 of 3 trained in 4.0 s; the other 2 should take about 8.0 s"
     assert lines[2].startswith("progress: 30/60 updates (50%) | chunk 2/3")  # 30 s after the first line

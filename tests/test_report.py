@@ -79,3 +79,12 @@ def test_configure_cpu_gives_one_device_per_core_before_jax_starts():
     env = {**os.environ, "XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert "xla_backend_extra_options" not in out.strip().splitlines()[0]
+
+
+def test_a_slow_rate_is_shown_in_a_unit_that_shows_it():
+    from pgjax.running.progress import format_rate
+
+    assert format_rate(19_430_000) == "19.43 M steps/s"
+    assert format_rate(4_321) == "4.3 k steps/s"  # 0.2 printed "0.00 M steps/s" below 5k steps/s
+    assert format_rate(500) == "500 steps/s"
+    assert format_rate(float("nan")) == "? steps/s"

@@ -15,8 +15,9 @@ gives `reset` and `is_truncated` for free):
   with no auto-reset: pgjax ends an episode at its first terminated or
   truncated step;
 * `is_truncated(state, params) -> bool []`, the time limit;
-* `observation_space(params)` (a gymnax `spaces.Box`) and `action_space(params)`
-  (`spaces.Discrete` or a bounded 1-D `spaces.Box`);
+* `observation_space(params)` (shaped like gymnax's `spaces.Box`) and `action_space(params)`
+  (like `spaces.Discrete` or a bounded 1-D `spaces.Box`): spaces are recognised by their
+  attributes, not their class (`space_kind`), so a package's own look-alike classes serve;
 * `default_params`, its `EnvParams`, unless the params are given with it.
 
 What the trainer needs besides (`EnvSpec`) comes from:
@@ -42,7 +43,6 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces
 
 from pgjax.algo.imports import import_object
 
@@ -176,13 +176,37 @@ def _max_steps(params: Any, name: str) -> int:
     return limit
 
 
+def space_kind(space: Any) -> str | None:
+    """What a space is, recognised by its attributes rather than its class.
+
+    Packages built on gymnax (Craftax, say) declare spaces of their own classes with
+    gymnax's attributes; they are served like gymnax's.
+
+    Args:
+      space: an observation or action space.
+
+    Returns:
+      "box" for one shaped like gymnax's `Box` (`shape`, `low` and `high`); "discrete" for one
+      shaped like its `Discrete` (a scalar `n`, and no `low`/`high`); None for anything else,
+      composite spaces (with `spaces`, like `Tuple` and `Dict`) and a vector of sizes (`nvec`) included.
+    """
+    if hasattr(space, "spaces") or hasattr(space, "nvec"):
+        return None
+    if all(hasattr(space, name) for name in ("shape", "low", "high")):
+        return "box"
+    n = getattr(space, "n", None)
+    if n is not None and np.ndim(n) == 0:
+        return "discrete"
+    return None
+
+
 def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, obs_dtype: str) -> EnvSpec:
     """The EnvSpec of an environment, checking its spaces are ones pgjax's policies serve."""
     obs_space = env.observation_space(params)
-    if not isinstance(obs_space, spaces.Box):
+    if space_kind(obs_space) != "box":
         raise ValueError(
-            f"{name} has a {type(obs_space).__name__} observation space; "
-            "pgjax's networks take Box (array) observations"
+            f"{name} has a {type(obs_space).__name__} observation space; pgjax's networks take array "
+            "observations: a space with shape, low and high, as gymnax's Box"
         )
     obs_shape = tuple(int(n) for n in obs_space.shape)
     if not 1 <= len(obs_shape) <= 3:
@@ -196,13 +220,13 @@ def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, o
     action_space = env.action_space(params)
     common = dict(env=env, params=params, obs_shape=obs_shape, max_steps=_max_steps(params, name),
                   solve_threshold=solve_threshold, obs_dtype=obs_dtype, name=name)
-    if isinstance(action_space, spaces.Discrete):
+    if space_kind(action_space) == "discrete":
         if int(action_space.n) < 1:
             raise ValueError(f"{name} has a Discrete({int(action_space.n)}) action space: a policy needs at least "
                              "one action to choose (n >= 1)")
         return EnvSpec(num_actions=int(action_space.n), action_kind="discrete", **common)
-    if isinstance(action_space, spaces.Box):
-        shape = tuple(action_space.shape)
+    if space_kind(action_space) == "box":
+        shape = tuple(int(n) for n in action_space.shape)
         low = np.broadcast_to(np.asarray(action_space.low, np.float64), shape).reshape(-1)
         high = np.broadcast_to(np.asarray(action_space.high, np.float64), shape).reshape(-1)
         if len(shape) != 1:
@@ -220,8 +244,9 @@ def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, o
         return EnvSpec(num_actions=shape[0], action_kind="continuous", action_low=tuple(low.tolist()),
                        action_high=tuple(high.tolist()), **common)
     raise ValueError(
-        f"{name} has a {type(action_space).__name__} action space; pgjax's policies take a Discrete "
-        "(categorical) or a Box (Gaussian) one"
+        f"{name} has a {type(action_space).__name__} action space; pgjax's policies take a discrete one "
+        "(a scalar n, as gymnax's Discrete: categorical) or a bounded vector (shape, low and high, as its Box: "
+        "Gaussian)"
     )
 
 

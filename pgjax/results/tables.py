@@ -43,6 +43,8 @@ def print_report(summary: dict, console: Console) -> None:
         intervals shown are its "statistics" ones, whose method its
         "interval_method" names (the table's caption repeats it).
     """
+    from pgjax.running.progress import format_rate  # its module imports JAX: only once training has run
+
     groups = summary["groups"]
     varied = list(groups[0]["varied"])
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
@@ -86,7 +88,7 @@ def print_report(summary: dict, console: Console) -> None:
         f"{solved_text} | mean final return "
         f"{format_estimate(statistics.get('mean'), statistics.get('mean_ci95'), '95% bootstrap CI ')} | "
         f"{trained:,} env steps in {summary['train_seconds']:.2f} s = "
-        f"{(speed or math.nan) / 1e6:.2f} M steps/s"
+        f"{format_rate(speed or math.nan)}"
         + (f" (and {restored:,} restored from checkpoints)" if restored else "")
         + f" | compile {summary['compile_seconds']:.2f} s"
         + (" (compile cache)" if summary.get("compile_cache_hits") else "") + " | "

@@ -35,6 +35,18 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def format_rate(steps_per_second: float) -> str:
+    """Env steps per second in the unit that shows them: 1.234e6 -> "1.23 M steps/s", 4321 -> "4.3 k steps/s",
+    500 -> "500 steps/s" (a slow environment's rate is never "0.00 M"); not finite -> "? steps/s"."""
+    if not math.isfinite(steps_per_second):
+        return "? steps/s"
+    if steps_per_second >= 1e6:
+        return f"{steps_per_second / 1e6:.2f} M steps/s"
+    if steps_per_second >= 1e3:
+        return f"{steps_per_second / 1e3:.1f} k steps/s"
+    return f"{steps_per_second:.0f} steps/s"
+
+
 class SweepProgress:
     """Updates done of total, env steps per second, mean return and time left.
 
@@ -95,7 +107,7 @@ class SweepProgress:
             self._task,
             advance=report.new_updates,
             description=chunk,
-            speed=f"{speed / 1e6:.2f} M steps/s",
+            speed=format_rate(speed),
             mean_return=f"{report.mean_return:.1f}",
         )
         first_chunk_done = report.chunk.index == 0 and report.updates_done == report.num_updates
@@ -114,7 +126,7 @@ class SweepProgress:
             time_left = f", about {format_duration(left)} left" if self.done < self.total else ""
             self.console.print(
                 f"progress: {self.done:,}/{self.total:,} updates ({self.done / self.total:.0%}) | {chunk} | "
-                f"{speed / 1e6:.2f} M steps/s | return {report.mean_return:.1f} | {format_duration(elapsed)} "
+                f"{format_rate(speed)} | return {report.mean_return:.1f} | {format_duration(elapsed)} "
                 f"elapsed{time_left}", soft_wrap=True)
 
 
