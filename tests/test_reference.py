@@ -215,6 +215,8 @@ def test_the_0_2_keywords_map_into_the_fast_paths():
     with pytest.warns(DeprecationWarning):
         assert _fast_paths(None, REFERENCE, False) == dataclasses.replace(REFERENCE, entropy_bonus=False)
     assert _fast_paths(FAST, None, None) is FAST
+    with pytest.warns(DeprecationWarning, match="speed"):
+        assert _fast_paths(None, REFERENCE, None) is REFERENCE
     config = CONFIGS["categorical"]
     with pytest.warns(DeprecationWarning):
         make_trainer(config, True)

@@ -129,6 +129,17 @@ def make_rollout_steps(
     return RolloutSteps(start, step, alive_like)
 
 
+def empty_buffers(spec: EnvSpec, dist: distributions.Distribution, shape: tuple[int, ...]) -> tuple:
+    """Zeroed (obs, action, reward, valid) buffers of leading shape `shape`: [T, E] for one run (the fast
+    rollout's [R, T, E] or [T, R, E] for a batch), then the observation's or action's own shape."""
+    return (
+        jnp.zeros(shape + spec.obs_shape, spec.obs_dtype),
+        jnp.zeros(shape + dist.action_shape, dist.action_dtype),
+        jnp.zeros(shape, jnp.float32),
+        jnp.zeros(shape, bool),
+    )
+
+
 def make_collect(
     spec: EnvSpec,
     apply_fn: ApplyFn,
@@ -159,8 +170,7 @@ def make_collect(
 
     def collect(params, key):
         obs, state, step_key = steps.start(key)
-        buffers = (jnp.zeros(shape + spec.obs_shape, spec.obs_dtype), jnp.zeros(shape + dist.action_shape,
-                   dist.action_dtype), jnp.zeros(shape, jnp.float32), jnp.zeros(shape, bool))
+        buffers = empty_buffers(spec, dist, shape)
         # The observation each episode ended in (kept only when asked for).
         last_obs = jnp.zeros((num_episodes,) + spec.obs_shape, jnp.float32) if keep_last_obs else None
 

@@ -155,6 +155,9 @@ class Trainer(NamedTuple):
 def _fast_paths(fast: FastPaths | None, speed: FastPaths | None, entropy_bonus: bool | None) -> FastPaths:
     """The fast paths of `make_trainer`'s arguments: `fast`, else the 0.2 keyword `speed`, else the defaults
     less those PGJAX_SPEED_OFF turns off; with the 0.2 keyword `entropy_bonus` (deprecated) set into them."""
+    if speed is not None:
+        warnings.warn("make_train(..., speed=...) is deprecated: pass fast=FastPaths(...)", DeprecationWarning,
+                      stacklevel=3)
     paths = fast or speed or FastPaths.from_environment()
     if entropy_bonus is not None:
         warnings.warn("make_train(..., entropy_bonus=...) is deprecated: pass fast=FastPaths(entropy_bonus=...)",

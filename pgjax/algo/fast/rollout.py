@@ -25,16 +25,6 @@ from pgjax.algo.fast.paths import DEFAULT, FastPaths
 from pgjax.algo.rollout import ApplyFn, Trajectory, make_rollout_steps
 
 
-def empty_buffers(spec: EnvSpec, dist: distributions.Distribution, shape: tuple[int, ...]) -> tuple:
-    """Zeroed (obs, action, reward, valid) buffers of leading shape `shape` ([R, T, E] or [T, R, E])."""
-    return (
-        jnp.zeros(shape + spec.obs_shape, spec.obs_dtype),
-        jnp.zeros(shape + dist.action_shape, dist.action_dtype),
-        jnp.zeros(shape, jnp.float32),
-        jnp.zeros(shape, bool),
-    )
-
-
 def make_collect(
     spec: EnvSpec,
     apply_fn: ApplyFn,
@@ -68,7 +58,7 @@ def make_collect(
         # as it always did, so results stay bitwise the same).
         run_major = paths.run_major_buffers and len(spec.obs_shape) > 1
         shape = (num_runs, max_steps, num_episodes) if run_major else (max_steps, num_runs, num_episodes)
-        buffers = empty_buffers(spec, dist, shape)
+        buffers = rollout.empty_buffers(spec, dist, shape)
         # The observation each episode ended in (kept only when asked for).
         last_obs = jnp.zeros((num_runs, num_episodes) + spec.obs_shape, jnp.float32) if keep_last_obs else None
 
