@@ -65,3 +65,12 @@ def test_the_old_paths_are_the_new_modules():
     from pgjax.running.sweep import ChunkRunner, SweepTrainer
 
     assert SweepTrainer is ChunkRunner
+
+
+def test_the_fast_package_lists_the_names_of_its_seam():
+    """`pgjax.algo.fast` names the seam's functions without importing it (JAX): the two lists are one."""
+    from pgjax.algo import fast
+    from pgjax.algo.fast import select
+
+    assert fast.__all__ == select.__all__
+    assert all(getattr(fast, name) is getattr(select, name) for name in fast.__all__)

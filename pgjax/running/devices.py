@@ -22,7 +22,8 @@ compiles; `experiments/process_fast_paths.py` measures each one on and off):
   the trained runs (pgjax's reference results are level 1's);
 * `gc_freeze`: each command moves the objects its imports made into the
   garbage collector's permanent generation (`gc.freeze()`, in
-  `pgjax.commands.process.run_command`) before it traces and compiles, so that the
+  `pgjax.commands.process.freeze_imports`: once as it starts, and the train command again
+  after its late imports) before it traces and compiles, so that the
   collections that tracing sets off do not walk them again; same outputs.
 
 All are on by default. The environment variable PGJAX_SPEED_OFF turns some
