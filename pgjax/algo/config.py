@@ -68,6 +68,8 @@ class StaticConfig:
 
     Attributes:
       env: gymnax environment id, e.g. "CartPole-v1" (`pgjax.algo.envs.make_env`).
+      env_kwargs: "key=value" arguments of a "package.module:factory" env (`pgjax.algo.env_factory`).
+      max_episode_steps: episodes are cut off (truncated) after this many steps; 0: the env's own limit.
       network: "mlp" (observations flattened, then `hidden`), "cnn" (3x3
         convolutions with `conv` channels over an image observation, then
         `hidden`), another name registered with
@@ -105,6 +107,8 @@ class StaticConfig:
     """
 
     env: str = setting("CartPole-v1", 'gymnax environment id (listed above) or "package.module:factory".')
+    env_kwargs: tuple[str, ...] = setting((), 'Arguments of --env\'s factory: "key=value ...", typed by its signature.')
+    max_episode_steps: int = setting(0, "Cut episodes off after this many steps (0: the environment's own limit).")
     hidden: tuple[int, ...] = setting((32,), 'Hidden layer widths, "64,64" for two layers.')
     activation: Activation = setting("relu", "Hidden-layer nonlinearity.")
     episodes_per_update: int = setting(8, "Complete episodes collected per run for each update.")
@@ -144,6 +148,9 @@ class StaticConfig:
             raise ValueError(f"episodes_per_update must be >= 1, got {self.episodes_per_update}")
         if self.num_updates < 1:
             raise ValueError(f"num_updates must be >= 1, got {self.num_updates}")
+        if self.max_episode_steps < 0:
+            raise ValueError(f"max_episode_steps must be >= 0 (0: the environment's own limit), got "
+                             f"{self.max_episode_steps}")
 
     def validate_combinations(self) -> None:
         """Check the combinations of built-in kinds that cannot work (those that need no registry).

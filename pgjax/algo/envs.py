@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import gymnax
@@ -44,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo.imports import import_object
+from pgjax.algo import env_api
+from pgjax.algo.env_factory import call_factory
 
 # Returns at which an environment counts as solved (Gym's `reward_threshold`),
 # judged on the mean return of the last 100 training episodes. Gym gives none
@@ -65,8 +67,9 @@ BINARY_OBSERVATIONS = frozenset({
     "Catch-bsuite", "DeepSea-bsuite",
 })
 
-# The methods and attributes of gymnax's Environment API that pgjax calls.
-REQUIRED_API = ("reset", "step_env", "is_truncated", "observation_space", "action_space")
+# Where an environment's own step limit is looked for, in this order: fields of its params, then attributes
+# of the environment (gymnax's name first; Craftax's params call it max_timesteps).
+STEP_LIMIT_NAMES = ("max_steps_in_episode", "max_timesteps", "max_episode_steps", "max_steps")
 
 
 class EnvSpec(NamedTuple):
@@ -86,6 +89,8 @@ class EnvSpec(NamedTuple):
         "uint8" for 0/1 maps (`BINARY_OBSERVATIONS`).
       name: what names the environment in messages: the gymnax id or
         "package.module:factory" string it was made from, else its `name`.
+      route: how a step is taken (`pgjax.algo.env_api.ROUTES`): "step" (the
+        environment's own, wrappers and all), or "step_env"/"step_env+is_truncated".
     """
 
     env: Any  # gymnax.environments.environment.Environment or an object with its API
@@ -99,6 +104,7 @@ class EnvSpec(NamedTuple):
     action_high: tuple[float, ...] | None = None
     obs_dtype: str = "float32"
     name: str = ""
+    route: str = "step"
 
 
 def _check_step_api() -> None:
@@ -112,37 +118,9 @@ def _check_step_api() -> None:
         )
 
 
-def _from_factory(path: str) -> Any:
-    """Call the factory "package.module:factory" names, with no arguments; an environment
-    object found there (not a class or function) is taken as it is."""
-    factory = import_object(path, "environment factory")
-    if all(hasattr(factory, name) for name in REQUIRED_API) and not isinstance(factory, type):
-        return factory
-    if not callable(factory):
-        raise ValueError(
-            f"'{path}' names an object of type {type(factory).__name__}, not a factory: give a function (or "
-            "class) that takes no arguments and returns an environment or an (environment, env_params) pair"
-        )
-    try:
-        return factory()
-    except Exception as error:
-        raise ValueError(f"calling the environment factory '{path}' failed: {type(error).__name__}: {error}") from error
-    except BaseException as error:  # sys.exit or KeyboardInterrupt inside the factory: not pgjax's own exit or stop
-        raise ValueError(f"calling the environment factory '{path}' failed: {_escaped(error)}") from None
-
-
-def _escaped(error: BaseException) -> str:
-    """What a factory's SystemExit or KeyboardInterrupt (or other BaseException) says, in words."""
-    if isinstance(error, SystemExit):
-        return f"it ended the process (sys.exit({error.code!r})); a factory must return, not exit"
-    if isinstance(error, KeyboardInterrupt):
-        return "it raised KeyboardInterrupt"
-    return f"{type(error).__name__}: {error}"
-
-
 def _split_env_params(made: Any, source: str) -> tuple[Any, Any]:
     """(env, params) from an environment or an (environment, env_params) pair; params from
-    `env.default_params` when not given. `source` begins the messages, e.g. "make_env was given"."""
+    `env.default_params` when not given, else None. `source` begins the messages, e.g. "make_env was given"."""
     if isinstance(made, tuple):
         if len(made) != 2:
             raise ValueError(
@@ -151,29 +129,46 @@ def _split_env_params(made: Any, source: str) -> tuple[Any, Any]:
         env, params = made
     else:
         env, params = made, None
-    missing = [attr for attr in REQUIRED_API if not callable(getattr(env, attr, None))]
-    if params is None and not hasattr(env, "default_params"):
-        missing.append("default_params")
+    missing = env_api.missing_calls(env)
     if missing:
         raise ValueError(
-            f"{source} an object of type {type(env).__name__}, which lacks {', '.join(missing)} of gymnax's "
-            "Environment API: subclass gymnax.environments.environment.Environment and define step_env, reset_env, "
-            "observation_space and action_space"
+            f"{source} an object of type {type(env).__name__}, which lacks {', '.join(missing)}: an environment "
+            "has gymnax's shape (reset, step, observation_space, action_space; see pgjax.algo.env_api)"
         )
-    return env, (env.default_params if params is None else params)
+    return env, (getattr(env, "default_params", None) if params is None else params)
 
 
-def _max_steps(params: Any, name: str) -> int:
-    limit = getattr(params, "max_steps_in_episode", None)
-    if limit is None:
+def _own_step_limit(env: Any, params: Any) -> tuple[int, str] | None:
+    """(the environment's own step limit, where it was found), or None where it declares none (`STEP_LIMIT_NAMES`)."""
+    for owner, where in ((params, "params"), (env, "environment")):
+        for field in STEP_LIMIT_NAMES:
+            value = getattr(owner, field, None) if owner is not None else None
+            if value is not None and np.ndim(value) == 0 and not isinstance(value, bool | str):
+                try:
+                    return int(value), f"{where}.{field}"
+                except (TypeError, ValueError):
+                    continue
+    return None
+
+
+def _max_steps(env: Any, params: Any, name: str, cap: int = 0) -> int:
+    """The steps after which pgjax cuts an episode off: `cap` (--max-episode-steps) where given and lower, else the
+    environment's own limit (`_own_step_limit`).
+
+    Raises:
+      ValueError: no limit found and no cap given, or a limit below 1.
+    """
+    if cap < 0:
+        raise ValueError(f"--max-episode-steps must be >= 1 (0: the environment's own limit), got {cap}")
+    own = _own_step_limit(env, params)
+    if own is None and cap == 0:
         raise ValueError(
-            f"{name}'s env params ({type(params).__name__}) have no max_steps_in_episode: give them that field, "
-            "the most steps an episode lasts (gymnax's EnvParams has it)"
+            f"{name} declares no step limit (none of {', '.join(STEP_LIMIT_NAMES)} in its params or on it): "
+            "give --max-episode-steps N (make_env(..., max_episode_steps=N)), the most steps an episode lasts"
         )
-    limit = int(limit)
-    if limit < 1:
-        raise ValueError(f"{name}'s max_steps_in_episode must be >= 1, got {limit}")
-    return limit
+    if own is not None and own[0] < 1:
+        raise ValueError(f"{name}'s {own[1]} must be >= 1, got {own[0]}; or give --max-episode-steps N")
+    return min(cap, own[0]) if cap and own is not None else (cap or own[0])
 
 
 def space_kind(space: Any) -> str | None:
@@ -200,7 +195,8 @@ def space_kind(space: Any) -> str | None:
     return None
 
 
-def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, obs_dtype: str) -> EnvSpec:
+def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, obs_dtype: str,
+              max_episode_steps: int = 0) -> EnvSpec:
     """The EnvSpec of an environment, checking its spaces are ones pgjax's policies serve."""
     obs_space = env.observation_space(params)
     if space_kind(obs_space) != "box":
@@ -218,7 +214,8 @@ def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, o
         raise ValueError(f"{name} has observations of shape {obs_shape}, which hold no number; pgjax's networks "
                          "need at least one (every size >= 1)")
     action_space = env.action_space(params)
-    common = dict(env=env, params=params, obs_shape=obs_shape, max_steps=_max_steps(params, name),
+    common = dict(env=env, params=params, obs_shape=obs_shape,
+                  max_steps=_max_steps(env, params, name, max_episode_steps),
                   solve_threshold=solve_threshold, obs_dtype=obs_dtype, name=name)
     if space_kind(action_space) == "discrete":
         if int(action_space.n) < 1:
@@ -254,80 +251,78 @@ def _shape(x: Any) -> Any:
     return getattr(x, "shape", type(x).__name__)
 
 
-def _check_transitions(spec: EnvSpec) -> None:
-    """Trace (compute nothing) reset, step_env and is_truncated; check they give what the spaces say."""
-    env, params, name = spec.env, spec.params, spec.name
+def _check_transitions(spec: EnvSpec) -> EnvSpec:
+    """Choose the route of the steps (`pgjax.algo.env_api.choose_route`, tracing reset and step, computing
+    nothing) and check they give what the spaces say; returns `spec` with its route."""
+    name = spec.name
     if spec.action_kind == "discrete":
         action = jax.ShapeDtypeStruct((), jnp.int32)
     else:
         action = jax.ShapeDtypeStruct((spec.num_actions,), jnp.float32)
-
-    def transitions(action):
-        key = jax.random.key(0)
-        obs, state = env.reset(key, params)
-        step = env.step_env(key, state, action, params)
-        if not isinstance(step, tuple) or len(step) != 5:
-            return obs, None, None
-        next_obs, next_state, reward, terminated, _ = step  # info may hold what eval_shape cannot return
-        return obs, (next_obs, reward, terminated), env.is_truncated(next_state, params)
-
     try:
-        reset_obs, step, truncated = jax.eval_shape(transitions, action)
-    except Exception as error:
-        message = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(
-            f"{name}: tracing reset, step_env and is_truncated failed: {type(error).__name__}: {message}"
-        ) from error
-    if truncated is None:
-        raise ValueError(f"{name}'s step_env must return (obs, state, reward, terminated, info)")
-    step_obs, reward, terminated = step
-    for what, obs in (("reset", reset_obs), ("step_env", step_obs)):
+        route, (reset_obs, _), (step_obs, _, reward, terminated, truncated) = env_api.choose_route(
+            spec.env, spec.params, action, name)
+    except env_api.ContractError as error:
+        raise ValueError(str(error)) from error
+    call = "step" if route == "step" else "step_env"
+    for what, obs in (("reset", reset_obs), (call, step_obs)):
         if not hasattr(obs, "shape") or tuple(obs.shape) != spec.obs_shape:
             raise ValueError(
                 f"{name}'s {what} returns observations of shape {_shape(obs)}; its observation_space says "
                 f"{spec.obs_shape}"
             )
-    for what, value in (("step_env's reward", reward), ("step_env's terminated", terminated),
-                        ("is_truncated", truncated)):
+    for what, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
         if _shape(value) != ():
-            raise ValueError(f"{name}'s {what} must be a scalar (shape ()), got shape {_shape(value)}")
+            raise ValueError(f"{name}'s {call} must give a scalar {what} (shape ()), got shape {_shape(value)}")
+    return spec._replace(route=route)
 
 
-def make_env(env: Any) -> EnvSpec:
+def make_env(env: Any, *, max_episode_steps: int = 0, env_kwargs: Sequence[str] = ()) -> EnvSpec:
     """Describe an environment pgjax can serve; build it when named.
 
     Args:
       env: one of
         * a gymnax id, e.g. "CartPole-v1";
-        * "package.module:factory": the module is imported and `factory()` called
-          with no arguments; it returns an environment, or an (environment,
+        * "package.module:factory": the module is imported and `factory(**kwargs)`
+          called (`env_kwargs`); it returns an environment, or an (environment,
           env_params) pair (a class works as the factory; an environment object
           stored there is taken as it is);
-        * an environment object with gymnax's `Environment` API (params from its
-          `default_params`), or an (environment, env_params) pair;
+        * an object with gymnax's shape (`pgjax.algo.env_api`: wrappers and other
+          packages' environments too; params from its `default_params`), or an
+          (environment, env_params) pair;
         * an `EnvSpec`, returned as it is.
+      max_episode_steps: cut every episode off after this many steps (a truncation)
+        where that is sooner than the environment's own limit; 0 keeps the
+        environment's limit, and is an error where it declares none.
+      env_kwargs: "key=value" arguments of the factory, typed by its signature
+        (`pgjax.algo.env_factory`); only with a "package.module:factory" string.
 
     Returns:
-      The EnvSpec: spaces, step limit, solve threshold (see the module's
+      The EnvSpec: spaces, step limit, solve threshold, route (see the module's
       docstring for where a custom environment's come from). A custom
-      environment's reset, step_env and is_truncated are traced once (nothing
-      computed) to check their shapes against its spaces.
+      environment's reset and step are traced once (nothing computed) to choose
+      how it is stepped and to check their shapes against its spaces.
 
     Raises:
       ValueError: one line saying what is wrong: an unknown gymnax id (close
         matches named), an environment gymnax cannot build here, a module that
-        cannot be imported, a missing attribute, an object lacking the API's
-        methods, no `max_steps_in_episode`, shapes that disagree with the
+        cannot be imported, factory arguments that do not fit, a missing
+        attribute, an object lacking the contract's calls, no step limit, a
+        call that fails when traced (named), shapes that disagree with the
         spaces, or a space pgjax cannot serve.
     """
     if isinstance(env, EnvSpec):
         return env
     _check_step_api()
+    if env_kwargs and not (isinstance(env, str) and ":" in env):
+        raise ValueError(f"--env-kwargs {' '.join(env_kwargs)} needs --env package.module:factory, "
+                         f"not {env if isinstance(env, str) else type(env).__name__}")
     if isinstance(env, str) and ":" not in env:
-        return _gymnax_env(env)
+        return _gymnax_env(env, max_episode_steps)
     if isinstance(env, str):
         name = env
-        env, params = _split_env_params(_from_factory(name), f"the environment factory '{name}' returned")
+        made = call_factory(name, env_kwargs)
+        env, params = _split_env_params(made, f"the environment factory '{name}' returned")
     else:
         env, params = _split_env_params(env, "make_env was given")
         name = str(getattr(env, "name", "")) or type(env).__name__
@@ -335,12 +330,17 @@ def make_env(env: Any) -> EnvSpec:
     threshold = getattr(env, "solve_threshold", SOLVE_THRESHOLDS.get(known))
     binary = getattr(env, "binary_observations", known in BINARY_OBSERVATIONS)
     spec = _describe(env, params, name, None if threshold is None else float(threshold),
-                     "uint8" if binary else "float32")
-    _check_transitions(spec)
-    return spec
+                     "uint8" if binary else "float32", max_episode_steps)
+    return _check_transitions(spec)
 
 
-def _gymnax_env(env_id: str) -> EnvSpec:
+def env_for(static: Any) -> EnvSpec:
+    """`make_env` of a `pgjax.algo.config.StaticConfig`'s env, step cap and factory arguments."""
+    return make_env(static.env, max_episode_steps=getattr(static, "max_episode_steps", 0),
+                    env_kwargs=getattr(static, "env_kwargs", ()))
+
+
+def _gymnax_env(env_id: str, max_episode_steps: int = 0) -> EnvSpec:
     """The EnvSpec of a gymnax id (`gymnax.registered_envs`)."""
     if env_id not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)
@@ -353,4 +353,5 @@ def _gymnax_env(env_id: str) -> EnvSpec:
     except Exception as error:  # e.g. MNISTBandit-bsuite downloads its data set when built
         raise ValueError(f"gymnax cannot build {env_id} here: {type(error).__name__}: {error}") from None
     binary = env_id in BINARY_OBSERVATIONS
-    return _describe(env, params, env_id, SOLVE_THRESHOLDS.get(env_id), "uint8" if binary else "float32")
+    return _describe(env, params, env_id, SOLVE_THRESHOLDS.get(env_id), "uint8" if binary else "float32",
+                     max_episode_steps)

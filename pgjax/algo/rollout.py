@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.algo import distributions
+from pgjax.algo import distributions, env_api
 from pgjax.algo.envs import EnvSpec
 
 # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
@@ -87,20 +87,16 @@ class RolloutSteps(NamedTuple):
 
 
 def make_rollout_steps(
-    spec: EnvSpec, apply_fn: ApplyFn, num_episodes: int, dist: distributions.Distribution, greedy: bool = False
+    spec: EnvSpec, apply_fn: ApplyFn, num_episodes: int, dist: distributions.Distribution, greedy: bool = False,
+    skip_auto_reset: bool = False,
 ) -> RolloutSteps:
     """The steps of one run's rollout of `num_episodes` episodes (arguments as `make_collect`'s)."""
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
-    env, env_params = spec.env, spec.params
-    env_reset = jax.vmap(env.reset, in_axes=(0, None))
-
-    def env_step(key, state, action):
-        # gymnax's `step` without its auto-reset, which a rollout that ends
-        # episodes for good would only throw away: step_env, then the time limit.
-        obs, state, reward, terminated, _ = env.step_env(key, state, action, env_params)
-        return obs, state, reward, terminated, env.is_truncated(state, env_params)
-
-    env_step = jax.vmap(env_step)
+    env_params, max_steps = spec.params, spec.max_steps
+    env_reset = jax.vmap(env_api.reset_function(spec.env), in_axes=(0, None))
+    # The environment's step by its route (`pgjax.algo.env_api`), its auto-reset thrown away:
+    # (obs, state, reward, terminated, truncated by its own limit).
+    env_step = jax.vmap(env_api.step_function(spec.env, spec.route, skip_auto_reset), in_axes=(0, 0, 0, None))
 
     def start(key):
         reset_key, step_key = jax.random.split(key)
@@ -115,8 +111,9 @@ def make_rollout_steps(
         obs = obs.astype(jnp.float32)
         action = choose(action_key, apply_fn(params, obs))
         next_obs, state, reward, terminated, truncated = env_step(
-            jax.random.split(env_key, num_episodes), state, dist.to_env(action)
+            jax.random.split(env_key, num_episodes), state, dist.to_env(action), env_params
         )
+        truncated = truncated | (t + 1 >= max_steps)  # pgjax's own step limit: step t is the (t+1)-th
         record = (
             jnp.where(alive_like(alive, obs), obs, 0.0).astype(spec.obs_dtype),
             jnp.where(alive_like(alive, action), action, 0),
@@ -148,6 +145,7 @@ def make_collect(
     *,
     greedy: bool = False,
     keep_last_obs: bool = False,
+    skip_auto_reset: bool = False,
 ) -> Callable[[Any, jax.Array], Trajectory]:
     """Build `collect(params, key) -> Trajectory` for one run, vmappable over runs.
 
@@ -158,6 +156,9 @@ def make_collect(
       dist: the action distribution `out` parameterises (default: categorical).
       greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
       keep_last_obs: also return `Trajectory.last_obs`.
+      skip_auto_reset: step by `step_env` where that is the environment's own
+        step less its auto-reset (`pgjax.algo.env_api.steps_directly`), the fast
+        path `FastPaths.skip_auto_reset`; False steps through the environment's `step`.
 
     Returns:
       `collect(params, key)`. Under `jax.vmap` its loop runs until every run's
@@ -165,7 +166,7 @@ def make_collect(
       function with one loop for the batch.
     """
     dist = dist or distributions.categorical()
-    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy)
+    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset)
     max_steps, shape = spec.max_steps, (spec.max_steps, num_episodes)
 
     def collect(params, key):

@@ -49,7 +49,7 @@ from flax import struct
 
 from pgjax.algo.baselines import BaselineUpdate, sane
 from pgjax.algo.config import Config, Hyperparams
-from pgjax.algo.envs import make_env
+from pgjax.algo.envs import env_for, make_env
 from pgjax.algo.fast import select as fast_paths
 from pgjax.algo.fast.blocks import make_policy_gradient
 from pgjax.algo.fast.paths import FastPaths
@@ -195,7 +195,7 @@ def make_trainer(
         entropy_bonus, env = env, None
     paths = _fast_paths(fast, speed, entropy_bonus)
     static = config.static
-    spec = make_env(env if env is not None else static.env)
+    spec = make_env(env) if env is not None else env_for(static)
     policy = fast_paths.make_network(make_policy(spec, config), spec, paths)
     apply_fn = make_apply_fn(policy)
     dist = fast_paths.make_distribution(spec, static.squash, paths)

@@ -155,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from pgjax.algo.envs import make_env
+    from pgjax.algo.envs import env_for
     from pgjax.algo.validation import validate_config
 
     try:
         validate_config(config)
-        spec = make_env(config.static.env)
+        spec = env_for(config.static)
     except ValueError as error:
         print(f"error: {options.with_flag_names(str(error))}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import numpy as np
 
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
-from pgjax.algo.envs import EnvSpec, make_env
+from pgjax.algo.envs import EnvSpec, env_for
 from pgjax.algo.fast import FastPaths, make_collect
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.trainer import make_train
@@ -71,7 +71,7 @@ def training(config: Config, num_runs: int, paths: FastPaths = FastPaths()) -> t
     state, metrics, info = train_runs(bench_train(config, paths), keys, hparams)
     useful = int(np.asarray(metrics.env_steps)[:, -1].sum())
     computed = int((np.asarray(metrics.loop_steps) * config.static.episodes_per_update).sum())
-    threshold = make_env(config.static.env).solve_threshold
+    threshold = env_for(config.static).solve_threshold
     runs = [summary.run_result(r, s, threshold) for r, s in zip(np.asarray(metrics.episode_returns),
                                                                np.asarray(metrics.env_steps))]
     result = {
@@ -88,7 +88,7 @@ def training(config: Config, num_runs: int, paths: FastPaths = FastPaths()) -> t
 
 def rollout(config: Config, params, num_runs: int) -> dict:
     """Useful env steps per second of episode collection alone, with given policies."""
-    spec = make_env(config.static.env)
+    spec = env_for(config.static)
     collect = make_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update,
                            make_distribution(spec, config.static.squash))
 

@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tyro
@@ -58,18 +59,19 @@ def check_args(args: Args) -> None:
     check_seeds("--seed", args.seed)
 
 
-def episode_bytes(env: str) -> int:
-    """Memory one JAX episode of `env` takes while evaluated: its rollout buffers (`pgjax.algo.rollout.Trajectory`:
-    observation, action, reward and valid flag of each of its max_steps steps) and its two returns (float64)."""
-    from pgjax.algo.envs import make_env
+def episode_bytes(static: Any) -> int:
+    """Memory one JAX episode of the environment of `static` (a StaticConfig) takes while evaluated: its
+    rollout buffers (`pgjax.algo.rollout.Trajectory`: observation, action, reward and valid flag of each
+    of its max_steps steps) and its two returns (float64)."""
+    from pgjax.algo.envs import env_for
 
-    spec = make_env(env)
+    spec = env_for(static)
     obs = int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize
     action = 4 * (spec.num_actions if spec.action_kind == "continuous" else 1)
     return spec.max_steps * (obs + action + 4 + 1) + 2 * 8
 
 
-def check_memory(episodes: int, num_runs: int, env: str) -> None:
+def check_memory(episodes: int, num_runs: int, static: Any) -> None:
     """Refuse --episodes whose episodes (all runs' at once) would not fit in the host's free memory.
 
     Raises:
@@ -81,7 +83,7 @@ def check_memory(episodes: int, num_runs: int, env: str) -> None:
     available = host_available_bytes()
     if available is None:
         return
-    per_episode = num_runs * episode_bytes(env)
+    per_episode = num_runs * episode_bytes(static)
     budget = EVALUATION_MEMORY_FRACTION * available
     if episodes * per_episode > budget:
         raise ValueError(
@@ -139,7 +141,7 @@ def _checked_folder(args: Args) -> tuple[Path, dict, list]:
             raise ValueError(f"no such folder for --render: {args.render.parent}")
     group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
     trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
-    check_memory(args.episodes, num_runs, group_configs[0].static.env)  # builds the environment: confirmed first
+    check_memory(args.episodes, num_runs, group_configs[0].static)  # builds the environment: confirmed first
     return run_dir, summary, group_configs
 
 

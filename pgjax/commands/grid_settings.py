@@ -20,7 +20,7 @@ from pgjax.algo.config import HYPERPARAMS_FIELDS, StaticConfig, is_static, setti
 from pgjax.algo.presets import preset_config
 from pgjax.algo.validation import unused_settings
 from pgjax.commands.checks import check_seeds
-from pgjax.commands.options import flag, rangeable, with_flag_names
+from pgjax.commands.options import WORDS_VALUED, flag, rangeable, with_flag_names
 from pgjax.running import grid
 from pgjax.running.search import Search, looks_like_range, parse_range
 
@@ -44,6 +44,8 @@ def given_settings(args: Any) -> dict[str, Any]:
         if rangeable(f.name):
             kind = setting_type(f.name)[1]
             value = tuple(v if ":" in v else kind(v) for v in value)
+        elif f.name in WORDS_VALUED:
+            value = (tuple(value),)  # one value (the factory's arguments), not a sweep
         given[f.name] = value
     return given
 
@@ -267,10 +269,10 @@ def check_settings_apply(points: list[grid.GridPoint], names: list[str]) -> None
     Raises:
       ValueError: (naming the flag) why it does not apply, and to leave it out.
     """
-    from pgjax.algo.envs import make_env
+    from pgjax.algo.envs import env_for
 
     static = points[0].config.static
-    continuous = make_env(static.env).action_kind == "continuous"
+    continuous = env_for(static).action_kind == "continuous"
     for name in names:
         reasons = [unused_settings(p.config.static, continuous).get(name) for p in points]
         if all(reasons):

@@ -51,6 +51,8 @@ from pgjax.running.search import Sampler
 
 # settings that take one value (a sweep over environments or budgets is several commands)
 SINGLE_VALUED = ("env", "num_updates")
+# settings whose one value is several words: `--env-kwargs size=8 symbolic=true` (no sweep)
+WORDS_VALUED = ("env_kwargs",)
 SETTING_CLASSES = (StaticConfig, Hyperparams)
 ALIASES = {
     f.metadata["alias"]: "--" + f.name.replace("_", "-")
@@ -181,7 +183,7 @@ def rangeable(name: str) -> bool:
     Returns:
       False for a name that is no setting, and for `SINGLE_VALUED`.
     """
-    return (name in STATIC_FIELDS | HYPERPARAMS_FIELDS and name not in SINGLE_VALUED
+    return (name in STATIC_FIELDS | HYPERPARAMS_FIELDS and name not in SINGLE_VALUED + WORDS_VALUED
             and setting_type(name)[1] in (float, int))
 
 
@@ -201,7 +203,9 @@ def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = T
         value_type = str if typing.get_origin(kind) is tuple else kind
         default = getattr(defaults.static if cls is StaticConfig else defaults.hparams, name)
         hint = f"(default: {format_setting(default)})"
-        if sweep and rangeable(name):
+        if name in WORDS_VALUED:
+            annotation = Annotated[tuple[str, ...] | None, _arg(cls, name, hint, "KEY=VALUE...")]
+        elif sweep and rangeable(name):
             element = Annotated[str, NumberOrRange(kind)]
             annotation = Annotated[tuple[element, ...] | None, _arg(cls, name, hint, _metavar(kind) + "...")]
         elif sweep and name not in SINGLE_VALUED:

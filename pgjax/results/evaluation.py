@@ -24,7 +24,7 @@ import numpy as np
 
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.distributions import make_distribution
-from pgjax.algo.envs import make_env
+from pgjax.algo.envs import env_for
 from pgjax.algo.fast import make_collect, make_network
 from pgjax.algo.imports import names_code
 from pgjax.algo.networks import make_apply_fn, make_policy
@@ -51,7 +51,7 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
       -> int32 array [B]; for Box actions float32 arrays [A] or [B, A] in the
       action space's units and bounds.
     """
-    spec = make_env(config.static.env)
+    spec = env_for(config.static)
     apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training's rollout ran
     dist = make_distribution(spec, config.static.squash)
     params = jax.tree.map(jnp.asarray, params)
@@ -106,7 +106,7 @@ def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
     Greedy episodes take `Distribution.greedy` (the argmax, ties to the first action;
     the Gaussian's mean), with the same environment keys.
     """
-    spec = make_env(network.env)
+    spec = env_for(network)
     config = Config(network)
     apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))
     # the folded rollout: the runs' episodes in one loop
@@ -125,7 +125,9 @@ def evaluate_runs(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     static = config.static  # only the environment and the network matter here, not how they were trained
-    network = StaticConfig(env=static.env, hidden=tuple(static.hidden), activation=static.activation,
+    network = StaticConfig(env=static.env, env_kwargs=tuple(static.env_kwargs),
+                           max_episode_steps=static.max_episode_steps, hidden=tuple(static.hidden),
+                           activation=static.activation,
                            network=static.network, conv=tuple(static.conv), squash=static.squash)
     return np.asarray(_returns_fn(network, episodes, greedy)(params_stacked, keys))
 

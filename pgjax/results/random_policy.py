@@ -90,7 +90,8 @@ def random_policy_return(env: str, episodes: int = RANDOM_EPISODES, seed: int = 
     spec = make_env(env)
     batches = math.ceil(episodes / RANDOM_BATCH)
     per_batch = math.ceil(episodes / batches)
-    collect = make_collect(spec, zero_policy(spec), per_batch, uniform_distribution(spec))
+    # stepped as training's default path steps it (`FastPaths.skip_auto_reset`)
+    collect = make_collect(spec, zero_policy(spec), per_batch, uniform_distribution(spec), skip_auto_reset=True)
     returns = jax.jit(lambda key: collect(None, key).reward.sum(axis=0))
     totals = [np.asarray(returns(key), np.float64) for key in jax.random.split(jax.random.key(seed), batches)]
     return float(np.mean(np.concatenate(totals)[:episodes]))

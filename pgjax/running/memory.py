@@ -121,7 +121,7 @@ def run_shapes(static: StaticConfig) -> RunShapes:
       ValueError: settings the trainer rejects (`make_trainer`).
     """
     from pgjax.algo.distributions import make_distribution
-    from pgjax.algo.envs import make_env
+    from pgjax.algo.envs import env_for
     from pgjax.algo.fast import make_network
     from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
     from pgjax.algo.rollout import make_collect
@@ -133,10 +133,10 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     key = jax.random.key(0)
     state = jax.eval_shape(trainer.init, key, hparams)
     metrics = Metrics.shapes(static.episodes_per_update)  # declared: tracing a whole update is slow
-    spec = make_env(static.env)
+    spec = env_for(static)
     apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training computes
     collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, static.squash),
-                           keep_last_obs=is_learned(static.baseline))
+                           keep_last_obs=is_learned(static.baseline), skip_auto_reset=True)
     trajectory = jax.eval_shape(collect, state.params, key)
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
     activations = activation_bytes(apply_fn, state.params, obs)

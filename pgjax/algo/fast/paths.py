@@ -28,6 +28,14 @@ sampling draws from the same distribution, other samples):
 * `run_major_buffers`: with `fold_runs`, the rollout writes image observations
   into run-major [R, T, E, ...] buffers (`pgjax.algo.fast.rollout`; off:
   time-major buffers moved to run-major after the loop, as vectors always are).
+* `skip_auto_reset`: the rollout steps an environment by `step_env` and
+  `is_truncated`, without the reset that gymnax's `step` computes at every
+  step and pgjax throws away, where that is the environment's own step less
+  its reset (`pgjax.algo.env_api.steps_directly`: gymnax's environments, not
+  wrappers or classes with a `step` of their own; off: its `step`). The key
+  given to `step_env` is the step's key itself, not its split as in `step`:
+  other samples from the same distribution for environments that draw in
+  their step.
 * `entropy_bonus`: whether any run trained has a non-zero entropy coefficient.
   None decides at run time (a `lax.cond` in the blocked gradient, which
   compiles the gradient twice); True or False fixes it when tracing (False
@@ -57,7 +65,7 @@ SPEED_OFF_VARIABLE = "PGJAX_SPEED_OFF"
 # The process fast paths (`pgjax.running.devices`): XLA CPU options and `gc.freeze` around the compiles.
 PROCESS_FAST_PATHS = ("small_loops", "llvm_level", "gc_freeze")
 SWITCHES = ("fold_runs", "blocked_gradient", "feature_major_dense", "inverse_cdf_sampling", "im2col_convolution",
-            "run_major_buffers")
+            "run_major_buffers", "skip_auto_reset")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +82,7 @@ class FastPaths:
     inverse_cdf_sampling: bool = True
     im2col_convolution: bool = True
     run_major_buffers: bool = True
+    skip_auto_reset: bool = True
     block_rows: int | None = None
     entropy_bonus: bool | None = None
 

@@ -39,12 +39,14 @@ def make_collect(
 
     Arguments as `pgjax.algo.rollout.make_collect`'s; a vmap over runs (at any
     nesting depth) folds into the loop's run axis; `paths.run_major_buffers`
-    lays image buffers out run-major. `paths.fold_runs` off gives `pgjax.algo.rollout.make_collect`'s function.
+    lays image buffers out run-major; `paths.skip_auto_reset` steps by `step_env` where that is the same step.
+    `paths.fold_runs` off gives `pgjax.algo.rollout.make_collect`'s function.
     """
     if not paths.fold_runs:
-        return rollout.make_collect(spec, apply_fn, num_episodes, dist, greedy=greedy, keep_last_obs=keep_last_obs)
+        return rollout.make_collect(spec, apply_fn, num_episodes, dist, greedy=greedy, keep_last_obs=keep_last_obs,
+                                    skip_auto_reset=paths.skip_auto_reset)
     dist = dist or distributions.categorical()
-    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy)
+    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, paths.skip_auto_reset)
     max_steps = spec.max_steps
 
     def collect_batch(params, key):
