@@ -147,7 +147,7 @@ def test_chunk_size_fits_memory_and_says_what_to_set():
     assert memory.chunk_size(100, per_run=10, per_device=0, num_devices=2, available=None, max_parallel=7) == 8
     with pytest.raises(ValueError, match="set --max-parallel 20 or less"):
         memory.chunk_size(100, per_run=10, per_device=0, num_devices=2, available=400, max_parallel=50)
-    with pytest.raises(ValueError, match="lower --episodes-per-update or --hidden"):
+    with pytest.raises(ValueError, match="one run per device needs 2.0 KiB but only 400 B is free"):
         memory.chunk_size(100, per_run=1000, per_device=0, num_devices=2, available=400)
     with pytest.raises(ValueError, match="at least 2"):
         memory.chunk_size(100, per_run=10, per_device=0, num_devices=2, available=None, max_parallel=1)

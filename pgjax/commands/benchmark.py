@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pgjax.algo import env_api
 from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, env_for
@@ -34,11 +35,11 @@ def peak_rss_bytes() -> int:
 def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
     """Random-action steps per second of `num_envs` environments under scan and vmap."""
     env, params = spec.env, spec.params
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    step = jax.vmap(env_api.step_function(env, spec.route), in_axes=(0, 0, 0, None))  # its own step: auto-resets
 
     def random_steps(keys):  # keys [n]: this device's environments
         n = keys.shape[0]
-        _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+        _, state = jax.vmap(env_api.reset_function(env), in_axes=(0, None))(keys, params)
 
         def one_step(carry, _):
             state, key = carry
@@ -48,7 +49,7 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
                                             maxval=jnp.asarray(spec.action_high))
             else:
                 action = jax.random.randint(action_key, (n,), 0, spec.num_actions)
-            _, state, reward, _, _, _ = step(jax.random.split(step_key, n), state, action, params)
+            _, state, reward, _, _ = step(jax.random.split(step_key, n), state, action, params)
             return (state, key), reward.sum()
 
         _, rewards = jax.lax.scan(one_step, (state, keys[0]), None, num_steps)

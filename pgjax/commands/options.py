@@ -51,6 +51,8 @@ from pgjax.running.search import Sampler
 
 # settings that take one value (a sweep over environments or budgets is several commands)
 SINGLE_VALUED = ("env", "num_updates")
+# gymnax ids that --help does not list, and why: pgjax cannot train them here
+UNTRAINABLE_ENVS = {"MNISTBandit-bsuite": "gymnax downloads its data set when it builds it"}
 # settings whose one value is several words: `--env-kwargs size=8 symbolic=true` (no sweep)
 WORDS_VALUED = ("env_kwargs",)
 SETTING_CLASSES = (StaticConfig, Hyperparams)
@@ -75,6 +77,8 @@ class RunOptions:
     sampler_seed: int | None = setting(None, "Seed of --sampler's draws (default: --seed).")
     max_parallel: int | None = setting(None, "Most runs trained at once; more run in chunks, one compile "
                                              "(default: what half the free memory holds, at most 64 per CPU).")
+    gradient_block_rows: int | None = setting(None, "Steps a gradient block takes at once (default: the device's); "
+                                                    "fewer use less memory, and sum floats in another order.")
     checkpoint_every: int | None = setting(None, "Also checkpoint every this many updates (always at the end of "
                                                  "each chunk and on a stop).")
     out: Path | None = setting(None, "Run folder to write (default: runs/<env>_<preset>_<time>).")
@@ -110,12 +114,12 @@ def check_run_options(run: RunOptions) -> None:
       run: the parsed `RunOptions`.
 
     Raises:
-      ValueError: one line naming the flag: --num-seeds, --max-parallel or
-        --checkpoint-every < 1; seeds a JAX key cannot hold (--seed .. --seed +
+      ValueError: one line naming the flag: --num-seeds, --max-parallel,
+        --checkpoint-every or --gradient-block-rows < 1; seeds a JAX key cannot hold (--seed .. --seed +
         --num-seeds - 1, --sampler-seed: `pgjax.commands.checks.check_seeds`); an --out that is
         empty, the current folder or the root; an empty --compile-cache or --wandb.
     """
-    for name in ("num_seeds", "max_parallel", "checkpoint_every"):
+    for name in ("num_seeds", "max_parallel", "checkpoint_every", "gradient_block_rows"):
         value = getattr(run, name)
         if value is not None and value < 1:
             raise ValueError(f"{flag(name)} must be >= 1, got {value}")
@@ -307,7 +311,8 @@ def gymnax_environments() -> list[str]:
 
 def environments_text() -> str:
     """The environments pgjax can train, those with a preset of their own marked *."""
-    names = [f"{name}*" if name in ENV_PRESETS else name for name in gymnax_environments()]
+    names = [f"{name}*" if name in ENV_PRESETS else name for name in gymnax_environments()
+             if name not in UNTRAINABLE_ENVS]
     return "environments (--env; * has its own default preset): " + ", ".join(names)
 
 
@@ -341,11 +346,21 @@ def with_flag_names(message: str) -> str:
     return re.sub(pattern, as_flag, message)
 
 
-def settings_line(config: Config, continuous_actions: bool) -> str:
-    """The settings of `config` that apply, on one line, as flags: `--hidden 32 --learning-rate 0.03 ...`."""
-    values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
-                                                      for f in dataclasses.fields(config.hparams)}}
+def settings_line(configs: Config | typing.Sequence[Config], continuous_actions: bool) -> str:
+    """The settings of `configs` that apply, on one line, as flags: `--hidden 32 --learning-rate 0.01 0.03 ...`;
+    a setting that differs between the configs (a sweep) shows each value once, in order."""
     from pgjax.algo.validation import unused_settings
 
-    unused = {"env", *unused_settings(config.static, continuous_actions)}
-    return " ".join(f"{flag(name)} {format_setting(value)}" for name, value in values.items() if name not in unused)
+    configs = [configs] if isinstance(configs, Config) else list(configs)
+    shown: dict[str, list[str]] = {}
+    for config in configs:
+        values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
+                                                          for f in dataclasses.fields(config.hparams)}}
+        unused = {"env", *unused_settings(config.static, continuous_actions)}
+        if not config.static.env_kwargs:
+            unused.add("env_kwargs")
+        for name, value in values.items():
+            text = " ".join(value) if name in WORDS_VALUED else format_setting(value)
+            if name not in unused and text not in shown.setdefault(name, []):
+                shown[name].append(text)
+    return " ".join(f"{flag(name)} {' '.join(texts)}" for name, texts in shown.items() if texts)

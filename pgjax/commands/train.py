@@ -178,7 +178,8 @@ def preset_note(sweep: Sweep, continuous_actions: bool) -> str | None:
     if sweep.preset != "default" or env in ENV_PRESETS:
         return None
     return (f"{env} has no preset of its own: training with CartPole-v1's default settings "
-            f"({options.settings_line(sweep.points[0].config, continuous_actions)}); give flags to change them")
+            f"({options.settings_line([p.config for p in sweep.points], continuous_actions)}); "
+            "give flags to change them")
 
 
 def run(args: Any, console: Console | None = None, started: float | None = None,
@@ -260,7 +261,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         opts = dataclasses.replace(opts, tensorboard=str(tracking.tensorboard_dir(opts, out)))
     devices = jax.devices()
     chunks, estimates = run_record.plan_or_resume_chunks(out, resuming, groups, opts.num_seeds, devices,
-                                                         opts.max_parallel)
+                                                         opts.max_parallel, opts.gradient_block_rows)
     made = []
     if is_main and not resuming:
         from pgjax.commands import grid_settings
@@ -310,11 +311,12 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
                 results, timings = train_sweep(
                     groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
                     checkpoint_every=opts.checkpoint_every, on_segment=on_segment, should_stop=stop,
+                    block_rows=opts.gradient_block_rows,
                 )
         else:
             results, timings, outcome = train_halving(
                 groups, opts.num_seeds, opts.seed, plan, chunks, halving_score, devices=devices, run_dir=out,
-                checkpoint_every=opts.checkpoint_every, should_stop=stop,
+                checkpoint_every=opts.checkpoint_every, should_stop=stop, block_rows=opts.gradient_block_rows,
                 rung_progress=rung_progress(console, mode, plan, opts.num_seeds), on_segment=tracker.log_segment)
             timings["memory_estimate"] = estimates
     except BaseException as error:  # a stop, an error, a second Ctrl-C: the trackers flush and finish first

@@ -98,7 +98,7 @@ def read_resumable(config_file: Path, run_fields: dict[str, Any], env: str | Non
 
 
 def plan_or_resume_chunks(out: Path, resuming: bool, groups: list, num_seeds: int, devices: list,
-                          max_parallel: int | None) -> tuple[list, list[dict] | None]:
+                          max_parallel: int | None, block_rows: int | None = None) -> tuple[list, list[dict] | None]:
     """The chunks to train: a resumed run's saved plan (checked), else a new plan that fits memory.
 
     Returns:
@@ -115,7 +115,7 @@ def plan_or_resume_chunks(out: Path, resuming: bool, groups: list, num_seeds: in
         config_file = out / outputs.CONFIG_FILE
         return resume.resumed_chunks(config_file, loading.load_json(config_file), groups, num_seeds, devices), None
     check_host_memory(groups, num_seeds)
-    return plan_chunks(groups, num_seeds, devices, max_parallel)
+    return plan_chunks(groups, num_seeds, devices, max_parallel, block_rows=block_rows)
 
 
 def write_results(out: Path, points: list[GridPoint], groups: list, results: list, timings: dict, outcome,

@@ -172,6 +172,7 @@ def train_halving(
     rung_progress: Callable[[int, int, int, int], Any] | None = None,
     on_segment: Callable[[SegmentReport], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    block_rows: int | None = None,
 ) -> tuple[list[GroupResult], dict, HalvingOutcome]:
     """Train the sweep by successive halving.
 
@@ -203,7 +204,7 @@ def train_halving(
       Interrupted: `should_stop` said so; what was trained is checkpointed (with `run_dir`).
     """
     trainer = ChunkRunner(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
-                           segment_updates=segment_updates, should_stop=should_stop)
+                           segment_updates=segment_updates, should_stop=should_stop, block_rows=block_rows)
     chunk_size = {c.group: c.size for c in chunks}
     group_of = {p.index: (g, i) for g, points in enumerate(groups) for i, p in enumerate(points)}
     alive = sorted(group_of)

@@ -222,6 +222,50 @@ def default_max_parallel(devices: list[Any]) -> int | None:
     return None if per_device is None else per_device * len(devices)
 
 
+class OneRunTooBig(ValueError):
+    """Not even one run per device fits the memory budget (`chunk_size`); `fitting_advice` says what would."""
+
+
+def trajectory_bytes(static: StaticConfig) -> int:
+    """Bytes of one run that grow with its episodes' step limit T and with E: its trajectory copies and step arrays."""
+    shapes = run_shapes(static)
+    return TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
+
+
+def fitting_advice(problem: str, static: StaticConfig, per_run: int, num_devices: int, available: int,
+                   block_rows: int | None = None) -> str:
+    """`problem` (one line), then the settings that would bring one run per device under the budget, each with
+    the memory it would take: a smaller gradient block, a shorter episode cap, fewer episodes per update.
+    `per_run` is `run_bytes` of the run as planned.
+
+    The trajectory and the per-step arrays grow linearly in the step limit T and
+    in E; the gradient block's values linearly in its rows (`device_bytes`).
+    """
+    from pgjax.algo.envs import env_for
+    from pgjax.algo.fast.blocks import default_block_rows
+
+    budget = USABLE_FRACTION * available / num_devices  # per device, for one run and one gradient block
+    rows = block_rows or default_block_rows()
+    per_device = device_bytes(static, rows)
+    growing = trajectory_bytes(static)
+    steps, episodes = env_for(static).max_steps, static.episodes_per_update
+    options = []
+    per_row = device_bytes(static, 1)
+    rows_fit = int((budget - per_run) // per_row) if per_row else 0
+    if 1 <= rows_fit < rows:
+        rows_fit = 2 ** int(math.log2(rows_fit))
+        options.append(f"--gradient-block-rows {rows_fit:,} (about {format_bytes(per_run + rows_fit * per_row)})")
+    for flag, size in (("--max-episode-steps", steps), ("--episodes-per-update", episodes)):
+        fixed = per_run - growing + per_device
+        fit = int((budget - fixed) * size // growing) if growing else 0
+        if 1 <= fit < size:
+            options.append(f"{flag} {fit:,} (about {format_bytes(fixed + growing * fit / size)})")
+    if not options:
+        return f"{problem}; no episode cap, episodes per update or gradient block brings it under: give a smaller " \
+               "network (--hidden, --conv)"
+    return f"{problem}; each of these would fit: {', '.join(options)}"
+
+
 def chunk_size(
     num_runs: int,
     per_run: int,
@@ -255,9 +299,9 @@ def chunk_size(
     budget = USABLE_FRACTION * available - num_devices * per_device
     fits = int(budget // per_run) // num_devices * num_devices if budget > 0 else 0
     if fits < num_devices:
-        raise ValueError(
+        raise OneRunTooBig(
             f"one run per device needs {format_bytes(num_devices * (per_run + per_device))} but only "
-            f"{format_bytes(available)} is free; lower --episodes-per-update or --hidden"
+            f"{format_bytes(available)} is free (half of it is planned for)"
         )
     if max_parallel is not None and wanted > fits:
         raise ValueError(

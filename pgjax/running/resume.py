@@ -141,7 +141,8 @@ def check_saved_config(config_file: Path, saved: Any, run_fields: dict[str, Any]
         if not _matches(value, fields[key]):
             raise bad(f"has run.{key} = {value!r}, which is not a valid --{key.replace('_', '-')}")
     run = saved["run"]
-    for key, least in (("num_seeds", 1), ("max_parallel", 1), ("checkpoint_every", 1), ("seed", 0),
+    for key, least in (("num_seeds", 1), ("max_parallel", 1), ("checkpoint_every", 1), ("gradient_block_rows", 1),
+                       ("seed", 0),
                        ("halving", 2), ("rungs", 1)):
         if key in run and run[key] is not None and not _is_int(run[key], least):
             raise bad(f"has run.{key} = {run[key]!r}; it must be a whole number >= {least}")

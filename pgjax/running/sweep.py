@@ -74,6 +74,7 @@ def plan_chunks(
     devices: list,
     max_parallel: int | None,
     segment_updates: int = SEGMENT_UPDATES,
+    block_rows: int | None = None,
 ) -> tuple[list[Chunk], list[dict]]:
     """Split each compile group's runs into chunks that fit memory and `max_parallel`.
 
@@ -96,9 +97,13 @@ def plan_chunks(
     for g, points in enumerate(groups):
         static = points[0].config.static
         per_run = memory.run_bytes(static, segment_length(static.num_updates, segment_updates))
-        per_device = memory.device_bytes(static)
+        per_device = memory.device_bytes(static, block_rows)
         num_runs = len(points) * num_seeds
-        size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
+        try:
+            size = memory.chunk_size(num_runs, per_run, per_device, num_devices, available, max_parallel)
+        except memory.OneRunTooBig as error:  # advice: what would bring one run per device under the budget
+            raise ValueError(memory.fitting_advice(str(error), static, per_run, num_devices, available,
+                                                  block_rows)) from None
         if default_cap is not None:
             size = min(size, memory.chunk_size(num_runs, per_run, per_device, num_devices, None, default_cap))
         estimates.append({"run_bytes": per_run, "device_bytes": per_device, "chunk_size": size,
@@ -120,6 +125,7 @@ def train_sweep(
     on_segment: Callable[[SegmentReport], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     chunks: list[Chunk] | None = None,
+    block_rows: int | None = None,
 ) -> tuple[list[GroupResult], dict]:
     """Train every run of every compile group.
 
@@ -150,9 +156,10 @@ def train_sweep(
     devices = devices or jax.devices()
     estimates = None
     if chunks is None:
-        chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates)
+        chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates, block_rows)
     trainer = ChunkRunner(groups, num_seeds, first_seed, devices=devices, checkpoint_every=checkpoint_every,
-                           segment_updates=segment_updates, on_segment=on_segment, should_stop=should_stop)
+                          segment_updates=segment_updates, on_segment=on_segment, should_stop=should_stop,
+                          block_rows=block_rows)
     trainer.info.update({"chunks": len(chunks), "chunk_sizes": sorted({c.size for c in chunks}),
                          "memory_estimate": estimates})
     trainer.loop.num_chunks = len(chunks)
@@ -188,9 +195,10 @@ class ChunkRunner:
     def __init__(self, groups: Sequence[Sequence[GridPoint]], num_seeds: int, first_seed: int, *,
                  devices: list | None = None, checkpoint_every: int | None = None,
                  segment_updates: int = SEGMENT_UPDATES, on_segment: Callable[[SegmentReport], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, block_rows: int | None = None):
         devices = devices or jax.devices()
         self.groups, self.num_seeds, self.first_seed = groups, num_seeds, first_seed
+        self.block_rows = block_rows
         self.segment_updates = segment_updates
         self.info = {"compile_seconds": 0.0, "run_seconds": 0.0, "devices": len(devices), "memory_bytes": 0,
                      "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
@@ -203,7 +211,8 @@ class ChunkRunner:
             points = self.groups[g]
             runs, seeds, hparams = group_runs(points, self.num_seeds, self.first_seed)
             entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
-            trainer = make_trainer(points[0].config, fast=FastPaths(entropy_bonus=entropy_bonus))
+            trainer = make_trainer(points[0].config, fast=FastPaths(entropy_bonus=entropy_bonus,
+                                                                    block_rows=self.block_rows))
             segment = make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
                                     self.loop.mesh)
             self._parts[g] = (runs, seeds, hparams, trainer, segment)
