@@ -111,3 +111,53 @@ def test_declared_metrics_shapes_are_those_an_update_returns(env):
     _, traced = jax.eval_shape(trainer.update, state, hparams)
     declared = Metrics.shapes(config.static.episodes_per_update)
     assert jax.tree.map(lambda x: (x.shape, x.dtype), traced) == jax.tree.map(lambda x: (x.shape, x.dtype), declared)
+
+
+# --- long episodes: advice that fits, and make_train's own check ------------------------------------------
+
+
+def _long_cartpole(max_steps: int = 10_000):
+    """CartPole-v1 with a 10,000-step limit: trajectory buffers that dwarf the rest of a run."""
+    import gymnax
+
+    env, params = gymnax.make("CartPole-v1")
+    return env, params.replace(max_steps_in_episode=max_steps)
+
+
+def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
+    from pgjax.algo import footprint
+    from pgjax.algo.envs import make_env
+    from pgjax.algo.trainer import Metrics, make_trainer
+
+    config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(
+        PRESETS["default"].static, episodes_per_update=16, num_updates=4))
+    spec = make_env(_long_cartpole())
+    trainer = make_trainer(config, spec)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
+    shapes = footprint.measure_run(state, Metrics.shapes(16), spec, config)
+    per_run = footprint.run_total(shapes, 4)
+    assert footprint.growing_total(shapes) > 0.9 * per_run  # the trajectory buffers are the run
+    budget = 0.25 * (per_run + footprint.block_total(shapes))
+    advice = footprint.fitting_advice("too big", shapes, per_run, budget, spec.max_steps, 16)
+    assert advice.startswith("too big; each of these would fit: ") and "--max-episode-steps" in advice
+    cap = int(advice.split("--max-episode-steps ")[1].split()[0].replace(",", ""))
+    capped = make_env(_long_cartpole(), max_episode_steps=cap)
+    capped_shapes = footprint.measure_run(state, Metrics.shapes(16), capped, config)
+    assert footprint.run_total(capped_shapes, 4) + footprint.block_total(capped_shapes) <= budget
+
+    monkeypatch.setattr(footprint, "free_bytes", lambda device: int(2 * budget))  # half of it is planned for
+    from pgjax.algo.trainer import make_train
+
+    with pytest.raises(ValueError, match=r"make_train: one run of .* needs about .*max_episode_steps=\d+"):
+        make_train(config, _long_cartpole())
+    make_train(config, _long_cartpole(), check_memory=False)  # asked not to check: builds
+    make_train(config, (_long_cartpole()[0], _long_cartpole(cap)[1]))  # within the advice's cap: builds
+
+
+def test_one_run_too_big_for_a_chunk_gets_the_advice_in_the_plan(monkeypatch):
+    static = dataclasses.replace(small_config().static, env="Breakout-MinAtar", episodes_per_update=4)
+    per_run, per_device = memory.run_bytes(static, 4), memory.device_bytes(static)
+    monkeypatch.setattr(memory, "available_bytes", lambda devices: int(1.2 * (per_run + per_device)))
+    points = grid.expand_grid(dataclasses.replace(small_config(), static=static), {}, {})
+    with pytest.raises(ValueError, match="one run per device needs .* each of these would fit: "):
+        sweep.plan_chunks(grid.compile_groups(points), 1, jax.devices()[:1], None, segment_updates=4)

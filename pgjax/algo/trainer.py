@@ -47,9 +47,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from pgjax.algo import footprint
 from pgjax.algo.baselines import BaselineUpdate, sane
 from pgjax.algo.config import Config, Hyperparams
-from pgjax.algo.envs import env_for, make_env
+from pgjax.algo.envs import EnvSpec, env_for, make_env
 from pgjax.algo.fast import select as fast_paths
 from pgjax.algo.fast.blocks import make_policy_gradient
 from pgjax.algo.fast.paths import FastPaths
@@ -145,11 +146,14 @@ class Trainer(NamedTuple):
       update: `(state, hparams) -> (state, Metrics)`, one policy update; the
         metrics leaves have no update axis.
       num_updates: U, updates of a whole training run.
+      spec: the environment it trains on; paths: the fast paths it takes.
     """
 
     init: Callable[[jax.Array, Hyperparams], RunState]
     update: Callable[[RunState, Hyperparams], tuple[RunState, Metrics]]
     num_updates: int
+    spec: EnvSpec | None = None
+    paths: FastPaths | None = None
 
 
 def _fast_paths(fast: FastPaths | None, speed: FastPaths | None, entropy_bonus: bool | None) -> FastPaths:
@@ -241,7 +245,7 @@ def make_trainer(
                              value_params, value_opt_state)
         return new_state, metrics
 
-    return Trainer(init, update, static.num_updates)
+    return Trainer(init, update, static.num_updates, spec, paths)
 
 
 def metrics_of(state: RunState, traj: Trajectory, loss: jax.Array, grads: Any, entropy: jax.Array,
@@ -322,10 +326,13 @@ def make_train(
     *,
     speed: FastPaths | None = None,
     entropy_bonus: bool | None = None,
+    check_memory: bool = True,
 ) -> Callable[..., tuple[RunState, Metrics]]:
     """Compile nothing yet; return the pure training function for `config`.
 
-    Arguments: as `make_trainer`'s.
+    Arguments: as `make_trainer`'s; `check_memory` checks that one run (all its
+    updates' metrics kept) fits half the default device's free memory
+    (`pgjax.algo.footprint.check_one_run`; False: no check).
 
     Returns:
       `train(key, hparams=config.hparams) -> (RunState, Metrics)` for one run.
@@ -334,6 +341,10 @@ def make_train(
     """
     trainer = make_trainer(config, env, fast, speed=speed, entropy_bonus=entropy_bonus)
     default_hparams = config.hparams.as_arrays()
+    if check_memory and footprint.might_not_fit(trainer.spec, config.static.episodes_per_update):
+        state = jax.eval_shape(trainer.init, jax.random.key(0), default_hparams)
+        shapes = footprint.measure_run(state, Metrics.shapes(config.static.episodes_per_update), trainer.spec, config)
+        footprint.check_one_run(shapes, trainer.num_updates, trainer.spec, config, trainer.paths.block_rows)
 
     def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[RunState, Metrics]:
         return run_updates(trainer.update, trainer.init(key, hparams), hparams, trainer.num_updates)

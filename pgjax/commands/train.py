@@ -146,8 +146,12 @@ def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[
     sizes = sorted({c.size for c in chunks})
     memory = ""
     if estimates:
-        largest = max(e["chunk_size"] * e["run_bytes"] + e["device_bytes"] for e in estimates)
-        memory = f" | memory about {format_bytes(largest)} per chunk"
+        from pgjax.algo.footprint import RunShapes, growing_total
+
+        biggest = max(estimates, key=lambda e: e["chunk_size"] * e["run_bytes"] + e["device_bytes"])
+        largest = biggest["chunk_size"] * biggest["run_bytes"] + biggest["device_bytes"]
+        buffers = biggest["chunk_size"] * growing_total(RunShapes(**biggest["parts"])) / largest
+        memory = f" | memory about {format_bytes(largest)} per chunk ({buffers:.0%} trajectory buffers)"
     console.print(
         f"plan: {num_runs:,} runs ({len(sweep.points)} grid point{'s' * (len(sweep.points) > 1)} x "
         f"{sweep.run.num_seeds:,} seeds) | {len(groups)} compile group{'s' * (len(groups) > 1)} | "

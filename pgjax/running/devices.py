@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pgjax.algo.fast.paths import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, fast_paths_off  # noqa: F401 (re-exported)
+from pgjax.algo.host_memory import device_memory_stats, host_available_bytes  # noqa: F401 (re-exported)
 
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
@@ -302,28 +303,6 @@ def start_distributed() -> None:
         raise ValueError(f"cannot join the other processes: {(str(error).splitlines() or [''])[0]}") from None
     except RuntimeError as error:
         raise ValueError(f"cannot join the other processes: {(str(error).splitlines() or [''])[0]}") from None
-
-
-def device_memory_stats(device) -> dict | None:
-    """A device's own memory counters (`Device.memory_stats()`: "bytes_limit", "bytes_in_use",
-    "peak_bytes_in_use", ... in bytes), or None where it keeps none (a CPU device; some backends)."""
-    stats = None if device.platform == "cpu" else device.memory_stats()
-    return dict(stats) if stats else None
-
-
-def host_available_bytes() -> int | None:
-    """Memory this host can still give (Linux's MemAvailable), else its physical memory; None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def cpu_model() -> str:

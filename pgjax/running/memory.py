@@ -1,116 +1,37 @@
 """How much memory a sweep needs, how much the devices have, and how many runs fit at once.
 
-The estimate is made before anything compiles, from the shapes the program
-itself gives (`jax.eval_shape` and `jax.make_jaxpr` trace, but compile nothing),
-so it follows any network, action space or environment without recounting them:
-
-    state         `make_trainer(config).init`'s TrainState: parameters (policy and
-                  value network), optimizer states, PRNG key, counters
-    gradients     a pytree like the trainable parameters
-    trajectory    `pgjax.algo.rollout.make_collect`'s Trajectory of one update's
-                  E episodes of up to T steps
-    step arrays   per-step float arrays (returns, weights, ...) shaped like its rewards [T, E]
-    metrics       `Trainer.update`'s Metrics of one update, times the segment's updates
-    activations   the values the network computes per observation (its jaxpr),
-                  times the rows of a gradient block
-
-Each is counted as many times as the compiled program holds copies of it (the
-`*_COPIES` constants below). tests/test_memory.py checks the estimate against
-XLA's own accounting of the compiled segment (`compiled.memory_analysis()`,
-`pgjax.running.sharding.memory_bytes`).
+What one run holds is estimated from the program's shapes by `pgjax.algo.footprint`
+(its docstring lists the parts: state, gradients, trajectory, step arrays,
+metrics, activations); here those estimates are planned into chunks that fit
+the devices' free memory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any
 
 import jax
 import jax.extend.core
-import jax.numpy as jnp
 
+from pgjax.algo import footprint
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.algo.returns import is_learned
+from pgjax.algo.footprint import (  # noqa: F401 - the estimate's parts, under their 0.2 names here too
+    ACTIVATION_COPIES,
+    GRADIENT_COPIES,
+    METRICS_COPIES,
+    STATE_COPIES,
+    STEP_ARRAYS,
+    TRAJECTORY_COPIES,
+    USABLE_FRACTION,
+    VALUE_STEP_ARRAYS,
+    RunShapes,
+    activation_bytes,
+    format_bytes,
+    tree_bytes,
+)
 from pgjax.running.devices import backend_choices, device_memory_stats, host_available_bytes
-from pgjax.running.sharding import is_key
-
-# Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
-# copies of results and allocator slack need the rest.
-USABLE_FRACTION = 0.5
-
-# Copies the compiled segment holds of each part of a run.
-STATE_COPIES = 2  # the state a segment takes and the one it returns (the pre-update state the divergence guard keeps)
-GRADIENT_COPIES = 2  # the gradient and the optimizer's update
-TRAJECTORY_COPIES = 3  # the rollout loop's buffers, their copy in the trajectory's layout, the gradient blocks' copy
-STEP_ARRAYS = 3  # per-step float arrays without a value baseline: returns, weights, loss coefficients
-VALUE_STEP_ARRAYS = 4  # and with one: values, advantages, value targets, value-loss coefficients
-METRICS_COPIES = 2  # the segment's stacked metrics and their copy with the run axis first
-ACTIVATION_COPIES = 3  # per gradient-block row: the forward values, the residuals kept for the backward, cotangents
-
-
-def tree_bytes(tree: Any) -> int:
-    """Bytes of a pytree of arrays or `jax.ShapeDtypeStruct`s; typed PRNG keys count as their key data."""
-    total = 0
-    for leaf in jax.tree.leaves(tree):
-        if is_key(leaf):
-            leaf = jax.eval_shape(jax.random.key_data, leaf)
-        total += math.prod(leaf.shape) * leaf.dtype.itemsize
-    return total
-
-
-def _jaxpr_value_bytes(jaxpr: jax.extend.core.Jaxpr) -> int:
-    """Bytes of every value a jaxpr's equations compute (inside calls and custom rules, not the calls' outputs)."""
-    total = 0
-    for eqn in jaxpr.eqns:
-        inner = list(jax.extend.core.jaxprs_in_params(eqn.params))
-        if inner:
-            total += sum(_jaxpr_value_bytes(sub) for sub in inner)
-        else:
-            total += sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars)
-    return total
-
-
-def activation_bytes(apply_fn: Any, params: Any, obs: jax.ShapeDtypeStruct) -> int:
-    """Bytes a network computes per observation: its values for 2 observations less those for 1.
-
-    Args:
-      apply_fn: `(params, obs [N, *obs_shape]) -> out [N, K]`.
-      params: its parameters (arrays or `jax.ShapeDtypeStruct`s).
-      obs: one observation's shape and dtype.
-
-    The difference leaves out what depends on the parameters alone (a
-    reshaped kernel, say), which a gradient block computes once, not per row.
-    """
-
-    def values(rows: int) -> int:
-        batch = jax.ShapeDtypeStruct((rows, *obs.shape), obs.dtype)
-        return _jaxpr_value_bytes(jax.make_jaxpr(apply_fn)(params, batch).jaxpr)
-
-    return values(2) - values(1)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunShapes:
-    """What one run holds while it trains, in bytes, from the program's shapes (see the module's docstring).
-
-    Attributes:
-      state: one TrainState.
-      gradients: one gradient of every trainable parameter (policy and value network).
-      trajectory: one update's Trajectory [T, E, ...].
-      step_arrays: every per-step float32 array [T, E] of one update together
-        (`STEP_ARRAYS`, and `VALUE_STEP_ARRAYS` more with a value baseline).
-      metrics: one update's Metrics.
-      activations_per_step: what the larger network (policy or value) computes per observation.
-    """
-
-    state: int
-    gradients: int
-    trajectory: int
-    step_arrays: int
-    metrics: int
-    activations_per_step: int
 
 
 @functools.lru_cache(maxsize=64)
@@ -120,38 +41,14 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     Raises:
       ValueError: settings the trainer rejects (`make_trainer`).
     """
-    from pgjax.algo.distributions import make_distribution
     from pgjax.algo.envs import env_for
-    from pgjax.algo.fast import make_network
-    from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
-    from pgjax.algo.rollout import make_collect
     from pgjax.algo.trainer import Metrics, make_trainer
 
     config = Config(static)
-    hparams = config.hparams.as_arrays()
     trainer = make_trainer(config)
-    key = jax.random.key(0)
-    state = jax.eval_shape(trainer.init, key, hparams)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
     metrics = Metrics.shapes(static.episodes_per_update)  # declared: tracing a whole update is slow
-    spec = env_for(static)
-    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training computes
-    collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, static.squash),
-                           keep_last_obs=is_learned(static.baseline), skip_auto_reset=True)
-    trajectory = jax.eval_shape(collect, state.params, key)
-    obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
-    activations = activation_bytes(apply_fn, state.params, obs)
-    if is_learned(static.baseline):
-        value_fn = make_value_fn(make_network(make_value_network(spec, config), spec))
-        activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
-    step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
-    return RunShapes(
-        state=tree_bytes(state),
-        gradients=tree_bytes((state.params, state.value_params)),
-        trajectory=tree_bytes(trajectory),
-        step_arrays=step_arrays * tree_bytes(trajectory.reward),
-        metrics=tree_bytes(metrics),
-        activations_per_step=activations,
-    )
+    return footprint.measure_run(state, metrics, env_for(static), config)
 
 
 def run_bytes(static: StaticConfig, segment_length: int) -> int:
@@ -161,10 +58,7 @@ def run_bytes(static: StaticConfig, segment_length: int) -> int:
       static: the run's static settings (environment, network, episodes per update, baseline).
       segment_length: L, updates per compiled segment (its metrics are [L, ...]).
     """
-    shapes = run_shapes(static)
-    return (STATE_COPIES * shapes.state + GRADIENT_COPIES * shapes.gradients
-            + TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
-            + METRICS_COPIES * segment_length * shapes.metrics)
+    return footprint.run_total(run_shapes(static), segment_length)
 
 
 def device_bytes(static: StaticConfig, block_rows: int | None = None) -> int:
@@ -175,11 +69,7 @@ def device_bytes(static: StaticConfig, block_rows: int | None = None) -> int:
       block_rows: steps a gradient block takes at once; None: what training
         takes, `pgjax.algo.fast.blocks.default_block_rows()`.
     """
-    if block_rows is None:
-        from pgjax.algo.fast.blocks import default_block_rows
-
-        block_rows = default_block_rows()
-    return ACTIVATION_COPIES * block_rows * run_shapes(static).activations_per_step
+    return footprint.block_total(run_shapes(static), block_rows)
 
 
 def available_bytes(devices: list[Any]) -> int | None:
@@ -204,14 +94,6 @@ def available_bytes(devices: list[Any]) -> int | None:
     return total * len(devices) // max(1, len(local))
 
 
-def format_bytes(num: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(num) < 1024 or unit == "TiB":
-            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
-        num /= 1024
-    raise AssertionError("unreachable")
-
-
 def default_max_parallel(devices: list[Any]) -> int | None:
     """The cap on runs at once when the user gives none: `BackendChoices.runs_per_device` of the
     devices' platform times their number (64 per CPU device; None, memory alone, on accelerators)."""
@@ -226,44 +108,15 @@ class OneRunTooBig(ValueError):
     """Not even one run per device fits the memory budget (`chunk_size`); `fitting_advice` says what would."""
 
 
-def trajectory_bytes(static: StaticConfig) -> int:
-    """Bytes of one run that grow with its episodes' step limit T and with E: its trajectory copies and step arrays."""
-    shapes = run_shapes(static)
-    return TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
-
-
 def fitting_advice(problem: str, static: StaticConfig, per_run: int, num_devices: int, available: int,
                    block_rows: int | None = None) -> str:
-    """`problem` (one line), then the settings that would bring one run per device under the budget, each with
-    the memory it would take: a smaller gradient block, a shorter episode cap, fewer episodes per update.
-    `per_run` is `run_bytes` of the run as planned.
-
-    The trajectory and the per-step arrays grow linearly in the step limit T and
-    in E; the gradient block's values linearly in its rows (`device_bytes`).
-    """
+    """`problem`, then the flags that would bring one run per device under the budget, each with the memory
+    it would take (`pgjax.algo.footprint.fitting_advice`); `per_run` is `run_bytes` of the run as planned."""
     from pgjax.algo.envs import env_for
-    from pgjax.algo.fast.blocks import default_block_rows
 
     budget = USABLE_FRACTION * available / num_devices  # per device, for one run and one gradient block
-    rows = block_rows or default_block_rows()
-    per_device = device_bytes(static, rows)
-    growing = trajectory_bytes(static)
-    steps, episodes = env_for(static).max_steps, static.episodes_per_update
-    options = []
-    per_row = device_bytes(static, 1)
-    rows_fit = int((budget - per_run) // per_row) if per_row else 0
-    if 1 <= rows_fit < rows:
-        rows_fit = 2 ** int(math.log2(rows_fit))
-        options.append(f"--gradient-block-rows {rows_fit:,} (about {format_bytes(per_run + rows_fit * per_row)})")
-    for flag, size in (("--max-episode-steps", steps), ("--episodes-per-update", episodes)):
-        fixed = per_run - growing + per_device
-        fit = int((budget - fixed) * size // growing) if growing else 0
-        if 1 <= fit < size:
-            options.append(f"{flag} {fit:,} (about {format_bytes(fixed + growing * fit / size)})")
-    if not options:
-        return f"{problem}; no episode cap, episodes per update or gradient block brings it under: give a smaller " \
-               "network (--hidden, --conv)"
-    return f"{problem}; each of these would fit: {', '.join(options)}"
+    return footprint.fitting_advice(problem, run_shapes(static), per_run, budget, env_for(static).max_steps,
+                                    static.episodes_per_update, block_rows)
 
 
 def chunk_size(

@@ -1,0 +1,234 @@
+"""What one run occupies while it trains, in bytes, from the program's own shapes, and whether it fits.
+
+The estimate is made before anything compiles, from the shapes the program
+itself gives (`jax.eval_shape` and `jax.make_jaxpr` trace, but compile nothing),
+so it follows any network, action space or environment without recounting them:
+
+    state         `make_trainer(config).init`'s RunState: parameters (policy and
+                  value network), optimizer states, PRNG key, counters
+    gradients     a pytree like the trainable parameters
+    trajectory    `pgjax.algo.rollout.make_collect`'s Trajectory of one update's
+                  E episodes of up to T steps
+    step arrays   per-step float arrays (returns, weights, ...) shaped like its rewards [T, E]
+    metrics       `Trainer.update`'s Metrics of one update, times the segment's updates
+    activations   the values the network computes per observation (its jaxpr),
+                  times the rows of a gradient block
+
+Each is counted as many times as the compiled program holds copies of it (the
+`*_COPIES` constants below). `pgjax.running.memory` plans sweeps with it;
+`pgjax.algo.trainer.make_train` checks that one run fits (`check_one_run`).
+tests/test_memory.py checks the estimate against XLA's own accounting of the
+compiled segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.extend.core
+import jax.numpy as jnp
+
+from pgjax.algo.config import Config
+from pgjax.algo.distributions import make_distribution
+from pgjax.algo.envs import EnvSpec
+from pgjax.algo.fast import make_network
+from pgjax.algo.fast.blocks import default_block_rows
+from pgjax.algo.host_memory import device_memory_stats, host_available_bytes
+from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.returns import is_learned
+from pgjax.algo.rollout import make_collect
+
+# Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
+# copies of results and allocator slack need the rest.
+USABLE_FRACTION = 0.5
+
+# Copies the compiled segment holds of each part of a run.
+STATE_COPIES = 2  # the state a segment takes and the one it returns (the pre-update state the divergence guard keeps)
+GRADIENT_COPIES = 2  # the gradient and the optimizer's update
+TRAJECTORY_COPIES = 3  # the rollout loop's buffers, their copy in the trajectory's layout, the gradient blocks' copy
+STEP_ARRAYS = 3  # per-step float arrays without a value baseline: returns, weights, loss coefficients
+VALUE_STEP_ARRAYS = 4  # and with one: values, advantages, value targets, value-loss coefficients
+METRICS_COPIES = 2  # the segment's stacked metrics and their copy with the run axis first
+ACTIVATION_COPIES = 3  # per gradient-block row: the forward values, the residuals kept for the backward, cotangents
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of a pytree of arrays or `jax.ShapeDtypeStruct`s; typed PRNG keys count as their key data."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        total += math.prod(leaf.shape) * leaf.dtype.itemsize
+    return total
+
+
+def _jaxpr_value_bytes(jaxpr: jax.extend.core.Jaxpr) -> int:
+    """Bytes of every value a jaxpr's equations compute (inside calls and custom rules, not the calls' outputs)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        inner = list(jax.extend.core.jaxprs_in_params(eqn.params))
+        if inner:
+            total += sum(_jaxpr_value_bytes(sub) for sub in inner)
+        else:
+            total += sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars)
+    return total
+
+
+def activation_bytes(apply_fn: Any, params: Any, obs: jax.ShapeDtypeStruct) -> int:
+    """Bytes a network computes per observation: its values for 2 observations less those for 1.
+
+    Args:
+      apply_fn: `(params, obs [N, *obs_shape]) -> out [N, K]`.
+      params: its parameters (arrays or `jax.ShapeDtypeStruct`s).
+      obs: one observation's shape and dtype.
+
+    The difference leaves out what depends on the parameters alone (a
+    reshaped kernel, say), which a gradient block computes once, not per row.
+    """
+
+    def values(rows: int) -> int:
+        batch = jax.ShapeDtypeStruct((rows, *obs.shape), obs.dtype)
+        return _jaxpr_value_bytes(jax.make_jaxpr(apply_fn)(params, batch).jaxpr)
+
+    return values(2) - values(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunShapes:
+    """What one run holds while it trains, in bytes, from the program's shapes (see the module's docstring).
+
+    Attributes:
+      state: one TrainState.
+      gradients: one gradient of every trainable parameter (policy and value network).
+      trajectory: one update's Trajectory [T, E, ...].
+      step_arrays: every per-step float32 array [T, E] of one update together
+        (`STEP_ARRAYS`, and `VALUE_STEP_ARRAYS` more with a value baseline).
+      metrics: one update's Metrics.
+      activations_per_step: what the larger network (policy or value) computes per observation.
+    """
+
+    state: int
+    gradients: int
+    trajectory: int
+    step_arrays: int
+    metrics: int
+    activations_per_step: int
+
+
+def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunShapes:
+    """The `RunShapes` of one run: `state` and `metrics` are the shapes of its RunState and of one update's Metrics."""
+    static = config.static
+    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training computes
+    collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, static.squash),
+                           keep_last_obs=is_learned(static.baseline), skip_auto_reset=True)
+    trajectory = jax.eval_shape(collect, state.params, jax.random.key(0))
+    obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
+    activations = activation_bytes(apply_fn, state.params, obs)
+    if is_learned(static.baseline):
+        value_fn = make_value_fn(make_network(make_value_network(spec, config), spec))
+        activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
+    step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
+    return RunShapes(
+        state=tree_bytes(state),
+        gradients=tree_bytes((state.params, state.value_params)),
+        trajectory=tree_bytes(trajectory),
+        step_arrays=step_arrays * tree_bytes(trajectory.reward),
+        metrics=tree_bytes(metrics),
+        activations_per_step=activations,
+    )
+
+
+def run_total(shapes: RunShapes, segment_length: int) -> int:
+    """Device bytes of one run while it trains, its metrics kept for `segment_length` updates."""
+    return (STATE_COPIES * shapes.state + GRADIENT_COPIES * shapes.gradients
+            + TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
+            + METRICS_COPIES * segment_length * shapes.metrics)
+
+
+def block_total(shapes: RunShapes, block_rows: int | None = None) -> int:
+    """Device bytes of one gradient block's values (None rows: `default_block_rows()`, what training takes)."""
+    return ACTIVATION_COPIES * (block_rows or default_block_rows()) * shapes.activations_per_step
+
+
+def growing_total(shapes: RunShapes) -> int:
+    """The part of `run_total` that grows linearly with the step limit T and with E: trajectory and step arrays."""
+    return TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
+
+
+def fitting_advice(problem: str, shapes: RunShapes, per_run: int, budget: float, max_steps: int, episodes: int,
+                   block_rows: int | None = None, python: bool = False) -> str:
+    """`problem` (one line), then the settings that would bring one run under `budget` bytes, each with the
+    memory it would take: a smaller gradient block, a shorter episode cap, fewer episodes per update.
+
+    Args:
+      shapes, per_run: the run's `RunShapes` and `run_total` as planned.
+      budget: the bytes one run and one gradient block may take (per device).
+      max_steps, episodes: its step limit T and episodes per update E.
+      python: name the settings as Python (`FastPaths(block_rows=...)`, `max_episode_steps=`), not flags.
+    """
+    rows = block_rows or default_block_rows()
+    names = (("FastPaths(block_rows={})", "max_episode_steps={}", "episodes_per_update={}") if python else
+             ("--gradient-block-rows {}", "--max-episode-steps {}", "--episodes-per-update {}"))
+    options = []
+    per_row = block_total(shapes, 1)
+    rows_fit = int((budget - per_run) // per_row) if per_row else 0
+    if 1 <= rows_fit < rows:
+        rows_fit = 2 ** int(math.log2(rows_fit))
+        options.append(f"{names[0].format(rows_fit)} (about {format_bytes(per_run + rows_fit * per_row)})")
+    growing, per_block = growing_total(shapes), block_total(shapes, rows)
+    for name, size in ((names[1], max_steps), (names[2], episodes)):
+        fixed = per_run - growing + per_block
+        fit = int((budget - fixed) * size // growing) if growing else 0
+        if 1 <= fit < size:
+            options.append(f"{name.format(fit)} (about {format_bytes(fixed + growing * fit / size)})")
+    if not options:
+        return f"{problem}; no episode cap, episodes per update or gradient block brings it under: give a " \
+               "smaller network"
+    return f"{problem}; each of these would fit: {', '.join(options)}"
+
+
+def format_bytes(num: float) -> str:
+    """`num` bytes in B, KiB, MiB, GiB or TiB, e.g. "9.7 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(num) < 1024 or unit == "TiB":
+            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
+        num /= 1024
+    raise AssertionError("unreachable")
+
+
+def free_bytes(device: Any) -> int | None:
+    """Free memory for arrays on `device`: its own counters (limit less in use), else its host's; None if unknown."""
+    stats = device_memory_stats(device)
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return host_available_bytes()
+
+
+def might_not_fit(spec: EnvSpec, episodes: int, share: float = 0.05) -> bool:
+    """A quick bound, before any tracing: whether one run's float32 trajectory copies could exceed `share` of
+    the default device's free memory (if not, `check_one_run` need not trace anything)."""
+    available = free_bytes(jax.devices()[0])
+    observations = TRAJECTORY_COPIES * spec.max_steps * episodes * math.prod(spec.obs_shape) * 4
+    return available is not None and observations > share * available
+
+
+def check_one_run(shapes: RunShapes, num_updates: int, spec: EnvSpec, config: Config,
+                  block_rows: int | None = None) -> None:
+    """Raise ValueError if one run, all its updates' metrics kept, would not fit `USABLE_FRACTION` of the
+    default device's free memory; the message says what would (`fitting_advice`, as Python)."""
+    available = free_bytes(jax.devices()[0])
+    if available is None:
+        return
+    per_run = run_total(shapes, num_updates)
+    needed = per_run + block_total(shapes, block_rows)
+    budget = USABLE_FRACTION * available
+    if needed <= budget:
+        return
+    problem = (f"make_train: one run of {spec.name} needs about {format_bytes(needed)} but only "
+               f"{format_bytes(available)} is free (half of it is planned for)")
+    raise ValueError(fitting_advice(problem, shapes, per_run, budget, spec.max_steps,
+                                    config.static.episodes_per_update, block_rows, python=True)
+                     + " (or make_train(..., check_memory=False))")
