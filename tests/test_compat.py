@@ -136,3 +136,13 @@ def test_a_package_that_fails_at_import_is_one_line_not_a_traceback(tmp_path):
     assert done.stderr.startswith("error: importing flax ")
     assert "AttributeError: module 'jax.core' has no attribute 'pp_eqn_rules'" in done.stderr
     assert "--force-reinstall" in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_pyproject_asks_for_the_releases_the_check_names():
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    bounds = {d.split(">=")[0]: d for d in dependencies if ">=" in d}
+    for package, _, release in compat.FEATURES:
+        assert bounds[package] == release, f"pyproject.toml has {bounds[package]}; the install check says {release}"
+    assert bounds["jaxlib"] == bounds["jax"].replace("jax", "jaxlib")
