@@ -37,6 +37,9 @@ FEATURES = (
 # The packages whose failure at import `broken_import` reports as a broken install.
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax", "numpy", "scipy")
 NEEDED = " ".join(dict.fromkeys(f"'{release}'" for _, _, release in FEATURES))  # 'jax>=0.10' 'optax>=0.2.5' ...
+# What pip installs, for a package missing altogether: FEATURES' releases, and these.
+RELEASES = {"jaxlib": "jaxlib>=0.10", "orbax": "orbax-checkpoint>=0.11", "chex": "chex>=0.1.89",
+            "numpy": "numpy>=1.26", "scipy": "scipy>=1.15", **{p: r for p, _, r in FEATURES}}
 GYMNAX_FIX = "pip install 'gymnax>=1.0.1' --force-reinstall"
 
 _outcome: list = []  # [None] once the checks passed, [error] once they failed
@@ -134,8 +137,7 @@ def broken_import(error: BaseException) -> BrokenInstall | None:
         return error
     missing = (getattr(error, "name", None) or "").split(".")[0]
     if isinstance(error, ModuleNotFoundError) and missing in PACKAGES:
-        release = dict((p, r) for p, _, r in FEATURES).get(missing, missing)
-        return BrokenInstall(missing, f"{missing} is not installed ({error}): {_fix(missing, release)}")
+        return BrokenInstall(missing, f"{missing} is not installed ({error}): {_fix(missing, RELEASES[missing])}")
     frames = traceback.extract_tb(error.__traceback__)
     if not any(frame.name == "<module>" for frame in frames[1:]):  # not raised while importing a module
         return None
