@@ -80,6 +80,12 @@ def make_long_chain() -> tuple[Chain, ChainParams]:
     return Chain(6), ChainParams(max_steps_in_episode=12)
 
 
+def make_one_step_chain() -> tuple[Chain, environment.EnvParams]:
+    """The chain under gymnax's own `EnvParams()`, whose `max_steps_in_episode` default is 1: every
+    episode is cut after one step (what `pgjax.results.health` warns of)."""
+    return Chain(), environment.EnvParams()
+
+
 class LinearPolicy(nn.Module):
     """obs [..., *obs_shape] -> out [..., K] (or [..., 2K], mean then log std, if `gaussian`)."""
 

@@ -108,14 +108,12 @@ class EnvSpec(NamedTuple):
 
 
 def _check_step_api() -> None:
-    """Fail loudly on gymnax releases whose `step` predates the 1.0 6-tuple."""
-    installed = importlib.metadata.version("gymnax")
-    if int(installed.split(".")[0]) < 1:
-        raise ImportError(
-            f"gymnax {installed} has the pre-1.0 step API (obs, state, reward, done, info); "
-            "pgjax needs gymnax>=1.0 (obs, state, reward, terminated, truncated, info): "
-            "pip install 'gymnax>=1.0'"
-        )
+    """Fail loudly on an install that lacks what pgjax uses: gymnax's 1.0 step API (a 6-tuple, `is_truncated`),
+    checked by behaviour, not by version number, and the JAX, Flax and optax features pgjax calls
+    (`pgjax.algo.compat.check_installed`: once per process; raises its one-line `BrokenInstall`, an ImportError)."""
+    from pgjax.algo.compat import check_installed
+
+    check_installed()
 
 
 def _split_env_params(made: Any, source: str) -> tuple[Any, Any]:

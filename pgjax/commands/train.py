@@ -340,7 +340,7 @@ def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings
 
     try:
         summary = write_results(out, sweep.points, groups, results, timings, outcome, sweep.preset,
-                                opts.num_seeds, sweep.search, spec.solve_threshold, start)
+                                opts.num_seeds, sweep.search, spec, start)
         tracker.log_final(summary)
     finally:
         tracker.close()

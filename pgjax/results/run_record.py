@@ -119,17 +119,19 @@ def plan_or_resume_chunks(out: Path, resuming: bool, groups: list, num_seeds: in
 
 
 def write_results(out: Path, points: list[GridPoint], groups: list, results: list, timings: dict, outcome,
-                  preset: str, num_seeds: int, search: dict | None, solve_threshold: float | None,
-                  start: float) -> dict:
+                  preset: str, num_seeds: int, search: dict | None, spec, start: float) -> dict:
     """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
 
     summary.json marks a finished run: a write that fails before it leaves a folder that reads as interrupted.
     `outcome` is successive halving's (`pgjax.running.halving.HalvingOutcome`), None for a plain sweep, whose
-    `results` are one per compile group; `start` the `time.perf_counter()` wall_seconds counts from.
+    `results` are one per compile group; `spec` the environment's `EnvSpec` (its solve threshold, and what
+    `pgjax.results.health.run_warnings` looks at for summary.json's "warnings"); `start` the
+    `time.perf_counter()` wall_seconds counts from.
     """
     import jax
 
     from pgjax.results.exports import write_exports
+    from pgjax.results.health import run_warnings
     from pgjax.results.plots import plot_summary  # matplotlib: only here
     from pgjax.results.summary import summarise
 
@@ -144,8 +146,9 @@ def write_results(out: Path, points: list[GridPoint], groups: list, results: lis
     outputs.write_metrics(out / outputs.METRICS_FILE, metrics, [s for _, _, s in ordered])
     outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(points, num_seeds, preset, results, timings, solve_threshold, search=search,
+    summary = summarise(points, num_seeds, preset, results, timings, spec.solve_threshold, search=search,
                         halving=outcome)
+    summary["warnings"] = run_warnings(metrics, spec)  # lines: what looks like a run that cannot learn
     write_exports(out, summary, metrics)
     plot_summary(out, summary, metrics)
     outputs.write_json(out / outputs.SUMMARY_FILE, summary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # significant digits of a float setting in the report's table and plot labels (drawn values have many; JSON keeps all)
@@ -34,7 +35,8 @@ def format_estimate(point: float | None, interval: list | None, label: str = "")
 
 
 def print_report(summary: dict, console: Console) -> None:
-    """Print one row per grid point, the diverged runs, and a line over every run.
+    """Print one row per grid point, the diverged runs, a line over every run, and a line per warning
+    (summary.json's "warnings", `pgjax.results.health`: "warning: ...").
 
     The settings that vary show `TABLE_DIGITS` significant digits (summary.json holds their full values).
 
@@ -98,6 +100,8 @@ def print_report(summary: dict, console: Console) -> None:
     )
     if halving:
         print_halving(halving, console)
+    for line in summary.get("warnings") or ():  # `pgjax.results.health`: a run that looks unable to learn
+        console.print(f"[bold yellow]warning[/]: {escape(line)}", soft_wrap=True)
 
 
 def print_halving(halving: dict, console: Console) -> None:

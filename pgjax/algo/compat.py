@@ -1,0 +1,172 @@
+"""What pgjax needs of the packages installed with it, checked by feature, not by version number.
+
+    from pgjax.algo.compat import check_installed
+    check_installed()   # raises BrokenInstall (one line) if a package lacks what pgjax uses
+
+A version number can lie: a package that ships its own copy of gymnax's files
+(popgym-arcade's dependency does) can overwrite gymnax 1.0.1's with an older
+copy whose `Environment.step` returns five values `(obs, state, reward, done,
+info)` and that has no `is_truncated`, while gymnax still reports 1.0.1. So
+`check_installed` looks at what the packages do: it resolves each name of
+`FEATURES` and traces (`jax.eval_shape`: nothing computed) one step of gymnax's
+CartPole-v1, which must give gymnax 1.0's six values. The checks run once per
+process; their outcome (a pass or the error) is kept.
+
+`broken_import(error)` reads an ImportError or AttributeError raised while
+importing pgjax's layers and says whether one of these packages raised it, as
+a `BrokenInstall` (the commands print it as one line, `pgjax.commands.process`).
+
+This module imports no JAX at its top, so that a command's `--help` need not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+
+# (package, dotted name pgjax uses, the release that first has it): each must resolve.
+FEATURES = (
+    ("jax", "jax.extend.core.jaxprs_in_params", "jax>=0.10"),  # pgjax.running.memory
+    ("jax", "jax.shard_map", "jax>=0.10"),  # pgjax.running.sharding
+    ("jax", "jax.custom_batching.custom_vmap", "jax>=0.10"),  # pgjax.algo.fast.folded
+    ("optax", "optax.tree.norm", "optax>=0.2.5"),  # pgjax.algo.trainer's grad_norm
+    ("flax", "flax.linen.Module", "flax>=0.10"),  # pgjax.algo.networks
+    ("flax", "flax.struct.dataclass", "flax>=0.10"),  # pgjax.algo.trainer
+    ("gymnax", "gymnax.environments.environment.Environment.is_truncated", "gymnax>=1.0.1"),
+)
+# The packages whose failure at import `broken_import` reports as a broken install.
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax", "numpy", "scipy")
+NEEDED = " ".join(dict.fromkeys(f"'{release}'" for _, _, release in FEATURES))  # 'jax>=0.10' 'optax>=0.2.5' ...
+# What pip installs, for a package missing altogether: FEATURES' releases, and these.
+RELEASES = {"jaxlib": "jaxlib>=0.10", "orbax": "orbax-checkpoint>=0.11", "chex": "chex>=0.1.89",
+            "numpy": "numpy>=1.26", "scipy": "scipy>=1.15", **{p: r for p, _, r in FEATURES}}
+GYMNAX_FIX = "pip install 'gymnax>=1.0.1' --force-reinstall"
+
+_outcome: list = []  # [None] once the checks passed, [error] once they failed
+
+
+class BrokenInstall(ImportError):
+    """An installed package lacks a feature pgjax uses. `str(error)` is one line: the package, what is
+    missing and the command that fixes it; `package` names the package."""
+
+    def __init__(self, package: str, message: str):
+        super().__init__(message)
+        self.package = package
+
+
+def check_installed() -> None:
+    """Check, once per process, that jax, optax, flax and gymnax have what pgjax uses (`FEATURES`), and
+    that gymnax's `Environment.step` gives six values (traced on CartPole-v1, nothing computed).
+
+    Raises:
+      BrokenInstall: one line naming the package, the missing feature and the fix, e.g.
+        "gymnax's Environment.step returns 5 values (obs, state, reward, done, info), not gymnax 1.0's 6
+        (...): another package may have overwritten gymnax's files; pip install 'gymnax>=1.0.1' --force-reinstall".
+        A failed check raises the same error again on every later call.
+    """
+    if not _outcome:
+        try:
+            for package, name, release in FEATURES:
+                _check_feature(package, name, release)
+            _check_gymnax_step()
+        except BrokenInstall as error:
+            _outcome.append(error)
+        else:
+            _outcome.append(None)
+    if _outcome[0] is not None:
+        raise _outcome[0]
+
+
+def _fix(package: str, release: str) -> str:
+    return GYMNAX_FIX if package == "gymnax" else f"pip install '{release}'"
+
+
+def _check_feature(package: str, name: str, release: str) -> None:
+    """Resolve the dotted `name` (modules imported as needed); a missing part raises BrokenInstall."""
+    parts = name.split(".")
+    try:
+        found = importlib.import_module(parts[0])
+    except ImportError as error:
+        raise BrokenInstall(package, f"{package} cannot be imported ({error}): {_fix(package, release)}") from None
+    for depth, part in enumerate(parts[1:], start=2):
+        if hasattr(found, part):
+            found = getattr(found, part)
+            continue
+        try:
+            found = importlib.import_module(".".join(parts[:depth]))
+        except ImportError:
+            overwritten = " (another package may have overwritten its files)" if package == "gymnax" else ""
+            raise BrokenInstall(package, f"{package} {_version(package)} has no {name}{overwritten} (pgjax needs "
+                                         f"{release}): {_fix(package, release)}") from None
+
+
+def _check_gymnax_step() -> None:
+    """Trace one step of gymnax's CartPole-v1: six values (gymnax 1.0's step API), or BrokenInstall."""
+    import gymnax
+    import jax
+
+    try:
+        env, params = gymnax.make("CartPole-v1")
+
+        def one_step():
+            key = jax.random.key(0)
+            _, state = env.reset(key, params)
+            return env.step(key, state, 0, params)
+
+        out = jax.eval_shape(one_step)
+    except Exception as error:  # an old copy's make, reset or step that fails to trace
+        raise BrokenInstall("gymnax", f"gymnax {_version('gymnax')}: one step of CartPole-v1 fails to trace "
+                                      f"({type(error).__name__}: {_first_line(error)}): {GYMNAX_FIX}") from None
+    if not isinstance(out, tuple) or len(out) != 6:
+        count = len(out) if isinstance(out, tuple) else type(out).__name__
+        raise BrokenInstall("gymnax", f"gymnax's Environment.step returns {count} values (gymnax {_version('gymnax')}"
+                                      " reported), not gymnax 1.0's 6 (obs, state, reward, terminated, truncated,"
+                                      f" info): another package may have overwritten gymnax's files; {GYMNAX_FIX}")
+
+
+def broken_import(error: BaseException) -> BrokenInstall | None:
+    """The BrokenInstall that an ImportError or AttributeError raised while importing means, else None.
+
+    It means one when a package of `PACKAGES` is missing (`ModuleNotFoundError` naming it) or when the
+    error was raised inside one of those packages' modules (a frame of its files), as an old flax does
+    under a newer JAX. Anything else (pgjax's own errors) gives None, to be raised as it is.
+    """
+    if not isinstance(error, (ImportError, AttributeError)):
+        return None
+    if isinstance(error, BrokenInstall):
+        return error
+    missing = (getattr(error, "name", None) or "").split(".")[0]
+    if isinstance(error, ModuleNotFoundError) and missing in PACKAGES:
+        return BrokenInstall(missing, f"{missing} is not installed ({error}): {_fix(missing, RELEASES[missing])}")
+    frames = traceback.extract_tb(error.__traceback__)
+    if not any(frame.name == "<module>" for frame in frames[1:]):  # not raised while importing a module
+        return None
+    for frame in reversed(frames):  # the innermost module being imported: an old flax's import of a name
+        package = _package_of(frame.filename)  # that JAX no longer has (under gymnax's import of flax) is flax's
+        if package is not None and frame.name == "<module>":
+            return BrokenInstall(package, f"importing {package} {_version(package)} failed "
+                                          f"({type(error).__name__}: {_first_line(error)}): reinstall the versions "
+                                          f"pgjax needs: pip install {NEEDED} --force-reinstall")
+    return None
+
+
+def _package_of(filename: str) -> str | None:
+    """The package of `PACKAGES` whose installed files hold `filename`, else None."""
+    parts = filename.replace("\\", "/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages") and parts[i + 1] in PACKAGES:
+            return parts[i + 1]
+    return None
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package if package != "orbax" else "orbax-checkpoint")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]

@@ -1,0 +1,148 @@
+"""The install check (`pgjax.algo.compat`): features checked by behaviour, and a broken install in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnax.environments.environment as gymnax_environment
+import jax.extend.core
+import pytest
+
+from pgjax.algo import compat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """The check's kept outcome forgotten for the test (and the passing one back after it)."""
+    monkeypatch.setattr(compat, "_outcome", [])
+
+
+def test_this_install_passes_and_the_outcome_is_kept(fresh, monkeypatch):
+    compat.check_installed()
+    assert compat._outcome == [None]
+    monkeypatch.setattr(compat, "_check_gymnax_step", lambda: pytest.fail("the checks ran twice"))
+    compat.check_installed()
+
+
+def _one_line_error() -> str:
+    with pytest.raises(compat.BrokenInstall) as caught:
+        compat.check_installed()
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    with pytest.raises(compat.BrokenInstall) as again:  # kept: raised again, not checked again
+        compat.check_installed()
+    assert again.value is caught.value
+    return message
+
+
+def test_a_gymnax_step_of_five_values_is_named_with_its_fix(fresh, monkeypatch):
+    six = gymnax_environment.Environment.step
+
+    def five(self, key, state, action, params=None):  # an old gymnax's (obs, state, reward, done, info)
+        obs, state, reward, terminated, truncated, info = six(self, key, state, action, params)
+        return obs, state, reward, terminated | truncated, info
+
+    monkeypatch.setattr(gymnax_environment.Environment, "step", five)
+    message = _one_line_error()
+    assert "gymnax's Environment.step returns 5 values" in message
+    assert message.endswith("pip install 'gymnax>=1.0.1' --force-reinstall")
+
+
+def test_a_gymnax_without_is_truncated_is_named(fresh, monkeypatch):
+    monkeypatch.delattr(gymnax_environment.Environment, "is_truncated")
+    message = _one_line_error()
+    assert "has no gymnax.environments.environment.Environment.is_truncated" in message
+    assert "overwritten" in message and message.endswith("--force-reinstall")
+
+
+def test_a_jax_without_jaxprs_in_params_asks_for_jax_0_10(fresh, monkeypatch):
+    monkeypatch.delattr(jax.extend.core, "jaxprs_in_params")
+    message = _one_line_error()
+    assert "has no jax.extend.core.jaxprs_in_params (pgjax needs jax>=0.10): pip install 'jax>=0.10'" in message
+
+
+def test_an_optax_without_tree_norm_asks_for_optax_0_2_5(fresh, monkeypatch):
+    import optax
+
+    monkeypatch.delattr(optax.tree, "norm")
+    assert _one_line_error().endswith("pip install 'optax>=0.2.5'")
+
+
+def test_make_env_runs_the_check(fresh, monkeypatch):
+    from pgjax.algo.envs import make_env
+
+    monkeypatch.delattr(gymnax_environment.Environment, "is_truncated")
+    with pytest.raises(ImportError, match="is_truncated"):
+        make_env("CartPole-v1")
+
+
+def test_only_an_error_of_a_package_at_import_reads_as_a_broken_install():
+    def raised(error: BaseException) -> BaseException:
+        try:
+            raise error
+        except BaseException as caught:
+            return caught
+
+    assert compat.broken_import(raised(AttributeError("'Config' object has no attribute 'x'"))) is None
+    missing = compat.broken_import(raised(ModuleNotFoundError("No module named 'optax'", name="optax")))
+    assert str(missing) == "optax is not installed (No module named 'optax'): pip install 'optax>=0.2.5'"
+    assert compat.broken_import(raised(ModuleNotFoundError("No module named 'tests.nope'", name="tests.nope"))) is None
+
+
+def _run(script: str, tmp_path: Path, pythonpath: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [pythonpath, str(ROOT)]))}
+    return subprocess.run([sys.executable, "-c", script, "--num-seeds", "2", "--num-updates", "2",
+                           "--episodes-per-update", "2", "--hidden", "8", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+PATCHED_STEP = """
+import sys
+from pgjax.commands.process import exit_process, prepare_process, run_command
+prepare_process(sys.argv)
+import gymnax.environments.environment as e
+six = e.Environment.step
+def step(self, key, state, action, params=None):
+    obs, state, reward, terminated, truncated, info = six(self, key, state, action, params)
+    return obs, state, reward, terminated | truncated, info
+e.Environment.step = step
+from pgjax.commands import train
+exit_process(run_command(train.main))
+"""
+
+
+def test_the_train_command_names_an_overwritten_gymnax_in_one_line(tmp_path):
+    done = _run(PATCHED_STEP, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: gymnax's Environment.step returns 5 values")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_package_that_fails_at_import_is_one_line_not_a_traceback(tmp_path):
+    fake = tmp_path / "site-packages" / "flax"  # an old flax, under a JAX that lacks what it imports
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise AttributeError(\"module 'jax.core' has no attribute 'pp_eqn_rules'\")\n")
+    script = ("import sys, runpy; sys.argv[0] = 'pgjax.train'; "
+              "runpy.run_module('pgjax.train', run_name='__main__', alter_sys=True)")
+    done = _run(script, tmp_path, pythonpath=str(fake.parent))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: importing flax ")
+    assert "AttributeError: module 'jax.core' has no attribute 'pp_eqn_rules'" in done.stderr
+    assert "--force-reinstall" in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_pyproject_asks_for_the_releases_the_check_names():
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for release in compat.RELEASES.values():  # FEATURES' releases, and what a missing package is told to install
+        assert release in dependencies, f"the install check names {release}; pyproject.toml does not"
+    missing = compat.broken_import(ModuleNotFoundError("No module named 'orbax'", name="orbax.checkpoint"))
+    assert str(missing).endswith("pip install 'orbax-checkpoint>=0.11'")
