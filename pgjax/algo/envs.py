@@ -36,7 +36,6 @@ What the trainer needs besides (`EnvSpec`) comes from:
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
