@@ -246,3 +246,16 @@ def test_the_command_line_records_the_factory_arguments_and_the_cap(tmp_path):
     evaluate = [sys.executable, "-m", "pgjax.evaluate", str(out), "--episodes", "3", "--env", "tests.custom:Chain"]
     done = subprocess.run(evaluate, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr  # the policy's 6 inputs: the factory was called with length=6
+
+
+def test_the_documented_fifteen_line_environment_trains(keys8):
+    text = (ROOT / "docs" / "environments.md").read_text()
+    code = text.split("<!-- contract-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 16  # the imports and the class, 16 lines
+    namespace: dict = {}
+    exec(compile(code, "docs/environments.md", "exec"), namespace)
+    spec = make_env(namespace["Coin"]())
+    assert spec.max_steps == 10 and spec.route == "step" and spec.obs_shape == (2,)
+    metrics = _train(namespace["Coin"](), keys8[:4], num_updates=30, episodes_per_update=4)
+    # Calling the coin right pays 10 an episode, guessing 5: the policy learns to read the observation.
+    assert metrics.episode_return[:, -5:].mean() > 8.0 > 6.0 > metrics.episode_return[:, :3].mean()

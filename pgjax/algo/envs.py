@@ -1,4 +1,4 @@
-"""Environments: a gymnax id, a factory named "package.module:factory", or any object with gymnax's API.
+"""Environments: a gymnax id, a factory named "package.module:factory", or any object with gymnax's shape.
 
 pgjax serves an environment whose observations are one array (a gymnax `Box`:
 a vector for the MLP, an image [H, W, C] or [H, W] for the CNN or flattened for
@@ -6,31 +6,23 @@ the MLP) and whose actions are `Discrete` (categorical policy) or a bounded
 `Box` vector (Gaussian policy). Anything else gets a ValueError that names what
 is unsupported.
 
-An environment of your own is any object with the methods of gymnax's
-`gymnax.environments.environment.Environment` that pgjax calls (subclassing it
-gives `reset` and `is_truncated` for free):
+What pgjax calls on an environment (reset, step or step_env, the spaces,
+params or none) is `pgjax.algo.env_api`'s contract: wrappers and other
+packages' environments serve without an adapter. `make_env` describes one
+(`EnvSpec`); what the trainer needs besides comes from:
 
-* `reset(key, params) -> (obs, state)` (gymnax's calls `reset_env`);
-* `step_env(key, state, action, params) -> (obs, state, reward, terminated, info)`,
-  with no auto-reset: pgjax ends an episode at its first terminated or
-  truncated step;
-* `is_truncated(state, params) -> bool []`, the time limit;
-* `observation_space(params)` (shaped like gymnax's `spaces.Box`) and `action_space(params)`
-  (like `spaces.Discrete` or a bounded 1-D `spaces.Box`): spaces are recognised by their
-  attributes, not their class (`space_kind`), so a package's own look-alike classes serve;
-* `default_params`, its `EnvParams`, unless the params are given with it.
-
-What the trainer needs besides (`EnvSpec`) comes from:
-
-* `max_steps`: `params.max_steps_in_episode` (gymnax's field, which its
-  `is_truncated` reads): the most steps an episode lasts, and the length of
-  the rollout buffers. Required.
+* `max_steps`: the steps after which pgjax cuts an episode off, also the length
+  of the rollout buffers: `max_episode_steps` (`--max-episode-steps`) where
+  given and sooner, else the environment's own limit (`STEP_LIMIT_NAMES`, in
+  its params or on it: gymnax's `params.max_steps_in_episode`, Craftax's
+  `max_timesteps`, ...). One of the two is required.
 * `solve_threshold`: the environment's attribute `solve_threshold` (a return,
   or None); else gymnax's threshold for its `name` where pgjax knows one
   (`SOLVE_THRESHOLDS`); else None (no run is judged solved).
 * `obs_dtype`: "uint8" if the environment's attribute `binary_observations` is
   True (observations are 0/1 maps, stored in a quarter of the memory), or its
   `name` is in `BINARY_OBSERVATIONS`; else "float32".
+* `route`: how a step is taken (`pgjax.algo.env_api.choose_route`).
 """
 
 from __future__ import annotations
