@@ -60,7 +60,7 @@ def __getattr__(name: str) -> Any:
 def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     """The tyro dataclass of `python -m pgjax.bench`'s command line.
 
-    --preset, --env and --num-updates are the training settings' own declarations
+    --preset, --env, --env-kwargs, --max-episode-steps and --num-updates are the training settings' own declarations
     (`pgjax.commands.options.setting_flags`, one value each), their help showing
     `preset` on `env`'s values; the rest are the benchmark's (--feature-major-backward
     sets the fast path `FastPaths.feature_major_dense`).
@@ -69,7 +69,7 @@ def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     arg = lambda help, hint=None: tyro.conf.arg(help=help, help_behavior_hint=hint)
     return dataclasses.make_dataclass("BenchArguments", [
         options.preset_flag("Training configuration to measure."),
-        *options.setting_flags(("env", "num_updates"), defaults, sweep=False),
+        *options.setting_flags(("env", "env_kwargs", "max_episode_steps", "num_updates"), defaults, sweep=False),
         ("feature_major_backward", Annotated[bool | None, arg(
             "Whether the MLP takes the hand-written feature-major backward pass (default: where its first layer "
             "is at least as wide as the flattened observation).", "")], dataclasses.field(default=None)),
@@ -108,7 +108,7 @@ def check_bench_args(args) -> None:
         repeated = sorted({v for v in values if values.count(v) > 1})
         if repeated:
             raise ValueError(f"{options.flag(name)} lists {repeated[0]} twice: give each value once")
-    for name in ("num_updates", "env_limit_steps"):
+    for name in ("num_updates", "env_limit_steps", "max_episode_steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"{options.flag(name)} must be >= 1, got {value}")
@@ -120,6 +120,9 @@ def bench_config(args: Any) -> Config:
     (the ladder's own settings are `ladder_settings`', the fast paths `bench_paths`')."""
     preset = preset_config(args.preset, args.env)
     static = preset.static
+    for name in ("env_kwargs", "max_episode_steps"):
+        if getattr(args, name) is not None:
+            static = dataclasses.replace(static, **{name: getattr(args, name)})
     if args.quick:
         static = dataclasses.replace(static, num_updates=5)
     elif args.num_updates is not None:
@@ -197,10 +200,12 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
             break
         record["rows"].append(row)
         write(False)
+        from pgjax.running.progress import format_rate
+
         console.print(
-            f"  runs {num_runs}: env limit {row['env_limit']['steps_per_second'] / 1e6:.2f} M/s, training "
-            f"{row['training']['steps_per_second'] / 1e6:.2f} M/s ({row['training_fraction_of_env_limit']:.0%}), "
-            f"rollout {row['rollout']['steps_per_second'] / 1e6:.2f} M/s"
+            f"  runs {num_runs}: env limit {format_rate(row['env_limit']['steps_per_second'])}, training "
+            f"{format_rate(row['training']['steps_per_second'])} ({row['training_fraction_of_env_limit']:.0%}), "
+            f"rollout {format_rate(row['rollout']['steps_per_second'])}"
         )
     rows = record["rows"]
     if compile_updates and rows:
