@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.algo import distributions
+from pgjax.algo import distributions, spaces
 from pgjax.algo.envs import EnvSpec
 
 # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
@@ -93,6 +93,7 @@ def make_rollout_steps(
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
     env, env_params = spec.env, spec.params
     env_reset = jax.vmap(env.reset, in_axes=(0, None))
+    encode = spaces.encode_batch(spec)  # raw observations -> [E, *obs_shape]; the identity for Box spaces
 
     def env_step(key, state, action):
         # gymnax's `step` without its auto-reset, which a rollout that ends
@@ -105,7 +106,7 @@ def make_rollout_steps(
     def start(key):
         reset_key, step_key = jax.random.split(key)
         obs, state = env_reset(jax.random.split(reset_key, num_episodes), env_params)
-        return obs, state, step_key
+        return encode(obs), state, step_key
 
     def alive_like(alive, x):
         return alive.reshape(alive.shape + (1,) * (x.ndim - alive.ndim))
@@ -124,7 +125,7 @@ def make_rollout_steps(
             alive,
         )
         cut_off = alive & truncated & ~terminated
-        return state, next_obs, alive & ~(terminated | truncated), cut_off, record
+        return state, encode(next_obs), alive & ~(terminated | truncated), cut_off, record
 
     return RolloutSteps(start, step, alive_like)
 
