@@ -21,7 +21,7 @@ from pgjax.algo.fast.paths import FastPaths
 from pgjax.algo.networks import CNNPolicy, MLPPolicy, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import make_collect
-from pgjax.algo.spaces import encode_batch, observation_codec
+from pgjax.algo.spaces import encode_batch, encoded_struct, observation_codec
 from pgjax.algo.trainer import make_train
 
 SIDE = 5  # the image environment's images are SIDE x SIDE x 1
@@ -161,6 +161,8 @@ def test_a_dict_observation_is_one_vector_in_sorted_key_order():
     np.testing.assert_allclose(spec.encode_obs(obs), want, rtol=1e-6)
     batch = jax.vmap(Keyed().reset, in_axes=(0, None))(jax.random.split(jax.random.key(2), 3), spec.params)[0]
     assert encode_batch(spec)(batch).shape == (3, 9)
+    traced = jax.eval_shape(lambda key: Keyed().reset(key, spec.params)[0], jax.random.key(0))
+    assert encoded_struct(spec, traced).shape == (9,)
     _train(spec)
 
 

@@ -269,3 +269,10 @@ def action_struct(spec: Any) -> jax.ShapeDtypeStruct:
     if spec.action_kind == "multi_discrete":
         return jax.ShapeDtypeStruct((len(spec.action_nvec),), jnp.int32)
     return jax.ShapeDtypeStruct((), jnp.int32)
+
+
+def encoded_struct(spec: Any, obs: Any) -> Any:
+    """What `spec.encode_obs` makes of one traced raw observation (a pytree of `jax.ShapeDtypeStruct`s, as
+    `jax.eval_shape` of reset gives), for checking it against `spec.obs_shape`; `obs` itself where
+    `encode_obs` is None. Raises what the encoding raises on a raw observation of the wrong structure."""
+    return obs if getattr(spec, "encode_obs", None) is None else jax.eval_shape(spec.encode_obs, obs)
