@@ -18,7 +18,7 @@ from pgjax.algo import distributions, envs
 from pgjax.algo.config import Config
 from pgjax.algo.fast.networks import fast_network
 from pgjax.algo.fast.paths import FastPaths
-from pgjax.algo.networks import CNNPolicy, MLPPolicy, make_policy
+from pgjax.algo.networks import CNNPolicy, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.spaces import encode_batch, encoded_struct, observation_codec

@@ -43,7 +43,6 @@ from typing import Any, Literal, NamedTuple
 import gymnax
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from pgjax.algo.imports import import_object
 from pgjax.algo.spaces import action_codec, observation_codec, space_kind  # noqa: F401 (space_kind: its home was here)
