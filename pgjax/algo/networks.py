@@ -219,8 +219,8 @@ The module must map `obs [..., *spec.obs_shape]` (float32, any number of leading
 axes; as stored, so uint8 0..255 images arrive as 0..255: the built-in networks
 multiply by `spec.obs_scale`, a custom one should too) to `out [..., K]`, or
 `[..., 2K]` when `gaussian`: the mean [..., :K] and the log standard deviation
-[..., K:], both in normalised units (-1 and 1 are the action bounds; `pgjax.algo.distributions`). A Gaussian module must declare a
-top-level parameter "log_std" of shape [K]: the trainer overwrites it with
+[..., K:], both in normalised units (-1 and 1 are the action bounds;
+`pgjax.algo.distributions`). A Gaussian module must declare a top-level parameter "log_std" of shape [K]: the trainer overwrites it with
 `Hyperparams.init_log_std` at init (the built-in networks output it, broadcast,
 as the state-independent log std). `module.init(key, obs [*obs_shape])` must
 work on one observation. Initialisation is the module's own; the built-in ones
