@@ -220,8 +220,8 @@ axes; as stored, so uint8 0..255 images arrive as 0..255: the built-in networks
 multiply by `spec.obs_scale`, a custom one should too) to `out [..., K]`, or
 `[..., 2K]` when `gaussian`: the mean [..., :K] and the log standard deviation
 [..., K:], both in normalised units (-1 and 1 are the action bounds;
-`pgjax.algo.distributions`). A Gaussian module must declare a top-level parameter "log_std" of shape [K]: the trainer overwrites it with
-`Hyperparams.init_log_std` at init (the built-in networks output it, broadcast,
+`pgjax.algo.distributions`). A Gaussian module must declare a top-level parameter
+"log_std" of shape [K]: the trainer overwrites it with `Hyperparams.init_log_std` at init (the built-in networks output it, broadcast,
 as the state-independent log std). `module.init(key, obs [*obs_shape])` must
 work on one observation. Initialisation is the module's own; the built-in ones
 use PyTorch's (`DenseWeights`, `TorchConv`), which a custom module may reuse.
