@@ -221,7 +221,8 @@ multiply by `spec.obs_scale`, a custom one should too) to `out [..., K]`, or
 `[..., 2K]` when `gaussian`: the mean [..., :K] and the log standard deviation
 [..., K:], both in normalised units (-1 and 1 are the action bounds;
 `pgjax.algo.distributions`). A Gaussian module must declare a top-level parameter
-"log_std" of shape [K]: the trainer overwrites it with `Hyperparams.init_log_std` at init (the built-in networks output it, broadcast,
+"log_std" of shape [K]: the trainer overwrites it with `Hyperparams.init_log_std`
+at init (the built-in networks output it, broadcast,
 as the state-independent log std). `module.init(key, obs [*obs_shape])` must
 work on one observation. Initialisation is the module's own; the built-in ones
 use PyTorch's (`DenseWeights`, `TorchConv`), which a custom module may reuse.
