@@ -92,7 +92,8 @@ class _FakeParams:
         (spaces.Box(0, 1, (4,)), spaces.Box(-jnp.inf, jnp.inf, (2,)), "unbounded Box action space"),
         (spaces.Box(0, 1, (4,)), spaces.Box(-1, 1, (2, 2)), "Box action space of shape (2, 2)"),
         (spaces.Box(0, 1, (2, 3, 4, 5)), spaces.Discrete(2), "observations of shape (2, 3, 4, 5)"),
-        (spaces.Dict({"a": spaces.Box(0, 1, (2,))}), spaces.Discrete(2), "Dict observation space"),
+        (spaces.Dict({}), spaces.Discrete(2), "Dict observation space that holds no number"),
+        (spaces.Tuple([object()]), spaces.Discrete(2), "has a object observation space; pgjax's networks take a Box"),
     ],
 )
 def test_unsupported_spaces_are_named(obs_space, action_space, message, monkeypatch):
@@ -114,11 +115,18 @@ class _LookAlikeDiscrete:
         self.n, self.shape, self.dtype = n, (), jnp.int32
 
 
+class _LookAlikeMultiDiscrete:  # as gymnasium's MultiDiscrete: a vector of sizes
+    def __init__(self, nvec):
+        self.nvec, self.shape, self.dtype = nvec, (len(nvec),), jnp.int32
+
+
 def test_spaces_are_recognised_by_their_attributes():
     assert space_kind(spaces.Box(0, 1, (4,))) == space_kind(_LookAlikeBox(0, 1, (4,))) == "box"
     assert space_kind(spaces.Discrete(3)) == space_kind(_LookAlikeDiscrete(3)) == "discrete"
-    assert space_kind(spaces.Tuple([spaces.Discrete(2)])) is None
-    assert space_kind(spaces.Dict({"a": spaces.Box(0, 1, (2,))})) is None
+    assert space_kind(spaces.Tuple([spaces.Discrete(2)])) == "tuple"
+    assert space_kind(spaces.Dict({"a": spaces.Box(0, 1, (2,))})) == "dict"
+    assert space_kind(_LookAlikeMultiDiscrete((2, 3))) == "multi_discrete"
+    assert space_kind(object()) is None
 
 
 @pytest.mark.parametrize("env_id, obs_space, action_space, kind", [
@@ -138,8 +146,8 @@ def test_look_alike_spaces_serve_like_gymnax_s(env_id, obs_space, action_space, 
 
 
 def test_unsupported_registered_environment_and_network():
-    with pytest.raises(ValueError, match="FrozenLake-misc has a Discrete observation space"):
-        make_env("FrozenLake-misc")
+    frozen = make_env("FrozenLake-misc")  # Discrete observations: served one-hot (pgjax.algo.spaces)
+    assert frozen.obs_shape == (16,) and frozen.obs_dtype == "uint8" and frozen.encode_obs is not None
     with pytest.raises(ValueError, match="network 'cnn' needs image observations"):
         make_policy(make_env("Acrobot-v1"), Config(StaticConfig(env="Acrobot-v1", network="cnn")))
 

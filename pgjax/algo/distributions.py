@@ -1,11 +1,13 @@
 """Action distributions: sampling, log-probability, entropy and the greedy action of one kind.
 
 * categorical (Discrete action spaces): the network's `out` is logits [..., A];
+* multi-categorical (MultiDiscrete action spaces, sizes nvec [D]): `out` is the D
+  logit vectors concatenated [..., sum(nvec)], one independent categorical per entry;
 * Gaussian (Box action spaces): `out` is [..., 2A], the mean [..., :A] and the
   learned, state-independent log standard deviation [..., A:]. Both are in
   normalised units: u = -1 and 1 are the action space's bounds (`Distribution.to_env`).
 
-`categorical()` and `gaussian(low, high, squash)` build a `Distribution`;
+`categorical()`, `multi_categorical(nvec)` and `gaussian(low, high, squash)` build a `Distribution`;
 `make_distribution(spec, squash)` picks the one for an environment's action space.
 """
 
@@ -137,7 +139,7 @@ class Distribution(NamedTuple):
       entropy: out -> [...] nats.
       greedy: out -> the stored action of the most probable choice (argmax, or the mean).
       to_env: stored action -> the action the environment is given.
-      action_shape: () for categorical, (A,) for Gaussian.
+      action_shape: () for categorical, (A,) for Gaussian, (D,) for multi-categorical.
       action_dtype: int32 or float32.
     """
 
@@ -178,6 +180,36 @@ def gaussian(low: Sequence[float], high: Sequence[float], squash: Squash = "clip
     )
 
 
+def multi_categorical(nvec: Sequence[int], inverse_cdf: bool = True) -> Distribution:
+    """Independent categoricals, one per entry of a MultiDiscrete action space of sizes `nvec` [D].
+
+    `out` is the D logit vectors concatenated, [..., sum(nvec)]; the stored (and the
+    environment's) action is int32 [..., D]. log_prob and entropy are the sums over
+    the entries; greedy is each entry's argmax. Entry d samples with `fold_in(key, d)`.
+    """
+    nvec = tuple(int(n) for n in nvec)
+    bounds = [sum(nvec[:d]) for d in range(len(nvec) + 1)]
+    draw = sample if inverse_cdf else plain_sample
+
+    def parts(out):
+        return [out[..., bounds[d]:bounds[d + 1]] for d in range(len(nvec))]
+
+    def multi_sample(key, out):
+        return jnp.stack([draw(jax.random.fold_in(key, d), logits) for d, logits in enumerate(parts(out))], axis=-1)
+
+    def multi_log_prob(out, action):
+        return sum(log_prob(logits, action[..., d]) for d, logits in enumerate(parts(out)))
+
+    def multi_entropy(out):
+        return sum(entropy(logits) for logits in parts(out))
+
+    def multi_greedy(out):
+        return jnp.stack([categorical_greedy(logits) for logits in parts(out)], axis=-1)
+
+    return Distribution(multi_sample, multi_log_prob, multi_entropy, multi_greedy, lambda a: a, (len(nvec),),
+                        jnp.int32)
+
+
 def make_distribution(spec: EnvSpec, squash: Squash = "clip", inverse_cdf: bool = True) -> Distribution:
     """The action distribution for this environment's action space: Gaussian for Box, else categorical.
 
@@ -188,11 +220,14 @@ def make_distribution(spec: EnvSpec, squash: Squash = "clip", inverse_cdf: bool 
       inverse_cdf: the categorical's sampler (`categorical`; the fast path `FastPaths.inverse_cdf_sampling`).
 
     Returns:
-      `gaussian(low, high, squash)` for Box actions, else `categorical(...)`.
+      `gaussian(low, high, squash)` for Box actions, `multi_categorical(nvec, ...)` for
+      MultiDiscrete ones, else `categorical(...)`.
 
     Raises:
       ValueError: an unknown squash (Box actions only).
     """
     if spec.action_kind == "continuous":
         return gaussian(spec.action_low, spec.action_high, squash)
+    if spec.action_kind == "multi_discrete":
+        return multi_categorical(spec.action_nvec, inverse_cdf)
     return categorical(inverse_cdf)

@@ -28,16 +28,16 @@ packages' environments serve without an adapter. `make_env` describes one
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import gymnax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo import env_api
+from pgjax.algo import env_api, spaces
 from pgjax.algo.env_factory import call_factory
+from pgjax.algo.spaces import action_codec, observation_codec, space_kind  # noqa: F401 (space_kind: its home was here)
 
 # Returns at which an environment counts as solved (Gym's `reward_threshold`),
 # judged on the mean return of the last 100 training episodes. Gym gives none
@@ -49,7 +49,7 @@ SOLVE_THRESHOLDS: dict[str, float] = {
     "MountainCarContinuous-v0": 90.0,
 }
 
-ActionKind = Literal["discrete", "continuous"]
+ActionKind = Literal["discrete", "continuous", "multi_discrete"]
 
 # Environments whose observations are 0/1 maps (gymnax builds them from booleans):
 # rollouts store them as uint8, a quarter of float32's memory and bandwidth.
@@ -70,18 +70,27 @@ class EnvSpec(NamedTuple):
       env: the environment object (gymnax's `Environment` API).
       params: its EnvParams, passed to every call.
       obs_shape: one observation's shape, e.g. (4,) or (10, 10, 4).
-      num_actions: A, the number of actions (Discrete) or action dimensions (Box).
+      num_actions: A, the number of actions (Discrete) or action dimensions (Box), or the
+        sum of a MultiDiscrete's sizes (the logits the policy outputs).
       max_steps: the episode step limit, in env steps; reaching it is a truncation.
       solve_threshold: the mean return (of the last 100 training episodes) at
         which a run counts as solved; None if the environment defines none.
-      action_kind: "discrete" (categorical policy) or "continuous" (Gaussian).
+      action_kind: "discrete" (categorical policy), "continuous" (Gaussian) or
+        "multi_discrete" (a categorical per entry of a MultiDiscrete).
       action_low, action_high: [A] bounds of a Box action space (None if Discrete).
       obs_dtype: the dtype rollouts store observations in: "float32", or
-        "uint8" for 0/1 maps (`BINARY_OBSERVATIONS`).
+        "uint8" for 0/1 maps (`BINARY_OBSERVATIONS`), one-hots and 0..255 images.
       name: what names the environment in messages: the gymnax id or
         "package.module:factory" string it was made from, else its `name`.
       route: how a step is taken (`pgjax.algo.env_api.ROUTES`): "step" (the
         environment's own, wrappers and all), or "step_env"/"step_env+is_truncated".
+      obs_scale: what the network multiplies its float32 input by: 1/255 for uint8 0..255
+        images (stored as uint8), else 1.0 (`pgjax.algo.spaces.ObsCodec`).
+      encode_obs: one raw observation (as reset and step_env return it) -> array [*obs_shape]
+        of obs_dtype: one-hot for Discrete, one float32 vector for Dict and Tuple; None for a
+        Box, whose observations are served as they are (`pgjax.algo.spaces.encode_batch`).
+      action_nvec: [D] sizes of a MultiDiscrete action space (action_kind "multi_discrete",
+        num_actions = sum(nvec) logits, actions int32 [D]); None otherwise.
     """
 
     env: Any  # gymnax.environments.environment.Environment or an object with its API
@@ -96,6 +105,9 @@ class EnvSpec(NamedTuple):
     obs_dtype: str = "float32"
     name: str = ""
     route: str = "step"
+    obs_scale: float = 1.0
+    encode_obs: Callable[[Any], jax.Array] | None = None
+    action_nvec: tuple[int, ...] | None = None
 
 
 def _check_step_api() -> None:
@@ -160,80 +172,27 @@ def _max_steps(env: Any, params: Any, name: str, cap: int = 0) -> int:
     return min(cap, own[0]) if cap and own is not None else (cap or own[0])
 
 
-def space_kind(space: Any) -> str | None:
-    """What a space is, recognised by its attributes rather than its class.
-
-    Packages built on gymnax (Craftax, say) declare spaces of their own classes with
-    gymnax's attributes; they are served like gymnax's.
-
-    Args:
-      space: an observation or action space.
-
-    Returns:
-      "box" for one shaped like gymnax's `Box` (`shape`, `low` and `high`); "discrete" for one
-      shaped like its `Discrete` (a scalar `n`, and no `low`/`high`); None for anything else,
-      composite spaces (with `spaces`, like `Tuple` and `Dict`) and a vector of sizes (`nvec`) included.
-    """
-    if hasattr(space, "spaces") or hasattr(space, "nvec"):
-        return None
-    if all(hasattr(space, name) for name in ("shape", "low", "high")):
-        return "box"
-    n = getattr(space, "n", None)
-    if n is not None and np.ndim(n) == 0:
-        return "discrete"
-    return None
+def _space(env: Any, params: Any, name: str, which: str) -> Any:
+    """`env.<which>(params)`; a failure is one line naming the call."""
+    try:
+        return getattr(env, which)(params)
+    except Exception as error:
+        raise ValueError(f"{name}: {which} failed: {env_api.error_line(error)}") from error
 
 
 def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, obs_dtype: str,
               max_episode_steps: int = 0) -> EnvSpec:
-    """The EnvSpec of an environment, checking its spaces are ones pgjax's policies serve."""
-    obs_space = env.observation_space(params)
-    if space_kind(obs_space) != "box":
-        raise ValueError(
-            f"{name} has a {type(obs_space).__name__} observation space; pgjax's networks take array "
-            "observations: a space with shape, low and high, as gymnax's Box"
-        )
-    obs_shape = tuple(int(n) for n in obs_space.shape)
-    if not 1 <= len(obs_shape) <= 3:
-        raise ValueError(
-            f"{name} has observations of shape {obs_shape}; pgjax's networks take a vector or an image "
-            "[H, W] or [H, W, C]"
-        )
-    if 0 in obs_shape:
-        raise ValueError(f"{name} has observations of shape {obs_shape}, which hold no number; pgjax's networks "
-                         "need at least one (every size >= 1)")
-    action_space = env.action_space(params)
-    common = dict(env=env, params=params, obs_shape=obs_shape,
-                  max_steps=_max_steps(env, params, name, max_episode_steps),
-                  solve_threshold=solve_threshold, obs_dtype=obs_dtype, name=name)
-    if space_kind(action_space) == "discrete":
-        if int(action_space.n) < 1:
-            raise ValueError(f"{name} has a Discrete({int(action_space.n)}) action space: a policy needs at least "
-                             "one action to choose (n >= 1)")
-        return EnvSpec(num_actions=int(action_space.n), action_kind="discrete", **common)
-    if space_kind(action_space) == "box":
-        shape = tuple(int(n) for n in action_space.shape)
-        low = np.broadcast_to(np.asarray(action_space.low, np.float64), shape).reshape(-1)
-        high = np.broadcast_to(np.asarray(action_space.high, np.float64), shape).reshape(-1)
-        if len(shape) != 1:
-            raise ValueError(
-                f"{name} has a Box action space of shape {shape}; pgjax's Gaussian policy takes a vector of actions"
-            )
-        if shape[0] < 1:
-            raise ValueError(f"{name} has a Box action space of shape {shape}: a Gaussian policy needs at least one "
-                             "action dimension")
-        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
-            raise ValueError(
-                f"{name} has an unbounded Box action space (low {low}, high {high}); pgjax's Gaussian policy "
-                "clips or squashes its actions to finite bounds"
-            )
-        return EnvSpec(num_actions=shape[0], action_kind="continuous", action_low=tuple(low.tolist()),
-                       action_high=tuple(high.tolist()), **common)
-    raise ValueError(
-        f"{name} has a {type(action_space).__name__} action space; pgjax's policies take a discrete one "
-        "(a scalar n, as gymnax's Discrete: categorical) or a bounded vector (shape, low and high, as its Box: "
-        "Gaussian)"
-    )
+    """The EnvSpec of an environment, checking its spaces are ones pgjax serves (`pgjax.algo.spaces`).
+
+    `obs_dtype` "uint8" (0/1 maps) overrides the codec's "float32"; Dict and Tuple observations stay float32.
+    """
+    obs = observation_codec(_space(env, params, name, "observation_space"), name)
+    actions = action_codec(_space(env, params, name, "action_space"), name)
+    stored = "uint8" if obs_dtype == "uint8" and obs.encode is None else obs.dtype
+    return EnvSpec(env=env, params=params, obs_shape=obs.shape, num_actions=actions.num_actions,
+                   max_steps=_max_steps(env, params, name, max_episode_steps), solve_threshold=solve_threshold,
+                   action_kind=actions.kind, action_low=actions.low, action_high=actions.high, obs_dtype=stored,
+                   name=name, obs_scale=obs.scale, encode_obs=obs.encode, action_nvec=actions.nvec)
 
 
 def _shape(x: Any) -> Any:
@@ -244,17 +203,15 @@ def _check_transitions(spec: EnvSpec) -> EnvSpec:
     """Choose the route of the steps (`pgjax.algo.env_api.choose_route`, tracing reset and step, computing
     nothing) and check they give what the spaces say; returns `spec` with its route."""
     name = spec.name
-    if spec.action_kind == "discrete":
-        action = jax.ShapeDtypeStruct((), jnp.int32)
-    else:
-        action = jax.ShapeDtypeStruct((spec.num_actions,), jnp.float32)
+    action = spaces.action_struct(spec)
     try:
         route, (reset_obs, _), (step_obs, _, reward, terminated, truncated) = env_api.choose_route(
             spec.env, spec.params, action, name)
     except env_api.ContractError as error:
         raise ValueError(str(error)) from error
     call = "step" if route == "step" else "step_env"
-    for what, obs in (("reset", reset_obs), (call, step_obs)):
+    for what, raw in (("reset", reset_obs), (call, step_obs)):
+        obs = spaces.encoded_struct(spec, raw)
         if not hasattr(obs, "shape") or tuple(obs.shape) != spec.obs_shape:
             raise ValueError(
                 f"{name}'s {what} returns observations of shape {_shape(obs)}; its observation_space says "

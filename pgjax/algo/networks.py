@@ -123,6 +123,12 @@ def flatten(obs: jax.Array, obs_dims: int) -> jax.Array:
     return obs.reshape(obs.shape[: obs.ndim - obs_dims] + (-1,))
 
 
+def scaled(obs: jax.Array, scale: float) -> jax.Array:
+    """The network's input in its units: obs * scale (1/255 for uint8 0..255 images, `EnvSpec.obs_scale`);
+    obs itself where scale is 1.0, adding nothing to the computation."""
+    return obs if scale == 1.0 else obs * jnp.float32(scale)
+
+
 def dense_head(x: jax.Array, hidden: Sequence[int], num_outputs: int, activation: str) -> jax.Array:
     """The `hidden` dense layers ("TorchDense_0", "TorchDense_1", ...) and the linear output layer: x -> [..., K].
 
@@ -151,6 +157,7 @@ class MLPPolicy(nn.Module):
       hidden: hidden layer widths; activation: their nonlinearity.
       obs_dims: trailing axes of the input that form one observation (flattened).
       gaussian: output the mean and log standard deviation of a Gaussian.
+      obs_scale: the input's multiplier (`scaled`; `EnvSpec.obs_scale`).
     """
 
     num_actions: int
@@ -158,10 +165,12 @@ class MLPPolicy(nn.Module):
     activation: str = "relu"
     obs_dims: int = 1
     gaussian: bool = False
+    obs_scale: float = 1.0
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        out = dense_head(flatten(obs, self.obs_dims), self.hidden, self.num_actions, self.activation)
+        x = flatten(scaled(obs, self.obs_scale), self.obs_dims)
+        out = dense_head(x, self.hidden, self.num_actions, self.activation)
         return with_log_std(self, out) if self.gaussian else out
 
 
@@ -172,7 +181,7 @@ class CNNPolicy(nn.Module):
     channels and the activation; its output is flattened into the `hidden` dense
     layers. conv=(16,), hidden=(128,) is the network of the MinAtar paper
     (Young & Tian, 2019). `conv_layer`: the convolution's module (`TorchConv`,
-    or its fast path).
+    or its fast path). `obs_scale`: the input's multiplier (`scaled`).
     """
 
     num_actions: int
@@ -182,9 +191,11 @@ class CNNPolicy(nn.Module):
     obs_dims: int = 3
     gaussian: bool = False
     conv_layer: type = TorchConv
+    obs_scale: float = 1.0
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
+        obs = scaled(obs, self.obs_scale)
         x = obs if self.obs_dims == 3 else obs[..., None]
         act = ACTIVATIONS[self.activation]
         for i, channels in enumerate(self.conv):
@@ -205,11 +216,13 @@ Args:
   gaussian: True for the policy of a Box action space.
 
 The module must map `obs [..., *spec.obs_shape]` (float32, any number of leading
-axes) to `out [..., K]`, or `[..., 2K]` when `gaussian`: the mean [..., :K] and
-the log standard deviation [..., K:], both in normalised units (-1 and 1 are the
-action bounds; `pgjax.algo.distributions`). A Gaussian module must declare a
-top-level parameter "log_std" of shape [K]: the trainer overwrites it with
-`Hyperparams.init_log_std` at init (the built-in networks output it, broadcast,
+axes; as stored, so uint8 0..255 images arrive as 0..255: the built-in networks
+multiply by `spec.obs_scale`, a custom one should too) to `out [..., K]`, or
+`[..., 2K]` when `gaussian`: the mean [..., :K] and the log standard deviation
+[..., K:], both in normalised units (-1 and 1 are the action bounds;
+`pgjax.algo.distributions`). A Gaussian module must declare a top-level parameter
+"log_std" of shape [K]: the trainer overwrites it with `Hyperparams.init_log_std`
+at init (the built-in networks output it, broadcast,
 as the state-independent log std). `module.init(key, obs [*obs_shape])` must
 work on one observation. Initialisation is the module's own; the built-in ones
 use PyTorch's (`DenseWeights`, `TorchConv`), which a custom module may reuse.
@@ -284,7 +297,7 @@ def network_factory(name: str) -> NetworkFactory:
 
 def _mlp(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy:
     return MLPPolicy(num_outputs, tuple(static.hidden), static.activation, obs_dims=len(spec.obs_shape),
-                     gaussian=gaussian)
+                     gaussian=gaussian, obs_scale=spec.obs_scale)
 
 
 def _cnn(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> CNNPolicy:
@@ -295,7 +308,7 @@ def _cnn(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) 
             f"observations of shape {spec.obs_shape}: use network 'mlp'"
         )
     return CNNPolicy(num_outputs, tuple(static.conv), tuple(static.hidden), static.activation,
-                     obs_dims=obs_dims, gaussian=gaussian)
+                     obs_dims=obs_dims, gaussian=gaussian, obs_scale=spec.obs_scale)
 
 
 register_network("mlp", _mlp)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.algo import distributions, env_api
+from pgjax.algo import distributions, env_api, spaces
 from pgjax.algo.envs import EnvSpec
 
 # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
@@ -94,6 +94,7 @@ def make_rollout_steps(
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
     env_params, max_steps = spec.params, spec.max_steps
     env_reset = jax.vmap(env_api.reset_function(spec.env), in_axes=(0, None))
+    encode = spaces.encode_batch(spec)  # raw observations -> [E, *obs_shape]; the identity for Box spaces
     # The environment's step by its route (`pgjax.algo.env_api`), its auto-reset thrown away:
     # (obs, state, reward, terminated, truncated by its own limit).
     env_step = jax.vmap(env_api.step_function(spec.env, spec.route, skip_auto_reset), in_axes=(0, 0, 0, None))
@@ -101,7 +102,7 @@ def make_rollout_steps(
     def start(key):
         reset_key, step_key = jax.random.split(key)
         obs, state = env_reset(jax.random.split(reset_key, num_episodes), env_params)
-        return obs, state, step_key
+        return encode(obs), state, step_key
 
     def alive_like(alive, x):
         return alive.reshape(alive.shape + (1,) * (x.ndim - alive.ndim))
@@ -121,7 +122,7 @@ def make_rollout_steps(
             alive,
         )
         cut_off = alive & truncated & ~terminated
-        return state, next_obs, alive & ~(terminated | truncated), cut_off, record
+        return state, encode(next_obs), alive & ~(terminated | truncated), cut_off, record
 
     return RolloutSteps(start, step, alive_like)
 

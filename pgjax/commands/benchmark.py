@@ -47,6 +47,8 @@ def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
             if spec.action_kind == "continuous":  # uniform over the Box
                 action = jax.random.uniform(action_key, (n, spec.num_actions), minval=jnp.asarray(spec.action_low),
                                             maxval=jnp.asarray(spec.action_high))
+            elif spec.action_kind == "multi_discrete":  # uniform per entry
+                action = jax.random.randint(action_key, (n, len(spec.action_nvec)), 0, jnp.asarray(spec.action_nvec))
             else:
                 action = jax.random.randint(action_key, (n,), 0, spec.num_actions)
             _, state, reward, _, _ = step(jax.random.split(step_key, n), state, action, params)

@@ -67,7 +67,7 @@ def episode_bytes(static: Any) -> int:
 
     spec = env_for(static)
     obs = int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize
-    action = 4 * (spec.num_actions if spec.action_kind == "continuous" else 1)
+    action = 4 * (spec.num_actions if spec.action_kind == "continuous" else len(spec.action_nvec or (0,)))
     return spec.max_steps * (obs + action + 4 + 1) + 2 * 8
 
 

@@ -46,6 +46,8 @@ def uniform_distribution(spec: EnvSpec) -> distributions.Distribution:
     """
     if spec.action_kind == "discrete":
         return distributions.categorical()
+    if spec.action_kind == "multi_discrete":  # zero logits: every entry uniform
+        return distributions.multi_categorical(spec.action_nvec)
     box = distributions.gaussian(spec.action_low, spec.action_high, "clip")
     size = box.action_shape
     return box._replace(sample=lambda key, out: jax.random.uniform(key, out.shape[:-1] + size, jnp.float32,
@@ -62,7 +64,7 @@ def zero_policy(spec: EnvSpec):
     Returns:
       The apply function.
     """
-    outputs = spec.num_actions if spec.action_kind == "discrete" else 2 * spec.num_actions
+    outputs = 2 * spec.num_actions if spec.action_kind == "continuous" else spec.num_actions
     return lambda params, obs: jnp.zeros((obs.shape[0], outputs), jnp.float32)
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.fast.dense import dense_stack
 from pgjax.algo.fast.paths import FastPaths
-from pgjax.algo.networks import CNNPolicy, DenseWeights, MLPPolicy, TorchConv, flatten, with_log_std
+from pgjax.algo.networks import CNNPolicy, DenseWeights, MLPPolicy, TorchConv, flatten, scaled, with_log_std
 
 
 class FeatureMajorMLP(MLPPolicy):
@@ -34,7 +34,7 @@ class FeatureMajorMLP(MLPPolicy):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = flatten(obs, self.obs_dims)
+        x = flatten(scaled(obs, self.obs_scale), self.obs_dims)
         fan_ins = (x.shape[-1], *self.hidden)
         widths = (*self.hidden, self.num_actions)
         layers = tuple(DenseWeights(w, name=f"TorchDense_{i}")(f) for i, (f, w) in enumerate(zip(fan_ins, widths)))
