@@ -140,18 +140,11 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
 def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,
                console: Console) -> None:
     """One line: runs, compile groups, chunks x chunk size and the memory estimate per chunk."""
-    from pgjax.running.memory import format_bytes
+    from pgjax.running.memory import chunk_memory_text
 
     num_runs = len(sweep.points) * sweep.run.num_seeds
     sizes = sorted({c.size for c in chunks})
-    memory = ""
-    if estimates:
-        from pgjax.algo.footprint import RunShapes, growing_total
-
-        biggest = max(estimates, key=lambda e: e["chunk_size"] * e["run_bytes"] + e["device_bytes"])
-        largest = biggest["chunk_size"] * biggest["run_bytes"] + biggest["device_bytes"]
-        buffers = biggest["chunk_size"] * growing_total(RunShapes(**biggest["parts"])) / largest
-        memory = f" | memory about {format_bytes(largest)} per chunk ({buffers:.0%} trajectory buffers)"
+    memory = f" | {chunk_memory_text(estimates)}" if estimates else ""
     console.print(
         f"plan: {num_runs:,} runs ({len(sweep.points)} grid point{'s' * (len(sweep.points) > 1)} x "
         f"{sweep.run.num_seeds:,} seeds) | {len(groups)} compile group{'s' * (len(groups) > 1)} | "

@@ -138,7 +138,9 @@ def reset_observations(spec: Any, num: int = OBSERVATION_SAMPLES, seed: int = 0)
 
     try:
         keys = jax.random.split(jax.random.key(seed), num)
-        return np.asarray(jax.vmap(spec.env.reset, in_axes=(0, None))(keys, spec.params)[0])
+        from pgjax.algo.env_api import reset_function
+
+        return np.asarray(jax.vmap(reset_function(spec.env), in_axes=(0, None))(keys, spec.params)[0])
     except Exception:  # the run trained with this reset: one that fails here only loses the check
         return None
 
@@ -158,5 +160,8 @@ def run_warnings(metrics: list, spec: Any) -> list[str]:
     space = spec.env.observation_space(spec.params)
     low, high = getattr(space, "low", None), getattr(space, "high", None)
     float_space = np.issubdtype(np.dtype(getattr(space, "dtype", np.float32)), np.floating)
+    # Observations pgjax encodes or scales itself (one-hots, Dict and Tuple, uint8 images) reach no network raw.
+    served_raw = getattr(spec, "encode_obs", None) is None and getattr(spec, "obs_scale", 1.0) == 1.0
     return training_warnings(stacked["episode_length"], stacked["entropy"], stacked["grad_norm"], spec,
-                             reset_observations(spec), *((low, high) if float_space else (None, None)))
+                             reset_observations(spec) if served_raw else None,
+                             *((low, high) if float_space and served_raw else (None, None)))

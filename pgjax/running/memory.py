@@ -94,6 +94,15 @@ def available_bytes(devices: list[Any]) -> int | None:
     return total * len(devices) // max(1, len(local))
 
 
+def chunk_memory_text(estimates: list[dict]) -> str:
+    """"memory about 9.7 GiB per chunk (97% trajectory buffers)": the largest chunk of `plan_chunks`'s estimates,
+    and the share of it that grows with the episodes' step limit (`pgjax.algo.footprint.growing_total`)."""
+    biggest = max(estimates, key=lambda e: e["chunk_size"] * e["run_bytes"] + e["device_bytes"])
+    largest = biggest["chunk_size"] * biggest["run_bytes"] + biggest["device_bytes"]
+    buffers = biggest["chunk_size"] * footprint.growing_total(RunShapes(**biggest["parts"])) / largest
+    return f"memory about {format_bytes(largest)} per chunk ({buffers:.0%} trajectory buffers)"
+
+
 def default_max_parallel(devices: list[Any]) -> int | None:
     """The cap on runs at once when the user gives none: `BackendChoices.runs_per_device` of the
     devices' platform times their number (64 per CPU device; None, memory alone, on accelerators)."""
