@@ -174,7 +174,8 @@ def preset_note(sweep: Sweep, continuous_actions: bool) -> str | None:
     env = sweep.points[0].config.static.env
     if sweep.preset != "default" or env in ENV_PRESETS:
         return None
-    return (f"{env} has no preset of its own: training with CartPole-v1's default settings "
+    return (f"{env} has no preset of its own: training with CartPole-v1's default settings and "
+            f"the learning rate measured for environments without one "
             f"({options.settings_line([p.config for p in sweep.points], continuous_actions)}); "
             "give flags to change them")
 
