@@ -73,8 +73,9 @@ def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
 
     points = resolve_grid("default", {"env": "DeepSea-bsuite"})
     note = preset_note(Sweep("default", points, RunOptions()), continuous_actions=False)
-    assert note.startswith("DeepSea-bsuite has no preset of its own: training with CartPole-v1's default settings and the learning rate")
-    assert "--hidden 32" in note and "--learning-rate 0.03" in note and "--squash" not in note
+    assert note.startswith("DeepSea-bsuite has no preset of its own: training with CartPole-v1's default settings "
+                           "and the learning rate")
+    assert "--hidden 32" in note and "--learning-rate 0.01" in note and "--squash" not in note
     assert preset_note(Sweep("default", resolve_grid("default", {}), RunOptions()), False) is None
     assert points[0].config == dataclasses.replace(preset_config("default"), static=dataclasses.replace(
         preset_config("default").static, env="DeepSea-bsuite"))
