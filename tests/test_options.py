@@ -77,8 +77,10 @@ def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
                            "and the learning rate")
     assert "--hidden 32" in note and "--learning-rate 0.01" in note and "--squash" not in note
     assert preset_note(Sweep("default", resolve_grid("default", {}), RunOptions()), False) is None
-    assert points[0].config == dataclasses.replace(preset_config("default"), static=dataclasses.replace(
-        preset_config("default").static, env="DeepSea-bsuite"))
+    cartpole = preset_config("default")
+    assert points[0].config == dataclasses.replace(
+        cartpole, static=dataclasses.replace(cartpole.static, env="DeepSea-bsuite"),
+        hparams=dataclasses.replace(cartpole.hparams, learning_rate=0.01))  # CartPole's but the measured lr
 
 
 def test_output_that_is_not_a_terminal_is_not_wrapped():
