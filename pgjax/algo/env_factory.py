@@ -133,15 +133,15 @@ def call_factory(path: str, pairs: Sequence[str] = ()) -> Any:
             "class) that returns an environment or an (environment, env_params) pair"
         )
     kwargs = typed_kwargs(factory, pairs, path)
-    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    shown = f"({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" if kwargs else ""
     try:
         return factory(**kwargs)
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
-        raise ValueError(f"calling the environment factory '{path}({shown})' failed: "
+        raise ValueError(f"calling the environment factory '{path}{shown}' failed: "
                          f"{type(error).__name__}: {message}") from error
     except BaseException as error:  # sys.exit or KeyboardInterrupt inside the factory: not pgjax's own exit or stop
-        raise ValueError(f"calling the environment factory '{path}({shown})' failed: {_escaped(error)}") from None
+        raise ValueError(f"calling the environment factory '{path}{shown}' failed: {_escaped(error)}") from None
 
 
 def _escaped(error: BaseException) -> str:
