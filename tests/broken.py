@@ -31,3 +31,17 @@ def exiting_network(spec, static, num_outputs, gaussian):
 def not_a_module(spec, static, num_outputs, gaussian):
     """A network factory that returns something other than a Flax module."""
     return 42
+
+
+def volume_env():
+    """CartPole-v1 whose observation space claims a 4-D Box, a shape pgjax's networks do not take."""
+    import gymnax
+    from gymnax.environments import spaces
+
+    env, _ = gymnax.make("CartPole-v1")
+
+    class Volume(type(env)):
+        def observation_space(self, params):
+            return spaces.Box(-1.0, 1.0, (1, 1, 1, 4))
+
+    return Volume()

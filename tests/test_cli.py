@@ -131,7 +131,7 @@ def test_every_algorithm_flag_overrides_the_preset(tmp_path):
         (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
         (["--num-seeds", "0"], "--num-seeds must be >= 1"),
         (["--episodes-per-update", "0"], "--episodes-per-update must be >= 1, got 0"),
-        (["--env", "FrozenLake-misc"], "Discrete observation space"),
+        (["--env", "tests.broken:volume_env"], "has observations of shape (1, 1, 1, 4)"),
         (["--env", "CartPole-v1", "--network", "cnn"], "--network 'cnn' needs image observations"),
         (["--preset", "seed-c"], "--preset expects one of seed-a, seed-b, default, got 'seed-c'"),
         (["--lr", "fast"], "--lr expects numbers, got 'fast'"),

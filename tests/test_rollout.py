@@ -98,7 +98,8 @@ def test_plain_rollout_gives_the_folded_rollouts_episodes(setup):
     plain loop of each run stops at that run's longest episode."""
     spec, _, params, keys, traj = setup
     module = MLPPolicy(spec.num_actions, hidden=(8,))
-    plain = rollout.make_collect(spec, lambda p, o: module.apply({"params": p}, o), E)
+    # the fixture's environment route (the folded rollout's default); the routes are compared in test_env_contract
+    plain = rollout.make_collect(spec, lambda p, o: module.apply({"params": p}, o), E, skip_auto_reset=True)
     got = jax.tree.map(np.asarray, jax.jit(jax.vmap(plain))(params, keys))
     for name in ("obs", "action", "reward", "valid", "truncated"):
         np.testing.assert_array_equal(getattr(got, name), getattr(traj, name), err_msg=name)

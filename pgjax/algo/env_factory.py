@@ -17,6 +17,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from pgjax.algo.env_api import error_line
 from pgjax.algo.imports import import_object
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -137,9 +138,7 @@ def call_factory(path: str, pairs: Sequence[str] = ()) -> Any:
     try:
         return factory(**kwargs)
     except Exception as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
-        raise ValueError(f"calling the environment factory '{path}{shown}' failed: "
-                         f"{type(error).__name__}: {message}") from error
+        raise ValueError(f"calling the environment factory '{path}{shown}' failed: {error_line(error)}") from error
     except BaseException as error:  # sys.exit or KeyboardInterrupt inside the factory: not pgjax's own exit or stop
         raise ValueError(f"calling the environment factory '{path}{shown}' failed: {_escaped(error)}") from None
 
@@ -150,4 +149,4 @@ def _escaped(error: BaseException) -> str:
         return f"it ended the process (sys.exit({error.code!r})); a factory must return, not exit"
     if isinstance(error, KeyboardInterrupt):
         return "it raised KeyboardInterrupt"
-    return f"{type(error).__name__}: {error}"
+    return error_line(error)
