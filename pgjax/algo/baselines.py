@@ -22,6 +22,7 @@ learns, takes its own optimizer step. Two kinds, chosen by whether
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -32,7 +33,7 @@ from flax import linen as nn
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.loss import ValueFn, make_value_forward, make_value_gradient
-from pgjax.algo.networks import make_value_fn, make_value_network
+from pgjax.algo.networks import Recurrence, is_recurrent, make_value_fn, make_value_network, recurrence
 from pgjax.algo.returns import ADVANTAGES, BASELINES, REDUCTIONS, RETURNS, explained_variance
 from pgjax.algo.rollout import Trajectory
 
@@ -127,12 +128,15 @@ def value_baseline(
     Args:
       spec, config: the environment and settings.
       module: the value network (`pgjax.algo.networks.make_value_network`).
-      values_of: `(params, obs, valid) -> V [T, E]` (`pgjax.algo.loss.make_value_forward` or its fast path).
+      values_of: `(params, obs, valid) -> V [T, E]` (`pgjax.algo.loss.make_value_forward` or its fast path);
+        for a recurrent `module`, `(params, traj) -> (V [T, E], V [E] of the last observations)`
+        (`recurrent_values` or its fast path).
       value_gradient: `(params, obs, target, coef, valid) -> (loss, grads)`
         (`pgjax.algo.loss.make_value_gradient` or its fast path).
     """
     static = config.static
     value_fn = make_value_fn(module)
+    recurrent = is_recurrent(module)
 
     def init(key: jax.Array, hparams: Hyperparams) -> tuple[Any, Any]:
         params = module.init(key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
@@ -140,8 +144,12 @@ def value_baseline(
 
     def weights(params: Any, traj: Trajectory, hparams: Hyperparams) -> StepWeights:
         scale = hparams.value_scale
-        values = scale * values_of(params, traj.obs, traj.valid)
-        last_values = scale * value_fn(params, traj.last_obs)
+        if recurrent:  # `recurrent_values` or its fast path
+            values, last_values = values_of(params, traj)
+            values, last_values = scale * values, scale * last_values
+        else:
+            values = scale * values_of(params, traj.obs, traj.valid)
+            last_values = scale * value_fn(params, traj.last_obs)
         advantage, target = ADVANTAGES[static.advantage](
             traj.reward, traj.valid, traj.truncated, values, last_values, hparams
         )
@@ -161,6 +169,18 @@ def value_baseline(
     return StepWeighting(init, weights, update, keeps_last_obs=True)
 
 
+def recurrent_values(value_fn: ValueFn, params: Any, traj: Trajectory) -> tuple[jax.Array, jax.Array]:
+    """A recurrent value network's V [T, E] over the episodes (0 past them) and V [E] of each episode's last
+    observation, in one pass: the last observation is put in the row after the episode's last step (a row
+    T is added for episodes of T steps), so that the network reaches it with the state of the whole episode."""
+    num_steps, num_episodes = traj.valid.shape
+    lengths = traj.lengths
+    obs = jnp.concatenate([traj.obs.astype(jnp.float32), jnp.zeros((1,) + traj.obs.shape[1:], jnp.float32)])
+    obs = obs.at[lengths, jnp.arange(num_episodes)].set(traj.last_obs)
+    values = value_fn(params, obs)  # [T + 1, E]
+    return jnp.where(traj.valid, values[:num_steps], 0.0), values[lengths, jnp.arange(num_episodes)]
+
+
 def make_weighting(
     spec: EnvSpec,
     config: Config,
@@ -168,6 +188,9 @@ def make_weighting(
     network: Callable[[nn.Module], nn.Module] = lambda module: module,
     value_forward: Callable[[ValueFn], Callable] = make_value_forward,
     value_gradient: Callable[[ValueFn], Callable] = make_value_gradient,
+    recurrent_forward: Callable[[Recurrence, ValueFn], Callable] = lambda _, value_fn: partial(recurrent_values,
+                                                                                               value_fn),
+    recurrent_gradient: Callable[[Recurrence, ValueFn], Callable] = lambda _, value_fn: make_value_gradient(value_fn),
 ) -> StepWeighting:
     """`value_baseline` for a learned `BASELINES` entry (e.g. "value", "value_norm"), else `returns_baseline`.
 
@@ -176,11 +199,17 @@ def make_weighting(
       network, value_forward, value_gradient: what builds the value network and its
         values and gradient from `value_fn` (default: the reference path, `pgjax.algo.loss`;
         `pgjax.algo.fast.make_weighting` passes the fast paths).
+      recurrent_forward, recurrent_gradient: the same for a recurrent value network, from its
+        `Recurrence` and `value_fn` (default: whole-episode scans, `recurrent_values`).
     """
     if not BASELINES[config.static.baseline].learned:
         return returns_baseline(config)
     module = network(make_value_network(spec, config))
     value_fn = make_value_fn(module)
+    value_recurrence = recurrence(module)
+    if value_recurrence is not None:  # its values and gradient go through whole episodes
+        return value_baseline(spec, config, module, recurrent_forward(value_recurrence, value_fn),
+                              recurrent_gradient(value_recurrence, value_fn))
     return value_baseline(spec, config, module, value_forward(value_fn), value_gradient(value_fn))
 
 

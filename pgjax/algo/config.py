@@ -72,7 +72,8 @@ class StaticConfig:
       max_episode_steps: episodes are cut off (truncated) after this many steps; 0: the env's own limit.
       network: "mlp" (observations flattened, then `hidden`), "cnn" (3x3
         convolutions with `conv` channels over an image observation, then
-        `hidden`), another name registered with
+        `hidden`), "gru" or "lstm" (recurrent: `hidden`'s widths but the last are a
+        dense torso, the last is the cell's; `pgjax.algo.networks.RecurrentPolicy`), another name registered with
         `pgjax.algo.networks.register_network`, or "package.module:factory" (a
         `pgjax.algo.networks.NetworkFactory`, imported when built).
       hidden: hidden layer widths of the policy (and value) network, e.g. (32,) or (64, 64).
@@ -116,7 +117,8 @@ class StaticConfig:
     returns: Returns = setting("episode", "Return weighting log pi(a_t|s_t): the episode's total or reward-to-go.")
     baseline: Baseline = setting("batch_norm", "What is done to the returns (value*: a learned V(s)).")
     reduction: Reduction = setting("step_mean", "How per-step losses become one number.")
-    network: Network = setting("mlp", '"mlp", "cnn", a registered network or "package.module:factory".')
+    network: Network = setting("mlp", '"mlp", "cnn", "gru", "lstm" (recurrent: the last --hidden width is the '
+                               'cell\'s), a registered network or "package.module:factory".')
     conv: tuple[int, ...] = setting((16,), 'Channels of the 3x3 convolutions, "16,32" for two (--network cnn).')
     squash: Squash = setting("clip", "Box actions: clip the Gaussian's sample to the bounds, or tanh-squash it.")
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")

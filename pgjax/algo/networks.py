@@ -30,7 +30,7 @@ modules a config describes for an environment; `make_apply_fn` and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -204,6 +204,71 @@ class CNNPolicy(nn.Module):
         return with_log_std(self, out) if self.gaussian else out
 
 
+CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}  # the recurrent networks' Flax cells, by network name
+
+
+class RecurrentPolicy(nn.Module):
+    """A recurrent policy: obs -> dense torso -> Flax's GRU or LSTM cell -> linear output, step by step.
+
+    `__call__(obs [T, ..., *obs_shape]) -> out [T, ..., K]` reads the leading axis
+    as time: every sequence starts from the zero state at row 0 (an episode's
+    first step), and `lax.scan` (lifted by `nn.scan`) carries the state down
+    the rows, so differentiating it is backpropagation through the whole
+    episode. A single observation `[*obs_shape]` is one step from the zero
+    state. `step(carry, obs [..., *obs_shape]) -> (carry, out [..., K])` is one
+    step, what the rollout calls; `initial_carry(batch_shape)` is the zero state.
+
+    Attributes:
+      num_actions: K, as `MLPPolicy`'s (1 for a value network).
+      hidden: the widths of the dense torso, then the cell's: (64,) is a 64-unit
+        cell on the (flattened) observation, (64, 128) a 64-unit dense layer
+        before a 128-unit cell.
+      cell: "gru" (`flax.linen.GRUCell`) or "lstm" (`flax.linen.LSTMCell`, whose
+        state is its (c, h) pair).
+      activation, obs_dims, gaussian, obs_scale: as `MLPPolicy`'s.
+    """
+
+    num_actions: int
+    hidden: Sequence[int] = (64,)
+    cell: str = "gru"
+    activation: str = "relu"
+    obs_dims: int = 1
+    gaussian: bool = False
+    obs_scale: float = 1.0
+
+    def setup(self) -> None:
+        *torso, width = self.hidden
+        self.torso = [TorchDense(w, name=f"TorchDense_{i}") for i, w in enumerate(torso)]
+        self.recurrent_cell = CELLS[self.cell](width, name="cell")
+        self.head = TorchDense(self.num_actions, name=f"TorchDense_{len(torso)}")
+        if self.gaussian:
+            self.log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
+
+    def initial_carry(self, batch_shape: tuple[int, ...]) -> Any:
+        """The zero state of `batch_shape` sequences: h [*batch_shape, H] (GRU) or (c, h) (LSTM)."""
+        zeros = jnp.zeros(tuple(batch_shape) + (self.hidden[-1],), jnp.float32)
+        return (zeros, zeros) if self.cell == "lstm" else zeros
+
+    def step(self, carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        """One step: (state, obs [..., *obs_shape]) -> (next state, out [..., K] or [..., 2K])."""
+        x = flatten(scaled(obs, self.obs_scale), self.obs_dims)
+        act = ACTIVATIONS[self.activation]
+        for layer in self.torso:
+            x = act(layer(x))
+        carry, y = self.recurrent_cell(carry, x)
+        out = self.head(y)
+        if self.gaussian:
+            out = jnp.concatenate([out, jnp.broadcast_to(self.log_std, out.shape)], axis=-1)
+        return carry, out
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        if obs.ndim == self.obs_dims:  # one observation: one step from the zero state
+            return self.step(self.initial_carry(()), obs)[1]
+        scan = nn.scan(lambda module, carry, x: module.step(carry, x), variable_broadcast="params",
+                       split_rngs={"params": False})
+        return scan(self, self.initial_carry(obs.shape[1:obs.ndim - self.obs_dims]), obs)[1]
+
+
 NetworkFactory = Callable[["EnvSpec", "StaticConfig", int, bool], nn.Module]
 """`factory(spec, static, num_outputs, gaussian) -> module`, a Flax module for one environment.
 
@@ -311,8 +376,21 @@ def _cnn(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) 
                      obs_dims=obs_dims, gaussian=gaussian, obs_scale=spec.obs_scale)
 
 
+def _recurrent(cell: str) -> NetworkFactory:
+    def factory(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> RecurrentPolicy:
+        return RecurrentPolicy(num_outputs, tuple(static.hidden), cell, static.activation,
+                               obs_dims=len(spec.obs_shape), gaussian=gaussian, obs_scale=spec.obs_scale)
+
+    factory.__name__ = f"_{cell}"
+    return factory
+
+
+_gru, _lstm = _recurrent("gru"), _recurrent("lstm")
 register_network("mlp", _mlp)
 register_network("cnn", _cnn)
+register_network("gru", _gru)
+register_network("lstm", _lstm)
+BUILT_IN = (_mlp, _cnn, _gru, _lstm)
 
 
 def _check_outputs(module: nn.Module, spec: EnvSpec, name: str, num_outputs: int, gaussian: bool) -> None:
@@ -336,7 +414,7 @@ def _check_outputs(module: nn.Module, spec: EnvSpec, name: str, num_outputs: int
 
 def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> nn.Module:
     factory = network_factory(static.network)
-    if factory in (_mlp, _cnn):
+    if factory in BUILT_IN:
         return factory(spec, static, num_outputs, gaussian)
     name = static.network
     try:
@@ -392,3 +470,32 @@ def make_value_fn(module: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
         return module.apply({"params": params}, obs.astype(jnp.float32))[..., 0]
 
     return value_fn
+
+
+class Recurrence(NamedTuple):
+    """What the rollout needs of a recurrent policy (`recurrence`), each a plain function.
+
+    Attributes:
+      initial_carry: `(batch_shape) -> state`, the zero state an episode starts from.
+      step: `(params, state, obs [E, *obs_shape]) -> (state, out [E, K])`, one step of E episodes.
+    """
+
+    initial_carry: Callable[[tuple[int, ...]], Any]
+    step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+
+
+def is_recurrent(module: nn.Module) -> bool:
+    """Whether `module` carries a state from step to step: it has `initial_carry` and `step` methods
+    (`RecurrentPolicy`, or a custom module of the same shape)."""
+    return callable(getattr(module, "initial_carry", None)) and callable(getattr(module, "step", None))
+
+
+def recurrence(module: nn.Module) -> Recurrence | None:
+    """The `Recurrence` of a recurrent module, None for a feed-forward one (`is_recurrent`)."""
+    if not is_recurrent(module):
+        return None
+
+    def step(params, carry, obs):
+        return module.apply({"params": params}, carry, obs.astype(jnp.float32), method="step")
+
+    return Recurrence(lambda batch_shape: module.initial_carry(batch_shape), step)

@@ -29,6 +29,7 @@ from flax import struct
 
 from pgjax.algo import distributions, env_api, spaces
 from pgjax.algo.envs import EnvSpec
+from pgjax.algo.networks import Recurrence
 
 # (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -88,9 +89,17 @@ class RolloutSteps(NamedTuple):
 
 def make_rollout_steps(
     spec: EnvSpec, apply_fn: ApplyFn, num_episodes: int, dist: distributions.Distribution, greedy: bool = False,
-    skip_auto_reset: bool = False,
+    skip_auto_reset: bool = False, recurrence: Recurrence | None = None,
 ) -> RolloutSteps:
-    """The steps of one run's rollout of `num_episodes` episodes (arguments as `make_collect`'s)."""
+    """The steps of one run's rollout of `num_episodes` episodes (arguments as `make_collect`'s).
+
+    With a `recurrence` the state the steps pass on is the pair (environment
+    state, policy state), the policy state starting from its zero state with
+    each episode; otherwise it is the environment state alone.
+    """
+    if recurrence is not None:
+        return _recurrent_steps(make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset),
+                                recurrence, num_episodes)
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
     env_params, max_steps = spec.params, spec.max_steps
     env_reset = jax.vmap(env_api.reset_function(spec.env), in_axes=(0, None))
@@ -107,10 +116,10 @@ def make_rollout_steps(
     def alive_like(alive, x):
         return alive.reshape(alive.shape + (1,) * (x.ndim - alive.ndim))
 
-    def step(params, state, obs, alive, step_key, t):
+    def step(params, state, obs, alive, step_key, t, out=None):
         action_key, env_key = jax.random.split(jax.random.fold_in(step_key, t))
         obs = obs.astype(jnp.float32)
-        action = choose(action_key, apply_fn(params, obs))
+        action = choose(action_key, apply_fn(params, obs) if out is None else out)
         next_obs, state, reward, terminated, truncated = env_step(
             jax.random.split(env_key, num_episodes), state, dist.to_env(action), env_params
         )
@@ -125,6 +134,22 @@ def make_rollout_steps(
         return state, encode(next_obs), alive & ~(terminated | truncated), cut_off, record
 
     return RolloutSteps(start, step, alive_like)
+
+
+def _recurrent_steps(steps: RolloutSteps, recurrence: Recurrence, num_episodes: int) -> RolloutSteps:
+    """`steps` with the policy's state carried beside the environment's: `(env state, policy state)`."""
+
+    def start(key):
+        obs, state, step_key = steps.start(key)
+        return obs, (state, recurrence.initial_carry((num_episodes,))), step_key
+
+    def step(params, state, obs, alive, step_key, t):
+        env_state, carry = state
+        carry, out = recurrence.step(params, carry, obs)
+        env_state, next_obs, still, cut_off, record = steps.step(params, env_state, obs, alive, step_key, t, out)
+        return (env_state, carry), next_obs, still, cut_off, record
+
+    return RolloutSteps(start, step, steps.alive_like)
 
 
 def empty_buffers(spec: EnvSpec, dist: distributions.Distribution, shape: tuple[int, ...]) -> tuple:
@@ -147,6 +172,7 @@ def make_collect(
     greedy: bool = False,
     keep_last_obs: bool = False,
     skip_auto_reset: bool = False,
+    recurrence: Recurrence | None = None,
 ) -> Callable[[Any, jax.Array], Trajectory]:
     """Build `collect(params, key) -> Trajectory` for one run, vmappable over runs.
 
@@ -160,6 +186,9 @@ def make_collect(
       skip_auto_reset: step by `step_env` where that is the environment's own
         step less its auto-reset (`pgjax.algo.env_api.steps_directly`), the fast
         path `FastPaths.skip_auto_reset`; False steps through the environment's `step`.
+      recurrence: a recurrent policy's state and step (`pgjax.algo.networks.recurrence`):
+        each episode starts from the zero state and the policy steps by it (None:
+        a feed-forward policy, `apply_fn` alone).
 
     Returns:
       `collect(params, key)`. Under `jax.vmap` its loop runs until every run's
@@ -167,7 +196,7 @@ def make_collect(
       function with one loop for the batch.
     """
     dist = dist or distributions.categorical()
-    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset)
+    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset, recurrence)
     max_steps, shape = spec.max_steps, (spec.max_steps, num_episodes)
 
     def collect(params, key):

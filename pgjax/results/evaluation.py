@@ -27,7 +27,7 @@ from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import env_for
 from pgjax.algo.fast import make_collect, make_network
 from pgjax.algo.imports import names_code
-from pgjax.algo.networks import make_apply_fn, make_policy
+from pgjax.algo.networks import make_apply_fn, make_policy, recurrence
 from pgjax.results import loading, outputs, trust
 
 EVALUATION_FILE = "evaluation.json"
@@ -49,30 +49,53 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
     Returns:
       `act(obs)`: for Discrete actions obs [*obs_shape] -> int, or [B, *obs_shape]
       -> int32 array [B]; for Box actions float32 arrays [A] or [B, A] in the
-      action space's units and bounds.
+      action space's units and bounds. A recurrent policy's `act` carries its
+      state from call to call (one state per row of a batch): call `act.reset()`
+      at each episode's start (`act.recurrent` says whether it has a state).
     """
     spec = env_for(config.static)
-    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training's rollout ran
+    policy = make_network(make_policy(spec, config), spec)  # the network training's rollout ran
+    policy_recurrence = recurrence(policy)
     dist = make_distribution(spec, config.static.squash)
     params = jax.tree.map(jnp.asarray, params)
-    greedy_act = jax.jit(lambda p, obs: dist.to_env(dist.greedy(apply_fn(p, obs))))
-    sample_act = jax.jit(lambda p, obs, key: dist.to_env(dist.sample(key, apply_fn(p, obs))))
+    if policy_recurrence is None:
+        apply_fn = make_apply_fn(policy)
+
+        def outputs(p, carry, obs):
+            return carry, apply_fn(p, obs)
+    else:
+        outputs = policy_recurrence.step
+
+    def choose(p, carry, obs, key):
+        carry, out = outputs(p, carry, obs)
+        return carry, dist.to_env(dist.greedy(out) if key is None else dist.sample(key, out))
+
+    choose = jax.jit(choose)
     base_key, calls = jax.random.key(seed), itertools.count()
     obs_dims = len(spec.obs_shape)
+    state = {"carry": None}  # a recurrent policy's state, from the zero state at the first call after reset()
 
     def act(obs: np.ndarray) -> int | np.ndarray:
         obs = np.asarray(obs, np.float32)
         if obs.ndim not in (obs_dims, obs_dims + 1) or obs.shape[obs.ndim - obs_dims:] != spec.obs_shape:
             raise ValueError(f"observations must be {spec.obs_shape} or [B, *{spec.obs_shape}], got {obs.shape}")
-        if greedy:
-            action = greedy_act(params, obs)
-        else:
-            action = sample_act(params, obs, jax.random.fold_in(base_key, next(calls)))
+        carry = state["carry"]
+        if policy_recurrence is not None and carry is None:
+            carry = policy_recurrence.initial_carry(obs.shape[:obs.ndim - obs_dims])
+        key = None if greedy else jax.random.fold_in(base_key, next(calls))
+        carry, action = choose(params, carry, obs, key)
+        state["carry"] = None if policy_recurrence is None else carry
         if spec.action_kind == "continuous":
             return np.asarray(action, np.float32)
         action = np.asarray(action, np.int32)
         return int(action) if action.ndim == 0 else action
 
+    def reset() -> None:
+        """Start a new episode: a recurrent policy's next call starts from the zero state."""
+        state["carry"] = None
+
+    act.reset = reset
+    act.recurrent = policy_recurrence is not None
     return act
 
 
@@ -108,9 +131,10 @@ def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
     """
     spec = env_for(network)
     config = Config(network)
-    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))
-    # the folded rollout: the runs' episodes in one loop
-    collect = make_collect(spec, apply_fn, episodes, make_distribution(spec, network.squash), greedy=greedy)
+    policy = make_network(make_policy(spec, config), spec)
+    # the folded rollout: the runs' episodes in one loop (a recurrent policy's state carried through each)
+    collect = make_collect(spec, make_apply_fn(policy), episodes, make_distribution(spec, network.squash),
+                           greedy=greedy, recurrence=recurrence(policy))
 
     def returns(params, key):
         return collect(params, key).reward.sum(axis=0)  # [T, E] -> [E]
@@ -184,6 +208,7 @@ def evaluate_gymnasium(policy_fn: Policy, env_id: str = "CartPole-v1", episodes:
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            getattr(policy_fn, "reset", lambda: None)()  # a recurrent policy starts each episode afresh
             done = False
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(policy_fn(obs))
@@ -208,6 +233,7 @@ def render_episode(
     total, frames = 0.0, []
     try:
         obs, _ = env.reset(seed=seed)
+        getattr(policy_fn, "reset", lambda: None)()
         frames.append(env.render())
         done = False
         while not done:

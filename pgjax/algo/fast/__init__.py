@@ -40,6 +40,6 @@ def __getattr__(name: str) -> Any:
     """The seam's names (`pgjax.algo.fast.select`), imported on first use; submodules as usual."""
     if name in __all__:
         return getattr(importlib.import_module("pgjax.algo.fast.select"), name)
-    if name in ("blocks", "dense", "folded", "networks", "paths", "rollout", "select"):
+    if name in ("blocks", "dense", "folded", "networks", "paths", "recurrent", "rollout", "select"):
         return importlib.import_module(f"pgjax.algo.fast.{name}")
     raise AttributeError(f"module 'pgjax.algo.fast' has no attribute {name!r}")

@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.algo import distributions, loss
+from pgjax.algo.fast import recurrent
 from pgjax.algo.fast.folded import over_runs, pad_runs
 from pgjax.algo.fast.paths import DEFAULT, FastPaths
 from pgjax.algo.loss import PolicyGradientFn, ValueFn, reinforce_loss, value_loss
+from pgjax.algo.networks import Recurrence
 from pgjax.algo.rollout import ApplyFn
 
 
@@ -94,7 +96,8 @@ def _over_slices(valid: jax.Array, steps: int, body: Callable, init: Any) -> Any
 
 
 def make_policy_gradient(
-    apply_fn: ApplyFn, dist: distributions.Distribution | None = None, paths: FastPaths = DEFAULT
+    apply_fn: ApplyFn, dist: distributions.Distribution | None = None, paths: FastPaths = DEFAULT,
+    recurrence: Recurrence | None = None,
 ) -> PolicyGradientFn:
     """`pgjax.algo.loss.make_policy_gradient`'s function of one run, computed in blocks (vmappable over runs).
 
@@ -104,11 +107,14 @@ def make_policy_gradient(
     (False ignores entropy_coef), for callers that know every run's setting.
     `paths.block_rows`: steps per block (None: `default_block_rows()`);
     `paths.fold_runs` folds a vmap over runs into the blocks; `paths.blocked_gradient`
-    off gives `pgjax.algo.loss.make_policy_gradient`'s function instead.
+    off gives `pgjax.algo.loss.make_policy_gradient`'s function instead. A recurrent policy's (`recurrence`
+    given) goes over time slices of whole episodes (`pgjax.algo.fast.recurrent`).
     """
     entropy_bonus, block_rows = paths.entropy_bonus, paths.block_rows
     if not paths.blocked_gradient:
         return loss.make_policy_gradient(apply_fn, dist, entropy_bonus)
+    if recurrence is not None:
+        return recurrent.make_policy_gradient(recurrence, dist, entropy_bonus, block_rows or default_block_rows())
 
     def per_run(entropy_bonus: bool):
         loss_and_grad = jax.value_and_grad(

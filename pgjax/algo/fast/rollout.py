@@ -22,6 +22,7 @@ from pgjax.algo import distributions, rollout
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.fast.folded import fold_vmap
 from pgjax.algo.fast.paths import DEFAULT, FastPaths
+from pgjax.algo.networks import Recurrence
 from pgjax.algo.rollout import ApplyFn, Trajectory, make_rollout_steps
 
 
@@ -34,19 +35,21 @@ def make_collect(
     greedy: bool = False,
     keep_last_obs: bool = False,
     paths: FastPaths = DEFAULT,
+    recurrence: Recurrence | None = None,
 ) -> Callable[[Any, jax.Array], Trajectory]:
     """`pgjax.algo.rollout.make_collect`'s `collect(params, key) -> Trajectory` of one run, in one loop per batch.
 
     Arguments as `pgjax.algo.rollout.make_collect`'s; a vmap over runs (at any
     nesting depth) folds into the loop's run axis; `paths.run_major_buffers`
-    lays image buffers out run-major; `paths.skip_auto_reset` steps by `step_env` where that is the same step.
+    lays image buffers out run-major; `paths.skip_auto_reset` steps by `step_env` where that is the same step;
+    `recurrence` carries a recurrent policy's state (`pgjax.algo.rollout.make_collect`).
     `paths.fold_runs` off gives `pgjax.algo.rollout.make_collect`'s function.
     """
     if not paths.fold_runs:
         return rollout.make_collect(spec, apply_fn, num_episodes, dist, greedy=greedy, keep_last_obs=keep_last_obs,
-                                    skip_auto_reset=paths.skip_auto_reset)
+                                    skip_auto_reset=paths.skip_auto_reset, recurrence=recurrence)
     dist = dist or distributions.categorical()
-    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, paths.skip_auto_reset)
+    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, paths.skip_auto_reset, recurrence)
     max_steps = spec.max_steps
 
     def collect_batch(params, key):

@@ -16,6 +16,7 @@ from flax import linen as nn
 
 from pgjax.algo import baselines, distributions
 from pgjax.algo.envs import EnvSpec
+from pgjax.algo.fast import recurrent
 from pgjax.algo.fast.blocks import default_block_rows, make_policy_gradient, make_value_forward, make_value_gradient
 from pgjax.algo.fast.networks import fast_network
 from pgjax.algo.fast.paths import DEFAULT, FastPaths, SpeedOptions
@@ -38,8 +39,13 @@ def make_distribution(spec: EnvSpec, squash: distributions.Squash = "clip",
 
 def make_weighting(spec: EnvSpec, config, paths: FastPaths = DEFAULT) -> baselines.StepWeighting:
     """`pgjax.algo.baselines.make_weighting` with the value network's fast paths (network, blocks)."""
+    if not paths.blocked_gradient:
+        return baselines.make_weighting(spec, config, network=lambda module: make_network(module, spec, paths))
+    rows = paths.block_rows or default_block_rows()
     return baselines.make_weighting(
         spec, config, network=lambda module: make_network(module, spec, paths),
         value_forward=partial(make_value_forward, paths=paths),
         value_gradient=partial(make_value_gradient, paths=paths),
+        recurrent_forward=lambda rec, _: recurrent.make_value_forward(rec, rows),
+        recurrent_gradient=lambda rec, _: recurrent.make_value_gradient(rec, rows),
     )
