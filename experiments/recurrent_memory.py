@@ -28,7 +28,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as out:
             subprocess.run([sys.executable, "-m", "pgjax.train", "--env", env, "--network", network,
                             "--num-seeds", "16", "--num-updates", str(updates), "--out", out],
-                           check=True, capture_output=True)
+                           check=True, capture_output=True, timeout=1800)
             summary = json.loads((Path(out) / "summary.json").read_text())
         statistics = summary["groups"][0]["statistics"]
         rows.append({"env": env, "network": network, "updates": updates, "seeds": 16,

@@ -45,6 +45,7 @@ _EXPORTS = {
     "make_env": "pgjax.algo.envs",
     "MLPPolicy": "pgjax.algo.networks",
     "CNNPolicy": "pgjax.algo.networks",
+    "RecurrentPolicy": "pgjax.algo.networks",
     "register_network": "pgjax.algo.networks",
     "FastPaths": "pgjax.algo.fast.paths",
     "SpeedOptions": "pgjax.algo.fast.paths",

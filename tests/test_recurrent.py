@@ -140,3 +140,35 @@ def test_policy_callable_carries_the_state_through_an_episode(trained_gru):
             total, t = total + float(reward), t + 1
         returns.append(total)
     assert np.mean(returns) > 0.6
+
+
+def test_a_stopped_recurrent_sweep_resumes_bitwise_and_its_estimate_covers_xla(tmp_path):
+    """4 LSTM runs over 2 devices in chunks of 2, stopped mid-chunk and resumed from the checkpoint: the runs
+    are bitwise the uninterrupted ones; the memory plan covers what XLA allocated."""
+    from pgjax.running import grid, sweep
+
+    from .test_memory import XLA_FACTOR
+
+    def groups():
+        return grid.compile_groups(grid.expand_grid(_memory_chain("lstm", num_updates=6, hidden=(8,),
+                                                                  episodes_per_update=4)))
+
+    polls = []
+
+    def stop_in_the_second_chunk():  # chunk 0 polls after its segments of 3 + 3 updates; chunk 1 after its first
+        polls.append(1)
+        return len(polls) == 3
+
+    whole, info = sweep.train_sweep(groups(), 4, 0, segment_updates=4, max_parallel=2)
+    assert info["devices"] == 2 and info["chunks"] == 2
+    (estimate,) = info["memory_estimate"]
+    planned = estimate["chunk_size"] * estimate["run_bytes"] + info["devices"] * estimate["device_bytes"]
+    assert info["memory_bytes"] <= planned <= XLA_FACTOR * info["memory_bytes"], (info["memory_bytes"], planned)
+    with pytest.raises(sweep.Interrupted):
+        sweep.train_sweep(groups(), 4, 0, segment_updates=4, max_parallel=2, run_dir=tmp_path, checkpoint_every=3,
+                          should_stop=stop_in_the_second_chunk)
+    resumed, info = sweep.train_sweep(groups(), 4, 0, segment_updates=4, max_parallel=2, run_dir=tmp_path)
+    assert info["resumed_updates"] == 6 + 3  # chunk 0 whole, chunk 1 after 3 of its updates
+    same = jax.tree.map(np.array_equal, (whole[0].state, whole[0].metrics), (resumed[0].state, resumed[0].metrics))
+    assert all(jax.tree.leaves(same))
+    assert float(np.asarray(whole[0].metrics.episode_returns).std()) > 0  # the episodes did something

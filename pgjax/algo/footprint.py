@@ -37,7 +37,7 @@ from pgjax.algo.envs import EnvSpec
 from pgjax.algo.fast import make_network
 from pgjax.algo.fast.blocks import default_block_rows
 from pgjax.algo.host_memory import device_memory_stats, host_available_bytes
-from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.networks import make_apply_fn, make_policy, make_value_network, recurrence
 from pgjax.algo.returns import is_learned
 from pgjax.algo.rollout import make_collect
 
@@ -53,6 +53,9 @@ STEP_ARRAYS = 3  # per-step float arrays without a value baseline: returns, weig
 VALUE_STEP_ARRAYS = 4  # and with one: values, advantages, value targets, value-loss coefficients
 METRICS_COPIES = 2  # the segment's stacked metrics and their copy with the run axis first
 ACTIVATION_COPIES = 3  # per gradient-block row: the forward values, the residuals kept for the backward, cotangents
+# per row of a recurrent network's time slice: the residuals its scan stacks (its forward values and cotangents
+# live one step at a time)
+RECURRENT_ACTIVATION_COPIES = 1
 
 
 def tree_bytes(tree: Any) -> int:
@@ -75,6 +78,19 @@ def _jaxpr_value_bytes(jaxpr: jax.extend.core.Jaxpr) -> int:
         else:
             total += sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars)
     return total
+
+
+def per_step_fn(module: Any) -> Any:
+    """`(params, obs [N, *obs_shape]) -> out [N, K]`: the network on N observations, each one step.
+
+    A feed-forward network's apply function; a recurrent one's step of N
+    episodes from the zero state, which is what each row of a gradient slice
+    computes (its apply function would read N as time and scan it).
+    """
+    steps = recurrence(module)
+    if steps is None:
+        return make_apply_fn(module)
+    return lambda params, obs: steps.step(params, steps.initial_carry(obs.shape[:1]), obs)[1]
 
 
 def activation_bytes(apply_fn: Any, params: Any, obs: jax.ShapeDtypeStruct) -> int:
@@ -108,6 +124,8 @@ class RunShapes:
         (`STEP_ARRAYS`, and `VALUE_STEP_ARRAYS` more with a value baseline).
       metrics: one update's Metrics.
       activations_per_step: what the larger network (policy or value) computes per observation.
+      activation_copies: how many copies of it a gradient block holds per row (`ACTIVATION_COPIES`,
+        `RECURRENT_ACTIVATION_COPIES` for a recurrent policy).
     """
 
     state: int
@@ -116,19 +134,25 @@ class RunShapes:
     step_arrays: int
     metrics: int
     activations_per_step: int
+    activation_copies: int = ACTIVATION_COPIES
 
 
 def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunShapes:
     """The `RunShapes` of one run: `state` and `metrics` are the shapes of its RunState and of one update's Metrics."""
     static = config.static
-    apply_fn = make_apply_fn(make_network(make_policy(spec, config), spec))  # the network training computes
-    collect = make_collect(spec, apply_fn, static.episodes_per_update, make_distribution(spec, static.squash),
-                           keep_last_obs=is_learned(static.baseline), skip_auto_reset=True)
+    policy = make_network(make_policy(spec, config), spec)  # the network training computes
+    collect = make_collect(spec, make_apply_fn(policy), static.episodes_per_update,
+                           make_distribution(spec, static.squash), keep_last_obs=is_learned(static.baseline),
+                           skip_auto_reset=True, recurrence=recurrence(policy))
     trajectory = jax.eval_shape(collect, state.params, jax.random.key(0))
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
-    activations = activation_bytes(apply_fn, state.params, obs)
+    activations = activation_bytes(per_step_fn(policy), state.params, obs)
     if is_learned(static.baseline):
-        value_fn = make_value_fn(make_network(make_value_network(spec, config), spec))
+        value_out = per_step_fn(make_network(make_value_network(spec, config), spec))  # [N, 1]
+
+        def value_fn(params, obs):  # V [N], as the baseline takes it
+            return value_out(params, obs)[..., 0]
+
         activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
     step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
     return RunShapes(
@@ -138,6 +162,7 @@ def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunS
         step_arrays=step_arrays * tree_bytes(trajectory.reward),
         metrics=tree_bytes(metrics),
         activations_per_step=activations,
+        activation_copies=ACTIVATION_COPIES if recurrence(policy) is None else RECURRENT_ACTIVATION_COPIES,
     )
 
 
@@ -150,7 +175,7 @@ def run_total(shapes: RunShapes, segment_length: int) -> int:
 
 def block_total(shapes: RunShapes, block_rows: int | None = None) -> int:
     """Device bytes of one gradient block's values (None rows: `default_block_rows()`, what training takes)."""
-    return ACTIVATION_COPIES * (block_rows or default_block_rows()) * shapes.activations_per_step
+    return shapes.activation_copies * (block_rows or default_block_rows()) * shapes.activations_per_step
 
 
 def growing_total(shapes: RunShapes) -> int:

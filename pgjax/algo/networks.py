@@ -207,6 +207,28 @@ class CNNPolicy(nn.Module):
 CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}  # the recurrent networks' Flax cells, by network name
 
 
+def orthogonal_one_at_a_time(scale: float = 1.0) -> Callable[..., jax.Array]:
+    """Flax's orthogonal initializer (the cells' default recurrent kernel), one QR per call under `vmap`.
+
+    Vmapped over seeds, `flax.linen.initializers.orthogonal` becomes one batched
+    LAPACK QR, which jaxlib's CPU kernel splits over XLA's intra-op thread pool
+    and then waits on from a thread of that same pool: with the cells' several
+    kernels initialised side by side (an LSTM has four) every worker can end up
+    waiting, and the program hangs at 0% CPU, sometimes. `sequential_vmap` turns
+    the batch into a loop of single QRs, so the values are Flax's, bitwise, and
+    the kernel never fans out.
+
+    Returns:
+      init(key, shape [..., n, m], dtype) -> [..., n, m], as Flax's.
+    """
+    flax_orthogonal = nn.initializers.orthogonal(scale)
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.custom_batching.sequential_vmap(lambda k: flax_orthogonal(k, shape, dtype))(key)
+
+    return init
+
+
 class RecurrentPolicy(nn.Module):
     """A recurrent policy: obs -> dense torso -> Flax's GRU or LSTM cell -> linear output, step by step.
 
@@ -239,7 +261,8 @@ class RecurrentPolicy(nn.Module):
     def setup(self) -> None:
         *torso, width = self.hidden
         self.torso = [TorchDense(w, name=f"TorchDense_{i}") for i, w in enumerate(torso)]
-        self.recurrent_cell = CELLS[self.cell](width, name="cell")
+        self.recurrent_cell = CELLS[self.cell](width, recurrent_kernel_init=orthogonal_one_at_a_time(),
+                                               name="cell")
         self.head = TorchDense(self.num_actions, name=f"TorchDense_{len(torso)}")
         if self.gaussian:
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))

@@ -243,7 +243,6 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
 
     from pgjax.results import outputs, run_record, tracking
     from pgjax.running import grid, resume
-    from pgjax.running.devices import devices_for
 
     resume.hold_resumed_folder(options.run_options(args).resume, hold)
     sweep = sweep_of(args)
@@ -258,7 +257,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
     out = opts.out or outputs.default_out_dir(sweep.points[0].config.static.env, sweep.preset)
     if opts.tensorboard == "":  # --tensorboard without DIR: config.json records the folder it means
         opts = dataclasses.replace(opts, tensorboard=str(tracking.tensorboard_dir(opts, out)))
-    devices = devices_for({p.config.static.network for p in sweep.points}, jax.devices())
+    devices = jax.devices()
     chunks, estimates = run_record.plan_or_resume_chunks(out, resuming, groups, opts.num_seeds, devices,
                                                          opts.max_parallel, opts.gradient_block_rows)
     made = []

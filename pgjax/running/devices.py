@@ -42,7 +42,7 @@ import dataclasses
 import os
 import platform
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from pgjax.algo.fast.paths import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, fast_paths_off  # noqa: F401 (re-exported)
@@ -314,20 +314,3 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-RECURRENT_NETWORKS = ("gru", "lstm")  # `pgjax.algo.networks.RecurrentPolicy`'s names
-
-
-def devices_for(networks: Iterable[str], devices: list) -> list:
-    """The devices runs of these networks train on: `devices`, but one CPU device for a recurrent network.
-
-    A recurrent policy's program, split over several XLA CPU devices by `jax.shard_map`,
-    was seen to stop in a deadlock (every thread waiting) with 16 runs on 2 CPU
-    devices (jax 0.10.2), while the same program on one CPU device ran; so on a CPU
-    such runs take the first device only. Accelerators keep every device.
-    """
-    if any(name in RECURRENT_NETWORKS for name in networks) and len(devices) > 1 and \
-            all(d.platform == "cpu" for d in devices):
-        return list(devices[:1])
-    return list(devices)

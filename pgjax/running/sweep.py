@@ -30,7 +30,6 @@ from pgjax.algo.fast.paths import FastPaths
 from pgjax.algo.trainer import Metrics, TrainState, make_trainer
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
-from pgjax.running.devices import devices_for
 from pgjax.running.grid import GridPoint, group_runs
 from pgjax.running.segments import (
     SEGMENT_UPDATES,
@@ -154,7 +153,7 @@ def train_sweep(
       instead of trained: "run_seconds" did not train them), "compile_cache_hits" (executables loaded
       from the compile cache, `pgjax.running.devices.use_compile_cache`)}.
     """
-    devices = devices or devices_for({p.config.static.network for group in groups for p in group}, jax.devices())
+    devices = devices or jax.devices()
     estimates = None
     if chunks is None:
         chunks, estimates = plan_chunks(groups, num_seeds, devices, max_parallel, segment_updates, block_rows)
