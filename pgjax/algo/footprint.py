@@ -224,12 +224,18 @@ def format_bytes(num: float) -> str:
     raise AssertionError("unreachable")
 
 
-def free_bytes(device: Any) -> int | None:
-    """Free memory for arrays on `device`: its own counters (limit less in use), else its host's; None if unknown."""
+def own_free_bytes(device: Any) -> int | None:
+    """Free memory for arrays on `device` by its own counters (limit less in use); None where it keeps none."""
     stats = device_memory_stats(device)
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    return host_available_bytes()
+    return None
+
+
+def free_bytes(device: Any) -> int | None:
+    """Free memory for arrays on `device`: its own counters (`own_free_bytes`), else its host's; None if unknown."""
+    own = own_free_bytes(device)
+    return host_available_bytes() if own is None else own
 
 
 def might_not_fit(spec: EnvSpec, episodes: int, share: float = 0.05) -> bool:

@@ -31,7 +31,7 @@ from pgjax.algo.footprint import (  # noqa: F401 - the estimate's parts, under t
     format_bytes,
     tree_bytes,
 )
-from pgjax.running.devices import backend_choices, device_memory_stats, host_available_bytes
+from pgjax.running.devices import backend_choices, host_available_bytes
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,14 +84,11 @@ def available_bytes(devices: list[Any]) -> int | None:
     """
     local = [d for d in devices if d.process_index == jax.process_index()]
     hosts = len({d.process_index for d in devices})
-    total = 0
-    for device in local:
-        stats = device_memory_stats(device)
-        if not stats or "bytes_limit" not in stats:
-            host = host_available_bytes()
-            return None if host is None else hosts * host
-        total += int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    return total * len(devices) // max(1, len(local))
+    own = [footprint.own_free_bytes(device) for device in local]
+    if None in own:
+        host = host_available_bytes()
+        return None if host is None else hosts * host
+    return sum(own) * len(devices) // max(1, len(local))
 
 
 def chunk_memory_text(estimates: list[dict]) -> str:
