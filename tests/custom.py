@@ -80,6 +80,14 @@ def make_long_chain() -> tuple[Chain, ChainParams]:
     return Chain(6), ChainParams(max_steps_in_episode=12)
 
 
+def make_long_cartpole(max_steps: int = 10_000):
+    """gymnax's CartPole-v1 under a 10,000-step limit: trajectory buffers that dwarf the rest of a run."""
+    import gymnax
+
+    env, params = gymnax.make("CartPole-v1")
+    return env, params.replace(max_steps_in_episode=max_steps)
+
+
 def make_one_step_chain() -> tuple[Chain, environment.EnvParams]:
     """The chain under gymnax's own `EnvParams()`, whose `max_steps_in_episode` default is 1: every
     episode is cut after one step (what `pgjax.results.health` warns of)."""

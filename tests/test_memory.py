@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ from pgjax.algo.presets import PRESETS
 from pgjax.running import grid, memory, sweep
 
 from .conftest import small_config
+from .custom import make_long_cartpole
 
 # The estimate of a chunk (runs x run_bytes + devices x device_bytes) lies between XLA's own
 # figure for the compiled segment (arguments, outputs and temporaries) and this many times it.
@@ -116,14 +118,6 @@ def test_declared_metrics_shapes_are_those_an_update_returns(env):
 # --- long episodes: advice that fits, and make_train's own check ------------------------------------------
 
 
-def _long_cartpole(max_steps: int = 10_000):
-    """CartPole-v1 with a 10,000-step limit: trajectory buffers that dwarf the rest of a run."""
-    import gymnax
-
-    env, params = gymnax.make("CartPole-v1")
-    return env, params.replace(max_steps_in_episode=max_steps)
-
-
 def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
     from pgjax.algo import footprint
     from pgjax.algo.envs import make_env
@@ -131,7 +125,7 @@ def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
 
     config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(
         PRESETS["default"].static, episodes_per_update=16, num_updates=4))
-    spec = make_env(_long_cartpole())
+    spec = make_env(make_long_cartpole())
     trainer = make_trainer(config, spec)
     state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
     shapes = footprint.measure_run(state, Metrics.shapes(16), spec, config)
@@ -141,7 +135,7 @@ def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
     advice = footprint.fitting_advice("too big", shapes, per_run, budget, spec.max_steps, 16)
     assert advice.startswith("too big; each of these would fit: ") and "--max-episode-steps" in advice
     cap = int(advice.split("--max-episode-steps ")[1].split()[0].replace(",", ""))
-    capped = make_env(_long_cartpole(), max_episode_steps=cap)
+    capped = make_env(make_long_cartpole(), max_episode_steps=cap)
     capped_shapes = footprint.measure_run(state, Metrics.shapes(16), capped, config)
     assert footprint.run_total(capped_shapes, 4) + footprint.block_total(capped_shapes) <= budget
 
@@ -149,9 +143,26 @@ def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
     from pgjax.algo.trainer import make_train
 
     with pytest.raises(ValueError, match=r"make_train: one run of .* needs about .*max_episode_steps=\d+"):
-        make_train(config, _long_cartpole())
-    make_train(config, _long_cartpole(), check_memory=False)  # asked not to check: builds
-    make_train(config, (_long_cartpole()[0], _long_cartpole(cap)[1]))  # within the advice's cap: builds
+        make_train(config, make_long_cartpole())
+    make_train(config, make_long_cartpole(), check_memory=False)  # asked not to check: builds
+    make_train(config, (make_long_cartpole()[0], make_long_cartpole(cap)[1]))  # within the advice's cap: builds
+
+
+def test_the_plan_line_gives_the_padding_of_large_buffers_under_the_initial_policy(tmp_path, capsys):
+    from pgjax.commands.train import main
+
+    # 8 runs x 16 episodes x 10,000 steps: buffers of about 80 MiB, over memory.PADDING_SHOWN_FROM_BYTES
+    assert main(["--env", "tests.custom:make_long_cartpole", "--num-seeds", "8", "--episodes-per-update", "16",
+                 "--num-updates", "1", "--out", str(tmp_path / "run")]) == 0
+    plan = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("plan:"))
+    shown = re.search(r"trajectory buffers, ([\d.]+)% of them padding under the initial policy", plan)
+    assert shown, plan
+    # CartPole's first episodes last tens of steps, not thousands
+    config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(
+        PRESETS["default"].static, env="tests.custom:make_long_cartpole", episodes_per_update=16))
+    assert float(shown.group(1)) == round(100 * memory.initial_padding(config), 1) > 99
+    short = dataclasses.replace(config, static=dataclasses.replace(config.static, env="CartPole-v1"))
+    assert 0.8 < memory.initial_padding(short) < 1  # a 500-step limit: less of it is padding
 
 
 def test_one_run_too_big_for_a_chunk_gets_the_advice_in_the_plan(monkeypatch):

@@ -48,7 +48,9 @@ USABLE_FRACTION = 0.5
 # Copies the compiled segment holds of each part of a run.
 STATE_COPIES = 2  # the state a segment takes and the one it returns (the pre-update state the divergence guard keeps)
 GRADIENT_COPIES = 2  # the gradient and the optimizer's update
-TRAJECTORY_COPIES = 3  # the rollout loop's buffers, their copy in the trajectory's layout, the gradient blocks' copy
+# the rollout loop's buffers and one copy (in the trajectory's layout, or the gradient blocks'): XLA's figure
+# grows by about two trajectories per step of the step limit (experiments/long_episode_memory.py)
+TRAJECTORY_COPIES = 2
 STEP_ARRAYS = 3  # per-step float arrays without a value baseline: returns, weights, loss coefficients
 VALUE_STEP_ARRAYS = 4  # and with one: values, advantages, value targets, value-loss coefficients
 METRICS_COPIES = 2  # the segment's stacked metrics and their copy with the run axis first
@@ -137,13 +139,21 @@ class RunShapes:
     activation_copies: int = ACTIVATION_COPIES
 
 
-def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunShapes:
-    """The `RunShapes` of one run: `state` and `metrics` are the shapes of its RunState and of one update's Metrics."""
+def update_collect(spec: EnvSpec, config: Config) -> tuple[Any, Any]:
+    """The policy network training computes, and `collect(params, key) -> Trajectory` of one update's episodes
+    (`pgjax.algo.rollout.make_collect`, as the rollout fills its buffers)."""
     static = config.static
-    policy = make_network(make_policy(spec, config), spec)  # the network training computes
+    policy = make_network(make_policy(spec, config), spec)
     collect = make_collect(spec, make_apply_fn(policy), static.episodes_per_update,
                            make_distribution(spec, static.squash), keep_last_obs=is_learned(static.baseline),
                            skip_auto_reset=True, recurrence=recurrence(policy))
+    return policy, collect
+
+
+def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunShapes:
+    """The `RunShapes` of one run: `state` and `metrics` are the shapes of its RunState and of one update's Metrics."""
+    static = config.static
+    policy, collect = update_collect(spec, config)
     trajectory = jax.eval_shape(collect, state.params, jax.random.key(0))
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
     activations = activation_bytes(per_step_fn(policy), state.params, obs)

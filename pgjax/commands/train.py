@@ -139,12 +139,18 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
 
 def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,
                console: Console) -> None:
-    """One line: runs, compile groups, chunks x chunk size and the memory estimate per chunk."""
-    from pgjax.running.memory import chunk_memory_text
+    """One line: runs, compile groups, chunks x chunk size and the memory estimate per chunk (with the
+    initial policy's padding where the trajectory buffers are large, `memory.initial_padding`)."""
+    from pgjax.running import memory as plan_memory
 
     num_runs = len(sweep.points) * sweep.run.num_seeds
     sizes = sorted({c.size for c in chunks})
-    memory = f" | {chunk_memory_text(estimates)}" if estimates else ""
+    memory = ""
+    if estimates:
+        group, _, buffers = plan_memory.biggest_chunk(estimates)
+        padding = (plan_memory.initial_padding(groups[group][0].config)
+                   if buffers >= plan_memory.PADDING_SHOWN_FROM_BYTES else None)
+        memory = f" | {plan_memory.chunk_memory_text(estimates, padding)}"
     console.print(
         f"plan: {num_runs:,} runs ({len(sweep.points)} grid point{'s' * (len(sweep.points) > 1)} x "
         f"{sweep.run.num_seeds:,} seeds) | {len(groups)} compile group{'s' * (len(groups) > 1)} | "

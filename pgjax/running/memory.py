@@ -91,13 +91,43 @@ def available_bytes(devices: list[Any]) -> int | None:
     return sum(own) * len(devices) // max(1, len(local))
 
 
-def chunk_memory_text(estimates: list[dict]) -> str:
-    """"memory about 9.7 GiB per chunk (97% trajectory buffers)": the largest chunk of `plan_chunks`'s estimates,
-    and the share of it that grows with the episodes' step limit (`pgjax.algo.footprint.growing_total`)."""
-    biggest = max(estimates, key=lambda e: e["chunk_size"] * e["run_bytes"] + e["device_bytes"])
+# Trajectory buffers of a chunk from this size on get their padding measured for the plan line (one rollout
+# of the initial policy, `initial_padding`); below it the figure is not worth the rollout's compile.
+PADDING_SHOWN_FROM_BYTES = 64 * 2**20
+
+
+def biggest_chunk(estimates: list[dict]) -> tuple[int, int, int]:
+    """(group index, bytes, trajectory-buffer bytes) of the largest chunk of `plan_chunks`'s estimates; the
+    buffers are what grows with the episodes' step limit (`pgjax.algo.footprint.growing_total`)."""
+    index = max(range(len(estimates)), key=lambda g: estimates[g]["chunk_size"] * estimates[g]["run_bytes"]
+                + estimates[g]["device_bytes"])
+    biggest = estimates[index]
     largest = biggest["chunk_size"] * biggest["run_bytes"] + biggest["device_bytes"]
-    buffers = biggest["chunk_size"] * footprint.growing_total(RunShapes(**biggest["parts"])) / largest
-    return f"memory about {format_bytes(largest)} per chunk ({buffers:.0%} trajectory buffers)"
+    return index, largest, biggest["chunk_size"] * footprint.growing_total(RunShapes(**biggest["parts"]))
+
+
+def chunk_memory_text(estimates: list[dict], padding: float | None = None) -> str:
+    """"memory about 9.7 GiB per chunk (97% trajectory buffers, 95% of them padding under the initial
+    policy)": `biggest_chunk`'s figures, and `initial_padding` where given."""
+    _, largest, buffers = biggest_chunk(estimates)
+    padded = "" if padding is None else f", {padding:.1%} of them padding under the initial policy"
+    return f"memory about {format_bytes(largest)} per chunk ({buffers / largest:.0%} trajectory buffers{padded})"
+
+
+def initial_padding(config: Config, seed: int = 0) -> float:
+    """The share of one update's trajectory buffer [T, E] that a fresh policy's episodes leave as padding.
+
+    One run initialised from `seed` collects one update's E episodes of up to T steps (compiled and run on
+    the default device), and the share is 1 - steps / (T E): what an episode cap (`--max-episode-steps`)
+    would save in the first updates. A policy that learns to survive longer fills more of the buffer.
+    """
+    from pgjax.algo.envs import env_for
+    from pgjax.algo.trainer import make_trainer
+
+    _, collect = footprint.update_collect(env_for(config.static), config)
+    init_key, collect_key = jax.random.split(jax.random.key(seed))
+    params = jax.jit(make_trainer(config).init)(init_key, config.hparams.as_arrays()).params
+    return 1.0 - float(jax.jit(collect)(params, collect_key).valid.mean())
 
 
 def default_max_parallel(devices: list[Any]) -> int | None:
