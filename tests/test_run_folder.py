@@ -479,3 +479,24 @@ def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_p
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
     assert plot.main([str(run_folder), "--out", str(tmp_path / "x.png")]) == 2
     assert one_error_line(capsys) == f"error: cannot write to the folder of --out: {tmp_path} is not writable"
+
+
+def test_plot_of_the_mean_goes_beside_the_iqm_plot(copy_of, capsys):
+    folder = copy_of()
+    iqm = (folder / outputs.PLOT_FILE).read_bytes()
+    assert plot.main([str(folder), "--statistic", "mean"]) == 0
+    assert capsys.readouterr().out == f"learning curves in {folder / 'learning_curves_mean.png'}\n"
+    assert (folder / outputs.PLOT_FILE).read_bytes() == iqm  # train's IQM figure is kept
+    assert (folder / "learning_curves_mean.png").stat().st_size > 20_000
+
+
+def test_compare_makes_a_missing_out_folder_and_bad_input_leaves_none(run_folder, tmp_path, capsys):
+    out = tmp_path / "new" / "cmp"
+    assert compare.main([str(run_folder), "--out", str(out), "--resamples", "1000"]) == 0
+    assert (out / "comparison.json").is_file()
+    refused = tmp_path / "refused"
+    assert compare.main([str(run_folder), "--out", str(refused), "--baseline", "99", "--resamples", "1000"]) == 2
+    assert not refused.exists()
+    (tmp_path / "file").write_text("")
+    assert compare.main([str(run_folder), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file: give a folder" in capsys.readouterr().err

@@ -47,8 +47,8 @@ class Args:
                              "one per environment.")
     baseline: str | None = setting(None, "Group to compare against: its index (one folder), or DIR:index (several "
                                          "folders); default the best by IQM.")
-    out: Path | None = setting(None, "Folder to write comparison.json and the plots into; default DIR for one "
-                                     "folder, else the current folder.")
+    out: Path | None = setting(None, "Folder to write comparison.json and the plots into (made if missing); "
+                                     "default DIR for one folder, else the current folder.")
     resamples: int = setting(BOOTSTRAP_RESAMPLES, "Bootstrap resamples of every interval (seed 0).")
     env: tuple[str, ...] | None = setting(None, "Environment factories (package.module:factory) the folders were "
                                                 "trained on, named again: folders of different environments are "
@@ -211,7 +211,7 @@ def print_environments(data: dict, console: Console) -> None:
 
 def compare_folders(args: Args, console: Console) -> Path:
     """Check the input, then compare; returns the comparison.json written. ValueError: bad input, nothing written."""
-    from pgjax.results import loading, outputs, trust
+    from pgjax.results import loading
 
     dirs = list(args.dirs)
     if not dirs:
@@ -224,8 +224,23 @@ def compare_folders(args: Args, console: Console) -> Path:
     if len({d.resolve() for d in dirs}) < len(dirs):
         raise ValueError("a run folder is given twice")
     out = args.out or (dirs[0] if len(dirs) == 1 else Path("."))
-    if not out.is_dir():
-        raise ValueError(f"no such folder for --out: {out}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder (one that does not exist is made)")
+    made = not out.exists()
+    try:
+        if made:
+            out.mkdir(parents=True)
+        return _compare_into(dirs, args, out, console)
+    except BaseException:
+        if made and out.is_dir() and not any(out.iterdir()):  # bad input writes nothing: not even the folder
+            out.rmdir()
+        raise
+
+
+def _compare_into(dirs: list[Path], args: Args, out: Path, console: Console) -> Path:
+    """`compare_folders` once its input is checked and `out` exists."""
+    from pgjax.results import loading, outputs, trust
+
     summaries = [loading.load_summary(d) for d in dirs]
     envs = [s["env"] for s in summaries]
     if not all(isinstance(e, str) for e in envs):

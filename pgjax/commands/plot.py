@@ -31,7 +31,8 @@ class Args:
                                                            "Run folders written by `python -m pgjax.train`.")
     out: Path | None = setting(None, "Image to write (an existing folder: learning_curves.png inside it; no suffix: "
                                      ".png added); default DIR/learning_curves.png for one folder, "
-                                     "./learning_curves.png for several.")
+                                     "./learning_curves.png for several (learning_curves_mean.png for "
+                                     "--statistic mean).")
     statistic: Statistic = setting("iqm", "Line drawn over runs: interquartile mean or mean (the band is its 95% "
                                           "bootstrap interval).")
 
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("give at least one run folder")
         for run_dir in args.dirs:  # a missing or interrupted run is named before --out
             check_run_dir(run_dir)
-        out = figure_path(args.out or (args.dirs[0] / PLOT_FILE if len(args.dirs) == 1 else Path(PLOT_FILE)))
+        # the mean's figure beside the IQM's that train wrote, not over it
+        name = PLOT_FILE if args.statistic == "iqm" else Path(PLOT_FILE).stem + f"_{args.statistic}.png"
+        out = figure_path(args.out or (args.dirs[0] / name if len(args.dirs) == 1 else Path(name)), name)
         path = plot_folders(args.dirs, out, statistic=args.statistic)
     except FOLDER_ERRORS as error:
         return folder_error(error)
