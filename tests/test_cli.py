@@ -36,7 +36,7 @@ def small(*changes: str) -> list[str]:
 RUN_KEYS = {"seed", "group", "hyperparameters", "final_return", "solved", "solved_at_env_steps", "diverged"}
 SUMMARY_KEYS = {
     "env", "preset", "num_runs", "num_diverged", "solved_fraction", "final_return_mean", "interval_method",
-    "env_steps_total", "wall_seconds", "compile_seconds", "env_steps_per_second", "groups", "runs",
+    "env_steps_total", "wall_seconds", "compile_seconds", "env_steps_per_second", "groups", "ranking", "runs",
 }
 
 

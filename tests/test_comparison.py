@@ -96,10 +96,23 @@ def test_env_steps_to_solve_pair_runs_that_reached_it_and_count_the_others_as_sl
     assert cmp.compare_to_baseline(never, never)["env_steps_to_solve"] is None
 
 
+def test_groups_tied_on_iqm_rank_by_steps_to_solve_then_by_the_mean():
+    """Three groups solve on every seed (IQM 500): the one that got there in fewer steps is best."""
+    slow = runs(0, [500, 500, 500, 500], solved_at=[9e4, 8e4, 9e4, 7e4])
+    fast = runs(1, [500, 500, 500, 500], solved_at=[3e4, 4e4, 2e4, 5e4])
+    half = runs(2, [500, 500, 500, 500], solved_at=[1e4, np.nan, 1e4, np.nan])  # never counts as never
+    assert [g.name for g in cmp.ranked_groups([slow, fast, half])] == [1, 0, 2]
+    assert cmp.best_group([slow, fast, half]).name == 1
+    # no threshold: the mean separates what the IQM ties (the IQM drops the top and bottom quarter)
+    low, high = runs(0, [1, 5, 5, 6]), runs(1, [4, 5, 5, 9])
+    assert cmp.rank_key(low)[0] == cmp.rank_key(high)[0]
+    assert [g.name for g in cmp.ranked_groups([low, high])] == [1, 0]
+
+
 def test_the_default_baseline_is_the_best_group_by_iqm():
     groups = [runs(0, [1, 2, 3, 100]), runs(1, [4, 5, 6, 7]), runs(2, [0, 0, 1, 1])]  # mean picks 0, IQM picks 1
     found = cmp.compare_groups(groups)
-    assert found["baseline"] == 1 and found["baseline_rule"] == "best IQM of final return"
+    assert found["baseline"] == 1 and found["baseline_rule"] == cmp.RANKING_RULE
     assert [entry["group"] for entry in found["groups"]] == [0, 2]
     assert cmp.compare_groups(groups, baseline="2")["baseline"] == 2
     with pytest.raises(ValueError, match="no group '7'"):

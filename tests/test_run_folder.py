@@ -491,7 +491,7 @@ def test_plot_of_the_mean_goes_beside_the_iqm_plot(copy_of, capsys):
 
 
 def test_compare_makes_a_missing_out_folder_and_bad_input_leaves_none(run_folder, tmp_path, capsys):
-    out = tmp_path / "new" / "cmp"
+    out = tmp_path / "cmp"
     assert compare.main([str(run_folder), "--out", str(out), "--resamples", "1000"]) == 0
     assert (out / "comparison.json").is_file()
     refused = tmp_path / "refused"

@@ -207,3 +207,29 @@ def test_help_shows_the_search_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--num-samples", "--sampler {sobol,random}", "--sampler-seed", "LO:HI:log"):
         assert flag in text, flag
+
+
+def test_the_report_puts_the_best_first_and_gives_its_flags_at_full_precision(searched):
+    """The table's rows follow summary.json's ranking, and the best line's flags, typed again, draw exactly the
+    best group's settings (float32), where the table's 4 digits would not."""
+    import io
+
+    from pgjax.commands.train import print_best, sweep_of
+    from pgjax.results import tables
+
+    summary = loading.load_summary(searched)
+    ranked = summary["ranking"]["groups"]
+    assert sorted(ranked) == [0, 1, 2, 3]
+    shown = io.StringIO()
+    console = Console(file=shown, width=400)
+    tables.print_report(summary, console)
+    rows = [line.split("│")[1].strip() for line in shown.getvalue().splitlines() if line.startswith("│")]
+    assert rows == [str(g) for g in ranked]
+    print_best(summary, console)
+    best_line = shown.getvalue().strip().splitlines()[-1]
+    assert best_line.startswith(f"best: group {ranked[0]} (IQM ")
+    best = summary["groups"][ranked[0]]["hyperparameters"]
+    (point,) = sweep_of(parse_args(best_line.split("its settings: ")[1].split())).points
+    again = point.hyperparameters()
+    for name in summary["groups"][0]["varied"]:
+        assert np.float32(again[name]) == np.float32(best[name]), name

@@ -46,9 +46,10 @@ class Args:
         dataclasses.MISSING, "Run folders written by `python -m pgjax.train`: one, several of one environment, or "
                              "one per environment.")
     baseline: str | None = setting(None, "Group to compare against: its index (one folder), or DIR:index (several "
-                                         "folders); default the best by IQM.")
-    out: Path | None = setting(None, "Folder to write comparison.json and the plots into (made if missing); "
-                                     "default DIR for one folder, else the current folder.")
+                                         "folders); default the best by IQM (ties: fewer steps to solve, then "
+                                         "the mean).")
+    out: Path | None = setting(None, "Folder to write comparison.json and the plots into (made if missing, in "
+                                     "a folder that exists); default DIR for one folder, else the current folder.")
     resamples: int = setting(BOOTSTRAP_RESAMPLES, "Bootstrap resamples of every interval (seed 0).")
     env: tuple[str, ...] | None = setting(None, "Environment factories (package.module:factory) the folders were "
                                                 "trained on, named again: folders of different environments are "
@@ -227,9 +228,11 @@ def compare_folders(args: Args, console: Console) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder (one that does not exist is made)")
     made = not out.exists()
+    if made and not out.parent.is_dir():
+        raise ValueError(f"no such folder for --out: {out.parent} (--out makes its own folder, not the ones above)")
     try:
         if made:
-            out.mkdir(parents=True)
+            out.mkdir()
         return _compare_into(dirs, args, out, console)
     except BaseException:
         if made and out.is_dir() and not any(out.iterdir()):  # bad input writes nothing: not even the folder

@@ -346,12 +346,42 @@ def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings
         tracker.close()
     outputs.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
     print_report(summary, console)
+    print_best(summary, console)
     console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
     for line in tracker.where():
         console.print(line, soft_wrap=True)
     if stop is not None and stop.signal is not None:
         console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
                       "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
+
+
+def best_flags(group: dict) -> str:
+    """The flags that train `group` (a summary.json group) again: its varied settings at full precision,
+    e.g. "--learning-rate 0.012345678918063641 --entropy-coef 0.0031"."""
+    from pgjax.commands.options import flag
+
+    def full(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return ",".join(full(v) for v in value)
+        return repr(value) if isinstance(value, float) else str(value)
+
+    return " ".join(f"{flag(name)} {full(value)}" for name, value in group["varied"].items())
+
+
+def print_best(summary: dict, console: Console) -> None:
+    """With several groups, one line: the best by summary.json's "ranking" and its flags ready to paste."""
+    from rich.markup import escape
+
+    ranked = (summary.get("ranking") or {}).get("groups") or []
+    if len(summary["groups"]) < 2 or not ranked:
+        return
+    best = next(group for group in summary["groups"] if group["index"] == ranked[0])
+    statistics = best["statistics"] or {}
+    iqm = statistics.get("iqm")
+    shown = "-" if iqm is None else f"{iqm:.1f}"
+    console.print(f"best: group {best['index']} (IQM {shown} over its {len(best['runs'])} runs; ties go to fewer "
+                  f"steps to solve, then the mean: summary.json's ranking) | its settings: "
+                  f"{escape(best_flags(best))}", soft_wrap=True)
 
 
 def _aborted(error: BaseException) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from pgjax.results.comparison import summary_comparison
+from pgjax.results.comparison import RANKING_RULE, ranked_groups, summary_comparison, summary_groups
 from pgjax.results.stats import INTERVAL_METHOD, group_statistics, iqm
 from pgjax.running.grid import GridPoint, varied_settings
 from pgjax.running.halving import HalvingOutcome
@@ -131,6 +131,7 @@ def summarise(
     # halving_fields marks the groups that stopped early, which the comparison leaves out: it goes first
     halving_entry = {} if halving is None else {"halving": halving_fields(halving, points, groups, results)}
     comparison = summary_comparison({"groups": groups, "runs": runs, "solve_threshold": threshold})
+    ranked = ranked_groups(summary_groups({"groups": groups, "runs": runs, "solve_threshold": threshold})[0])
     return {
         "env": points[0].config.static.env,
         "preset": preset,
@@ -158,6 +159,7 @@ def summarise(
         "resumed_env_steps": timings["resumed_env_steps"],
         **halving_entry,
         "groups": groups,
+        "ranking": {"rule": RANKING_RULE, "groups": [group.name for group in ranked]},
         "runs": runs,
         **({"comparison": comparison} if comparison is not None else {}),
     }

@@ -10,6 +10,7 @@ from rich.table import Table
 
 # significant digits of a float setting in the report's table and plot labels (drawn values have many; JSON keeps all)
 TABLE_DIGITS = 4
+TABLE_TOP_ROWS = 20  # groups the table shows, best first; summary.json and runs.csv hold them all
 
 
 def format_setting(value, digits: int = 6) -> str:
@@ -51,7 +52,20 @@ def print_report(summary: dict, console: Console) -> None:
     varied = list(groups[0]["varied"])
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
     method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
-    table = Table(title=title, caption=f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
+    caption = f"final return: mean of each run's last 100 episodes; 95% CI: {method}"
+    if summary["solve_threshold"] is not None:
+        caption += ("; steps to solve: median env steps at which a run's last-100-episode mean first reached "
+                    "the threshold, over the runs that reached it (a run that fell back below it counts)")
+    ranking = (summary.get("ranking") or {}).get("groups")
+    if ranking is not None and len(groups) > 1:  # best first, then those left out of the ranking
+        by_index = {group["index"]: group for group in groups}
+        groups = [by_index[i] for i in ranking] + [g for g in groups if g["index"] not in set(ranking)]
+        caption += f"; rows best first: {summary['ranking']['rule']}"
+    hidden = max(0, len(groups) - TABLE_TOP_ROWS)
+    if hidden:
+        groups = groups[:TABLE_TOP_ROWS]
+        caption += f"; the {hidden:,} other groups are in summary.json and runs.csv"
+    table = Table(title=title, caption=caption)
     halving = summary.get("halving")
     columns = ("group", *varied, *(["updates"] if halving else []), "runs", "solved",
                "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]", "steps to solve", "diverged")
@@ -61,13 +75,14 @@ def print_report(summary: dict, console: Console) -> None:
         sane = len(group["runs"]) - group["num_diverged"]
         solved = "-" if group["solved_fraction"] is None else f"{round(group['solved_fraction'] * sane)}/{sane}"
         statistics = group["statistics"] or {}
-        steps = (statistics.get("solve_steps") or {}).get("median")
+        solve = statistics.get("solve_steps") or {}
+        steps = solve.get("median")
         table.add_row(
             str(group["index"]), *(format_setting(group["varied"][name], TABLE_DIGITS) for name in varied),
             *([f"{group['num_updates_trained']:,}"] if halving else []), str(len(group["runs"])),
             solved, format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
             format_estimate(statistics.get("iqm"), statistics.get("iqm_ci95")),
-            "-" if steps is None else f"{steps:,.0f}", str(group["num_diverged"]),
+            "-" if steps is None else f"{steps:,.0f} ({solve['count']}/{sane})", str(group["num_diverged"]),
         )
     console.print(table)
     diverged = [(k, r) for k, r in enumerate(summary["runs"]) if r["diverged"]]
