@@ -37,6 +37,7 @@ RUN_KEYS = {"seed", "group", "hyperparameters", "final_return", "solved", "solve
 SUMMARY_KEYS = {
     "env", "preset", "num_runs", "num_diverged", "solved_fraction", "final_return_mean", "interval_method",
     "env_steps_total", "wall_seconds", "compile_seconds", "env_steps_per_second", "groups", "ranking", "runs",
+    "float_determinants",
 }
 
 
@@ -53,6 +54,8 @@ def test_run_folder_holds_the_contract(two_runs):
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["env"] == "CartPole-v1" and summary["preset"] == "default" and summary["num_runs"] == 3
+    determinants = summary["float_determinants"]
+    assert determinants["versions"]["jax"] and determinants["backend"] == "cpu" and determinants["cpu_isa"]
     assert [r["seed"] for r in summary["runs"]] == [5, 6, 7]
     for run in summary["runs"]:
         assert RUN_KEYS <= run.keys()
@@ -243,7 +246,7 @@ def test_a_grid_trains_every_combination_with_one_compile_per_static_group(tmp_p
     printed = capsys.readouterr().out
     assert "4,4" in printed and "0.03" in printed
     assert "plan: 8 runs (4 grid points x 2 seeds) | 2 compile groups | 2 chunks x 4 runs | memory about" in printed
-    assert "progress: 6/6 updates (100%)" in printed  # stdout is not a terminal: plain progress lines
+    assert "progress: 100% of the runs' updates | chunk 2/2 at update 6/6" in printed  # not a terminal: lines
     assert re.search(r"^solved 0/8 .* wall .*$", printed, re.M)  # not wrapped: the whole line is one line
     assert loading.load_run_config(out, 7).static.hidden == (4, 4)
     assert loading.load_run_config(out, 7).hparams.learning_rate == pytest.approx(0.03)

@@ -97,16 +97,23 @@ def test_progress_lines_when_not_a_terminal_and_the_time_left_after_the_first_ch
     from pgjax.running.sweep import Chunk, SegmentReport
 
     screen, now = io.StringIO(), [0.0]
-    chunks = [Chunk(i, 0, np.arange(2), 2) for i in range(3)]
-    with SweepProgress(60, Console(file=screen, width=80), "lines", every_seconds=30, clock=lambda: now[0]) as p:
+    # 3 chunks of 2 runs x 20 updates (the last holds 1 real run): 100 run-updates
+    chunks = [Chunk(0, 0, np.arange(2), 2), Chunk(1, 0, np.arange(2, 4), 2), Chunk(2, 0, np.arange(4, 5), 2)]
+    with SweepProgress(100, Console(file=screen, width=80), "lines", every_seconds=30, clock=lambda: now[0]) as p:
         for chunk in chunks:
-            for done in (10, 20):
+            for done, ret in ((10, 30.0), (20, 60.0)):
                 now[0] += 20
-                p.report(SegmentReport(chunk, 3, done, 20, 10, 1000, 2.0, 30.0))
+                p.report(SegmentReport(chunk, 3, done, 20, 10, 1000, 2.0, ret))
     lines = screen.getvalue().splitlines()
-    assert lines[0] == "progress: 10/60 updates (17%) | chunk 1/3 | 500 steps/s | return 30.0 | 20 s elapsed, " \
-                       "about 10 s left"
-    assert lines[1] == "chunk 1 of 3 trained in 4.0 s; the other 2 should take about 8.0 s"
-    assert lines[2].startswith("progress: 30/60 updates (50%) | chunk 2/3")  # 30 s after the first line
-    assert lines[-1].startswith("progress: 60/60 updates (100%)") and lines[-1].endswith("| 2 min 0 s elapsed")
+    # the work left is 80 run-updates, at the 20 per 2 s trained so far
+    assert lines[0] == "progress: 20% of the runs' updates | chunk 1/3 at update 10/20 | 500 steps/s | return " \
+                       "30.0 (chunk 1) | 20 s elapsed, about 8.0 s left"
+    assert lines[1] == "chunk 1 of 3 trained in 4.0 s; the other 2 should take about 6.0 s"  # 3 of the 5 runs left
+    assert lines[2].startswith("progress: 60% of the runs' updates | chunk 2/3 at update 10/20")  # 30 s later
+    assert lines[-1].startswith("progress: 100% of the runs' updates | chunk 3/3 at update 20/20")
+    assert lines[-1].endswith("| 2 min 0 s elapsed")
     assert len(lines) == 5
+    one = io.StringIO()
+    with SweepProgress(40, Console(file=one, width=80), "lines", clock=lambda: now[0]) as p:
+        p.report(SegmentReport(Chunk(0, 0, np.arange(4), 4), 1, 10, 10, 10, 1000, 2.0, 30.0))
+    assert one.getvalue().startswith("progress: 10/10 updates (100%) | training | 500 steps/s | return 30.0 |")

@@ -92,3 +92,20 @@ def test_run_command_freezes_the_imports_objects_unless_gc_freeze_is_off(off):
     done = _python(code, PGJAX_SPEED_OFF=off)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"frozen {off != 'gc_freeze'}"
+
+
+def test_the_instruction_set_cap_is_one_xla_flag_and_a_wrong_name_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("PGJAX_CPU_MAX_ISA", "avx2")
+    assert devices.cpu_max_isa() == "AVX2"
+    assert "--xla_cpu_max_isa=AVX2" in devices.backend_choices("cpu", cpu_devices=2).xla_flags
+    assert not devices.backend_choices("gpu").xla_flags  # an accelerator's code is its own
+    monkeypatch.delenv("PGJAX_CPU_MAX_ISA")
+    assert not any("max_isa" in f for f in devices.backend_choices("cpu", cpu_devices=2).xla_flags)
+    assert devices.cpu_isa() in (*devices.CPU_ISAS, "unknown")
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "PGJAX_CPU_MAX_ISA": "AVX9"}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "pgjax.train", "--num-seeds", "1", "--out", str(out)],
+                          capture_output=True, text=True, env=environ, cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: PGJAX_CPU_MAX_ISA=AVX9 is not an instruction set XLA knows")
+    assert not out.exists()

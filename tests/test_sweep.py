@@ -160,11 +160,12 @@ def _report(updates_done: int) -> sweep.SegmentReport:
 
 def test_progress_bar_draws_on_a_terminal_and_is_silent_when_off():
     shown = io.StringIO()
-    with SweepProgress(10, Console(file=shown, force_terminal=True, width=150), enabled=True) as progress:
-        progress.report(_report(5))
+    with SweepProgress(40, Console(file=shown, force_terminal=True, width=150), enabled=True) as progress:
+        progress.report(_report(5))  # 4 runs x 5 updates of 4 runs x 10: half the work
+        assert progress.done == 20 and progress.seconds_left() == pytest.approx(0.5)
         progress.report(_report(10))
     text = shown.getvalue()
-    assert "10/10" in text and "return 42.0" in text and "steps/s" in text
+    assert "100%" in text and "return 42.0" in text and "steps/s" in text
     silent = io.StringIO()
     with SweepProgress(10, Console(file=silent, force_terminal=True), enabled=False) as progress:
         progress.report(_report(5))

@@ -306,8 +306,8 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
     plan, outcome = sweep.halving, None
     try:
         if plan is None:
-            total_updates = sum(groups[c.group][0].config.static.num_updates for c in chunks)
-            with SweepProgress(total_updates, console, mode) as progress:
+            work = sum(len(c.positions) * groups[c.group][0].config.static.num_updates for c in chunks)
+            with SweepProgress(work, console, mode) as progress:
                 def on_segment(report) -> None:
                     progress.report(report)
                     tracker.log_segment(report)

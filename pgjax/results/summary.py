@@ -15,6 +15,7 @@ import numpy as np
 
 from pgjax.results.comparison import RANKING_RULE, ranked_groups, summary_comparison, summary_groups
 from pgjax.results.stats import INTERVAL_METHOD, group_statistics, iqm
+from pgjax.running.devices import float_determinants
 from pgjax.running.grid import GridPoint, varied_settings
 from pgjax.running.halving import HalvingOutcome
 
@@ -152,6 +153,7 @@ def summarise(
         "env_steps_per_second": steps_trained / timings["run_seconds"] if timings["run_seconds"] else None,
         "devices": timings["devices"],
         "device_kind": jax.devices()[0].device_kind,
+        "float_determinants": float_determinants(),
         "memory_bytes": timings["memory_bytes"],
         "chunks": timings["chunks"],
         "chunk_sizes": timings["chunk_sizes"],

@@ -51,6 +51,8 @@ from pgjax.algo.host_memory import device_memory_stats, host_available_bytes  # 
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
 _EXTRA_OPTIONS_FLAG = "--xla_backend_extra_options"
+_MAX_ISA_FLAG = "--xla_cpu_max_isa"
+CPU_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "AMX_FP16")  # XLA's names
 SMALL_LOOP_BYTES = 65536  # XLA's CPU default is 1 KiB
 
 PROCESS_SPEED_DEVICES = PROCESS_FAST_PATHS  # the name of pgjax 0.2
@@ -181,7 +183,63 @@ def backend_choices(platform: str | None = None, cpu_devices: int | None = None)
         flags.append(f"{_LLVM_LEVEL_FLAG}=1")
     if "small_loops" not in off:
         flags.append(f"{_EXTRA_OPTIONS_FLAG}=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}")
+    isa = cpu_max_isa()
+    if isa:
+        flags.append(f"{_MAX_ISA_FLAG}={isa}")
     return BackendChoices(platform, tuple(flags), CPU_RUNS_PER_DEVICE)
+
+
+def cpu_max_isa() -> str | None:
+    """PGJAX_CPU_MAX_ISA: the newest x86-64 instruction set XLA's CPU code may use (`CPU_ISAS`), or None.
+
+    XLA compiles for the CPU it runs on, so two x86-64 machines with different
+    vector units can sum floats in different orders; capping both at one set
+    (AVX2, say) asks them for the same code. docs/devices.md says what it was
+    measured to change and cost.
+
+    Raises:
+      ValueError: not one of `CPU_ISAS`.
+    """
+    isa = os.environ.get("PGJAX_CPU_MAX_ISA", "").strip().upper()
+    if isa and isa not in CPU_ISAS:
+        raise ValueError(f"PGJAX_CPU_MAX_ISA={isa} is not an instruction set XLA knows: give one of "
+                         f"{', '.join(CPU_ISAS)} (or unset it)")
+    return isa or None
+
+
+FLOAT_PACKAGES = ("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax", "numpy")
+
+
+def float_determinants() -> dict:
+    """What decides a run's floats besides its settings and seeds, for summary.json: the packages' versions,
+    Python's, the XLA backend and device kind, the CPU's model and newest instruction set, the cap on it
+    (PGJAX_CPU_MAX_ISA) and the XLA flags in effect."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import jax
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"versions": {name: installed(name) for name in FLOAT_PACKAGES}, "python": platform.python_version(),
+            "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind, "cpu": cpu_model(),
+            "cpu_isa": cpu_isa(), "cpu_max_isa": cpu_max_isa(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def cpu_isa() -> str:
+    """The newest of `CPU_ISAS` this machine's CPU has ("unknown" off Linux x86-64), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    found = {"sse4_2": "SSE4_2", "avx": "AVX", "avx2": "AVX2", "avx512f": "AVX512", "avx512_vnni": "AVX512_VNNI",
+             "avx512_bf16": "AVX512_BF16", "amx_tile": "AMX", "amx_fp16": "AMX_FP16"}
+    have = [isa for flag, isa in found.items() if flag in flags]
+    return max(have, key=CPU_ISAS.index) if have else "unknown"
 
 
 def configure_cpu(count: int | None = None) -> list[str]:
@@ -210,6 +268,7 @@ def configure_cpu(count: int | None = None) -> list[str]:
       ValueError: PGJAX_SPEED_OFF names an unknown fast path (checked before anything is set).
     """
     process_speeds_off()
+    cpu_max_isa()
     if _backends_started():
         return []
     flags = os.environ.get("XLA_FLAGS", "")

@@ -188,10 +188,10 @@ def train_halving(
       devices, checkpoint_every, segment_updates, should_stop: as `train_sweep`'s.
       run_dir: where checkpoints go (`rung_dir`); None: none. Chunks found
         there are restored (a resumed sweep).
-      rung_progress: `(rung, configurations, num_chunks, total_updates) -> context
+      rung_progress: `(rung, configurations, num_chunks, work) -> context
         manager`, entered around each rung, whose value (if not None) is called
         with every `SegmentReport` of the rung; `configurations` is the number of
-        grid points in the rung, `total_updates` adds up its chunks' updates.
+        grid points in the rung, `work` adds up its chunks' run-updates (real runs x updates).
       on_segment: also called with every `SegmentReport`, of every rung.
 
     Returns:
@@ -219,7 +219,7 @@ def train_halving(
     for rung, until in enumerate(plan.rung_updates):
         rung_chunks = _rung_chunks(alive, group_of, chunk_size, num_seeds)
         begun = 0 if rung == 0 else plan.rung_updates[rung - 1]
-        total = (until - begun) * len(rung_chunks)
+        total = (until - begun) * sum(len(c.positions) for c in rung_chunks)  # run-updates
         progress = rung_progress(rung, len(alive), len(rung_chunks), total) if rung_progress \
             else contextlib.nullcontext()
         with progress as report:

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from pgjax.running.sweep import SegmentReport
 
@@ -48,13 +55,15 @@ def format_rate(steps_per_second: float) -> str:
 
 
 class SweepProgress:
-    """Updates done of total, env steps per second, mean return and time left.
+    """Work done of the total, env steps per second, mean return and time left.
 
-    Use as a context manager and pass `report` as `train_sweep(on_segment=...)`.
+    Work is counted in run-updates (one update of one run), so that chunks of
+    different sizes, and the updates of several chunks, add up to what is left
+    to train: `--num-updates 100` over 4 chunks is 100 updates of each run, not
+    400. Use as a context manager and pass `report` as `train_sweep(on_segment=...)`.
 
     Args:
-      total_updates: updates of every chunk added up (a chunk's update trains
-        all of its runs at once).
+      work: the run-updates to train: each chunk's real runs times its updates, added up.
       console: where to print.
       mode: "bar" (a live rich bar: a terminal), "lines" (a plain line every
         `every_seconds` at most, and after the last segment), "off" (nothing).
@@ -63,19 +72,18 @@ class SweepProgress:
       clock: seconds, monotonic (for tests).
     """
 
-    def __init__(self, total_updates: int, console: Console, mode: Literal["bar", "lines", "off"] = "bar", *,
+    def __init__(self, work: int, console: Console, mode: Literal["bar", "lines", "off"] = "bar", *,
                  enabled: bool = True, every_seconds: float = PLAIN_EVERY_SECONDS,
                  clock: Callable[[], float] = time.monotonic):
         mode = mode if enabled else "off"
-        self.mode, self.console, self.total = mode, console, total_updates
+        self.mode, self.console, self.total = mode, console, max(1, work)
         self.every_seconds, self.clock = every_seconds, clock
         self.done, self.started, self.last_line = 0, clock(), None
-        self.trained_updates, self.trained_seconds = 0, 0.0
+        self.trained_work, self.trained_seconds = 0, 0.0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("updates"),
+            TaskProgressColumn(),
             TextColumn("{task.fields[speed]}"),
             TextColumn("return {task.fields[mean_return]}"),
             TimeElapsedColumn(),
@@ -85,7 +93,7 @@ class SweepProgress:
             transient=False,
             disable=mode != "bar",
         )
-        self._task = self._progress.add_task("compiling", total=total_updates, speed="", mean_return="-")
+        self._task = self._progress.add_task("compiling", total=self.total, speed="", mean_return="-")
 
     def __enter__(self) -> SweepProgress:
         self._progress.__enter__()
@@ -94,52 +102,56 @@ class SweepProgress:
     def __exit__(self, *exc) -> None:
         self._progress.__exit__(*exc)
 
+    def seconds_left(self) -> float:
+        """Time the work left should take at the speed trained so far (compiles left out)."""
+        return self.trained_seconds / max(1, self.trained_work) * (self.total - self.done)
+
     def report(self, report: SegmentReport) -> None:
-        self.done += report.new_updates
+        work = len(report.chunk.positions) * report.new_updates
+        self.done += work
         if report.restored:
-            self._progress.update(self._task, advance=report.new_updates)
+            self._progress.update(self._task, advance=work)
             return
-        self.trained_updates += report.new_updates
+        self.trained_work += work
         self.trained_seconds += report.seconds
         speed = report.env_steps / report.seconds if report.seconds > 0 else math.nan
-        chunk = f"chunk {report.chunk.index + 1}/{report.num_chunks}" if report.num_chunks > 1 else "training"
-        self._progress.update(
-            self._task,
-            advance=report.new_updates,
-            description=chunk,
-            speed=format_rate(speed),
-            mean_return=f"{report.mean_return:.1f}",
-        )
+        several = report.num_chunks > 1
+        # where the training is: a chunk's updates, and the return of that chunk's runs (it restarts low in
+        # the next chunk, whose runs start afresh)
+        where = (f"chunk {report.chunk.index + 1}/{report.num_chunks} at update {report.updates_done}/"
+                 f"{report.num_updates}" if several else "training")
+        mean_return = f"{report.mean_return:.1f}" + (f" (chunk {report.chunk.index + 1})" if several else "")
+        self._progress.update(self._task, advance=work, description=where, speed=format_rate(speed),
+                              mean_return=mean_return)
         first_chunk_done = report.chunk.index == 0 and report.updates_done == report.num_updates
-        if first_chunk_done and report.num_chunks > 1 and self.mode != "off":
-            left = self.total - self.done
+        if first_chunk_done and several and self.mode != "off":
             self.console.print(
                 f"chunk 1 of {report.num_chunks} trained in {format_duration(self.trained_seconds)}; the other "
-                f"{report.num_chunks - 1} should take about "
-                f"{format_duration(self.trained_seconds / self.trained_updates * left)}", soft_wrap=True)
+                f"{report.num_chunks - 1} should take about {format_duration(self.seconds_left())}", soft_wrap=True)
         now = self.clock()
         due = self.last_line is None or now - self.last_line >= self.every_seconds
         if self.mode == "lines" and (due or self.done == self.total):
             self.last_line = now
             elapsed = now - self.started
-            left = self.trained_seconds / self.trained_updates * (self.total - self.done)  # compile left out
-            time_left = f", about {format_duration(left)} left" if self.done < self.total else ""
+            time_left = f", about {format_duration(self.seconds_left())} left" if self.done < self.total else ""
+            share = f"{self.done / self.total:.0%}"
+            done = (f"{share} of the runs' updates" if several else
+                    f"{report.updates_done:,}/{report.num_updates:,} updates ({share})")
             self.console.print(
-                f"progress: {self.done:,}/{self.total:,} updates ({self.done / self.total:.0%}) | {chunk} | "
-                f"{format_rate(speed)} | return {report.mean_return:.1f} | {format_duration(elapsed)} "
-                f"elapsed{time_left}", soft_wrap=True)
+                f"progress: {done} | {where} | {format_rate(speed)} | return {mean_return} | "
+                f"{format_duration(elapsed)} elapsed{time_left}", soft_wrap=True)
 
 
 def rung_progress(console: Console, mode: str, plan, num_seeds: int):
     """`train_halving`'s rung_progress for the rungs of `plan` (a `pgjax.running.halving.HalvingPlan`): a line per
     rung, then `SweepProgress` over the rung's chunks (`mode` as its)."""
     @contextlib.contextmanager
-    def progress(rung: int, configurations: int, num_chunks: int, total_updates: int):
+    def progress(rung: int, configurations: int, num_chunks: int, work: int):
         if mode != "off":
             console.print(f"rung {rung + 1}/{plan.rungs}: {configurations} configuration"
                           f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates "
                           f"({num_chunks} chunk{'s' * (num_chunks > 1)})", soft_wrap=True)
-        with SweepProgress(total_updates, console, mode) as bar:
+        with SweepProgress(work, console, mode) as bar:
             yield bar.report
 
     return progress
