@@ -214,7 +214,8 @@ def test_the_report_puts_the_best_first_and_gives_its_flags_at_full_precision(se
     best group's settings (float32), where the table's 4 digits would not."""
     import io
 
-    from pgjax.commands.train import print_best, sweep_of
+    from pgjax.commands.train import sweep_of
+    from pgjax.commands.train_report import print_best
     from pgjax.results import tables
 
     summary = loading.load_summary(searched)

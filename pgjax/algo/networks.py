@@ -16,7 +16,8 @@ biases uniform in +-1/sqrt(fan_in)), so the tutorial presets start from the same
 distribution as the originals.
 
 Networks are named in `StaticConfig.network` and built by a factory from the
-registry: "mlp" and "cnn" are registered here, `register_network(name, factory)`
+registry: "mlp" and "cnn" are registered here, "gru" and "lstm" too (`pgjax.algo.recurrent`'s
+`RecurrentPolicy`; the layers are `pgjax.algo.layers`'), `register_network(name, factory)`
 adds one, and a name "package.module:factory" imports its factory when built
 (so a run folder that names it loads in a fresh process). A factory is
 `factory(spec, static, num_outputs, gaussian) -> flax.linen.Module` (see
@@ -30,123 +31,35 @@ modules a config describes for an environment; `make_apply_fn` and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from pgjax.algo.imports import import_object, names_code
-
-ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
+from pgjax.algo.layers import (  # noqa: F401 - the layers, importable from here as in pgjax 0.2
+    ACTIVATIONS,
+    DenseWeights,
+    TorchConv,
+    TorchDense,
+    dense_head,
+    flatten,
+    scaled,
+    with_log_std,
+)
+from pgjax.algo.recurrent import (  # noqa: F401 - the recurrent policy and what the rollout needs of one
+    CELLS,
+    Recurrence,
+    RecurrentPolicy,
+    is_recurrent,
+    orthogonal_one_at_a_time,
+    recurrence,
+)
 
 if TYPE_CHECKING:
     from pgjax.algo.config import Config, StaticConfig
     from pgjax.algo.envs import EnvSpec
-
-
-def _torch_uniform(fan_in: int) -> Callable:
-    bound = 1.0 / jnp.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-class _Linear(nn.Module):
-    """Declares the kernel [fan_in, features] and bias [features] (PyTorch's initialisation)."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, fan_in: int) -> tuple[jax.Array, jax.Array]:
-        init = _torch_uniform(fan_in)
-        return self.param("kernel", init, (fan_in, self.features)), self.param("bias", init, (self.features,))
-
-
-class DenseWeights(nn.Module):
-    """A dense layer's kernel [fan_in, features] and bias [features], initialised as PyTorch's `nn.Linear`.
-
-    They live at "<name>/Dense_0/kernel" and ".../bias", where earlier versions'
-    `nn.Dense` layers kept them, so parameters (and their initial values) match.
-    """
-
-    features: int
-
-    @nn.compact
-    def __call__(self, fan_in: int) -> tuple[jax.Array, jax.Array]:
-        return _Linear(self.features, name="Dense_0")(fan_in)
-
-
-class TorchDense(nn.Module):
-    """A dense layer x [..., fan_in] -> x @ kernel + bias [..., features], initialised as PyTorch's `nn.Linear`.
-
-    Its kernel and bias live at "<name>/Dense_0/kernel" and ".../bias" (`DenseWeights`'s places).
-    """
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel, bias = _Linear(self.features, name="Dense_0")(x.shape[-1])
-        return x @ kernel + bias
-
-
-class TorchConv(nn.Module):
-    """3x3 convolution ('VALID', stride 1): [..., H, W, C] -> [..., H-2, W-2, features].
-
-    Initialised as PyTorch's `nn.Conv2d` (uniform in +-1/sqrt(9 C)); computed by
-    `lax.conv_general_dilated` (its fast path: `pgjax.algo.fast.networks.Im2colConv`).
-    """
-
-    features: int
-
-    def weights(self, channels: int) -> tuple[jax.Array, jax.Array]:
-        """The kernel [3, 3, channels, features] and bias [features] (call inside `__call__`)."""
-        init = _torch_uniform(9 * channels)
-        return self.param("kernel", init, (3, 3, channels, self.features)), self.param("bias", init, (self.features,))
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel, bias = self.weights(x.shape[-1])
-        h, w = x.shape[-3] - 2, x.shape[-2] - 2
-        images = x.reshape((-1, *x.shape[-3:]))
-        out = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return out.reshape((*x.shape[:-3], h, w, self.features)) + bias
-
-
-def flatten(obs: jax.Array, obs_dims: int) -> jax.Array:
-    """[..., *obs_shape] -> [..., prod(obs_shape)], the last `obs_dims` axes being the observation's."""
-    if obs_dims == 1:
-        return obs
-    return obs.reshape(obs.shape[: obs.ndim - obs_dims] + (-1,))
-
-
-def scaled(obs: jax.Array, scale: float) -> jax.Array:
-    """The network's input in its units: obs * scale (1/255 for uint8 0..255 images, `EnvSpec.obs_scale`);
-    obs itself where scale is 1.0, adding nothing to the computation."""
-    return obs if scale == 1.0 else obs * jnp.float32(scale)
-
-
-def dense_head(x: jax.Array, hidden: Sequence[int], num_outputs: int, activation: str) -> jax.Array:
-    """The `hidden` dense layers ("TorchDense_0", "TorchDense_1", ...) and the linear output layer: x -> [..., K].
-
-    Call inside a module's compact `__call__`.
-    """
-    act = ACTIVATIONS[activation]
-    for i, width in enumerate(hidden):
-        x = act(TorchDense(width, name=f"TorchDense_{i}")(x))
-    return TorchDense(num_outputs, name=f"TorchDense_{len(hidden)}")(x)
-
-
-def with_log_std(module: nn.Module, out: jax.Array) -> jax.Array:
-    """A Gaussian's output [mean, log_std] [..., 2A] from the mean `out` [..., A] and `module`'s "log_std" [A].
-
-    The initial log std is set by the trainer (`Hyperparams.init_log_std`); zeros here.
-    """
-    log_std = module.param("log_std", nn.initializers.zeros, (out.shape[-1],))
-    return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
 
 
 class MLPPolicy(nn.Module):
@@ -202,94 +115,6 @@ class CNNPolicy(nn.Module):
             x = act(self.conv_layer(channels, name=f"TorchConv_{i}")(x))
         out = dense_head(flatten(x, 3), self.hidden, self.num_actions, self.activation)
         return with_log_std(self, out) if self.gaussian else out
-
-
-CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}  # the recurrent networks' Flax cells, by network name
-
-
-def orthogonal_one_at_a_time(scale: float = 1.0) -> Callable[..., jax.Array]:
-    """Flax's orthogonal initializer (the cells' default recurrent kernel), one QR per call under `vmap`.
-
-    Vmapped over seeds, `flax.linen.initializers.orthogonal` becomes one batched
-    LAPACK QR, which jaxlib's CPU kernel splits over XLA's intra-op thread pool
-    and then waits on from a thread of that same pool: with the cells' several
-    kernels initialised side by side (an LSTM has four) every worker can end up
-    waiting, and the program hangs at 0% CPU, sometimes. `sequential_vmap` turns
-    the batch into a loop of single QRs, so the values are Flax's, bitwise, and
-    the kernel never fans out.
-
-    Returns:
-      init(key, shape [..., n, m], dtype) -> [..., n, m], as Flax's.
-    """
-    flax_orthogonal = nn.initializers.orthogonal(scale)
-
-    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return jax.custom_batching.sequential_vmap(lambda k: flax_orthogonal(k, shape, dtype))(key)
-
-    return init
-
-
-class RecurrentPolicy(nn.Module):
-    """A recurrent policy: obs -> dense torso -> Flax's GRU or LSTM cell -> linear output, step by step.
-
-    `__call__(obs [T, ..., *obs_shape]) -> out [T, ..., K]` reads the leading axis
-    as time: every sequence starts from the zero state at row 0 (an episode's
-    first step), and `lax.scan` (lifted by `nn.scan`) carries the state down
-    the rows, so differentiating it is backpropagation through the whole
-    episode. A single observation `[*obs_shape]` is one step from the zero
-    state. `step(carry, obs [..., *obs_shape]) -> (carry, out [..., K])` is one
-    step, what the rollout calls; `initial_carry(batch_shape)` is the zero state.
-
-    Attributes:
-      num_actions: K, as `MLPPolicy`'s (1 for a value network).
-      hidden: the widths of the dense torso, then the cell's: (64,) is a 64-unit
-        cell on the (flattened) observation, (64, 128) a 64-unit dense layer
-        before a 128-unit cell.
-      cell: "gru" (`flax.linen.GRUCell`) or "lstm" (`flax.linen.LSTMCell`, whose
-        state is its (c, h) pair).
-      activation, obs_dims, gaussian, obs_scale: as `MLPPolicy`'s.
-    """
-
-    num_actions: int
-    hidden: Sequence[int] = (64,)
-    cell: str = "gru"
-    activation: str = "relu"
-    obs_dims: int = 1
-    gaussian: bool = False
-    obs_scale: float = 1.0
-
-    def setup(self) -> None:
-        *torso, width = self.hidden
-        self.torso = [TorchDense(w, name=f"TorchDense_{i}") for i, w in enumerate(torso)]
-        self.recurrent_cell = CELLS[self.cell](width, recurrent_kernel_init=orthogonal_one_at_a_time(),
-                                               name="cell")
-        self.head = TorchDense(self.num_actions, name=f"TorchDense_{len(torso)}")
-        if self.gaussian:
-            self.log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
-
-    def initial_carry(self, batch_shape: tuple[int, ...]) -> Any:
-        """The zero state of `batch_shape` sequences: h [*batch_shape, H] (GRU) or (c, h) (LSTM)."""
-        zeros = jnp.zeros(tuple(batch_shape) + (self.hidden[-1],), jnp.float32)
-        return (zeros, zeros) if self.cell == "lstm" else zeros
-
-    def step(self, carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
-        """One step: (state, obs [..., *obs_shape]) -> (next state, out [..., K] or [..., 2K])."""
-        x = flatten(scaled(obs, self.obs_scale), self.obs_dims)
-        act = ACTIVATIONS[self.activation]
-        for layer in self.torso:
-            x = act(layer(x))
-        carry, y = self.recurrent_cell(carry, x)
-        out = self.head(y)
-        if self.gaussian:
-            out = jnp.concatenate([out, jnp.broadcast_to(self.log_std, out.shape)], axis=-1)
-        return carry, out
-
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        if obs.ndim == self.obs_dims:  # one observation: one step from the zero state
-            return self.step(self.initial_carry(()), obs)[1]
-        scan = nn.scan(lambda module, carry, x: module.step(carry, x), variable_broadcast="params",
-                       split_rngs={"params": False})
-        return scan(self, self.initial_carry(obs.shape[1:obs.ndim - self.obs_dims]), obs)[1]
 
 
 NetworkFactory = Callable[["EnvSpec", "StaticConfig", int, bool], nn.Module]
@@ -493,32 +318,3 @@ def make_value_fn(module: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
         return module.apply({"params": params}, obs.astype(jnp.float32))[..., 0]
 
     return value_fn
-
-
-class Recurrence(NamedTuple):
-    """What the rollout needs of a recurrent policy (`recurrence`), each a plain function.
-
-    Attributes:
-      initial_carry: `(batch_shape) -> state`, the zero state an episode starts from.
-      step: `(params, state, obs [E, *obs_shape]) -> (state, out [E, K])`, one step of E episodes.
-    """
-
-    initial_carry: Callable[[tuple[int, ...]], Any]
-    step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
-
-
-def is_recurrent(module: nn.Module) -> bool:
-    """Whether `module` carries a state from step to step: it has `initial_carry` and `step` methods
-    (`RecurrentPolicy`, or a custom module of the same shape)."""
-    return callable(getattr(module, "initial_carry", None)) and callable(getattr(module, "step", None))
-
-
-def recurrence(module: nn.Module) -> Recurrence | None:
-    """The `Recurrence` of a recurrent module, None for a feed-forward one (`is_recurrent`)."""
-    if not is_recurrent(module):
-        return None
-
-    def step(params, carry, obs):
-        return module.apply({"params": params}, carry, obs.astype(jnp.float32), method="step")
-
-    return Recurrence(lambda batch_shape: module.initial_carry(batch_shape), step)

@@ -201,13 +201,12 @@ def make_trainer(
     static = config.static
     spec = make_env(env) if env is not None else env_for(static)
     policy = fast_paths.make_network(make_policy(spec, config), spec, paths)
-    apply_fn = make_apply_fn(policy)  # a recurrent policy's runs over whole episodes, time first
-    policy_recurrence = recurrence(policy)  # None for a feed-forward policy
+    apply_fn, steps = make_apply_fn(policy), recurrence(policy)  # a recurrent policy's steps; None if feed-forward
     dist = fast_paths.make_distribution(spec, static.squash, paths)
     weighting = fast_paths.make_weighting(spec, config, paths)
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=weighting.keeps_last_obs,
-                           paths=paths, recurrence=policy_recurrence)  # `pgjax.algo.rollout`'s, or one loop
-    policy_gradient = make_policy_gradient(apply_fn, dist, paths, policy_recurrence)  # `pgjax.algo.loss`s, or sliced
+                           paths=paths, recurrence=steps)  # `pgjax.algo.rollout`'s, or one loop
+    policy_gradient = make_policy_gradient(apply_fn, dist, paths, steps)  # `pgjax.algo.loss`s, or sliced
 
     def init(key: jax.Array, hparams: Hyperparams) -> RunState:
         init_key, loop_key = jax.random.split(key)

@@ -32,7 +32,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgjax.commands import options
+from pgjax.commands import options, train_report
 from pgjax.commands.options import RunOptions
 from pgjax.commands.process import ABORTED, StopRequest, exit_process, freeze_imports, prepare_process, run_command
 from pgjax.commands.shared import make_console, parse
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from pgjax.running import grid
     from pgjax.running.folder_lock import FolderLock
     from pgjax.running.halving import HalvingPlan
-    from pgjax.running.sweep import Chunk
 
 
 def prepare(argv: list[str]) -> None:
@@ -135,27 +134,6 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
             notes.append(f"the interrupted command logged to --{name}; a resumed run starts no tracker its "
                          f"folder names: give {again} with --resume to log again")
     return tuple(notes)
-
-
-def print_plan(sweep: Sweep, groups: list, chunks: list[Chunk], estimates: list[dict] | None,
-               console: Console) -> None:
-    """One line: runs, compile groups, chunks x chunk size and the memory estimate per chunk (with the
-    initial policy's padding where the trajectory buffers are large, `memory.initial_padding`)."""
-    from pgjax.running import memory as plan_memory
-
-    num_runs = len(sweep.points) * sweep.run.num_seeds
-    sizes = sorted({c.size for c in chunks})
-    memory = ""
-    if estimates:
-        group, _, buffers = plan_memory.biggest_chunk(estimates)
-        padding = (plan_memory.initial_padding(groups[group][0].config)
-                   if buffers >= plan_memory.PADDING_SHOWN_FROM_BYTES else None)
-        memory = f" | {plan_memory.chunk_memory_text(estimates, padding)}"
-    console.print(
-        f"plan: {num_runs:,} runs ({len(sweep.points)} grid point{'s' * (len(sweep.points) > 1)} x "
-        f"{sweep.run.num_seeds:,} seeds) | {len(groups)} compile group{'s' * (len(groups) > 1)} | "
-        f"{len(chunks):,} chunk{'s' * (len(chunks) > 1)} x {'/'.join(str(s) for s in sizes)} runs{memory}",
-        soft_wrap=True)
 
 
 def print_notes(sweep: Sweep, continuous_actions: bool, console: Console) -> None:
@@ -276,7 +254,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
     verbose = is_main and not opts.quiet
     if verbose:
         print_notes(sweep, spec.action_kind == "continuous", console)
-        print_plan(sweep, groups, chunks, estimates, console)
+        train_report.print_plan(sweep, groups, chunks, estimates, console)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
     try:
         tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, sweep.points, opts.num_seeds)
@@ -346,42 +324,13 @@ def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings
         tracker.close()
     outputs.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
     print_report(summary, console)
-    print_best(summary, console)
+    train_report.print_best(summary, console)
     console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
     for line in tracker.where():
         console.print(line, soft_wrap=True)
     if stop is not None and stop.signal is not None:
         console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: training "
                       "finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
-
-
-def best_flags(group: dict) -> str:
-    """The flags that train `group` (a summary.json group) again: its varied settings at full precision,
-    e.g. "--learning-rate 0.012345678918063641 --entropy-coef 0.0031"."""
-    from pgjax.commands.options import flag
-
-    def full(value) -> str:
-        if isinstance(value, (list, tuple)):
-            return ",".join(full(v) for v in value)
-        return repr(value) if isinstance(value, float) else str(value)
-
-    return " ".join(f"{flag(name)} {full(value)}" for name, value in group["varied"].items())
-
-
-def print_best(summary: dict, console: Console) -> None:
-    """With several groups, one line: the best by summary.json's "ranking" and its flags ready to paste."""
-    from rich.markup import escape
-
-    ranked = (summary.get("ranking") or {}).get("groups") or []
-    if len(summary["groups"]) < 2 or not ranked:
-        return
-    best = next(group for group in summary["groups"] if group["index"] == ranked[0])
-    statistics = best["statistics"] or {}
-    iqm = statistics.get("iqm")
-    shown = "-" if iqm is None else f"{iqm:.1f}"
-    console.print(f"best: group {best['index']} (IQM {shown} over its {len(best['runs'])} runs; ties go to fewer "
-                  f"steps to solve, then the mean: summary.json's ranking) | its settings: "
-                  f"{escape(best_flags(best))}", soft_wrap=True)
 
 
 def _aborted(error: BaseException) -> bool:

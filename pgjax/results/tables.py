@@ -52,19 +52,7 @@ def print_report(summary: dict, console: Console) -> None:
     varied = list(groups[0]["varied"])
     title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
     method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
-    caption = f"final return: mean of each run's last 100 episodes; 95% CI: {method}"
-    if summary["solve_threshold"] is not None:
-        caption += ("; steps to solve: median env steps at which a run's last-100-episode mean first reached "
-                    "the threshold, over the runs that reached it (a run that fell back below it counts)")
-    ranking = (summary.get("ranking") or {}).get("groups")
-    if ranking is not None and len(groups) > 1:  # best first, then those left out of the ranking
-        by_index = {group["index"]: group for group in groups}
-        groups = [by_index[i] for i in ranking] + [g for g in groups if g["index"] not in set(ranking)]
-        caption += f"; rows best first: {summary['ranking']['rule']}"
-    hidden = max(0, len(groups) - TABLE_TOP_ROWS)
-    if hidden:
-        groups = groups[:TABLE_TOP_ROWS]
-        caption += f"; the {hidden:,} other groups are in summary.json and runs.csv"
+    groups, caption = _shown_groups(summary, f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
     table = Table(title=title, caption=caption)
     halving = summary.get("halving")
     columns = ("group", *varied, *(["updates"] if halving else []), "runs", "solved",
@@ -117,6 +105,24 @@ def print_report(summary: dict, console: Console) -> None:
         print_halving(halving, console)
     for line in summary.get("warnings") or ():  # `pgjax.results.health`: a run that looks unable to learn
         console.print(f"[bold yellow]warning[/]: {escape(line)}", soft_wrap=True)
+
+
+def _shown_groups(summary: dict, caption: str) -> tuple[list[dict], str]:
+    """The table's groups, best first by summary.json's "ranking" (those it left out after), at most
+    `TABLE_TOP_ROWS`; and `caption` with what the rows and their steps to solve are."""
+    groups = summary["groups"]
+    if summary["solve_threshold"] is not None:
+        caption += ("; steps to solve: median env steps at which a run's last-100-episode mean first reached "
+                    "the threshold, over the runs that reached it (a run that fell back below it counts)")
+    ranking = (summary.get("ranking") or {}).get("groups")
+    if ranking is not None and len(groups) > 1:
+        by_index = {group["index"]: group for group in groups}
+        groups = [by_index[i] for i in ranking] + [g for g in groups if g["index"] not in set(ranking)]
+        caption += f"; rows best first: {summary['ranking']['rule']}"
+    hidden = max(0, len(groups) - TABLE_TOP_ROWS)
+    if hidden:
+        caption += f"; the {hidden:,} other groups are in summary.json and runs.csv"
+    return groups[:TABLE_TOP_ROWS], caption
 
 
 def print_halving(halving: dict, console: Console) -> None:

@@ -121,7 +121,8 @@ class SweepProgress:
         where = (f"chunk {report.chunk.index + 1}/{report.num_chunks} at update {report.updates_done}/"
                  f"{report.num_updates}" if several else "training")
         mean_return = f"{report.mean_return:.1f}" + (f" (chunk {report.chunk.index + 1})" if several else "")
-        self._progress.update(self._task, advance=work, description=where, speed=format_rate(speed),
+        bar_text = where if several else f"updates {report.updates_done}/{report.num_updates}"
+        self._progress.update(self._task, advance=work, description=bar_text, speed=format_rate(speed),
                               mean_return=mean_return)
         first_chunk_done = report.chunk.index == 0 and report.updates_done == report.num_updates
         if first_chunk_done and several and self.mode != "off":

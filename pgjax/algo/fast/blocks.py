@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.algo import distributions, loss
-from pgjax.algo.fast import recurrent
 from pgjax.algo.fast.folded import over_runs, pad_runs
 from pgjax.algo.fast.paths import DEFAULT, FastPaths
+from pgjax.algo.fast.recurrent import make_policy_gradient as sliced_policy_gradient
 from pgjax.algo.loss import PolicyGradientFn, ValueFn, reinforce_loss, value_loss
 from pgjax.algo.networks import Recurrence
 from pgjax.algo.rollout import ApplyFn
@@ -114,7 +114,7 @@ def make_policy_gradient(
     if not paths.blocked_gradient:
         return loss.make_policy_gradient(apply_fn, dist, entropy_bonus)
     if recurrence is not None:
-        return recurrent.make_policy_gradient(recurrence, dist, entropy_bonus, block_rows or default_block_rows())
+        return sliced_policy_gradient(recurrence, dist, entropy_bonus, block_rows or default_block_rows())
 
     def per_run(entropy_bonus: bool):
         loss_and_grad = jax.value_and_grad(

@@ -42,8 +42,7 @@ def make_collect(
     Arguments as `pgjax.algo.rollout.make_collect`'s; a vmap over runs (at any
     nesting depth) folds into the loop's run axis; `paths.run_major_buffers`
     lays image buffers out run-major; `paths.skip_auto_reset` steps by `step_env` where that is the same step;
-    `recurrence` carries a recurrent policy's state (`pgjax.algo.rollout.make_collect`).
-    `paths.fold_runs` off gives `pgjax.algo.rollout.make_collect`'s function.
+    `recurrence` carries a recurrent policy's state. `paths.fold_runs` off gives the plain function.
     """
     if not paths.fold_runs:
         return rollout.make_collect(spec, apply_fn, num_episodes, dist, greedy=greedy, keep_last_obs=keep_last_obs,
@@ -57,10 +56,9 @@ def make_collect(
         obs, state, step_keys = jax.vmap(steps.start)(key)
         alive = jnp.ones((num_runs, num_episodes), bool)
         truncated = jnp.zeros((num_runs, num_episodes), bool)
-        # Image observations: run-major buffers (`FastPaths.run_major_buffers`), written one time row of
-        # every run per step, so that no transpose of the whole buffer follows the loop. Vector observations
-        # keep the time-major layout (their transpose is cheap; XLA then sums the gradient in the same order
-        # as it always did, so results stay bitwise the same).
+        # Image observations: run-major buffers (`FastPaths.run_major_buffers`), a time row of every run written
+        # per step, so no transpose of the whole buffer follows the loop. Vectors keep the time-major layout (a
+        # cheap transpose; XLA then sums the gradient in its old order, so results stay bitwise the same).
         run_major = paths.run_major_buffers and len(spec.obs_shape) > 1
         shape = (num_runs, max_steps, num_episodes) if run_major else (max_steps, num_runs, num_episodes)
         buffers = rollout.empty_buffers(spec, dist, shape)

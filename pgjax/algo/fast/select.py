@@ -16,10 +16,11 @@ from flax import linen as nn
 
 from pgjax.algo import baselines, distributions
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.fast import recurrent
 from pgjax.algo.fast.blocks import default_block_rows, make_policy_gradient, make_value_forward, make_value_gradient
 from pgjax.algo.fast.networks import fast_network
 from pgjax.algo.fast.paths import DEFAULT, FastPaths, SpeedOptions
+from pgjax.algo.fast.recurrent import make_value_forward as sliced_value_forward
+from pgjax.algo.fast.recurrent import make_value_gradient as sliced_value_gradient
 from pgjax.algo.fast.rollout import make_collect
 
 __all__ = ["DEFAULT", "FastPaths", "SpeedOptions", "default_block_rows", "make_collect", "make_distribution",
@@ -46,6 +47,6 @@ def make_weighting(spec: EnvSpec, config, paths: FastPaths = DEFAULT) -> baselin
         spec, config, network=lambda module: make_network(module, spec, paths),
         value_forward=partial(make_value_forward, paths=paths),
         value_gradient=partial(make_value_gradient, paths=paths),
-        recurrent_forward=lambda rec, _: recurrent.make_value_forward(rec, rows),
-        recurrent_gradient=lambda rec, _: recurrent.make_value_gradient(rec, rows),
+        recurrent_forward=lambda rec, _: sliced_value_forward(rec, rows),
+        recurrent_gradient=lambda rec, _: sliced_value_gradient(rec, rows),
     )
