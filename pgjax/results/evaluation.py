@@ -61,13 +61,13 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
     if policy_recurrence is None:
         apply_fn = make_apply_fn(policy)
 
-        def outputs(p, carry, obs):
+        def network_step(p, carry, obs):
             return carry, apply_fn(p, obs)
     else:
-        outputs = policy_recurrence.step
+        network_step = policy_recurrence.step
 
     def choose(p, carry, obs, key):
-        carry, out = outputs(p, carry, obs)
+        carry, out = network_step(p, carry, obs)
         return carry, dist.to_env(dist.greedy(out) if key is None else dist.sample(key, out))
 
     choose = jax.jit(choose)
