@@ -31,8 +31,8 @@ def _batch(num_steps=37, lengths=(3, 37, 10, 1, 20), obs_size=4, actions=3):
     return obs, action, weight, valid / valid.sum(), valid, last_obs
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("block_rows", [5, 40, 1000])
+# block rows 5 over 5 episodes: slices of 1 step; 40: of 8 steps, the last one partial (clamped rows); 1000: one
+@pytest.mark.parametrize("cell,block_rows", [("gru", 5), ("lstm", 5), ("gru", 40), ("lstm", 1000)])
 def test_sliced_policy_gradient_is_the_whole_episode_gradient(cell, block_rows):
     module = RecurrentPolicy(3, (16, 8), cell)
     params = module.init(jax.random.key(0), jnp.zeros(4))["params"]
@@ -49,7 +49,7 @@ def test_recurrent_gradient_matches_a_python_loop_over_each_episode():
     """The loss recomputed by hand, one episode at a time from the zero state, step by step."""
     module = RecurrentPolicy(3, (8,), "gru")
     params = module.init(jax.random.key(0), jnp.zeros(4))["params"]
-    obs, action, weight, coef, valid, _ = _batch()
+    obs, action, weight, coef, valid, _ = _batch(num_steps=13, lengths=(3, 13, 5, 1))  # slices of 2: the last clamped
     dist = distributions.categorical()
     step = recurrence(module).step
 
