@@ -99,11 +99,10 @@ PADDING_SHOWN_FROM_BYTES = 64 * 2**20
 def biggest_chunk(estimates: list[dict]) -> tuple[int, int, int]:
     """(group index, bytes, trajectory-buffer bytes) of the largest chunk of `plan_chunks`'s estimates; the
     buffers are what grows with the episodes' step limit (`pgjax.algo.footprint.growing_total`)."""
-    index = max(range(len(estimates)), key=lambda g: estimates[g]["chunk_size"] * estimates[g]["run_bytes"]
-                + estimates[g]["device_bytes"])
+    sizes = [e["chunk_size"] * e["run_bytes"] + e["device_bytes"] for e in estimates]
+    index = max(range(len(estimates)), key=sizes.__getitem__)
     biggest = estimates[index]
-    largest = biggest["chunk_size"] * biggest["run_bytes"] + biggest["device_bytes"]
-    return index, largest, biggest["chunk_size"] * footprint.growing_total(RunShapes(**biggest["parts"]))
+    return index, sizes[index], biggest["chunk_size"] * footprint.growing_total(RunShapes(**biggest["parts"]))
 
 
 def chunk_memory_text(estimates: list[dict], padding: float | None = None) -> str:
