@@ -197,12 +197,16 @@ def test_a_machine_whose_accelerator_did_not_start_stops_after_describe(tmp_path
 
 def test_the_full_plan_has_the_issues_sizes():
     steps = {s["name"]: s for s in _ladder().plan(small=False)}
-    assert list(steps) == ["describe", "train", "train_large", "bench", "grid", "seed_b", "train_cached"]
+    assert list(steps) == ["describe", "train", "train_large", "bench", "grid", "search_plan", "search", "seed_b",
+                           "train_cached"]
     assert steps["bench"]["args"][:9] == ["-m", "pgjax.bench", "--runs", "1", "64", "1024", "4096", "16384", "65536"]
     assert steps["train"]["args"] == ["-m", "pgjax.train", "--num-seeds", "1024"]
     assert steps["train_large"]["args"] == ["-m", "pgjax.train", "--num-seeds", "4096"]
     assert steps["grid"]["args"][2:] == ["--lr", "0.01", "0.03", "0.05", "--num-seeds", "1024"]
     assert steps["seed_b"]["args"][2:] == ["--preset", "seed-b", "--num-seeds", "4096", "--num-episodes", "2000"]
+    assert steps["search"]["args"][2:] == ["--lr", "1e-4:1e-1:log", "--entropy-coef", "0:0.02", "--num-samples",
+                                           "10000", "--num-seeds", "16", "--halving", "3"]
+    assert steps["search_plan"]["args"] == [*steps["search"]["args"], "--plan-only"]
 
 
 def test_run_sh_small_writes_every_steps_results(tmp_path):
@@ -217,7 +221,8 @@ def test_run_sh_small_writes_every_steps_results(tmp_path):
     record = json.loads((out / "accelerator.json").read_text())
     assert record["complete"] and record["small"]
     steps = {s["name"]: s for s in record["steps"]}
-    assert list(steps) == ["describe", "train", "train_large", "bench", "grid", "seed_b", "train_cached"]
+    assert list(steps) == ["describe", "train", "train_large", "bench", "grid", "search_plan", "search", "seed_b",
+                           "train_cached"]
     assert all(s["returncode"] == 0 and not s["timed_out"] for s in steps.values())
     machine = record["machine"]
     assert machine["platform"] == "cpu" and machine["backend_choices"]["runs_per_device"] == 64
@@ -233,6 +238,10 @@ def test_run_sh_small_writes_every_steps_results(tmp_path):
         assert summary["wall_seconds"] > summary["train_seconds"] > 0 and 0 <= summary["solved_runs"] <= runs
     assert steps["grid"]["result"]["num_groups"] == 3
     assert steps["seed_b"]["result"]["preset"] == "seed-b"
+    assert steps["search_plan"]["result"] is None and "plan only: nothing was trained" in \
+        steps["search_plan"]["output_tail"]
+    search = steps["search"]["result"]
+    assert search["num_groups"] == 16 and search["confirmation"]["seeds"] == [2, 3]
     assert steps["seed_b"]["result"]["episodes_per_run"] == [20]
     assert steps["train"]["result"]["compile_cache_hits"] == 0
     assert steps["train_cached"]["result"]["compile_cache_hits"] >= 1  # the compile cache filled by "train"

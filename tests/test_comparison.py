@@ -291,3 +291,19 @@ def test_version_and_console_script_name():
     from pgjax.commands import scripts
 
     assert callable(scripts.compare)
+
+
+def test_groups_of_several_folders_are_labelled_by_the_settings_that_differ_between_all_of_them(two_rates, tmp_path):
+    """Two folders of one group each (a folder's own groups share everything): the label names the learning rate,
+    not "group 0"."""
+    from pgjax.commands.compare import _groups_of_one_environment
+
+    summary = loading.load_summary(two_rates)
+    folders = [tmp_path / "slow", tmp_path / "fast"]
+    singles = []
+    for k, folder in enumerate(folders):
+        group = {**summary["groups"][k], "index": 0, "varied": {}}
+        runs = [{**summary["runs"][r], "group": 0} for r in group["runs"]]
+        singles.append({**summary, "groups": [{**group, "runs": list(range(len(runs)))}], "runs": runs})
+    groups, _ = _groups_of_one_environment(folders, singles)
+    assert [g.label for g in groups] == ["slow: learning_rate=0.003", "fast: learning_rate=0.03"]  # TWO_RATES

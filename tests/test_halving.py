@@ -221,7 +221,8 @@ def test_a_stopped_halving_resumes_to_the_uninterrupted_result(halved, tmp_path)
         _halve(run_dir=tmp_path, checkpoint_every=3, should_stop=stop_from_the_seventh_segment)
     folders = tmp_path / "checkpoints"
     assert sorted(p.name for p in (folders / "rung-0").iterdir()) == [f"chunk-{c:04d}" for c in range(5)]
-    assert sorted(p.name for p in (folders / "rung-1").iterdir()) == ["chunk-0000", "chunk-0001"]
+    assert sorted(p.name for p in (folders / "rung-1").iterdir()) == ["chunk-0000", "chunk-0001", "chunk_sizes.json"]
+    assert json.loads((folders / "rung-1" / "chunk_sizes.json").read_text()) == {"0": 2}  # chunks of 2 are fitted
     assert not (folders / "rung-2").exists()
     resumed, info, resumed_outcome = _halve(run_dir=tmp_path, checkpoint_every=3)
     assert info["resumed_updates"] == 5 * 2 + 2 + 1
@@ -237,7 +238,8 @@ def test_a_stopped_halving_resumes_to_the_uninterrupted_result(halved, tmp_path)
 
 
 HALVING = ["--num-seeds", "2", "--seed", "10", "--num-updates", "8", "--episodes-per-update", "4", "--hidden", "16",
-           "--lr", *map(str, LRS), "--max-parallel", "2", "--halving", "2", "--rungs", "3", "--quiet"]
+           "--lr", *map(str, LRS), "--max-parallel", "2", "--halving", "2", "--rungs", "3", "--quiet",
+           "--confirm-seeds", "0"]
 
 
 class StopAt:
@@ -296,3 +298,18 @@ def test_bad_halving_settings_exit_2_with_one_line_naming_the_flags(argv, messag
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("error: ")
     assert not (tmp_path / "x").exists()
+
+
+def test_plan_only_prints_the_rungs_the_work_and_an_estimated_time_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "planned"
+    assert main([*HALVING, "--plan-only", "--out", str(out)]) == 0  # printed despite --quiet: it is the output
+    printed = capsys.readouterr().out
+    assert "plan: 10 runs (5 grid points x 2 seeds) | 1 compile group | 5 chunks x 2 runs" in printed
+    assert "rungs at 2, 4, 8 updates: 5 x 2 in 5 chunks of 2 -> 3 x 2 in 3 chunks of 2 -> 2 x 2 in 2 chunks of 2 " \
+           "runs" in printed
+    # run-updates: 10 runs x 2, then 6 x 2 (updates 3-4), then 4 x 4 (updates 5-8); CartPole's limit 500 steps
+    assert f"work: {10 * 2 + 6 * 2 + 4 * 4} run-updates; at most {48 * 4 * 500:,} env steps" in printed
+    assert "estimated training time: " in printed and "plan only: nothing was trained or written" in printed
+    assert not out.exists()
+    assert main(["--resume", str(tmp_path), "--plan-only"]) == 2
+    assert "--plan-only plans a new command; give it without --resume" in capsys.readouterr().err

@@ -69,7 +69,8 @@ def test_infinity_is_refused_except_where_it_means_off():
 
 def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
     from pgjax.commands.options import RunOptions
-    from pgjax.commands.train import Sweep, preset_note
+    from pgjax.commands.train import Sweep
+    from pgjax.commands.train_report import preset_note
 
     points = resolve_grid("default", {"env": "DeepSea-bsuite"})
     note = preset_note(Sweep("default", points, RunOptions()), continuous_actions=False)

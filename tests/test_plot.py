@@ -120,17 +120,38 @@ def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path, 
     assert f"--resume {interrupted}\n" in capsys.readouterr().err
 
 
-def test_plot_run_draws_every_group_of_a_folder(run_folder):
+def test_plot_run_draws_every_group_of_a_folder_best_first(run_folder):
     curves, thresholds = plots.group_curves([run_folder])
-    assert [c["label"] for c in curves] == ["learning_rate=0.01", "learning_rate=0.03"]
+    ranking = loading.load_summary(run_folder)["ranking"]["groups"]
+    labels = {0: "learning_rate=0.01", 1: "learning_rate=0.03"}
+    assert [c["label"] for c in curves] == [labels[g] for g in ranking]
     assert thresholds == {"CartPole-v1": 475.0}
     group = loading.load_group_metrics(run_folder, 1)
-    np.testing.assert_array_equal(curves[1]["returns"], group["episode_return"])
-    assert curves[1]["env_steps"].shape == (2, 10)
+    np.testing.assert_array_equal(curves[ranking.index(1)]["returns"], group["episode_return"])
+    assert curves[ranking.index(1)]["env_steps"].shape == (2, 10)
     path = plots.plot_run(run_folder)
     assert path == run_folder / "learning_curves.png" and path.stat().st_size > 20_000
     curves, _ = plots.group_curves([run_folder, run_folder])
-    assert curves[0]["label"] == f"{run_folder.name}: learning_rate=0.01"  # several folders: named
+    # several folders: named, the folders' best first in turn
+    assert [c["label"] for c in curves] == [f"{run_folder.name}: {labels[g]}" for g in ranking for _ in range(2)]
+
+
+def test_labels_across_folders_name_what_differs_between_them():
+    a, b = Path("runs/a"), Path("runs/b")
+    curves = plots.label_curves([{"run_dir": a, "hyperparameters": {"learning_rate": 0.01, "gamma": 1.0}},
+                                 {"run_dir": b, "hyperparameters": {"learning_rate": 0.03, "gamma": 1.0}}], True)
+    assert [c["label"] for c in curves] == ["a: learning_rate=0.01", "b: learning_rate=0.03"]
+
+
+def test_many_curves_draw_the_best_few_and_the_envelope_of_the_others(tmp_path, monkeypatch):
+    curves = [{"label": f"lr={k}", **synthetic_curve(4, 30, k)} for k in range(12)]
+    drawn = []
+    monkeypatch.setattr(plots, "_draw_envelope", lambda ax, others, *args: drawn.append(len(others)))
+    plots.plot_curves(curves, tmp_path / "many.png", top=3)
+    assert drawn == [9]
+    monkeypatch.undo()
+    path = plots.plot_curves(curves, tmp_path / "many.png", top=3)
+    assert path.stat().st_size > 20_000
 
 
 def test_cli_overlays_folders(run_folder, tmp_path, capsys):
@@ -150,3 +171,19 @@ def test_cli_bad_input_has_no_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pgjax.plot", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr == f"error: {tmp_path} holds no run (no summary.json)\n"
+
+
+def test_the_envelope_runs_from_the_lowest_to_the_highest_curve_where_each_has_data():
+    class Axes:
+        def fill_between(self, x, low, high, **kwargs):
+            self.drawn = (x, low, high)
+
+    steps = np.array([[0.0, 10.0, 20.0]])
+    curves = [{"env_steps": steps, "returns": np.ones((1, 3))},
+              {"env_steps": steps, "returns": np.full((1, 3), 3.0)},
+              {"env_steps": steps / 2, "returns": np.full((1, 3), 5.0)}]  # a shorter curve: up to 10 steps
+    ax = Axes()
+    plots._draw_envelope(ax, curves, "iqm", 11, "others")
+    x, low, high = ax.drawn
+    np.testing.assert_array_equal(low, np.ones_like(x))
+    np.testing.assert_array_equal(high, np.where(x <= 10.0, 5.0, 3.0))

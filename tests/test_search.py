@@ -16,7 +16,8 @@ from pgjax.results.tables import print_report
 from pgjax.running import grid
 from pgjax.running.search import Range, Search, balance_note, draw, parse_range, unit_points
 
-SMALL = ["--num-seeds", "2", "--num-updates", "25", "--episodes-per-update", "2", "--hidden", "8", "--quiet"]
+SMALL = ["--num-seeds", "2", "--num-updates", "25", "--episodes-per-update", "2", "--hidden", "8", "--quiet",
+         "--confirm-seeds", "0"]  # tests/test_confirm.py confirms a search
 SEARCH = ["--lr", "1e-3:1e-1:log", "--entropy-coef", "0:0.02", "--num-samples", "4", "--sampler-seed", "3"]
 
 

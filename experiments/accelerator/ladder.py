@@ -55,6 +55,7 @@ from pathlib import Path
 MIN_STEP_SECONDS = 20
 OUTPUT_TAIL_CHARS = 3000
 FULL_LADDER = (1, 64, 1024, 4096, 16384, 65536)
+KEPT_GROUPS = 20  # groups of a run's summary.json kept in accelerator.json (a 10,000-point search has 10,000)
 
 
 def train_step(name: str, timeout: float, *args: str) -> dict:
@@ -68,22 +69,29 @@ def plan(small: bool) -> list[dict]:
     budget (the last steps get what is left). Small: the same steps with a few
     seeds and updates, sized for a CPU.
     """
+    ranges = ["--lr", "1e-4:1e-1:log", "--entropy-coef", "0:0.02"]
     if small:
         seeds, large, grid_seeds, seed_b_seeds, episodes = "4", "8", "2", "4", "20"
         budget = ["--num-updates", "5"]
         bench = ["--quick"]
+        search = [*ranges, "--num-samples", "16", "--num-seeds", "2", "--num-updates", "9", "--halving", "3",
+                  "--rungs", "2", "--confirm-seeds", "2"]
     else:
         seeds, large, grid_seeds, seed_b_seeds, episodes = "1024", "4096", "1024", "4096", "2000"
         budget = []
         # a fixed env-limit scan: the default (20 million steps) would scan 2.5 million steps one after
         # another for 1 run, which costs a launch per step on a GPU
         bench = ["--runs", *map(str, FULL_LADDER), "--env-limit-steps", "2000", "--compile-updates", "1000"]
+        # issue 25: 10,000 configurations x 16 seeds by successive halving, the winner confirmed on 16 fresh seeds
+        search = [*ranges, "--num-samples", "10000", "--num-seeds", "16", "--halving", "3"]
     return [
         {"name": "describe", "kind": "describe", "timeout": 45, "args": [__file__, "--describe"]},  # + FILE
         train_step("train", 60, "--num-seeds", seeds, *budget),
         train_step("train_large", 60, "--num-seeds", large, *budget),
         {"name": "bench", "kind": "bench", "timeout": 210, "args": ["-m", "pgjax.bench", *bench]},
         train_step("grid", 60, "--lr", "0.01", "0.03", "0.05", "--num-seeds", grid_seeds, *budget),
+        train_step("search_plan", 45, *search, "--plan-only"),
+        train_step("search", 180, *search),
         train_step("seed_b", 75, "--preset", "seed-b", "--num-seeds", seed_b_seeds, "--num-episodes", episodes),
         train_step("train_cached", 40, "--num-seeds", seeds, *budget),
     ]
@@ -120,13 +128,21 @@ def run_step(command: list[str], timeout: float, log: Path, env: dict | None = N
 
 def train_result(folder: Path) -> dict | None:
     """summary.json of a run folder, less its per-run lists, with the solved runs counted and the runs'
-    episode counts ("episodes_per_run", distinct values); None if missing."""
+    episode counts ("episodes_per_run", distinct values); of more than `KEPT_GROUPS` groups only the best
+    (by its "ranking"), the others counted in "groups_left_out"; None if missing."""
     path = folder / "summary.json"
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
     runs = summary.pop("runs", [])
     summary["groups"] = [{k: v for k, v in g.items() if k != "runs"} for g in summary.get("groups", [])]
+    if len(summary["groups"]) > KEPT_GROUPS:  # a search: its best groups, the rest counted (the file stays small)
+        best = set((summary.get("ranking") or {}).get("groups", [])[:KEPT_GROUPS])
+        summary["groups_left_out"] = len(summary["groups"]) - len(best)
+        summary["groups"] = [g for g in summary["groups"] if g.get("index") in best]
+        if isinstance(summary.get("comparison"), dict):
+            summary["comparison"]["groups"] = [g for g in summary["comparison"].get("groups", [])
+                                               if g.get("group") in best]
     summary["solved_runs"] = sum(bool(r.get("solved")) for r in runs)
     summary["episodes_per_run"] = sorted({r["episodes"] for r in runs})
     return summary
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, nargs="?", help="folder for accelerator.json, bench.json and steps.log")
     parser.add_argument("--small", action="store_true", help="ladder 1 and 8, a few seeds: a check on a CPU")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for all steps together (default: 450; --small: 600)")
+                        help="seconds for all steps together (default: 560; --small: 600)")
     parser.add_argument("--work", type=Path, default=None, help="folder for run folders and the compile cache")
     parser.add_argument("--steps", default=None,
                         help="comma-separated names of the steps to run (default: all), e.g. bench,seed_b for a "
@@ -228,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="pgjax-accelerator-"))
     work.mkdir(parents=True, exist_ok=True)
-    budget = args.budget if args.budget is not None else (600.0 if args.small else 450.0)
+    budget = args.budget if args.budget is not None else (600.0 if args.small else 560.0)
     log, record_path = out / "steps.log", out / "accelerator.json"
     log.write_text(f"pgjax accelerator ladder{' (small)' if args.small else ''}: work folder {work}\n")
     shutil.rmtree(work / "xla-cache", ignore_errors=True)  # `train` compiles, `train_cached` loads

@@ -58,15 +58,25 @@ class Args:
 
 
 def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple[list[cmp.GroupRuns], list[dict]]:
-    """Every folder's completed groups; named by index for one folder, "DIR:index" for several."""
+    """Every folder's completed groups; named by index for one folder, "DIR:index" for several, and then
+    labelled by the folder's name and the settings that differ between the groups of every folder."""
     from pgjax.results import comparison as cmp
+    from pgjax.results.tables import TABLE_DIGITS, format_setting
+    from pgjax.running.grid import varied_settings
 
+    names = varied_settings([g["hyperparameters"] for s in summaries for g in s["groups"]])
     groups, left_out = [], []
     for run_dir, summary in zip(dirs, summaries):
         prefix = f"{run_dir}:" if len(dirs) > 1 else ""
         kept, dropped = cmp.summary_groups(summary, prefix=prefix)
         if prefix:
-            kept = [dataclasses.replace(g, label=f"{run_dir.name}: {g.label}") for g in kept]
+            def label(group: cmp.GroupRuns) -> str:
+                index = int(str(group.name)[len(prefix):])
+                settings = summary["groups"][index]["hyperparameters"]
+                differ = ", ".join(f"{n}={format_setting(settings.get(n), TABLE_DIGITS)}" for n in names)
+                return f"{run_dir.name}: {differ or f'group {index}'}"
+
+            kept = [dataclasses.replace(g, label=label(g)) for g in kept]
         groups.extend(kept)
         left_out.extend(dropped)
     return groups, left_out
@@ -89,9 +99,11 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
         plot_improvement,
         plot_performance_profiles,
     )
+    from pgjax.results.confirmation import checked_confirmation
 
     groups, left_out = _groups_of_one_environment(dirs, summaries)
-    if len(groups) < 2:
+    confirmations = [checked_confirmation(s, d / outputs.SUMMARY_FILE) for d, s in zip(dirs, summaries)]  # before
+    if len(groups) < 2:  # anything is written
         raise ValueError(f"{len(groups)} completed group{'s' * (len(groups) != 1)} in {', '.join(map(str, dirs))}: "
                          "nothing to compare (train several settings, e.g. --lr 0.003 0.03, or give several folders)")
     result = {**cmp.compare_groups(groups, args.baseline, reps=args.resamples), "left_out": left_out}
@@ -102,7 +114,6 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
     env = summaries[0]["env"]
     data = {"dirs": [str(d) for d in dirs], "env": env, "solve_threshold": summaries[0].get("solve_threshold"),
             "comparison": result, "performance_profile": {"tau": tau, "groups": profiles}}
-    outputs.write_json(out / COMPARISON_FILE, data)
     plot_performance_profiles(profiles, tau, out / PROFILE_FILE, title=f"{env}: performance profiles",
                               xlabel="final return (tau)")
     plot_improvement(result, out / IMPROVEMENT_FILE, title=f"{env}: probability of improvement")
@@ -134,7 +145,21 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
     console.print(table)
     for dropped in left_out:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
+    _print_confirmations(dirs, confirmations, data, console)
+    outputs.write_json(out / COMPARISON_FILE, data)
     return data
+
+
+def _print_confirmations(dirs: list[Path], confirmations: list[dict | None], data: dict, console: Console) -> None:
+    """Each folder's confirmation on fresh seeds (`checked_confirmation`: its figures recomputed from its
+    runs): a table and the winner's line; comparison.json's "confirmation" gets {folder: its winner}."""
+    from pgjax.results.tables import print_confirmation
+
+    for folder, confirmation in zip(dirs, confirmations):
+        if confirmation is not None:
+            console.print(f"{folder}: the search's winner on fresh seeds")
+            print_confirmation(confirmation, console)
+            data.setdefault("confirmation", {})[str(folder)] = confirmation["winner"]
 
 
 def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, out: Path, console: Console) -> dict:

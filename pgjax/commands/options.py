@@ -47,6 +47,7 @@ from pgjax.commands.checks import check_name, check_run_folder, check_seeds
 from pgjax.commands.shared import OPTIONAL_VALUE
 from pgjax.results.tables import format_setting
 from pgjax.running.devices import DEFAULT_COMPILE_CACHE
+from pgjax.running.repack import RepackMode
 from pgjax.running.search import Sampler
 
 # settings that take one value (a sweep over environments or budgets is several commands)
@@ -101,6 +102,19 @@ class RunOptions:
                                         "on to the next, and so on to --num-updates.")
     rungs: int | None = setting(None, "Rungs of --halving: rung k of K ends after num_updates * ETA^-(K-1-k) "
                                       "updates, rounded (default 3).")
+    plan_only: bool = setting(False, "Print the plan, the rungs, the work, the compiles and an estimated time "
+                                     "(from a few timed updates of the first chunk), then stop: nothing is "
+                                     "trained or written.")
+    confirm_seeds: int | None = setting(None, "After a search or --halving, train its best --confirm-top "
+                                              "configurations and the preset's configuration (the reference) "
+                                              "again on this many seeds after the tuning seeds, and report the "
+                                              "winner's figures on them (default: 16 for a search or --halving, "
+                                              "else 0; 0: none).")
+    confirm_top: int = setting(3, "How many of the best configurations --confirm-seeds trains again.")
+    repack: RepackMode = setting(
+        "auto", "How --halving trains a later rung's fewer runs: auto repacks them into smaller chunks where the "
+                "padding saved takes longer than one more compile (measured on the first rung), off keeps the "
+                "first rung's chunks, always repacks.")
 
 
 # Characters Weights & Biases refuses in a project's name (its own check, made here before anything is written).
@@ -119,14 +133,23 @@ def check_run_options(run: RunOptions) -> None:
         --num-seeds - 1, --sampler-seed: `pgjax.commands.checks.check_seeds`); an --out that is
         empty, the current folder or the root; an empty --compile-cache or --wandb.
     """
-    for name in ("num_seeds", "max_parallel", "checkpoint_every", "gradient_block_rows"):
+    for name in ("num_seeds", "max_parallel", "checkpoint_every", "gradient_block_rows", "confirm_top"):
         value = getattr(run, name)
         if value is not None and value < 1:
             raise ValueError(f"{flag(name)} must be >= 1, got {value}")
     check_seeds("--seed", run.seed, run.num_seeds, "--num-seeds")
+    if run.confirm_seeds is not None and run.confirm_seeds < 0:
+        raise ValueError(f"--confirm-seeds must be >= 0 (0: no confirmation), got {run.confirm_seeds}")
+    if run.confirm_seeds:
+        check_seeds("--seed", run.seed, run.num_seeds + run.confirm_seeds, "--num-seeds + --confirm-seeds")
     if run.sampler_seed is not None:
         check_seeds("--sampler-seed", run.sampler_seed)
     check_run_folder("--out", run.out)
+    if run.plan_only and run.resume is not None:
+        raise ValueError("--plan-only plans a new command; give it without --resume")
+    if run.repack != "auto" and run.halving is None:
+        raise ValueError(f"--repack {run.repack} sets how --halving packs a later rung's runs: give --halving ETA "
+                         "with it")
     if not run.compile_cache.strip() and os.environ.get("PGJAX_COMPILE_CACHE") == run.compile_cache:
         raise ValueError(f"--compile-cache {run.compile_cache!r} (the environment variable PGJAX_COMPILE_CACHE's) "
                          "names no folder: set it to a folder or off, or give --compile-cache DIR")

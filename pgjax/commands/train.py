@@ -32,7 +32,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgjax.commands import options, train_report
+from pgjax.commands import options, train_confirm, train_plan, train_report
 from pgjax.commands.options import RunOptions
 from pgjax.commands.process import ABORTED, StopRequest, exit_process, freeze_imports, prepare_process, run_command
 from pgjax.commands.shared import make_console, parse
@@ -98,7 +98,9 @@ def sweep_of(args: Any) -> Sweep:
         points = grid_settings.resolve_grid(args.preset, given, search, run.num_seeds)
         sweep = Sweep(args.preset, points, run, search.record() if search else None)
     plan = HalvingPlan.for_points(sweep.points, sweep.run.halving, sweep.run.rungs)
-    return dataclasses.replace(sweep, halving=plan)
+    confirm_seeds = train_confirm.confirm_seeds_of(sweep.run, bool(sweep.search or plan), len(sweep.points))
+    options.check_run_options(dataclasses.replace(sweep.run, confirm_seeds=confirm_seeds))  # its seeds fit too
+    return dataclasses.replace(sweep, halving=plan, run=dataclasses.replace(sweep.run, confirm_seeds=confirm_seeds))
 
 
 def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
@@ -134,34 +136,6 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
             notes.append(f"the interrupted command logged to --{name}; a resumed run starts no tracker its "
                          f"folder names: give {again} with --resume to log again")
     return tuple(notes)
-
-
-def print_notes(sweep: Sweep, continuous_actions: bool, console: Console) -> None:
-    """The lines before the plan: the sweep's notes, the preset's, the sampler's balance and the rungs."""
-    from pgjax.running.search import balance_note
-
-    notes = [*sweep.notes, preset_note(sweep, continuous_actions),
-             sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
-    for note in filter(None, notes):
-        console.print(note, soft_wrap=True)
-    plan = sweep.halving
-    if plan is not None:
-        console.print(f"successive halving: rungs at {', '.join(map(str, plan.rung_updates))} updates; at each "
-                      f"rung the best 1/{plan.eta} of the configurations (by IQM of the final return over "
-                      "the seeds) go on", soft_wrap=True)
-
-
-def preset_note(sweep: Sweep, continuous_actions: bool) -> str | None:
-    """For an environment without a preset of its own under preset "default": which settings it trains with."""
-    from pgjax.algo.presets import ENV_PRESETS
-
-    env = sweep.points[0].config.static.env
-    if sweep.preset != "default" or env in ENV_PRESETS:
-        return None
-    return (f"{env} has no preset of its own: training with CartPole-v1's default settings and "
-            f"the learning rate measured for environments without one "
-            f"({options.settings_line([p.config for p in sweep.points], continuous_actions)}); "
-            "give flags to change them")
 
 
 def run(args: Any, console: Console | None = None, started: float | None = None,
@@ -244,6 +218,9 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
     devices = jax.devices()
     chunks, estimates = run_record.plan_or_resume_chunks(out, resuming, groups, opts.num_seeds, devices,
                                                          opts.max_parallel, opts.gradient_block_rows)
+    if opts.plan_only:  # every process calibrates (their devices train together); process 0 prints
+        train_plan.plan_only(sweep, groups, chunks, estimates, devices, spec, console, is_main)
+        return out
     made = []
     if is_main and not resuming:
         from pgjax.commands import grid_settings
@@ -253,7 +230,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         made = run_record.start_run_folder(out, opts.overwrite, hold, record)
     verbose = is_main and not opts.quiet
     if verbose:
-        print_notes(sweep, spec.action_kind == "continuous", console)
+        train_report.print_notes(sweep, spec.action_kind == "continuous", console)
         train_report.print_plan(sweep, groups, chunks, estimates, console)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
     try:
@@ -268,8 +245,11 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         raise
     results, timings, outcome = _train_sweep(sweep, opts, groups, chunks, estimates, out, devices, tracker,
                                              console, mode, stop)
+    confirmation = _with_trackers_closed_on_error(tracker, out, lambda: train_confirm.confirm(
+        sweep, opts, results, outcome, spec, out, devices, console, mode, stop))
     if is_main:
-        _finish(sweep, opts, groups, results, timings, outcome, spec, start, out, tracker, console, stop)
+        _finish(sweep, opts, groups, results, timings, outcome, spec, start, out, tracker, console, stop,
+                confirmation)
     return out
 
 
@@ -279,10 +259,9 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
     from pgjax.results.summary import halving_score
     from pgjax.running.halving import train_halving
     from pgjax.running.progress import SweepProgress, rung_progress
-    from pgjax.running.sweep import Interrupted, train_sweep
+    from pgjax.running.sweep import train_sweep
 
-    plan, outcome = sweep.halving, None
-    try:
+    def train() -> tuple[list, dict, Any]:
         if plan is None:
             work = sum(len(c.positions) * groups[c.group][0].config.static.num_updates for c in chunks)
             with SweepProgress(work, console, mode) as progress:
@@ -290,35 +269,47 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
                     progress.report(report)
                     tracker.log_segment(report)
 
-                results, timings = train_sweep(
+                return *train_sweep(
                     groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
                     checkpoint_every=opts.checkpoint_every, on_segment=on_segment, should_stop=stop,
                     block_rows=opts.gradient_block_rows,
-                )
-        else:
-            results, timings, outcome = train_halving(
-                groups, opts.num_seeds, opts.seed, plan, chunks, halving_score, devices=devices, run_dir=out,
-                checkpoint_every=opts.checkpoint_every, should_stop=stop, block_rows=opts.gradient_block_rows,
-                rung_progress=rung_progress(console, mode, plan, opts.num_seeds), on_segment=tracker.log_segment)
-            timings["memory_estimate"] = estimates
-    except BaseException as error:  # a stop, an error, a second Ctrl-C: the trackers flush and finish first
+                ), None
+        results, timings, outcome = train_halving(
+            groups, opts.num_seeds, opts.seed, plan, chunks, halving_score, devices=devices, run_dir=out,
+            checkpoint_every=opts.checkpoint_every, should_stop=stop, block_rows=opts.gradient_block_rows,
+            rung_progress=rung_progress(console, mode, plan, opts.num_seeds), on_segment=tracker.log_segment,
+            repack=opts.repack)
+        return results, {**timings, "memory_estimate": estimates}, outcome
+
+    plan = sweep.halving
+    return _with_trackers_closed_on_error(tracker, out, train)
+
+
+def _with_trackers_closed_on_error(tracker, out: Path, train):
+    """`train()`; a stop, an error or a second Ctrl-C closes the trackers first (they flush and finish), and a
+    stop learns the run folder to resume."""
+    from pgjax.running.sweep import Interrupted
+
+    try:
+        return train()
+    except BaseException as error:
         tracker.close()
         if isinstance(error, Interrupted):
             error.run_dir = out
         raise
-    return results, timings, outcome
 
 
 def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings: dict, outcome, spec,
-            start: float, out: Path, tracker, console: Console, stop: StopRequest | None) -> None:
-    """Write the results (summary.json last), close the trackers and print the report."""
+            start: float, out: Path, tracker, console: Console, stop: StopRequest | None,
+            confirmation: dict | None = None) -> None:
+    """Write the results (summary.json last, with the `confirmation`), close the trackers and print the report."""
     from pgjax.results import outputs
     from pgjax.results.run_record import write_results
     from pgjax.results.tables import print_report
 
     try:
         summary = write_results(out, sweep.points, groups, results, timings, outcome, sweep.preset,
-                                opts.num_seeds, sweep.search, spec, start)
+                                opts.num_seeds, sweep.search, spec, start, confirmation)
         tracker.log_final(summary)
     finally:
         tracker.close()

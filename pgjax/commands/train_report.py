@@ -1,5 +1,5 @@
-"""What `python -m pgjax.train` prints around the training besides its notes, progress and table: the plan
-line before it, and the best group's line after it."""
+"""What `python -m pgjax.train` prints around the training besides its progress and table: the notes and
+the plan line before it, and the best group's line after it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,35 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pgjax.running.sweep import Chunk
+
+
+def print_notes(sweep: Any, continuous_actions: bool, console: Console) -> None:
+    """The lines before the plan: the sweep's notes, the preset's, the sampler's balance and the rungs."""
+    from pgjax.running.search import balance_note
+
+    notes = [*sweep.notes, preset_note(sweep, continuous_actions),
+             sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
+    for note in filter(None, notes):
+        console.print(note, soft_wrap=True)
+    plan = sweep.halving
+    if plan is not None:
+        console.print(f"successive halving: rungs at {', '.join(map(str, plan.rung_updates))} updates; at each "
+                      f"rung the best 1/{plan.eta} of the configurations (by IQM of the final return over "
+                      "the seeds) go on", soft_wrap=True)
+
+
+def preset_note(sweep: Any, continuous_actions: bool) -> str | None:
+    """For an environment without a preset of its own under preset "default": which settings it trains with."""
+    from pgjax.algo.presets import ENV_PRESETS
+    from pgjax.commands import options
+
+    env = sweep.points[0].config.static.env
+    if sweep.preset != "default" or env in ENV_PRESETS:
+        return None
+    return (f"{env} has no preset of its own: training with CartPole-v1's default settings and "
+            f"the learning rate measured for environments without one "
+            f"({options.settings_line([p.config for p in sweep.points], continuous_actions)}); "
+            "give flags to change them")
 
 
 def print_plan(sweep: Any, groups: list, chunks: list[Chunk], estimates: list[dict] | None,

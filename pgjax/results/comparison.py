@@ -124,6 +124,26 @@ def improvement(x: np.ndarray, y: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES
     return {"probability": probability, "ci95": interval, "runs": [int(x.size), int(y.size)]}
 
 
+def paired_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """P(X > Y) over seed pairs: the share of pairs in which x beats y (a tie counts 1/2), with its percentile
+    bootstrap interval over pairs.
+
+    Args:
+      x, y: [P] values of the P pairs (the same seed's runs).
+
+    Returns:
+      {"probability" (None with no pair), "ci95" (None for fewer than 2 pairs), "pairs": P}.
+    """
+    wins = (np.asarray(x, np.float64) > y) + 0.5 * (np.asarray(x, np.float64) == y)
+    if wins.size == 0:
+        return {"probability": None, "ci95": None, "pairs": 0}
+    interval = None
+    if wins.size >= 2:
+        low, high = bootstrap_interval(wins, np.mean, reps=reps, seed=seed)
+        interval = [float(low), float(high)]
+    return {"probability": float(wins.mean()), "ci95": interval, "pairs": int(wins.size)}
+
+
 def _pairs(group: GroupRuns, baseline: GroupRuns, keep: Callable[[GroupRuns], np.ndarray]) -> tuple:
     """Positions (in group, in baseline) of runs with equal seeds that both pass `keep`; and the seeds dropped."""
     position = {int(s): k for k, s in enumerate(np.asarray(baseline.seeds).reshape(-1))}

@@ -45,7 +45,7 @@ CLASH_NAMES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, PLOT_FILE, 
 # Folders the trackers write into; a user's own (there before the run) is left alone and is no clash.
 TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 # The entries pgjax's checkpoints make under checkpoints/ (`pgjax.running.checkpoints`, `pgjax.running.halving`)
-CHECKPOINT_ENTRY = re.compile(r"chunk-\d{4}|rung-\d+")
+CHECKPOINT_ENTRY = re.compile(r"chunk-\d{4}|rung-\d+|confirmation")  # pgjax.running.confirm.CONFIRM_DIR too
 # The errors of a full disk or quota: their message says the space needed and free.
 FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 

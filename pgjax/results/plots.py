@@ -33,6 +33,9 @@ PLOT_FILE = outputs.PLOT_FILE
 # Bootstrap resamples per band point: enough for a drawn band (summary.json's intervals use
 # `stats.BOOTSTRAP_RESAMPLES`); the cost grows with runs x points x resamples.
 BAND_RESAMPLES = 500
+# Curves drawn one by one, with a band and a legend entry; more curves than this: the first ones (the best,
+# as the caller orders them) and the envelope of the others' curves (a legend of 1,000 entries says nothing).
+TOP_CURVES = 8
 
 
 def curve_on_grid(env_steps: np.ndarray, returns: np.ndarray, points: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +88,13 @@ def plot_curves(
     points: int = 100,
     reps: int = BAND_RESAMPLES,
     seed: int = 0,
+    top: int = TOP_CURVES,
 ) -> Path:
     """Draw learning curves into a PNG (800 x 500 pixels at 100 dpi before tight cropping).
+
+    With more than `top` curves the first `top` are drawn (the best first, as the
+    caller orders them) and the others as one grey envelope: at each env-steps
+    point, the lowest to the highest of their curves (without bands).
 
     Args:
       curves: dicts with "label" (str), "env_steps" [R, U] cumulative env steps after
@@ -98,6 +106,7 @@ def plot_curves(
       title: figure title.
       statistic: "iqm" (interquartile mean over runs, rliable's recommendation) or "mean".
       points, reps, seed: grid points per curve; bootstrap resamples and seed of the bands.
+      top: most curves drawn one by one.
 
     Returns:
       The path written.
@@ -114,8 +123,11 @@ def plot_curves(
     image_format = image_format_of(path)
     fig = Figure(figsize=(8, 5), dpi=100)
     ax = fig.add_subplot()
-    colors = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors
-    for k, curve in enumerate(curves):
+    shown, others = curves[:top], curves[top:]
+    colors = colormaps["tab10" if len(shown) <= 10 else "tab20"].colors
+    if others:
+        _draw_envelope(ax, others, statistic, points, f"the other {len(others):,} groups: range of their curves")
+    for k, curve in enumerate(shown):
         grid, values = curve_on_grid(curve["env_steps"], curve["returns"], points)
         centre, low, high = curve_band(values, statistic, reps=reps, seed=seed)
         color = colors[k % len(colors)]
@@ -132,15 +144,30 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.set_title(title)
     legend_title = f"{STATISTIC_NAMES[statistic]} over runs, shaded: 95% bootstrap CI"
-    if max(len(c["label"]) for c in curves) > 45:  # long labels go below the axes, not over the curves
+    if max(len(c["label"]) for c in shown) > 45:  # long labels go below the axes, not over the curves
         ax.legend(title=legend_title, loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small",
                   title_fontsize="small")
-    elif len(curves) <= 6:
+    elif len(shown) + bool(others) <= 6:
         ax.legend(title=legend_title, loc="best", fontsize="small", title_fontsize="small")
     else:
         ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                   title_fontsize="small")
     return outputs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format=image_format))
+
+
+def _draw_envelope(ax: Any, curves: Sequence[dict], statistic: Statistic, points: int, label: str) -> None:
+    """The lowest to the highest of `curves`' statistic curves at each point of one env-steps grid (a curve
+    counts where it has data: halving's shorter curves end early), in grey."""
+    fn = STATISTICS[statistic]
+    centres = [curve_on_grid(c["env_steps"], c["returns"], points) for c in curves]
+    centres = [(grid, fn(values, axis=0)) for grid, values in centres]
+    stop = max(grid[-1] for grid, _ in centres)
+    grid = np.linspace(min(g[0] for g, _ in centres), stop, 2 * points)
+    stacked = np.stack([np.where((grid >= g[0]) & (grid <= g[-1]), np.interp(grid, g, c), np.nan) for g, c in centres])
+    covered = ~np.isnan(stacked).all(axis=0)
+    low = np.where(covered, np.nanmin(np.where(np.isnan(stacked), np.inf, stacked), axis=0), np.nan)
+    high = np.where(covered, np.nanmax(np.where(np.isnan(stacked), -np.inf, stacked), axis=0), np.nan)
+    ax.fill_between(grid, low, high, color="0.6", alpha=0.35, lw=0, label=label)
 
 
 def image_format_of(path: Path) -> str:
@@ -182,24 +209,31 @@ def figure_path(out: str | Path, default_name: str = PLOT_FILE) -> Path:
 
 
 def curves_of_summary(summary: dict, group_metrics: Sequence[dict], run_dir: str | Path) -> list[dict]:
-    """One unlabelled curve per group of a run: {"run_dir", "hyperparameters", "env_steps", "returns"}.
+    """One unlabelled curve per group of a run: {"run_dir", "hyperparameters", "env_steps", "returns", "rank" (its
+    place in the run's ranking, best first; an unranked group's after every ranked one)}.
 
     Args:
       summary: the run's summary.json dict (written or not yet); group_metrics: per group,
         its metrics (name -> [R, U] arrays: "env_steps", "episode_return"); run_dir: the folder.
     """
+    ranking = (summary.get("ranking") or {}).get("groups") if isinstance(summary.get("ranking"), dict) else None
+    place = {index: k for k, index in enumerate(ranking)} if isinstance(ranking, list) else {}
     return [{"run_dir": Path(run_dir), "hyperparameters": group["hyperparameters"],
-             "env_steps": np.asarray(metrics["env_steps"]), "returns": np.asarray(metrics["episode_return"])}
-            for group, metrics in zip(summary["groups"], group_metrics)]
+             "env_steps": np.asarray(metrics["env_steps"]), "returns": np.asarray(metrics["episode_return"]),
+             "rank": place.get(group["index"], len(place) + g)}
+            for g, (group, metrics) in enumerate(zip(summary["groups"], group_metrics))]
+
+
+def best_first(curves: list[dict]) -> list[dict]:
+    """Curves by their place in their folder's ranking (summary.json's "ranking"; unranked groups after, in
+    order), the folders' best first in turn: what `plot_curves` draws one by one when there are many."""
+    return sorted(curves, key=lambda c: c["rank"])  # stable: equal places keep the folders' order
 
 
 def label_curves(curves: list[dict], several: bool) -> list[dict]:
     """Label each curve by what tells it apart (see `group_curves`); returns `curves`."""
+    names = varied_settings([c["hyperparameters"] for c in curves])  # over every folder's groups
     for curve in curves:
-        # Several folders: a folder's name stands for its settings, and only what differs
-        # between its own groups is added; one folder: what differs between its groups.
-        same_folder = [c["hyperparameters"] for c in curves if c["run_dir"] == curve["run_dir"]]
-        names = varied_settings(same_folder)
         settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name), TABLE_DIGITS)}"
                              for name in names)
         folder = curve["run_dir"].name if several else ""
@@ -223,7 +257,7 @@ def plot_summary(run_dir: str | Path, summary: dict, group_metrics: Sequence[Any
     """
     as_dicts = [m if isinstance(m, dict) else {"env_steps": m.env_steps, "episode_return": m.episode_return}
                 for m in group_metrics]
-    curves = label_curves(curves_of_summary(summary, as_dicts, run_dir), several=False)
+    curves = best_first(label_curves(curves_of_summary(summary, as_dicts, run_dir), several=False))
     return plot_curves(curves, Path(run_dir) / PLOT_FILE if path is None else path,
                        threshold=summary.get("solve_threshold"), title=f"{summary['env']}: {Path(run_dir).name}",
                        statistic=statistic)
@@ -233,10 +267,10 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
     """One curve per group of every run folder, labelled by what tells it apart.
 
     Returns:
-      (curves for `plot_curves`, each also with "hyperparameters" and "run_dir";
+      (curves for `plot_curves`, `best_first`, each also with "hyperparameters" and "run_dir";
       {env id: solve threshold}, one entry: every folder's environment). A label
       holds the folder name when there are several folders, and the settings
-      that differ between the groups of its folder; a lone curve is labelled "all runs".
+      that differ between the groups (of every folder); a lone curve is labelled "all runs".
 
     Raises:
       ValueError: no folder; a folder that holds no finished run
@@ -257,7 +291,7 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
         thresholds[summary["env"]] = summary.get("solve_threshold")
         group_metrics = loading.load_run_metrics(run_dir, summary)
         curves.extend(curves_of_summary(summary, group_metrics, run_dir))
-    return label_curves(curves, several=len(run_dirs) > 1), thresholds
+    return best_first(label_curves(curves, several=len(run_dirs) > 1)), thresholds
 
 
 def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic: Statistic = "iqm") -> Path:

@@ -119,14 +119,16 @@ def plan_or_resume_chunks(out: Path, resuming: bool, groups: list, num_seeds: in
 
 
 def write_results(out: Path, points: list[GridPoint], groups: list, results: list, timings: dict, outcome,
-                  preset: str, num_seeds: int, search: dict | None, spec, start: float) -> dict:
+                  preset: str, num_seeds: int, search: dict | None, spec, start: float,
+                  confirmation: dict | None = None) -> dict:
     """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
 
     summary.json marks a finished run: a write that fails before it leaves a folder that reads as interrupted.
     `outcome` is successive halving's (`pgjax.running.halving.HalvingOutcome`), None for a plain sweep, whose
     `results` are one per compile group; `spec` the environment's `EnvSpec` (its solve threshold, and what
     `pgjax.results.health.run_warnings` looks at for summary.json's "warnings"); `start` the
-    `time.perf_counter()` wall_seconds counts from.
+    `time.perf_counter()` wall_seconds counts from; `confirmation` summary.json's "confirmation"
+    (`pgjax.results.confirmation.confirmation_fields`), None without one.
     """
     import jax
 
@@ -148,6 +150,8 @@ def write_results(out: Path, points: list[GridPoint], groups: list, results: lis
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
     summary = summarise(points, num_seeds, preset, results, timings, spec.solve_threshold, search=search,
                         halving=outcome)
+    if confirmation is not None:
+        summary["confirmation"] = confirmation
     summary["warnings"] = run_warnings(metrics, spec)  # lines: what looks like a run that cannot learn
     write_exports(out, summary, metrics)
     plot_summary(out, summary, metrics)

@@ -227,7 +227,10 @@ def halving_fields(outcome: HalvingOutcome, points: list[GridPoint], groups: lis
       both are made, in words), "env_steps" (every run's env steps, as trained),
       "env_steps_full_sweep" (an estimate, `full_sweep_env_steps`),
       "env_steps_saved" (their difference), "env_steps_full_sweep_own_rate"
-      (the estimate without growth: each stopped run going on at its last rung's rate)}.
+      (the estimate without growth: each stopped run going on at its last rung's rate),
+      "chunk_sizes" ([K] per rung, compile group -> its chunk size) and "packing"
+      ([K] per rung, compile group -> how its runs were packed, in words, where
+      a later rung chose: `pgjax.running.repack.SizeChoice.text`)}.
     """
     plan = outcome.plan
     steps = {point.index: np.asarray(r.metrics.env_steps, np.int64) for point, r in zip(points, results)}
@@ -246,6 +249,8 @@ def halving_fields(outcome: HalvingOutcome, points: list[GridPoint], groups: lis
                      "a diverged run counts as the worst; ties go to the lower group index",
         "env_steps": spent, "env_steps_full_sweep": full, "env_steps_saved": full - spent,
         "env_steps_full_sweep_own_rate": own_rate,
+        "chunk_sizes": [{str(g): size for g, size in sizes.items()} for sizes in outcome.chunk_sizes],
+        "packing": [{str(g): choice.text() for g, choice in choices.items()} for choices in outcome.choices],
         "full_sweep_estimate": "env steps trained, plus for each run stopped early at rung k: its env steps per "
                                "update over rung k, times how the finalists' env steps per update grew from rung k "
                                "to the end, times the updates it did not train",

@@ -50,7 +50,7 @@ def print_report(summary: dict, console: Console) -> None:
 
     groups = summary["groups"]
     varied = list(groups[0]["varied"])
-    title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
+    title = _title(summary)
     method = (summary.get("interval_method") or {}).get("returns", "percentile bootstrap over runs")
     groups, caption = _shown_groups(summary, f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
     table = Table(title=title, caption=caption)
@@ -73,11 +73,7 @@ def print_report(summary: dict, console: Console) -> None:
             "-" if steps is None else f"{steps:,.0f} ({solve['count']}/{sane})", str(group["num_diverged"]),
         )
     console.print(table)
-    diverged = [(k, r) for k, r in enumerate(summary["runs"]) if r["diverged"]]
-    if diverged:
-        listed = ", ".join(f"{k} (group {r['group']}, seed {r['seed']})" for k, r in diverged[:10])
-        more = f" and {len(diverged) - 10} more" if len(diverged) > 10 else ""
-        console.print(f"[bold red]diverged[/]: runs {listed}{more}; left out of every statistic")
+    _print_diverged(summary["runs"], console)
     statistics = summary["statistics"] or {}
     sane = summary["num_runs"] - summary["num_diverged"]
     if summary["solve_threshold"] is None:
@@ -103,8 +99,28 @@ def print_report(summary: dict, console: Console) -> None:
     )
     if halving:
         print_halving(halving, console)
+    if summary.get("confirmation"):
+        print_confirmation(summary["confirmation"], console)
     for line in summary.get("warnings") or ():  # `pgjax.results.health`: a run that looks unable to learn
         console.print(f"[bold yellow]warning[/]: {escape(line)}", soft_wrap=True)
+
+
+def _print_diverged(runs: list[dict], console: Console) -> None:
+    """A line naming the diverged runs (the first 10), if any."""
+    diverged = [(k, r) for k, r in enumerate(runs) if r["diverged"]]
+    if diverged:
+        listed = ", ".join(f"{k} (group {r['group']}, seed {r['seed']})" for k, r in diverged[:10])
+        more = f" and {len(diverged) - 10} more" if len(diverged) > 10 else ""
+        console.print(f"[bold red]diverged[/]: runs {listed}{more}; left out of every statistic")
+
+
+def _title(summary: dict) -> str:
+    """The table's title; after a confirmation it says the figures are the tuning seeds'."""
+    title = f"{summary['env']} - preset {summary['preset']} - {summary['num_groups']} x {summary['num_seeds']} runs"
+    if summary.get("confirmation"):  # the search's own figures, on the seeds that chose the winner
+        first, last = summary["confirmation"]["tuning_seeds"]
+        title += f" - tuning seeds {first}-{last}"
+    return title
 
 
 def _shown_groups(summary: dict, caption: str) -> tuple[list[dict], str]:
@@ -134,3 +150,44 @@ def print_halving(halving: dict, console: Console) -> None:
         f"successive halving (ETA {halving['eta']}): rungs at {', '.join(map(str, halving['rung_updates']))} "
         f"updates | configurations per rung {kept} | best: group {halving['winner']} | {halving['env_steps']:,} "
         f"env steps against about {full:,} for the full sweep: {saved:,} saved{share}", soft_wrap=True)
+
+
+def print_confirmation(confirmation: dict, console: Console) -> None:
+    """The configurations trained again on fresh seeds (summary.json's "confirmation"), then the winner's line."""
+    configurations = confirmation["configurations"]
+    varied = list(configurations[0]["varied"])
+    first, last = confirmation["seeds"]
+    table = Table(title=f"confirmation - fresh seeds {first}-{last}", caption=(
+        "IQM tuning: on the tuning seeds, which chose the winner (optimistic on average); the other figures on the "
+        "fresh seeds alone; P(> reference): share of seeds on which the run beats the reference's, 95% percentile "
+        "bootstrap over seed pairs"))
+    for column in ("group", *varied, "role", "IQM tuning", "IQM [95% bootstrap CI]",
+                   "mean final return [95% bootstrap CI]", "P(> reference) [95% CI]", "diverged"):
+        table.add_column(column, justify="right")
+    for entry in configurations:
+        statistics = entry["statistics"] or {}
+        table.add_row(
+            "-" if entry["tuning_group"] is None else str(entry["tuning_group"]),
+            *(format_setting(entry["varied"][name], TABLE_DIGITS) for name in varied), entry["role"],
+            format_estimate(entry["tuning_iqm"], None), format_estimate(statistics.get("iqm"),
+                                                                          statistics.get("iqm_ci95")),
+            format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
+            "-" if "reference" in entry["role"] else
+            _probability_text(entry["versus_reference"]["probability_of_improvement"]),
+            str(entry["num_diverged"]))
+    console.print(table)
+    winner = confirmation["winner"]
+    better, difference = winner["probability_of_improvement"], winner["difference"]
+    versus = "" if better["probability"] is None or "reference" in configurations[0]["role"] else (
+        f"; against the reference on the same seeds: P(better) {_probability_text(better)}, mean difference "
+        f"{format_estimate(difference['mean'], difference['ci95'])}")
+    console.print(f"confirmed: group {winner['tuning_group']} (the tuning's best) IQM "
+                  f"{format_estimate(winner['iqm'], winner['iqm_ci95'])} on {last - first + 1} fresh seeds (on the "
+                  f"tuning seeds {format_estimate(winner['tuning_iqm'], None)}){versus}", soft_wrap=True)
+
+
+def _probability_text(entry: dict) -> str:
+    """A probability entry ({"probability", "ci95"}) as "0.44 [0.19, 0.69]"; "-" without one."""
+    if entry["probability"] is None:
+        return "-"
+    return f"{entry['probability']:.2f}" + ("" if entry["ci95"] is None else " [{:.2f}, {:.2f}]".format(*entry["ci95"]))

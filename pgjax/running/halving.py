@@ -10,20 +10,23 @@ in, ranked by `score` (higher is better; ties go to the lower grid point index),
 go on to the next rung; the others stop there and keep what they trained. The
 last rung is the whole `num_updates`.
 
-Still one compile per compile group: the runs of a rung are chunked with the
-chunk size of the group's first-rung plan, so every chunk of a group, at every
-rung, runs the same executables on the same per-device batch shape, and the
-survivors continue from their states (kept on the host between rungs). Since a
+The survivors continue from their states (kept on the host between rungs).
+A later rung's runs are chunked with the chunk size of the group's first-rung
+plan, or repacked into smaller chunks where the padding that saves outweighs
+one more compile of the group's segment program (`pgjax.running.repack`: the
+cost model, measured on the first rung; `repack="off"` never does). Since a
 segment's results do not depend on where segments end (`pgjax.running.sweep`),
 a configuration that survives to the end computes what it would have computed
 without halving wherever its chunks hold the same runs as they would have
 (bitwise, with the same per-device batch shape: the rollout loop of a batch
-runs to its longest episode, which `Metrics.loop_steps` reports).
+runs to its longest episode, which `Metrics.loop_steps` reports); in a
+repacked rung its batch shape changes, and so may the last bits of its floats.
 
 Checkpoints go to `checkpoints/rung-<k>/chunk-<c>/` of the run folder, the
-metrics of every update since the first; the rung plan is a function of the
-first rung's chunk plan and of the metrics, so a resumed sweep makes the same
-choices and restores every chunk it had trained.
+metrics of every update since the first, and a later rung's chunk sizes to
+`checkpoints/rung-<k>/chunk_sizes.json` before it trains; the rung plan is a
+function of the first rung's chunk plan, of the metrics and of those sizes, so
+a resumed sweep makes the same choices and restores every chunk it had trained.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
+from pgjax.running.repack import RungCost, SizeChoice, choose_chunk_size, fitted_size, read_sizes, write_sizes
 from pgjax.running.segments import concat_trees, split_into_chunks
 from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkRunner, ChunkStart, GroupResult, SegmentReport
 
@@ -148,6 +152,9 @@ class HalvingOutcome:
         where ranked: every rung's list is in the order of that rung's ranking).
       scores: [K] per rung, grid point index -> its score at the rung's end.
       chunks: [K] chunks trained per rung.
+      chunk_sizes: [K] per rung, compile group -> its chunk size in the rung.
+      choices: [K] per rung, compile group -> the `SizeChoice` that set it
+        (rung 0's: none; a resumed rung's sizes were read back: none).
     """
 
     plan: HalvingPlan
@@ -155,6 +162,8 @@ class HalvingOutcome:
     survivors: list[list[int]]
     scores: list[dict[int, float]]
     chunks: list[int]
+    chunk_sizes: list[dict[int, int]] = dataclasses.field(default_factory=list)
+    choices: list[dict[int, SizeChoice]] = dataclasses.field(default_factory=list)
 
 
 def train_halving(
@@ -173,6 +182,7 @@ def train_halving(
     on_segment: Callable[[SegmentReport], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     block_rows: int | None = None,
+    repack: str = "auto",
 ) -> tuple[list[GroupResult], dict, HalvingOutcome]:
     """Train the sweep by successive halving.
 
@@ -182,17 +192,21 @@ def train_halving(
       num_seeds, first_seed: every configuration's seeds, at every rung (paired).
       plan: the rungs (`HalvingPlan.make`).
       chunks: the first rung's chunk plan (`sweep.plan_chunks`): its chunk size
-        per compile group serves every rung.
+        per compile group serves every rung, or the most a later rung's repacked
+        chunks hold.
       score: a configuration's metrics ([num_seeds, u, ...] after u updates) ->
         its score, higher better (NaN: the worst).
       devices, checkpoint_every, segment_updates, should_stop: as `train_sweep`'s.
       run_dir: where checkpoints go (`rung_dir`); None: none. Chunks found
         there are restored (a resumed sweep).
-      rung_progress: `(rung, configurations, num_chunks, work) -> context
+      rung_progress: `(rung, configurations, num_chunks, work, note) -> context
         manager`, entered around each rung, whose value (if not None) is called
         with every `SegmentReport` of the rung; `configurations` is the number of
-        grid points in the rung, `work` adds up its chunks' run-updates (real runs x updates).
+        grid points in the rung, `work` adds up its chunks' run-updates (real runs
+        x updates), `note` says how a later rung's runs were packed ("" for none).
       on_segment: also called with every `SegmentReport`, of every rung.
+      repack: a later rung's chunk sizes (`pgjax.running.repack.REPACK_MODES`):
+        "auto" by the cost model, "off" the first rung's, "always" the fitted ones.
 
     Returns:
       (results, info, outcome): one `GroupResult` per grid point, in grid point
@@ -211,30 +225,30 @@ def train_halving(
     starts: dict[int, ChunkStart] = {}  # grid point index -> its runs' state and metrics at the previous rung
     results: dict[int, GroupResult] = {}
     outcome = HalvingOutcome(plan, {}, [], [], [])
+    costs: dict[int, RungCost | None] = {}  # compile group -> what its first rung measured
     if run_dir is not None:  # a resumed sweep: every checkpoint must be one of this plan's (rung 0's, before training)
-        check_chunk_folders(run_dir, {rung_dir(run_dir, k, c.index) for k in range(plan.rungs) for c in chunks},
-                            len(chunks))
-        trainer.check_checkpoints(_rung_chunks(alive, group_of, chunk_size, num_seeds),
-                                  lambda c: rung_dir(run_dir, 0, c.index), plan.rung_updates[0])
+        _check_resumed(trainer, run_dir, plan, chunks, _rung_chunks(alive, group_of, chunk_size, num_seeds))
     for rung, until in enumerate(plan.rung_updates):
-        rung_chunks = _rung_chunks(alive, group_of, chunk_size, num_seeds)
         begun = 0 if rung == 0 else plan.rung_updates[rung - 1]
+        sizes, choices = (chunk_size, {}) if rung == 0 else _rung_sizes(
+            trainer, alive, group_of, starts, chunk_size, num_seeds, rung, until - begun, costs, run_dir, repack)
+        rung_chunks = _rung_chunks(alive, group_of, sizes, num_seeds)
         total = (until - begun) * sum(len(c.positions) for c in rung_chunks)  # run-updates
-        progress = rung_progress(rung, len(alive), len(rung_chunks), total) if rung_progress \
-            else contextlib.nullcontext()
-        with progress as report:
+        with (rung_progress(rung, len(alive), len(rung_chunks), total, _packing_note(choices)) if rung_progress
+              else contextlib.nullcontext()) as report:
             callbacks = [f for f in (report, on_segment) if f is not None]
             trainer.loop.on_segment = (lambda r: [f(r) for f in callbacks]) if callbacks else None
             trainer.loop.num_chunks = len(rung_chunks)
             for g in sorted({group_of[index][0] for index in alive}):
                 members = [index for index in alive if group_of[index][0] == g]  # grid points in, in run order
-                _train_rung_group(trainer, [c for c in rung_chunks if c.group == g], members, starts, rung, until,
-                                  run_dir, num_seeds)
+                group_chunks = [c for c in rung_chunks if c.group == g]
+                before = dict(trainer.info)
+                _train_rung_group(trainer, group_chunks, members, starts, rung, until, run_dir, num_seeds)
+                if rung == 0:
+                    costs[g] = _measured_cost(trainer, g, before, group_chunks, [starts[i] for i in members])
         scores = {index: float(score(starts[index].metrics)) for index in alive}
-        ranked = rank([scores[i] for i in alive], alive)
-        outcome.survivors.append(ranked)
-        outcome.scores.append(scores)
-        outcome.chunks.append(len(rung_chunks))
+        ranked = _record_rung(outcome, alive, scores, rung_chunks, {group_of[i][0]: sizes[group_of[i][0]]
+                                                                     for i in alive}, choices)
         last = rung == plan.rungs - 1
         kept = ranked if last else ranked[:plan.survivors(len(alive))]
         for index in alive:
@@ -242,9 +256,87 @@ def train_halving(
                 results[index] = _result(trainer, group_of[index], starts.pop(index), num_seeds)
                 outcome.rung[index] = rung
         alive = sorted(kept)
-    info = {**trainer.info, "chunks": sum(outcome.chunks), "chunk_sizes": sorted(set(chunk_size.values())),
-            "memory_estimate": None}
+    sizes = sorted({size for rung_sizes in outcome.chunk_sizes for size in rung_sizes.values()})
+    info = {**trainer.info, "chunks": sum(outcome.chunks), "chunk_sizes": sizes, "memory_estimate": None}
     return [results[index] for index in sorted(results)], info, outcome
+
+
+def _check_resumed(trainer: ChunkRunner, run_dir: Path, plan: HalvingPlan, chunks: list[Chunk],
+                   first_rung: list[Chunk]) -> None:
+    """Before training: every checkpoint folder is one of the plan's, and the first rung's match their chunks."""
+    check_chunk_folders(run_dir, {rung_dir(run_dir, k, c.index) for k in range(plan.rungs) for c in chunks},
+                        len(chunks))
+    trainer.check_checkpoints(first_rung, lambda c: rung_dir(run_dir, 0, c.index), plan.rung_updates[0])
+
+
+def _packing_note(choices: dict[int, SizeChoice]) -> str:
+    """How a later rung's runs were packed, for its progress line ("" for the first rung)."""
+    if len(choices) == 1:
+        return next(iter(choices.values())).text()
+    return "; ".join(f"group {g}: {choices[g].text()}" for g in sorted(choices))
+
+
+def _record_rung(outcome: HalvingOutcome, alive: list[int], scores: dict[int, float], chunks: list[Chunk],
+                 sizes: dict[int, int], choices: dict[int, SizeChoice]) -> list[int]:
+    """Add a rung's ranking (of `alive` by `scores`, `rank`), scores, chunk count, chunk sizes and packing
+    choices to `outcome`; returns the ranking."""
+    ranked = rank([scores[i] for i in alive], alive)
+    outcome.survivors.append(ranked)
+    outcome.scores.append(scores)
+    outcome.chunks.append(len(chunks))
+    outcome.chunk_sizes.append(dict(sorted(sizes.items())))
+    outcome.choices.append(choices)
+    return ranked
+
+
+def _measured_cost(trainer: ChunkRunner, g: int, before: dict, chunks: list[Chunk],
+                   trained: list[ChunkStart]) -> RungCost | None:
+    """What compile group `g`'s first rung measured (`trainer.info` was `before` it, `trained` holds its grid
+    points' runs after it); None where a chunk of it was restored from a checkpoint (its time was not measured)."""
+    if trainer.info["resumed_updates"] != before["resumed_updates"] or not chunks:
+        return None
+    loop_steps = np.concatenate([t.metrics.loop_steps for t in trained]).mean(axis=0)  # [updates]
+    slot_steps = sum(c.size for c in chunks) * float(loop_steps.sum())  # what the batches computed, padding too
+    return RungCost((trainer.info["run_seconds"] - before["run_seconds"]) / max(slot_steps, 1.0),
+                    trainer.compile_seconds(g, chunks[0].size))
+
+
+def _rung_sizes(trainer: ChunkRunner, alive: list[int], group_of: dict[int, tuple[int, int]],
+                starts: dict[int, ChunkStart], first_sizes: dict[int, int], num_seeds: int, rung: int, updates: int,
+                costs: dict[int, RungCost | None], run_dir: Path | None,
+                mode: str) -> tuple[dict[int, int], dict[int, SizeChoice]]:
+    """A later rung's chunk size per compile group: read back from the run folder (a resumed sweep), else
+    chosen (`choose_chunk_size`; in a multi-process run process 0's choice) and recorded there."""
+    runs = {}
+    for index in alive:
+        runs[group_of[index][0]] = runs.get(group_of[index][0], 0) + num_seeds
+    num_devices = trainer.info["devices"]
+    if run_dir is not None:
+        recorded = read_sizes(run_dir, rung, {g: first_sizes[g] for g in runs}, num_devices)
+        if recorded is not None:
+            return recorded, {}
+    steps_per_update = {}  # compile group -> the survivors' mean loop steps at their last update
+    for g in runs:
+        last = [starts[index].metrics.loop_steps[:, -1] for index in alive if group_of[index][0] == g]
+        steps_per_update[g] = float(np.concatenate(last).mean())
+    choices = {g: choose_chunk_size(n, first_sizes[g], num_devices, updates * steps_per_update[g], costs.get(g),
+                                    mode, compiled=_fitted_compiled(trainer, g, n, first_sizes[g], num_devices))
+               for g, n in sorted(runs.items())}
+    sizes = {g: choice.size for g, choice in choices.items()}
+    if jax.process_count() > 1:  # every process trains the same chunks: process 0's measurements decide
+        from jax.experimental import multihost_utils
+
+        agreed = multihost_utils.broadcast_one_to_all(np.array([sizes[g] for g in sorted(sizes)], np.int64))
+        sizes = dict(zip(sorted(sizes), (int(size) for size in agreed)))
+        choices = {g: c for g, c in choices.items() if c.size == sizes[g]}
+    if run_dir is not None and jax.process_index() == 0:
+        write_sizes(run_dir, rung, sizes)
+    return sizes, choices
+
+
+def _fitted_compiled(trainer: ChunkRunner, g: int, runs: int, first_size: int, num_devices: int) -> bool:
+    """Whether compile group `g`'s program is compiled already for the fitted chunk size of `runs` runs."""
+    return fitted_size(runs, first_size, num_devices) in trainer.compiled_sizes(g)
 
 
 def _train_rung_group(trainer: ChunkRunner, chunks: list[Chunk], members: list[int], starts: dict[int, ChunkStart],

@@ -147,11 +147,12 @@ def rung_progress(console: Console, mode: str, plan, num_seeds: int):
     """`train_halving`'s rung_progress for the rungs of `plan` (a `pgjax.running.halving.HalvingPlan`): a line per
     rung, then `SweepProgress` over the rung's chunks (`mode` as its)."""
     @contextlib.contextmanager
-    def progress(rung: int, configurations: int, num_chunks: int, work: int):
+    def progress(rung: int, configurations: int, num_chunks: int, work: int, note: str = ""):
         if mode != "off":
+            packing = f" | {note}" if note else f" ({num_chunks} chunk{'s' * (num_chunks > 1)})"
             console.print(f"rung {rung + 1}/{plan.rungs}: {configurations} configuration"
-                          f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates "
-                          f"({num_chunks} chunk{'s' * (num_chunks > 1)})", soft_wrap=True)
+                          f"{'s' * (configurations > 1)} x {num_seeds} seeds to {plan.rung_updates[rung]} updates"
+                          f"{packing}", soft_wrap=True)
         with SweepProgress(work, console, mode) as bar:
             yield bar.report
 

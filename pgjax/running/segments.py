@@ -169,24 +169,42 @@ class SegmentLoop:
     on_segment: Callable[[SegmentReport], None] | None
     should_stop: Callable[[], bool] | None
     info: dict
-    _compiled: dict = dataclasses.field(default_factory=dict)  # id(segment) -> (segment, init, segment executable)
+    # (id(segment), chunk size) -> (segment, init executable or None, segment executable)
+    _compiled: dict = dataclasses.field(default_factory=dict)
+    compile_seconds_by_shape: dict = dataclasses.field(default_factory=dict)  # the same keys -> segment's seconds
 
-    def _compile(self, segment: Segment, key_data, hparams, control) -> tuple[Any, Any]:
-        """The group's (init, segment) executables, compiled once per group (its chunks share their shapes)."""
-        if id(segment) not in self._compiled:
+    def _compile(self, segment: Segment, key_data, hparams, control, fresh: bool = True) -> tuple[Any, Any]:
+        """The group's (init, segment) executables for this batch shape, compiled once per group and shape (its
+        chunks share their shapes; a repacked rung of successive halving adds one); init only if `fresh`
+        (None until a chunk starts from scratch). `compile_seconds_by_shape` keeps the segment program's compile
+        seconds (a new batch shape's cost, what `pgjax.running.repack` weighs)."""
+        key = (id(segment), control.shape[0])
+        known = self._compiled.get(key)
+        if known is None or (fresh and known[1] is None):
             start = time.perf_counter()
             init = segment.init.lower(key_data, hparams)
-            state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
-                                 init.out_info)
             with count_cache_hits() as hits:
-                init_executable = init.compile()
-                compiled = segment.fn.lower(state, hparams, control).compile()
-                self._compiled[id(segment)] = (segment, init_executable, compiled)
-            self.info["compile_seconds"] += time.perf_counter() - start
+                init_executable = init.compile() if fresh else None
+                program_start = time.perf_counter()
+                if known is None:
+                    state = jax.tree.map(lambda o: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=o.sharding),
+                                         init.out_info)
+                    compiled = segment.fn.lower(state, hparams, control).compile()
+                    bytes_ = memory_bytes(compiled, self.mesh.size) or 0
+                    self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
+                else:
+                    compiled = known[2]
+                self._compiled[key] = (segment, init_executable, compiled)
+            end = time.perf_counter()
+            self.info["compile_seconds"] += end - start
             self.info["compile_cache_hits"] += hits[0]
-            bytes_ = memory_bytes(compiled, self.mesh.size) or 0
-            self.info["memory_bytes"] = max(self.info["memory_bytes"], bytes_)
-        return self._compiled[id(segment)][1:]
+            if known is None:
+                self.compile_seconds_by_shape[key] = end - program_start
+        return self._compiled[key][1:]
+
+    def compiled_sizes(self, segment: Segment) -> set[int]:
+        """The chunk sizes `segment`'s program is compiled for."""
+        return {size for (ident, size) in self._compiled if ident == id(segment)}
 
     def _report(self, report: SegmentReport) -> None:
         if self.on_segment is not None:
@@ -226,7 +244,8 @@ class SegmentLoop:
             restored = wrap_keys(continue_from.state, like=_take(template, np.arange(n)))  # keys come as key data
         seed_keys = place_runs(np.asarray(key_data(jax.vmap(jax.random.key)(seeds[pad]))), self.mesh)
         init, compiled = self._compile(segment, seed_keys, placed_hparams,
-                                       place_runs(_control(chunk.size, segment.length), self.mesh))
+                                       place_runs(_control(chunk.size, segment.length), self.mesh),
+                                       fresh=template is None)
         if template is not None:
             state = place_runs(jax.tree.map(lambda p, r: _pad_like(r, p), template, restored), self.mesh)
         else:

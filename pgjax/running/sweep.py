@@ -222,6 +222,14 @@ class ChunkRunner:
         """`grid.group_runs` of compile group `g`: (run indices [R], seeds [R], hparams [R])."""
         return self._group(g)[:3]
 
+    def compiled_sizes(self, g: int) -> set[int]:
+        """The chunk sizes compile group `g`'s segment program is compiled for so far."""
+        return self.loop.compiled_sizes(self._group(g)[4])
+
+    def compile_seconds(self, g: int, size: int) -> float:
+        """Seconds compile group `g`'s segment program for chunks of `size` runs took to compile (0: not here)."""
+        return self.loop.compile_seconds_by_shape.get((id(self._group(g)[4]), size), 0.0)
+
     def check_checkpoints(self, chunks: Sequence[Chunk], folder_of: Callable[[Chunk], Path],
                           until: int | None = None) -> None:
         """Check each chunk's checkpoint (where its folder exists) against the chunk, before any training.
