@@ -33,3 +33,16 @@ def small_config(**static) -> Config:
 @pytest.fixture(scope="session")
 def keys8():
     return jax.vmap(jax.random.key)(jnp.arange(8))
+
+
+class StopAt:
+    """A stop request (`pgjax.commands.process.StopRequest`'s interface) that comes at the `at`-th poll (and stays)."""
+
+    signal = None
+
+    def __init__(self, at: int):
+        self.at, self.polls = at, 0
+
+    def __call__(self) -> bool:
+        self.polls += 1
+        return self.polls >= self.at

@@ -20,6 +20,8 @@ from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points
 from pgjax.running.grid import GridPoint
 from pgjax.running.sweep import Interrupted
 
+from .conftest import StopAt
+
 SMALL = ["--num-seeds", "2", "--num-updates", "25", "--episodes-per-update", "2", "--hidden", "8"]
 RANGES = ["--lr", "1e-3:1e-1:log", "--num-samples", "4"]
 SEARCH = [*RANGES, "--confirm-top", "2"]  # --confirm-seeds: 16 by default
@@ -84,26 +86,13 @@ def test_compare_reports_the_confirmation_from_its_runs_and_refuses_a_damaged_on
     assert not (tmp_path / "none").exists()
 
 
-class _StopAt:
-    """A stop request that comes at the `at`-th poll (after each segment) and stays."""
-
-    signal = None
-
-    def __init__(self, at: int):
-        self.at, self.polls = at, 0
-
-    def __call__(self) -> bool:
-        self.polls += 1
-        return self.polls >= self.at
-
-
 def test_a_stop_during_the_confirmation_resumes_to_the_uninterrupted_result(confirmed, tmp_path, capsys):
     out, _ = confirmed
     stopped = tmp_path / "stopped"
     # the search is one chunk of 8 runs, 2 segments of 20 updates: poll 3 ends the confirmation's first segment
     with pytest.raises(Interrupted, match="stopped after 20 of 25 updates of chunk 0"):
         run(parse_args([*SMALL, *SEARCH, "--out", str(stopped), "--quiet"]), console=Console(quiet=True),
-            stop=_StopAt(3))
+            stop=StopAt(3))
     assert not (stopped / outputs.SUMMARY_FILE).exists() and (confirm_dir(stopped) / "chunk-0000").is_dir()
     plan = confirm_dir(stopped) / PLAN_FILE
     saved = plan.read_text()

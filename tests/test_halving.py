@@ -15,7 +15,7 @@ from pgjax.results import loading, outputs, summary, tables
 from pgjax.running import grid, segments, sweep
 from pgjax.running.halving import HalvingPlan, rank, train_halving
 
-from .conftest import small_config
+from .conftest import StopAt, small_config
 
 NUM_SEEDS = 2
 NUM_UPDATES = 8
@@ -240,19 +240,6 @@ def test_a_stopped_halving_resumes_to_the_uninterrupted_result(halved, tmp_path)
 HALVING = ["--num-seeds", "2", "--seed", "10", "--num-updates", "8", "--episodes-per-update", "4", "--hidden", "16",
            "--lr", *map(str, LRS), "--max-parallel", "2", "--halving", "2", "--rungs", "3", "--quiet",
            "--confirm-seeds", "0"]
-
-
-class StopAt:
-    """A stop request that comes at the `at`-th poll (and stays)."""
-
-    signal = None
-
-    def __init__(self, at: int):
-        self.at, self.polls = at, 0
-
-    def __call__(self) -> bool:
-        self.polls += 1
-        return self.polls >= self.at
 
 
 def test_the_command_writes_a_halving_run_folder_and_resumes_one(tmp_path, capsys):

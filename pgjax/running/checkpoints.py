@@ -113,6 +113,18 @@ def remove_incomplete_saves(run_dir: Path) -> list[Path]:
     return removed
 
 
+def write_record(path: Path, record: Any) -> None:
+    """Write `record` as JSON to `path` (its folder made) through a temporary file beside it: a reader never
+    sees half of it (the sweep's own records under checkpoints/: a rung's chunk sizes, a confirmation's plan)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record))
+    temporary.replace(path)
+
+
 def chunk_dir(run_dir: Path, chunk: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"chunk-{chunk:04d}"
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import jax
 
 from pgjax.algo.config import Config
-from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, chunk_folders
+from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, chunk_folders, write_record
 from pgjax.running.grid import GridPoint, compile_groups
 from pgjax.running.resume import chunk_plan, resumed_chunks
 from pgjax.running.segments import concat_trees
@@ -172,11 +172,7 @@ def _planned_chunks(confirmation: Confirmation, groups: list, devices: list, max
     else:
         chunks = plan_chunks(groups, confirmation.num_seeds, devices, max_parallel, block_rows=block_rows)[0]
         if jax.process_index() == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps({**confirmation.record(), "chunks": chunk_plan(chunks),
-                                             "num_devices": len(devices)}))
-            temporary.replace(path)
+            write_record(path, {**confirmation.record(), "chunks": chunk_plan(chunks), "num_devices": len(devices)})
     expected = {folder / f"chunk-{c.index:04d}" for c in chunks}
     for found in chunk_folders(folder):
         if found not in expected:

@@ -32,7 +32,7 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch
+from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, write_record
 
 CHUNK_SIZES_FILE = "chunk_sizes.json"  # in checkpoints/rung-<k>/: the rung's chunk size per compile group
 # by the cost model; never (the first rung's size); whenever smaller (the flag --repack)
@@ -176,8 +176,4 @@ def read_sizes(run_dir: Path, rung: int, first_sizes: dict[int, int], num_device
 
 def write_sizes(run_dir: Path, rung: int, sizes: dict[int, int]) -> None:
     """Record a rung's chunk sizes (compile group -> size) before it trains."""
-    path = sizes_file(run_dir, rung)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({str(g): size for g, size in sorted(sizes.items())}))
-    temporary.replace(path)
+    write_record(sizes_file(run_dir, rung), {str(g): size for g, size in sorted(sizes.items())})
