@@ -368,9 +368,9 @@ def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
         command = [sys.executable, "-m", "pgjax.train", "--distributed", *argv, "--out", str(out)]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True))
-    for process in processes:
-        printed, _ = process.communicate(timeout=240)
-        assert process.returncode == 0, printed
+    printed = [process.communicate(timeout=240)[0] for process in processes]
+    for index, process in enumerate(processes):  # both outputs: a process failing may be the other's cause
+        assert process.returncode == 0, "\n".join(f"process {i}:\n{text}" for i, text in enumerate(printed))
     assert main([*argv, "--out", str(tmp_path / "single")]) == 0
     multi, single = _load_run(out), _load_run(tmp_path / "single")
     assert multi[0]["devices"] == 2

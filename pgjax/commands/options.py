@@ -69,17 +69,17 @@ class RunOptions:
 
     num_seeds: int = setting(64, "Runs per grid point; run k of every grid point uses seed --seed + k (paired).")
     seed: int = setting(0, "PRNG seed of each grid point's first run.")
-    num_samples: int | None = setting(None, "Draw this many points from the ranges given to numeric settings "
-                                            "(FLOAT... flags, --episodes-per-update): LO:HI uniform, LO:HI:log "
-                                            "log-uniform; each point is crossed with the listed values: --lr "
-                                            "1e-3:1e-1:log --gamma 0.98 0.99 --num-samples 8 is 16 grid points.")
+    num_samples: int | None = setting(None, "Draw this many points from the ranges of FLOAT... flags and "
+                                            "--episodes-per-update (LO:HI uniform, LO:HI:log log-uniform), each "
+                                            "crossed with the listed values: --lr 1e-3:1e-1:log --gamma 0.98 0.99 "
+                                            "--num-samples 8 is 16 grid points.")
     sampler: Sampler = setting("sobol", "How --num-samples draws: scrambled Sobol' points (balanced for a power of "
                                         "two) or plain random ones.")
     sampler_seed: int | None = setting(None, "Seed of --sampler's draws (default: --seed).")
     max_parallel: int | None = setting(None, "Most runs trained at once; more run in chunks, one compile "
                                              "(default: what half the free memory holds, at most 64 per CPU).")
-    gradient_block_rows: int | None = setting(None, "Steps a gradient block takes at once (default: the device's); "
-                                                    "fewer use less memory, and sum floats in another order.")
+    gradient_block_rows: int | None = setting(None, "Steps per gradient block (default: the device's); fewer "
+                                                    "save memory, summing floats in another order.")
     checkpoint_every: int | None = setting(None, "Also checkpoint every this many updates (always at the end of "
                                                  "each chunk and on a stop).")
     out: Path | None = setting(None, "Run folder to write (default: runs/<env>_<preset>_<time>).")
@@ -87,8 +87,8 @@ class RunOptions:
     resume: Path | None = setting(None, "Continue the interrupted run in this folder, with its own settings.")
     quiet: bool = setting(False, "Print no plan, notes or progress; only the results.")
     compile_cache: str = setting(os.environ.get("PGJAX_COMPILE_CACHE", DEFAULT_COMPILE_CACHE),
-                                 "Folder where compiled programs are kept for later runs; off: none "
-                                 "(environment variable PGJAX_COMPILE_CACHE).")
+                                 "Compiled programs kept for later runs (off: none; environment variable "
+                                 "PGJAX_COMPILE_CACHE).")
     distributed: bool = setting(False, "Spread the runs over the devices of several processes "
                                        "(jax.distributed.initialize()).")
     # "": the flag without DIR, the run folder's tensorboard/ (`pgjax.results.tracking.tensorboard_dir`)
@@ -97,24 +97,16 @@ class RunOptions:
                 "extra [tensorboard]).", "optional_value": True})
     wandb: str | None = setting(None, "Log to this Weights & Biases project: a run per group and a table of "
                                       "every run (WANDB_MODE=offline: no network; extra [wandb]).")
-    halving: int | None = setting(None, "Successive halving with this ETA (>= 2): every grid point trains to the "
-                                        "first rung, the best 1/ETA by IQM of the final return over the seeds go "
-                                        "on to the next, and so on to --num-updates.")
-    rungs: int | None = setting(None, "Rungs of --halving: rung k of K ends after num_updates * ETA^-(K-1-k) "
-                                      "updates, rounded (default 3).")
-    plan_only: bool = setting(False, "Print the plan, the rungs, the work, the compiles and an estimated time "
-                                     "(from a few timed updates of the first chunk), then stop: nothing is "
-                                     "trained or written.")
-    confirm_seeds: int | None = setting(None, "After a search or --halving, train its best --confirm-top "
-                                              "configurations and the preset's configuration (the reference) "
-                                              "again on this many seeds after the tuning seeds, and report the "
-                                              "winner's figures on them (default: 16 for a search or --halving, "
-                                              "else 0; 0: none).")
-    confirm_top: int = setting(3, "How many of the best configurations --confirm-seeds trains again.")
+    halving: int | None = setting(None, "Successive halving with this ETA (>= 2): the best 1/ETA of the grid "
+                                        "points at each rung (by IQM over the seeds) go on to the next.")
+    rungs: int | None = setting(None, "Rungs of --halving (default 3); rung k of K ends after "
+                                      "num_updates*ETA^-(K-1-k) updates.")
+    plan_only: bool = setting(False, "Print the plan, compiles and an estimated time; train and write nothing.")
+    confirm_seeds: int | None = setting(None, "Retrain the best --confirm-top and the preset's configuration on "
+                                              "this many fresh seeds (default: 16 for a search or --halving).")
+    confirm_top: int = setting(3, "How many --confirm-seeds retrains.")
     repack: RepackMode = setting(
-        "auto", "How --halving trains a later rung's fewer runs: auto repacks them into smaller chunks where the "
-                "padding saved takes longer than one more compile (measured on the first rung), off keeps the "
-                "first rung's chunks, always repacks.")
+        "auto", "Smaller chunks for --halving's later rungs: auto where it saves more than a compile.")
 
 
 # Characters Weights & Biases refuses in a project's name (its own check, made here before anything is written).
@@ -290,9 +282,8 @@ def train_arguments(preset: str = "default", env: str | None = None) -> type:
         help_behavior_hint="", metavar="INT")], dataclasses.field(default=None)))
     settings = dataclasses.make_dataclass("Settings", settings_fields, frozen=True)
     run = dataclasses.make_dataclass("Run", run_option_flags(), frozen=True)
-    preset_help = ('Starting point for every setting: "seed-a" and "seed-b" are the two tutorials, "default" '
-                   "is pgjax's recommendation for --env (its own preset, marked * in the list above, else "
-                   "CartPole-v1's).")
+    preset_help = ('Every setting\'s starting point: "seed-a", "seed-b" the two tutorials, "default" --env\'s own '
+                   "(* above) or CartPole-v1's.")
     return dataclasses.make_dataclass("TrainArguments", [
         preset_flag(preset_help),
         ("settings", Annotated[settings, tyro.conf.OmitArgPrefixes], dataclasses.field(default_factory=settings)),

@@ -32,8 +32,6 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, write_record
-
 CHUNK_SIZES_FILE = "chunk_sizes.json"  # in checkpoints/rung-<k>/: the rung's chunk size per compile group
 # by the cost model; never (the first rung's size); whenever smaller (the flag --repack)
 RepackMode = Literal["auto", "off", "always"]
@@ -143,6 +141,7 @@ def choose_chunk_size(runs: int, first_size: int, num_devices: int, slot_steps: 
 
 def sizes_file(run_dir: Path, rung: int) -> Path:
     """`<run_dir>/checkpoints/rung-<k>/chunk_sizes.json`."""
+    from pgjax.running.checkpoints import CHECKPOINT_DIR  # imports JAX: the CLI reads RepackMode before JAX
     return Path(run_dir) / CHECKPOINT_DIR / f"rung-{rung}" / CHUNK_SIZES_FILE
 
 
@@ -157,6 +156,7 @@ def read_sizes(run_dir: Path, rung: int, first_sizes: dict[int, int], num_device
     Raises:
       CheckpointMismatch: the file is not such a record (edited or damaged).
     """
+    from pgjax.running.checkpoints import CheckpointMismatch  # imports JAX (see sizes_file)
     path = sizes_file(run_dir, rung)
     if not path.is_file():
         return None
@@ -176,4 +176,5 @@ def read_sizes(run_dir: Path, rung: int, first_sizes: dict[int, int], num_device
 
 def write_sizes(run_dir: Path, rung: int, sizes: dict[int, int]) -> None:
     """Record a rung's chunk sizes (compile group -> size) before it trains."""
+    from pgjax.running.checkpoints import write_record  # imports JAX (see sizes_file)
     write_record(sizes_file(run_dir, rung), {str(g): size for g, size in sorted(sizes.items())})
