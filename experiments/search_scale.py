@@ -7,7 +7,7 @@ Each command runs in a fresh process with a new, empty `--compile-cache` folder
 (cold: every program compiled in the command), timed from the parent (start to
 exit, Python's start-up and JAX's import included); `--warm` runs the search once
 more on the same cache. Records the wall seconds, the peak resident memory of the
-command (`ru_maxrss` of the finished child), and from summary.json the training,
+command (its own `ru_maxrss`), and from summary.json the training,
 compile and confirmation seconds, the rungs and the confirmed winner. Writes
 OUT.json and OUT.md.
 """
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,13 @@ def timed(args: list[str], cache: Path) -> dict:
     command = [sys.executable, "-m", "pgjax.train", "--quiet", "--compile-cache", str(cache), *args]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    printed, _ = process.communicate()
+    printed = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own resource use (Linux: ru_maxrss in KiB)
     wall = time.perf_counter() - start
-    if process.returncode != 0:
+    if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{printed}")
-    return {"command": ["python", "-m", "pgjax.train", *args], "wall_seconds": round(wall, 1), "printed": printed}
-
-
-def peak_mib() -> float:
-    """The largest resident memory of any finished child so far, in MiB (Linux: ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"command": ["python", "-m", "pgjax.train", *args], "wall_seconds": round(wall, 1),
+            "peak_mib": round(usage.ru_maxrss / 1024), "printed": printed}
 
 
 def search_record(folder: Path) -> dict:
@@ -75,7 +71,6 @@ def main() -> None:
             out = Path(scratch) / f"run-{len(results)}"
             plan_only = "--plan-only" in command
             result = timed(command if plan_only else [*command, "--out", str(out)], cache)
-            result["peak_mib"] = round(peak_mib())
             if not plan_only:
                 result.update(search_record(out))
                 if args.warm:
@@ -92,7 +87,7 @@ def main() -> None:
 def table(results: dict) -> str:
     machine = results["machine"]
     lines = [f"Machine: {machine['cpus']} CPUs ({machine['processor']}); each command in a fresh process on an empty "
-             "compile cache; wall seconds from start to exit; peak memory: the largest child's resident set so far.",
+             "compile cache; wall seconds from start to exit; peak MiB: the command's largest resident set.",
              "", "| command | wall s (cold cache) | wall s (warm) | train s | compile s | confirm s | peak MiB |",
              "|---|---|---|---|---|---|---|"]
     for name, r in results.items():

@@ -116,14 +116,15 @@ def summarise(
       against the best by IQM (`pgjax.results.comparison.summary_comparison`).
     """
     runs = run_entries(points, num_seeds, results, threshold)
-    varied = varied_settings([point.hyperparameters() for point in points])
+    settings = [point.hyperparameters() for point in points]
+    varied = varied_settings(settings)
     groups = []
-    for point in points:
+    for point, hyperparameters in zip(points, settings):
         indices = list(range(point.index * num_seeds, (point.index + 1) * num_seeds))
         groups.append({
             "index": point.index,
-            "hyperparameters": point.hyperparameters(),
-            "varied": {name: point.hyperparameters()[name] for name in varied},
+            "hyperparameters": hyperparameters,
+            "varied": {name: hyperparameters[name] for name in varied},
             "runs": indices,
             **statistics_over_runs([runs[i] for i in indices], threshold),
         })
@@ -170,14 +171,17 @@ def summarise(
 def run_entries(points: list[GridPoint], num_seeds: int, results, threshold: float | None) -> list[dict]:
     """summary.json's "runs": one entry per run (its seed, group, settings, result and divergence), in run order."""
     runs: list[dict] = [{} for _ in range(len(points) * num_seeds)]
+    settings: dict[int, dict] = {}  # grid point -> its settings, made once (`hyperparameters` copies the config)
     for result in results:
         for i, index in enumerate(result.runs):
             point = points[index // num_seeds]
+            if point.index not in settings:
+                settings[point.index] = point.hyperparameters()
             episode_returns = result.metrics.episode_returns[i]
             env_steps = result.metrics.env_steps[i]
             diverged = result.metrics.diverged[i]
             runs[index] = {
-                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": point.hyperparameters(),
+                "seed": int(result.seeds[i]), "group": point.index, "hyperparameters": dict(settings[point.index]),
                 **run_result(episode_returns, env_steps, threshold),
                 "env_steps": int(env_steps[-1]), "episodes": int(episode_returns.size),
                 "diverged": bool(diverged[-1]),
