@@ -61,7 +61,7 @@ def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple
     """Every folder's completed groups; named by index for one folder, "DIR:index" for several, and then
     labelled by the folder's name and the settings that differ between the groups of every folder."""
     from pgjax.results import comparison as cmp
-    from pgjax.results.tables import TABLE_DIGITS, format_setting
+    from pgjax.results.tables import settings_label
     from pgjax.running.grid import varied_settings
 
     names = varied_settings([g["hyperparameters"] for s in summaries for g in s["groups"]])
@@ -73,8 +73,7 @@ def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple
             def label(group: cmp.GroupRuns) -> str:
                 index = int(str(group.name)[len(prefix):])
                 settings = summary["groups"][index]["hyperparameters"]
-                differ = ", ".join(f"{n}={format_setting(settings.get(n), TABLE_DIGITS)}" for n in names)
-                return f"{run_dir.name}: {differ or f'group {index}'}"
+                return f"{run_dir.name}: {settings_label(settings, names) or f'group {index}'}"
 
             kept = [dataclasses.replace(g, label=label(g)) for g in kept]
         groups.extend(kept)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, bootstrap_interval, iqm
-from pgjax.results.tables import TABLE_DIGITS, format_setting
+from pgjax.results.tables import settings_label
 
 # How comparison entries are made (the "method" of summary.json's "comparison" and of comparison.json).
 COMPARISON_METHOD = {
@@ -95,14 +95,20 @@ def paired_difference(
       "mean" None with no pair. The interval lies within the differences' [min, max]
       (`pgjax.results.stats.bootstrap_interval`).
     """
-    differences = np.asarray(x, np.float64) - np.asarray(y, np.float64)
-    if differences.size == 0:
-        return {"mean": None, "ci95": None, "pairs": 0}
+    mean, interval, pairs = _mean_over_pairs(np.asarray(x, np.float64) - np.asarray(y, np.float64), reps, seed)
+    return {"mean": mean, "ci95": interval, "pairs": pairs}
+
+
+def _mean_over_pairs(values: np.ndarray, reps: int, seed: int) -> tuple[float | None, list[float] | None, int]:
+    """(mean of `values` [P], one per pair (None with none); its percentile-bootstrap interval over the pairs
+    (None for fewer than 2), within the values' range; P)."""
+    if values.size == 0:
+        return None, None, 0
     interval = None
-    if differences.size >= 2:
-        low, high = bootstrap_interval(differences, np.mean, reps=reps, seed=seed)
+    if values.size >= 2:
+        low, high = bootstrap_interval(values, np.mean, reps=reps, seed=seed)
         interval = [float(low), float(high)]
-    return {"mean": float(differences.mean()), "ci95": interval, "pairs": int(differences.size)}
+    return float(values.mean()), interval, int(values.size)
 
 
 def improvement(x: np.ndarray, y: np.ndarray, *, reps: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
@@ -135,13 +141,8 @@ def paired_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = BOOTSTRAP_RE
       {"probability" (None with no pair), "ci95" (None for fewer than 2 pairs), "pairs": P}.
     """
     wins = (np.asarray(x, np.float64) > y) + 0.5 * (np.asarray(x, np.float64) == y)
-    if wins.size == 0:
-        return {"probability": None, "ci95": None, "pairs": 0}
-    interval = None
-    if wins.size >= 2:
-        low, high = bootstrap_interval(wins, np.mean, reps=reps, seed=seed)
-        interval = [float(low), float(high)]
-    return {"probability": float(wins.mean()), "ci95": interval, "pairs": int(wins.size)}
+    probability, interval, pairs = _mean_over_pairs(wins, reps, seed)
+    return {"probability": probability, "ci95": interval, "pairs": pairs}
 
 
 def _pairs(group: GroupRuns, baseline: GroupRuns, keep: Callable[[GroupRuns], np.ndarray]) -> tuple:
@@ -368,8 +369,7 @@ def summary_groups(summary: dict, prefix: str = "") -> tuple[list[GroupRuns], li
         if threshold is not None:
             solved_at = np.array([np.nan if r["solved_at_env_steps"] is None else r["solved_at_env_steps"]
                                   for r in members], np.float64)
-        label = ", ".join(f"{key}={format_setting(value, TABLE_DIGITS)}"
-                          for key, value in (group.get("varied") or {}).items())
+        label = settings_label(group.get("varied") or {}, group.get("varied") or {})
         kept.append(GroupRuns(
             name=name, seeds=np.array([r["seed"] for r in members], np.int64),
             final_returns=np.array([np.nan if r["final_return"] is None else r["final_return"] for r in members],

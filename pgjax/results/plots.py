@@ -24,7 +24,7 @@ from matplotlib.ticker import EngFormatter
 
 from pgjax.results import loading, outputs
 from pgjax.results.stats import Statistic, bootstrap_interval, iqm
-from pgjax.results.tables import TABLE_DIGITS, format_setting
+from pgjax.results.tables import settings_label
 from pgjax.running.grid import varied_settings
 
 STATISTICS = {"iqm": iqm, "mean": np.mean}
@@ -234,8 +234,7 @@ def label_curves(curves: list[dict], several: bool) -> list[dict]:
     """Label each curve by what tells it apart (see `group_curves`); returns `curves`."""
     names = varied_settings([c["hyperparameters"] for c in curves])  # over every folder's groups
     for curve in curves:
-        settings = ", ".join(f"{name}={format_setting(curve['hyperparameters'].get(name), TABLE_DIGITS)}"
-                             for name in names)
+        settings = settings_label(curve["hyperparameters"], names)
         folder = curve["run_dir"].name if several else ""
         curve["label"] = ": ".join(part for part in (folder, settings) if part) or "all runs"
     return curves

@@ -25,6 +25,12 @@ def format_setting(value, digits: int = 6) -> str:
     return str(value)
 
 
+def settings_label(settings: dict, names) -> str:
+    """"lr=0.03, hidden=64,64": the settings `names` (in their order) of `settings`, as table cells show them
+    (`TABLE_DIGITS`); "" for no names. What names a group in plot legends and comparison tables."""
+    return ", ".join(f"{name}={format_setting(settings.get(name), TABLE_DIGITS)}" for name in names)
+
+
 def format_estimate(point: float | None, interval: list | None, label: str = "") -> str:
     """ "499.8 [498.9, 500.0]" (or "499.8 (95% CI 498.9 to 500.0)" with a label); "-" without a point."""
     if point is None or math.isnan(point):
