@@ -206,7 +206,7 @@ def test_a_stopped_search_resumes_with_its_drawn_points_to_the_uninterrupted_res
 def test_help_shows_the_search_flags(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for flag in ("--num-samples", "--sampler {sobol,random}", "--sampler-seed", "LO:HI:log"):
+    for flag in ("--num-samples", "--sampler {sobol,random,tpe}", "--sampler-seed", "LO:HI:log"):
         assert flag in text, flag
 
 

@@ -118,7 +118,8 @@ def search_of(given: dict[str, Any], num_samples: int | None, sampler: str = "so
     else:
         check_seeds("--seed", seed)
     search = Search(ranges, num_samples, sampler, seed if sampler_seed is None else sampler_seed)
-    if not any(r.integer for r in ranges.values()):  # only integer ranges can repeat a point: nothing drawn here
+    if sampler == "tpe" or not any(r.integer for r in ranges.values()):  # only integer ranges can repeat a point
+        # (TPE's points are asked while training, `pgjax.running.tpe`)
         return search
     points = [tuple(point.values()) for point in search.points()]
     if len(set(points)) < len(points):  # its runs would train twice

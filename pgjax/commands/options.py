@@ -73,8 +73,8 @@ class RunOptions:
                                             "--episodes-per-update (LO:HI uniform, LO:HI:log log-uniform), each "
                                             "crossed with the listed values: --lr 1e-3:1e-1:log --gamma 0.98 0.99 "
                                             "--num-samples 8 is 16 grid points.")
-    sampler: Sampler = setting("sobol", "How --num-samples draws: scrambled Sobol' points (balanced for a power of "
-                                        "two) or plain random ones.")
+    sampler: Sampler = setting("sobol", "How --num-samples draws: scrambled Sobol' points, random ones, or "
+                                        "Optuna's TPE in 8 rounds, each fit to the rounds before.")
     sampler_seed: int | None = setting(None, "Seed of --sampler's draws (default: --seed).")
     max_parallel: int | None = setting(None, "Most runs trained at once; more run in chunks, one compile "
                                              "(default: what half the free memory holds, at most 64 per CPU).")

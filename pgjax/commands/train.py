@@ -32,7 +32,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgjax.commands import options, train_confirm, train_plan, train_report
+from pgjax.commands import options, train_confirm, train_plan, train_report, train_tpe
 from pgjax.commands.options import RunOptions
 from pgjax.commands.process import ABORTED, StopRequest, exit_process, freeze_imports, prepare_process, run_command
 from pgjax.commands.shared import make_console, parse
@@ -95,8 +95,13 @@ def sweep_of(args: Any) -> Sweep:
     else:
         given = grid_settings.given_settings(args)
         search = grid_settings.search_of(given, run.num_samples, run.sampler, run.sampler_seed, run.seed)
-        points = grid_settings.resolve_grid(args.preset, given, search, run.num_seeds)
-        sweep = Sweep(args.preset, points, run, search.record() if search else None)
+        if search is not None and search.sampler == "tpe":  # its points: places until they are asked
+            train_tpe.check_search(given, search, run)
+            sweep = Sweep(args.preset, train_tpe.slot_points(args.preset, given, search, run.num_seeds), run,
+                          train_tpe.record(search))
+        else:
+            points = grid_settings.resolve_grid(args.preset, given, search, run.num_seeds)
+            sweep = Sweep(args.preset, points, run, search.record() if search else None)
     plan = HalvingPlan.for_points(sweep.points, sweep.run.halving, sweep.run.rungs)
     confirm_seeds = train_confirm.confirm_seeds_of(sweep.run, bool(sweep.search or plan), len(sweep.points))
     options.check_run_options(dataclasses.replace(sweep.run, confirm_seeds=confirm_seeds))  # its seeds fit too
@@ -119,6 +124,8 @@ def resumed_sweep(args: Any, run: RunOptions) -> Sweep:
                          f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS if n != 'resume')}, "
                          "--env and --network to name a factory the run was trained with again)")
     saved, points = read_resumable(config_file, typing.get_type_hints(RunOptions), env, networks)
+    if train_tpe.is_tpe(saved.get("search")):  # checked before anything trains
+        train_tpe.recorded_points(saved["search"], len(points), config_file)
     recorded = {k: v for k, v in saved["run"].items() if k not in kept}
     run = dataclasses.replace(RunOptions(**recorded), **kept, out=run.resume)
     return Sweep(saved["preset"], points, run, saved.get("search"), notes=tracker_notes(saved["run"], run))
@@ -218,6 +225,8 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
     devices = jax.devices()
     chunks, estimates = run_record.plan_or_resume_chunks(out, resuming, groups, opts.num_seeds, devices,
                                                          opts.max_parallel, opts.gradient_block_rows)
+    if train_tpe.is_tpe(sweep.search):  # chunks that hold a round's runs
+        chunks = train_tpe.chunks_of(chunks, len(sweep.points), opts.num_seeds, len(devices), resuming)
     if opts.plan_only:  # every process calibrates (their devices train together); process 0 prints
         train_plan.plan_only(sweep, groups, chunks, estimates, devices, spec, console, is_main)
         return out
@@ -243,8 +252,11 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
 
             remove_made_folders(out, made)
         raise
-    results, timings, outcome = _train_sweep(sweep, opts, groups, chunks, estimates, out, devices, tracker,
-                                             console, mode, stop)
+    points, results, timings, outcome = _train_sweep(sweep, opts, groups, chunks, estimates, out, devices, tracker,
+                                                     console, mode, stop)
+    if train_tpe.is_tpe(sweep.search):  # the points asked, in their places
+        sweep = dataclasses.replace(sweep, points=points, search={**sweep.search, "asked_points": len(points)})
+        groups = grid.compile_groups(points)
     confirmation = _with_trackers_closed_on_error(tracker, out, lambda: train_confirm.confirm(
         sweep, opts, results, outcome, spec, out, devices, console, mode, stop))
     if is_main:
@@ -254,14 +266,15 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
 
 
 def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, estimates, out: Path, devices: list,
-                 tracker, console: Console, mode: str, stop: StopRequest | None) -> tuple[list, dict, Any]:
-    """Train every chunk (a plain sweep, or successive halving's rungs): (results, timings, halving's outcome)."""
+                 tracker, console: Console, mode: str, stop: StopRequest | None) -> tuple[list, list, dict, Any]:
+    """Train every chunk (a plain sweep, a TPE search's rounds, or successive halving's rungs): (the grid
+    points, asked by TPE, results, timings, halving's outcome)."""
     from pgjax.results.summary import halving_score
     from pgjax.running.halving import train_halving
     from pgjax.running.progress import SweepProgress, rung_progress
     from pgjax.running.sweep import train_sweep
 
-    def train() -> tuple[list, dict, Any]:
+    def train() -> tuple[list, list, dict, Any]:
         if plan is None:
             work = sum(len(c.positions) * groups[c.group][0].config.static.num_updates for c in chunks)
             with SweepProgress(work, console, mode) as progress:
@@ -269,7 +282,10 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
                     progress.report(report)
                     tracker.log_segment(report)
 
-                return *train_sweep(
+                if train_tpe.is_tpe(sweep.search):
+                    return *train_tpe.train(sweep.points, sweep.search, opts, chunks, out, devices, on_segment,
+                                            stop), None
+                return sweep.points, *train_sweep(
                     groups, opts.num_seeds, opts.seed, devices=devices, run_dir=out, chunks=chunks,
                     checkpoint_every=opts.checkpoint_every, on_segment=on_segment, should_stop=stop,
                     block_rows=opts.gradient_block_rows,
@@ -279,7 +295,7 @@ def _train_sweep(sweep: Sweep, opts: RunOptions, groups: list, chunks: list, est
             checkpoint_every=opts.checkpoint_every, should_stop=stop, block_rows=opts.gradient_block_rows,
             rung_progress=rung_progress(console, mode, plan, opts.num_seeds), on_segment=tracker.log_segment,
             repack=opts.repack)
-        return results, {**timings, "memory_estimate": estimates}, outcome
+        return sweep.points, results, {**timings, "memory_estimate": estimates}, outcome
 
     plan = sweep.halving
     return _with_trackers_closed_on_error(tracker, out, train)

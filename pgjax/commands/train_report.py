@@ -19,6 +19,11 @@ def print_notes(sweep: Any, continuous_actions: bool, console: Console) -> None:
              sweep.search and balance_note(sweep.search["num_samples"], sweep.search["sampler"])]
     for note in filter(None, notes):
         console.print(note, soft_wrap=True)
+    if sweep.search and sweep.search["sampler"] == "tpe":
+        sizes = sweep.search["rounds"]
+        console.print(f"TPE (Optuna): {len(sizes)} rounds of {sizes[0]} points, trained one after another; the "
+                      "first drawn at random, each later one fit to the scores so far (IQM of the final return "
+                      "over the seeds)", soft_wrap=True)
     plan = sweep.halving
     if plan is not None:
         console.print(f"successive halving: rungs at {', '.join(map(str, plan.rung_updates))} updates; at each "

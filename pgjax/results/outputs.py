@@ -69,8 +69,10 @@ from pgjax.results.folder import (  # noqa: F401  (the run folder's names and wr
 )
 from pgjax.running.memory import format_bytes
 
+DECIDING_PACKAGES = ("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")
 
-def package_versions(packages=("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")) -> dict:
+
+def package_versions(packages: tuple[str, ...] = DECIDING_PACKAGES) -> dict:
     """Installed versions of the packages that decide results (None if not installed)."""
     import importlib.metadata
     import platform

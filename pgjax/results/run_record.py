@@ -33,7 +33,8 @@ def config_record(command: list[str], preset: str, run: Any, given: dict, search
         "seeds": {"first": run.seed, "count": run.num_seeds},
         "chunks": resume.chunk_plan(chunks),
         "memory_estimate": estimates, "num_devices": len(devices),
-        "versions": outputs.package_versions(), "devices": [str(d) for d in devices],
+        "versions": outputs.package_versions(outputs.DECIDING_PACKAGES + (  # TPE's points: Optuna's
+            ("optuna",) if search and search.get("sampler") == "tpe" else ())), "devices": [str(d) for d in devices],
     }
 
 

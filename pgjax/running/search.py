@@ -10,6 +10,8 @@ Pure functions of the ranges and the sampler's seed. A range is uniform
   for another N the first N of the next power of two's points are taken (what
   `Sobol.random(N)` draws, without its warning; `balance_note` says so).
 * "random": plain independent uniform points (`numpy.random.default_rng(seed)`).
+* "tpe": not drawn here: Optuna's TPE asks them round by round from the
+  results of the rounds before (`pgjax.running.tpe`).
 
 A float range maps u in [0, 1) to LO + u (HI - LO), or to exp(log LO + u (log HI -
 log LO)) on the log scale. An integer setting's range is drawn over
@@ -27,8 +29,8 @@ from typing import Literal
 
 import numpy as np
 
-SAMPLERS = ("sobol", "random")
-Sampler = Literal["sobol", "random"]
+SAMPLERS = ("sobol", "random", "tpe")
+Sampler = Literal["sobol", "random", "tpe"]  # "tpe": drawn round by round from the results (`pgjax.running.tpe`)
 Scale = Literal["linear", "log"]
 
 
@@ -101,6 +103,29 @@ def parse_range(text: str, integer: bool = False) -> Range:
     return Range(low, high, scale, integer)
 
 
+def ranges_from_record(record: object) -> dict[str, Range]:
+    """The ranges of a search's record (`Search.record`'s "ranges", read back from a file: untrusted).
+
+    Raises:
+      ValueError: not {setting: {"low", "high", "scale"[, "integer"]}} of ranges `parse_range` takes.
+    """
+    shape = "a search's ranges are {setting: {\"low\", \"high\", \"scale\"}}"
+    if not isinstance(record, dict) or not record:
+        raise ValueError(f"{shape}, got {type(record).__name__}")
+    ranges = {}
+    for name, entry in record.items():
+        if not isinstance(entry, dict) or not {"low", "high", "scale"} <= set(entry) <= {"low", "high", "scale",
+                                                                                        "integer"}:
+            raise ValueError(f"{shape}; {name!r} has {entry!r}")
+        integer, ends = entry.get("integer", False), (entry["low"], entry["high"])
+        if integer is not True and integer is not False or entry["scale"] not in ("linear", "log") or any(
+                isinstance(end, bool) or not isinstance(end, int if integer else (int, float)) for end in ends):
+            raise ValueError(f"{shape}; {name!r} has {entry!r}")
+        ranges[name] = parse_range(f"{ends[0]!r}:{ends[1]!r}" + (":log" if entry["scale"] == "log" else ""),
+                                   integer)
+    return ranges
+
+
 def unit_points(num_samples: int, dims: int, sampler: Sampler, seed: int) -> np.ndarray:
     """`num_samples` points of [0, 1)^dims: [num_samples, dims] float64 (module docstring).
 
@@ -115,6 +140,8 @@ def unit_points(num_samples: int, dims: int, sampler: Sampler, seed: int) -> np.
         return engine.random_base2(math.ceil(math.log2(num_samples)))[:num_samples]
     if sampler == "random":
         return np.random.default_rng(seed).random((num_samples, dims))
+    if sampler == "tpe":
+        raise ValueError("TPE's points are asked round by round from the results: pgjax.running.tpe")
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 
@@ -141,7 +168,7 @@ class Search:
     Attributes:
       ranges: setting (field name) -> its `Range`, in flag order.
       num_samples: points drawn.
-      sampler: "sobol" or "random".
+      sampler: "sobol", "random" or "tpe" (whose points `pgjax.running.tpe` asks while training).
       seed: the sampler's seed.
     """
 

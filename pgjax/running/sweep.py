@@ -204,6 +204,7 @@ class ChunkRunner:
                      "resumed_updates": 0, "resumed_env_steps": 0, "compile_cache_hits": 0}
         self.loop = SegmentLoop(run_mesh(devices), 1, checkpoint_every, on_segment, should_stop, self.info)
         self._parts: dict[int, tuple] = {}
+        self._entropy_bonus: dict[int, bool] = {}  # whether group g's trainer computes the entropy bonus
 
     def _group(self, g: int) -> tuple:
         """(runs, seeds, hparams, trainer, segment) of compile group `g`, made on first use."""
@@ -211,12 +212,30 @@ class ChunkRunner:
             points = self.groups[g]
             runs, seeds, hparams = group_runs(points, self.num_seeds, self.first_seed)
             entropy_bonus = any(p.config.hparams.entropy_coef != 0 for p in points)
+            self._entropy_bonus[g] = entropy_bonus
             trainer = make_trainer(points[0].config, fast=FastPaths(entropy_bonus=entropy_bonus,
                                                                     block_rows=self.block_rows))
             segment = make_segment(trainer, segment_length(trainer.num_updates, self.segment_updates),
                                     self.loop.mesh)
             self._parts[g] = (runs, seeds, hparams, trainer, segment)
         return self._parts[g]
+
+    def set_points(self, g: int, points: Sequence[GridPoint]) -> None:
+        """Give compile group `g` the numeric settings of `points` (its static settings, as many points),
+        keeping its compiled programs (`pgjax.running.tpe` asks a search's points round by round).
+
+        Raises:
+          ValueError: points of other static settings, another number of them, or an entropy bonus that
+            the group's trainer was built without.
+        """
+        *_, trainer, segment = self._group(g)
+        before = self.groups[g]
+        if len(points) != len(before) or any(p.config.static != before[0].config.static for p in points):
+            raise ValueError("set_points takes as many points as the group has, of the group's static settings")
+        if any(p.config.hparams.entropy_coef != 0 for p in points) and not self._entropy_bonus[g]:
+            raise ValueError("set_points: an entropy bonus where the group's trainer was built without one")
+        self.groups = [*self.groups[:g], list(points), *self.groups[g + 1:]]
+        self._parts[g] = (*group_runs(points, self.num_seeds, self.first_seed), trainer, segment)
 
     def group_runs(self, g: int) -> tuple[np.ndarray, np.ndarray, Hyperparams]:
         """`grid.group_runs` of compile group `g`: (run indices [R], seeds [R], hparams [R])."""
