@@ -1,15 +1,16 @@
-"""--sampler tpe against --sampler sobol at equal budgets: the same points, seeds and updates, two environments,
-three sampler seeds each; each winner confirmed on 16 fresh seeds.
+"""--sampler tpe against --sampler sobol at equal budgets: as many points, the same seeds and updates, two
+environments, three sampler seeds each; each winner confirmed on 16 fresh seeds.
 
     python experiments/tpe_vs_sobol.py [--out experiments/results/tpe_vs_sobol]
+    python experiments/tpe_vs_sobol.py --num-samples 128 --out experiments/results/tpe_vs_sobol_128
 
-Each search is one `python -m pgjax.train` command: `--lr 1e-4:1e-1:log --entropy-coef 0:0.02 --num-samples 32
---num-seeds 8`, its winner (the tuning seeds' best) and the preset's own settings trained again on seeds 8-23
-(`--confirm-seeds 16 --confirm-top 1`). Both samplers train 32 x 8 runs of the same updates, so they use the same
-episodes; their env steps differ with the episodes' lengths and are recorded. The samplers alternate, sobol
-first, on one compile cache. Records per search the winner's tuning IQM, its confirmed IQM with its interval,
-P(improvement) over the preset on the fresh seeds, the median over the 32 points of their tuning IQM (where
-the search spent its runs), env steps and seconds; writes OUT.json and OUT.md.
+Each search is one `python -m pgjax.train` command: `--lr 1e-4:1e-1:log --entropy-coef 0:0.02 --num-samples N
+--num-seeds 8` (N: --num-samples, 32 by default), its winner (the tuning seeds' best) and the preset's own
+settings trained again on seeds 8-23 (`--confirm-seeds 16 --confirm-top 1`). Both samplers train N x 8 runs of
+the same updates, so they use the same episodes; their env steps differ with the episodes' lengths and are
+recorded. The samplers alternate, sobol first, on one compile cache. Records per search the winner's tuning IQM,
+its confirmed IQM with its interval, P(improvement) over the preset on the fresh seeds, the median over the N
+points of their tuning IQM (where the search spent its runs), env steps and seconds; writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
-SEARCH = ["--lr", "1e-4:1e-1:log", "--entropy-coef", "0:0.02", "--num-samples", "32", "--num-seeds", "8",
-          "--confirm-seeds", "16", "--confirm-top", "1", "--quiet"]
+SEARCH = ["--lr", "1e-4:1e-1:log", "--entropy-coef", "0:0.02", "--num-seeds", "8", "--confirm-seeds", "16",
+          "--confirm-top", "1", "--quiet"]
 ENVS = {"CartPole-v1": ["--num-updates", "25"], "Acrobot-v1": ["--num-updates", "50"]}
 SAMPLERS = ("sobol", "tpe")
 REPEATS = (0, 1, 2)
 
 
-def search(env: str, sampler: str, repeat: int, out: Path, cache: Path) -> dict:
+def search(env: str, sampler: str, repeat: int, num_samples: int, out: Path, cache: Path) -> dict:
     """One search's command and what its summary.json says of the winner."""
-    args = ["--env", env, *ENVS[env], *SEARCH, "--sampler", sampler, "--sampler-seed", str(repeat)]
+    args = ["--env", env, *ENVS[env], *SEARCH, "--num-samples", str(num_samples), "--sampler", sampler,
+            "--sampler-seed", str(repeat)]
     command = [sys.executable, "-m", "pgjax.train", *args, "--out", str(out), "--compile-cache", str(cache)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -42,7 +44,8 @@ def search(env: str, sampler: str, repeat: int, out: Path, cache: Path) -> dict:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     summary = json.loads((out / "summary.json").read_text())
     winner = summary["confirmation"]["winner"]
-    return {"env": env, "sampler": sampler, "sampler_seed": repeat, "command": ["python", "-m", "pgjax.train", *args],
+    return {"env": env, "sampler": sampler, "sampler_seed": repeat, "num_samples": num_samples,
+            "command": ["python", "-m", "pgjax.train", *args],
             "wall_seconds": round(time.perf_counter() - start, 1), "train_seconds": summary["train_seconds"],
             "env_steps": summary["env_steps_total"], "device_kind": summary["device_kind"],
             "median_point_iqm": statistics.median(g["statistics"]["iqm"] for g in summary["groups"]),
@@ -55,15 +58,17 @@ def search(env: str, sampler: str, repeat: int, out: Path, cache: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("experiments/results/tpe_vs_sobol"))
+    parser.add_argument("--num-samples", type=int, default=32, help="points of each search")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
     args = parser.parse_args()
     results = {"machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
                "searches": []}
     with tempfile.TemporaryDirectory() as scratch:
-        for env in ENVS:
+        for env in args.envs:
             for repeat in REPEATS:
                 for sampler in SAMPLERS:
                     out = Path(scratch) / f"{env}-{sampler}-{repeat}"
-                    record = search(env, sampler, repeat, out, Path(scratch) / "cache")
+                    record = search(env, sampler, repeat, args.num_samples, out, Path(scratch) / "cache")
                     results["searches"].append(record)
                     print({k: v for k, v in record.items() if k != "command"}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +82,8 @@ def table(results: dict) -> str:
     lines = [f"Machine: {machine['cpus']} CPUs ({machine['processor']}), device {searches[0]['device_kind']}. "
              "Per search: the winner's IQM of the final return on its 8 tuning seeds, and confirmed on 16 fresh "
              "seeds (95% bootstrap CI); P(> preset): its paired probability of improvement over the preset's "
-             "settings on those seeds; median point IQM: the median over the 32 points of their tuning IQM.", "",
+             "settings on those seeds; median point IQM: the median over the "
+             f"{searches[0].get('num_samples', 32)} points of their tuning IQM.", "",
              "| env | sampler | sampler seed | median point IQM | tuning IQM | confirmed IQM [95% CI] | P(> preset) | "
              "env steps | train s | winner |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in searches:
