@@ -111,7 +111,7 @@ def test_a_search_records_the_asked_points_and_trains_them_as_a_plain_sweep_woul
         np.testing.assert_array_equal(point_metrics["episode_returns"], plain[0].metrics.episode_returns[rows])
 
 
-def test_a_stopped_search_resumes_to_the_uninterrupted_points_and_results(searched, tmp_path):
+def test_a_stopped_search_resumes_to_the_uninterrupted_points_and_results(searched, tmp_path, capsys):
     stopped = tmp_path / "stopped"
     with pytest.raises(sweep.Interrupted):
         run(parse_args([*SMALL, *TPE, "--out", str(stopped)]), console=Console(quiet=True), stop=StopAt(3))
@@ -127,7 +127,9 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_points_and_results(search
     assert resumed["resumed_updates"] > 0
     assert [g["hyperparameters"] for g in resumed["groups"]] == [g["hyperparameters"] for g in whole["groups"]]
     assert [r["final_return"] for r in resumed["runs"]] == [r["final_return"] for r in whole["runs"]]
-    assert main(["--resume", str(tampered), "--quiet"]) == 2  # asks other points than the folder says
+    capsys.readouterr()
+    assert main(["--resume", str(tampered), "--quiet"]) == 2
+    assert "asks other points than the interrupted search recorded (grid point 0)" in capsys.readouterr().err
     assert not (tampered / outputs.SUMMARY_FILE).exists()
 
 
