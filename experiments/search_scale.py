@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pgjax.running.devices import cpu_isa, cpu_model
+
 SEARCH = ["--lr", "1e-4:1e-1:log", "--entropy-coef", "0:0.02", "--num-seeds", "16", "--halving", "3"]
 COMMANDS = {
     "1,024 x 16, --halving 3 --rungs 4, confirmed": [*SEARCH, "--num-samples", "1024", "--rungs", "4"],
@@ -64,7 +66,8 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true", help="also run the search again on the warm cache")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/search_scale"))
     args = parser.parse_args()
-    results = {"machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}}
+    results = {"machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                           "cpu": cpu_model(), "cpu_isa": cpu_isa()}}
     with tempfile.TemporaryDirectory() as scratch:
         for name, command in COMMANDS.items():
             cache = Path(scratch) / f"cache-{len(results)}"
@@ -86,7 +89,8 @@ def main() -> None:
 
 def table(results: dict) -> str:
     machine = results["machine"]
-    lines = [f"Machine: {machine['cpus']} CPUs ({machine['processor']}); each command in a fresh process on an empty "
+    lines = [f"Machine: {machine['cpus']} CPUs ({machine.get('cpu', machine['processor'])}, newest instruction set "
+             f"{machine.get('cpu_isa', 'not recorded')}); each command in a fresh process on an empty "
              "compile cache; wall seconds from start to exit; peak MiB: the command's largest resident set.",
              "", "| command | wall s (cold cache) | wall s (warm) | train s | compile s | confirm s | peak MiB |",
              "|---|---|---|---|---|---|---|"]

@@ -192,10 +192,10 @@ def backend_choices(platform: str | None = None, cpu_devices: int | None = None)
 def cpu_max_isa() -> str | None:
     """PGJAX_CPU_MAX_ISA: the newest x86-64 instruction set XLA's CPU code may use (`CPU_ISAS`), or None.
 
-    XLA compiles for the CPU it runs on, so two x86-64 machines with different
-    vector units can sum floats in different orders; capping both at one set
-    (AVX2, say) asks them for the same code. docs/devices.md says what it was
-    measured to change and cost.
+    XLA compiles for the CPU it runs on; the cap keeps its generated code to
+    one set (AVX2, say). It does not make two CPUs with different newest sets
+    train the same floats: docs/devices.md says what it was measured to change
+    and what it does not.
 
     Raises:
       ValueError: not one of `CPU_ISAS`.
