@@ -261,10 +261,10 @@ class ChunkRunner:
           CheckpointMismatch: a checkpoint of another number of runs, other
             shapes, or more updates (`pgjax.running.segments.check_checkpoint`).
         """
-        for chunk in chunks:
-            folder = folder_of(chunk)
-            if not folder.is_dir():
+        for chunk, present in zip(chunks, folders_present([folder_of(chunk) for chunk in chunks])):
+            if not present:
                 continue
+            folder = folder_of(chunk)
             trainer = self._group(chunk.group)[3]
             checkpoints = ChunkCheckpoints(folder)
             try:
@@ -304,6 +304,23 @@ class ChunkRunner:
         if checkpoints is not None:
             checkpoints.close()
         return trained
+
+
+def folders_present(folders: list[Path]) -> list[bool]:
+    """Which of `folders` exist, as process 0 sees them, the same on every process of a multi-process run.
+
+    Opening a chunk's checkpoints is a barrier of every process (orbax's), so every
+    process must open the same ones. A process that looked later could see a folder
+    that process 0 has just made for its training, open it, and leave the processes
+    one barrier apart (gloo: "Received data size doesn't match expected size"):
+    process 0's view, taken before it makes any, decides.
+    """
+    present = np.array([Path(folder).is_dir() for folder in folders], np.int32)
+    if jax.process_count() > 1 and folders:
+        from jax.experimental import multihost_utils
+
+        present = multihost_utils.broadcast_one_to_all(present)
+    return [bool(flag) for flag in np.asarray(present)]
 
 
 # Its name before 0.3: a runner of chunks, not a `pgjax.algo.trainer.Trainer` (kept for code that imports it).
