@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from pgjax.results.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, group_statistics, iqm
+from pgjax.results.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, _stacked_mean_median_iqm, group_statistics
 from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
 from pgjax.running.devices import configure_cpu, cpu_isa, cpu_model
 
@@ -127,8 +127,7 @@ def time_checkpoints(tree: dict, scratch: Path, repeats: int, saves: int) -> dic
 
 def _mean_median_iqm_contiguous(values: np.ndarray, axis: int = -1) -> np.ndarray:
     # Contiguous first: NumPy sums a strided axis in another order, and scipy's resamples of a stack come strided.
-    values = np.ascontiguousarray(values)
-    return np.stack([np.mean(values, axis=axis), np.median(values, axis=axis), iqm(values, axis=axis)])
+    return _stacked_mean_median_iqm(np.ascontiguousarray(values), axis=axis)
 
 
 def stacked_intervals(finals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,7 @@ from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
 from pgjax.running.repack import RungCost, SizeChoice, choose_chunk_size, fitted_size, read_sizes, write_sizes
 from pgjax.running.segments import concat_trees, split_into_chunks
+from pgjax.running.sharding import process_0_values
 from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkRunner, ChunkStart, GroupResult, SegmentReport
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
@@ -324,9 +325,7 @@ def _rung_sizes(trainer: ChunkRunner, alive: list[int], group_of: dict[int, tupl
                for g, n in sorted(runs.items())}
     sizes = {g: choice.size for g, choice in choices.items()}
     if jax.process_count() > 1:  # every process trains the same chunks: process 0's measurements decide
-        from jax.experimental import multihost_utils
-
-        agreed = multihost_utils.broadcast_one_to_all(np.array([sizes[g] for g in sorted(sizes)], np.int64))
+        agreed = process_0_values(np.array([sizes[g] for g in sorted(sizes)], np.int64))
         sizes = dict(zip(sorted(sizes), (int(size) for size in agreed)))
         choices = {g: c for g, c in choices.items() if c.size == sizes[g]}
     if run_dir is not None and jax.process_index() == 0:

@@ -122,6 +122,18 @@ def fetch(tree: Any) -> Any:
     return jax.device_get(tree)
 
 
+def process_0_values(values: Any) -> Any:
+    """`values` (a NumPy array) as process 0 has them, on every process of a multi-process run (a collective:
+    every process calls it at the same point); `values` itself in a one-process run."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.broadcast_one_to_all(values)
+    return values
+
+
 def compile_sharded(fn: Callable, *args: Any, devices: list | None = None) -> tuple[Any, Any, float]:
     """Compile `fn` with its arguments' leading (run) axis spread over devices.
 

@@ -46,7 +46,7 @@ from pgjax.running.segments import (
     segment_length,
     split_into_chunks,
 )
-from pgjax.running.sharding import run_mesh
+from pgjax.running.sharding import process_0_values, run_mesh
 
 __all__ = ["SEGMENT_UPDATES", "Chunk", "ChunkRunner", "ChunkStart", "GroupResult", "Interrupted", "SegmentReport",
            "SweepTrainer", "plan_chunks", "segment_length", "train_sweep"]
@@ -261,10 +261,10 @@ class ChunkRunner:
           CheckpointMismatch: a checkpoint of another number of runs, other
             shapes, or more updates (`pgjax.running.segments.check_checkpoint`).
         """
-        for chunk, present in zip(chunks, folders_present([folder_of(chunk) for chunk in chunks])):
+        folders = [folder_of(chunk) for chunk in chunks]
+        for chunk, folder, present in zip(chunks, folders, folders_present(folders)):
             if not present:
                 continue
-            folder = folder_of(chunk)
             trainer = self._group(chunk.group)[3]
             checkpoints = ChunkCheckpoints(folder)
             try:
@@ -315,11 +315,9 @@ def folders_present(folders: list[Path]) -> list[bool]:
     one barrier apart (gloo: "Received data size doesn't match expected size"):
     process 0's view, taken before it makes any, decides.
     """
-    present = np.array([Path(folder).is_dir() for folder in folders], np.int32)
-    if jax.process_count() > 1 and folders:
-        from jax.experimental import multihost_utils
-
-        present = multihost_utils.broadcast_one_to_all(present)
+    if not folders:
+        return []
+    present = process_0_values(np.array([Path(folder).is_dir() for folder in folders], np.int32))
     return [bool(flag) for flag in np.asarray(present)]
 
 
