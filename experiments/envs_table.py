@@ -19,6 +19,7 @@ environment (with the source named); "none found" otherwise.
 
 from __future__ import annotations
 
+from pgjax.algo.policy import Distribution, categorical, gaussian
 from pgjax.running.devices import configure_cpu
 
 if __name__ == "__main__":
@@ -37,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.algo.rollout import make_collect
@@ -83,16 +83,16 @@ class Args:
     out: Path = Path("experiments/results/envs_table.json")
 
 
-def _uniform(spec) -> distributions.Distribution:
+def _uniform(spec) -> Distribution:
     """A uniformly random policy: categorical over zero logits, or uniform over the Box (in normalised units)."""
     if spec.action_kind == "discrete":
-        return distributions.categorical()
-    gaussian = distributions.gaussian(spec.action_low, spec.action_high, "clip")
+        return categorical()
+    uniform = gaussian(spec.action_low, spec.action_high, "clip")
 
     def sample(key, out):
         return jax.random.uniform(key, out.shape[:-1] + (spec.num_actions,), minval=-1.0, maxval=1.0)
 
-    return gaussian._replace(sample=sample)
+    return uniform._replace(sample=sample)
 
 
 def random_baseline(env_id: str, num_seeds: int, episodes: int) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 import tyro
 
 from pgjax.algo.config import Config
-from pgjax.algo.fast import FastPaths
+from pgjax.algo.pieces import FastPaths
 from pgjax.algo.presets import preset_config
 from pgjax.algo.trainer import make_train
 from pgjax.commands.benchmark import device_description

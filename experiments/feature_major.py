@@ -32,9 +32,9 @@ import tyro
 
 from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast import FastPaths
 from pgjax.algo.fast.networks import feature_major
-from pgjax.algo.networks import make_policy
+from pgjax.algo.pieces import FastPaths
+from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import preset_config
 from pgjax.commands.benchmark import bench_train, device_description
 from pgjax.results import outputs
@@ -103,7 +103,7 @@ def main() -> int:
         row = {
             "preset": preset, "env": env, "updates": updates, "runs": args.runs,
             "inputs": int(np.prod(spec.obs_shape)), "hidden": list(config.static.hidden),
-            "automatic": feature_major(make_policy(spec, config), spec, FastPaths()),
+            "automatic": feature_major(make_policy(spec, config), spec),
             **measure(config, args.runs, args.repeats),
         }
         rows.append(row)

@@ -45,7 +45,7 @@ def _case(cap: int) -> dict:
     pgjax.configure_cpu()  # the CPU devices and flags `python -m pgjax.train` takes
 
     from pgjax.algo.presets import PRESETS
-    from pgjax.running import grid, memory, sweep
+    from pgjax.running import footprint, grid, memory, sweep
 
     base = PRESETS["default"]
     static = dataclasses.replace(base.static, env="long_episode_memory:long_cartpole", episodes_per_update=EPISODES,
@@ -61,7 +61,7 @@ def _case(cap: int) -> dict:
     one_run = estimate["run_bytes"] + estimate["device_bytes"]  # one run and its gradient block, per device
     budget = one_run / 4  # the advice for a device that holds a quarter of that
     advice = memory.fitting_advice("too big", static, estimate["run_bytes"], info["devices"],
-                                   int(budget * info["devices"] / memory.USABLE_FRACTION))
+                                   int(budget * info["devices"] / footprint.USABLE_FRACTION))
     return {"cap": cap, "chunks": info["chunks"], "devices": info["devices"], "estimate_bytes": planned,
             "xla_bytes": info["memory_bytes"], "peak_rss_growth_bytes": peak - before,
             "initial_padding": padding, "one_run_bytes": one_run, "quarter_budget_bytes": budget,

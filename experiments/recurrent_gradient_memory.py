@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo import distributions, loss
+from pgjax.algo import loss
 from pgjax.algo.fast import recurrent
 from pgjax.algo.fast.blocks import default_block_rows
-from pgjax.algo.networks import RecurrentPolicy, make_apply_fn, recurrence
+from pgjax.algo.policy import RecurrentPolicy, categorical, make_apply_fn, recurrence
 from pgjax.running.devices import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,7 +43,7 @@ def _median_seconds(fn, *args) -> float:
 def main() -> None:
     module = RecurrentPolicy(ACTIONS, (UNITS,), "gru")
     params = module.init(jax.random.key(0), jnp.zeros(OBS))["params"]
-    dist = distributions.categorical()
+    dist = categorical()
     plain = jax.jit(loss.make_policy_gradient(make_apply_fn(module), dist))
     sliced = jax.jit(recurrent.make_policy_gradient(recurrence(module), dist, True, default_block_rows()))
     rows = []

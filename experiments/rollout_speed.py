@@ -8,7 +8,7 @@ Writes (merging by environment and step limit) experiments/results/rollout_speed
 
 - raw: `jax.vmap` over R x E copies of the environment of a `lax.scan` of `env.step` (gymnax's, auto-reset)
   with uniformly random actions, `--raw-steps` steps: R E steps per scan step, every one a real step.
-- pgjax: `jax.vmap` over R runs of one update's collect (`pgjax.algo.fast.make_collect`, as training builds
+- pgjax: `jax.vmap` over R runs of one update's collect (`pgjax.algo.pieces.choose_collect`, as training builds
   it, the default preset's network at init), E episodes each, 10 collects in one program (as a training
   segment runs its updates: a program called once per collect would pay the fresh pages of its [T, R E]
   buffers, at the step limit, on every call). The loop runs until every episode has ended (or the step
@@ -34,9 +34,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pgjax.algo import fast  # noqa: E402
 from pgjax.algo.envs import make_env  # noqa: E402
-from pgjax.algo.networks import make_apply_fn, make_policy, recurrence  # noqa: E402
+from pgjax.algo.pieces import FastPaths, choose_collect, choose_network  # noqa: E402
+from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence  # noqa: E402
 from pgjax.algo.presets import PRESETS  # noqa: E402
 from pgjax.algo.trainer import make_trainer  # noqa: E402
 from pgjax.running.devices import cpu_model  # noqa: E402
@@ -79,10 +79,10 @@ def raw_steps_per_second(spec, copies: int, steps: int, repeats: int) -> float:
 
 def pgjax_steps_per_second(spec, config, runs: int, repeats: int) -> tuple[float, float]:
     """One update's collect of `runs` runs: (useful env steps per second, computed env steps per second)."""
-    paths = fast.FastPaths()
-    policy = fast.make_network(make_policy(spec, config), spec, paths)
-    collect = fast.make_collect(spec, make_apply_fn(policy), config.static.episodes_per_update,
-                                fast.make_distribution(spec, config.static.squash, paths), paths=paths,
+    paths = FastPaths()
+    policy = choose_network(make_policy(spec, config), spec, paths)
+    collect = choose_collect(spec, make_apply_fn(policy), config.static.episodes_per_update,
+                                make_distribution(spec, config.static.squash, paths.inverse_cdf_sampling), paths=paths,
                                 recurrence=recurrence(policy))
     trainer = make_trainer(config, (spec.env, spec.params), fast=paths)
     keys = jax.random.split(jax.random.key(0), runs)

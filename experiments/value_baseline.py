@@ -33,14 +33,13 @@ import numpy as np
 import tyro
 
 from pgjax.algo.config import Config
-from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast import FastPaths, make_policy_gradient, make_value_forward
-from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.fast.blocks import make_policy_gradient, make_value_forward
+from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, make_value_fn, make_value_network
 from pgjax.algo.presets import PRESETS
-from pgjax.algo.returns import advantage_weights, apply_baseline, step_coefficients, step_returns, value_advantages
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_trainer, run_updates
+from pgjax.algo.weights import advantage_weights, apply_baseline, step_coefficients, step_returns, value_advantages
 from pgjax.results import loading, outputs
 
 # The value-baseline setting for CartPole: the default's network, lr and episodes per update;
@@ -101,8 +100,8 @@ def gradient_samples(params, value_params, num_batches: int, key) -> dict[str, n
     dist = make_distribution(spec, VALUE_CONFIG.static.squash)
     value_fn = make_value_fn(make_value_network(spec, VALUE_CONFIG))
     collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=True)
-    gradient = make_policy_gradient(apply_fn, dist, FastPaths())
-    values_of = make_value_forward(value_fn, FastPaths())
+    gradient = make_policy_gradient(apply_fn, dist)
+    values_of = make_value_forward(value_fn)
     h = VALUE_CONFIG.hparams
 
     def one_batch(key):

@@ -7,7 +7,7 @@ The observation is the position one-hot, float32 [length]. Always stepping
 right earns 1 in length-1 steps; a uniform random policy reaches the end less
 often within the step limit.
 
-`linear_network`: a `pgjax.algo.networks.NetworkFactory` building `LinearPolicy`,
+`linear_network`: a `pgjax.algo.policy.NetworkFactory` building `LinearPolicy`,
 one dense layer from the flattened observation to the outputs.
 
 Named on the command line as `--env tests.custom:make_chain` and

@@ -19,7 +19,7 @@ import pytest
 from pgjax.algo.fast import blocks as loss
 from pgjax.algo.presets import PRESETS
 from pgjax.commands import bench, benchmark
-from pgjax.running import devices, grid, memory, sweep
+from pgjax.running import devices, footprint, grid, memory, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATOR = REPO / "experiments" / "accelerator"
@@ -69,7 +69,7 @@ def test_an_accelerators_plan_reads_its_own_free_memory_and_has_no_cap():
     static = PRESETS["default"].static
     per_run = memory.run_bytes(static, sweep.segment_length(static.num_updates))
     per_device = memory.device_bytes(static, loss.default_block_rows())
-    free = int((1000 * per_run + per_device) / memory.USABLE_FRACTION)  # room for 1000 runs on one device
+    free = int((1000 * per_run + per_device) / footprint.USABLE_FRACTION)  # room for 1000 runs on one device
     accelerator = _Device(limit=free + 12345, in_use=12345)
     assert memory.available_bytes([accelerator]) == free
     chunks, (estimate,) = sweep.plan_chunks(groups, 4096, [accelerator], max_parallel=None)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo.networks import MLPPolicy
+from pgjax.algo.policy import MLPPolicy
 from pgjax.commands.train import main
 from pgjax.results import loading, outputs
 

@@ -1,4 +1,4 @@
-"""The install check (`pgjax.algo.compat`): features checked by behaviour, and a broken install in one line."""
+"""The install check (`pgjax.running.install`): features checked by behaviour, and a broken install in one line."""
 
 from __future__ import annotations
 

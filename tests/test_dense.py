@@ -1,4 +1,4 @@
-"""`pgjax.algo.fast.dense.dense_stack`'s hand-written backward pass against autodiff of the plain layers."""
+"""`pgjax.algo.fast.networks.dense_stack`'s hand-written backward pass against autodiff of the plain layers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions, fast
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast import FastPaths
-from pgjax.algo.fast.dense import dense_layers, dense_stack
-from pgjax.algo.fast.networks import FeatureMajorMLP, feature_major
-from pgjax.algo.networks import MLPPolicy, make_policy
+from pgjax.algo.fast import blocks
+from pgjax.algo.fast.networks import FeatureMajorMLP, dense_layers, dense_stack, feature_major
+from pgjax.algo.pieces import FastPaths, choose_network
+from pgjax.algo.policy import MLPPolicy, categorical, make_policy
+from pgjax.algo.policy import gaussian as gaussian_distribution
 from pgjax.algo.presets import preset_config
 
 
@@ -52,10 +52,10 @@ def test_feature_major_policy_gradient_matches_autodiff(gaussian):
     valid = np.arange(T)[:, None] < np.array([T, 6, 2])[None, :]
     obs = np.where(valid[..., None], rng.normal(size=(T, E, D)), 0).astype(np.float32)
     if gaussian:
-        dist = distributions.gaussian([-2.0, -1.0], [2.0, 1.0])
+        dist = gaussian_distribution([-2.0, -1.0], [2.0, 1.0])
         action = np.clip(rng.normal(size=(T, E, A)), -1, 1).astype(np.float32)
     else:
-        dist = distributions.categorical()
+        dist = categorical()
         action = rng.integers(0, A, size=(T, E)).astype(np.int32)
     weight = np.where(valid, rng.normal(size=(T, E)), 0).astype(np.float32)
     coef = (valid / valid.sum()).astype(np.float32)
@@ -64,7 +64,7 @@ def test_feature_major_policy_gradient_matches_autodiff(gaussian):
         module = cls(A, hidden=(16, 8), activation="tanh", gaussian=gaussian)
         params = module.init(jax.random.key(3), jnp.zeros(D))["params"]
         apply_fn = lambda p, o, module=module: module.apply({"params": p}, o)  # noqa: E731
-        gradient = fast.make_policy_gradient(apply_fn, dist, FastPaths(block_rows=16, entropy_bonus=True))
+        gradient = blocks.make_policy_gradient(apply_fn, dist, block_rows=16, entropy_bonus=True)
         results.append((params, gradient(params, obs, action, weight, coef, valid, jnp.float32(0.05))))
     (params0, (loss0, grads0, ent0)), (params1, (loss1, grads1, ent1)) = results
     jax.tree.map(np.testing.assert_array_equal, params0, params1)  # the same parameters and names
@@ -90,5 +90,5 @@ def test_feature_major_backward_is_decided_by_the_first_layer(env, setting, expe
     spec = make_env(env)
     policy = make_policy(spec, config)
     assert type(policy) is MLPPolicy
-    assert feature_major(policy, spec, paths) is expected
-    assert (type(fast.make_network(policy, spec, paths)) is FeatureMajorMLP) is expected
+    assert feature_major(policy, spec, paths.feature_major_dense) is expected
+    assert (type(choose_network(policy, spec, paths)) is FeatureMajorMLP) is expected

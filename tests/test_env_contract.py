@@ -1,4 +1,4 @@
-"""The environment contract (`pgjax.algo.env_api`): wrappers, other packages' step APIs, pgjax's own step limit,
+"""The environment contract (`pgjax.algo.envs`): wrappers, other packages' step APIs, pgjax's own step limit,
 factory arguments, and calls named when they fail."""
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from flax import struct
 from gymnax.environments import spaces
 from gymnax.wrappers import FlattenObservationWrapper, LogWrapper, StickyActionWrapper
 
-from pgjax.algo import env_api
-from pgjax.algo.distributions import categorical
-from pgjax.algo.env_factory import typed_kwargs
-from pgjax.algo.envs import make_env
+from pgjax.algo.envs import make_env, steps_directly, typed_kwargs
+from pgjax.algo.policy import categorical
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_train
@@ -120,10 +118,10 @@ def cartpole_metrics(keys8):
 
 def test_gymnax_environments_step_directly_and_wrappers_through_their_step():
     env, _ = gymnax.make("CartPole-v1")
-    assert env_api.steps_directly(env) and env_api.steps_directly(custom.Chain())
+    assert steps_directly(env) and steps_directly(custom.Chain())
     for wrapped in (LogWrapper(env), FlattenObservationWrapper(env), StickyActionWrapper(env, 0.25),
                     DoubleReward(env), OldApiChain()):
-        assert not env_api.steps_directly(wrapped)
+        assert not steps_directly(wrapped)
         assert make_env(wrapped).route == "step"
     assert make_env(NoTimeChain()).route == "step_env"
 

@@ -14,7 +14,7 @@ from gymnax.environments import spaces
 
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.envs import make_env, space_kind
-from pgjax.algo.networks import make_policy
+from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.algo.trainer import make_train
 from pgjax.algo.validation import validate_config
@@ -146,7 +146,7 @@ def test_look_alike_spaces_serve_like_gymnax_s(env_id, obs_space, action_space, 
 
 
 def test_unsupported_registered_environment_and_network():
-    frozen = make_env("FrozenLake-misc")  # Discrete observations: served one-hot (pgjax.algo.spaces)
+    frozen = make_env("FrozenLake-misc")  # Discrete observations: served one-hot (pgjax.algo.envs)
     assert frozen.obs_shape == (16,) and frozen.obs_dtype == "uint8" and frozen.encode_obs is not None
     with pytest.raises(ValueError, match="network 'cnn' needs image observations"):
         make_policy(make_env("Acrobot-v1"), Config(StaticConfig(env="Acrobot-v1", network="cnn")))

@@ -10,9 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
-from pgjax.algo.networks import MLPPolicy, make_apply_fn, make_policy
+from pgjax.algo.policy import MLPPolicy, categorical, make_apply_fn, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.trainer import make_train
 from pgjax.commands import evaluate
@@ -75,7 +74,7 @@ def test_sampling_callable_draws_with_the_policy_probabilities(solved_params):
 def test_greedy_actions_are_the_argmax():
     """What greedy evaluation takes (`make_collect(greedy=True)` calls `Distribution.greedy`)."""
     logits = jnp.array([[1.0, 3.0, 2.0], [5.0, 5.0, 0.0], [-1.0, -2.0, -0.5]])
-    np.testing.assert_array_equal(distributions.categorical().greedy(logits), [1, 0, 2])  # ties: the first
+    np.testing.assert_array_equal(categorical().greedy(logits), [1, 0, 2])  # ties: the first
 
 
 def test_greedy_jax_evaluation(solved_params):

@@ -19,7 +19,7 @@ from gymnax.environments import spaces
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.envs import make_env
-from pgjax.algo.networks import make_policy, network_names, register_network
+from pgjax.algo.policy import make_policy, network_names, register_network
 from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.algo.trainer import make_train, make_trainer
 from pgjax.algo.validation import validate_config, validate_static

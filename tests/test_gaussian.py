@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pgjax.algo import distributions
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast import FastPaths
 from pgjax.algo.fast.blocks import make_policy_gradient
-from pgjax.algo.networks import MLPPolicy
+from pgjax.algo.policy import MLPPolicy, gaussian, gaussian_log_prob
 from pgjax.algo.rollout import make_collect
 
 LOW, HIGH = np.array([-2.0, 0.0]), np.array([2.0, 3.0])  # two action dimensions, half ranges 2 and 1.5
@@ -30,7 +28,7 @@ def test_clipped_log_prob_is_the_clipped_gaussians_density_and_tail_masses():
     mean, log_std = rng.normal(0, 0.8, (50, 2)), rng.normal(-0.3, 0.5, (50, 2))
     action = np.clip(rng.normal(mean, np.exp(log_std)), -1, 1).astype(np.float32)  # normalised, clipped
     action[::5, 0], action[1::7, 1] = 1.0, -1.0  # plenty of clipped dimensions
-    got = np.asarray(distributions.gaussian_log_prob(_out(mean, log_std), action, "clip", HALF.astype(np.float32)))
+    got = np.asarray(gaussian_log_prob(_out(mean, log_std), action, "clip", HALF.astype(np.float32)))
     # direct: in env units, a = centre + half * u ~ N(centre + half * mean, half * std) before clipping
     env_mean, env_std, env_action = CENTRE + HALF * mean, HALF * np.exp(log_std), CENTRE + HALF * action
     inside = stats.norm.logpdf(env_action, env_mean, env_std)
@@ -45,7 +43,7 @@ def test_tanh_log_prob_includes_the_squashing_jacobian():
     mean, log_std = rng.normal(0, 1, (40, 2)), rng.normal(0, 0.5, (40, 2))
     u = rng.normal(mean, np.exp(log_std)) * 3  # some far in tanh's saturation
     out, half = _out(mean, log_std), HALF.astype(np.float32)
-    got = np.asarray(distributions.gaussian_log_prob(out, u.astype(np.float32), "tanh", half))
+    got = np.asarray(gaussian_log_prob(out, u.astype(np.float32), "tanh", half))
     # a = centre + half * tanh(u): log p(a) = log N(u) - log |da/du|, |da/du| = half * (1 - tanh(u)^2)
     jacobian = np.log(HALF) + np.log1p(-np.tanh(u) ** 2)
     want = (stats.norm.logpdf(u, mean, np.exp(log_std)) - np.where(np.isfinite(jacobian), jacobian, np.nan)).sum(-1)
@@ -57,7 +55,7 @@ def test_tanh_log_prob_includes_the_squashing_jacobian():
 
 def test_clipped_samples_put_the_tail_mass_on_the_bounds():
     mean, log_std = np.array([[0.8, -0.2]]), np.array([[0.0, -1.0]])
-    dist = distributions.gaussian(LOW, HIGH, "clip")
+    dist = gaussian(LOW, HIGH, "clip")
     stored = np.asarray(dist.sample(jax.random.key(0), jnp.tile(_out(mean, log_std), (20000, 1))))
     assert stored.shape == (20000, 2) and stored.dtype == np.float32
     assert np.all((stored >= -1) & (stored <= 1))
@@ -72,7 +70,7 @@ def test_clipped_samples_put_the_tail_mass_on_the_bounds():
 def test_greedy_is_the_mean_and_entropy_is_the_gaussians():
     mean, log_std = np.array([[1.7, -0.3]]), np.array([[0.2, -0.5]])
     out = _out(mean, log_std)
-    clip, tanh = distributions.gaussian(LOW, HIGH, "clip"), distributions.gaussian(LOW, HIGH, "tanh")
+    clip, tanh = gaussian(LOW, HIGH, "clip"), gaussian(LOW, HIGH, "tanh")
     np.testing.assert_allclose(clip.to_env(clip.greedy(out)), [[2.0, CENTRE[1] - 0.3 * HALF[1]]], rtol=1e-6)
     np.testing.assert_allclose(tanh.to_env(tanh.greedy(out)), CENTRE + HALF * np.tanh(mean), rtol=1e-6)
     np.testing.assert_allclose(clip.entropy(out), stats.norm.entropy(0, np.exp(log_std)).sum(-1), rtol=1e-6)
@@ -90,7 +88,7 @@ def _apply(params, obs):
 def test_gaussian_gradient_matches_per_step_estimator(squash):
     """The blocked gradient with float action buffers [T, E, A] against one step at a time."""
     rng = np.random.default_rng(2)
-    dist = distributions.gaussian(LOW, HIGH, squash)
+    dist = gaussian(LOW, HIGH, squash)
     params = MODULE.init(jax.random.key(0), jnp.zeros(D))["params"]
     params = {**params, "log_std": jnp.array([-0.5, 0.3])}
     valid = np.arange(T)[:, None] < np.array([T, 4, 1])[None, :]
@@ -100,7 +98,7 @@ def test_gaussian_gradient_matches_per_step_estimator(squash):
     action = np.where(valid[..., None], action, 0).astype(np.float32)
     weight = np.where(valid, rng.normal(size=(T, E)), 0).astype(np.float32)
     coef = valid / valid.sum()
-    gradient = make_policy_gradient(_apply, dist, FastPaths(block_rows=6))
+    gradient = make_policy_gradient(_apply, dist, block_rows=6)
     _, grads, entropy = gradient(params, obs, action, weight, coef, valid, 0.01)
     step_grad = jax.jit(jax.grad(lambda p, o, a, w, c: c * (-dist.log_prob(_apply(p, o), a) * w
                                                             - 0.01 * dist.entropy(_apply(p, o)))))
@@ -117,7 +115,7 @@ def test_gaussian_rollout_stores_float_actions_and_steps_the_env_with_their_env_
     spec = make_env("Pendulum-v1")
     assert spec.action_kind == "continuous" and spec.action_low == (-2.0,) and spec.action_high == (2.0,)
     spec = spec._replace(params=spec.params.replace(max_steps_in_episode=12), max_steps=12)
-    dist = distributions.gaussian(spec.action_low, spec.action_high, "clip")
+    dist = gaussian(spec.action_low, spec.action_high, "clip")
     module = MLPPolicy(1, hidden=(8,), gaussian=True)
     params = module.init(jax.random.key(0), jnp.zeros(3))["params"]
     params = {**params, "log_std": jnp.array([0.5])}  # wide: many clipped actions

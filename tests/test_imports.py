@@ -123,10 +123,10 @@ def test_function_level_and_type_checking_imports_are_edges(tmp_path):
         "from . import networks\n"
     )
     modules = {"pgjax.algo.config", "pgjax.running.grid", "pgjax.running", "pgjax.results.stats",
-               "pgjax.algo.networks", "pgjax.algo"}
+               "pgjax.algo.policy", "pgjax.algo"}
     assert _edges("pgjax.algo.x", source, modules) == {
         "pgjax.algo.config", "pgjax.running", "pgjax.running.grid", "pgjax.results.stats", "pgjax.algo",
-        "pgjax.algo.networks"}
+        "pgjax.algo.policy"}
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -7,13 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions
 from pgjax.algo import loss as plain
-from pgjax.algo.fast import FastPaths
 from pgjax.algo.fast.blocks import make_policy_gradient as blocked_policy_gradient
-from pgjax.algo.networks import MLPPolicy
+from pgjax.algo.policy import MLPPolicy, log_prob
+from pgjax.algo.policy import entropy as categorical_entropy
 from pgjax.algo.presets import PRESETS
-from pgjax.algo.returns import apply_baseline, step_coefficients, step_returns
+from pgjax.algo.weights import apply_baseline, step_coefficients, step_returns
 
 T, E, D, A = 12, 3, 4, 3
 MODULE = MLPPolicy(num_actions=A, hidden=(8,))
@@ -25,7 +24,7 @@ def apply_fn(params, obs):
 
 def make_policy_gradient(apply_fn, block_rows, dist=None, entropy_bonus=None):
     """The blocked policy gradient (`pgjax.algo.fast.blocks`) in blocks of `block_rows` steps."""
-    return blocked_policy_gradient(apply_fn, dist, FastPaths(block_rows=block_rows, entropy_bonus=entropy_bonus))
+    return blocked_policy_gradient(apply_fn, dist, block_rows=block_rows, entropy_bonus=entropy_bonus)
 
 
 def make_batch(seed: int):
@@ -39,8 +38,8 @@ def make_batch(seed: int):
     return params, obs, action, reward, valid, lengths
 
 
-grad_logp = jax.jit(jax.grad(lambda p, o, a: distributions.log_prob(apply_fn(p, o), a)))
-grad_ent = jax.jit(jax.grad(lambda p, o: distributions.entropy(apply_fn(p, o))))
+grad_logp = jax.jit(jax.grad(lambda p, o, a: log_prob(apply_fn(p, o), a)))
+grad_ent = jax.jit(jax.grad(lambda p, o: categorical_entropy(apply_fn(p, o))))
 
 
 def estimator_by_loop(params, obs, action, weight, coef, valid, entropy_coef):
@@ -68,7 +67,7 @@ def test_gradient_matches_per_step_estimator(block_rows):
     loss, grads, entropy = pg(params, obs, action, weight, coef, valid, 0.01)
     want = estimator_by_loop(params, obs, action, weight, coef, valid, 0.01)
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6), grads, want)
-    ent = distributions.entropy(apply_fn(params, obs))
+    ent = categorical_entropy(apply_fn(params, obs))
     np.testing.assert_allclose(entropy, ent[valid].mean(), rtol=1e-5)
 
 
@@ -121,7 +120,7 @@ def test_seed_a_loss_is_tutorial_000():
     params, obs, action, reward, valid, lengths = make_batch(3)
     n = lengths[1]
     obs, action, reward, valid = (x[:, 1:2] for x in (obs, action, reward, valid))
-    logp = np.asarray(distributions.log_prob(apply_fn(params, obs[:n, 0]), action[:n, 0]))
+    logp = np.asarray(log_prob(apply_fn(params, obs[:n, 0]), action[:n, 0]))
     want = -logp.mean() * (reward[:n, 0].sum() - 15)
     np.testing.assert_allclose(pgjax_loss("seed-a", params, obs, action, reward, valid), want, rtol=1e-5)
 
@@ -133,5 +132,5 @@ def test_seed_b_loss_is_tutorial_001():
     r = reward[:, 0]
     g = np.array([sum(0.9**k * x for k, x in enumerate(r[t:])) for t in range(T)])
     g = (g - g.mean()) / g.std(ddof=1)
-    logp = np.asarray(distributions.log_prob(apply_fn(params, obs[:, 0]), action[:, 0]))
+    logp = np.asarray(log_prob(apply_fn(params, obs[:, 0]), action[:, 0]))
     np.testing.assert_allclose(pgjax_loss("seed-b", params, obs, action, reward, valid), np.sum(-logp * g), rtol=1e-4)

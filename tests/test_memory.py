@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from pgjax.algo.presets import PRESETS
-from pgjax.running import grid, memory, sweep
+from pgjax.running import footprint, grid, memory, sweep
 
 from .conftest import small_config
 from .custom import make_long_cartpole
@@ -22,8 +22,8 @@ XLA_FACTOR = 4
 
 def test_tree_bytes_counts_keys_as_their_key_data():
     tree = {"key": jax.random.split(jax.random.key(0), 3), "x": jnp.zeros((3, 2)), "flag": jnp.bool_(True)}
-    assert memory.tree_bytes(tree) == 3 * 2 * 4 + 3 * 2 * 4 + 1
-    assert memory.tree_bytes(jax.eval_shape(lambda: tree)) == memory.tree_bytes(tree)
+    assert footprint.tree_bytes(tree) == 3 * 2 * 4 + 3 * 2 * 4 + 1
+    assert footprint.tree_bytes(jax.eval_shape(lambda: tree)) == footprint.tree_bytes(tree)
 
 
 def test_parts_follow_the_environment_and_the_network_without_recounting():
@@ -32,7 +32,7 @@ def test_parts_follow_the_environment_and_the_network_without_recounting():
     steps = 500 * 4
     # obs f32 [T, E, 4], action i32, reward f32, valid bool [T, E]; truncated bool [E]; loop_steps i32
     assert shapes.trajectory == steps * (16 + 4 + 4 + 1) + 4 + 4
-    assert shapes.step_arrays == memory.STEP_ARRAYS * steps * 4
+    assert shapes.step_arrays == footprint.STEP_ARRAYS * steps * 4
     params = (4 + 1) * 16 + (16 + 1) * 2
     assert shapes.gradients == 4 * params
     wider = memory.run_shapes(dataclasses.replace(static, hidden=(32,)))
@@ -56,7 +56,7 @@ def test_a_value_baseline_and_gaussian_actions_are_in_the_shapes():
     policy = (3 + 1) * 8 + (8 + 1) * 1 + 1  # and the Gaussian's log std
     value = (3 + 1) * 8 + (8 + 1) * 1
     assert shapes.gradients == 4 * (policy + value)
-    assert shapes.step_arrays == (memory.STEP_ARRAYS + memory.VALUE_STEP_ARRAYS) * steps * 4
+    assert shapes.step_arrays == (footprint.STEP_ARRAYS + footprint.VALUE_STEP_ARRAYS) * steps * 4
 
 
 def test_estimate_of_a_cnn_covers_what_xla_allocates():
@@ -94,7 +94,7 @@ def test_available_memory_is_the_devices_own_or_the_hosts(monkeypatch):
 def test_chunk_size_follows_the_estimate():
     static = small_config().static
     per_run, per_device = memory.run_bytes(static, 4), memory.device_bytes(static, 1024)
-    available = int((10 * per_run + 2 * per_device) / memory.USABLE_FRACTION)
+    available = int((10 * per_run + 2 * per_device) / footprint.USABLE_FRACTION)
     assert memory.chunk_size(100, per_run, per_device, 2, available) == 10
     with pytest.raises(ValueError, match="set --max-parallel 10 or less"):
         memory.chunk_size(100, per_run, per_device, 2, available, max_parallel=20)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pgjax.algo.fast.paths import FastPaths
+from pgjax.algo.pieces import FastPaths
 from pgjax.running import devices
 from pgjax.running.devices import PROCESS_FAST_PATHS, process_fast_path_on, process_speeds_off
 
@@ -41,7 +41,7 @@ def test_the_switch_lists_fast_paths_by_name_and_rejects_unknown_names(monkeypat
 
 
 def test_the_same_switch_turns_the_training_paths_fast_paths_off(monkeypatch):
-    """PGJAX_SPEED_OFF, read in `pgjax.algo.fast.paths` only, names process and training-path fast paths alike."""
+    """PGJAX_SPEED_OFF, read in `pgjax.algo.pieces` only, names process and training-path fast paths alike."""
     monkeypatch.setenv("PGJAX_SPEED_OFF", "blocked_gradient,gc_freeze")
     assert FastPaths.from_environment() == FastPaths(blocked_gradient=False)
     assert process_speeds_off() == {"gc_freeze"}

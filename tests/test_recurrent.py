@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions, loss
-from pgjax.algo.baselines import recurrent_values
+from pgjax.algo import loss
 from pgjax.algo.config import Config
 from pgjax.algo.fast import recurrent
-from pgjax.algo.fast.paths import FastPaths
-from pgjax.algo.networks import RecurrentPolicy, make_apply_fn, make_value_fn, recurrence
+from pgjax.algo.pieces import FastPaths
+from pgjax.algo.policy import RecurrentPolicy, categorical, make_apply_fn, make_value_fn, recurrence
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.trainer import make_train
+from pgjax.algo.weights import recurrent_values
 from pgjax.results.evaluation import policy_callable
 
 
@@ -37,7 +37,7 @@ def test_sliced_policy_gradient_is_the_whole_episode_gradient(cell, block_rows):
     module = RecurrentPolicy(3, (16, 8), cell)
     params = module.init(jax.random.key(0), jnp.zeros(4))["params"]
     obs, action, weight, coef, valid, _ = _batch()
-    dist = distributions.categorical()
+    dist = categorical()
     plain = loss.make_policy_gradient(make_apply_fn(module), dist)(params, obs, action, weight, coef, valid, 0.01)
     sliced = recurrent.make_policy_gradient(recurrence(module), dist, True, block_rows)(
         params, obs, action, weight, coef, valid, 0.01)
@@ -50,7 +50,7 @@ def test_recurrent_gradient_matches_a_python_loop_over_each_episode():
     module = RecurrentPolicy(3, (8,), "gru")
     params = module.init(jax.random.key(0), jnp.zeros(4))["params"]
     obs, action, weight, coef, valid, _ = _batch(num_steps=13, lengths=(3, 13, 5, 1))  # slices of 2: the last clamped
-    dist = distributions.categorical()
+    dist = categorical()
     step = recurrence(module).step
 
     def by_hand(p):

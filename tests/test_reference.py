@@ -17,15 +17,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo import distributions, fast
 from pgjax.algo.config import Config
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast import FastPaths
 from pgjax.algo.fast.blocks import make_value_gradient
-from pgjax.algo.networks import make_apply_fn, make_policy, make_value_fn, make_value_network
+from pgjax.algo.loss import make_value_gradient as plain_value_gradient
+from pgjax.algo.pieces import FastPaths, choose_collect, choose_network, choose_pieces
+from pgjax.algo.policy import (
+    make_apply_fn,
+    make_distribution,
+    make_policy,
+    make_value_fn,
+    make_value_network,
+    plain_sample,
+    sample,
+)
 from pgjax.algo.presets import preset_config
-from pgjax.algo.returns import step_coefficients
 from pgjax.algo.trainer import make_train, make_trainer
+from pgjax.algo.weights import step_coefficients
 
 from .conftest import small_config
 
@@ -88,14 +96,12 @@ def test_gradients_agree_with_the_reference(setup):
     spec = make_env(config.static.env)
     results = []
     for paths in (FAST, REFERENCE):
-        apply_fn = make_apply_fn(fast.make_network(make_policy(spec, config), spec, paths))
-        dist = fast.make_distribution(spec, config.static.squash, paths)
-        weighting = fast.make_weighting(spec, config, paths)
-        collect = fast.make_collect(spec, apply_fn, config.static.episodes_per_update, dist,
-                                    keep_last_obs=weighting.keeps_last_obs, paths=paths)
-        gradient = fast.make_policy_gradient(apply_fn, dist, paths)
-        value_network = fast.make_network(make_value_network(spec, config), spec, paths)
-        value_gradient = make_value_gradient(make_value_fn(value_network), paths)
+        pieces = choose_pieces(spec, config, paths)
+        weighting = pieces.weighting
+        collect, gradient = pieces.collect, pieces.policy_gradient
+        value_fn = make_value_fn(choose_network(make_value_network(spec, config), spec, paths))
+        value_gradient = (make_value_gradient(value_fn, block_rows=paths.block_rows) if paths.blocked_gradient
+                          else plain_value_gradient(value_fn))
 
         def losses(state, hparams):  # one run's
             traj = collect(state.params, state.key)
@@ -143,10 +149,10 @@ def test_run_major_buffers_give_the_same_episodes():
     spec = make_env("Catch-bsuite")
     config = Config(dataclasses.replace(small_config().static, env="Catch-bsuite"), small_config().hparams)
     apply_fn = make_apply_fn(make_policy(spec, config))
-    dist = distributions.make_distribution(spec, config.static.squash)
+    dist = make_distribution(spec, config.static.squash)
     keys = jax.vmap(jax.random.key)(jnp.arange(3))
     params = jax.vmap(lambda k: make_policy(spec, config).init(k, jnp.zeros(spec.obs_shape))["params"])(keys)
-    trajs = [jax.jit(jax.vmap(fast.make_collect(spec, apply_fn, 2, dist, paths=FastPaths(run_major_buffers=flag))))(
+    trajs = [jax.jit(jax.vmap(choose_collect(spec, apply_fn, 2, dist, paths=FastPaths(run_major_buffers=flag))))(
         params, keys) for flag in (True, False)]
     assert trajs[0].obs.shape == (3, spec.max_steps, 2, *spec.obs_shape)
     jax.tree.map(np.testing.assert_array_equal, trajs[0], trajs[1])
@@ -157,7 +163,7 @@ def test_samplers_draw_from_the_same_distribution():
     logits = jnp.array([[0.3, -1.2, 2.0, 0.0], [5.0, -5.0, 0.0, 0.1]])
     n = 40000
     probs = np.asarray(jax.nn.softmax(logits))
-    for sampler in (distributions.sample, distributions.plain_sample):
+    for sampler in (sample, plain_sample):
         draws = np.asarray(sampler(jax.random.key(0), jnp.broadcast_to(logits, (n, 2, 4))))
         assert draws.dtype == np.int32
         freq = np.stack([(draws == a).mean(axis=0) for a in range(4)], axis=-1)
@@ -178,10 +184,10 @@ def test_whole_training_by_the_reference_path(categorical_update):
 
 def test_im2col_convolution_is_the_plain_convolution():
     """`Im2colConv` (one product over shifted copies) and the plain `TorchConv` (`lax.conv`), vmapped over
-    runs' kernels as the trainer does, and its gradient; and `fast.make_network` swapping a CNN policy's
+    runs' kernels as the trainer does, and its gradient; and `choose_network` swapping a CNN policy's
     convolutions only when `im2col_convolution` is on, an MLP's layers only when it takes the feature-major pass."""
     from pgjax.algo.fast.networks import FeatureMajorMLP, Im2colConv
-    from pgjax.algo.networks import CNNPolicy, MLPPolicy, TorchConv
+    from pgjax.algo.policy import CNNPolicy, MLPPolicy, TorchConv
 
     x = jax.random.normal(jax.random.key(0), (RUNS, 5, 7, 6, 2))  # [runs, batch, H, W, C]
     im2col, plain = Im2colConv(4), TorchConv(4)
@@ -198,29 +204,13 @@ def test_im2col_convolution_is_the_plain_convolution():
     spec = make_env("Catch-bsuite")
     cnn = CNNPolicy(3, conv=(4,), hidden=(8,))
     off = dataclasses.replace(FAST, im2col_convolution=False)
-    assert fast.make_network(cnn, spec, off) is cnn
-    assert fast.make_network(cnn, spec, FAST).conv_layer is Im2colConv
+    assert choose_network(cnn, spec, off) is cnn
+    assert choose_network(cnn, spec, FAST).conv_layer is Im2colConv
     mlp = MLPPolicy(3, hidden=(64,))
     cartpole = make_env("CartPole-v1")
-    assert type(fast.make_network(mlp, cartpole, FAST)) is FeatureMajorMLP
-    assert fast.make_network(mlp, cartpole, dataclasses.replace(FAST, feature_major_dense=False)) is mlp
+    assert type(choose_network(mlp, cartpole, FAST)) is FeatureMajorMLP
+    assert choose_network(mlp, cartpole, dataclasses.replace(FAST, feature_major_dense=False)) is mlp
     image = jax.random.normal(jax.random.key(2), (2, 10, 10, 2))
     cnn_params = cnn.init(jax.random.key(3), image[0])
-    _close(cnn.apply(cnn_params, image), fast.make_network(cnn, spec, FAST).apply(cnn_params, image),
+    _close(cnn.apply(cnn_params, image), choose_network(cnn, spec, FAST).apply(cnn_params, image),
            rtol=1e-5, atol=1e-5)
-
-
-def test_the_0_2_keywords_map_into_the_fast_paths():
-    """`make_train(config, entropy_bonus=...)`, `speed=` and 0.2's positional bool still work, with a warning."""
-    from pgjax.algo.trainer import _fast_paths
-
-    with pytest.warns(DeprecationWarning):
-        assert _fast_paths(None, REFERENCE, False) == dataclasses.replace(REFERENCE, entropy_bonus=False)
-    assert _fast_paths(FAST, None, None) is FAST
-    with pytest.warns(DeprecationWarning, match="speed"):
-        assert _fast_paths(None, REFERENCE, None) is REFERENCE
-    config = CONFIGS["categorical"]
-    with pytest.warns(DeprecationWarning):
-        make_trainer(config, True)
-    with pytest.warns(DeprecationWarning):
-        make_train(config, entropy_bonus=False, speed=REFERENCE)

@@ -9,13 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo.baselines import make_weighting
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.envs import make_env
-from pgjax.algo.returns import BASELINES, BaselineKind, apply_baseline, is_learned
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.trainer import make_train, make_trainer
 from pgjax.algo.validation import validate_config, validate_static
+from pgjax.algo.weights import BASELINES, BaselineKind, apply_baseline, is_learned, make_weighting
 
 from .conftest import small_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgjax.algo.returns import apply_baseline, discounted_returns, step_coefficients, step_returns
+from pgjax.algo.weights import apply_baseline, discounted_returns, step_coefficients, step_returns
 
 T, E = 12, 5
 

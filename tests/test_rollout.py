@@ -11,8 +11,8 @@ from gymnax.environments.classic_control.cartpole import EnvState
 
 from pgjax.algo import rollout
 from pgjax.algo.envs import make_env
-from pgjax.algo.fast import make_collect
-from pgjax.algo.networks import MLPPolicy
+from pgjax.algo.pieces import choose_collect as make_collect
+from pgjax.algo.policy import MLPPolicy
 
 MAX_STEPS, E, RUNS = 30, 6, 4
 

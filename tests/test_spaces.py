@@ -1,4 +1,4 @@
-"""Spaces pgjax serves beyond a float Box and Discrete actions (`pgjax.algo.spaces`): Discrete, Dict and
+"""Spaces pgjax serves beyond a float Box and Discrete actions (`pgjax.algo.envs`): Discrete, Dict and
 Tuple observations, uint8 0..255 images (stored uint8, scaled in the network) and MultiDiscrete actions,
 each with an environment of its own trained a few updates."""
 
@@ -14,14 +14,21 @@ import pytest
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from pgjax.algo import distributions, envs
+from pgjax.algo import envs
 from pgjax.algo.config import Config
+from pgjax.algo.envs import encode_batch, encoded_struct, observation_codec
 from pgjax.algo.fast.networks import fast_network
-from pgjax.algo.fast.paths import FastPaths
-from pgjax.algo.networks import CNNPolicy, make_policy
+from pgjax.algo.policy import (
+    CNNPolicy,
+    categorical,
+    entropy,
+    log_prob,
+    make_distribution,
+    make_policy,
+    multi_categorical,
+)
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import make_collect
-from pgjax.algo.spaces import encode_batch, encoded_struct, observation_codec
 from pgjax.algo.trainer import make_train
 
 SIDE = 5  # the image environment's images are SIDE x SIDE x 1
@@ -177,7 +184,7 @@ def test_images_are_stored_as_uint8_and_the_network_sees_0_to_1():
     spec = _spec(BrightPixel())
     assert spec.obs_dtype == "uint8" and spec.obs_scale == 1 / 255 and spec.encode_obs is None
     module = make_policy(spec, _config())
-    collect = make_collect(spec, lambda p, obs: module.apply({"params": p}, obs), 8, distributions.categorical())
+    collect = make_collect(spec, lambda p, obs: module.apply({"params": p}, obs), 8, categorical())
     params = module.init(jax.random.key(0), jnp.zeros(spec.obs_shape))["params"]
     traj = jax.jit(collect)(params, jax.random.key(3))
     assert traj.obs.dtype == jnp.uint8 and traj.obs.shape == (1, 8, SIDE, SIDE, 1) and int(traj.obs.max()) == 255
@@ -193,7 +200,7 @@ def test_images_are_stored_as_uint8_and_the_network_sees_0_to_1():
     assert 0.0 <= float(seen[0].min()) and float(seen[0].max()) == 1.0
     unscaled = module.clone(obs_scale=1.0).apply({"params": params}, traj.obs[0] / 255.0)
     np.testing.assert_allclose(out, unscaled, rtol=1e-5, atol=1e-6)
-    fast = fast_network(module, spec, FastPaths(feature_major_dense=True))
+    fast = fast_network(module, spec, feature_major_dense=True)
     np.testing.assert_allclose(fast.apply({"params": params}, traj.obs[0].astype(jnp.float32)), out, rtol=1e-5,
                                atol=1e-6)
 
@@ -207,7 +214,7 @@ def test_a_cnn_scales_its_images_on_the_plain_and_fast_paths():
     out = module.apply({"params": params}, obs)
     np.testing.assert_allclose(module.clone(obs_scale=1.0).apply({"params": params}, obs / 255), out, rtol=1e-5,
                                atol=1e-6)
-    fast = fast_network(module, spec, FastPaths(im2col_convolution=True))
+    fast = fast_network(module, spec, im2col_convolution=True)
     np.testing.assert_allclose(fast.apply({"params": params}, obs), out, rtol=1e-5, atol=1e-5)
 
 
@@ -219,19 +226,19 @@ def test_an_image_environment_learns_where_the_bright_pixel_is():
 
 
 def test_multi_discrete_actions_are_independent_categoricals():
-    dist = distributions.multi_categorical((3, 2))
+    dist = multi_categorical((3, 2))
     out = jax.random.normal(jax.random.key(0), (5, 5))
     action = dist.sample(jax.random.key(1), out)
     assert action.shape == (5, 2) and action.dtype == jnp.int32 and dist.action_shape == (2,)
     assert np.all((action[:, 0] >= 0) & (action[:, 0] < 3)) and np.all((action[:, 1] >= 0) & (action[:, 1] < 2))
     first, second = out[:, :3], out[:, 3:]
-    np.testing.assert_allclose(dist.log_prob(out, action), distributions.log_prob(first, action[:, 0])
-                               + distributions.log_prob(second, action[:, 1]), rtol=1e-6)
-    np.testing.assert_allclose(dist.entropy(out), distributions.entropy(first) + distributions.entropy(second),
+    np.testing.assert_allclose(dist.log_prob(out, action), log_prob(first, action[:, 0])
+                               + log_prob(second, action[:, 1]), rtol=1e-6)
+    np.testing.assert_allclose(dist.entropy(out), entropy(first) + entropy(second),
                                rtol=1e-6)
     np.testing.assert_array_equal(dist.greedy(out), np.stack([first.argmax(-1), second.argmax(-1)], -1))
     spec = _spec(Dials())
     assert spec.action_kind == "multi_discrete" and spec.action_nvec == (3, 2) and spec.num_actions == 5
-    assert distributions.make_distribution(spec).action_shape == (2,)
+    assert make_distribution(spec).action_shape == (2,)
     returns = _train(spec, num_updates=15)
     assert returns[:, -3:].mean() > returns[:, :3].mean()

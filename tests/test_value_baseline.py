@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
-from pgjax.algo.fast import FastPaths, blocks
+from pgjax.algo.fast import blocks
 from pgjax.algo.loss import value_loss
-from pgjax.algo.networks import MLPPolicy
-from pgjax.algo.returns import advantage_weights, explained_variance, value_advantages
+from pgjax.algo.policy import MLPPolicy
 from pgjax.algo.trainer import make_train
 from pgjax.algo.validation import validate_static
+from pgjax.algo.weights import advantage_weights, explained_variance, value_advantages
 from pgjax.running import grid, sweep
 
 T, E, D = 9, 4, 3
@@ -102,12 +102,12 @@ def test_value_loss_gradient_and_values_match_a_direct_computation(block_rows):
         err = _value_fn(p, obs) - target
         return 0.5 * jnp.sum(jnp.where(valid, err**2, 0.0)) / valid.sum()
 
-    value_gradient = blocks.make_value_gradient(_value_fn, FastPaths(block_rows=block_rows))
+    value_gradient = blocks.make_value_gradient(_value_fn, block_rows=block_rows)
     loss, grads = value_gradient(params, obs, target, coef, valid)
     np.testing.assert_allclose(loss, direct(params), rtol=1e-5)
     np.testing.assert_allclose(loss, value_loss(_value_fn, params, obs, target, coef), rtol=1e-5)
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7), grads, jax.grad(direct)(params))
-    values = blocks.make_value_forward(_value_fn, FastPaths(block_rows=block_rows))(params, obs, valid)
+    values = blocks.make_value_forward(_value_fn, block_rows=block_rows)(params, obs, valid)
     np.testing.assert_allclose(np.asarray(values)[valid], np.asarray(_value_fn(params, obs))[valid], rtol=1e-5)
     assert np.all(np.asarray(values)[~valid] == 0)
 

@@ -11,7 +11,7 @@ line's `--help` reads these declarations before anything imports JAX); `Hyperpar
 becomes a JAX pytree once JAX is imported (`register_pytrees`). Its `validate` methods check what
 needs no registry (sizes, numeric domains, float32, combinations of built-in kinds);
 `pgjax.algo.validation.validate_config` adds the names looked up in the registries
-of `pgjax.algo.networks` and `pgjax.algo.returns`, which import this module.
+of `pgjax.algo.policy` and `pgjax.algo.weights`, which import this module.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-# The built-in kinds of `pgjax.algo.returns`' registries (RETURNS, BASELINES, REDUCTIONS,
+# The built-in kinds of `pgjax.algo.weights`' registries (RETURNS, BASELINES, REDUCTIONS,
 # ADVANTAGES); a kind registered there from Python is accepted by `pgjax.algo.validation` too.
 Returns = Literal["episode", "reward_to_go"]
 Baseline = Literal["none", "constant", "batch_mean", "episode_norm", "batch_norm", "value", "value_norm"]
 Reduction = Literal["episode_mean", "episode_sum", "step_mean"]
 Activation = Literal["relu", "tanh"]
-Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.networks.register_network`) or "package.module:factory"
+Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.policy.register_network`) or "package.module:factory"
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
 
@@ -68,19 +68,19 @@ class StaticConfig:
 
     Attributes:
       env: gymnax environment id, e.g. "CartPole-v1" (`pgjax.algo.envs.make_env`).
-      env_kwargs: "key=value" arguments of a "package.module:factory" env (`pgjax.algo.env_factory`).
+      env_kwargs: "key=value" arguments of a "package.module:factory" env (`pgjax.algo.envs`).
       max_episode_steps: episodes are cut off (truncated) after this many steps; 0: the env's own limit.
       network: "mlp" (observations flattened, then `hidden`), "cnn" (3x3
         convolutions with `conv` channels over an image observation, then
         `hidden`), "gru" or "lstm" (recurrent: `hidden`'s widths but the last are a
-        dense torso, the last is the cell's; `pgjax.algo.networks.RecurrentPolicy`), another name registered with
-        `pgjax.algo.networks.register_network`, or "package.module:factory" (a
-        `pgjax.algo.networks.NetworkFactory`, imported when built).
+        dense torso, the last is the cell's; `pgjax.algo.policy.RecurrentPolicy`), another name registered with
+        `pgjax.algo.policy.register_network`, or "package.module:factory" (a
+        `pgjax.algo.policy.NetworkFactory`, imported when built).
       hidden: hidden layer widths of the policy (and value) network, e.g. (32,) or (64, 64).
       conv: channels of the CNN's convolutions, e.g. (16,); unused by the MLP.
       activation: hidden-layer nonlinearity.
       squash: how a Gaussian policy's actions meet the Box's bounds: "clip" or
-        "tanh" (`pgjax.algo.networks`); unused with Discrete actions.
+        "tanh" (`pgjax.algo.policy`); unused with Discrete actions.
       episodes_per_update: E, complete episodes collected per run for each update.
       num_updates: U, policy updates per run; the training budget.
       returns: the return that weights log pi(a_t|s_t): "episode" is the
@@ -105,6 +105,12 @@ class StaticConfig:
         "episode_sum" sums over each episode's steps, then averages over episodes
         (tutorial 001; the plain Monte-Carlo gradient of J); "step_mean"
         averages over every step of the update's episodes.
+      weighting: "package.module:function", a step weighting of your own,
+        `function(traj, hparams) -> weight [T, E]` (`pgjax.algo.weights.custom_weighting`):
+        it replaces `returns` and `baseline`; "" (the default): those.
+      step_loss: "package.module:function", a per-step loss of your own,
+        `function(log_prob, entropy, weight, entropy_coef) -> loss [...]`
+        (`pgjax.algo.loss.StepLoss`); "" (the default): REINFORCE's.
     """
 
     env: str = setting("CartPole-v1", 'gymnax environment id (listed above) or "package.module:factory".')
@@ -122,6 +128,8 @@ class StaticConfig:
     conv: tuple[int, ...] = setting((16,), 'Channels of the 3x3 convolutions, "16,32" for two (--network cnn).')
     squash: Squash = setting("clip", "Box actions: clip the Gaussian's sample to the bounds, or tanh-squash it.")
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
+    weighting: str = setting("", 'Your own step weights, "package.module:function" (replaces --returns, --baseline).')
+    step_loss: str = setting("", 'Your own per-step loss, "package.module:function" (replaces REINFORCE\'s).')
 
     def validate(self) -> None:
         """Check what needs no registry: `validate_sizes`, then `validate_combinations`.

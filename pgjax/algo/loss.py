@@ -1,17 +1,17 @@
-"""The REINFORCE loss and its gradient, accumulated over time slices; the value baseline's loss likewise.
+"""The REINFORCE loss and its gradient over one run's episodes; the value baseline's loss likewise.
 
 For one run the policy loss is
 
     L(theta) = sum_{t,e} c_t,e * ( -log pi_theta(a_t,e | s_t,e) * w_t,e - beta * H[pi_theta(. | s_t,e)] )
 
-with per-step weights w (returns after the baseline, `pgjax.algo.returns`), reduction
+with per-step weights w (returns after the baseline, `pgjax.algo.weights`), reduction
 coefficients c (zero on padding) and entropy coefficient beta; its gradient is the
 policy-gradient estimate. A learned value baseline V_phi has its own loss
 
     L_V(phi) = sum_{t,e} k_t,e * (V_phi(s_t,e) - target_t,e)^2 / 2
 
 with k = 1 / (valid steps) on valid steps (a mean over steps) and targets from
-`pgjax.algo.returns.value_advantages`.
+`pgjax.algo.weights.value_advantages`.
 
 `make_policy_gradient`, `make_value_forward` and `make_value_gradient` build
 one run's gradients (and values): `jax.value_and_grad` of these losses over the
@@ -19,6 +19,10 @@ run's whole [T, E] trajectory, the reference path. The fast path
 (`pgjax.algo.fast.blocks`, `FastPaths.blocked_gradient`, the default) computes
 the same sums over blocks of runs and time slices, and only over the slices
 that hold any episode's step, with the same per-run interface.
+
+A loss of your own replaces the bracket above step by step: `step_loss(log_prob,
+entropy, weight, entropy_coef) -> [...]` (`StepLoss`; `make_train(config,
+step_loss=fn)`, or `--step-loss package.module:function`); both paths take it.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo import distributions
+from pgjax.algo.policy import Distribution, categorical
 from pgjax.algo.rollout import ApplyFn
 
 ValueFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [..., *obs_shape]) -> V [...]
+# (log_prob, entropy, weight [...], entropy_coef []) -> per-step loss [...]
+StepLoss = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def reinforce_loss(
@@ -46,7 +52,8 @@ def reinforce_loss(
     valid: jax.Array,
     entropy_coef: jax.Array | float,
     entropy_bonus: bool = True,
-    dist: distributions.Distribution | None = None,
+    dist: Distribution | None = None,
+    step_loss: StepLoss | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The loss above over any block of steps.
 
@@ -57,17 +64,23 @@ def reinforce_loss(
       entropy_bonus: False leaves the bonus term out (as entropy_coef = 0 would)
         so that its gradient is not computed at all.
       dist: the action distribution (default: categorical over logits).
+      step_loss: a per-step loss of one's own, `step_loss(log_prob, entropy, weight,
+        entropy_coef) -> [...]` (each [...], entropy_coef a scalar); the total is
+        sum(coef * step_loss). None: REINFORCE's -log_prob * weight - entropy_coef * entropy.
 
     Returns:
       (loss, entropy_sum): the scalar loss and the sum of the policy entropy
       (nats) over valid steps, for the metrics.
     """
-    dist = dist or distributions.categorical()
+    dist = dist or categorical()
     out = apply_fn(params, obs)
     step_entropy = dist.entropy(out)
-    per_step = -dist.log_prob(out, action) * weight
-    if entropy_bonus:
-        per_step = per_step - entropy_coef * step_entropy
+    if step_loss is not None:
+        per_step = step_loss(dist.log_prob(out, action), step_entropy, weight, entropy_coef)
+    else:
+        per_step = -dist.log_prob(out, action) * weight
+        if entropy_bonus:
+            per_step = per_step - entropy_coef * step_entropy
     return jnp.sum(coef * per_step), jnp.sum(jnp.where(valid, step_entropy, 0.0))
 
 
@@ -83,7 +96,8 @@ PolicyGradientFn = Callable[..., tuple[jax.Array, Any, jax.Array]]
 
 
 def make_policy_gradient(
-    apply_fn: ApplyFn, dist: distributions.Distribution | None = None, entropy_bonus: bool | None = None
+    apply_fn: ApplyFn, dist: Distribution | None = None, entropy_bonus: bool | None = None,
+    step_loss: StepLoss | None = None,
 ) -> PolicyGradientFn:
     """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)` of one run.
 
@@ -96,9 +110,11 @@ def make_policy_gradient(
       apply_fn: the policy network; dist: the action distribution (default categorical).
       entropy_bonus: False leaves the bonus out; None or True keep it (a zero
         entropy_coef then adds zeros).
+      step_loss: a per-step loss of one's own (`reinforce_loss`); None: REINFORCE's.
     """
     loss_and_grad = jax.value_and_grad(
-        lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus is not False, dist=dist),
+        lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus is not False, dist=dist,
+                                        step_loss=step_loss),
         has_aux=True,
     )
 

@@ -11,9 +11,9 @@ Truncation: gymnax 1.0 reports `terminated` (the pole fell) and `truncated` (the
 is no failure. Without a critic there is no value to bootstrap from, so its
 returns simply stop at the last reward received; with a value baseline
 (`keep_last_obs`) the rollout also keeps the observation each episode ended in,
-and `pgjax.algo.returns` bootstraps a truncated episode's return with its value.
+and `pgjax.algo.weights` bootstraps a truncated episode's return with its value.
 
-Actions: the policy's `Distribution` (`pgjax.algo.networks`) samples what is stored
+Actions: the policy's `Distribution` (`pgjax.algo.policy`) samples what is stored
 (int32 [E] for categorical policies, float32 [E, A] for Gaussian ones) and
 maps it to what the environment is given.
 """
@@ -27,11 +27,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.algo import distributions, env_api, spaces
-from pgjax.algo.envs import EnvSpec
-from pgjax.algo.networks import Recurrence
+from pgjax.algo.envs import EnvSpec, encode_batch, reset_function, step_function
+from pgjax.algo.policy import Distribution, Recurrence, categorical
 
-# (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.networks`)
+# (params, obs [..., *obs_shape]) -> out [..., K] (`pgjax.algo.policy`)
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
@@ -46,7 +45,7 @@ class Trajectory:
       obs: [T, E, *obs_shape] observation the action was chosen on, in
         `EnvSpec.obs_dtype` (float32, or uint8 for 0/1 maps).
       action: [T, E, *action_shape] action taken, as the policy stored it:
-        int32 [T, E] (categorical) or float32 [T, E, A] (Gaussian, `pgjax.algo.networks`).
+        int32 [T, E] (categorical) or float32 [T, E, A] (Gaussian, `pgjax.algo.policy`).
       reward: [T, E] float32 reward received for it.
       valid: [T, E] bool, True for steps inside an episode.
       truncated: [E] bool, True for episodes cut off by the step limit rather
@@ -88,7 +87,7 @@ class RolloutSteps(NamedTuple):
 
 
 def make_rollout_steps(
-    spec: EnvSpec, apply_fn: ApplyFn, num_episodes: int, dist: distributions.Distribution, greedy: bool = False,
+    spec: EnvSpec, apply_fn: ApplyFn, num_episodes: int, dist: Distribution, greedy: bool = False,
     skip_auto_reset: bool = False, recurrence: Recurrence | None = None,
 ) -> RolloutSteps:
     """The steps of one run's rollout of `num_episodes` episodes (arguments as `make_collect`'s).
@@ -102,11 +101,11 @@ def make_rollout_steps(
                                 recurrence, num_episodes)
     choose = (lambda key, out: dist.greedy(out)) if greedy else dist.sample
     env_params, max_steps = spec.params, spec.max_steps
-    env_reset = jax.vmap(env_api.reset_function(spec.env), in_axes=(0, None))
-    encode = spaces.encode_batch(spec)  # raw observations -> [E, *obs_shape]; the identity for Box spaces
-    # The environment's step by its route (`pgjax.algo.env_api`), its auto-reset thrown away:
+    env_reset = jax.vmap(reset_function(spec.env), in_axes=(0, None))
+    encode = encode_batch(spec)  # raw observations -> [E, *obs_shape]; the identity for Box spaces
+    # The environment's step by its route (`pgjax.algo.envs`), its auto-reset thrown away:
     # (obs, state, reward, terminated, truncated by its own limit).
-    env_step = jax.vmap(env_api.step_function(spec.env, spec.route, skip_auto_reset), in_axes=(0, 0, 0, None))
+    env_step = jax.vmap(step_function(spec.env, spec.route, skip_auto_reset), in_axes=(0, 0, 0, None))
 
     def start(key):
         reset_key, step_key = jax.random.split(key)
@@ -152,7 +151,7 @@ def _recurrent_steps(steps: RolloutSteps, recurrence: Recurrence, num_episodes: 
     return RolloutSteps(start, step, steps.alive_like)
 
 
-def empty_buffers(spec: EnvSpec, dist: distributions.Distribution, shape: tuple[int, ...]) -> tuple:
+def empty_buffers(spec: EnvSpec, dist: Distribution, shape: tuple[int, ...]) -> tuple:
     """Zeroed (obs, action, reward, valid) buffers of leading shape `shape`: [T, E] for one run (the fast
     rollout's [R, T, E] or [T, R, E] for a batch), then the observation's or action's own shape."""
     return (
@@ -167,7 +166,7 @@ def make_collect(
     spec: EnvSpec,
     apply_fn: ApplyFn,
     num_episodes: int,
-    dist: distributions.Distribution | None = None,
+    dist: Distribution | None = None,
     *,
     greedy: bool = False,
     keep_last_obs: bool = False,
@@ -184,9 +183,9 @@ def make_collect(
       greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
       keep_last_obs: also return `Trajectory.last_obs`.
       skip_auto_reset: step by `step_env` where that is the environment's own
-        step less its auto-reset (`pgjax.algo.env_api.steps_directly`), the fast
+        step less its auto-reset (`pgjax.algo.envs.steps_directly`), the fast
         path `FastPaths.skip_auto_reset`; False steps through the environment's `step`.
-      recurrence: a recurrent policy's state and step (`pgjax.algo.networks.recurrence`):
+      recurrence: a recurrent policy's state and step (`pgjax.algo.policy.recurrence`):
         each episode starts from the zero state and the policy steps by it (None:
         a feed-forward policy, `apply_fn` alone).
 
@@ -195,7 +194,7 @@ def make_collect(
       episodes have ended; `pgjax.algo.fast.rollout.make_collect` is the same
       function with one loop for the batch.
     """
-    dist = dist or distributions.categorical()
+    dist = dist or categorical()
     steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset, recurrence)
     max_steps, shape = spec.max_steps, (spec.max_steps, num_episodes)
 

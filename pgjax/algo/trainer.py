@@ -9,8 +9,8 @@ One update of one run (`make_trainer`'s `update`, read it top to bottom; vmapped
 1. collect: `episodes_per_update` fresh episodes per run with the current
    policy (`pgjax.algo.rollout`);
 2. weights: per-step weights from the returns and a baseline, or from the
-   advantages over a learned value V(s) (`pgjax.algo.baselines`, whose kinds
-   are registry entries of `pgjax.algo.returns`);
+   advantages over a learned value V(s) (`pgjax.algo.weights`, whose kinds
+   are registry entries of `pgjax.algo.weights`);
 3. policy gradient: of the REINFORCE loss sum c * (-log pi(a|s) * w - beta * H)
    (`pgjax.algo.loss`);
 4. optimizer step: Adam after clipping, for the policy; the value baseline
@@ -24,7 +24,7 @@ One update of one run (`make_trainer`'s `update`, read it top to bottom; vmapped
 
 The updates run in a `lax.scan`, so compile time does not grow with their
 number. The policy follows the environment's action space: a categorical
-policy for Discrete actions, a Gaussian one for Box actions (`pgjax.algo.networks`).
+policy for Discrete actions, a Gaussian one for Box actions (`pgjax.algo.policy`).
 
 `make_trainer(config)` gives the same pieces apart (`init`, one `update`, and
 `run_updates` for a stretch of updates), which `pgjax.running.sweep` uses to
@@ -37,8 +37,6 @@ tests compare against.
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -47,22 +45,18 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.algo import footprint
-from pgjax.algo.baselines import BaselineUpdate, sane
 from pgjax.algo.config import Config, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for, make_env
-from pgjax.algo.fast import select as fast_paths
-from pgjax.algo.fast.blocks import make_policy_gradient
-from pgjax.algo.fast.paths import FastPaths
-from pgjax.algo.fast.rollout import make_collect
-from pgjax.algo.networks import make_apply_fn, make_policy, recurrence
+from pgjax.algo.imports import import_object
+from pgjax.algo.pieces import FastPaths, choose_pieces
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
+from pgjax.algo.weights import BaselineUpdate, sane
 
 
 @struct.dataclass
 class RunState:
-    """Everything one run carries from update to update (not Flax's `RunState`: no methods)."""
+    """Everything one run carries from update to update (a plain pytree, unlike Flax's `TrainState`)."""
 
     params: Any  # policy parameters (a Flax params pytree)
     opt_state: Any  # optax state
@@ -73,8 +67,6 @@ class RunState:
     value_params: Any = None  # value network parameters (value baselines only)
     value_opt_state: Any = None  # its optax state
 
-
-TrainState = RunState  # the name of pgjax 0.2
 
 
 @struct.dataclass
@@ -156,64 +148,45 @@ class Trainer(NamedTuple):
     paths: FastPaths | None = None
 
 
-def _fast_paths(fast: FastPaths | None, speed: FastPaths | None, entropy_bonus: bool | None) -> FastPaths:
-    """The fast paths of `make_trainer`'s arguments: `fast`, else the 0.2 keyword `speed`, else the defaults
-    less those PGJAX_SPEED_OFF turns off; with the 0.2 keyword `entropy_bonus` (deprecated) set into them."""
-    if speed is not None:
-        warnings.warn("make_train(..., speed=...) is deprecated: pass fast=FastPaths(...)", DeprecationWarning,
-                      stacklevel=3)
-    paths = fast or speed or FastPaths.from_environment()
-    if entropy_bonus is not None:
-        warnings.warn("make_train(..., entropy_bonus=...) is deprecated: pass fast=FastPaths(entropy_bonus=...)",
-                      DeprecationWarning, stacklevel=3)
-        paths = dataclasses.replace(paths, entropy_bonus=entropy_bonus)
-    return paths
-
-
 def make_trainer(
     config: Config,
     env: Any = None,
     fast: FastPaths | None = None,
     *,
-    speed: FastPaths | None = None,
-    entropy_bonus: bool | None = None,
+    weighting: Callable | None = None,
+    step_loss: Callable | None = None,
 ) -> Trainer:
-    """Build (compile nothing yet) the init and update functions for `config`.
+    """Build (compile nothing yet) the init and update functions of one run for `config`.
 
     Args:
-      config: what to train; validated here.
-      env: the environment, given to `pgjax.algo.envs.make_env` instead of
-        `config.static.env` (None: that id).
-      fast: the fast paths to use (`pgjax.algo.fast.FastPaths`; default: all but
-        those PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
-      speed, entropy_bonus: pgjax 0.2's keywords, deprecated: `speed` is `fast`;
-        `entropy_bonus` is `FastPaths.entropy_bonus` (0.2's positional bool in
-        `env`'s place is read as it too).
+      config: what to train (checked by `make_train` and the commands, not here).
+      env: the environment, for `pgjax.algo.envs.make_env` (None: `config.static.env`).
+      fast: the fast paths (`pgjax.algo.pieces.FastPaths`; None: all but those
+        PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
+      weighting: your own step weights, `weights(traj, hparams) -> weight [T, E]`
+        (None: `config.static.weighting`'s function, else the config's returns and baseline).
+      step_loss: your own per-step loss (`pgjax.algo.loss.StepLoss`; None:
+        `config.static.step_loss`'s function, else REINFORCE's).
 
     Raises:
-      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), an
-        environment pgjax cannot serve (`make_env`), or a PGJAX_SPEED_OFF naming no fast path.
+      ValueError: an environment, network or function pgjax cannot serve (one line).
     """
-    validate_config(config)
-    if isinstance(env, bool):  # pgjax 0.2's make_trainer(config, entropy_bonus, ...), deprecated
-        entropy_bonus, env = env, None
-    paths = _fast_paths(fast, speed, entropy_bonus)
     static = config.static
-    spec = make_env(env) if env is not None else env_for(static)
-    policy = fast_paths.make_network(make_policy(spec, config), spec, paths)
-    apply_fn, steps = make_apply_fn(policy), recurrence(policy)  # a recurrent policy's steps; None if feed-forward
-    dist = fast_paths.make_distribution(spec, static.squash, paths)
-    weighting = fast_paths.make_weighting(spec, config, paths)
-    collect = make_collect(spec, apply_fn, static.episodes_per_update, dist, keep_last_obs=weighting.keeps_last_obs,
-                           paths=paths, recurrence=steps)  # `pgjax.algo.rollout`'s, or one loop
-    policy_gradient = make_policy_gradient(apply_fn, dist, paths, steps)  # `pgjax.algo.loss`s, or sliced
+    paths = fast or FastPaths.from_environment()
+    spec = make_env(env, max_episode_steps=static.max_episode_steps) if env is not None else env_for(static)
+    if weighting is None and static.weighting:
+        weighting = import_object(static.weighting, "weighting")
+    if step_loss is None and static.step_loss:
+        step_loss = import_object(static.step_loss, "step loss")
+    pieces = choose_pieces(spec, config, paths, weighting=weighting, step_loss=step_loss)
+    collect, weights_of, policy_gradient = pieces.collect, pieces.weighting, pieces.policy_gradient
 
     def init(key: jax.Array, hparams: Hyperparams) -> RunState:
         init_key, loop_key = jax.random.split(key)
-        params = policy.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
+        params = pieces.policy.init(init_key, jnp.zeros(spec.obs_shape, jnp.float32))["params"]
         if spec.action_kind == "continuous":  # the Gaussian policy's state-independent log std
             params = {**params, "log_std": jnp.full_like(params["log_std"], hparams.init_log_std)}
-        value_params, value_opt_state = weighting.init(jax.random.fold_in(init_key, 1), hparams)
+        value_params, value_opt_state = weights_of.init(jax.random.fold_in(init_key, 1), hparams)
         return RunState(params=params, opt_state=make_optimizer(hparams).init(params), key=loop_key,
                         env_steps=jnp.int32(0), update=jnp.int32(0), diverged=jnp.bool_(False),
                         value_params=value_params, value_opt_state=value_opt_state)
@@ -224,7 +197,7 @@ def make_trainer(
         # 1. collect episodes
         traj = collect(state.params, rollout_key)
         # 2. per-step weights: returns and a baseline, or advantages over the learned value
-        weights = weighting.weights(state.value_params, traj, hparams)
+        weights = weights_of.weights(state.value_params, traj, hparams)
         # 3. the policy gradient
         loss, grads, entropy = policy_gradient(
             state.params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid, hparams.entropy_coef
@@ -232,7 +205,7 @@ def make_trainer(
         # 4. optimizer steps: the policy's, then the value baseline's own
         updates, opt_state = make_optimizer(hparams).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        value = weighting.update(state.value_params, state.value_opt_state, traj, weights, hparams)
+        value = weights_of.update(state.value_params, state.value_opt_state, traj, weights, hparams)
         # 5. divergence guard: a run whose update is not sane keeps its last parameters
         diverged = state.diverged | ~(sane(loss, params, hparams.divergence_limit) & value.sane)
         new = (params, opt_state, value.params, value.opt_state)
@@ -324,27 +297,25 @@ def make_train(
     env: Any = None,
     fast: FastPaths | None = None,
     *,
-    speed: FastPaths | None = None,
-    entropy_bonus: bool | None = None,
-    check_memory: bool = True,
+    weighting: Callable | None = None,
+    step_loss: Callable | None = None,
 ) -> Callable[..., tuple[RunState, Metrics]]:
-    """Compile nothing yet; return the pure training function for `config`.
+    """Check `config` and return the pure training function of one run (compile nothing yet).
 
-    Arguments: as `make_trainer`'s; `check_memory` checks that one run (all its
-    updates' metrics kept) fits half the default device's free memory
-    (`pgjax.algo.footprint.check_one_run`; False: no check).
+    Arguments: as `make_trainer`'s. Whether one run fits the device's memory is
+    `pgjax.running.footprint.check_train`'s to say (the commands check every chunk).
 
     Returns:
       `train(key, hparams=config.hparams) -> (RunState, Metrics)` for one run.
       `hparams` leaves may be traced, so `jax.vmap(train)(keys, hparams)` trains
       a batch of seeds and numeric settings under one compile.
+
+    Raises:
+      ValueError: settings that cannot work (`pgjax.algo.validation.validate_config`), and `make_trainer`'s.
     """
-    trainer = make_trainer(config, env, fast, speed=speed, entropy_bonus=entropy_bonus)
+    validate_config(config)
+    trainer = make_trainer(config, env, fast, weighting=weighting, step_loss=step_loss)
     default_hparams = config.hparams.as_arrays()
-    if check_memory and footprint.might_not_fit(trainer.spec, config.static.episodes_per_update):
-        state = jax.eval_shape(trainer.init, jax.random.key(0), default_hparams)
-        shapes = footprint.measure_run(state, Metrics.shapes(config.static.episodes_per_update), trainer.spec, config)
-        footprint.check_one_run(shapes, trainer.num_updates, trainer.spec, config, trainer.paths.block_rows)
 
     def train(key: jax.Array, hparams: Hyperparams = default_hparams) -> tuple[RunState, Metrics]:
         return run_updates(trainer.update, trainer.init(key, hparams), hparams, trainer.num_updates)

@@ -2,9 +2,9 @@
 
 `pgjax.algo.config` is data and imports no registry, so its `validate` methods check
 what needs none. The registries check their own names beside them: a network's name
-in `pgjax.algo.networks` (`check_network_name`, which never imports a
+in `pgjax.algo.policy` (`check_network_name`, which never imports a
 "package.module:factory"), the returns, baseline, advantage and reduction kinds in
-`pgjax.algo.returns` (`validate_kinds`, and `validate_learned` for what a learned
+`pgjax.algo.weights` (`validate_kinds`, and `validate_learned` for what a learned
 baseline needs). This module, above both, composes them:
 
     validate_config(config)     # what training, sweeps, resuming and the command line call
@@ -17,8 +17,8 @@ this order: the network's name, sizes, kinds, combinations, then the numbers.
 from __future__ import annotations
 
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.algo.networks import check_network_name
-from pgjax.algo.returns import is_learned, validate_kinds, validate_learned
+from pgjax.algo.policy import check_network_name
+from pgjax.algo.weights import is_learned, validate_kinds, validate_learned
 
 
 def validate_static(static: StaticConfig) -> None:

@@ -132,7 +132,7 @@ def bench_config(args: Any) -> Config:
 
 def bench_paths(args: Any):
     """The fast paths measured (`pgjax.algo.fast.FastPaths`): all, --feature-major-backward deciding the MLP's."""
-    from pgjax.algo.fast import FastPaths
+    from pgjax.algo.pieces import FastPaths
 
     return FastPaths(feature_major_dense=args.feature_major_backward)
 
@@ -225,7 +225,7 @@ def write_record(args: Any, config: Config, spec, paths, device: dict, record: d
     if args.out is None:
         return
     from pgjax.algo.fast.networks import feature_major
-    from pgjax.algo.networks import MLPPolicy, make_policy
+    from pgjax.algo.policy import MLPPolicy, make_policy
     from pgjax.results import outputs
     from pgjax.running.devices import backend_choices
 
@@ -235,7 +235,7 @@ def write_record(args: Any, config: Config, spec, paths, device: dict, record: d
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "backend_choices": backend_choices().as_dict(),
         "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
                      "feature_major_backward_used": isinstance(policy := make_policy(spec, config), MLPPolicy)
-                     and feature_major(policy, spec, paths)},
+                     and feature_major(policy, spec, paths.feature_major_dense)},
         "ladder": record["rows"], "stopped": record["stopped"], "compile_vs_updates": record["compile_ladder"],
     })
 

@@ -14,15 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo import env_api
 from pgjax.algo.config import Config
-from pgjax.algo.distributions import make_distribution
-from pgjax.algo.envs import EnvSpec, env_for
-from pgjax.algo.fast import FastPaths, make_collect
-from pgjax.algo.networks import make_apply_fn, make_policy
+from pgjax.algo.envs import EnvSpec, env_for, reset_function, step_function
+from pgjax.algo.pieces import FastPaths, choose_collect
+from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy
 from pgjax.algo.trainer import make_train
 from pgjax.results import summary
-from pgjax.running import memory
+from pgjax.running import footprint, memory
 from pgjax.running.devices import cpu_model, device_memory_stats
 from pgjax.running.sharding import compile_sharded, run_sharded, train_runs
 
@@ -35,11 +33,11 @@ def peak_rss_bytes() -> int:
 def env_limit(spec: EnvSpec, num_envs: int, num_steps: int) -> dict:
     """Random-action steps per second of `num_envs` environments under scan and vmap."""
     env, params = spec.env, spec.params
-    step = jax.vmap(env_api.step_function(env, spec.route), in_axes=(0, 0, 0, None))  # its own step: auto-resets
+    step = jax.vmap(step_function(env, spec.route), in_axes=(0, 0, 0, None))  # its own step: auto-resets
 
     def random_steps(keys):  # keys [n]: this device's environments
         n = keys.shape[0]
-        _, state = jax.vmap(env_api.reset_function(env), in_axes=(0, None))(keys, params)
+        _, state = jax.vmap(reset_function(env), in_axes=(0, None))(keys, params)
 
         def one_step(carry, _):
             state, key = carry
@@ -92,7 +90,7 @@ def training(config: Config, num_runs: int, paths: FastPaths = FastPaths()) -> t
 def rollout(config: Config, params, num_runs: int) -> dict:
     """Useful env steps per second of episode collection alone, with given policies."""
     spec = env_for(config.static)
-    collect = make_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update,
+    collect = choose_collect(spec, make_apply_fn(make_policy(spec, config)), config.static.episodes_per_update,
                            make_distribution(spec, config.static.squash))
 
     def collect_many(params, key):
@@ -149,8 +147,8 @@ def rung_fits(config: Config, num_runs: int) -> str | None:
     except ValueError as error:
         return str(error)
     if fits < num_runs:
-        return (f"{num_runs} runs need about {memory.format_bytes(num_runs * per_run)}; half of the "
-                f"{memory.format_bytes(available)} free holds {fits}")
+        return (f"{num_runs} runs need about {footprint.format_bytes(num_runs * per_run)}; half of the "
+                f"{footprint.format_bytes(available)} free holds {fits}")
     return None
 
 

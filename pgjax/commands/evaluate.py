@@ -78,7 +78,7 @@ def check_memory(episodes: int, num_runs: int, static: Any) -> None:
       ValueError: one line with the figures and the --episodes that fit.
     """
     from pgjax.running.devices import host_available_bytes
-    from pgjax.running.memory import format_bytes
+    from pgjax.running.footprint import format_bytes
 
     available = host_available_bytes()
     if available is None:

@@ -172,7 +172,7 @@ def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
     Raises:
       ValueError: one line with the figures and how many grid points fit.
     """
-    from pgjax.running import memory
+    from pgjax.running import footprint, memory
 
     budget_free = memory.results_budget(num_points * num_seeds * base.static.num_updates)
     if budget_free is None:
@@ -184,8 +184,8 @@ def check_points_fit(base: Any, num_points: int, num_seeds: int) -> None:
     if num_points * per_point > budget:
         raise ValueError(
             f"{num_points:,} grid points x {num_seeds:,} seeds would need about "
-            f"{memory.format_bytes(num_points * per_point)} of host memory for their results and "
-            f"{memory.format_bytes(available)} is free; at most {int(budget // per_point):,} grid points fit "
+            f"{footprint.format_bytes(num_points * per_point)} of host memory for their results and "
+            f"{footprint.format_bytes(available)} is free; at most {int(budget // per_point):,} grid points fit "
             "(give a smaller --num-samples, fewer listed values or fewer --num-seeds)")
 
 

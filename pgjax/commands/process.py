@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def run_command(main: Callable[[], int]) -> int:
     """`main()` as a process's command: output to a pipe closed early (`... --help | head -2`) ends quietly
     (exit 141, as SIGPIPE), and so does a Ctrl-C outside training's own handling (one line, exit 130) or
-    during the teardown after `main` returns. A broken install (`pgjax.algo.compat`: a package that lacks a
+    during the teardown after `main` returns. A broken install (`pgjax.running.install`: a package that lacks a
     feature pgjax uses, or fails as pgjax's layers import it) is one line on stderr, "error: <package and
     what is wrong>: <the pip command that fixes it>", and exit status 2, not a traceback.
 
@@ -43,7 +43,7 @@ def run_command(main: Callable[[], int]) -> int:
         print("aborted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT
     except (ImportError, AttributeError) as error:  # a broken install: one line, not a traceback
-        from pgjax.algo.compat import broken_import
+        from pgjax.running.install import broken_import
 
         broken = broken_import(error)
         if broken is None:

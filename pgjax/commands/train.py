@@ -191,7 +191,7 @@ def _start_processes(opts: RunOptions, console: Console) -> None:
 def _check_networks(groups: list, env: str):
     """The environment's spec; an unsupported network for it fails here, before any file (flags named)."""
     from pgjax.algo.envs import make_env
-    from pgjax.algo.networks import make_policy
+    from pgjax.algo.policy import make_policy
 
     spec = make_env(env)
     for compile_group in groups:
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     # The layers a run uses (JAX, gymnax, Flax, optax with them), imported before their objects are frozen
     # out of the garbage collector's sight (`freeze_imports`: 0.2's start-up imported them before it).
-    from pgjax.algo import envs, networks, trainer  # noqa: F401
+    from pgjax.algo import envs, policy, trainer  # noqa: F401
     from pgjax.results import outputs, run_record, summary, tables, tracking  # noqa: F401
     from pgjax.running import grid, halving, progress, resume  # noqa: F401
     from pgjax.running.sweep import Interrupted

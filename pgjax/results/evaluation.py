@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import env_for
-from pgjax.algo.fast import make_collect, make_network
 from pgjax.algo.imports import names_code
-from pgjax.algo.networks import make_apply_fn, make_policy, recurrence
+from pgjax.algo.pieces import choose_collect, choose_network
+from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence
 from pgjax.results import loading, outputs, trust
 
 EVALUATION_FILE = "evaluation.json"
@@ -54,7 +53,7 @@ def policy_callable(config: Config, params: Any, *, greedy: bool = True, seed: i
       at each episode's start (`act.recurrent` says whether it has a state).
     """
     spec = env_for(config.static)
-    policy = make_network(make_policy(spec, config), spec)  # the network training's rollout ran
+    policy = choose_network(make_policy(spec, config), spec)  # the network training's rollout ran
     policy_recurrence = recurrence(policy)
     dist = make_distribution(spec, config.static.squash)
     params = jax.tree.map(jnp.asarray, params)
@@ -131,9 +130,9 @@ def _returns_fn(network: StaticConfig, episodes: int, greedy: bool) -> Callable:
     """
     spec = env_for(network)
     config = Config(network)
-    policy = make_network(make_policy(spec, config), spec)
+    policy = choose_network(make_policy(spec, config), spec)
     # the folded rollout: the runs' episodes in one loop (a recurrent policy's state carried through each)
-    collect = make_collect(spec, make_apply_fn(policy), episodes, make_distribution(spec, network.squash),
+    collect = choose_collect(spec, make_apply_fn(policy), episodes, make_distribution(spec, network.squash),
                            greedy=greedy, recurrence=recurrence(policy))
 
     def returns(params, key):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pgjax.running.checkpoints import CHECKPOINT_DIR
-from pgjax.running.memory import format_bytes
+from pgjax.running.footprint import format_bytes
 from pgjax.running.resume import CONFIG_FILE
 
 MARKER_FILE = ".pgjax-run.json"

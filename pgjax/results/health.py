@@ -138,7 +138,7 @@ def reset_observations(spec: Any, num: int = OBSERVATION_SAMPLES, seed: int = 0)
 
     try:
         keys = jax.random.split(jax.random.key(seed), num)
-        from pgjax.algo.env_api import reset_function
+        from pgjax.algo.envs import reset_function
 
         return np.asarray(jax.vmap(reset_function(spec.env), in_axes=(0, None))(keys, spec.params)[0])
     except Exception:  # the run trained with this reset: one that fails here only loses the check

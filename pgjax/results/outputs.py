@@ -67,7 +67,7 @@ from pgjax.results.folder import (  # noqa: F401  (the run folder's names and wr
     write_error,
     write_marker,
 )
-from pgjax.running.memory import format_bytes
+from pgjax.running.footprint import format_bytes
 
 DECIDING_PACKAGES = ("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")
 

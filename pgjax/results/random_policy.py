@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo import distributions
 from pgjax.algo.envs import EnvSpec, make_env
+from pgjax.algo.policy import Distribution, categorical, gaussian, multi_categorical
 from pgjax.algo.rollout import make_collect
 
 RANDOM_EPISODES = 1000  # episodes behind a random-policy score
@@ -28,10 +28,10 @@ RANDOM_SEED = 0
 RANDOM_BATCH = 100  # most episodes played at once (the rollout keeps every step of them: memory stays bounded)
 
 
-def uniform_distribution(spec: EnvSpec) -> distributions.Distribution:
+def uniform_distribution(spec: EnvSpec) -> Distribution:
     """The action distribution of a uniformly random policy, for `pgjax.algo.rollout.make_collect`.
 
-    Discrete actions: the categorical of training (`distributions.categorical`), which
+    Discrete actions: the categorical of training (`categorical`), which
     draws every action with equal probability from the zero logits of `zero_policy`. Box
     actions: the stored action uniform in [-1, 1] per dimension, which the Gaussian's
     `to_env` maps to uniform within the bounds (a Gaussian of zero mean and log std
@@ -42,13 +42,13 @@ def uniform_distribution(spec: EnvSpec) -> distributions.Distribution:
       spec: the environment (`pgjax.algo.envs.make_env`).
 
     Returns:
-      A `distributions.Distribution` over the environment's actions.
+      A `Distribution` over the environment's actions.
     """
     if spec.action_kind == "discrete":
-        return distributions.categorical()
+        return categorical()
     if spec.action_kind == "multi_discrete":  # zero logits: every entry uniform
-        return distributions.multi_categorical(spec.action_nvec)
-    box = distributions.gaussian(spec.action_low, spec.action_high, "clip")
+        return multi_categorical(spec.action_nvec)
+    box = gaussian(spec.action_low, spec.action_high, "clip")
     size = box.action_shape
     return box._replace(sample=lambda key, out: jax.random.uniform(key, out.shape[:-1] + size, jnp.float32,
                                                                    -1.0, 1.0))

@@ -1,7 +1,7 @@
 """Checkpoints of a chunk of runs with orbax-checkpoint: state and metrics so far, by update.
 
 A run folder keeps one orbax `CheckpointManager` per chunk, under
-`checkpoints/chunk-<c>/<update>/`. A checkpoint holds the chunk's `TrainState`
+`checkpoints/chunk-<c>/<update>/`. A checkpoint holds the chunk's `RunState`
 (parameters, optimizer state, PRNG key data, counters, divergence flags; leaves
 [n runs, ...]) and its metrics of every update so far (leaves [n, u, ...]), as
 NumPy arrays, so restoring needs no device layout. A chunk whose latest

@@ -29,7 +29,7 @@ compiles; `experiments/process_fast_paths.py` measures each one on and off):
 All are on by default. The environment variable PGJAX_SPEED_OFF turns some
 off: a comma-separated list of their names, e.g.
 `PGJAX_SPEED_OFF=small_loops,gc_freeze python -m pgjax.train`; it is read in
-`pgjax.algo.fast.paths`, the one place that also reads it for the training
+`pgjax.algo.pieces`, the one place that also reads it for the training
 path's fast paths. An environment variable, because these act before the
 command line is parsed or after the training, and a measurement needs a fresh
 process per variant.
@@ -45,8 +45,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from pgjax.algo.fast.paths import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, fast_paths_off  # noqa: F401 (re-exported)
-from pgjax.algo.host_memory import device_memory_stats, host_available_bytes  # noqa: F401 (re-exported)
+from pgjax.algo.pieces import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, fast_paths_off  # noqa: F401 (re-exported)
 
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
@@ -62,7 +61,7 @@ def process_speeds_off(value: str | None = None) -> frozenset[str]:
     """The process fast paths turned off: those of `PROCESS_FAST_PATHS` that PGJAX_SPEED_OFF (or `value`) names.
 
     Raises:
-      ValueError: a name that is no fast path (`pgjax.algo.fast.paths.fast_paths_off`).
+      ValueError: a name that is no fast path (`pgjax.algo.pieces.fast_paths_off`).
     """
     return fast_paths_off(value) & frozenset(PROCESS_FAST_PATHS)
 
@@ -373,3 +372,25 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_memory_stats(device) -> dict | None:
+    """A device's own memory counters (`Device.memory_stats()`: "bytes_limit", "bytes_in_use",
+    "peak_bytes_in_use", ... in bytes), or None where it keeps none (a CPU device; some backends)."""
+    stats = None if device.platform == "cpu" else device.memory_stats()
+    return dict(stats) if stats else None
+
+
+def host_available_bytes() -> int | None:
+    """Memory this host can still give (Linux's MemAvailable), else its physical memory; None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -1,6 +1,6 @@
 """How much memory a sweep needs, how much the devices have, and how many runs fit at once.
 
-What one run holds is estimated from the program's shapes by `pgjax.algo.footprint`
+What one run holds is estimated from the program's shapes by `pgjax.running.footprint`
 (its docstring lists the parts: state, gradients, trajectory, step arrays,
 metrics, activations); here those estimates are planned into chunks that fit
 the devices' free memory.
@@ -15,23 +15,10 @@ from typing import Any
 import jax
 import jax.extend.core
 
-from pgjax.algo import footprint
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.algo.footprint import (  # noqa: F401 - the estimate's parts, under their 0.2 names here too
-    ACTIVATION_COPIES,
-    GRADIENT_COPIES,
-    METRICS_COPIES,
-    STATE_COPIES,
-    STEP_ARRAYS,
-    TRAJECTORY_COPIES,
-    USABLE_FRACTION,
-    VALUE_STEP_ARRAYS,
-    RunShapes,
-    activation_bytes,
-    format_bytes,
-    tree_bytes,
-)
+from pgjax.running import footprint
 from pgjax.running.devices import backend_choices, host_available_bytes
+from pgjax.running.footprint import USABLE_FRACTION, RunShapes, format_bytes
 
 
 @functools.lru_cache(maxsize=64)
@@ -98,7 +85,7 @@ PADDING_SHOWN_FROM_BYTES = 64 * 2**20
 
 def biggest_chunk(estimates: list[dict]) -> tuple[int, int, int]:
     """(group index, bytes, trajectory-buffer bytes) of the largest chunk of `plan_chunks`'s estimates; the
-    buffers are what grows with the episodes' step limit (`pgjax.algo.footprint.growing_total`)."""
+    buffers are what grows with the episodes' step limit (`pgjax.running.footprint.growing_total`)."""
     sizes = [e["chunk_size"] * e["run_bytes"] + e["device_bytes"] for e in estimates]
     index = max(range(len(estimates)), key=sizes.__getitem__)
     biggest = estimates[index]
@@ -146,7 +133,7 @@ class OneRunTooBig(ValueError):
 def fitting_advice(problem: str, static: StaticConfig, per_run: int, num_devices: int, available: int,
                    block_rows: int | None = None) -> str:
     """`problem`, then the flags that would bring one run per device under the budget, each with the memory
-    it would take (`pgjax.algo.footprint.fitting_advice`); `per_run` is `run_bytes` of the run as planned."""
+    it would take (`pgjax.running.footprint.fitting_advice`); `per_run` is `run_bytes` of the run as planned."""
     from pgjax.algo.envs import env_for
 
     budget = USABLE_FRACTION * available / num_devices  # per device, for one run and one gradient block
@@ -208,7 +195,7 @@ CHECKED_RUN_UPDATES = 10**6
 
 
 def result_bytes(static: StaticConfig) -> int:
-    """Host bytes of one run's results: its final `TrainState` and its metrics of every update."""
+    """Host bytes of one run's results: its final `RunState` and its metrics of every update."""
     shapes = run_shapes(static)
     return shapes.state + static.num_updates * shapes.metrics
 
@@ -237,7 +224,7 @@ def check_host_memory(groups: list[list[Any]], num_seeds: int) -> None:
 
     `groups`: the sweep's compile groups (lists of `pgjax.running.grid.GridPoint`).
     A run's results are its metrics ([U] per `Metrics` field of one update) and
-    its final `TrainState` (`pgjax.running.run_shapes`, which the chunk
+    its final `RunState` (`pgjax.running.run_shapes`, which the chunk
     plan reads too); they stay on the host until the files are written. Small
     sweeps are not checked.
     """

@@ -26,7 +26,7 @@ import numpy as np
 from flax import serialization
 
 from pgjax.algo.config import Hyperparams
-from pgjax.algo.trainer import Metrics, TrainState, run_batch_updates
+from pgjax.algo.trainer import Metrics, RunState, run_batch_updates
 from pgjax.running.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
 from pgjax.running.devices import count_cache_hits
 from pgjax.running.sharding import fetch, is_key, key_data, memory_bytes, place_runs, shard_runs, wrap_keys
@@ -117,7 +117,7 @@ def segment_length(num_updates: int, segment_updates: int = SEGMENT_UPDATES) -> 
 class ChunkStart(NamedTuple):
     """Where a chunk's runs continue from after u updates, as `train_chunk` returns them (NumPy leaves)."""
 
-    state: TrainState  # leaves [n, ...], the PRNG key as uint32 key data
+    state: RunState  # leaves [n, ...], the PRNG key as uint32 key data
     metrics: Metrics  # leaves [n, u, ...]: the updates done so far
 
     @property
@@ -129,8 +129,8 @@ def _take(tree: Any, index: np.ndarray) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
-def _placeholder_state(init: Callable, size: int) -> TrainState:
-    """A zero `TrainState` of `size` runs with the right structure (a template to restore checkpoints into)."""
+def _placeholder_state(init: Callable, size: int) -> RunState:
+    """A zero `RunState` of `size` runs with the right structure (a template to restore checkpoints into)."""
     keys = jax.random.split(jax.random.key(0), size)
     shapes = jax.eval_shape(jax.vmap(init), keys, Hyperparams().broadcast(size))
     return jax.tree.map(
@@ -141,7 +141,7 @@ def _placeholder_state(init: Callable, size: int) -> TrainState:
 class Segment(NamedTuple):
     """A compile group's functions, jitted over the mesh (compiled on first use)."""
 
-    init: Callable  # (seed key data, hparams) -> fresh TrainState
+    init: Callable  # (seed key data, hparams) -> fresh RunState
     fn: Callable  # (state, hparams, control) -> (state, Metrics with a [length] axis)
     length: int  # updates per segment (scan length)
 
@@ -305,7 +305,7 @@ def check_checkpoint(checkpoints: ChunkCheckpoints, update: int, state_like: Any
 
     Args:
       checkpoints: the chunk's checkpoint folder; update: its latest checkpoint.
-      state_like: a `TrainState` of the chunk's real runs (leaves [n, ...]), the shapes expected.
+      state_like: a `RunState` of the chunk's real runs (leaves [n, ...]), the shapes expected.
       chunk: the chunk of the plan; until: the updates the plan trains it to;
         begun: the updates its runs had before (a later rung's chunk).
 

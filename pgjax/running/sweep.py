@@ -26,8 +26,8 @@ import jax
 import numpy as np
 
 from pgjax.algo.config import Hyperparams
-from pgjax.algo.fast.paths import FastPaths
-from pgjax.algo.trainer import Metrics, TrainState, make_trainer
+from pgjax.algo.pieces import FastPaths
+from pgjax.algo.trainer import Metrics, RunState, make_trainer
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
 from pgjax.running.grid import GridPoint, group_runs
@@ -58,13 +58,13 @@ class GroupResult:
 
     Attributes:
       runs: [R] indices of the runs in the sweep; seeds: [R] their seeds.
-      state: `TrainState`, leaves [R, ...] (the PRNG key as uint32 key data).
+      state: `RunState`, leaves [R, ...] (the PRNG key as uint32 key data).
       metrics: `Metrics`, leaves [R, U, ...].
     """
 
     runs: np.ndarray
     seeds: np.ndarray
-    state: TrainState
+    state: RunState
     metrics: Metrics
 
 

@@ -8,7 +8,7 @@ many time steps of one run as fit, then as many runs as fit. Each block loops
 over time slices up to its own longest episode, so the cost follows the
 episodes' lengths. Block sizes change only the order of float sums, not the
 estimator. Each function here has the per-run interface of its twin in
-`pgjax.algo.loss` (`FastPaths.blocked_gradient` off gives that twin).
+`pgjax.algo.loss`; `pgjax.algo.pieces` chooses them (`FastPaths.blocked_gradient`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo import distributions, loss
 from pgjax.algo.fast.folded import over_runs, pad_runs
-from pgjax.algo.fast.paths import DEFAULT, FastPaths
 from pgjax.algo.fast.recurrent import make_policy_gradient as sliced_policy_gradient
 from pgjax.algo.loss import PolicyGradientFn, ValueFn, reinforce_loss, value_loss
-from pgjax.algo.networks import Recurrence
+from pgjax.algo.policy import Distribution, Recurrence
 from pgjax.algo.rollout import ApplyFn
 
 
@@ -96,29 +94,27 @@ def _over_slices(valid: jax.Array, steps: int, body: Callable, init: Any) -> Any
 
 
 def make_policy_gradient(
-    apply_fn: ApplyFn, dist: distributions.Distribution | None = None, paths: FastPaths = DEFAULT,
-    recurrence: Recurrence | None = None,
+    apply_fn: ApplyFn, dist: Distribution | None = None, *, block_rows: int | None = None, fold_runs: bool = True,
+    entropy_bonus: bool | None = None, recurrence: Recurrence | None = None, step_loss: Callable | None = None,
 ) -> PolicyGradientFn:
     """`pgjax.algo.loss.make_policy_gradient`'s function of one run, computed in blocks (vmappable over runs).
 
-    `paths.entropy_bonus` says whether the loss has the entropy term: None decides
+    `entropy_bonus` says whether the loss has the entropy term: None decides
     at run time (a `lax.cond` on whether any entropy_coef of the batch is non-zero,
     which compiles the gradient twice); True or False fixes it when tracing
     (False ignores entropy_coef), for callers that know every run's setting.
-    `paths.block_rows`: steps per block (None: `default_block_rows()`);
-    `paths.fold_runs` folds a vmap over runs into the blocks; `paths.blocked_gradient`
-    off gives `pgjax.algo.loss.make_policy_gradient`'s function instead. A recurrent policy's (`recurrence`
+    `block_rows`: steps per block (None: `default_block_rows()`); `fold_runs`
+    folds a vmap over runs into the blocks. A recurrent policy's (`recurrence`
     given) goes over time slices of whole episodes (`pgjax.algo.fast.recurrent`).
+    `step_loss`: as `pgjax.algo.loss.reinforce_loss`'s.
     """
-    entropy_bonus, block_rows = paths.entropy_bonus, paths.block_rows
-    if not paths.blocked_gradient:
-        return loss.make_policy_gradient(apply_fn, dist, entropy_bonus)
     if recurrence is not None:
-        return sliced_policy_gradient(recurrence, dist, entropy_bonus, block_rows or default_block_rows())
+        return sliced_policy_gradient(recurrence, dist, entropy_bonus, block_rows or default_block_rows(), step_loss)
 
     def per_run(entropy_bonus: bool):
         loss_and_grad = jax.value_and_grad(
-            lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus, dist=dist),
+            lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus, dist=dist,
+                                            step_loss=step_loss),
             has_aux=True,
         )
         return jax.vmap(loss_and_grad)
@@ -152,18 +148,14 @@ def make_policy_gradient(
         entropy = entropy_sum / jnp.maximum(valid.sum(axis=(1, 2)), 1)
         return loss, grads, entropy
 
-    return over_runs(gradient_batch, paths.fold_runs)
+    return over_runs(gradient_batch, fold_runs)
 
 
-def make_value_forward(value_fn: ValueFn, paths: FastPaths = DEFAULT) -> Callable:
+def make_value_forward(value_fn: ValueFn, *, block_rows: int | None = None, fold_runs: bool = True) -> Callable:
     """`pgjax.algo.loss.make_value_forward`'s `values(params, obs, valid) -> V [T, E]` of one run, in blocks.
 
-    Vmappable over runs, in blocks and time slices as `make_policy_gradient`
-    (or the plain one, as `paths.blocked_gradient` says).
+    Vmappable over runs, in blocks and time slices as `make_policy_gradient`.
     """
-    block_rows = paths.block_rows
-    if not paths.blocked_gradient:
-        return loss.make_value_forward(value_fn)
 
     def block_values(block, steps: int):
         params, obs, valid = block
@@ -176,18 +168,14 @@ def make_value_forward(value_fn: ValueFn, paths: FastPaths = DEFAULT) -> Callabl
     def values_batch(params, obs, valid):
         return jnp.where(valid, _map_blocks(block_values, (params, obs, valid), valid, block_rows), 0.0)
 
-    return over_runs(values_batch, paths.fold_runs)
+    return over_runs(values_batch, fold_runs)
 
 
-def make_value_gradient(value_fn: ValueFn, paths: FastPaths = DEFAULT) -> Callable:
+def make_value_gradient(value_fn: ValueFn, *, block_rows: int | None = None, fold_runs: bool = True) -> Callable:
     """`pgjax.algo.loss.make_value_gradient`'s `(params, obs, target, coef, valid) -> (loss, grads)`, in blocks.
 
-    Vmappable over runs, in blocks and time slices as `make_policy_gradient`
-    (or the plain one, as `paths.blocked_gradient` says).
+    Vmappable over runs, in blocks and time slices as `make_policy_gradient`.
     """
-    block_rows = paths.block_rows
-    if not paths.blocked_gradient:
-        return loss.make_value_gradient(value_fn)
     per_run = jax.vmap(jax.value_and_grad(partial(value_loss, value_fn)))
 
     def block_gradient(block, steps: int):
@@ -203,4 +191,4 @@ def make_value_gradient(value_fn: ValueFn, paths: FastPaths = DEFAULT) -> Callab
     def gradient_batch(params, obs, target, coef, valid):
         return _map_blocks(block_gradient, (params, obs, target, coef, valid), valid, block_rows)
 
-    return over_runs(gradient_batch, paths.fold_runs)
+    return over_runs(gradient_batch, fold_runs)

@@ -18,7 +18,7 @@ time, up to the order of float sums), with the values of one slice alive at a
 time; the forward is computed twice. Rows past T in the last slice (T not a
 multiple of S) repeat row T - 1 and are masked out. `FastPaths.blocked_gradient`
 switches this in (off: `pgjax.algo.loss`'s whole-trajectory scan and
-`pgjax.algo.baselines.recurrent_values`); each function has the per-run
+`pgjax.algo.weights.recurrent_values`); each function has the per-run
 interface of the plain one and is vmappable over runs (its loops then run to
 the batch's longest episode).
 """
@@ -31,9 +31,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo import distributions
 from pgjax.algo.loss import PolicyGradientFn, reinforce_loss
-from pgjax.algo.networks import Recurrence
+from pgjax.algo.policy import Distribution, Recurrence
 from pgjax.algo.rollout import Trajectory
 
 
@@ -110,15 +109,15 @@ def sliced_gradient(
 
 
 def make_policy_gradient(
-    recurrence: Recurrence, dist: distributions.Distribution | None = None, entropy_bonus: bool | None = None,
-    block_rows: int = 1024,
+    recurrence: Recurrence, dist: Distribution | None = None, entropy_bonus: bool | None = None,
+    block_rows: int = 1024, step_loss: Callable | None = None,
 ) -> PolicyGradientFn:
     """`pgjax.algo.loss.make_policy_gradient`'s `policy_gradient(params, obs, action, weight, coef, valid,
     entropy_coef) -> (loss, grads, entropy)` of one run of a recurrent policy, over time slices.
 
     Args:
-      recurrence: the policy's state and step (`pgjax.algo.networks.recurrence`).
-      dist, entropy_bonus: as `pgjax.algo.loss.make_policy_gradient`'s.
+      recurrence: the policy's state and step (`pgjax.algo.policy.recurrence`).
+      dist, entropy_bonus, step_loss: as `pgjax.algo.loss.make_policy_gradient`'s.
       block_rows: about the steps a slice takes, S x E (`slice_steps`).
     """
     bonus = entropy_bonus is not False
@@ -126,7 +125,8 @@ def make_policy_gradient(
     def policy_gradient(params, obs, action, weight, coef, valid, entropy_coef):
         def terms(out, rows, real):
             return reinforce_loss(lambda *_: out, params, None, _take(action, rows), _take(weight, rows),
-                                  _take(coef, rows) * real, _take(valid, rows) & real, entropy_coef, bonus, dist)
+                                  _take(coef, rows) * real, _take(valid, rows) & real, entropy_coef, bonus, dist,
+                                  step_loss)
 
         steps = slice_steps(*valid.shape, block_rows)
         loss, entropy_sum, grads = sliced_gradient(recurrence, params, obs, valid, terms, steps)
@@ -152,7 +152,7 @@ def make_value_gradient(recurrence: Recurrence, block_rows: int = 1024) -> Calla
 
 
 def make_value_forward(recurrence: Recurrence, block_rows: int = 1024) -> Callable:
-    """`pgjax.algo.baselines.recurrent_values`' `(params, traj) -> (V [T, E] (0 past the episodes), V [E] of
+    """`pgjax.algo.weights.recurrent_values`' `(params, traj) -> (V [T, E] (0 past the episodes), V [E] of
     each episode's last observation)` of one run, over the slices that hold steps: the last value is the
     network's step on `traj.last_obs` from the state at the episode's last step."""
 

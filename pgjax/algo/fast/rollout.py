@@ -18,37 +18,32 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo import distributions, rollout
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.fast.folded import fold_vmap
-from pgjax.algo.fast.paths import DEFAULT, FastPaths
-from pgjax.algo.networks import Recurrence
-from pgjax.algo.rollout import ApplyFn, Trajectory, make_rollout_steps
+from pgjax.algo.policy import Distribution, Recurrence, categorical
+from pgjax.algo.rollout import ApplyFn, Trajectory, empty_buffers, make_rollout_steps
 
 
-def make_collect(
+def make_folded_collect(
     spec: EnvSpec,
     apply_fn: ApplyFn,
     num_episodes: int,
-    dist: distributions.Distribution | None = None,
+    dist: Distribution | None = None,
     *,
     greedy: bool = False,
     keep_last_obs: bool = False,
-    paths: FastPaths = DEFAULT,
+    skip_auto_reset: bool = False,
+    run_major_buffers: bool = True,
     recurrence: Recurrence | None = None,
 ) -> Callable[[Any, jax.Array], Trajectory]:
     """`pgjax.algo.rollout.make_collect`'s `collect(params, key) -> Trajectory` of one run, in one loop per batch.
 
     Arguments as `pgjax.algo.rollout.make_collect`'s; a vmap over runs (at any
-    nesting depth) folds into the loop's run axis; `paths.run_major_buffers`
-    lays image buffers out run-major; `paths.skip_auto_reset` steps by `step_env` where that is the same step;
-    `recurrence` carries a recurrent policy's state. `paths.fold_runs` off gives the plain function.
+    nesting depth) folds into the loop's run axis; `run_major_buffers` lays
+    image buffers out run-major (`FastPaths.run_major_buffers`).
     """
-    if not paths.fold_runs:
-        return rollout.make_collect(spec, apply_fn, num_episodes, dist, greedy=greedy, keep_last_obs=keep_last_obs,
-                                    skip_auto_reset=paths.skip_auto_reset, recurrence=recurrence)
-    dist = dist or distributions.categorical()
-    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, paths.skip_auto_reset, recurrence)
+    dist = dist or categorical()
+    steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset, recurrence)
     max_steps = spec.max_steps
 
     def collect_batch(params, key):
@@ -59,9 +54,9 @@ def make_collect(
         # Image observations: run-major buffers (`FastPaths.run_major_buffers`), a time row of every run written
         # per step, so no transpose of the whole buffer follows the loop. Vectors keep the time-major layout (a
         # cheap transpose; XLA then sums the gradient in its old order, so results stay bitwise the same).
-        run_major = paths.run_major_buffers and len(spec.obs_shape) > 1
+        run_major = run_major_buffers and len(spec.obs_shape) > 1
         shape = (num_runs, max_steps, num_episodes) if run_major else (max_steps, num_runs, num_episodes)
-        buffers = rollout.empty_buffers(spec, dist, shape)
+        buffers = empty_buffers(spec, dist, shape)
         # The observation each episode ended in (kept only when asked for).
         last_obs = jnp.zeros((num_runs, num_episodes) + spec.obs_shape, jnp.float32) if keep_last_obs else None
 

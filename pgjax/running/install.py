@@ -1,6 +1,6 @@
 """What pgjax needs of the packages installed with it, checked by feature, not by version number.
 
-    from pgjax.algo.compat import check_installed
+    from pgjax.running.install import check_installed
     check_installed()   # raises BrokenInstall (one line) if a package lacks what pgjax uses
 
 A version number can lie: a package that ships its own copy of gymnax's files
@@ -30,7 +30,7 @@ FEATURES = (
     ("jax", "jax.shard_map", "jax>=0.10"),  # pgjax.running.sharding
     ("jax", "jax.custom_batching.custom_vmap", "jax>=0.10"),  # pgjax.algo.fast.folded
     ("optax", "optax.tree.norm", "optax>=0.2.5"),  # pgjax.algo.trainer's grad_norm
-    ("flax", "flax.linen.Module", "flax>=0.10"),  # pgjax.algo.networks
+    ("flax", "flax.linen.Module", "flax>=0.10"),  # pgjax.algo.policy
     ("flax", "flax.struct.dataclass", "flax>=0.10"),  # pgjax.algo.trainer
     ("gymnax", "gymnax.environments.environment.Environment.is_truncated", "gymnax>=1.0.1"),
 )

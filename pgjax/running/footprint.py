@@ -32,14 +32,13 @@ import jax.extend.core
 import jax.numpy as jnp
 
 from pgjax.algo.config import Config
-from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.fast import make_network
 from pgjax.algo.fast.blocks import default_block_rows
-from pgjax.algo.host_memory import device_memory_stats, host_available_bytes
-from pgjax.algo.networks import make_apply_fn, make_policy, make_value_network, recurrence
-from pgjax.algo.returns import is_learned
+from pgjax.algo.pieces import choose_network
+from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, make_value_network, recurrence
 from pgjax.algo.rollout import make_collect
+from pgjax.algo.weights import is_learned
+from pgjax.running.devices import device_memory_stats, host_available_bytes
 
 # Fraction of the free memory a sweep plans to use: XLA's temporaries, the host
 # copies of results and allocator slack need the rest.
@@ -119,7 +118,7 @@ class RunShapes:
     """What one run holds while it trains, in bytes, from the program's shapes (see the module's docstring).
 
     Attributes:
-      state: one TrainState.
+      state: one RunState.
       gradients: one gradient of every trainable parameter (policy and value network).
       trajectory: one update's Trajectory [T, E, ...].
       step_arrays: every per-step float32 array [T, E] of one update together
@@ -143,7 +142,7 @@ def update_collect(spec: EnvSpec, config: Config) -> tuple[Any, Any]:
     """The policy network training computes, and `collect(params, key) -> Trajectory` of one update's episodes
     (`pgjax.algo.rollout.make_collect`, as the rollout fills its buffers)."""
     static = config.static
-    policy = make_network(make_policy(spec, config), spec)
+    policy = choose_network(make_policy(spec, config), spec)
     collect = make_collect(spec, make_apply_fn(policy), static.episodes_per_update,
                            make_distribution(spec, static.squash), keep_last_obs=is_learned(static.baseline),
                            skip_auto_reset=True, recurrence=recurrence(policy))
@@ -158,7 +157,7 @@ def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunS
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
     activations = activation_bytes(per_step_fn(policy), state.params, obs)
     if is_learned(static.baseline):
-        value_out = per_step_fn(make_network(make_value_network(spec, config), spec))  # [N, 1]
+        value_out = per_step_fn(choose_network(make_value_network(spec, config), spec))  # [N, 1]
 
         def value_fn(params, obs):  # V [N], as the baseline takes it
             return value_out(params, obs)[..., 0]
@@ -256,6 +255,25 @@ def might_not_fit(spec: EnvSpec, episodes: int, share: float = 0.05) -> bool:
     return available is not None and observations > share * available
 
 
+def check_train(config: Config, env: Any = None, fast: Any = None) -> None:
+    """Check that one run of `config` (all its updates' metrics kept) fits half the default device's free
+    memory, before `pgjax.make_train(config, env, fast)` is compiled; the command line plans its chunks
+    with the same estimate. A quick bound (`might_not_fit`) skips the tracing where memory is plentiful.
+
+    Raises:
+      ValueError: it would not fit; the message names the settings that would (as Python).
+    """
+    from pgjax.algo.trainer import Metrics, make_trainer
+
+    trainer = make_trainer(config, env, fast)
+    episodes = config.static.episodes_per_update
+    if not might_not_fit(trainer.spec, episodes):
+        return
+    state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
+    shapes = measure_run(state, Metrics.shapes(episodes), trainer.spec, config)
+    check_one_run(shapes, trainer.num_updates, trainer.spec, config, trainer.paths.block_rows)
+
+
 def check_one_run(shapes: RunShapes, num_updates: int, spec: EnvSpec, config: Config,
                   block_rows: int | None = None) -> None:
     """Raise ValueError if one run, all its updates' metrics kept, would not fit `USABLE_FRACTION` of the
@@ -272,4 +290,4 @@ def check_one_run(shapes: RunShapes, num_updates: int, spec: EnvSpec, config: Co
                f"{format_bytes(available)} is free (half of it is planned for)")
     raise ValueError(fitting_advice(problem, shapes, per_run, budget, spec.max_steps,
                                     config.static.episodes_per_update, block_rows, python=True)
-                     + " (or make_train(..., check_memory=False))")
+                     + "")
