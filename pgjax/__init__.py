@@ -6,10 +6,10 @@
 
 Four layers, each importing only those before it:
 
-* `pgjax.algo`: the algorithm as pure functions (config, presets, environments,
-  networks, distributions, rollout, returns, validation, loss, trainer);
-* `pgjax.running`: devices and XLA setup, sharding, memory, grids, sweeps,
-  checkpoints, progress;
+* `pgjax.algo`: the algorithm as pure functions (config, presets, envs, policy,
+  rollout, weights, loss, trainer; `pieces` chooses each piece or its fast path);
+* `pgjax.running`: the install check, devices and XLA setup, sharding, memory,
+  grids, sweeps, checkpoints, progress;
 * `pgjax.results`: the run folder's files, summary.json, statistics, tables,
   plots, evaluation of trained policies;
 * `pgjax.commands`: the commands, `python -m pgjax.train`, `pgjax.evaluate`, `pgjax.plot`,
@@ -64,6 +64,10 @@ __all__ = ["configure_cpu", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
+    """The exported `name`, imported on first use; the install check (`pgjax.running.install`) runs first."""
     if name in _EXPORTS:
+        from pgjax.running.install import check_installed
+
+        check_installed()
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'pgjax' has no attribute {name!r}")

@@ -418,7 +418,7 @@ def test_the_progress_bar_shows_on_a_terminal_unless_quiet(quiet, tmp_path):
 def test_a_gymnax_whose_step_gives_five_values_is_named_in_one_line(monkeypatch, tmp_path, capsys):
     import gymnax.environments.environment as gymnax_environment
 
-    from pgjax.algo import compat
+    from pgjax.running import install as compat
 
     six = gymnax_environment.Environment.step
 

@@ -11,7 +11,7 @@ import gymnax.environments.environment as gymnax_environment
 import jax.extend.core
 import pytest
 
-from pgjax.algo import compat
+from pgjax.running import install as compat
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,12 +73,12 @@ def test_an_optax_without_tree_norm_asks_for_optax_0_2_5(fresh, monkeypatch):
     assert _one_line_error().endswith("pip install 'optax>=0.2.5'")
 
 
-def test_make_env_runs_the_check(fresh, monkeypatch):
-    from pgjax.algo.envs import make_env
+def test_pgjax_s_exports_run_the_check(fresh, monkeypatch):
+    import pgjax
 
     monkeypatch.delattr(gymnax_environment.Environment, "is_truncated")
     with pytest.raises(ImportError, match="is_truncated"):
-        make_env("CartPole-v1")
+        pgjax.make_env
 
 
 def test_only_an_error_of_a_package_at_import_reads_as_a_broken_install():

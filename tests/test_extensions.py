@@ -204,3 +204,75 @@ def test_a_network_breaking_the_contract_is_named():
         make_policy(chain, Config(StaticConfig(env=CHAIN, network="test-wrong-width")))
     with pytest.raises(ValueError, match=r"must declare a top-level parameter 'log_std' of shape \(1,\)"):
         make_policy(pendulum, Config(StaticConfig(env="Pendulum-v1", network="test-without-log-std")))
+
+
+# --- a step weighting and a loss of one's own (experiments/leave_one_out.py) ------------------------------------
+
+
+def _leave_one_out():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        import leave_one_out
+    finally:
+        sys.path.pop(0)
+    return leave_one_out
+
+
+def test_a_leave_one_out_weighting_trains_64_seeds_from_python():
+    """`make_train(config, weighting=fn)`: the weights are the function's (zero on padding), on 64 seeds at once."""
+    loo = _leave_one_out()
+    config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(
+        PRESETS["default"].static, num_updates=3, baseline="none"))
+    keys = jax.vmap(jax.random.key)(jnp.arange(64))
+    _, mine = jax.jit(jax.vmap(make_train(config, weighting=loo.weights)))(keys)
+    _, default = jax.jit(jax.vmap(make_train(config)))(keys)
+    assert mine.loss.shape == (64, 3) and np.isfinite(np.asarray(mine.loss)).all()
+    np.testing.assert_array_equal(mine.episode_return[:, 0], default.episode_return[:, 0])  # same first episodes
+    assert not np.array_equal(np.asarray(mine.loss), np.asarray(default.loss))  # other weights, another loss
+
+
+def test_a_weighting_of_the_wrong_shape_or_beside_a_learned_baseline_is_refused():
+    config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(PRESETS["default"].static,
+                                                                                   num_updates=1))
+    with pytest.raises(ValueError, match=r"must give one weight per step, \[T, E\]"):
+        jax.eval_shape(make_train(config, weighting=lambda traj, hparams: traj.reward.sum(0)), jax.random.key(0))
+    learned = dataclasses.replace(config, static=dataclasses.replace(config.static, baseline="value",
+                                                                     returns="reward_to_go"))
+    with pytest.raises(ValueError, match="replaces the baseline"):
+        make_train(learned, weighting=_leave_one_out().weights)
+
+
+def test_a_step_loss_of_ones_own_is_the_reference_loss_when_it_computes_the_same():
+    """`step_loss` on both paths: REINFORCE's own per-step loss written outside pgjax gives the same update."""
+    from pgjax.algo.pieces import FastPaths
+
+    config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(PRESETS["default"].static,
+                                                                                   num_updates=2))
+
+    def reinforce(log_prob, entropy, weight, entropy_coef):
+        return -log_prob * weight - entropy_coef * entropy
+
+    keys = jax.vmap(jax.random.key)(jnp.arange(4))
+    for fast in (FastPaths(entropy_bonus=True), FastPaths.reference()):
+        _, plain = jax.jit(jax.vmap(make_train(config, fast=fast)))(keys)
+        _, mine = jax.jit(jax.vmap(make_train(config, fast=fast, step_loss=reinforce)))(keys)
+        np.testing.assert_allclose(np.asarray(mine.loss), np.asarray(plain.loss), rtol=1e-5, atol=1e-6)
+
+
+def test_the_command_line_trains_a_weighting_by_name_and_compare_reads_both(tmp_path):
+    """`--weighting leave_one_out:weights` on 64 seeds, recorded in config.json, then `pgjax.compare` of it
+    against the default run."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "experiments"), str(root)])}
+    common = [sys.executable, "-m", "pgjax.train", "--quiet", "--num-seeds", "64", "--num-updates", "3",
+              "--compile-cache", "off", "--baseline", "none"]
+    for name, extra in (("default", []), ("loo", ["--weighting", "leave_one_out:weights"])):
+        done = subprocess.run([*common, *extra, "--out", str(tmp_path / name)], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    recorded = json.loads((tmp_path / "loo" / "config.json").read_text())
+    assert "leave_one_out:weights" in json.dumps(recorded)
+    compared = subprocess.run([sys.executable, "-m", "pgjax.compare", str(tmp_path / "default"),
+                               str(tmp_path / "loo")], env=env, capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stderr
+    assert "loo" in compared.stdout or "leave_one_out" in compared.stdout
