@@ -313,6 +313,11 @@ def make_env(env: Any, *, max_episode_steps: int = 0, env_kwargs: Sequence[str] 
                          f"not {env if isinstance(env, str) else type(env).__name__}")
     if isinstance(env, str) and ":" not in env:
         return _gymnax_env(env, max_episode_steps)
+    return _custom_env(env, max_episode_steps, env_kwargs)
+
+
+def _custom_env(env: Any, max_episode_steps: int, env_kwargs: Sequence[str]) -> EnvSpec:
+    """`make_env` of a "package.module:factory" string or an object with gymnax's shape (or a pair)."""
     if isinstance(env, str):
         name = env
         made = call_factory(name, env_kwargs)
@@ -407,17 +412,9 @@ def _five_or_six(out: Any, call: str) -> tuple:
 
 
 def step_function(env: Any, route: str, skip_auto_reset: bool = False) -> StepFn:
-    """One environment's step by `route` (`ROUTES`); with `skip_auto_reset`, "step_env+is_truncated" in place
-    of "step" where that is the same step (`steps_directly`).
-
-    Returns:
-      `step(key, state, action, params) -> (obs, state, reward, terminated, truncated)`: obs is the
-      observation the step reached (never an auto-reset's), truncated the environment's own time limit
-      (False where it reports none).
-
-    Raises:
-      ValueError: an unknown route.
-    """
+    """`step(key, state, action, params) -> (obs reached, never an auto-reset's; state, reward, terminated,
+    truncated by the environment's own limit, else False)` by `route` (`ROUTES`; another: ValueError); with
+    `skip_auto_reset`, "step_env+is_truncated" in place of "step" where that is the same step."""
     if route not in ROUTES:
         raise ValueError(f"unknown environment route {route!r}; one of {', '.join(ROUTES)}")
     if route == "step" and skip_auto_reset and steps_directly(env):
@@ -546,17 +543,8 @@ IMAGE_SCALE = 1.0 / 255.0
 
 
 def space_kind(space: Any) -> str | None:
-    """What a space is, recognised by its attributes rather than its class.
-
-    Args:
-      space: an observation or action space.
-
-    Returns:
-      "dict" or "tuple" for a composite (`spaces`: a dict, or a tuple or list); "multi_discrete"
-      for a vector of sizes (`nvec`); "box" for one shaped like gymnax's `Box` (`shape`, `low`
-      and `high`); "discrete" for one like its `Discrete` (a scalar `n`, no `low`/`high`);
-      None for anything else.
-    """
+    """What a space is, by its attributes: "dict" or "tuple" (`spaces`), "multi_discrete" (`nvec`), "box"
+    (`shape`, `low`, `high`), "discrete" (a scalar `n`), else None."""
     children = getattr(space, "spaces", None)
     if children is not None:
         if isinstance(children, Mapping):
@@ -630,19 +618,9 @@ def _refusal(space: Any, name: str) -> str:
 
 
 def observation_codec(space: Any, name: str) -> ObsCodec:
-    """How pgjax serves observations of `space` (the module's docstring lists the spaces).
-
-    Args:
-      space: the environment's observation space.
-      name: what names the environment in messages.
-
-    Returns:
-      The `ObsCodec`: shape, stored dtype, the network's scale, and the encoding (None for a Box).
-
-    Raises:
-      ValueError: one line naming the space and what pgjax takes: an unknown space, a Box of
-        other than 1 to 3 axes or with a size 0, a Discrete of n < 1.
-    """
+    """The `ObsCodec` of an observation `space` (the module's docstring lists them); `name` names the
+    environment in messages. Raises ValueError (one line): another space, a Box of other than 1 to 3 axes
+    or with a size 0, a Discrete of n < 1."""
     kind = space_kind(space)
     if kind == "box":
         shape = tuple(int(n) for n in space.shape)
@@ -691,19 +669,8 @@ def _box_actions(space: Any, name: str) -> ActionCodec:
 
 
 def action_codec(space: Any, name: str) -> ActionCodec:
-    """What the policy chooses for an action space: categorical, Gaussian or multi-categorical.
-
-    Args:
-      space: the environment's action space: Discrete (n), a bounded 1-D Box, or MultiDiscrete (nvec [D]).
-      name: what names the environment in messages.
-
-    Returns:
-      The `ActionCodec`.
-
-    Raises:
-      ValueError: one line: another space, n < 1, a Box not a vector, unbounded or empty, an nvec
-        not a vector of sizes >= 1.
-    """
+    """The `ActionCodec` of an action `space`: Discrete (n), a bounded 1-D Box or MultiDiscrete (nvec [D]).
+    Raises ValueError (one line): another space, n < 1, a Box not a bounded non-empty vector, a bad nvec."""
     kind = space_kind(space)
     if kind == "discrete":
         if int(space.n) < 1:

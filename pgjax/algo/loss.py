@@ -55,22 +55,12 @@ def reinforce_loss(
     dist: Distribution | None = None,
     step_loss: StepLoss | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """The loss above over any block of steps.
+    """The loss above over any block of steps: obs [..., *obs_shape], action [..., *action_shape], weight,
+    coef, valid [...] -> (loss [], the policy entropy summed over valid steps [], nats).
 
-    Args:
-      apply_fn: `(params, obs [..., *obs_shape]) -> out [..., K]`.
-      obs: [..., *obs_shape] observations; action: [..., *action_shape];
-        weight, coef, valid: [...].
-      entropy_bonus: False leaves the bonus term out (as entropy_coef = 0 would)
-        so that its gradient is not computed at all.
-      dist: the action distribution (default: categorical over logits).
-      step_loss: a per-step loss of one's own, `step_loss(log_prob, entropy, weight,
-        entropy_coef) -> [...]` (each [...], entropy_coef a scalar); the total is
-        sum(coef * step_loss). None: REINFORCE's -log_prob * weight - entropy_coef * entropy.
-
-    Returns:
-      (loss, entropy_sum): the scalar loss and the sum of the policy entropy
-      (nats) over valid steps, for the metrics.
+    `entropy_bonus` False leaves the bonus out, its gradient not computed; `dist`: the
+    action distribution (default categorical); `step_loss`: a `StepLoss` of one's own
+    (the total is sum(coef * step_loss)), None: REINFORCE's.
     """
     dist = dist or categorical()
     out = apply_fn(params, obs)
@@ -99,19 +89,10 @@ def make_policy_gradient(
     apply_fn: ApplyFn, dist: Distribution | None = None, entropy_bonus: bool | None = None,
     step_loss: StepLoss | None = None,
 ) -> PolicyGradientFn:
-    """Build `policy_gradient(params, obs, action, weight, coef, valid, entropy_coef)` of one run.
-
-    Arguments are one run's: obs [T, E, *obs_shape], action [T, E, *action_shape],
-    weight/coef/valid [T, E] and a scalar entropy_coef. Returns `(loss, grads,
-    entropy)`: `jax.value_and_grad(reinforce_loss)` over the whole trajectory,
-    `grads` matching `params`, `entropy` the mean policy entropy over valid steps.
-
-    Args:
-      apply_fn: the policy network; dist: the action distribution (default categorical).
-      entropy_bonus: False leaves the bonus out; None or True keep it (a zero
-        entropy_coef then adds zeros).
-      step_loss: a per-step loss of one's own (`reinforce_loss`); None: REINFORCE's.
-    """
+    """Build `policy_gradient(params, obs [T, E, ...], action [T, E, ...], weight, coef, valid [T, E],
+    entropy_coef []) -> (loss, grads like params, mean entropy over valid steps)` of one run:
+    `jax.value_and_grad(reinforce_loss)` over the whole trajectory (its arguments: `reinforce_loss`'s;
+    `entropy_bonus` None or True keep the bonus)."""
     loss_and_grad = jax.value_and_grad(
         lambda p, *batch: reinforce_loss(apply_fn, p, *batch, entropy_bonus=entropy_bonus is not False, dist=dist,
                                         step_loss=step_loss),

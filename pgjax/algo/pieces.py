@@ -188,20 +188,12 @@ def choose_pieces(spec: Any, config: Any, paths: FastPaths = DEFAULT, *, weighti
     dist = policy.make_distribution(spec, config.static.squash, paths.inverse_cdf_sampling)
     if weighting is not None:
         step_weighting = weights.custom_weighting(config, weighting)
+    elif not weights.is_learned(config.static.baseline):
+        step_weighting = weights.returns_baseline(config)
     elif paths.blocked_gradient:
-        from pgjax.algo.fast import blocks, recurrent
-
-        rows = paths.block_rows or blocks.default_block_rows()
-        step_weighting = weights.make_weighting(
-            spec, config, network=network,
-            value_forward=partial(blocks.make_value_forward, block_rows=paths.block_rows, fold_runs=paths.fold_runs),
-            value_gradient=partial(blocks.make_value_gradient, block_rows=paths.block_rows,
-                                   fold_runs=paths.fold_runs),
-            recurrent_forward=lambda recurrence, _: recurrent.make_value_forward(recurrence, rows),
-            recurrent_gradient=lambda recurrence, _: recurrent.make_value_gradient(recurrence, rows),
-        )
+        step_weighting = _blocked_value_weighting(spec, config, paths, network)
     else:
-        step_weighting = weights.make_weighting(spec, config, network=network)
+        step_weighting = weights.value_weighting(spec, config, network=network)
     collect = choose_collect(spec, apply_fn, config.static.episodes_per_update, dist, paths,
                              keep_last_obs=step_weighting.keeps_last_obs, recurrence=steps)
     if paths.blocked_gradient:
@@ -213,6 +205,21 @@ def choose_pieces(spec: Any, config: Any, paths: FastPaths = DEFAULT, *, weighti
     else:
         policy_gradient = loss.make_policy_gradient(apply_fn, dist, paths.entropy_bonus, step_loss=step_loss)
     return Pieces(module, dist, collect, step_weighting, policy_gradient)
+
+
+def _blocked_value_weighting(spec: Any, config: Any, paths: FastPaths, network: Callable) -> Any:
+    """`pgjax.algo.weights.value_weighting` with the value network's values and gradient in blocks."""
+    from pgjax.algo import weights
+    from pgjax.algo.fast import blocks, recurrent
+
+    rows = paths.block_rows or blocks.default_block_rows()
+    return weights.value_weighting(
+        spec, config, network=network,
+        value_forward=partial(blocks.make_value_forward, block_rows=paths.block_rows, fold_runs=paths.fold_runs),
+        value_gradient=partial(blocks.make_value_gradient, block_rows=paths.block_rows, fold_runs=paths.fold_runs),
+        recurrent_forward=lambda recurrence, _: recurrent.make_value_forward(recurrence, rows),
+        recurrent_gradient=lambda recurrence, _: recurrent.make_value_gradient(recurrence, rows),
+    )
 
 
 def choose_network(module: Any, spec: Any, paths: FastPaths = DEFAULT) -> Any:

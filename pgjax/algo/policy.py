@@ -367,6 +367,12 @@ def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bo
     factory = network_factory(static.network)
     if factory in BUILT_IN:
         return factory(spec, static, num_outputs, gaussian)
+    return _custom_network(factory, spec, static, num_outputs, gaussian)
+
+
+def _custom_network(factory: NetworkFactory, spec: EnvSpec, static: StaticConfig, num_outputs: int,
+                    gaussian: bool) -> nn.Module:
+    """The module a custom factory builds, checked against the `NetworkFactory` contract (one-line errors)."""
     name = static.network
     try:
         module = factory(spec, static, num_outputs, gaussian)
@@ -728,21 +734,9 @@ def multi_categorical(nvec: Sequence[int], inverse_cdf: bool = True) -> Distribu
 
 
 def make_distribution(spec: EnvSpec, squash: Squash = "clip", inverse_cdf: bool = True) -> Distribution:
-    """The action distribution for this environment's action space: Gaussian for Box, else categorical.
-
-    Args:
-      spec: the environment (`pgjax.algo.envs.EnvSpec`): its action space picks the kind.
-      squash: how a Gaussian's actions meet the Box's bounds, "clip" or "tanh"
-        (`StaticConfig.squash`); unused for Discrete actions.
-      inverse_cdf: the categorical's sampler (`categorical`; the fast path `FastPaths.inverse_cdf_sampling`).
-
-    Returns:
-      `gaussian(low, high, squash)` for Box actions, `multi_categorical(nvec, ...)` for
-      MultiDiscrete ones, else `categorical(...)`.
-
-    Raises:
-      ValueError: an unknown squash (Box actions only).
-    """
+    """The action distribution of `spec`'s action space: `gaussian(low, high, squash)` for Box actions
+    (`StaticConfig.squash`: "clip" or "tanh"; another raises ValueError), `multi_categorical(nvec)` for
+    MultiDiscrete ones, else `categorical()`; `inverse_cdf`: `FastPaths.inverse_cdf_sampling`."""
     if spec.action_kind == "continuous":
         return gaussian(spec.action_low, spec.action_high, squash)
     if spec.action_kind == "multi_discrete":

@@ -173,26 +173,14 @@ def make_collect(
     skip_auto_reset: bool = False,
     recurrence: Recurrence | None = None,
 ) -> Callable[[Any, jax.Array], Trajectory]:
-    """Build `collect(params, key) -> Trajectory` for one run, vmappable over runs.
+    """Build `collect(params, key) -> Trajectory` of one run's E = `num_episodes` episodes, vmappable over runs.
 
     Args:
-      spec: the environment.
-      apply_fn: the policy network, `(params, obs [E, *obs_shape]) -> out [E, K]`.
-      num_episodes: E, episodes (and environment slots) per call.
-      dist: the action distribution `out` parameterises (default: categorical).
-      greedy: take `dist.greedy` actions (argmax, or the Gaussian's mean) instead of sampling.
+      apply_fn: the policy network, `(params, obs [E, *obs_shape]) -> out [E, K]`; `dist`: the
+        distribution `out` parameterises (default categorical); `greedy`: its `greedy` actions.
       keep_last_obs: also return `Trajectory.last_obs`.
-      skip_auto_reset: step by `step_env` where that is the environment's own
-        step less its auto-reset (`pgjax.algo.envs.steps_directly`), the fast
-        path `FastPaths.skip_auto_reset`; False steps through the environment's `step`.
-      recurrence: a recurrent policy's state and step (`pgjax.algo.policy.recurrence`):
-        each episode starts from the zero state and the policy steps by it (None:
-        a feed-forward policy, `apply_fn` alone).
-
-    Returns:
-      `collect(params, key)`. Under `jax.vmap` its loop runs until every run's
-      episodes have ended; `pgjax.algo.fast.rollout.make_collect` is the same
-      function with one loop for the batch.
+      skip_auto_reset: the environment's route (`pgjax.algo.envs.step_function`).
+      recurrence: a recurrent policy's state and step, zero at each episode's start (None: feed-forward).
     """
     dist = dist or categorical()
     steps = make_rollout_steps(spec, apply_fn, num_episodes, dist, greedy, skip_auto_reset, recurrence)

@@ -576,7 +576,7 @@ def recurrent_values(value_fn: ValueFn, params: Any, traj: Trajectory) -> tuple[
     return jnp.where(traj.valid, values[:num_steps], 0.0), values[lengths, jnp.arange(num_episodes)]
 
 
-def make_weighting(
+def value_weighting(
     spec: EnvSpec,
     config: Config,
     *,
@@ -587,18 +587,16 @@ def make_weighting(
                                                                                                value_fn),
     recurrent_gradient: Callable[[Recurrence, ValueFn], Callable] = lambda _, value_fn: make_value_gradient(value_fn),
 ) -> StepWeighting:
-    """`value_baseline` for a learned `BASELINES` entry (e.g. "value", "value_norm"), else `returns_baseline`.
+    """`value_baseline` of the value network for a learned `BASELINES` entry (e.g. "value", "value_norm").
 
     Args:
       spec, config: the environment and settings.
       network, value_forward, value_gradient: what builds the value network and its
         values and gradient from `value_fn` (default: the reference path, `pgjax.algo.loss`;
-        `pgjax.algo.fast.make_weighting` passes the fast paths).
+        `pgjax.algo.pieces` passes the fast paths).
       recurrent_forward, recurrent_gradient: the same for a recurrent value network, from its
         `Recurrence` and `value_fn` (default: whole-episode scans, `recurrent_values`).
     """
-    if not BASELINES[config.static.baseline].learned:
-        return returns_baseline(config)
     module = network(make_value_network(spec, config))
     value_fn = make_value_fn(module)
     value_recurrence = recurrence(module)
@@ -607,3 +605,8 @@ def make_weighting(
                               recurrent_gradient(value_recurrence, value_fn))
     return value_baseline(spec, config, module, value_forward(value_fn), value_gradient(value_fn))
 
+
+def make_weighting(spec: EnvSpec, config: Config) -> StepWeighting:
+    """The reference weighting `config` names: `value_weighting` for a learned baseline, else `returns_baseline`
+    (`pgjax.algo.pieces.choose_pieces` makes the same choice with the fast paths)."""
+    return value_weighting(spec, config) if is_learned(config.static.baseline) else returns_baseline(config)
