@@ -159,8 +159,9 @@ def describe() -> dict:
 
     import jax
 
+    from pgjax.algo.host_memory import device_memory_stats
     from pgjax.commands.shared import version
-    from pgjax.running.devices import backend_choices, cpu_model, device_memory_stats
+    from pgjax.running.devices import backend_choices, cpu_model
 
     versions = {"python": platform.python_version(), "pgjax": version()}
     for package in ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "gymnax", "gymnasium", "tyro",

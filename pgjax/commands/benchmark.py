@@ -19,11 +19,12 @@ from pgjax.algo.config import Config
 from pgjax.algo.distributions import make_distribution
 from pgjax.algo.envs import EnvSpec, env_for
 from pgjax.algo.fast import FastPaths, make_collect
+from pgjax.algo.host_memory import device_memory_stats
 from pgjax.algo.networks import make_apply_fn, make_policy
 from pgjax.algo.trainer import make_train
 from pgjax.results import summary
 from pgjax.running import memory
-from pgjax.running.devices import cpu_model, device_memory_stats
+from pgjax.running.devices import cpu_model
 from pgjax.running.sharding import compile_sharded, run_sharded, train_runs
 
 

@@ -28,7 +28,8 @@ from pgjax.algo.envs import env_for
 from pgjax.algo.fast import make_collect, make_network
 from pgjax.algo.imports import names_code
 from pgjax.algo.networks import make_apply_fn, make_policy, recurrence
-from pgjax.results import loading, outputs, trust
+from pgjax.results import loading, trust
+from pgjax.results.folder import SUMMARY_FILE
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
@@ -117,7 +118,7 @@ def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed:
       IndexError: `run` is out of range.
     """
     config = loading.load_run_config(run_dir, run)
-    trust.confirm_configs([config], str(Path(run_dir) / outputs.SUMMARY_FILE), env,
+    trust.confirm_configs([config], str(Path(run_dir) / SUMMARY_FILE), env,
                           () if network is None else (network,))
     return policy_callable(config, loading.load_params(run_dir, run), greedy=greedy, seed=seed)
 

@@ -1,7 +1,7 @@
 """Checkpoints of a chunk of runs with orbax-checkpoint: state and metrics so far, by update.
 
 A run folder keeps one orbax `CheckpointManager` per chunk, under
-`checkpoints/chunk-<c>/<update>/`. A checkpoint holds the chunk's `TrainState`
+`checkpoints/chunk-<c>/<update>/`. A checkpoint holds the chunk's `RunState`
 (parameters, optimizer state, PRNG key data, counters, divergence flags; leaves
 [n runs, ...]) and its metrics of every update so far (leaves [n, u, ...]), as
 NumPy arrays, so restoring needs no device layout. A chunk whose latest
@@ -21,7 +21,7 @@ from flax import serialization
 
 from pgjax.running.sharding import fetch, wrap_keys
 
-CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.outputs.RUN_FILES`)
+CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.folder.RUN_FILES`)
 # orbax's folder for a save in progress: "<update>.orbax-checkpoint-tmp" (older orbax: "-<timestamp>" after it)
 _INCOMPLETE_SAVE = re.compile(r"^\d+\.orbax-checkpoint-tmp(-\d+)?$")
 _CHUNK_DIR = re.compile(r"^chunk-\d{4,}$")
