@@ -111,8 +111,7 @@ def test_a_folder_with_only_tracker_folders_and_notes_holds_no_run(tmp_path):
 
 def test_the_training_command_lists_what_it_wrote(run_folder):
     marker = read_marker(run_folder)
-    written = {CONFIG_FILE, METRICS_FILE, PARAMS_FILE, RUNS_FILE,
-               PLOT_FILE, SUMMARY_FILE}
+    written = {CONFIG_FILE, METRICS_FILE, PARAMS_FILE, RUNS_FILE, PLOT_FILE, SUMMARY_FILE}
     assert written <= set(marker["files"])
     on_disk = {p.name for p in run_folder.iterdir() if p.is_file()} - {MARKER_FILE}
     assert on_disk <= set(marker["files"]) | {"evaluation.json", "comparison.json", "performance_profiles.png",

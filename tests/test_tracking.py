@@ -190,8 +190,7 @@ def accumulator(path: Path):
 
 
 def test_tensorboard_curves_read_back(tracked):
-    assert json.loads((tracked / CONFIG_FILE).read_text())["run"]["tensorboard"] == str(
-        tracked / "tensorboard")
+    assert json.loads((tracked / CONFIG_FILE).read_text())["run"]["tensorboard"] == str(tracked / "tensorboard")
     summary = loading.load_summary(tracked)
     for group in summary["groups"]:
         events = accumulator(tracked / "tensorboard" / f"group{group['index']}")
