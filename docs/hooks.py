@@ -83,7 +83,7 @@ def _modules_table() -> str:
     """Every module of the package, layer by layer, with its docstring's first line (read, not imported)."""
     rows = ["| layer | module | what it is |", "|---|---|---|"]
     layers = [("algorithm", "pgjax/algo"), ("running", "pgjax/running"), ("results", "pgjax/results"),
-              ("commands", "pgjax/commands"), ("old paths", "pgjax")]
+              ("commands", "pgjax/commands"), ("entry points", "pgjax")]
     for layer, folder in layers:
         paths = (ROOT / folder).glob("*.py") if folder == "pgjax" else (ROOT / folder).rglob("*.py")
         for path in sorted(paths):

@@ -3,7 +3,7 @@
     python experiments/process_fast_paths.py                # experiments/results/process_fast_paths.json and .md
     python experiments/process_fast_paths.py --repeats 5    # more rounds
 
-The fast paths are those of `pgjax.running.devices.PROCESS_FAST_PATHS`
+The fast paths are those of `pgjax.algo.pieces.PROCESS_FAST_PATHS`
 (small_loops, llvm_level, gc_freeze), switched off one at a
 time through PGJAX_SPEED_OFF. Each measurement is the default command,
 `python -m pgjax.train --quiet --compile-cache off --out <temporary folder>`,
@@ -40,8 +40,10 @@ from pathlib import Path
 import tyro
 from digests import file_digest, metrics_digest
 
+from pgjax.algo.pieces import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE
 from pgjax.results import outputs
-from pgjax.running.devices import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, cpu_model
+from pgjax.results.folder import METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
+from pgjax.running.devices import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("command_seconds", "wall_seconds", "compile_seconds", "train_seconds")  # command: seen from outside
@@ -77,14 +79,14 @@ def run_once(speed_off: str, train_args: list[str], folder: Path) -> dict:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=environ, cwd=REPO)
     command_seconds = time.perf_counter() - start
-    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    summary = json.loads((out / SUMMARY_FILE).read_text())
     return {
         "command_seconds": command_seconds,
         **{name: summary[name] for name in FIGURES[1:]},
         "env_steps_total": summary["env_steps_total"],
         "solved_fraction": summary["solved_fraction"],
-        "metrics.npz": metrics_digest(out / outputs.METRICS_FILE),
-        "params.msgpack": file_digest(out / outputs.PARAMS_FILE),
+        "metrics.npz": metrics_digest(out / METRICS_FILE),
+        "params.msgpack": file_digest(out / PARAMS_FILE),
     }
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from pgjax.running.devices import configure_cpu
 
-__version__ = "0.2.0"
+__version__ = "1.0.0"
 
 _EXPORTS = {
     # the algorithm: pure functions

@@ -214,7 +214,7 @@ def test_every_command_has_version_usage_and_survives_a_closed_pipe(module, caps
 
     from pgjax.commands.shared import version
 
-    command = importlib.import_module(f"pgjax.{module}")
+    command = importlib.import_module(f"pgjax.commands.{module}")
     assert command.main(["--version"]) == 0
     assert capsys.readouterr().out == f"pgjax {version()}\n"
     assert command.main(["--help"]) == 0

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pgjax import compare
 from pgjax.algo.presets import PRESETS
+from pgjax.commands import compare
 from pgjax.commands.train import main, parse_args, run, sweep_of
 from pgjax.commands.train_confirm import reference_config
-from pgjax.results import loading, outputs
+from pgjax.results import loading
 from pgjax.results.comparison import paired_improvement
+from pgjax.results.folder import CONFIG_FILE, MARKER_FILE, METRICS_FILE, SUMMARY_FILE
 from pgjax.results.stats import iqm
 from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points
 from pgjax.running.grid import GridPoint
@@ -75,11 +76,11 @@ def test_compare_reports_the_confirmation_from_its_runs_and_refuses_a_damaged_on
     assert written == loading.load_summary(out)["confirmation"]["winner"]
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    for name in (outputs.MARKER_FILE, outputs.CONFIG_FILE, outputs.METRICS_FILE):
+    for name in (MARKER_FILE, CONFIG_FILE, METRICS_FILE):
         (damaged / name).write_bytes((out / name).read_bytes())
-    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    summary = json.loads((out / SUMMARY_FILE).read_text())
     summary["confirmation"]["configurations"][0]["runs"][0]["seed"] = "two"
-    (damaged / outputs.SUMMARY_FILE).write_text(json.dumps(summary))
+    (damaged / SUMMARY_FILE).write_text(json.dumps(summary))
     assert compare.main([str(damaged), "--out", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert 'holds a "confirmation" that is not one pgjax writes' in err and len(err.splitlines()) == 1
@@ -93,7 +94,7 @@ def test_a_stop_during_the_confirmation_resumes_to_the_uninterrupted_result(conf
     with pytest.raises(Interrupted, match="stopped after 20 of 25 updates of chunk 0"):
         run(parse_args([*SMALL, *SEARCH, "--out", str(stopped), "--quiet"]), console=Console(quiet=True),
             stop=StopAt(3))
-    assert not (stopped / outputs.SUMMARY_FILE).exists() and (confirm_dir(stopped) / "chunk-0000").is_dir()
+    assert not (stopped / SUMMARY_FILE).exists() and (confirm_dir(stopped) / "chunk-0000").is_dir()
     plan = confirm_dir(stopped) / PLAN_FILE
     saved = plan.read_text()
     plan.write_text(saved.replace('"first_seed": 2', '"first_seed": 3'))

@@ -15,7 +15,8 @@ from pgjax.algo.policy import MLPPolicy, categorical, make_apply_fn, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.trainer import make_train
 from pgjax.commands import evaluate
-from pgjax.results import evaluation, loading, outputs, summary
+from pgjax.results import evaluation, loading, summary
+from pgjax.results.folder import CONFIG_FILE
 
 from .test_plot import small_run_folder
 
@@ -168,7 +169,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, run_folder, tmp_path, capsys
 def test_cli_on_an_interrupted_run_points_to_resume(run_folder, tmp_path, capsys):
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
-    shutil.copy(run_folder / outputs.CONFIG_FILE, interrupted)
+    shutil.copy(run_folder / CONFIG_FILE, interrupted)
     assert evaluate.main([str(interrupted)]) == 2
     assert capsys.readouterr().err == (
         f"error: {interrupted} holds an interrupted run (no summary.json yet); "

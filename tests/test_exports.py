@@ -12,7 +12,16 @@ import pytest
 import pgjax
 from pgjax.algo.trainer import Metrics
 from pgjax.commands.train import main
-from pgjax.results import exports, loading, outputs
+from pgjax.results import exports, loading
+from pgjax.results.folder import (
+    CHECKPOINT_DIR,
+    CURVES_CSV,
+    CURVES_PARQUET,
+    MARKER_FILE,
+    RUNS_FILE,
+    prepare_out_dir,
+    read_marker,
+)
 
 pd = pytest.importorskip("pandas")
 
@@ -33,14 +42,14 @@ def copy_of(run_dir, tmp_path):
     """A copy of the run folder that a test may change."""
     def copy():
         target = tmp_path / "copy"
-        shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns(outputs.CHECKPOINT_DIR))
+        shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns(CHECKPOINT_DIR))
         return target
     return copy
 
 
 def test_runs_csv_has_one_row_per_run_with_every_setting(run_dir):
     summary = loading.load_summary(run_dir)
-    runs = pd.read_csv(run_dir / outputs.RUNS_FILE)
+    runs = pd.read_csv(run_dir / RUNS_FILE)
     assert len(runs) == summary["num_runs"] == 2 * NUM_SEEDS
     settings = list(summary["runs"][0]["hyperparameters"])
     assert list(runs.columns) == ["run", "group", "seed", *settings, *exports.RUN_RESULTS]
@@ -58,7 +67,7 @@ def test_runs_csv_has_one_row_per_run_with_every_setting(run_dir):
 def test_load_results_round_trips_summary_and_metrics(run_dir):
     summary = loading.load_summary(run_dir)
     results = pgjax.load_results(run_dir)
-    assert (run_dir / outputs.CURVES_PARQUET).is_file() and not (run_dir / outputs.CURVES_CSV).exists()
+    assert (run_dir / CURVES_PARQUET).is_file() and not (run_dir / CURVES_CSV).exists()
     runs, curves = results
     assert len(runs) == summary["num_runs"]
     assert runs["hidden"].tolist() == ["8"] * len(runs)  # a width, read as text
@@ -81,7 +90,7 @@ def test_load_results_round_trips_summary_and_metrics(run_dir):
 
 def test_a_folder_without_the_files_gives_the_same_tables(run_dir, copy_of):
     old = copy_of()
-    for name in (outputs.RUNS_FILE, outputs.CURVES_PARQUET):
+    for name in (RUNS_FILE, CURVES_PARQUET):
         (old / name).unlink()
     expected, rebuilt = pgjax.load_results(run_dir), pgjax.load_results(old)
     pd.testing.assert_frame_equal(rebuilt.runs, expected.runs)
@@ -92,9 +101,9 @@ def test_csv_curves_read_back_as_the_parquet_ones(run_dir, copy_of):
     folder = copy_of()
     summary = loading.load_summary(folder)
     written = exports.write_exports(folder, summary, loading.load_metrics(folder), parquet=False)
-    assert written == [folder / outputs.RUNS_FILE, folder / outputs.CURVES_CSV]
-    assert not (folder / outputs.CURVES_PARQUET).exists()  # the other format's file is not left behind
-    assert (folder / outputs.RUNS_FILE).read_text() == (run_dir / outputs.RUNS_FILE).read_text()
+    assert written == [folder / RUNS_FILE, folder / CURVES_CSV]
+    assert not (folder / CURVES_PARQUET).exists()  # the other format's file is not left behind
+    assert (folder / RUNS_FILE).read_text() == (run_dir / RUNS_FILE).read_text()
     pd.testing.assert_frame_equal(pgjax.load_results(folder).curves, pgjax.load_results(run_dir).curves)
 
 
@@ -106,10 +115,10 @@ def test_groups_of_different_lengths(run_dir, tmp_path):
     metrics = loading.load_metrics(run_dir)
     metrics[1] = {name: value[:, :2] if value.ndim > 1 else value for name, value in metrics[1].items()}
     exports.write_exports(tmp_path, summary, metrics, parquet=False)
-    runs = pd.read_csv(tmp_path / outputs.RUNS_FILE)
+    runs = pd.read_csv(tmp_path / RUNS_FILE)
     assert runs["stopped_early"].tolist() == [False] * NUM_SEEDS + [True] * NUM_SEEDS
     assert runs["rung"].tolist() == [1] * NUM_SEEDS + [0] * NUM_SEEDS
-    curves = pd.read_csv(tmp_path / outputs.CURVES_CSV)
+    curves = pd.read_csv(tmp_path / CURVES_CSV)
     assert curves.groupby("group").size().tolist() == [NUM_SEEDS * NUM_UPDATES, NUM_SEEDS * 2]
     assert curves[curves["group"] == 1]["update"].max() == 2
 
@@ -134,29 +143,29 @@ def test_load_results_without_pandas_names_the_extra(run_dir, monkeypatch):
 def test_overwrite_knows_the_new_files(run_dir, tmp_path):
     out = tmp_path / "only_exports"
     out.mkdir()
-    (out / outputs.RUNS_FILE).write_text("run\n")  # not pgjax's: no marker lists it
+    (out / RUNS_FILE).write_text("run\n")  # not pgjax's: no marker lists it
     for overwrite in (False, True):
         with pytest.raises(ValueError, match="holds runs.csv, which pgjax did not write"):
-            outputs.prepare_out_dir(out, overwrite=overwrite)
-    assert (out / outputs.RUNS_FILE).read_text() == "run\n"
+            prepare_out_dir(out, overwrite=overwrite)
+    assert (out / RUNS_FILE).read_text() == "run\n"
     marked = tmp_path / "marked"
-    outputs.prepare_out_dir(marked, overwrite=False)
+    prepare_out_dir(marked, overwrite=False)
     exports.write_exports(marked, loading.load_summary(run_dir), loading.load_metrics(run_dir), parquet=False)
     with pytest.raises(FileExistsError):
-        outputs.prepare_out_dir(marked, overwrite=False)
-    outputs.prepare_out_dir(marked, overwrite=True)
-    assert sorted(p.name for p in marked.iterdir()) == [outputs.MARKER_FILE]
+        prepare_out_dir(marked, overwrite=False)
+    prepare_out_dir(marked, overwrite=True)
+    assert sorted(p.name for p in marked.iterdir()) == [MARKER_FILE]
 
 
 def test_the_other_curves_file_goes_only_if_pgjax_wrote_it(run_dir, tmp_path):
     pytest.importorskip("pyarrow")
     summary, metrics = loading.load_summary(run_dir), loading.load_metrics(run_dir)
-    (tmp_path / exports.CURVES_CSV).write_text("the user's\n")  # no marker: not pgjax's
+    (tmp_path / CURVES_CSV).write_text("the user's\n")  # no marker: not pgjax's
     exports.write_exports(tmp_path, summary, metrics, parquet=True)
-    assert (tmp_path / exports.CURVES_CSV).read_text() == "the user's\n"
+    assert (tmp_path / CURVES_CSV).read_text() == "the user's\n"
     marked = tmp_path / "marked"
-    outputs.prepare_out_dir(marked, overwrite=False)
+    prepare_out_dir(marked, overwrite=False)
     exports.write_exports(marked, summary, metrics, parquet=False)
     exports.write_exports(marked, summary, metrics, parquet=True)
-    assert not (marked / exports.CURVES_CSV).exists()
-    assert exports.CURVES_CSV not in outputs.read_marker(marked)["files"]
+    assert not (marked / CURVES_CSV).exists()
+    assert CURVES_CSV not in read_marker(marked)["files"]

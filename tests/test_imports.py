@@ -4,8 +4,8 @@ Every `import` and `from ... import` statement counts as an edge: at module leve
 `if TYPE_CHECKING:` and inside functions alike (a late import hides a cycle, it does not break
 it). `importlib.import_module("pgjax....")` with a literal name counts too. The layers are
 `pgjax.algo`, then `pgjax.running`, then `pgjax.results`, then the entry layer (`pgjax.commands`,
-and the old paths of its modules, `pgjax.train`, `pgjax.cli`, ...); each may import only those before
-it. `pgjax/__init__.py`'s lazy `_EXPORTS` table is strings, not imports.
+and the `python -m` entry points `pgjax.train`, `pgjax.evaluate`, ...); each may import only those
+before it. `pgjax/__init__.py`'s lazy `_EXPORTS` table is strings, not imports.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pgjax"
-# the entry layer: the commands package and the shims at its modules' old paths
-OLD_PATHS = ("train", "evaluate", "plot", "compare", "bench", "cli", "checks", "options", "grid_settings", "scripts")
-ENTRY_MODULES = {"pgjax.commands", *(f"pgjax.{name}" for name in OLD_PATHS)}
+# the entry layer: the commands package and the `python -m pgjax.<command>` entry points
+ENTRY_POINTS = ("train", "evaluate", "plot", "compare", "bench")
+ENTRY_MODULES = {"pgjax.commands", *(f"pgjax.{name}" for name in ENTRY_POINTS)}
 # Each layer and the layers it must not import.
 FORBIDDEN = {
     "pgjax.algo": ("pgjax.running", "pgjax.results", *sorted(ENTRY_MODULES)),

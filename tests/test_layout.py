@@ -1,70 +1,77 @@
-"""pgjax's layout: the commands in one package, no module over about 400 lines, no function over about 60.
-
-A function's length is its lines from `def` (or its first decorator) to its end, its
-docstring left out (`experiments/long_functions.py` lists them, and with
-`--with-docstrings` counts docstrings in). The limits hold for every layer (algorithm,
-commands, running, results) and the top of the package.
+"""pgjax's layout: the commands in one package, the package's top level only their `python -m` entry
+points, and no module that only re-exports another's names.
 """
 
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pgjax"
-FUNCTION_LIMIT = 60
-MODULE_LIMIT = 400
-HELD = ("algo", "commands", "running", "results")  # the layers held to FUNCTION_LIMIT
 COMMANDS = ("train", "evaluate", "plot", "compare", "bench")
 
-sys.path.insert(0, str(ROOT / "experiments"))
-from long_functions import long_functions  # noqa: E402
+
+def _assigns_sys_modules(tree: ast.AST) -> bool:
+    """Whether the module puts something in `sys.modules` (a module standing in for another)."""
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        for target in targets:
+            if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute)
+                    and target.value.attr == "modules" and isinstance(target.value.value, ast.Name)
+                    and target.value.value.id == "sys"):
+                return True
+    return False
 
 
-def test_the_function_counter_leaves_the_docstring_out(tmp_path):
-    body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LIMIT - 1))
-    (tmp_path / "m.py").write_text(f'def f():\n    """A\n    docstring.\n    """\n{body}\n\n\ndef g():\n{body}\n'
-                                   "    return 0\n")
-    assert [where.split()[-1] for _, where in long_functions(tmp_path, FUNCTION_LIMIT)] == ["g"]
+def _only_reexports(tree: ast.Module) -> bool:
+    """Whether a module's body is only imports of pgjax (with `__all__`, a docstring, `__future__` imports).
+
+    A package's `__init__.py` with only its docstring holds no names, and re-exports none.
+    """
+    body = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    imports_pgjax = False
+    for node in body:
+        if isinstance(node, ast.ImportFrom):
+            imports_pgjax |= (node.module or "").startswith("pgjax") or node.level > 0
+        elif isinstance(node, ast.Import):
+            imports_pgjax |= any(alias.name.startswith("pgjax") for alias in node.names)
+        elif not (isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and all(
+                isinstance(t, ast.Name) and t.id == "__all__"
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))):
+            return False
+    return imports_pgjax
 
 
-def test_no_function_is_over_the_limit():
-    long = [f"{where} ({length} lines)" for layer in HELD
-            for length, where in long_functions(PACKAGE / layer, FUNCTION_LIMIT)]
-    assert not long, f"functions over {FUNCTION_LIMIT} lines: " + "; ".join(long)
+def test_the_reexport_check_finds_a_facade_and_passes_a_module():
+    facade = ast.parse('"""Old name."""\nfrom pgjax.results.random_policy import *\n__all__ = ["x"]\n')
+    docstring_only = ast.parse('"""A package."""\n')
+    module = ast.parse("from pgjax.results import stats\n\ndef f():\n    return stats\n")
+    assert _only_reexports(facade) and not _only_reexports(docstring_only) and not _only_reexports(module)
+    assert _assigns_sys_modules(ast.parse("import sys\nimport pgjax.x\nsys.modules[__name__] = pgjax.x\n"))
+    assert not _assigns_sys_modules(module)
 
 
-def test_no_module_is_over_the_limit():
-    paths = [*PACKAGE.glob("*.py"), *(path for layer in HELD for path in (PACKAGE / layer).rglob("*.py"))]
-    long = [f"{path.relative_to(ROOT)} ({n} lines)" for path in sorted(paths)
-            if (n := len(path.read_text().splitlines())) > MODULE_LIMIT]
-    assert not long, f"modules over {MODULE_LIMIT} lines: " + "; ".join(long)
+def test_the_top_level_holds_only_the_package_and_the_entry_points():
+    assert sorted(path.name for path in PACKAGE.glob("*.py")) == sorted(
+        ["__init__.py", *(f"{command}.py" for command in COMMANDS)])
 
 
-def test_the_commands_are_one_package_and_the_old_paths_are_shims():
+def test_each_entry_point_only_runs_its_command():
     for command in COMMANDS:
         assert (PACKAGE / "commands" / f"{command}.py").is_file()
-    for old in (*COMMANDS, "cli", "options", "grid_settings", "scripts", "checks"):
-        tree = ast.parse((PACKAGE / f"{old}.py").read_text())
-        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
-            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert all(name in ("sys", "runpy") or name.startswith("pgjax.commands") for name in imported), (old, imported)
+        tree = ast.parse((PACKAGE / f"{command}.py").read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert imported == {"runpy"} and not any(isinstance(node, ast.ImportFrom) for node in ast.walk(tree))
+        runs = [ast.literal_eval(node.args[0]) for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "runpy.run_module"]
+        assert runs == [f"pgjax.commands.{command}"], command
 
 
-def test_the_old_paths_are_the_new_modules():
-    import pgjax.cli
-    import pgjax.commands.options
-    import pgjax.commands.shared
-    import pgjax.options
-
-    assert pgjax.cli is pgjax.commands.shared and pgjax.options is pgjax.commands.options
-    from pgjax.cli import run_command, version  # noqa: F401  (names users import from the old paths)
-    from pgjax.options import RunOptions, train_arguments  # noqa: F401
-    from pgjax.running.sweep import ChunkRunner, SweepTrainer
-
-    assert SweepTrainer is ChunkRunner
+def test_no_module_only_reexports():
+    facades = [str(path.relative_to(ROOT)) for path in sorted(PACKAGE.rglob("*.py"))
+               if _only_reexports(tree := ast.parse(path.read_text())) or _assigns_sys_modules(tree)]
+    assert not facades, "modules that only re-export (import from their names' home instead): " + ", ".join(facades)
 
 
 def test_the_fast_package_lists_the_names_of_its_seam():

@@ -115,11 +115,10 @@ def test_declared_metrics_shapes_are_those_an_update_returns(env):
     assert jax.tree.map(lambda x: (x.shape, x.dtype), traced) == jax.tree.map(lambda x: (x.shape, x.dtype), declared)
 
 
-# --- long episodes: advice that fits, and make_train's own check ------------------------------------------
+# --- long episodes: advice that fits, and the check before make_train ------------------------------------------
 
 
 def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
-    from pgjax.algo import footprint
     from pgjax.algo.envs import make_env
     from pgjax.algo.trainer import Metrics, make_trainer
 
@@ -140,12 +139,9 @@ def test_the_advice_names_what_fits_and_following_it_fits(monkeypatch):
     assert footprint.run_total(capped_shapes, 4) + footprint.block_total(capped_shapes) <= budget
 
     monkeypatch.setattr(footprint, "free_bytes", lambda device: int(2 * budget))  # half of it is planned for
-    from pgjax.algo.trainer import make_train
-
     with pytest.raises(ValueError, match=r"make_train: one run of .* needs about .*max_episode_steps=\d+"):
-        make_train(config, make_long_cartpole())
-    make_train(config, make_long_cartpole(), check_memory=False)  # asked not to check: builds
-    make_train(config, (make_long_cartpole()[0], make_long_cartpole(cap)[1]))  # within the advice's cap: builds
+        footprint.check_train(config, make_long_cartpole())
+    footprint.check_train(config, (make_long_cartpole()[0], make_long_cartpole(cap)[1]))  # within the advice's cap
 
 
 def test_the_plan_line_gives_the_padding_of_large_buffers_under_the_initial_policy(tmp_path, capsys):

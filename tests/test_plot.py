@@ -14,6 +14,7 @@ from PIL import Image
 from pgjax.commands import plot
 from pgjax.commands.train import main as train_main
 from pgjax.results import loading, outputs, plots
+from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
 from pgjax.results.stats import iqm
 from pgjax.running import grid
 
@@ -24,7 +25,7 @@ SMALL_SWEEP = ["--num-seeds", "2", "--lr", "0.01", "0.03", "--num-updates", "10"
 def small_run_folder(tmp_path_factory) -> Path:
     """A run folder of the training command, made once per session: 2 learning rates x 2 seeds, 10 updates."""
     out = tmp_path_factory.getbasetemp() / "small_sweep"
-    if not (out / outputs.SUMMARY_FILE).exists():
+    if not (out / SUMMARY_FILE).exists():
         assert train_main([*SMALL_SWEEP, "--out", str(out)]) == 0
     return out
 
@@ -95,7 +96,7 @@ def test_runs_of_different_environments_are_not_overlaid(run_folder, tmp_path):
     other = tmp_path / "other_env"
     shutil.copytree(run_folder, other)
     summary = loading.load_summary(other)
-    outputs.write_json(other / outputs.SUMMARY_FILE, {**summary, "env": "Acrobot-v1"})
+    outputs.write_json(other / SUMMARY_FILE, {**summary, "env": "Acrobot-v1"})
     with pytest.raises(ValueError, match="different environments: CartPole-v1 .*, Acrobot-v1 ") as error:
         plots.plot_folders([run_folder, other], tmp_path / "mixed.png")
     assert "\n" not in str(error.value) and not (tmp_path / "mixed.png").exists()
@@ -104,7 +105,7 @@ def test_runs_of_different_environments_are_not_overlaid(run_folder, tmp_path):
 def test_an_interrupted_or_missing_folder_says_what_to_do(run_folder, tmp_path, capsys):
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
-    shutil.copy(run_folder / outputs.CONFIG_FILE, interrupted)
+    shutil.copy(run_folder / CONFIG_FILE, interrupted)
     (interrupted / "checkpoints").mkdir()
     loaders = (loading.load_summary, loading.load_metrics, loading.load_params, lambda d: plots.group_curves([d]))
     for load in loaders:

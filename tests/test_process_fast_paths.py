@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pgjax.algo.pieces import FastPaths
+from pgjax.algo.pieces import PROCESS_FAST_PATHS, FastPaths
 from pgjax.running import devices
-from pgjax.running.devices import PROCESS_FAST_PATHS, process_fast_path_on, process_speeds_off
+from pgjax.running.devices import process_fast_path_on, process_speeds_off
 
 REPO = Path(__file__).resolve().parents[1]
 

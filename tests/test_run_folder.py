@@ -15,6 +15,25 @@ import pytest
 from pgjax.commands import compare, evaluate, plot
 from pgjax.commands.train import main as train_main
 from pgjax.results import exports, loading, outputs, plots
+from pgjax.results.folder import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    CURVES_CSV,
+    CURVES_PARQUET,
+    MARKER_FILE,
+    METRICS_FILE,
+    PARAMS_FILE,
+    PLOT_FILE,
+    RUNS_FILE,
+    SUMMARY_FILE,
+    TMP_SUFFIX,
+    note_written,
+    prepare_out_dir,
+    read_marker,
+    record_folders,
+    remove_run_files,
+    write_marker,
+)
 
 from .test_plot import small_run_folder
 
@@ -32,7 +51,7 @@ def copy_of(run_folder, tmp_path):
     """A copy of the run folder that a test may damage."""
     def copy(name: str = "copy") -> Path:
         target = tmp_path / name
-        shutil.copytree(run_folder, target, ignore=shutil.ignore_patterns(outputs.CHECKPOINT_DIR))
+        shutil.copytree(run_folder, target, ignore=shutil.ignore_patterns(CHECKPOINT_DIR))
         return target
     return copy
 
@@ -81,21 +100,20 @@ def test_a_folder_with_only_tracker_folders_and_notes_holds_no_run(tmp_path):
     (out / "wandb").mkdir(parents=True)
     (out / "tensorboard").mkdir()
     (out / "notes.txt").write_text("notes")
-    outputs.prepare_out_dir(out, overwrite=False)
-    marker = outputs.read_marker(out)
+    prepare_out_dir(out, overwrite=False)
+    marker = read_marker(out)
     assert marker == {"files": [], "user_folders": ["tensorboard", "wandb"], "folder_files": {}}
     (out / "tensorboard" / "mine.txt").write_text("the user's")
-    outputs.remove_run_files(out, this_command=True)  # a user's tracker folder is never pgjax's
+    remove_run_files(out, this_command=True)  # a user's tracker folder is never pgjax's
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "tensorboard", "wandb"]
     assert (out / "tensorboard" / "mine.txt").exists()
 
 
 def test_the_training_command_lists_what_it_wrote(run_folder):
-    marker = outputs.read_marker(run_folder)
-    written = {outputs.CONFIG_FILE, outputs.METRICS_FILE, outputs.PARAMS_FILE, outputs.RUNS_FILE,
-               outputs.PLOT_FILE, outputs.SUMMARY_FILE}
+    marker = read_marker(run_folder)
+    written = {CONFIG_FILE, METRICS_FILE, PARAMS_FILE, RUNS_FILE, PLOT_FILE, SUMMARY_FILE}
     assert written <= set(marker["files"])
-    on_disk = {p.name for p in run_folder.iterdir() if p.is_file()} - {outputs.MARKER_FILE}
+    on_disk = {p.name for p in run_folder.iterdir() if p.is_file()} - {MARKER_FILE}
     assert on_disk <= set(marker["files"]) | {"evaluation.json", "comparison.json", "performance_profiles.png",
                                               "probability_of_improvement.png"}
     assert not list(run_folder.rglob("*.tmp"))
@@ -104,17 +122,17 @@ def test_the_training_command_lists_what_it_wrote(run_folder):
 def marked_run(tmp_path: Path) -> Path:
     """A run folder as pgjax leaves it, with files of the user's put inside pgjax's folders afterwards."""
     out = tmp_path / "run"
-    outputs.prepare_out_dir(out, overwrite=False)
-    outputs.write_json(out / outputs.CONFIG_FILE, {"a": 1})
-    outputs.write_json(out / outputs.SUMMARY_FILE, {"a": 1})
-    (out / (outputs.METRICS_FILE + outputs.TMP_SUFFIX)).write_bytes(b"left by a kill")
-    outputs.note_written(out / outputs.METRICS_FILE)
+    prepare_out_dir(out, overwrite=False)
+    outputs.write_json(out / CONFIG_FILE, {"a": 1})
+    outputs.write_json(out / SUMMARY_FILE, {"a": 1})
+    (out / (METRICS_FILE + TMP_SUFFIX)).write_bytes(b"left by a kill")
+    note_written(out / METRICS_FILE)
     (out / "checkpoints" / "chunk-0000" / "4").mkdir(parents=True)
     (out / "checkpoints" / "chunk-0000" / "4" / "state").write_bytes(b"x")
     (out / "checkpoints" / "rung-1" / "chunk-0000").mkdir(parents=True)
     (out / "tensorboard" / "group0").mkdir(parents=True)
     (out / "tensorboard" / "group0" / "events.out.tfevents.1").write_bytes(b"e")
-    outputs.record_folders(out)
+    record_folders(out)
     (out / "checkpoints" / "my_model.pt").write_bytes(b"weights")  # the user's, afterwards
     (out / "tensorboard" / "mine.txt").write_text("the user's")
     (out / "notes.txt").write_text("notes")
@@ -124,25 +142,25 @@ def marked_run(tmp_path: Path) -> Path:
 def test_overwrite_deletes_only_what_pgjax_wrote(tmp_path):
     out = marked_run(tmp_path)
     with pytest.raises(FileExistsError, match="already holds a run"):
-        outputs.prepare_out_dir(out, overwrite=False)
-    outputs.prepare_out_dir(out, overwrite=True)
-    assert sorted(snapshot(out)) == [outputs.MARKER_FILE, "checkpoints", "checkpoints/my_model.pt", "notes.txt",
+        prepare_out_dir(out, overwrite=False)
+    prepare_out_dir(out, overwrite=True)
+    assert sorted(snapshot(out)) == [MARKER_FILE, "checkpoints", "checkpoints/my_model.pt", "notes.txt",
                                      "tensorboard", "tensorboard/mine.txt"]
-    assert outputs.read_marker(out)["files"] == []
+    assert read_marker(out)["files"] == []
 
 
 def test_a_run_file_the_marker_does_not_list_is_a_clash_even_with_overwrite(tmp_path):
     out = marked_run(tmp_path)
-    (out / outputs.RUNS_FILE).write_text("the user's\n")
+    (out / RUNS_FILE).write_text("the user's\n")
     before = snapshot(out)
     with pytest.raises(ValueError, match=r"holds runs.csv, which pgjax did not write \(no .pgjax-run.json lists it\)"):
-        outputs.prepare_out_dir(out, overwrite=True)
+        prepare_out_dir(out, overwrite=True)
     assert snapshot(out) == before
 
 
 def test_a_run_of_pgjax_0_2_without_the_marker_is_kept(copy_of, capsys):
     old = copy_of()
-    (old / outputs.MARKER_FILE).unlink()
+    (old / MARKER_FILE).unlink()
     before = snapshot(old)
     assert train_main([*TINY, "--out", str(old), "--overwrite"]) == 2
     err = one_error_line(capsys)
@@ -165,9 +183,9 @@ def test_a_damaged_marker_is_refused_and_nothing_goes(marker, tmp_path):
     (tmp_path / "outside.txt").write_text("keep")
     out = tmp_path / "a" / "b"
     out.mkdir(parents=True)
-    (out / outputs.MARKER_FILE).write_text(marker)
+    (out / MARKER_FILE).write_text(marker)
     (out / "notes.txt").write_text("keep")
-    for call in (lambda: outputs.prepare_out_dir(out, overwrite=True), lambda: outputs.remove_run_files(out)):
+    for call in (lambda: prepare_out_dir(out, overwrite=True), lambda: remove_run_files(out)):
         with pytest.raises(ValueError, match=r"\.pgjax-run\.json is damaged") as error:
             call()
         assert "\n" not in str(error.value)
@@ -179,25 +197,25 @@ def test_the_marker_is_never_followed_through_a_link(tmp_path):
     secret.mkdir()
     (secret / "secret.txt").write_text("keep")
     out = tmp_path / "run"
-    outputs.prepare_out_dir(out, overwrite=False)
+    prepare_out_dir(out, overwrite=False)
     (out / "tensorboard").mkdir()
     (out / "tensorboard" / "link").symlink_to(secret, target_is_directory=True)
-    marker = outputs.read_marker(out)
+    marker = read_marker(out)
     marker["folder_files"] = {"tensorboard": ["link/secret.txt"]}
-    outputs.write_marker(out, marker)
-    outputs.prepare_out_dir(out, overwrite=True)
+    write_marker(out, marker)
+    prepare_out_dir(out, overwrite=True)
     assert (secret / "secret.txt").read_text() == "keep"
 
 
 def test_a_tracker_that_cannot_start_removes_its_own_folders_only(tmp_path):
     out = tmp_path / "run"
     (out / "wandb").mkdir(parents=True)
-    outputs.prepare_out_dir(out, overwrite=False)
-    outputs.write_json(out / outputs.CONFIG_FILE, {"a": 1})
+    prepare_out_dir(out, overwrite=False)
+    outputs.write_json(out / CONFIG_FILE, {"a": 1})
     (out / "tensorboard" / "group0").mkdir(parents=True)  # made by the tracker that then failed
     (out / "tensorboard" / "group0" / "events").write_bytes(b"e")
     (out / "wandb" / "mine").write_text("the user's")
-    outputs.remove_run_files(out, this_command=True)
+    remove_run_files(out, this_command=True)
     assert sorted(snapshot(out)) == ["wandb", "wandb/mine"]
 
 
@@ -214,8 +232,8 @@ class FullDisk:
         def fake_open(file, mode="r", *args, **kwargs):
             handle = real_open(file, mode, *args, **kwargs)
             name = Path(str(file)).name if isinstance(file, (str, Path)) else ""
-            target = name[:-len(outputs.TMP_SUFFIX)]
-            if any(c in mode for c in "wax") and name.endswith(outputs.TMP_SUFFIX) and \
+            target = name[:-len(TMP_SUFFIX)]
+            if any(c in mode for c in "wax") and name.endswith(TMP_SUFFIX) and \
                     (self.names is None or target in self.names):
                 self.hits.append(target)
                 return _Failing(handle)
@@ -270,7 +288,7 @@ WRITERS = {
 
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(name, tmp_path, monkeypatch):
-    outputs.prepare_out_dir(tmp_path / "run", overwrite=False)
+    prepare_out_dir(tmp_path / "run", overwrite=False)
     disk = FullDisk(monkeypatch, {name})
     with pytest.raises(ValueError) as error:
         WRITERS[name](tmp_path / "run")
@@ -278,7 +296,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(name, tmp_path, mo
     message = str(error.value)
     assert message.startswith(f"no space left on device writing {tmp_path / 'run' / name} (") and "free)" in message
     assert "\n" not in message and isinstance(error.value.__cause__, OSError)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [outputs.MARKER_FILE]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [MARKER_FILE]
 
 
 def test_a_full_disk_writing_parquet_leaves_no_temporary_file(tmp_path, monkeypatch):
@@ -294,14 +312,14 @@ def test_a_full_disk_writing_parquet_leaves_no_temporary_file(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", [outputs.CONFIG_FILE, outputs.METRICS_FILE, outputs.PLOT_FILE, outputs.SUMMARY_FILE])
+@pytest.mark.parametrize("name", [CONFIG_FILE, METRICS_FILE, PLOT_FILE, SUMMARY_FILE])
 def test_training_on_a_full_disk_leaves_no_finished_looking_folder(name, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     FullDisk(monkeypatch, {name})
     assert train_main([*TINY, "--out", str(out)]) == 2
     err = one_error_line(capsys)
     assert err.startswith(f"error: no space left on device writing {out / name} (")
-    assert not list(out.rglob("*.tmp")) and not (out / outputs.SUMMARY_FILE).exists()
+    assert not list(out.rglob("*.tmp")) and not (out / SUMMARY_FILE).exists()
     with pytest.raises(ValueError, match="interrupted run|holds no run"):
         loading.check_run_dir(out)
 
@@ -311,9 +329,9 @@ def test_training_on_a_full_disk_leaves_no_finished_looking_folder(name, tmp_pat
 
 def _edit_summary(change):
     def damage(d: Path) -> None:
-        summary = json.loads((d / outputs.SUMMARY_FILE).read_text())
+        summary = json.loads((d / SUMMARY_FILE).read_text())
         change(summary)
-        (d / outputs.SUMMARY_FILE).write_text(json.dumps(summary))
+        (d / SUMMARY_FILE).write_text(json.dumps(summary))
     return damage
 
 
@@ -325,10 +343,10 @@ def _truncate(name: str):
 
 
 SUMMARY_DAMAGE = {
-    "a list": (lambda d: (d / outputs.SUMMARY_FILE).write_text("[]"), "holds a JSON list, not an object"),
-    "invalid JSON": (lambda d: (d / outputs.SUMMARY_FILE).write_text('{"env": "CartPole-v1",\n"runs": [\n{,}]}'),
+    "a list": (lambda d: (d / SUMMARY_FILE).write_text("[]"), "holds a JSON list, not an object"),
+    "invalid JSON": (lambda d: (d / SUMMARY_FILE).write_text('{"env": "CartPole-v1",\n"runs": [\n{,}]}'),
                      "is not valid JSON (line 3: Expecting property name enclosed in double quotes)"),
-    "not text": (lambda d: (d / outputs.SUMMARY_FILE).write_bytes(b"\xff\xfe\x00"), "is not text"),
+    "not text": (lambda d: (d / SUMMARY_FILE).write_bytes(b"\xff\xfe\x00"), "is not text"),
     "no groups": (_edit_summary(lambda s: s.pop("groups")), '"groups" is not a list of objects'),
     "groups of numbers": (_edit_summary(lambda s: s.update(groups=[1, 2])), '"groups" is not a list of objects'),
     "a run of no group": (_edit_summary(lambda s: s["runs"][0].update(group=7)), "run 0 lacks"),
@@ -346,7 +364,7 @@ def test_a_damaged_summary_is_one_line_naming_it(command, damage, copy_of, capsy
     main = {"evaluate": evaluate.main, "plot": plot.main, "compare": compare.main}[command]
     assert main([str(folder)]) == 2
     err = one_error_line(capsys)
-    assert err.startswith(f"error: {folder / outputs.SUMMARY_FILE} ") and problem in err, err
+    assert err.startswith(f"error: {folder / SUMMARY_FILE} ") and problem in err, err
     assert err.endswith("; the run folder is damaged")
 
 
@@ -354,7 +372,7 @@ def test_a_damaged_summary_is_one_line_naming_it(command, damage, copy_of, capsy
 def test_the_loaders_raise_one_value_error_for_a_damaged_summary(damage, copy_of):
     folder = copy_of()
     SUMMARY_DAMAGE[damage][0](folder)
-    (folder / outputs.RUNS_FILE).unlink()  # load_results reads summary.json then
+    (folder / RUNS_FILE).unlink()  # load_results reads summary.json then
     loaders = [loading.load_summary, loading.load_params, lambda d: loading.load_run_config(d, 0),
                lambda d: plots.group_curves([d])]
     if _has_pandas():
@@ -363,7 +381,7 @@ def test_the_loaders_raise_one_value_error_for_a_damaged_summary(damage, copy_of
         with pytest.raises(ValueError) as error:
             load(folder)
         message = str(error.value)
-        assert message.startswith(f"{folder / outputs.SUMMARY_FILE} ") and "\n" not in message
+        assert message.startswith(f"{folder / SUMMARY_FILE} ") and "\n" not in message
         assert message.endswith("; the run folder is damaged")
 
 
@@ -375,10 +393,10 @@ def _has_pandas() -> bool:
 
 def test_a_truncated_metrics_file_is_one_line_naming_it(copy_of, capsys):
     folder = copy_of()
-    _truncate(outputs.METRICS_FILE)(folder)
+    _truncate(METRICS_FILE)(folder)
     assert plot.main([str(folder)]) == 2
     err = one_error_line(capsys)
-    assert err.startswith(f"error: {folder / outputs.METRICS_FILE} cannot be read (BadZipFile")
+    assert err.startswith(f"error: {folder / METRICS_FILE} cannot be read (BadZipFile")
     for load in (loading.load_metrics, lambda d: loading.load_group_metrics(d, 0)):
         with pytest.raises(ValueError, match="metrics.npz cannot be read") as error:
             load(folder)
@@ -387,9 +405,9 @@ def test_a_truncated_metrics_file_is_one_line_naming_it(copy_of, capsys):
 
 def test_metrics_that_do_not_match_the_summary_are_named(copy_of, capsys):
     folder = copy_of()
-    arrays = dict(np.load(folder / outputs.METRICS_FILE))
+    arrays = dict(np.load(folder / METRICS_FILE))
     arrays = {k: v[:1] for k, v in arrays.items()}  # one run per group left of two
-    np.savez(folder / outputs.METRICS_FILE, **arrays)
+    np.savez(folder / METRICS_FILE, **arrays)
     assert plot.main([str(folder)]) == 2
     assert "metrics.npz holds 1 runs of group 0 and summary.json 2" in one_error_line(capsys)
 
@@ -399,9 +417,9 @@ def test_a_damaged_params_file_is_one_line_naming_it(content, copy_of, capsys):
     from flax import serialization
 
     folder = copy_of()
-    path = folder / outputs.PARAMS_FILE
+    path = folder / PARAMS_FILE
     if content == "half":
-        _truncate(outputs.PARAMS_FILE)(folder)
+        _truncate(PARAMS_FILE)(folder)
     elif content == "a list":
         path.write_bytes(serialization.msgpack_serialize([1, 2]))
     else:
@@ -415,16 +433,16 @@ def test_a_damaged_params_file_is_one_line_naming_it(content, copy_of, capsys):
 
 @pytest.mark.skipif(not _has_pandas(), reason="pandas")
 @pytest.mark.parametrize("name,content", [
-    (outputs.RUNS_FILE, b"\xff\xfe"), (outputs.RUNS_FILE, b"x,y\n1,2\n"), (outputs.RUNS_FILE, b""),
-    (exports.CURVES_PARQUET, b"PAR1 truncated"), (exports.CURVES_CSV, b"run,group\n1,2\n"),
+    (RUNS_FILE, b"\xff\xfe"), (RUNS_FILE, b"x,y\n1,2\n"), (RUNS_FILE, b""),
+    (CURVES_PARQUET, b"PAR1 truncated"), (CURVES_CSV, b"run,group\n1,2\n"),
 ])
 def test_load_results_names_a_damaged_export(name, content, copy_of):
     folder = copy_of()
-    for other in (exports.CURVES_PARQUET, exports.CURVES_CSV):
+    for other in (CURVES_PARQUET, CURVES_CSV):
         (folder / other).unlink(missing_ok=True)
-    if name != outputs.RUNS_FILE:
+    if name != RUNS_FILE:
         exports.write_exports(folder, loading.load_summary(folder), loading.load_metrics(folder),
-                              parquet=name == exports.CURVES_PARQUET)
+                              parquet=name == CURVES_PARQUET)
     (folder / name).write_bytes(content)
     with pytest.raises(ValueError, match=f"^{folder / name} cannot be read .*; the run folder is damaged$") as error:
         exports.load_results(folder)
@@ -433,10 +451,10 @@ def test_load_results_names_a_damaged_export(name, content, copy_of):
 
 def test_a_config_that_is_not_an_object_is_named_on_resume(copy_of, capsys):
     folder = copy_of()
-    (folder / outputs.SUMMARY_FILE).unlink()
-    (folder / outputs.CONFIG_FILE).write_text("[1, 2]")
+    (folder / SUMMARY_FILE).unlink()
+    (folder / CONFIG_FILE).write_text("[1, 2]")
     assert train_main(["--resume", str(folder)]) == 2
-    assert one_error_line(capsys) == (f"error: {folder / outputs.CONFIG_FILE} holds a JSON list, not an object; "
+    assert one_error_line(capsys) == (f"error: {folder / CONFIG_FILE} holds a JSON list, not an object; "
                                       "the run folder is damaged")
 
 
@@ -451,8 +469,8 @@ def test_a_damaged_earlier_evaluation_is_recomputed(tmp_path):
 
 def test_plot_out_folder_writes_inside_it_and_says_so(run_folder, tmp_path, capsys):
     assert plot.main([str(run_folder), "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().out == f"learning curves in {tmp_path / outputs.PLOT_FILE}\n"
-    assert (tmp_path / outputs.PLOT_FILE).stat().st_size > 20_000
+    assert capsys.readouterr().out == f"learning curves in {tmp_path / PLOT_FILE}\n"
+    assert (tmp_path / PLOT_FILE).stat().st_size > 20_000
 
 
 def test_plot_out_without_a_suffix_gets_png_and_says_so(run_folder, tmp_path, capsys):
@@ -483,10 +501,10 @@ def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_p
 
 def test_plot_of_the_mean_goes_beside_the_iqm_plot(copy_of, capsys):
     folder = copy_of()
-    iqm = (folder / outputs.PLOT_FILE).read_bytes()
+    iqm = (folder / PLOT_FILE).read_bytes()
     assert plot.main([str(folder), "--statistic", "mean"]) == 0
     assert capsys.readouterr().out == f"learning curves in {folder / 'learning_curves_mean.png'}\n"
-    assert (folder / outputs.PLOT_FILE).read_bytes() == iqm  # train's IQM figure is kept
+    assert (folder / PLOT_FILE).read_bytes() == iqm  # train's IQM figure is kept
     assert (folder / "learning_curves_mean.png").stat().st_size > 20_000
 
 

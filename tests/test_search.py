@@ -11,7 +11,8 @@ from rich.console import Console
 
 from pgjax.commands.grid_settings import resolve_grid, search_of
 from pgjax.commands.train import main, parse_args, run
-from pgjax.results import loading, outputs
+from pgjax.results import loading
+from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
 from pgjax.results.tables import print_report
 from pgjax.running import grid
 from pgjax.running.search import Range, Search, balance_note, draw, parse_range, unit_points
@@ -165,7 +166,7 @@ def test_a_search_trains_its_drawn_points_as_groups_under_one_compile(searched):
     for group, point in zip(summary["groups"], drawn):
         assert group["varied"] == point  # full precision in JSON
         assert group["hyperparameters"]["gamma"] == 1.0
-    config = json.loads((searched / outputs.CONFIG_FILE).read_text())
+    config = json.loads((searched / CONFIG_FILE).read_text())
     assert config["search"] == record and len(config["grid"]) == 4
     assert config["given"]["learning_rate"] == ["1e-3:1e-1:log"]
 
@@ -195,7 +196,7 @@ def test_a_stopped_search_resumes_with_its_drawn_points_to_the_uninterrupted_res
     with pytest.raises(Interrupted):
         run(parse_args([*SMALL, *SEARCH, "--out", str(stopped)]), console=Console(quiet=True),
             stop=_StopAtFirstSegment())
-    assert not (stopped / outputs.SUMMARY_FILE).exists()
+    assert not (stopped / SUMMARY_FILE).exists()
     assert main(["--resume", str(stopped), "--quiet"]) == 0
     resumed, whole = loading.load_summary(stopped), loading.load_summary(searched)
     assert 0 < resumed["resumed_updates"] and resumed["search"] == whole["search"]

@@ -13,7 +13,8 @@ from rich.console import Console
 
 from pgjax.commands.options import RunOptions
 from pgjax.commands.train import main, parse_args, run
-from pgjax.results import loading, outputs
+from pgjax.results import loading
+from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
 from pgjax.results.run_record import read_resumable
 from pgjax.running import sweep, tpe
 from pgjax.running.grid import compile_groups
@@ -91,7 +92,7 @@ def searched(tmp_path_factory):
 
 
 def test_a_search_records_the_asked_points_and_trains_them_as_a_plain_sweep_would(searched):
-    summary, config = loading.load_summary(searched), loading.load_json(searched / outputs.CONFIG_FILE)
+    summary, config = loading.load_summary(searched), loading.load_json(searched / CONFIG_FILE)
     assert summary["search"]["sampler"] == "tpe" and summary["search"]["rounds"] == [1] * 6
     assert config["search"]["asked_points"] == 6
     hparams = [g["hyperparameters"] for g in summary["groups"]]
@@ -99,11 +100,11 @@ def test_a_search_records_the_asked_points_and_trains_them_as_a_plain_sweep_woul
     assert len({(h["learning_rate"], h["entropy_coef"]) for h in hparams}) == 6
     assert all(1e-3 <= h["learning_rate"] <= 1e-1 and 0 <= h["entropy_coef"] <= 0.02 for h in hparams)
     # The same points trained as one plain sweep, in chunks of the same shape (a point's 2 seeds), bitwise.
-    (searched / outputs.SUMMARY_FILE).rename(searched / "summary.moved")  # read_resumable reads config.json alone
+    (searched / SUMMARY_FILE).rename(searched / "summary.moved")  # read_resumable reads config.json alone
     try:
-        _, points = read_resumable(searched / outputs.CONFIG_FILE, typing.get_type_hints(RunOptions))
+        _, points = read_resumable(searched / CONFIG_FILE, typing.get_type_hints(RunOptions))
     finally:
-        (searched / "summary.moved").rename(searched / outputs.SUMMARY_FILE)
+        (searched / "summary.moved").rename(searched / SUMMARY_FILE)
     plain, _ = sweep.train_sweep(compile_groups(points), 2, 0, max_parallel=2)
     trained = loading.load_metrics(searched)
     for g, point_metrics in enumerate(trained):
@@ -115,13 +116,13 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_points_and_results(search
     stopped = tmp_path / "stopped"
     with pytest.raises(sweep.Interrupted):
         run(parse_args([*SMALL, *TPE, "--out", str(stopped)]), console=Console(quiet=True), stop=StopAt(3))
-    asked = loading.load_json(stopped / outputs.CONFIG_FILE)["search"]["asked_points"]
+    asked = loading.load_json(stopped / CONFIG_FILE)["search"]["asked_points"]
     assert 0 < asked < 6
     tampered = tmp_path / "tampered"
     shutil.copytree(stopped, tampered)
-    config = json.loads((tampered / outputs.CONFIG_FILE).read_text())
+    config = json.loads((tampered / CONFIG_FILE).read_text())
     config["grid"][0]["config"]["hparams"]["learning_rate"] = 0.05
-    (tampered / outputs.CONFIG_FILE).write_text(json.dumps(config))
+    (tampered / CONFIG_FILE).write_text(json.dumps(config))
     assert main(["--resume", str(stopped), "--quiet"]) == 0
     resumed, whole = loading.load_summary(stopped), loading.load_summary(searched)
     assert resumed["resumed_updates"] > 0
@@ -130,7 +131,7 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_points_and_results(search
     capsys.readouterr()
     assert main(["--resume", str(tampered), "--quiet"]) == 2
     assert "asks other points than the interrupted search recorded (grid point 0)" in capsys.readouterr().err
-    assert not (tampered / outputs.SUMMARY_FILE).exists()
+    assert not (tampered / SUMMARY_FILE).exists()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -16,7 +16,8 @@ import pytest
 from pgjax.algo.trainer import Metrics
 from pgjax.commands import options
 from pgjax.commands.train import main, parse_args
-from pgjax.results import loading, outputs, tracking
+from pgjax.results import loading, trackers, tracking
+from pgjax.results.folder import CONFIG_FILE, MARKER_FILE, prepare_out_dir, read_marker
 from pgjax.results.stats import iqm
 from pgjax.running import grid
 from pgjax.running.sweep import Chunk, SegmentReport
@@ -62,7 +63,7 @@ def two_points():
     return grid.expand_grid(small_config(), numeric_values={"learning_rate": [0.01, 0.02]})
 
 
-def collect(points, metrics, chunk_size, segment) -> dict[int, list[tuple[int, tracking.GroupCurve]]]:
+def collect(points, metrics, chunk_size, segment) -> dict[int, list[tuple[int, trackers.GroupCurve]]]:
     """Each group's curves, with the index of the report that completed each."""
     curves = tracking.GroupCurves(points, num_seeds=4)
     found: dict[int, list] = {0: [], 1: []}
@@ -72,7 +73,7 @@ def collect(points, metrics, chunk_size, segment) -> dict[int, list[tuple[int, t
     return found
 
 
-def joined(curves: list[tuple[int, tracking.GroupCurve]], tag: str) -> np.ndarray:
+def joined(curves: list[tuple[int, trackers.GroupCurve]], tag: str) -> np.ndarray:
     return np.concatenate([c.values[tag] for _, c in curves])
 
 
@@ -189,13 +190,12 @@ def accumulator(path: Path):
 
 
 def test_tensorboard_curves_read_back(tracked):
-    assert json.loads((tracked / outputs.CONFIG_FILE).read_text())["run"]["tensorboard"] == str(
-        tracked / "tensorboard")
+    assert json.loads((tracked / CONFIG_FILE).read_text())["run"]["tensorboard"] == str(tracked / "tensorboard")
     summary = loading.load_summary(tracked)
     for group in summary["groups"]:
         events = accumulator(tracked / "tensorboard" / f"group{group['index']}")
         tags = events.Tags()["scalars"]
-        assert {*tracking.RETURN_TAGS, "loss/mean", "entropy/mean", "diverged/fraction", tracking.SPEED_TAG,
+        assert {*trackers.RETURN_TAGS, "loss/mean", "entropy/mean", "diverged/fraction", trackers.SPEED_TAG,
                 "final/return_iqm", "final/solved_fraction"} <= set(tags)
         metrics = loading.load_group_metrics(tracked, group["index"])
         mean = events.Scalars("return/mean")
@@ -205,7 +205,7 @@ def test_tensorboard_curves_read_back(tracked):
                                    iqm(metrics["episode_return"], axis=0), rtol=1e-6)
         np.testing.assert_allclose([s.value for s in events.Scalars("entropy/mean")],
                                    metrics["entropy"].astype(np.float64).mean(0), rtol=1e-6)
-        assert len(events.Scalars(tracking.SPEED_TAG)) == 2  # one per segment: updates 3 and 6
+        assert len(events.Scalars(trackers.SPEED_TAG)) == 2  # one per segment: updates 3 and 6
         final = events.Scalars("final/return_iqm")
         assert len(final) == 1 and final[0].value == pytest.approx(group["statistics"]["iqm"], rel=1e-6)
 
@@ -293,11 +293,11 @@ def test_a_resumed_chunk_logs_its_restored_updates_first(two_points):
 
 def test_overwrite_removes_the_trackers_files_and_keeps_the_users(tracked, tmp_path):
     """The marker lists what the trackers wrote; --overwrite deletes that and leaves a user's file beside it."""
-    marker = outputs.read_marker(tracked)
+    marker = read_marker(tracked)
     assert marker["user_folders"] == [] and marker["folder_files"]["tensorboard"]
     copy = tmp_path / "copy"
     shutil.copytree(tracked, copy, symlinks=True)
     (copy / "tensorboard" / "mine.txt").write_text("the user's")
-    outputs.prepare_out_dir(copy, overwrite=True)
+    prepare_out_dir(copy, overwrite=True)
     left = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*"))
-    assert left == [outputs.MARKER_FILE, "tensorboard", "tensorboard/mine.txt"]
+    assert left == [MARKER_FILE, "tensorboard", "tensorboard/mine.txt"]

@@ -18,6 +18,7 @@ import pytest
 
 from pgjax.commands.train import main
 from pgjax.results import loading, outputs
+from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
 from pgjax.running import checkpoints
 from pgjax.running.folder_lock import LOCK_FILE
 
@@ -54,7 +55,7 @@ def resumable(finished, tmp_path) -> Path:
     """A copy of the finished run without its summary.json: a run that can be resumed (every chunk checkpointed)."""
     copy = tmp_path / "resumable"
     shutil.copytree(finished, copy)
-    (copy / outputs.SUMMARY_FILE).unlink()
+    (copy / SUMMARY_FILE).unlink()
     return copy
 
 
@@ -76,9 +77,9 @@ def test_a_held_folder_is_refused_in_one_line_and_left_as_it_was(finished, resum
 
 
 def _edit(folder: Path, change) -> None:
-    config = json.loads((folder / outputs.CONFIG_FILE).read_text())
+    config = json.loads((folder / CONFIG_FILE).read_text())
     change(config)
-    (folder / outputs.CONFIG_FILE).write_text(json.dumps(config))
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -222,7 +223,7 @@ def test_a_double_ctrl_c_ends_quietly_and_two_resumes_at_once_leave_one_writer(t
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err, err
     assert len(err.strip().splitlines()) <= 1, err
-    assert not (stopped / outputs.SUMMARY_FILE).exists()
+    assert not (stopped / SUMMARY_FILE).exists()
     resumes = [subprocess.Popen([sys.executable, "-m", "pgjax.train", "--resume", str(stopped), "--quiet"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
                for _ in range(2)]

@@ -13,7 +13,8 @@ import pytest
 from pgjax import load_policy
 from pgjax.commands import compare, evaluate
 from pgjax.commands import train as train_command
-from pgjax.results import outputs, trust
+from pgjax.results import trust
+from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE, WANDB_DIR
 
 CHAIN = "tests.custom:make_chain"
 LINEAR = "tests.custom:linear_network"
@@ -55,7 +56,7 @@ def _never_imported(evil: Path) -> None:
 
 def _rename(folder: Path, env: str | None = None, network: str | None = None) -> None:
     """Write other names into the folder's summary.json and config.json, as an attacker (or a mistake) would."""
-    summary_file, config_file = folder / outputs.SUMMARY_FILE, folder / outputs.CONFIG_FILE
+    summary_file, config_file = folder / SUMMARY_FILE, folder / CONFIG_FILE
     if summary_file.exists():
         summary = json.loads(summary_file.read_text())
         if env is not None:
@@ -96,7 +97,7 @@ def test_evaluate_and_load_policy_import_no_module_a_folder_names(custom_folder,
 
 def test_resume_imports_no_module_its_config_names(custom_folder, tmp_path, evil, capsys):
     folder = _copy(custom_folder, tmp_path, "interrupted")
-    (folder / outputs.SUMMARY_FILE).unlink()  # an interrupted run, every chunk checkpointed
+    (folder / SUMMARY_FILE).unlink()  # an interrupted run, every chunk checkpointed
     _rename(folder, env=f"{EVIL_MODULE}:make")
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
     assert train_command.main(["--resume", str(folder), "--network", LINEAR]) == 2
@@ -136,16 +137,16 @@ def test_a_factory_folder_needs_its_factories_named_again(custom_folder, capsys)
 
 def test_resume_starts_no_tracker_its_config_names(custom_folder, tmp_path, capsys):
     folder = _copy(custom_folder, tmp_path, "tracked")
-    (folder / outputs.SUMMARY_FILE).unlink()
-    config = json.loads((folder / outputs.CONFIG_FILE).read_text())
+    (folder / SUMMARY_FILE).unlink()
+    config = json.loads((folder / CONFIG_FILE).read_text())
     logs = tmp_path / "their-logs"
     config["run"].update(tensorboard=str(logs), wandb="their-project", distributed=False)
-    (folder / outputs.CONFIG_FILE).write_text(json.dumps(config))
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
     assert train_command.main(["--resume", str(folder), "--env", CHAIN, "--network", LINEAR]) == 0
     out = capsys.readouterr().out
     assert "a resumed run starts no tracker its folder names" in out and "--wandb their-project" in out
-    assert not logs.exists() and not (folder / outputs.WANDB_DIR).exists()
-    assert (folder / outputs.SUMMARY_FILE).is_file()
+    assert not logs.exists() and not (folder / WANDB_DIR).exists()
+    assert (folder / SUMMARY_FILE).is_file()
 
 
 def test_confirm_reads_names_as_untrusted_data():

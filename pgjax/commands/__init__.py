@@ -9,5 +9,6 @@
   grid points they ask for, the checks of command-line values;
 * `pgjax.commands.scripts`: the console scripts.
 
-The modules `pgjax.train`, `pgjax.cli`, `pgjax.options`, ... are their old paths.
+`pgjax.train`, `pgjax.evaluate`, ... are only the `python -m` entry points: each runs
+its command's module here as `__main__`.
 """

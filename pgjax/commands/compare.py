@@ -99,9 +99,10 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
         plot_performance_profiles,
     )
     from pgjax.results.confirmation import checked_confirmation
+    from pgjax.results.folder import SUMMARY_FILE
 
     groups, left_out = _groups_of_one_environment(dirs, summaries)
-    confirmations = [checked_confirmation(s, d / outputs.SUMMARY_FILE) for d, s in zip(dirs, summaries)]  # before
+    confirmations = [checked_confirmation(s, d / SUMMARY_FILE) for d, s in zip(dirs, summaries)]  # before
     if len(groups) < 2:  # anything is written
         raise ValueError(f"{len(groups)} completed group{'s' * (len(groups) != 1)} in {', '.join(map(str, dirs))}: "
                          "nothing to compare (train several settings, e.g. --lr 0.003 0.03, or give several folders)")
@@ -166,6 +167,7 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     from pgjax.results import aggregates, outputs, trust
     from pgjax.results import comparison as cmp
     from pgjax.results.comparison_plots import PROFILE_FILE, plot_performance_profiles
+    from pgjax.results.folder import SUMMARY_FILE
     from pgjax.results.random_policy import random_policy_return  # JAX and gymnax
 
     per_folder = [cmp.summary_groups(summary) for summary in summaries]
@@ -177,7 +179,7 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     if not names[0]:
         raise ValueError("no completed group with a run that did not diverge in these folders: nothing to aggregate")
     for run_dir, summary in zip(dirs, summaries):  # before any environment is built
-        trust.confirm(summary["env"], args.env or (), "env", str(run_dir / outputs.SUMMARY_FILE))
+        trust.confirm(summary["env"], args.env or (), "env", str(run_dir / SUMMARY_FILE))
     envs = []
     for run_dir, summary, (kept, _) in zip(dirs, summaries, per_folder):
         threshold = summary.get("solve_threshold")
@@ -266,13 +268,14 @@ def compare_folders(args: Args, console: Console) -> Path:
 
 def _compare_into(dirs: list[Path], args: Args, out: Path, console: Console) -> Path:
     """`compare_folders` once its input is checked and `out` exists."""
-    from pgjax.results import loading, outputs, trust
+    from pgjax.results import loading, trust
+    from pgjax.results.folder import SUMMARY_FILE
 
     summaries = [loading.load_summary(d) for d in dirs]
     envs = [s["env"] for s in summaries]
     if not all(isinstance(e, str) for e in envs):
         damaged = next(d for d, e in zip(dirs, envs) if not isinstance(e, str))
-        raise ValueError(f"{damaged / outputs.SUMMARY_FILE} names no environment: the run folder is damaged")
+        raise ValueError(f"{damaged / SUMMARY_FILE} names no environment: the run folder is damaged")
     trust.check_given(args.env or (), set(envs), "env", ", ".join(str(d) for d in dirs))
     if len(set(envs)) == 1:
         compare_one_environment(dirs, summaries, args, out, console)

@@ -123,8 +123,9 @@ def evaluate_folder(args: Args, console: Console) -> dict:
 def _checked_folder(args: Args) -> tuple[Path, dict, list]:
     """The run folder, its summary and each group's config, after every check that reads no parameters:
     the flags, --run, Gymnasium and pygame where asked for, the factories named again and the memory."""
-    from pgjax.results import loading, outputs, trust
+    from pgjax.results import loading, trust
     from pgjax.results.evaluation import GYMNASIUM_HINT, _gymnasium
+    from pgjax.results.folder import SUMMARY_FILE
 
     check_args(args)
     run_dir = loading.check_run_dir(args.dir)
@@ -140,7 +141,7 @@ def _checked_folder(args: Args) -> tuple[Path, dict, list]:
         if not args.render.parent.is_dir():
             raise ValueError(f"no such folder for --render: {args.render.parent}")
     group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
-    trust.confirm_configs(group_configs, str(run_dir / outputs.SUMMARY_FILE), args.env, args.network or ())
+    trust.confirm_configs(group_configs, str(run_dir / SUMMARY_FILE), args.env, args.network or ())
     check_memory(args.episodes, num_runs, group_configs[0].static)  # builds the environment: confirmed first
     return run_dir, summary, group_configs
 

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(Args, argv, "pgjax.plot", __doc__.split("\n")[0])
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    from pgjax.results.folder import PLOT_FILE
     from pgjax.results.loading import check_run_dir
-    from pgjax.results.outputs import PLOT_FILE
     from pgjax.results.plots import figure_path, plot_folders
 
     try:

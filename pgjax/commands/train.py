@@ -206,7 +206,8 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
     """`run`, holding the run folder with `hold`."""
     import jax
 
-    from pgjax.results import outputs, run_record, tracking
+    from pgjax.results import run_record, tracking
+    from pgjax.results.folder import default_out_dir, remove_run_files
     from pgjax.running import grid, resume
 
     resume.hold_resumed_folder(options.run_options(args).resume, hold)
@@ -219,7 +220,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         resume.hold_resumed_folder(opts.resume, hold, distributed=True)
     groups = grid.compile_groups(sweep.points)
     spec = _check_networks(groups, sweep.points[0].config.static.env)
-    out = opts.out or outputs.default_out_dir(sweep.points[0].config.static.env, sweep.preset)
+    out = opts.out or default_out_dir(sweep.points[0].config.static.env, sweep.preset)
     if opts.tensorboard == "":  # --tensorboard without DIR: config.json records the folder it means
         opts = dataclasses.replace(opts, tensorboard=str(tracking.tensorboard_dir(opts, out)))
     devices = jax.devices()
@@ -246,7 +247,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         tracker = tracking.open_tracking(opts if is_main else RunOptions(), out, sweep.points, opts.num_seeds)
     except ValueError:
         if is_main and not resuming:  # nothing of this command's is left: no folder that looks resumable
-            outputs.remove_run_files(out, this_command=True)
+            remove_run_files(out, this_command=True)
             hold.release()  # its lock file goes too
             from pgjax.running.folder_lock import remove_made_folders
 
@@ -319,7 +320,7 @@ def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings
             start: float, out: Path, tracker, console: Console, stop: StopRequest | None,
             confirmation: dict | None = None) -> None:
     """Write the results (summary.json last, with the `confirmation`), close the trackers and print the report."""
-    from pgjax.results import outputs
+    from pgjax.results.folder import PLOT_FILE, record_folders
     from pgjax.results.run_record import write_results
     from pgjax.results.tables import print_report
 
@@ -329,10 +330,10 @@ def _finish(sweep: Sweep, opts: RunOptions, groups: list, results: list, timings
         tracker.log_final(summary)
     finally:
         tracker.close()
-    outputs.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
+    record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
     print_report(summary, console)
     train_report.print_best(summary, console)
-    console.print(f"results in {out}/ (learning curves: {out / outputs.PLOT_FILE})", soft_wrap=True)
+    console.print(f"results in {out}/ (learning curves: {out / PLOT_FILE})", soft_wrap=True)
     for line in tracker.where():
         console.print(line, soft_wrap=True)
     if stop is not None and stop.signal is not None:

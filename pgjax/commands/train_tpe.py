@@ -99,6 +99,7 @@ def train(points: list[GridPoint], search: dict, opts: RunOptions, chunks: list,
     import jax
 
     from pgjax.results import loading, outputs
+    from pgjax.results.folder import CONFIG_FILE
     from pgjax.results.summary import halving_score
     from pgjax.running import tpe
     from pgjax.running.search import ranges_from_record
@@ -106,7 +107,7 @@ def train(points: list[GridPoint], search: dict, opts: RunOptions, chunks: list,
     sizes = tpe.round_sizes(len(points))
     seed = opts.seed if opts.sampler_seed is None else opts.sampler_seed  # run options: checked on --resume
     asker = tpe.TpeAsker(ranges_from_record(search.get("ranges")), seed, startup=sizes[0])
-    config_file = out / outputs.CONFIG_FILE
+    config_file = out / CONFIG_FILE
     recorded = recorded_points(search, len(points), config_file)
     rounds = tpe.TpeRounds(tuple(sizes), chunks[0].size, tuple(points[:recorded]))
 

@@ -16,15 +16,15 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from pgjax.results import outputs
+from pgjax.results.folder import write_atomic
 
 PROFILE_FILE = "performance_profiles.png"
 IMPROVEMENT_FILE = "probability_of_improvement.png"
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write `fig` atomically as a PNG (`outputs.write_atomic`); returns the path. ValueError: the write failed."""
-    return outputs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png"))
+    """Write `fig` atomically as a PNG (`write_atomic`); returns the path. ValueError: the write failed."""
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png"))
 
 
 def _colors(count: int) -> Sequence:

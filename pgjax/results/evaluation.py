@@ -27,7 +27,8 @@ from pgjax.algo.envs import env_for
 from pgjax.algo.imports import names_code
 from pgjax.algo.pieces import choose_collect, choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence
-from pgjax.results import loading, outputs, trust
+from pgjax.results import loading, trust
+from pgjax.results.folder import SUMMARY_FILE
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
@@ -116,7 +117,7 @@ def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed:
       IndexError: `run` is out of range.
     """
     config = loading.load_run_config(run_dir, run)
-    trust.confirm_configs([config], str(Path(run_dir) / outputs.SUMMARY_FILE), env,
+    trust.confirm_configs([config], str(Path(run_dir) / SUMMARY_FILE), env,
                           () if network is None else (network,))
     return policy_callable(config, loading.load_params(run_dir, run), greedy=greedy, seed=seed)
 

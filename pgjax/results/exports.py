@@ -41,12 +41,11 @@ import numpy as np
 
 from pgjax.algo.config import HYPERPARAMS_FIELDS, STATIC_FIELDS, setting_kind
 from pgjax.algo.trainer import Metrics
-from pgjax.results import loading, outputs
+from pgjax.results import loading
+from pgjax.results.folder import CURVES_CSV, CURVES_PARQUET, RUNS_FILE, remove_written, write_atomic
 from pgjax.results.tables import format_setting
+from pgjax.running.memory import format_bytes
 
-RUNS_FILE = outputs.RUNS_FILE
-CURVES_PARQUET = outputs.CURVES_PARQUET
-CURVES_CSV = outputs.CURVES_CSV
 # summary.json run entries, in the columns' order after the settings
 RUN_RESULTS = ("final_return", "solved", "solved_at_env_steps", "env_steps", "episodes", "diverged",
                "diverged_at_update")
@@ -141,7 +140,7 @@ def _as_dict(metrics: Mapping[str, np.ndarray] | Metrics) -> Mapping[str, np.nda
 
 def write_csv(path: Path, columns: Sequence[str], rows_or_columns: Sequence[Sequence[Any]] | dict[str, np.ndarray],
               ) -> None:
-    """Write a CSV atomically (`outputs.write_atomic`): from rows (lists of values; None is an empty cell) or columns.
+    """Write a CSV atomically (`write_atomic`): from rows (lists of values; None is an empty cell) or columns.
 
     Floats are written as the shortest text that reads back to the same value of their own precision.
 
@@ -158,7 +157,7 @@ def write_csv(path: Path, columns: Sequence[str], rows_or_columns: Sequence[Sequ
             else:
                 file.write(csv_text(columns, rows_or_columns))
 
-    outputs.write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -179,7 +178,7 @@ def _cell(value: Any) -> Any:
 
 
 def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Write columns (name -> array) as one Parquet table, atomically (pyarrow; `outputs.write_atomic`).
+    """Write columns (name -> array) as one Parquet table, atomically (pyarrow; `write_atomic`).
 
     Raises:
       ValueError: the write failed (one line naming the file; no temporary file is left).
@@ -188,8 +187,7 @@ def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table(columns)
-    outputs.write_atomic(path, lambda tmp: pq.write_table(table, str(tmp)),
-                         f"up to {outputs.format_bytes(table.nbytes)}")
+    write_atomic(path, lambda tmp: pq.write_table(table, str(tmp)), f"up to {format_bytes(table.nbytes)}")
 
 
 def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Mapping[str, np.ndarray] | Metrics],
@@ -205,7 +203,7 @@ def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Ma
       The paths written. A curves file of the other format that pgjax wrote before is removed.
 
     Raises:
-      ValueError: a write failed (`outputs.write_atomic`).
+      ValueError: a write failed (`write_atomic`).
     """
     run_dir = Path(run_dir)
     parquet = has_parquet() if parquet is None else parquet
@@ -217,7 +215,7 @@ def write_exports(run_dir: str | Path, summary: dict, group_metrics: Sequence[Ma
         write_parquet(run_dir / curves_path, curves)
     else:
         write_csv(run_dir / curves_path, list(curves), curves)
-    outputs.remove_written(run_dir / other)  # only a file of pgjax's: the run folder's marker lists it
+    remove_written(run_dir / other)  # only a file of pgjax's: the run folder's marker lists it
     return [run_dir / RUNS_FILE, run_dir / curves_path]
 
 

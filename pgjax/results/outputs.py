@@ -1,7 +1,7 @@
 """What a training command leaves in its run folder, and how to read it back.
 
     .pgjax-run.json the marker: written first, it lists what pgjax wrote into the folder
-                    (`MARKER_FILE`; a folder "holds a run" only with it)
+                    (`pgjax.results.folder.MARKER_FILE`; a folder "holds a run" only with it)
     config.json     the command line, its arguments, every grid point's settings,
                     the chunk plan, versions and devices
     summary.json    per-run, per-group and aggregate results (the contract other tools read);
@@ -20,10 +20,12 @@
 A group is one grid point; its runs are its seeds, listed in summary.json's
 `groups[g]["runs"]` (indices into `runs`).
 
-Every file is written through a temporary file beside it (`write_atomic`): a
-reader never sees half a file, a failed write leaves no temporary file, and a
-full disk is a one-line ValueError naming the file. The loaders validate what
-they read and raise ValueError naming the damaged file and its folder.
+The files' names, the marker and the atomic writes are `pgjax.results.folder`'s;
+this module writes the files' content. Every file is written through a
+temporary file beside it (`write_atomic`): a reader never sees half a file, a
+failed write leaves no temporary file, and a full disk is a one-line ValueError
+naming the file. The loaders validate what they read and raise ValueError
+naming the damaged file and its folder.
 """
 
 from __future__ import annotations
@@ -38,35 +40,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from pgjax.results.folder import (  # noqa: F401  (the run folder's names and writes, for outputs.NAME callers)
-    CHECKPOINT_DIR,
-    CLASH_NAMES,
-    CONFIG_FILE,
-    CURVES_CSV,
-    CURVES_PARQUET,
-    MARKER_FILE,
-    METRICS_FILE,
-    PARAMS_FILE,
-    PLOT_FILE,
-    RUN_FILES,
-    RUNS_FILE,
-    SUMMARY_FILE,
-    TENSORBOARD_DIR,
-    TMP_SUFFIX,
-    TRACKER_DIRS,
-    WANDB_DIR,
-    default_out_dir,
-    note_written,
-    prepare_out_dir,
-    read_marker,
-    record_folders,
-    remove_run_files,
-    remove_written,
-    write_atomic,
-    write_bytes,
-    write_error,
-    write_marker,
-)
+from pgjax.results.folder import write_atomic, write_bytes
 from pgjax.running.footprint import format_bytes
 
 DECIDING_PACKAGES = ("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")

@@ -22,14 +22,14 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from pgjax.results import loading, outputs
+from pgjax.results import loading
+from pgjax.results.folder import PLOT_FILE, write_atomic
 from pgjax.results.stats import Statistic, bootstrap_interval, iqm
 from pgjax.results.tables import settings_label
 from pgjax.running.grid import varied_settings
 
 STATISTICS = {"iqm": iqm, "mean": np.mean}
 STATISTIC_NAMES = {"iqm": "IQM", "mean": "mean"}
-PLOT_FILE = outputs.PLOT_FILE
 # Bootstrap resamples per band point: enough for a drawn band (summary.json's intervals use
 # `stats.BOOTSTRAP_RESAMPLES`); the cost grows with runs x points x resamples.
 BAND_RESAMPLES = 500
@@ -101,7 +101,7 @@ def plot_curves(
         each update of each run and "returns" [R, U] mean episode return of each
         update of each run; R and U may differ between curves.
       path: the image to write (its folder must exist), in the format its suffix names (.png, .pdf, .svg, ...);
-        written atomically (`outputs.write_atomic`).
+        written atomically (`write_atomic`).
       threshold: return at which the environment counts as solved, drawn dashed; None for none.
       title: figure title.
       statistic: "iqm" (interquartile mean over runs, rliable's recommendation) or "mean".
@@ -152,7 +152,7 @@ def plot_curves(
     else:
         ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                   title_fontsize="small")
-    return outputs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format=image_format))
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format=image_format))
 
 
 def _draw_envelope(ax: Any, curves: Sequence[dict], statistic: Statistic, points: int, label: str) -> None:

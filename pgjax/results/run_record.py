@@ -18,6 +18,7 @@ from typing import Any
 
 from pgjax.algo.config import Config
 from pgjax.results import loading, outputs, trust
+from pgjax.results.folder import CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE, prepare_out_dir
 from pgjax.running import resume
 from pgjax.running.folder_lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.grid import GridPoint
@@ -50,12 +51,12 @@ def start_run_folder(out: Path, overwrite: bool, hold: FolderLock, record: dict)
     """
     made = hold_new_folder(out, hold)
     try:
-        outputs.prepare_out_dir(out, overwrite)
+        prepare_out_dir(out, overwrite)
     except BaseException:
         hold.release()
         remove_made_folders(out, made)
         raise
-    outputs.write_json(out / outputs.CONFIG_FILE, record)
+    outputs.write_json(out / CONFIG_FILE, record)
     return made
 
 
@@ -67,10 +68,10 @@ def resumable_config(folder: Path) -> Path:
     """
     if not folder.is_dir():
         raise ValueError(f"--resume {folder}: no such folder")
-    config_file = folder / outputs.CONFIG_FILE
+    config_file = folder / CONFIG_FILE
     if not config_file.exists():
-        raise ValueError(f"{folder} holds no run to resume (no {outputs.CONFIG_FILE})")
-    if (folder / outputs.SUMMARY_FILE).exists():
+        raise ValueError(f"{folder} holds no run to resume (no {CONFIG_FILE})")
+    if (folder / SUMMARY_FILE).exists():
         raise ValueError(f"{folder} holds a finished run; there is nothing to resume")
     return config_file
 
@@ -113,7 +114,7 @@ def plan_or_resume_chunks(out: Path, resuming: bool, groups: list, num_seeds: in
     from pgjax.running.sweep import plan_chunks
 
     if resuming:
-        config_file = out / outputs.CONFIG_FILE
+        config_file = out / CONFIG_FILE
         return resume.resumed_chunks(config_file, loading.load_json(config_file), groups, num_seeds, devices), None
     check_host_memory(groups, num_seeds)
     return plan_chunks(groups, num_seeds, devices, max_parallel, block_rows=block_rows)
@@ -146,8 +147,8 @@ def write_results(out: Path, points: list[GridPoint], groups: list, results: lis
                                      jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
     ordered = [by_point[i] for i in range(len(points))]
     metrics = [m for m, _, _ in ordered]
-    outputs.write_metrics(out / outputs.METRICS_FILE, metrics, [s for _, _, s in ordered])
-    outputs.write_params(out / outputs.PARAMS_FILE, [p for _, p, _ in ordered])
+    outputs.write_metrics(out / METRICS_FILE, metrics, [s for _, _, s in ordered])
+    outputs.write_params(out / PARAMS_FILE, [p for _, p, _ in ordered])
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
     summary = summarise(points, num_seeds, preset, results, timings, spec.solve_threshold, search=search,
                         halving=outcome)
@@ -156,5 +157,5 @@ def write_results(out: Path, points: list[GridPoint], groups: list, results: lis
     summary["warnings"] = run_warnings(metrics, spec)  # lines: what looks like a run that cannot learn
     write_exports(out, summary, metrics)
     plot_summary(out, summary, metrics)
-    outputs.write_json(out / outputs.SUMMARY_FILE, summary)
+    outputs.write_json(out / SUMMARY_FILE, summary)
     return summary

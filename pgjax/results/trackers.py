@@ -3,7 +3,7 @@
 Each implements `pgjax.results.tracking.Tracker`; `open_tracking` makes them.
 Their packages are imported when a tracker opens. What a tracker is fed, a
 `GroupCurve` and its tags, is defined here; `pgjax.results.tracking` imports
-this module (and re-exports those names), never the other way round.
+this module, never the other way round.
 """
 
 from __future__ import annotations

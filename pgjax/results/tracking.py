@@ -46,15 +46,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pgjax.results import outputs
+from pgjax.results.folder import TENSORBOARD_DIR
 from pgjax.results.stats import iqm
-from pgjax.results.trackers import (  # noqa: F401  (what a tracker is fed, for tracking.NAME callers)
-    RETURN_TAGS,
-    SPEED_TAG,
-    GroupCurve,
-    TensorBoardTracker,
-    WandbTracker,
-)
+from pgjax.results.trackers import RETURN_TAGS, GroupCurve, TensorBoardTracker, WandbTracker
 from pgjax.running.grid import GridPoint, compile_groups
 from pgjax.running.sweep import SegmentReport
 
@@ -79,7 +73,7 @@ def tensorboard_dir(run_options: Any, run_dir: Path) -> Path | None:
     """Where --tensorboard writes: its DIR, or the run folder's tensorboard/ for the flag without one."""
     if run_options.tensorboard is None:
         return None
-    return Path(run_options.tensorboard) if run_options.tensorboard else run_dir / outputs.TENSORBOARD_DIR
+    return Path(run_options.tensorboard) if run_options.tensorboard else run_dir / TENSORBOARD_DIR
 
 
 def curve_of(update0: int, env_steps: np.ndarray, returns: np.ndarray, loss: np.ndarray, entropy: np.ndarray,

@@ -45,7 +45,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from pgjax.algo.pieces import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE, fast_paths_off  # noqa: F401 (re-exported)
+from pgjax.algo.pieces import PROCESS_FAST_PATHS, fast_paths_off
 
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
@@ -53,8 +53,6 @@ _EXTRA_OPTIONS_FLAG = "--xla_backend_extra_options"
 _MAX_ISA_FLAG = "--xla_cpu_max_isa"
 CPU_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "AMX_FP16")  # XLA's names
 SMALL_LOOP_BYTES = 65536  # XLA's CPU default is 1 KiB
-
-PROCESS_SPEED_DEVICES = PROCESS_FAST_PATHS  # the name of pgjax 0.2
 
 
 def process_speeds_off(value: str | None = None) -> frozenset[str]:
@@ -75,9 +73,6 @@ def process_fast_path_on(name: str) -> bool:
     if name not in PROCESS_FAST_PATHS:
         raise ValueError(f"{name!r} is not a process fast path ({', '.join(PROCESS_FAST_PATHS)})")
     return name not in process_speeds_off()
-
-
-process_speed_on = process_fast_path_on  # the name of pgjax 0.2
 
 
 def _accelerator_installed() -> bool:
