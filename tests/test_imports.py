@@ -120,7 +120,7 @@ def test_function_level_and_type_checking_imports_are_edges(tmp_path):
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from pgjax.algo.config import Config\n"
         "def f():\n    from pgjax.running import grid\n    import pgjax.results.stats\n"
-        "from . import networks\n"
+        "from . import policy\n"
     )
     modules = {"pgjax.algo.config", "pgjax.running.grid", "pgjax.running", "pgjax.results.stats",
                "pgjax.algo.policy", "pgjax.algo"}

@@ -74,10 +74,16 @@ def test_no_module_only_reexports():
     assert not facades, "modules that only re-export (import from their names' home instead): " + ", ".join(facades)
 
 
-def test_the_fast_package_lists_the_names_of_its_seam():
-    """`pgjax.algo.fast` names the seam's functions without importing it (JAX): the two lists are one."""
-    from pgjax.algo import fast
-    from pgjax.algo.fast import select
-
-    assert fast.__all__ == select.__all__
-    assert all(getattr(fast, name) is getattr(select, name) for name in fast.__all__)
+def test_the_reference_algorithm_imports_nothing_of_the_fast_paths():
+    """`pgjax.algo.pieces` is the one table that chooses a fast path: the trainer and the reference pieces
+    never import `pgjax.algo.fast`, and no reference piece reads a `FastPaths` switch."""
+    reference = ("config", "envs", "policy", "rollout", "weights", "loss", "trainer", "presets", "validation")
+    for name in reference:
+        tree = ast.parse((PACKAGE / "algo" / f"{name}.py").read_text())
+        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert not any(module.startswith("pgjax.algo.fast") for module in imported), (name, imported)
+        switches = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} & {
+            "fold_runs", "blocked_gradient", "feature_major_dense", "inverse_cdf_sampling", "im2col_convolution",
+            "run_major_buffers"}
+        assert not switches, (name, switches)
