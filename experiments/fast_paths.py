@@ -39,8 +39,8 @@ from pgjax.algo.config import Config
 from pgjax.algo.pieces import FastPaths
 from pgjax.algo.presets import preset_config
 from pgjax.algo.trainer import make_train
-from pgjax.commands.benchmark import device_description
 from pgjax.results import outputs
+from pgjax.results.throughput import device_description
 from pgjax.running.sharding import compile_sharded
 
 

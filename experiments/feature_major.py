@@ -2,7 +2,7 @@
 
     python experiments/feature_major.py       # experiments/results/feature_major.json and .md
 
-For each preset below, the training function (`pgjax.commands.benchmark.bench_train`, as
+For each preset below, the training function (`pgjax.results.throughput.bench_train`, as
 `python -m pgjax.bench` runs it, over every CPU device) is compiled twice, with
 `FastPaths.feature_major_dense` True and False; then the two executables
 run alternately, `--repeats` times each, on the same seeds. Reported: the
@@ -36,8 +36,8 @@ from pgjax.algo.fast.networks import feature_major
 from pgjax.algo.pieces import FastPaths
 from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import preset_config
-from pgjax.commands.benchmark import bench_train, device_description
 from pgjax.results import outputs
+from pgjax.results.throughput import bench_train, device_description
 from pgjax.running.sharding import compile_sharded
 
 # (preset, env, updates): every MLP preset pgjax ships (the tutorials' on CartPole), updates capped so

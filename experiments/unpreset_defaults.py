@@ -34,11 +34,11 @@ import tyro
 
 from pgjax.algo.presets import ENV_PRESETS, PRESETS
 from pgjax.algo.trainer import make_train
-from pgjax.commands.benchmark import device_description
 from pgjax.commands.options import UNTRAINABLE_ENVS
 from pgjax.results import outputs
 from pgjax.results.random_policy import random_policy_return
 from pgjax.results.stats import iqm
+from pgjax.results.throughput import device_description
 
 
 @dataclasses.dataclass

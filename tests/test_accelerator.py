@@ -18,7 +18,8 @@ import pytest
 
 from pgjax.algo.fast import blocks as loss
 from pgjax.algo.presets import PRESETS
-from pgjax.commands import bench, benchmark
+from pgjax.commands import bench
+from pgjax.results import throughput
 from pgjax.running import devices, footprint, grid, memory, sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,12 +124,12 @@ def test_the_ladder_stops_climbing_and_keeps_the_rungs_it_measured(failure, tmp_
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1 bytes.\nmore")
         return _fake_row(config, spec, num_runs, env_steps)
 
-    monkeypatch.setattr(benchmark, "measure_rung", measure)
+    monkeypatch.setattr(throughput, "measure_rung", measure)
     if failure == "memory":
         monkeypatch.setattr(memory, "available_bytes", lambda devices: 10**6 * 2 ** 20)  # about 1 TB free
     out = tmp_path / "bench.json"
     argv = ["--runs", "1", "64", "2000000", "--compile-updates", "1", "--out", str(out)]
-    monkeypatch.setattr(benchmark, "compile_seconds", lambda config, runs, updates, paths=None: 3.0)
+    monkeypatch.setattr(throughput, "compile_seconds", lambda config, runs, updates, paths=None: 3.0)
     assert bench.main(argv) == 0
     written = json.loads(out.read_text())
     assert written["complete"] is True
@@ -147,11 +148,11 @@ def test_the_ladder_stops_climbing_and_keeps_the_rungs_it_measured(failure, tmp_
 def test_rung_fits_reads_the_devices_free_memory(monkeypatch):
     config = PRESETS["default"]
     monkeypatch.setattr(memory, "available_bytes", lambda devices: None)
-    assert bench.rung_fits(config, 10**9) is None  # no limit known
+    assert throughput.rung_fits(config, 10**9) is None  # no limit known
     per_run = memory.run_bytes(config.static, config.static.num_updates)
     monkeypatch.setattr(memory, "available_bytes", lambda devices: int(2.5 * 64 * per_run * len(devices)))
-    assert bench.rung_fits(config, 64) is None
-    assert "holds" in bench.rung_fits(config, 4096)
+    assert throughput.rung_fits(config, 64) is None
+    assert "holds" in throughput.rung_fits(config, 4096)
 
 
 # The ladder's command (experiments/accelerator).

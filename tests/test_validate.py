@@ -135,9 +135,9 @@ def test_empty_paths_names_and_repeated_values_are_refused(argv, message, tmp_pa
 ])
 def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_path, capsys, monkeypatch):
     import pgjax.commands.bench
-    import pgjax.commands.benchmark
+    import pgjax.results.throughput
 
-    monkeypatch.setattr(pgjax.commands.benchmark, "measure_rung", _never("a rung of the ladder"))
+    monkeypatch.setattr(pgjax.results.throughput, "measure_rung", _never("a rung of the ladder"))
     (tmp_path / "file").write_text("")
     err = refused(capsys, tmp_path, [a.replace("{tmp}", str(tmp_path)) for a in argv], pgjax.commands.bench.main)
     assert message in err, err

@@ -44,19 +44,6 @@ from pgjax.commands.shared import make_console, parse, version
 if TYPE_CHECKING:
     from rich.console import Console
 
-# What moved to `pgjax.commands.benchmark` (the measurements), still importable from here.
-MEASUREMENTS = ("peak_rss_bytes", "env_limit", "bench_train", "training", "rollout", "compile_seconds",
-                "device_description", "device_memory", "rung_fits", "measure_rung")
-
-
-def __getattr__(name: str) -> Any:
-    if name in MEASUREMENTS:
-        from pgjax.commands import benchmark
-
-        return getattr(benchmark, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     """The tyro dataclass of `python -m pgjax.bench`'s command line.
 
@@ -172,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     """Measure every rung (until one does not fit or fails), then the compile ladder; print, and write --out."""
-    from pgjax.commands import benchmark
+    from pgjax.results import throughput
 
     static = config.static
     paths = bench_paths(args)
-    device = benchmark.device_description()
+    device = throughput.device_description()
     console.print(f"device: {device['num_devices']} x {device['device_kind']} ({device['platform']}); "
                   f"preset {args.preset}, {static.env}, {static.num_updates} updates x "
                   f"{static.episodes_per_update} episodes per run")
@@ -187,10 +174,10 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     write = lambda complete: write_record(args, config, spec, paths, device, record, complete)
     write(False)
     for num_runs in run_counts:
-        reason = benchmark.rung_fits(config, num_runs)
+        reason = throughput.rung_fits(config, num_runs)
         if reason is None:
             try:
-                row = benchmark.measure_rung(config, spec, num_runs, env_steps, paths)
+                row = throughput.measure_rung(config, spec, num_runs, env_steps, paths)
             except RuntimeError as error:  # XLA's errors (out of memory, say) are RuntimeErrors
                 reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
         if reason is not None:
@@ -211,7 +198,7 @@ def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
     if compile_updates and rows:
         middle = rows[len(rows) // 2]["runs"]
         record["compile_ladder"] = [{"runs": middle, "num_updates": u,
-                                     "compile_seconds": benchmark.compile_seconds(config, middle, u, paths)}
+                                     "compile_seconds": throughput.compile_seconds(config, middle, u, paths)}
                                     for u in compile_updates]
     print_table(rows, record["compile_ladder"], console)
     write(True)

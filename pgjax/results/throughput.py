@@ -1,7 +1,6 @@
-"""What `python -m pgjax.bench` measures: the environment's limit, training and rollout, compile times.
+"""Throughput, measured: the environment's limit, training and rollout, compile times (`python -m pgjax.bench`).
 
-The command (`pgjax.commands.bench`) parses and prints; these functions import
-JAX and the layers below, once the command line is parsed.
+The command (`pgjax.commands.bench`) parses and prints; these functions measure.
 """
 
 from __future__ import annotations
