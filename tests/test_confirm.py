@@ -12,11 +12,10 @@ from rich.console import Console
 from pgjax import compare
 from pgjax.algo.presets import PRESETS
 from pgjax.commands.train import main, parse_args, run, sweep_of
-from pgjax.commands.train_confirm import reference_config
 from pgjax.results import loading, outputs
 from pgjax.results.comparison import paired_improvement
 from pgjax.results.stats import iqm
-from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points
+from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points, reference_config
 from pgjax.running.grid import GridPoint
 from pgjax.running.sweep import Interrupted
 

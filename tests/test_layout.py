@@ -62,9 +62,6 @@ def test_the_old_paths_are_the_new_modules():
     assert pgjax.cli is pgjax.commands.shared and pgjax.options is pgjax.commands.options
     from pgjax.cli import run_command, version  # noqa: F401  (names users import from the old paths)
     from pgjax.options import RunOptions, train_arguments  # noqa: F401
-    from pgjax.running.sweep import ChunkRunner, SweepTrainer
-
-    assert SweepTrainer is ChunkRunner
 
 
 def test_the_fast_package_lists_the_names_of_its_seam():
