@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pgjax.running.folder_lock import FolderLock
-    from pgjax.running.plan import Plan
 
 
 def prepare(argv: list[str]) -> None:
@@ -148,8 +147,9 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def preset_note(plan: Plan) -> str | None:
-    """For an environment without a preset of its own under preset "default": which settings it trains with."""
+def preset_note(plan: Any) -> str | None:
+    """For an environment without a preset of its own under preset "default": which settings it trains with
+    (`plan`: a `pgjax.running.strategy.Plan`)."""
     if plan.env_has_preset:
         return None
     return (f"{plan.points[0].config.static.env} has no preset of its own: training with CartPole-v1's default "

@@ -27,6 +27,7 @@ metrics of every update since the first, and a later rung's chunk sizes to
 `checkpoints/rung-<k>/chunk_sizes.json` before it trains; the rung plan is a
 function of the first rung's chunk plan, of the metrics and of those sizes, so
 a resumed sweep makes the same choices and restores every chunk it had trained.
+`Halving` is successive halving as a stage of a plan (`pgjax.running.strategy`).
 """
 
 from __future__ import annotations

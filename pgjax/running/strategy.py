@@ -82,10 +82,6 @@ class Plan:
     def num_runs(self) -> int:
         return len(self.points) * self.num_seeds
 
-    def stage(self, kind: type) -> Any:
-        """The plan's stage of class `kind`, None without one."""
-        return next((s for s in self.stages if isinstance(s, kind)), None)
-
 
 @dataclasses.dataclass(frozen=True)
 class Hooks:

@@ -12,7 +12,8 @@ within a chunk, segments of `segment_updates` updates run one after another
 (`pgjax.running.segments`: progress, checkpoints and stops between them; the
 results do not depend on where segments end). `ChunkRunner` keeps each group's
 executables, so that `pgjax.running.halving` can train chunks up to a rung and
-the survivors on from their states with the same programs.
+the survivors on from their states with the same programs. `PlainSweep` is the
+plain sweep as a stage of a plan (`pgjax.running.strategy`).
 """
 from __future__ import annotations
 

@@ -21,6 +21,13 @@ the scores told before, which are bitwise functions of the trained runs: a
 resumed search asks the same points again, and `train_tpe` checks them against
 the ones the interrupted command recorded (a ValueError where another Optuna
 asks others). Optuna is optional (`pip install 'pgjax[tpe]'`), imported only here.
+
+`TpeSearch` is the search as a stage of a plan (`pgjax.running.strategy`): the
+places of its points before they are asked (`slot_points`), its chunks (a chunk
+never spans two rounds), and its rounds trained with the hooks' `on_round`,
+which records each round's asked points in config.json before the round trains
+(so that --resume asks them again and checks them); `check_search` is what it
+refuses on the command line, `record` its "search" record.
 """
 
 from __future__ import annotations
