@@ -44,12 +44,11 @@ def main() -> int:
     from pgjax.commands import train
 
     train.prepare(sys.argv)  # as `python -m pgjax.train` does: XLA's CPU devices before JAX starts
-    from pgjax.commands import train_confirm
     from pgjax.results import confirmation, exports, health, outputs, plots, run_record, summary
-    from pgjax.running import checkpoints, halving, sweep, tpe
+    from pgjax.running import checkpoints, confirm, halving, sweep, tpe
 
     for owner, name in [(halving, "train_halving"), (sweep, "train_sweep"), (tpe, "train_tpe"),
-                        (checkpoints.ChunkCheckpoints, "save"), (train_confirm, "confirm"),
+                        (checkpoints.ChunkCheckpoints, "save"), (confirm.Confirm, "train"),
                         (run_record, "write_results"), (summary, "summarise"), (outputs, "write_json"),
                         (outputs, "write_metrics"), (exports, "write_exports"), (plots, "plot_summary"),
                         (health, "run_warnings"), (confirmation, "tuning_ranking"), (summary, "halving_score"),

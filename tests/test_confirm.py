@@ -12,12 +12,11 @@ from rich.console import Console
 from pgjax.algo.presets import PRESETS
 from pgjax.commands import compare
 from pgjax.commands.train import main, parse_args, run, sweep_of
-from pgjax.commands.train_confirm import reference_config
 from pgjax.results import loading
 from pgjax.results.comparison import paired_improvement
 from pgjax.results.folder import CONFIG_FILE, MARKER_FILE, METRICS_FILE, SUMMARY_FILE
 from pgjax.results.stats import iqm
-from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points
+from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points, reference_config
 from pgjax.running.grid import GridPoint
 from pgjax.running.sweep import Interrupted
 

@@ -68,16 +68,24 @@ def test_infinity_is_refused_except_where_it_means_off():
 
 
 def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
-    from pgjax.commands.options import RunOptions
-    from pgjax.commands.train import Sweep
-    from pgjax.commands.train_report import preset_note
+    import jax
 
-    points = resolve_grid("default", {"env": "DeepSea-bsuite"})
-    note = preset_note(Sweep("default", points, RunOptions()), continuous_actions=False)
+    from pgjax.commands.options import RunOptions
+    from pgjax.commands.train import parse_args, preset_note, sweep_of
+    from pgjax.running.plan import make_plan
+
+    def plan_of(argv: list[str]):
+        sweep = sweep_of(parse_args(argv))
+        return make_plan(sweep.preset, sweep.points, sweep.stages, RunOptions(num_seeds=2), jax.devices())
+
+    plan = plan_of(["--env", "DeepSea-bsuite"])
+    note = preset_note(plan)
     assert note.startswith("DeepSea-bsuite has no preset of its own: training with CartPole-v1's default settings "
                            "and the learning rate")
     assert "--hidden 32" in note and "--learning-rate 0.01" in note and "--squash" not in note
-    assert preset_note(Sweep("default", resolve_grid("default", {}), RunOptions()), False) is None
+    assert preset_note(plan_of([])) is None
+    points = resolve_grid("default", {"env": "DeepSea-bsuite"})
+    assert plan.points == points
     cartpole = preset_config("default")
     assert points[0].config == dataclasses.replace(
         cartpole, static=dataclasses.replace(cartpole.static, env="DeepSea-bsuite"),

@@ -217,8 +217,8 @@ def test_the_report_puts_the_best_first_and_gives_its_flags_at_full_precision(se
     import io
 
     from pgjax.commands.train import sweep_of
-    from pgjax.commands.train_report import print_best
     from pgjax.results import tables
+    from pgjax.results.run_record import print_best
 
     summary = loading.load_summary(searched)
     ranked = summary["ranking"]["groups"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import re
 import sys
 import types
 import typing
@@ -61,12 +60,14 @@ OPTIONAL_VALUE = "pgjax:optional-value"
 
 @dataclasses.dataclass(frozen=True)
 class _Flag:
-    """One option of a command line: its names, the type of one value, whether it takes several (or none)."""
+    """One option of a command line: its names, the type of one value, whether it takes several (or none), and
+    whether it is a switch (a plain `bool`: no value; `bool | None` takes True or False)."""
 
     names: tuple[str, ...]
     element: Any
     several: bool
     optional_value: bool = False
+    switch: bool = False
 
 
 def _unwrap(annotation: Any) -> tuple[Any, list]:
@@ -88,14 +89,15 @@ def flags_of(cls: type) -> list[_Flag]:
         if dataclasses.is_dataclass(base):
             found.extend(flags_of(base))
             continue
-        element = base
-        if typing.get_origin(base) in (typing.Union, types.UnionType):  # X | None
+        element, optional = base, typing.get_origin(base) in (typing.Union, types.UnionType)
+        if optional:  # X | None
             element = next(a for a in typing.get_args(base) if a is not type(None))
         several = typing.get_origin(element) is tuple
         if several:
             element = typing.get_args(element)[0]
         aliases = tuple(a for extra in extras for a in (getattr(extra, "aliases", None) or ()))
-        found.append(_Flag(("--" + name.replace("_", "-"), *aliases), element, several, OPTIONAL_VALUE in extras))
+        found.append(_Flag(("--" + name.replace("_", "-"), *aliases), element, several, OPTIONAL_VALUE in extras,
+                           switch=element is bool and not optional))
     return found
 
 
@@ -121,6 +123,8 @@ def _expects(element: Any, several: bool) -> tuple[Callable[[str], bool], str]:
             return True
         return check
 
+    if element is bool:
+        return (lambda v: v in ("True", "False")), "True or False"
     if element is float:
         return parses(float), "numbers" if several else "a number"
     if element is int:
@@ -154,10 +158,10 @@ def check_command_line(argv: list[str], flags: list[_Flag]) -> None:
             twice = f"{' '.join(earlier) or 'once'}, then {' '.join(values) or 'again'}"
             raise ValueError(f"{first} is given twice ({twice}); give it once{hint}")
         seen[flag] = (name, values)
-        if flag.element is bool:
+        if flag.switch:
             continue
         check, expected = _expects(flag.element, flag.several)
-        if flag.several and not values and not flag.optional_value:
+        if not values and not flag.optional_value:
             raise ValueError(f"{name} expects {expected}, got none")
         bad = [v for v in values if not check(v)]
         if bad:
@@ -196,10 +200,12 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
     dataclass of `setting` fields (`declared_with_settings`): that one is parsed
     through `arguments(cls)` and the result returned as a `cls`.
 
-    `--version` prints `pgjax <version>`; a repeated flag, a value of the wrong
-    kind and every other usage error become one line `error: ...` on stderr
-    (SystemExit(2)); `--help` prints and raises SystemExit(0). The usage line
-    names the command as the user called it (`command_name(module)`).
+    `--version` prints `pgjax <version>`; `--help` prints tyro's help and raises SystemExit(0). Every usage
+    error is one line `error: ...` on stderr and SystemExit(2): a repeated flag, a value of the wrong kind or
+    none (`check_command_line`, before tyro, which takes the last of a repeated flag), what tyro does not
+    recognise (its `return_unknown_args`: an unknown flag with the closest known one, a value no flag takes),
+    and what else tyro refuses (a required positional argument left out; tyro prints nothing but --help,
+    `console_outputs`). The usage line names the command as the user called it (`command_name(module)`).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--version" in argv[: argv.index("--") if "--" in argv else len(argv)]:
@@ -208,23 +214,26 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
     plain = cls if declared_with_settings(cls) else None
     if plain is not None:
         cls = arguments(plain)
-    flags = flags_of(cls)  # before tyro, which leaves the dataclass's hints unreadable to `flags_of`
+    flags, positionals = flags_of(cls), required_positionals(cls)  # before tyro, which leaves the hints unreadable
     try:
         check_command_line(argv, flags)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            parsed = tyro.cli(cls, args=argv, prog=command_name(module), description=description,
-                              config=(tyro.conf.FlagCreatePairsOff,))
+    asks_help = any(token in ("-h", "--help") for token in argv[: argv.index("--") if "--" in argv else len(argv)])
+    refused = io.StringIO()  # tyro prints nothing but --help; where it refuses on the way, its box goes
+    try:  # tyro hands back what it does not recognise
+        with contextlib.redirect_stderr(refused):
+            parsed, unknown = tyro.cli(cls, args=argv, prog=command_name(module), description=description,
+                                       config=(tyro.conf.FlagCreatePairsOff,), return_unknown_args=True,
+                                       console_outputs=asks_help)
     except SystemExit as exit_:
-        if exit_.code != 2:
-            sys.stderr.write(captured.getvalue())
-            raise
-        print(f"error: {_one_line(captured.getvalue(), argv, flags)}", file=sys.stderr)
+        if exit_.code == 2:
+            print(f"error: {_refusal(argv, flags, positionals)}", file=sys.stderr)
         raise
+    if unknown:
+        print(f"error: {_unknown_text(unknown, argv, flags)}", file=sys.stderr)
+        raise SystemExit(2)
     if plain is None:
         return parsed
     return plain(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(plain)})
@@ -232,58 +241,69 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
 
 def _stray_value(argv: list[str], value: str, flags: list[_Flag]) -> str | None:
     """For a value tyro found no place for: "`--flag` takes one value, got V1 V2" (or "takes no value" for a
-    switch), naming the flag before it; None if no flag comes before it."""
+    switch, given `--switch V` or `--switch=V`), naming the flag before it; None if no flag comes before it."""
+    inline = [token.partition("=")[0] for token in argv if token.startswith("--") and token.partition("=")[2] == value]
+    if value not in argv and inline:  # `--switch=value`
+        return f"{inline[0]} takes no value, got {value}"
     if value not in argv:
         return None
     i = argv.index(value)
     start = i
     while start > 0 and not argv[start - 1].startswith("--"):
         start -= 1
-    if start == 0:
+    if start == 0 or argv[start - 1] == "--":
         return None
     flag = argv[start - 1].partition("=")[0]
-    switch = any(f.element is bool and flag.replace("_", "-") in f.names for f in flags)
+    switch = any(f.switch and flag.replace("_", "-") in f.names for f in flags)
     return f"{flag} takes {'no value' if switch else 'one value'}, got {' '.join(argv[start:i + 1])}"
 
 
-def _one_line(raw: str, argv: list[str] = (), known: list[_Flag] = ()) -> str:
-    """The message of tyro's error box, on one line.
+def _unknown_text(unknown: list[str], argv: list[str], known: list[_Flag]) -> str:
+    """The one line for what tyro did not recognise (`tyro.cli(return_unknown_args=True)`'s tokens): unknown
+    flags, with the closest known one, or values that no flag takes (naming the flag before them)."""
+    import difflib
 
-    Args:
-      raw: what tyro wrote to stderr.
-      argv: the command line, to name the flag a stray value followed (`_stray_value`).
-      known: the command's flags (`flags_of`), to tell a switch from a flag that takes one value.
+    flags = [token.partition("=")[0] for token in unknown if token.startswith("-")]
+    if not flags:  # only values left over: a flag that takes one value (or none) was given more
+        extra = unknown[:3]
+        which = _stray_value(list(argv), extra[0], known)
+        return (f"unexpected value{'s' * (len(extra) > 1)} {', '.join(extra)}: "
+                f"{which or 'no flag takes it'} (--help says which take several)")
+    text = f"unrecognized option{'s' * (len(flags) > 1)} {', '.join(flags)}"
+    names = {name.lstrip("-"): name for flag in known for name in flag.names}
+    close = difflib.get_close_matches(flags[0].lstrip("-").lower(), list(names), n=1)
+    if close:
+        text += f"; did you mean {names[close[0]]}?"
+    return text + " (--help lists them)"
 
-    Returns:
-      The message, without "error: ".
-    """
-    lines = [line.strip(" │╭╮╰╯\t") for line in raw.splitlines()]
-    lines = [line for line in lines if line]
-    title = lines[0].strip("─ ") if lines else "invalid arguments"
-    message = []
-    for line in lines[1:]:  # up to the box's next rule (UTF-8 or ASCII drawing)
-        if set(line) <= {"─", "-", " "}:
-            if message:
-                break
-            continue
-        if line.startswith(("For full helptext", "Argument helptext", "Got errors")):
-            break
-        message.append(line)
-    text = " ".join(message) or title
-    if text.startswith("Unrecognized options:"):  # "Unrecognized options: --x, 3", then "Perhaps you meant: --y"
-        words = [word.rstrip(",") for word in text.split()[2:]]
-        flags = [word for word in words if word.startswith("-")]
-        if not flags:  # only values left over: a flag that takes one value was given several
-            extra = [word for word in words if not word.startswith("Perhaps")][:3]
-            which = _stray_value(list(argv), extra[0], list(known)) if extra else None
-            return (f"unexpected value{'s' * (len(extra) > 1)} {', '.join(extra)}: "
-                    f"{which or 'a flag that takes one value was given several'} (--help says which take several)")
-        text = f"unrecognized option{'s' * (len(flags) > 1)} {', '.join(flags)}"
-        suggestion = re.search(r"Perhaps you meant:[\s│|]*(--[\w-]+)", raw)
-        if suggestion:
-            text += f"; did you mean {suggestion.group(1)}?"
-        text += " (--help lists them)"
-    return text
+
+def required_positionals(cls: type) -> list[str]:
+    """The required positional arguments of a tyro dataclass, each as "METAVAR: help" (as --help's usage line
+    names it: its metavar, else its type's name)."""
+    found = []
+    for f in dataclasses.fields(cls):
+        base, extras = _unwrap(typing.get_type_hints(cls, include_extras=True)[f.name])
+        if tyro.conf.Positional in extras and f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING:
+            metavar = next((extra.metavar for extra in extras if getattr(extra, "metavar", None)),
+                           getattr(base, "__name__", f.name).upper())
+            helps = [extra.help for extra in extras if getattr(extra, "help", None)]
+            found.append(f"{metavar}{': ' + helps[0] if helps else ''}")
+    return found
+
+
+def _refusal(argv: list[str], known: list[_Flag], positionals: list[str]) -> str:
+    """The one line for a command line tyro refused otherwise (`check_command_line` took the flags' values):
+    an unknown flag that took a positional argument's place, or a required positional argument left out
+    (`required_positionals`)."""
+    names = {"-h", "--help", *(name for flag in known for name in flag.names)}
+    before = argv[: argv.index("--") if "--" in argv else len(argv)]
+    unknown = [token for token in before if token.startswith("-") and token.partition("=")[0] not in names]
+    if unknown:
+        return _unknown_text(unknown, argv, known)
+    if positionals and not any(not token.startswith("-") for token in argv):
+        return f"missing {positionals[0]} (required)"
+    return f"the command line cannot be read: {' '.join(argv)} (--help lists the flags)"
 
 
 # What a command that reads run folders reports as the user's error (one line, exit status 2), not as a crash.

@@ -1,9 +1,12 @@
-"""What a training command records in its run folder: config.json before it trains, the results after.
+"""What a training command records in its run folder and prints after it: config.json before it trains,
+the results and the report after.
 
-    record = config_record(sys.argv, preset, run, given, search, points, chunks, estimates, devices)
-    made = start_run_folder(out, overwrite, hold, record)   # a new (or replaced) folder with config.json
-    saved, points = read_resumable(resumable_config(folder), run_fields)  # what --resume reads back
-    summary = write_results(out, points, groups, results, timings, outcome, ...)  # summary.json last
+    run_record.resumable_config(folder, hold); read_resumable(config_file, run_fields)   # what --resume reads
+    out, run = run_folder(run, plan)                             # where the results go; the trackers checked
+    made = start_run_folder(out, overwrite, hold, config_record(sys.argv, plan, run, given))
+    tracker = open_trackers(run, out, plan, hold, started=True, made=made)
+    trained = pgjax.running.plan.run_plan(plan, hooks(out, tracker, console, mode, stop))
+    finish(out, plan, trained, start, tracker, console)         # summary.json last, then the report
 
 config.json's fields (`config_record`) are the one statement of its schema; `pgjax.running.resume`
 checks them as untrusted data when a run is resumed (`check_saved_config`, `resumed_chunks`).
@@ -17,29 +20,46 @@ from pathlib import Path
 from typing import Any
 
 from pgjax.algo.config import Config
-from pgjax.results import loading, outputs, trust
-from pgjax.results.folder import CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE, prepare_out_dir
+from pgjax.results import folder, loading, outputs, tables, tracking, trust
+from pgjax.results.confirmation import confirmation_fields, tuning_ranking
+from pgjax.results.summary import halving_score
 from pgjax.running import resume
 from pgjax.running.folder_lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.grid import GridPoint
+from pgjax.running.strategy import Hooks, Plan, Trained
 
 
-def config_record(command: list[str], preset: str, run: Any, given: dict, search: dict | None,
-                  points: list[GridPoint], chunks: list, estimates: list[dict] | None, devices: list) -> dict:
+def config_record(command: list[str], plan: Plan, run: Any, given: dict) -> dict:
     """config.json: the command, the preset, the run options (a dataclass), the settings given, the search,
     the grid, the seeds, the chunk plan, the memory estimate, the devices and the package versions."""
+    search = plan.search
     return {
-        "command": command, "preset": preset, "run": dataclasses.asdict(run), "given": given, "search": search,
-        "grid": [{"index": p.index, "config": p.config.to_dict()} for p in points],
+        "command": command, "preset": plan.preset, "run": dataclasses.asdict(run), "given": given, "search": search,
+        "grid": [{"index": p.index, "config": p.config.to_dict()} for p in plan.points],
         "seeds": {"first": run.seed, "count": run.num_seeds},
-        "chunks": resume.chunk_plan(chunks),
-        "memory_estimate": estimates, "num_devices": len(devices),
+        "chunks": resume.chunk_plan(plan.chunks),
+        "memory_estimate": plan.estimates, "num_devices": len(plan.devices),
         "versions": outputs.package_versions(outputs.DECIDING_PACKAGES + (  # TPE's points: Optuna's
-            ("optuna",) if search and search.get("sampler") == "tpe" else ())), "devices": [str(d) for d in devices],
+            ("optuna",) if search and search.get("sampler") == "tpe" else ())),
+        "devices": [str(d) for d in plan.devices],
     }
 
 
-def start_run_folder(out: Path, overwrite: bool, hold: FolderLock, record: dict) -> list[Path]:
+def run_folder(run: Any, plan: Plan) -> tuple[Path, Any]:
+    """The run folder (--out, else a new one under runs/) and the run options as config.json records them
+    (--tensorboard without DIR: the folder it means).
+
+    Raises:
+      ImportError: a tracker's extra is not installed (`pgjax.results.tracking.check_installed`): nothing written.
+    """
+    tracking.check_installed(run)
+    out = run.out or folder.default_out_dir(plan.points[0].config.static.env, plan.preset)
+    if run.tensorboard == "":
+        run = dataclasses.replace(run, tensorboard=str(tracking.tensorboard_dir(run, out)))
+    return out, run
+
+
+def start_run_folder(out: Path, overwrite: bool, hold: FolderLock, record: dict) -> Path | None:
     """Make (or, with `overwrite`, clear) the run folder `out`, held by `hold`, and write config.json there.
 
     Returns:
@@ -51,28 +71,32 @@ def start_run_folder(out: Path, overwrite: bool, hold: FolderLock, record: dict)
     """
     made = hold_new_folder(out, hold)
     try:
-        prepare_out_dir(out, overwrite)
+        folder.prepare_out_dir(out, overwrite)
     except BaseException:
         hold.release()
         remove_made_folders(out, made)
         raise
-    outputs.write_json(out / CONFIG_FILE, record)
+    outputs.write_json(out / resume.CONFIG_FILE, record)
     return made
 
 
-def resumable_config(folder: Path) -> Path:
-    """The config.json of the interrupted run in `folder`.
+def resumable_config(run_dir: Path, hold: FolderLock | None = None) -> Path:
+    """The config.json of the interrupted run in `run_dir`, held by `hold` first (`resume.hold_resumed_folder`:
+    a multi-process run's is held later, by process 0).
 
     Raises:
-      ValueError: one line: no such folder, no run in it, or a finished run.
+      ValueError: one line: no such folder, no run in it, or a finished run; a folder that cannot be written.
+      FolderInUse: another process holds it.
     """
-    if not folder.is_dir():
-        raise ValueError(f"--resume {folder}: no such folder")
-    config_file = folder / CONFIG_FILE
+    if hold is not None:
+        resume.hold_resumed_folder(run_dir, hold)
+    if not run_dir.is_dir():
+        raise ValueError(f"--resume {run_dir}: no such folder")
+    config_file = run_dir / resume.CONFIG_FILE
     if not config_file.exists():
-        raise ValueError(f"{folder} holds no run to resume (no {CONFIG_FILE})")
-    if (folder / SUMMARY_FILE).exists():
-        raise ValueError(f"{folder} holds a finished run; there is nothing to resume")
+        raise ValueError(f"{run_dir} holds no run to resume (no {resume.CONFIG_FILE})")
+    if (run_dir / folder.SUMMARY_FILE).exists():
+        raise ValueError(f"{run_dir} holds a finished run; there is nothing to resume")
     return config_file
 
 
@@ -99,38 +123,97 @@ def read_resumable(config_file: Path, run_fields: dict[str, Any], env: str | Non
     return saved, points
 
 
-def plan_or_resume_chunks(out: Path, resuming: bool, groups: list, num_seeds: int, devices: list,
-                          max_parallel: int | None, block_rows: int | None = None) -> tuple[list, list[dict] | None]:
-    """The chunks to train: a resumed run's saved plan (checked), else a new plan that fits memory.
-
-    Returns:
-      (chunks, estimates): `pgjax.running.sweep.plan_chunks`'s, or the saved chunks and None.
+def open_trackers(run: Any, out: Path, plan: Plan, hold: FolderLock, started: bool = False,
+                  made: Path | None = None) -> tracking.Tracking:
+    """The trackers of `run` (`pgjax.results.tracking.open_tracking`) for the plan's groups.
 
     Raises:
-      ValueError: a saved plan that does not fit the grid or the devices, or results that would not
-        fit the host's memory (`pgjax.running.memory.check_host_memory`), or chunks that do not fit.
+      ValueError: a tracker cannot start; where this command `started` the folder (`start_run_folder`, which
+        made `made`), its files and the folders it made are gone again and `hold` is released, so that
+        nothing looks resumable.
     """
-    from pgjax.running.memory import check_host_memory
-    from pgjax.running.sweep import plan_chunks
+    try:
+        return tracking.open_tracking(run, out, plan.points, plan.num_seeds)
+    except ValueError:
+        if started:
+            folder.remove_run_files(out, this_command=True)
+            hold.release()  # its lock file goes too
+            remove_made_folders(out, made)
+        raise
 
-    if resuming:
-        config_file = out / CONFIG_FILE
-        return resume.resumed_chunks(config_file, loading.load_json(config_file), groups, num_seeds, devices), None
-    check_host_memory(groups, num_seeds)
-    return plan_chunks(groups, num_seeds, devices, max_parallel, block_rows=block_rows)
+
+def hooks(out: Path, tracker: tracking.Tracking, console: Any, mode: str, stop: Any,
+          records: bool = True) -> Hooks:
+    """What a run of a plan reports to (`pgjax.running.strategy.Hooks`): the trackers, the progress on
+    `console` in `mode`, `stop`, the results layer's score and ranking, and (`records`: process 0) config.json's
+    record of a TPE search's asked points before each round trains (its "grid", and "search"'s "asked_points":
+    the grid points from that one on are places not asked yet), so that --resume asks them again and checks them."""
+    config_file = out / resume.CONFIG_FILE
+
+    def on_round(asked: list[GridPoint]) -> None:
+        saved = loading.load_json(config_file)
+        saved["grid"][:len(asked)] = [{"index": p.index, "config": p.config.to_dict()} for p in asked]
+        saved["search"]["asked_points"] = len(asked)
+        outputs.write_json(config_file, saved)
+
+    return Hooks(folder=out, console=console, mode=mode, should_stop=stop, on_segment=tracker.log_segment,
+                 on_round=on_round if records else None, score=halving_score, rank=tuning_ranking)
 
 
-def write_results(out: Path, points: list[GridPoint], groups: list, results: list, timings: dict, outcome,
-                  preset: str, num_seeds: int, search: dict | None, spec, start: float,
-                  confirmation: dict | None = None) -> dict:
+def finish(out: Path, plan: Plan, trained: Trained, start: float, tracker: tracking.Tracking, console: Any) -> dict:
+    """Write the results (`write_results`), log them to the trackers and close them, mark the folders they
+    wrote (for --overwrite) and print the report: the table, the best group's flags, where the results are.
+    Returns the summary."""
+    try:
+        summary = write_results(out, plan, trained, start)
+        tracker.log_final(summary)
+    finally:
+        tracker.close()
+    folder.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
+    tables.print_report(summary, console)
+    print_best(summary, console)
+    console.print(f"results in {out}/ (learning curves: {out / folder.PLOT_FILE})", soft_wrap=True)
+    for line in tracker.where():
+        console.print(line, soft_wrap=True)
+    return summary
+
+
+def best_flags(group: dict) -> str:
+    """The flags that train `group` (a summary.json group) again: its varied settings at full precision,
+    e.g. "--learning-rate 0.012345678918063641 --entropy-coef 0.0031"."""
+    def full(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return ",".join(full(v) for v in value)
+        return repr(value) if isinstance(value, float) else str(value)
+
+    return " ".join(f"--{name.replace('_', '-')} {full(value)}" for name, value in group["varied"].items())
+
+
+def print_best(summary: dict, console: Any) -> None:
+    """With several groups, one line: the best by summary.json's "ranking" and its flags ready to paste."""
+    from rich.markup import escape
+
+    ranked = (summary.get("ranking") or {}).get("groups") or []
+    if len(summary["groups"]) < 2 or not ranked:
+        return
+    best = next(group for group in summary["groups"] if group["index"] == ranked[0])
+    statistics = best["statistics"] or {}
+    iqm = statistics.get("iqm")
+    shown = "-" if iqm is None else f"{iqm:.1f}"
+    console.print(f"best: group {best['index']} (IQM {shown} over its {len(best['runs'])} runs; ties go to fewer "
+                  f"steps to solve, then the mean: summary.json's ranking) | its settings: "
+                  f"{escape(best_flags(best))}", soft_wrap=True)
+
+
+def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict:
     """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
 
     summary.json marks a finished run: a write that fails before it leaves a folder that reads as interrupted.
-    `outcome` is successive halving's (`pgjax.running.halving.HalvingOutcome`), None for a plain sweep, whose
-    `results` are one per compile group; `spec` the environment's `EnvSpec` (its solve threshold, and what
-    `pgjax.results.health.run_warnings` looks at for summary.json's "warnings"); `start` the
-    `time.perf_counter()` wall_seconds counts from; `confirmation` summary.json's "confirmation"
-    (`pgjax.results.confirmation.confirmation_fields`), None without one.
+    `trained` is `pgjax.running.plan.run_plan`'s: its results are one per compile group, or one per grid point
+    under successive halving (its `outcome`), and its confirmation becomes summary.json's "confirmation"
+    (`pgjax.results.confirmation.confirmation_fields`); the plan's `spec` gives the solve threshold, and what
+    `pgjax.results.health.run_warnings` looks at for summary.json's "warnings"; `start` is the
+    `time.perf_counter()` wall_seconds counts from.
     """
     import jax
 
@@ -139,23 +222,28 @@ def write_results(out: Path, points: list[GridPoint], groups: list, results: lis
     from pgjax.results.plots import plot_summary  # matplotlib: only here
     from pgjax.results.summary import summarise
 
+    points, num_seeds, spec, outcome = trained.points, plan.num_seeds, plan.spec, trained.outcome
     by_point = {}
-    for result, compile_group in zip(results, groups if outcome is None else [[p] for p in points]):
+    for result, compile_group in zip(trained.results, trained.groups if outcome is None else [[p] for p in points]):
         for i, point in enumerate(compile_group):
             rows = slice(i * num_seeds, (i + 1) * num_seeds)
             by_point[point.index] = (jax.tree.map(lambda x: x[rows], result.metrics),
                                      jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
     ordered = [by_point[i] for i in range(len(points))]
     metrics = [m for m, _, _ in ordered]
-    outputs.write_metrics(out / METRICS_FILE, metrics, [s for _, _, s in ordered])
-    outputs.write_params(out / PARAMS_FILE, [p for _, p, _ in ordered])
+    outputs.write_metrics(out / folder.METRICS_FILE, metrics, [s for _, _, s in ordered])
+    outputs.write_params(out / folder.PARAMS_FILE, [p for _, p, _ in ordered])
+    timings = trained.timings
     timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
-    summary = summarise(points, num_seeds, preset, results, timings, spec.solve_threshold, search=search,
-                        halving=outcome)
-    if confirmation is not None:
-        summary["confirmation"] = confirmation
+    summary = summarise(points, num_seeds, plan.preset, trained.results, timings, spec.solve_threshold,
+                        search=trained.search, halving=outcome)
+    confirmed = trained.confirmed
+    if confirmed is not None:
+        tuning = {"first_seed": plan.seed, "num_seeds": num_seeds, "iqm": confirmed.tuning_iqm}
+        summary["confirmation"] = confirmation_fields(confirmed.confirmation, confirmed.results,
+                                                      spec.solve_threshold, tuning, confirmed.timings)
     summary["warnings"] = run_warnings(metrics, spec)  # lines: what looks like a run that cannot learn
     write_exports(out, summary, metrics)
     plot_summary(out, summary, metrics)
-    outputs.write_json(out / SUMMARY_FILE, summary)
+    outputs.write_json(out / folder.SUMMARY_FILE, summary)
     return summary

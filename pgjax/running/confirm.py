@@ -3,13 +3,18 @@
 A search picks its winner on the seeds it tuned on, and the winner's figure
 on those seeds is biased upwards (the best of many noisy estimates). After a
 search, the best `top` configurations by the tuning's ranking, and a
-reference configuration (the preset's, `pgjax.commands.train_confirm`), train
-again from scratch on `num_seeds` seeds that follow the tuning seeds (disjoint
-from them), paired by seed with each other: one more sweep, one compile per
+reference configuration (the preset's, `reference_config`), train again from
+scratch on `num_seeds` seeds that follow the tuning seeds (disjoint from
+them), paired by seed with each other: one more sweep, one compile per
 compile group (one in all when they share their static settings).
 
-    points, reference = confirmation_points(tuned, ranked, top=3, reference=config)
-    results, info = train_confirmation(points, 16, first_seed=tuning_first + tuning_seeds, run_dir=out)
+    confirmation = confirmation_points(tuned, ranked, top=3, reference=config, first_seed=..., num_seeds=16)
+    results, info = train_confirmation(confirmation, run_dir=out)
+
+`Confirm` is the stage of a plan that does it after a search
+(`pgjax.running.strategy`): `--confirm-seeds` (`confirm_seeds_of`) and
+`--confirm-top`. What summary.json says of it, and the ranking it starts
+from, are `pgjax.results.confirmation`'s.
 
 Checkpoints go to `checkpoints/confirmation/chunk-<c>/` of the run folder and
 the plan (which configurations, which seeds, the chunks) to
@@ -21,16 +26,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
 
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, is_static
+from pgjax.algo.presets import preset_config
 from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, chunk_folders, write_record
-from pgjax.running.grid import GridPoint, compile_groups
+from pgjax.running.grid import GridPoint, compile_groups, varied_settings
+from pgjax.running.progress import SweepProgress
 from pgjax.running.resume import chunk_plan, resumed_chunks
 from pgjax.running.segments import concat_trees
+from pgjax.running.strategy import Confirmed, Hooks, Plan, Trained, Work
 from pgjax.running.sweep import ChunkRunner, GroupResult, SegmentReport, plan_chunks
 
 CONFIRM_DIR = "confirmation"  # under the run folder's checkpoints/
@@ -179,3 +188,87 @@ def _planned_chunks(confirmation: Confirmation, groups: list, devices: list, max
             raise CheckpointMismatch(run_dir, f"{found.relative_to(run_dir).as_posix()} belongs to no chunk of "
                                               f"the confirmation, which has {len(chunks)}")
     return chunks
+
+
+def confirm_seeds_of(confirm_seeds: int | None, searched: bool, num_points: int) -> int:
+    """--confirm-seeds as given, else `DEFAULT_CONFIRM_SEEDS` for a search or a halving (`searched`), else 0;
+    0 for a single grid point (nothing was chosen)."""
+    if num_points < 2:
+        return 0
+    if confirm_seeds is not None:
+        return confirm_seeds
+    return DEFAULT_CONFIRM_SEEDS if searched else 0
+
+
+def reference_config(preset: str, points: Sequence[GridPoint]) -> Config:
+    """The configuration a search is measured against: its first grid point with the preset's values for
+    every setting the grid varies (the command without the swept flags). Where the grid varies the updates (an
+    episode budget, --num-episodes), the reference's updates keep the first point's episodes."""
+    first = points[0].config
+    base = preset_config(preset, first.static.env)
+    varied = [n for n in varied_settings([p.hyperparameters() for p in points]) if n != "num_updates"]
+    static = dataclasses.replace(first.static, **{n: getattr(base.static, n) for n in varied if is_static(n)})
+    hparams = first.hparams.replace(**{n: getattr(base.hparams, n) for n in varied if not is_static(n)})
+    if "episodes_per_update" in varied and len({p.config.static.num_updates for p in points}) > 1:
+        episodes = first.static.num_updates * first.static.episodes_per_update
+        static = dataclasses.replace(static, num_updates=max(1, math.ceil(episodes / static.episodes_per_update)))
+    return dataclasses.replace(first, static=static, hparams=hparams)
+
+
+@dataclasses.dataclass(frozen=True)
+class Confirm:
+    """The confirmation after a search (a `pgjax.running.strategy.Strategy`): the search's best `top` grid
+    points (by `Hooks.rank`) and the preset's configuration (`reference_config`) on `seeds` fresh seeds, those
+    after the tuning's."""
+
+    seeds: int
+    top: int = DEFAULT_CONFIRM_TOP
+
+    def fit_chunks(self, chunks: list, num_seeds: int, num_devices: int, resuming: bool) -> list:
+        return chunks
+
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
+    def work(self, plan: Plan) -> Work:
+        """Its line of --plan-only; its chunks are planned once the search has trained (a compile of its own)."""
+        static = plan.groups[0][0].config.static
+        runs = (self.top + 1) * self.seeds
+        return Work((f"then the confirmation: at most {self.top} configurations and the reference x {self.seeds} "
+                     f"fresh seeds = {runs:,} runs x {static.num_updates:,} updates, a compile of its own",),
+                    compiles=1)
+
+    def train(self, plan: Plan, hooks: Hooks, before: Trained | None) -> Trained:
+        """`before` with the confirmation of its results (`Trained.confirmed`); as it is where none of its
+        configurations has a run that did not diverge."""
+        outcome = before.outcome
+        stopped = (set() if outcome is None
+                   else {i for i, rung in outcome.rung.items() if rung < outcome.plan.rungs - 1})
+        ranked, iqm = hooks.rank(before.points, plan.num_seeds, before.results, plan.spec.solve_threshold, stopped)
+        if not ranked:
+            hooks.console.print("confirmation: no configuration of the search has a run that did not diverge: none")
+            return before
+        confirmation = confirmation_points(before.points, ranked, self.top, reference_config(
+            plan.preset, before.points), plan.seed + plan.num_seeds, self.seeds)
+        work = sum(p.config.static.num_updates for p in confirmation.points) * confirmation.num_seeds
+        with SweepProgress(work, hooks.console, hooks.mode) as progress:
+            results, timings = train_confirmation(
+                confirmation, devices=plan.devices, max_parallel=plan.max_parallel, run_dir=hooks.folder,
+                on_segment=progress.report, should_stop=hooks.should_stop, block_rows=plan.block_rows,
+                on_plan=lambda chunks: hooks.say(_plan_text(confirmation, plan, chunks)),
+                checkpoint_every=plan.checkpoint_every)
+        return dataclasses.replace(before, confirmed=Confirmed(confirmation, results, timings, iqm))
+
+
+def _plan_text(confirmation: Confirmation, plan: Plan, chunks: list) -> str:
+    """e.g. "confirmation: the best 3 configurations (groups 6, 1, 4) and the reference x 16 fresh seeds
+    (4-19) | 64 runs in 1 chunk"."""
+    best = [i for i in confirmation.tuned if i is not None]
+    reference = ("and the reference" if confirmation.tuned[confirmation.reference] is None
+                 else f"(the reference is group {confirmation.tuned[confirmation.reference]})")
+    runs = len(confirmation.points) * confirmation.num_seeds
+    last = confirmation.first_seed + confirmation.num_seeds - 1
+    return (f"confirmation: the best {len(best)} configuration{'s' * (len(best) > 1)} (group"
+            f"{'s' * (len(best) > 1)} {', '.join(map(str, best))}) {reference} x {confirmation.num_seeds} fresh "
+            f"seeds ({confirmation.first_seed}-{last}; tuning seeds {plan.seed}-{plan.seed + plan.num_seeds - 1}) | "
+            f"{runs} runs in {len(chunks)} chunk{'s' * (len(chunks) > 1)}")

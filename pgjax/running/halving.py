@@ -27,6 +27,7 @@ metrics of every update since the first, and a later rung's chunk sizes to
 `checkpoints/rung-<k>/chunk_sizes.json` before it trains; the rung plan is a
 function of the first rung's chunk plan, of the metrics and of those sizes, so
 a resumed sweep makes the same choices and restores every chunk it had trained.
+`Halving` is successive halving as a stage of a plan (`pgjax.running.strategy`).
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ import numpy as np
 from pgjax.algo.trainer import Metrics
 from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
+from pgjax.running.progress import rung_progress
 from pgjax.running.repack import RungCost, SizeChoice, choose_chunk_size, fitted_size, read_sizes, write_sizes
 from pgjax.running.segments import concat_trees, split_into_chunks
 from pgjax.running.sharding import process_0_values
+from pgjax.running.strategy import Hooks, Plan, Trained, Work
 from pgjax.running.sweep import SEGMENT_UPDATES, Chunk, ChunkRunner, ChunkStart, GroupResult, SegmentReport
 
 DEFAULT_RUNGS = 3  # rungs when --halving is given without --rungs
@@ -378,3 +381,50 @@ def _rung_chunks(alive: list[int], group_of: dict[int, tuple[int, int]], chunk_s
 def _stack(starts: list[ChunkStart]) -> ChunkStart:
     """Grid points' `ChunkStart`s one after another on the run axis."""
     return ChunkStart(*concat_trees(starts))
+
+
+@dataclasses.dataclass(frozen=True)
+class Halving:
+    """Successive halving (a `pgjax.running.strategy.Strategy`): `train_halving` over the rungs of `rungs`,
+    a later rung's chunks repacked by `repack` (`pgjax.running.repack.REPACK_MODES`)."""
+
+    rungs: HalvingPlan
+    repack: str = "auto"
+
+    def fit_chunks(self, chunks: list[Chunk], num_seeds: int, num_devices: int, resuming: bool) -> list[Chunk]:
+        return chunks
+
+    def notes(self) -> tuple[str, ...]:
+        return (f"successive halving: rungs at {', '.join(map(str, self.rungs.rung_updates))} updates; at each "
+                f"rung the best 1/{self.rungs.eta} of the configurations (by IQM of the final return over the "
+                "seeds) go on",)
+
+    def work(self, plan: Plan) -> Work:
+        """The rungs' runs and chunks, one compile group assumed for the survivors' split (which the results
+        decide), in first-rung chunk-updates."""
+        size = {c.group: c.size for c in plan.chunks}
+        seeds, configurations, begun, chunk_updates, run_updates, counts, compiles = (
+            plan.num_seeds, len(plan.points), 0, 0, 0, [], 0)
+        for rung, until in enumerate(self.rungs.rung_updates):
+            runs = configurations * seeds
+            chunk = (size[0] if rung == 0 or self.repack == "off"
+                     else fitted_size(runs, size[0], len(plan.devices)))
+            count = math.ceil(runs / chunk)
+            chunk_updates += count * (until - begun) * chunk / size[0]
+            run_updates += runs * (until - begun)
+            counts.append(f"{configurations:,} x {seeds} in {count:,} chunk{'s' * (count > 1)} of {chunk:,}")
+            compiles += rung > 0 and chunk != size[0] and self.repack != "off"
+            begun, configurations = until, self.rungs.survivors(configurations)
+        line = (f"rungs at {', '.join(map(str, self.rungs.rung_updates))} updates: {' -> '.join(counts)} runs "
+                f"(later rungs' chunks as fitted; --repack {self.repack} decides on measured costs)")
+        return Work((line,), run_updates, chunk_updates, compiles)
+
+    def train(self, plan: Plan, hooks: Hooks, before: Trained | None) -> Trained:
+        results, timings, outcome = train_halving(
+            plan.groups, plan.num_seeds, plan.seed, self.rungs, plan.chunks, hooks.score, devices=plan.devices,
+            run_dir=hooks.folder, checkpoint_every=plan.checkpoint_every, should_stop=hooks.should_stop,
+            block_rows=plan.block_rows, rung_progress=rung_progress(hooks.console, hooks.mode, self.rungs,
+                                                                    plan.num_seeds),
+            on_segment=hooks.on_segment, repack=self.repack)
+        return Trained(plan.points, plan.groups, results, {**timings, "memory_estimate": plan.estimates}, outcome,
+                       plan.search)

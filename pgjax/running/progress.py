@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pgjax.running.sweep import SegmentReport
+from pgjax.running.segments import SegmentReport
 
 PLAIN_EVERY_SECONDS = 30.0
 

@@ -12,7 +12,8 @@ within a chunk, segments of `segment_updates` updates run one after another
 (`pgjax.running.segments`: progress, checkpoints and stops between them; the
 results do not depend on where segments end). `ChunkRunner` keeps each group's
 executables, so that `pgjax.running.halving` can train chunks up to a rung and
-the survivors on from their states with the same programs.
+the survivors on from their states with the same programs. `PlainSweep` is the
+plain sweep as a stage of a plan (`pgjax.running.strategy`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pgjax.algo.trainer import Metrics, RunState, make_trainer
 from pgjax.running import memory
 from pgjax.running.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
 from pgjax.running.grid import GridPoint, group_runs
+from pgjax.running.progress import SweepProgress
 from pgjax.running.segments import (
     SEGMENT_UPDATES,
     Chunk,
@@ -47,9 +49,10 @@ from pgjax.running.segments import (
     split_into_chunks,
 )
 from pgjax.running.sharding import process_0_values, run_mesh
+from pgjax.running.strategy import Hooks, Plan, Trained, Work
 
-__all__ = ["SEGMENT_UPDATES", "Chunk", "ChunkRunner", "ChunkStart", "GroupResult", "Interrupted", "SegmentReport",
-           "SweepTrainer", "plan_chunks", "segment_length", "train_sweep"]
+__all__ = ["SEGMENT_UPDATES", "Chunk", "ChunkRunner", "ChunkStart", "GroupResult", "Interrupted", "PlainSweep",
+           "SegmentReport", "plan_chunks", "segment_length", "train_sweep"]
 
 
 @dataclasses.dataclass
@@ -321,5 +324,44 @@ def folders_present(folders: list[Path]) -> list[bool]:
     return [bool(flag) for flag in np.asarray(present)]
 
 
-# Its name before 0.3: a runner of chunks, not a `pgjax.algo.trainer.Trainer` (kept for code that imports it).
-SweepTrainer = ChunkRunner
+
+def chunk_work(plan: Plan) -> Work:
+    """The run-updates of every chunk of `plan` trained to its end, and the chunk-updates they take."""
+    chunks, groups = plan.chunks, plan.groups
+    return Work(chunk_updates=sum(c.size / chunks[0].size * groups[c.group][0].config.static.num_updates
+                                  for c in chunks),
+                run_updates=sum(len(c.positions) * groups[c.group][0].config.static.num_updates for c in chunks))
+
+
+def each_of(*callbacks: Callable[[SegmentReport], None] | None) -> Callable[[SegmentReport], None]:
+    """One segment callback that calls each of `callbacks` (None: left out) in turn."""
+    called = [f for f in callbacks if f is not None]
+
+    def report(segment: SegmentReport) -> None:
+        for f in called:
+            f(segment)
+
+    return report
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainSweep:
+    """The plain sweep (a `pgjax.running.strategy.Strategy`): every run of every chunk trains to the end."""
+
+    def fit_chunks(self, chunks: list[Chunk], num_seeds: int, num_devices: int, resuming: bool) -> list[Chunk]:
+        return chunks
+
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
+    def work(self, plan: Plan) -> Work:
+        return chunk_work(plan)
+
+    def train(self, plan: Plan, hooks: Hooks, before: Trained | None) -> Trained:
+        with SweepProgress(int(chunk_work(plan).run_updates), hooks.console, hooks.mode) as progress:
+            results, timings = train_sweep(
+                plan.groups, plan.num_seeds, plan.seed, devices=plan.devices, run_dir=hooks.folder,
+                chunks=plan.chunks, checkpoint_every=plan.checkpoint_every,
+                on_segment=each_of(progress.report, hooks.on_segment), should_stop=hooks.should_stop,
+                block_rows=plan.block_rows)
+        return Trained(plan.points, plan.groups, results, timings, search=plan.search)

@@ -21,6 +21,13 @@ the scores told before, which are bitwise functions of the trained runs: a
 resumed search asks the same points again, and `train_tpe` checks them against
 the ones the interrupted command recorded (a ValueError where another Optuna
 asks others). Optuna is optional (`pip install 'pgjax[tpe]'`), imported only here.
+
+`TpeSearch` is the search as a stage of a plan (`pgjax.running.strategy`): the
+places of its points before they are asked (`slot_points`), its chunks (a chunk
+never spans two rounds), and its rounds trained with the hooks' `on_round`,
+which records each round's asked points in config.json before the round trains
+(so that --resume asks them again and checks them); `check_search` is what it
+refuses on the command line, `record` its "search" record.
 """
 
 from __future__ import annotations
@@ -34,11 +41,14 @@ from typing import Any
 
 import numpy as np
 
+from pgjax.algo.config import is_static
 from pgjax.running.checkpoints import check_chunk_folders, chunk_dir
-from pgjax.running.grid import GridPoint, expand_grid
-from pgjax.running.search import Range
+from pgjax.running.grid import GridPoint, compile_groups, expand_grid
+from pgjax.running.progress import SweepProgress
+from pgjax.running.search import Range, Search, ranges_from_record
 from pgjax.running.segments import Chunk, concat_trees, split_into_chunks
-from pgjax.running.sweep import ChunkRunner, GroupResult, SegmentReport
+from pgjax.running.strategy import Hooks, Plan, Trained, Work
+from pgjax.running.sweep import ChunkRunner, GroupResult, SegmentReport, chunk_work, each_of
 
 ROUNDS = 8  # rounds of a search: its first one TPE's random start-up, the other 7 modelled on the rounds before
 MISSING = "--sampler tpe needs Optuna: pip install 'pgjax[tpe]' (or pip install optuna)"
@@ -224,3 +234,116 @@ def _check_recorded(asked: list[GridPoint], recorded: Sequence[GridPoint]) -> No
             raise ValueError(f"the TPE sampler (Optuna {optuna.__version__}) asks other points than the interrupted "
                              f"search recorded (grid point {point.index}): it cannot be resumed with this Optuna "
                              "version (or its config.json was edited); resume it with the one that started it")
+
+
+def check_search(given: dict[str, Any], search: Search, run: Any) -> None:
+    """Refuse what a TPE search cannot do, in one line naming the flags.
+
+    Args:
+      given: the settings given on the command line; search: the ranges drawn from; run: the command's run
+        options (its `tensorboard`, `wandb` and `halving`).
+
+    Raises:
+      ValueError: with --halving, --tensorboard or --wandb (the trackers take each group's settings before it
+        trains), with a range over a static setting (its values change the compiled shapes, and a round trains
+        under one compile), or with a listed flag of several values.
+      ImportError: Optuna is not installed.
+    """
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    trackers = [f"--{name}" for name in ("tensorboard", "wandb") if getattr(run, name) is not None]
+    if trackers:
+        raise ValueError(f"--sampler tpe asks its points while it trains and {trackers[0]} takes every group's "
+                         "settings before: leave it out (the run folder has every curve), or use --sampler sobol")
+    if run.halving is not None:
+        raise ValueError("--sampler tpe asks each round's points from the scores of the rounds before and trains "
+                         "them to the end; it does not take --halving (halve a --sampler sobol or random search)")
+    for name in search.ranges:
+        if is_static(name):
+            raise ValueError(f"--sampler tpe trains each round under one compile and {flag(name)} changes the "
+                             "compiled shapes: list its values in a search of their own, or use --sampler sobol")
+    for name, values in given.items():
+        if name not in search.ranges and isinstance(values, tuple) and len(values) > 1:
+            raise ValueError(f"--sampler tpe searches its ranges alone and {flag(name)} lists {len(values)} values: "
+                             "give one (a search per value), or use --sampler sobol to cross them")
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise ImportError(MISSING)
+
+
+def record(search: Search) -> dict:
+    """summary.json's and config.json's "search" of a TPE search: `Search.record` with its rounds, and the
+    grid points asked so far (none yet)."""
+    return {**search.record(), "rounds": round_sizes(search.num_samples), "asked_points": 0}
+
+
+def is_tpe(search: dict | None) -> bool:
+    """Whether a search record (config.json's "search") is a TPE search's."""
+    return search is not None and search.get("sampler") == "tpe"
+
+
+def recorded_points(search: dict, num_points: int, config_file: Path | None) -> int:
+    """How many of a TPE search's grid points were asked ("asked_points", checked as untrusted data).
+
+    Raises:
+      ValueError: one line: not a whole number from 0 to the grid's points.
+    """
+    asked = search.get("asked_points")
+    if isinstance(asked, bool) or not isinstance(asked, int) or not 0 <= asked <= num_points:
+        raise ValueError(f"{config_file} is damaged: its search has asked_points {asked!r}, not a whole number "
+                         f"from 0 to its {num_points} grid points")
+    return asked
+
+
+@dataclasses.dataclass(frozen=True)
+class TpeSearch:
+    """A TPE search (a `pgjax.running.strategy.Strategy`): `train_tpe` over rounds of `sizes` points, asked
+    by a `TpeAsker` over `ranges` seeded with `seed`; the first `recorded` points were asked and recorded by
+    an interrupted command (config.json's grid), asked again and checked.
+
+    The plan's points are the search's places (`slot_points`) until they are asked, its chunks
+    `fit_chunks`'s; the hooks' `on_round` records each round's asked points before the round trains.
+    """
+
+    ranges: Mapping[str, Range]
+    seed: int
+    sizes: tuple[int, ...]
+    recorded: int = 0
+
+    @classmethod
+    def of(cls, search: dict, num_points: int, seed: int, config_file: Path | None = None) -> TpeSearch:
+        """The search of config.json's (or a new command's) "search" record over `num_points` grid points.
+
+        Raises:
+          ValueError: a damaged "asked_points" (`recorded_points`; `config_file` names the file).
+        """
+        recorded = recorded_points(search, num_points, config_file)
+        return cls(ranges_from_record(search.get("ranges")), seed, tuple(round_sizes(num_points)), recorded)
+
+    def fit_chunks(self, chunks: list[Chunk], num_seeds: int, num_devices: int, resuming: bool) -> list[Chunk]:
+        """The rounds' chunks, flat: runs per chunk as planned (`tpe_chunk_size`; a resumed search's saved size)."""
+        size = chunks[0].size if resuming else tpe_chunk_size(max(c.size for c in chunks), self.sizes[0] * num_seeds,
+                                                              num_devices)
+        return [chunk for chunks in round_chunks(self.sizes, num_seeds, size) for chunk in chunks]
+
+    def notes(self) -> tuple[str, ...]:
+        return (f"TPE (Optuna): {len(self.sizes)} rounds of {self.sizes[0]} points, trained one after another; the "
+                "first drawn at random, each later one fit to the scores so far (IQM of the final return over the "
+                "seeds)",)
+
+    def work(self, plan: Plan) -> Work:
+        return chunk_work(plan)
+
+    def train(self, plan: Plan, hooks: Hooks, before: Trained | None) -> Trained:
+        asker = TpeAsker(self.ranges, self.seed, startup=self.sizes[0])
+        rounds = TpeRounds(self.sizes, plan.chunks[0].size, tuple(plan.points[:self.recorded]))
+        with SweepProgress(int(chunk_work(plan).run_updates), hooks.console, hooks.mode) as progress:
+            points, results, timings = train_tpe(
+                plan.points, plan.num_seeds, plan.seed, asker, rounds, hooks.score, on_round=hooks.on_round,
+                devices=plan.devices, run_dir=hooks.folder, checkpoint_every=plan.checkpoint_every,
+                should_stop=hooks.should_stop, block_rows=plan.block_rows,
+                on_segment=each_of(progress.report, hooks.on_segment))
+        return Trained(points, compile_groups(points), results, timings, None,
+                       {**plan.search, "asked_points": len(points)})
