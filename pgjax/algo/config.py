@@ -128,8 +128,8 @@ class StaticConfig:
     conv: tuple[int, ...] = setting((16,), 'Channels of the 3x3 convolutions, "16,32" for two (--network cnn).')
     squash: Squash = setting("clip", "Box actions: clip the Gaussian's sample to the bounds, or tanh-squash it.")
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
-    weighting: str = setting("", 'Your own step weights, "package.module:function" (replaces --returns, --baseline).')
-    step_loss: str = setting("", 'Your own per-step loss, "package.module:function" (replaces REINFORCE\'s).')
+    weighting: str = setting("", "Your step weights, module:function.")
+    step_loss: str = setting("", "Your per-step loss, module:function.")
 
     def validate(self) -> None:
         """Check what needs no registry: `validate_sizes`, then `validate_combinations`.
@@ -342,7 +342,7 @@ class Config:
         JSON lists become the tuples the fields hold, and null numbers (how
         `pgjax.results.outputs.jsonable` writes infinity) become inf. Fields left
         out take their defaults; the fast-path knobs of pgjax 0.2's static settings
-        (`LEGACY_STATIC`, now `pgjax.algo.fast.FastPaths`) are dropped. Raises
+        (`LEGACY_STATIC`, now `pgjax.algo.pieces.FastPaths`) are dropped. Raises
         ValueError naming fields it does not know.
         """
         static, hparams = data.get("static", {}), data.get("hparams", {})
@@ -350,7 +350,7 @@ class Config:
         return cls(_from_fields(StaticConfig, static), _from_fields(Hyperparams, hparams))
 
 
-# Static settings of pgjax 0.2 that were fast-path knobs (now `pgjax.algo.fast.FastPaths.block_rows` and
+# Static settings of pgjax 0.2 that were fast-path knobs (now `pgjax.algo.pieces.FastPaths.block_rows` and
 # `.feature_major_dense`): run folders that hold them still load, without them.
 LEGACY_STATIC = ("gradient_block_rows", "feature_major_backward")
 

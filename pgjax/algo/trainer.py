@@ -9,8 +9,8 @@ One update of one run (`make_trainer`'s `update`, read it top to bottom; vmapped
 1. collect: `episodes_per_update` fresh episodes per run with the current
    policy (`pgjax.algo.rollout`);
 2. weights: per-step weights from the returns and a baseline, or from the
-   advantages over a learned value V(s) (`pgjax.algo.weights`, whose kinds
-   are registry entries of `pgjax.algo.weights`);
+   advantages over a learned value V(s) (`pgjax.algo.weights`: each kind a
+   registry entry), or your own `weighting`;
 3. policy gradient: of the REINFORCE loss sum c * (-log pi(a|s) * w - beta * H)
    (`pgjax.algo.loss`);
 4. optimizer step: Adam after clipping, for the policy; the value baseline
@@ -29,10 +29,11 @@ policy for Discrete actions, a Gaussian one for Box actions (`pgjax.algo.policy`
 `make_trainer(config)` gives the same pieces apart (`init`, one `update`, and
 `run_updates` for a stretch of updates), which `pgjax.running.sweep` uses to
 train in segments with progress, checkpoints and safe stopping points in
-between. `fast` (`pgjax.algo.fast.FastPaths`) switches the fast paths the
-pieces are built with (`pgjax.algo.fast` selects them, each with the per-run
-interface of the plain piece); `FastPaths.reference()` is the plain path the
-tests compare against.
+between. The pieces come from `pgjax.algo.pieces.choose_pieces`, the one table
+that takes each reference piece or its fast path, as `fast`
+(`pgjax.algo.pieces.FastPaths`) says; `FastPaths.reference()` is the plain path
+the tests compare against. `weighting` and `step_loss` put your own step
+weights or per-step loss in the update.
 """
 
 from __future__ import annotations

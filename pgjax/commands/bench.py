@@ -118,7 +118,7 @@ def bench_config(args: Any) -> Config:
 
 
 def bench_paths(args: Any):
-    """The fast paths measured (`pgjax.algo.fast.FastPaths`): all, --feature-major-backward deciding the MLP's."""
+    """The fast paths measured (`pgjax.algo.pieces.FastPaths`): all, --feature-major-backward deciding the MLP's."""
     from pgjax.algo.pieces import FastPaths
 
     return FastPaths(feature_major_dense=args.feature_major_backward)

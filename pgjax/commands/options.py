@@ -221,7 +221,7 @@ def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = T
         cls, kind = setting_type(name)
         value_type = str if typing.get_origin(kind) is tuple else kind
         default = getattr(defaults.static if cls is StaticConfig else defaults.hparams, name)
-        hint = f"(default: {format_setting(default)})"
+        hint = f"(default: {format_setting(default)})" if default != "" else "(default: off)"
         if name in WORDS_VALUED:
             annotation = Annotated[tuple[str, ...] | None, _arg(cls, name, hint, "KEY=VALUE...")]
         elif sweep and rangeable(name):

@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 
-from pgjax.algo.envs import env_for, make_env
+from pgjax.algo.envs import env_for
 from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.running import memory, tpe
@@ -130,7 +130,7 @@ def make_plan(preset: str, points: list[GridPoint], stages: tuple[Strategy, ...]
     """
     groups = compile_groups(points)
     static = points[0].config.static
-    spec = make_env(static.env)
+    spec = env_for(static)  # its step cap and factory arguments too
     for group in groups:  # an unsupported network for the environment fails here, before any file
         try:
             make_policy(spec, group[0].config)
