@@ -205,8 +205,8 @@ def test_help_explains_every_flag_with_the_presets_values(capsys):
     assert "CartPole-v1*" in text and "DeepSea-bsuite," in text  # the environments, with their own preset marked
     assert len(text.splitlines()) < 145  # 137 before 1.0 added --weighting and --step-loss
     assert main(["--preset", "seed-b", "--help"]) == 0
-    text = capsys.readouterr().out
-    assert re.search(r"Adam learning rate\. \(default: 0\.0003\)", text) and "(default: 5000)" in text
+    flat = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"Adam learning rate\. \(default: 0\.0003\)", flat) and "(default: 5000)" in flat
 
 
 @pytest.mark.parametrize("module", ["train", "evaluate", "plot", "bench"])
