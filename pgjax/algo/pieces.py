@@ -47,10 +47,12 @@ sampling draws from the same distribution, other samples):
   given to `step_env` is the step's key itself, not its split as in `step`:
   other samples from the same distribution for environments that draw in
   their step.
-* `entropy_bonus`: whether any run trained has a non-zero entropy coefficient.
-  None decides at run time (a `lax.cond` in the blocked gradient, which
-  compiles the gradient twice); True or False fixes it when tracing (False
-  ignores `Hyperparams.entropy_coef`: only where every run's is 0).
+* `entropy_bonus` is a setting that travels with the switches, not a fast path:
+  whether any run trained has a non-zero entropy coefficient. None decides at
+  run time (a `lax.cond` in the blocked gradient, which compiles the gradient
+  twice); True or False fixes it when tracing. False leaves the entropy term out
+  of the loss, ignoring `Hyperparams.entropy_coef`: the same function only where
+  every run's is 0, which is where the sweep sets it.
 
 The environment variable PGJAX_SPEED_OFF, a comma-separated list of names,
 turns fast paths off, read here only (`fast_paths_off`): the switches above
