@@ -456,6 +456,15 @@ def sane(loss: jax.Array, params: Any, limit: jax.Array) -> jax.Array:
     return jnp.isfinite(loss) & jnp.isfinite(largest) & (largest <= limit)
 
 
+def fixed_weighting(weights: Callable[[None, Trajectory, Hyperparams], StepWeights]) -> StepWeighting:
+    """A `StepWeighting` that learns nothing: no parameters, and an update that changes nothing."""
+
+    def update(params, opt_state, traj, weights, hparams) -> BaselineUpdate:
+        return BaselineUpdate(None, None, jnp.float32(0), jnp.float32(0), jnp.bool_(True))
+
+    return StepWeighting(lambda key, hparams: (None, None), weights, update, keeps_last_obs=False)
+
+
 def returns_baseline(config: Config) -> StepWeighting:
     """Weights from the returns and a fixed baseline: w = BASELINES[baseline](RETURNS[returns](r))."""
     static = config.static
@@ -465,10 +474,7 @@ def returns_baseline(config: Config) -> StepWeighting:
         weight = BASELINES[static.baseline].weights(returns, traj.valid, hparams)
         return StepWeights(weight, REDUCTIONS[static.reduction](traj.valid))
 
-    def update(params, opt_state, traj, weights, hparams) -> BaselineUpdate:
-        return BaselineUpdate(None, None, jnp.float32(0), jnp.float32(0), jnp.bool_(True))
-
-    return StepWeighting(lambda key, hparams: (None, None), weights, update, keeps_last_obs=False)
+    return fixed_weighting(weights)
 
 
 def custom_weighting(config: Config, weights: Callable[[Trajectory, Hyperparams], jax.Array]) -> StepWeighting:
@@ -497,10 +503,7 @@ def custom_weighting(config: Config, weights: Callable[[Trajectory, Hyperparams]
         weight = jnp.where(traj.valid, jnp.asarray(weight, jnp.float32), 0.0)
         return StepWeights(weight, REDUCTIONS[static.reduction](traj.valid))
 
-    def update(params, opt_state, traj, weights, hparams) -> BaselineUpdate:
-        return BaselineUpdate(None, None, jnp.float32(0), jnp.float32(0), jnp.bool_(True))
-
-    return StepWeighting(lambda key, hparams: (None, None), step_weights, update, keeps_last_obs=False)
+    return fixed_weighting(step_weights)
 
 
 def make_value_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
