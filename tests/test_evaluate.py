@@ -154,7 +154,7 @@ def test_cli_renders_a_run(run_folder, tmp_path):
 
 BAD_INPUT = [
     ["/no/such/folder"], ["{tmp}"], ["{run}", "--run", "5"], ["{run}", "--episodes", "0"],
-    ["{run}", "--render", "/no/such/dir/x.gif"],
+    ["{run}", "--render", "/no/such/dir/x.gif"], [], ["--episodes", "3"], ["{run}", "--episodes"],
 ]
 
 
@@ -164,6 +164,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, run_folder, tmp_path, capsys
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+    if not argv or argv[0].startswith("-"):  # the folder left out: named as --help's usage line names it
+        assert err == "error: missing PATH: Run folder written by `python -m pgjax.train`. (required)\n"
 
 
 def test_cli_on_an_interrupted_run_points_to_resume(run_folder, tmp_path, capsys):

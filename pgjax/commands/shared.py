@@ -221,7 +221,7 @@ def parse(cls: type, argv: list[str] | None, module: str, description: str) -> A
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     asks_help = any(token in ("-h", "--help") for token in argv[: argv.index("--") if "--" in argv else len(argv)])
-    refused = io.StringIO()  # tyro prints nothing but --help; where it refuses on the way, its box goes
+    refused = io.StringIO()  # tyro prints nothing but the --help asked for; a box it draws on the way is dropped
     try:  # tyro hands back what it does not recognise
         with contextlib.redirect_stderr(refused):
             parsed, unknown = tyro.cli(cls, args=argv, prog=command_name(module), description=description,
@@ -258,12 +258,17 @@ def _stray_value(argv: list[str], value: str, flags: list[_Flag]) -> str | None:
     return f"{flag} takes {'no value' if switch else 'one value'}, got {' '.join(argv[start:i + 1])}"
 
 
+def _is_flag(token: str) -> bool:
+    """Whether a token of the command line names a flag (`--name`, `-x`), not a value (`-1`, `-0.5`)."""
+    return token.startswith("--") or (token.startswith("-") and token[1:2].isalpha())
+
+
 def _unknown_text(unknown: list[str], argv: list[str], known: list[_Flag]) -> str:
     """The one line for what tyro did not recognise (`tyro.cli(return_unknown_args=True)`'s tokens): unknown
     flags, with the closest known one, or values that no flag takes (naming the flag before them)."""
     import difflib
 
-    flags = [token.partition("=")[0] for token in unknown if token.startswith("-")]
+    flags = [token.partition("=")[0] for token in unknown if _is_flag(token)]
     if not flags:  # only values left over: a flag that takes one value (or none) was given more
         extra = unknown[:3]
         which = _stray_value(list(argv), extra[0], known)
@@ -298,10 +303,10 @@ def _refusal(argv: list[str], known: list[_Flag], positionals: list[str]) -> str
     (`required_positionals`)."""
     names = {"-h", "--help", *(name for flag in known for name in flag.names)}
     before = argv[: argv.index("--") if "--" in argv else len(argv)]
-    unknown = [token for token in before if token.startswith("-") and token.partition("=")[0] not in names]
+    unknown = [token for token in before if _is_flag(token) and token.partition("=")[0].replace("_", "-") not in names]
     if unknown:
         return _unknown_text(unknown, argv, known)
-    if positionals and not any(not token.startswith("-") for token in argv):
+    if positionals:  # the flags took every value given (`check_command_line` counted them)
         return f"missing {positionals[0]} (required)"
     return f"the command line cannot be read: {' '.join(argv)} (--help lists the flags)"
 

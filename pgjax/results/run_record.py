@@ -1,7 +1,7 @@
 """What a training command records in its run folder and prints after it: config.json before it trains,
 the results and the report after.
 
-    run_record.resumable_config(folder, hold); read_resumable(config_file, run_fields)   # what --resume reads
+    saved, points = read_resumable(resumable_config(folder, hold), run_fields)   # what --resume reads back
     out, run = run_folder(run, plan)                             # where the results go; the trackers checked
     made = start_run_folder(out, overwrite, hold, config_record(sys.argv, plan, run, given))
     tracker = open_trackers(run, out, plan, hold, started=True, made=made)
@@ -22,7 +22,7 @@ from typing import Any
 from pgjax.algo.config import Config
 from pgjax.results import folder, loading, outputs, tables, tracking, trust
 from pgjax.results.confirmation import confirmation_fields, tuning_ranking
-from pgjax.results.summary import halving_score
+from pgjax.results.summary import halving_score, summarise
 from pgjax.running import resume
 from pgjax.running.folder_lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.grid import GridPoint
@@ -220,7 +220,6 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
     from pgjax.results.exports import write_exports
     from pgjax.results.health import run_warnings
     from pgjax.results.plots import plot_summary  # matplotlib: only here
-    from pgjax.results.summary import summarise
 
     points, num_seeds, spec, outcome = trained.points, plan.num_seeds, plan.spec, trained.outcome
     by_point = {}
@@ -233,8 +232,8 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
     metrics = [m for m, _, _ in ordered]
     outputs.write_metrics(out / folder.METRICS_FILE, metrics, [s for _, _, s in ordered])
     outputs.write_params(out / folder.PARAMS_FILE, [p for _, p, _ in ordered])
-    timings = trained.timings
-    timings["wall_seconds"] = time.perf_counter() - start  # summary.json, written last, is all that is left
+    # wall_seconds: summary.json, written last, is all that is left
+    timings = {**trained.timings, "wall_seconds": time.perf_counter() - start}
     summary = summarise(points, num_seeds, plan.preset, trained.results, timings, spec.solve_threshold,
                         search=trained.search, halving=outcome)
     confirmed = trained.confirmed
