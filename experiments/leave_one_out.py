@@ -48,8 +48,8 @@ def main() -> None:
         for name, flags in runs.items():
             subprocess.run([sys.executable, "-m", "pgjax.train", "--quiet", "--num-seeds", "64", *budget, *flags,
                             "--out", f"{folder}/{name}"], check=True, env=env)
-        subprocess.run([sys.executable, "-m", "pgjax.compare", f"{folder}/default", f"{folder}/loo"], check=True,
-                       env=env)
+        subprocess.run([sys.executable, "-m", "pgjax.compare", f"{folder}/default", f"{folder}/loo", "--out",
+                        f"{folder}/compared"], check=True, env=env)
 
 
 if __name__ == "__main__":

@@ -153,3 +153,10 @@ def make_no_box_actions() -> NoActions:
 def make_empty_observations() -> NoActions:
     """`--env tests.custom:make_empty_observations`: observations of shape (0,)."""
     return NoActions("observation")
+
+
+def returns_to_go(traj, hparams):
+    """A step weighting of one's own (`--weighting tests.custom:returns_to_go`): the reward-to-go as it is."""
+    from pgjax.algo.weights import discounted_returns
+
+    return discounted_returns(traj.reward, hparams.gamma)

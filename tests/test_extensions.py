@@ -273,6 +273,22 @@ def test_the_command_line_trains_a_weighting_by_name_and_compare_reads_both(tmp_
     recorded = json.loads((tmp_path / "loo" / "config.json").read_text())
     assert "leave_one_out:weights" in json.dumps(recorded)
     compared = subprocess.run([sys.executable, "-m", "pgjax.compare", str(tmp_path / "default"),
-                               str(tmp_path / "loo")], env=env, capture_output=True, text=True)
+                               str(tmp_path / "loo"), "--out", str(tmp_path / "compared")], env=env,
+                              capture_output=True, text=True)
     assert compared.returncode == 0, compared.stderr
-    assert "loo" in compared.stdout or "leave_one_out" in compared.stdout
+    assert "weighting=leave_one_out:weights" in compared.stdout
+    assert (tmp_path / "compared" / "comparison.json").is_file()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--weighting", "nosuch_module:fn"], "cannot import module 'nosuch_module' of the weighting"),
+    (["--weighting", "justaname"], "--weighting 'justaname' is not of the form package.module:function"),
+    (["--step-loss", "tests.custom:LENGTH"], "names an object of type int, not a step loss function"),
+    (["--weighting", "tests.custom:returns_to_go", "--baseline", "value", "--returns", "reward_to_go"],
+     "replaces the --baseline"),
+])
+def test_a_weighting_or_loss_that_cannot_serve_is_refused_before_any_file(flags, message, tmp_path, capsys):
+    assert train_main([*flags, "--num-seeds", "2", "--num-updates", "2", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x").exists()

@@ -109,6 +109,32 @@ def test_resume_imports_no_module_its_config_names(custom_folder, tmp_path, evil
     _never_imported(evil)
 
 
+def test_resume_imports_no_weighting_or_loss_it_was_not_named_again(custom_folder, tmp_path, evil, capsys):
+    """A weighting or step loss of one's own is code: a resume imports the one its config.json names only when
+    the user names it again (`--weighting`, `--step-loss`)."""
+    folder = tmp_path / "weighted"
+    argv = ["--weighting", "tests.custom:returns_to_go", "--num-seeds", "2", "--num-updates", "2",
+            "--episodes-per-update", "2", "--out", str(folder), "--quiet", "--compile-cache", "off"]
+    assert train_command.main(argv) == 0
+    (folder / SUMMARY_FILE).unlink()  # an interrupted run, every chunk checkpointed
+    assert train_command.main(["--resume", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "names the weighting function 'tests.custom:returns_to_go'" in err and err.count("\n") == 1
+    assert "--weighting tests.custom:returns_to_go on the command line" in err
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    for point in config["grid"]:
+        point["config"]["static"]["step_loss"] = f"{EVIL_MODULE}:make"
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    assert train_command.main(["--resume", str(folder), "--weighting", "tests.custom:returns_to_go"]) == 2
+    assert "names the step loss function" in capsys.readouterr().err
+    _never_imported(evil)
+    for point in config["grid"]:
+        point["config"]["static"]["step_loss"] = ""
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    assert train_command.main(["--resume", str(folder), "--weighting", "tests.custom:returns_to_go"]) == 0
+    assert (folder / SUMMARY_FILE).exists()
+
+
 def test_compare_of_environments_imports_no_module_a_folder_names(custom_folder, tmp_path, evil, capsys):
     chain = _copy(custom_folder, tmp_path, "chain")
     other = _copy(custom_folder, tmp_path, "other")

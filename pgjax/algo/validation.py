@@ -17,6 +17,7 @@ this order: the network's name, sizes, kinds, combinations, then the numbers.
 from __future__ import annotations
 
 from pgjax.algo.config import Config, StaticConfig
+from pgjax.algo.imports import names_code
 from pgjax.algo.policy import check_network_name
 from pgjax.algo.weights import is_learned, validate_kinds, validate_learned
 
@@ -32,10 +33,17 @@ def validate_static(static: StaticConfig) -> None:
         unknown network names the registered ones; nothing is imported).
     """
     check_network_name(static.network)
+    for name, flag in ((static.weighting, "--weighting"), (static.step_loss, "--step-loss")):
+        if name != "" and not (isinstance(name, str) and names_code(name) and name.partition(":")[0]
+                               and name.partition(":")[2] and ":" not in name.partition(":")[2]):
+            raise ValueError(f"{flag} {name!r} is not of the form package.module:function")
     static.validate_sizes()
     validate_kinds(static)
     static.validate_combinations()
     validate_learned(static)
+    if static.weighting and is_learned(static.baseline):
+        raise ValueError(f"a weighting of your own replaces the baseline: baseline '{static.baseline}' would train a "
+                         "value network no weight uses; give a fixed baseline (e.g. --baseline none)")
 
 
 def validate_config(config: Config) -> None:

@@ -122,11 +122,14 @@ def resumed_sweep(args: Any, run: RunOptions, hold: FolderLock | None = None) ->
     kept = {name: getattr(run, name) for name in RESUME_OPTIONS}
     given = grid_settings.given_settings(args)
     env, networks = given.pop("env", None), tuple(given.pop("network", ()))
+    weightings, step_losses = tuple(given.pop("weighting", ())), tuple(given.pop("step_loss", ()))
     if given or args.preset != "default" or dataclasses.replace(RunOptions(), **kept) != run:
         raise ValueError(f"--resume continues a run with its own settings; give only --resume DIR (and "
                          f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS if n != 'resume')}, "
-                         "--env and --network to name a factory the run was trained with again)")
-    saved, points = read_resumable(config_file, typing.get_type_hints(RunOptions), env, networks)
+                         "--env, --network, --weighting and --step-loss to name code the run was trained with "
+                         "again)")
+    saved, points = read_resumable(config_file, typing.get_type_hints(RunOptions), env, networks, weightings,
+                                   step_losses)
     recorded = {k: v for k, v in saved["run"].items() if k not in kept}
     run = dataclasses.replace(RunOptions(**recorded), **kept, out=run.resume)
     return Sweep(saved["preset"], points, run, saved.get("search"), notes=tracker_notes(saved["run"], run),

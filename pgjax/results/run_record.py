@@ -101,13 +101,14 @@ def resumable_config(run_dir: Path, hold: FolderLock | None = None) -> Path:
 
 
 def read_resumable(config_file: Path, run_fields: dict[str, Any], env: str | None = None,
-                   networks: tuple[str, ...] = ()) -> tuple[dict, list[GridPoint]]:
+                   networks: tuple[str, ...] = (), weightings: tuple[str, ...] = (),
+                   step_losses: tuple[str, ...] = ()) -> tuple[dict, list[GridPoint]]:
     """An interrupted run's config.json (`resumable_config`), checked as untrusted data, and its grid points.
 
     Args:
       run_fields: the type of each run option (`typing.get_type_hints` of the command's run options).
-      env, networks: the factories the user names again (`--env`, `--network`), which a folder's
-        own names may be (`pgjax.results.trust.confirm_configs`).
+      env, networks, weightings, step_losses: the code the user names again (`--env`, `--network`,
+        `--weighting`, `--step-loss`), which a folder's own names may be (`pgjax.results.trust.confirm_configs`).
 
     Raises:
       ValueError: one line: another version's folder, a damaged config.json or a factory it names
@@ -119,7 +120,7 @@ def read_resumable(config_file: Path, run_fields: dict[str, Any], env: str | Non
                          "this one")
     resume.check_saved_config(config_file, saved, run_fields)
     points = [GridPoint(p["index"], Config.from_dict(p["config"])) for p in saved["grid"]]
-    trust.confirm_configs([p.config for p in points], str(config_file), env, networks)
+    trust.confirm_configs([p.config for p in points], str(config_file), env, networks, weightings, step_losses)
     return saved, points
 
 
