@@ -180,7 +180,7 @@ def choose_pieces(spec: Any, config: Any, paths: FastPaths = DEFAULT, *, weighti
       paths: the fast paths to take (`FastPaths.reference()`: none).
       weighting: a weighting of one's own, `weights(traj, hparams) -> weight [T, E]`
         (`pgjax.algo.weights.custom_weighting`); None: the config's returns and baseline.
-      step_loss: a per-step loss of one's own (`pgjax.algo.loss.reinforce_loss`); None: REINFORCE's.
+      step_loss: a per-step loss of one's own (`pgjax.algo.loss.StepLoss`); None: REINFORCE's.
     """
     from pgjax.algo import loss, policy, weights
 
