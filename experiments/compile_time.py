@@ -161,11 +161,11 @@ def main() -> None:
                       if isinstance(value, (int, float))}
                for name, runs in samples.items()}
     digests = {name: sorted({s["state_md5"] for s in runs}) for name, runs in samples.items()}
-    from pgjax.results import outputs
+    from pgjax.running.run_folder import files
 
     result = {"command": sys.argv, "repeats": args.repeats, "variants": VARIANTS, "medians": medians,
-              "state_md5": digests, "samples": samples, "versions": outputs.package_versions()}
-    outputs.write_json(args.out, result)
+              "state_md5": digests, "samples": samples, "versions": files.package_versions()}
+    files.write_json(args.out, result)
     print(f"{'variant':16} {'lower s':>8} {'compile s':>9} {'HLO lines':>9} {'fusions':>7} {'init s':>6} "
           f"{'init HLO':>8} {'100 updates s':>13}  {'env steps':>10} state MD5")
     for name, m in medians.items():

@@ -42,7 +42,8 @@ from pgjax.algo.envs import make_env
 from pgjax.algo.presets import ENV_PRESETS
 from pgjax.algo.rollout import make_collect
 from pgjax.commands.train import main as train_main
-from pgjax.results import loading, outputs, stats
+from pgjax.results import stats
+from pgjax.running.run_folder import files, loading
 
 ENVS = (
     "CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Acrobot-v1", "MountainCar-v0", "Catch-bsuite",
@@ -184,7 +185,7 @@ def main() -> None:
     args = tyro.cli(Args)
     result = {
         "command": sys.argv, "num_seeds": args.num_seeds, "random_episodes": args.random_episodes,
-        "versions": outputs.package_versions(), "devices": [str(d) for d in jax.devices()],
+        "versions": files.package_versions(), "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind, "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
         "reference_sources": {"gymnax": GYMNAX_README, "minatar": MINATAR_PLOTS}, "envs": {},
     }
@@ -217,7 +218,7 @@ def main() -> None:
               f"{trained['env_steps_per_run']:,.0f} steps/run, {trained['wall_seconds']:.0f} s, load average "
               f"{load_before:.1f} -> {entry['load_average_1min'][1]:.1f}", flush=True)
     result["total_seconds"] = time.perf_counter() - start
-    outputs.write_json(args.out, result)
+    files.write_json(args.out, result)
     table = markdown(result)
     loads = [x for e in result["envs"].values() for x in e["load_average_1min"]]
     args.out.with_suffix(".md").write_text(

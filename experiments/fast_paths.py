@@ -39,8 +39,8 @@ from pgjax.algo.config import Config
 from pgjax.algo.pieces import FastPaths
 from pgjax.algo.presets import preset_config
 from pgjax.algo.trainer import make_train
-from pgjax.results import outputs
 from pgjax.results.throughput import device_description
+from pgjax.running.run_folder import files
 from pgjax.running.sharding import compile_sharded
 
 
@@ -116,8 +116,8 @@ def main() -> int:
         print(f"{name:32s} train {row['median_seconds']:7.3f} s  x{row['ratio_to_all_on']:.2f}  "
               f"compile {row['compile_seconds']:6.2f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(args.out, {
-        "device": device_description(), "versions": outputs.package_versions(), "command": sys.argv,
+    files.write_json(args.out, {
+        "device": device_description(), "versions": files.package_versions(), "command": sys.argv,
         "settings": {**dataclasses.asdict(args), "num_updates": config.static.num_updates},
         "variants": rows,
     })

@@ -36,8 +36,8 @@ from pgjax.algo.fast.networks import feature_major
 from pgjax.algo.pieces import FastPaths
 from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import preset_config
-from pgjax.results import outputs
 from pgjax.results.throughput import bench_train, device_description
+from pgjax.running.run_folder import files
 from pgjax.running.sharding import compile_sharded
 
 # (preset, env, updates): every MLP preset pgjax ships (the tutorials' on CartPole), updates capped so
@@ -109,8 +109,8 @@ def main() -> int:
         rows.append(row)
         print(f"{preset:8s} {env:26s} on {row['on']['median_seconds']:.3f} s, off {row['off']['median_seconds']:.3f} s,"
               f" ratio {row['ratio_on_off']:.2f}, automatic {'on' if row['automatic'] else 'off'}", flush=True)
-    outputs.write_json(args.out, {
-        "device": device_description(), "versions": outputs.package_versions(), "command": sys.argv,
+    files.write_json(args.out, {
+        "device": device_description(), "versions": files.package_versions(), "command": sys.argv,
         "settings": dataclasses.asdict(args), "rows": rows,
     })
     lines = [

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pgjax.results import loading, outputs
+from pgjax.running.run_folder import files, loading
 
 PRESETS = ("seed-a", "seed-b", "default")
 
@@ -48,8 +48,8 @@ def main(args: Args) -> dict:
             folders.append(str(folder))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pgjax.plot", *folders, "--out", str(args.out)], check=True)
-    outputs.write_json(args.out.with_suffix(".json"), {"figure": str(args.out), "presets": results,
-                                                       "versions": outputs.package_versions()})
+    files.write_json(args.out.with_suffix(".json"), {"figure": str(args.out), "presets": results,
+                                                       "versions": files.package_versions()})
     for preset, result in results.items():
         stats = result["statistics"]
         print(f"{preset:8s} IQM final return {stats['iqm']:.1f} {stats['iqm_ci95']}, "

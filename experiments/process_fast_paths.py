@@ -41,9 +41,9 @@ import tyro
 from digests import file_digest, metrics_digest
 
 from pgjax.algo.pieces import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE
-from pgjax.results import outputs
-from pgjax.results.folder import METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
 from pgjax.running.devices import cpu_model
+from pgjax.running.run_folder import files
+from pgjax.running.run_folder.files import METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("command_seconds", "wall_seconds", "compile_seconds", "train_seconds")  # command: seen from outside
@@ -119,10 +119,10 @@ def main() -> int:
         row.update({f"ratio_{f}": row[f"median_{f}"] / reference[f"median_{f}"] for f in FIGURES})
         row["gains_5_percent"] = max(row["ratio_command_seconds"], row["ratio_train_seconds"]) >= KEEP_RATIO
         row["same_results_as_all_on"] = row["results"] is not None and row["results"] == reference["results"]
-    versions = outputs.package_versions()
+    versions = files.package_versions()
     device = {"cpu": cpu_model(), "cpu_count": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(args.out, {
+    files.write_json(args.out, {
         "device": device, "versions": versions, "command": sys.argv,
         "settings": dataclasses.asdict(args),
         "load_average_before": load_before, "load_average_after": load_after,

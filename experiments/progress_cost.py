@@ -25,9 +25,9 @@ import jax
 from rich.console import Console
 
 from pgjax.algo.presets import PRESETS
-from pgjax.results import outputs
 from pgjax.running import grid, sweep
 from pgjax.running.progress import SweepProgress
+from pgjax.running.run_folder import files
 
 
 @dataclasses.dataclass
@@ -68,10 +68,10 @@ def main(args: Args) -> dict:
         "num_seeds": args.num_seeds, "num_updates": num_updates, "segment_updates": sweep.SEGMENT_UPDATES,
         "repeats": args.repeats, "seconds": seconds, "median_seconds": median,
         "ratio_to_whole": {way: median[way] / median["whole"] for way in ways},
-        "versions": outputs.package_versions(),
+        "versions": files.package_versions(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(args.out, result)
+    files.write_json(args.out, result)
     for way in ways:
         print(f"{way:9s} {median[way]:.3f} s  ({median[way] / median['whole']:.3f} x whole)")
     return result

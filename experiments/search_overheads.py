@@ -43,8 +43,8 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, _stacked_mean_median_iqm, group_statistics
-from pgjax.running.checkpoints import ChunkCheckpoints, chunk_dir
 from pgjax.running.devices import configure_cpu, cpu_isa, cpu_model
+from pgjax.running.run_folder.checkpoints import ChunkCheckpoints, chunk_dir
 
 
 def chunk_tree(scratch: Path) -> dict:

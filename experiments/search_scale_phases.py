@@ -44,13 +44,13 @@ def main() -> int:
     from pgjax.commands import train
 
     train.prepare(sys.argv)  # as `python -m pgjax.train` does: XLA's CPU devices before JAX starts
-    from pgjax.results import confirmation, exports, health, outputs, plots, run_record, summary
-    from pgjax.running import checkpoints, confirm, halving, sweep, tpe
-
+    from pgjax.results import confirmation, exports, health, plots, run_record, summary
+    from pgjax.running import confirm, halving, sweep, tpe
+    from pgjax.running.run_folder import checkpoints, files
     for owner, name in [(halving, "train_halving"), (sweep, "train_sweep"), (tpe, "train_tpe"),
                         (checkpoints.ChunkCheckpoints, "save"), (confirm.Confirm, "train"),
-                        (run_record, "write_results"), (summary, "summarise"), (outputs, "write_json"),
-                        (outputs, "write_metrics"), (exports, "write_exports"), (plots, "plot_summary"),
+                        (run_record, "write_results"), (summary, "summarise"), (files, "write_json"),
+                        (files, "write_metrics"), (exports, "write_exports"), (plots, "plot_summary"),
                         (health, "run_warnings"), (confirmation, "tuning_ranking"), (summary, "halving_score"),
                         (summary, "run_entries"), (confirmation, "run_entries"), (summary, "summary_groups"),
                         (confirmation, "summary_groups")]:  # the last four: the names as each module calls them

@@ -31,7 +31,8 @@ from pathlib import Path
 import jax
 
 from pgjax.commands import train
-from pgjax.results import loading, outputs, tracking
+from pgjax.results import tracking
+from pgjax.running.run_folder import files, loading
 
 
 @dataclasses.dataclass
@@ -111,10 +112,10 @@ def main(args: Args) -> dict:
         "repeats": args.repeats, "runs": records, "median": median,
         "train_seconds_ratio_to_none": {way: m["train_seconds"] / base for way, m in median.items()},
         "log_segment_share_of_training": {way: m["host_log_segment_seconds"] / base for way, m in median.items()},
-        "versions": outputs.package_versions(("pgjax", "jax", "jaxlib", "tensorboardX", "tensorboard", "wandb")),
+        "versions": files.package_versions(("pgjax", "jax", "jaxlib", "tensorboardX", "tensorboard", "wandb")),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(args.out, result)
+    files.write_json(args.out, result)
     for way, m in median.items():
         print(f"{way:12s} train {m['train_seconds']:.3f} s ({m['train_seconds'] / base:.3f} x none) | host: open "
               f"{m['host_open_seconds']:.3f} s, segments {m['host_log_segment_seconds']:.4f} s, end "

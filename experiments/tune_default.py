@@ -30,8 +30,8 @@ import tyro
 from pgjax.algo.config import Config
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.trainer import make_train
-from pgjax.results import outputs
 from pgjax.results.summary import run_result
+from pgjax.running.run_folder import files
 from pgjax.running.sharding import train_runs
 
 BUDGET_EPISODES = 800
@@ -106,9 +106,9 @@ def main() -> int:
                 flush=True,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(args.out, {"command": sys.argv, "budget_episodes": BUDGET_EPISODES,
+    files.write_json(args.out, {"command": sys.argv, "budget_episodes": BUDGET_EPISODES,
                                   "devices": [str(d) for d in jax.devices()], "results": results,
-                                  "versions": outputs.package_versions()})
+                                  "versions": files.package_versions()})
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -35,10 +35,10 @@ import tyro
 from pgjax.algo.presets import ENV_PRESETS, PRESETS
 from pgjax.algo.trainer import make_train
 from pgjax.commands.options import UNTRAINABLE_ENVS
-from pgjax.results import outputs
 from pgjax.results.random_policy import random_policy_return
 from pgjax.results.stats import iqm
 from pgjax.results.throughput import device_description
+from pgjax.running.run_folder import files
 
 
 @dataclasses.dataclass
@@ -96,7 +96,7 @@ def main() -> int:
             scores.append((row["iqm"][lr] - low) / (best - low) if best > low else 0.0)
         normalised[lr] = float(np.mean(scores)) if scores else float("nan")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(args.out, {"device": device_description(), "versions": outputs.package_versions(),
+    files.write_json(args.out, {"device": device_description(), "versions": files.package_versions(),
                                   "command": sys.argv, "settings": dataclasses.asdict(args), "envs": rows,
                                   "failed": failed, "normalised_mean": normalised})
     head = " | ".join(f"lr {lr}" for lr in args.lrs)

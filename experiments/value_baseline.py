@@ -40,7 +40,7 @@ from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import make_collect
 from pgjax.algo.trainer import make_trainer, run_updates
 from pgjax.algo.weights import advantage_weights, apply_baseline, step_coefficients, step_returns, value_advantages
-from pgjax.results import loading, outputs
+from pgjax.running.run_folder import files, loading
 
 # The value-baseline setting for CartPole: the default's network, lr and episodes per update;
 # reward-to-go (gamma 0.99) minus a learned V(s), the advantages not standardised.
@@ -195,7 +195,7 @@ def main() -> None:
     args = tyro.cli(Args)
     result = {"command": sys.argv, "value_config": VALUE_CONFIG.to_dict(), "value_flags": VALUE_FLAGS,
               "seeds": args.seeds, "batches": args.batches, "episodes_per_batch": 8, "snapshots": [],
-              "versions": outputs.package_versions(), "devices": [str(d) for d in jax.devices()],
+              "versions": files.package_versions(), "devices": [str(d) for d in jax.devices()],
               "device_kind": jax.devices()[0].device_kind}
     start = time.perf_counter()
     for update, params, value_params, mean_return in snapshots(args):
@@ -223,7 +223,7 @@ def main() -> None:
             "default preset": solve_speed(args, []),
             "value baseline (" + " ".join(VALUE_FLAGS) + ")": solve_speed(args, VALUE_FLAGS),
         }
-    outputs.write_json(args.out, result)
+    files.write_json(args.out, result)
     table = markdown(result)
     args.out.with_suffix(".md").write_text(table)
     print(table)

@@ -50,11 +50,11 @@ _EXPORTS = {
     # running: devices, sweeps, checkpoints
     "train_runs": "pgjax.running.sharding",
     # results: files, statistics, plots, evaluation
-    "load_params": "pgjax.results.loading",
-    "load_metrics": "pgjax.results.loading",
-    "load_summary": "pgjax.results.loading",
-    "load_group_metrics": "pgjax.results.loading",
-    "load_run_config": "pgjax.results.loading",
+    "load_params": "pgjax.running.run_folder.loading",
+    "load_metrics": "pgjax.running.run_folder.loading",
+    "load_summary": "pgjax.running.run_folder.loading",
+    "load_group_metrics": "pgjax.running.run_folder.loading",
+    "load_run_config": "pgjax.running.run_folder.loading",
     "load_results": "pgjax.results.exports",
     "load_policy": "pgjax.results.evaluation",
     "group_statistics": "pgjax.results.stats",

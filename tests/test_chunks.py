@@ -6,8 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from pgjax.running import grid, resume, sweep
+from pgjax.running import grid, sweep
 from pgjax.running.halving import _rung_chunks
+from pgjax.running.run_folder import resume
 from pgjax.running.segments import Chunk, split_into_chunks
 
 from .conftest import small_config

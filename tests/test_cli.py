@@ -20,7 +20,7 @@ import pytest
 
 from pgjax.algo.policy import MLPPolicy
 from pgjax.commands.train import main
-from pgjax.results import loading, outputs
+from pgjax.running.run_folder import files, loading
 
 SMALL = ["--num-seeds", "3", "--seed", "5", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8"]
 
@@ -92,7 +92,7 @@ def test_the_same_command_gives_bitwise_identical_results(two_runs):
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     pa, pb = (loading.load_params(d) for d in two_runs)
-    assert outputs.jsonable(pa) == outputs.jsonable(pb)
+    assert files.jsonable(pa) == files.jsonable(pb)
 
 
 def test_flags_override_the_preset(tmp_path):
@@ -283,7 +283,7 @@ def test_four_devices_give_the_runs_of_two_and_of_one(tmp_path):
         if name != "loop_steps":  # the longest episode of the batch a device rolls out, not of the run
             np.testing.assert_allclose(four[1][0][name], one[1][0][name], rtol=1e-4, atol=1e-6, err_msg=name)
     np.testing.assert_array_equal(four[1][0]["episode_returns"], one[1][0]["episode_returns"])
-    assert outputs.jsonable(four[2]) == outputs.jsonable(two[2])
+    assert files.jsonable(four[2]) == files.jsonable(two[2])
 
 
 def test_the_console_script_sets_up_cpu_devices_before_jax_starts(tmp_path):
@@ -353,7 +353,7 @@ def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_resul
     assert 0 < a_summary["resumed_updates"] < 300
     for name in a_metrics[0]:
         np.testing.assert_array_equal(a_metrics[0][name], b_metrics[0][name], err_msg=name)
-    assert outputs.jsonable(a_params) == outputs.jsonable(b_params)
+    assert files.jsonable(a_params) == files.jsonable(b_params)
     assert [r["final_return"] for r in a_summary["runs"]] == [r["final_return"] for r in b_summary["runs"]]
 
 
@@ -385,7 +385,7 @@ def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
     assert multi[0]["devices"] == 2
     for name in multi[1][0]:
         np.testing.assert_array_equal(multi[1][0][name], single[1][0][name], err_msg=name)
-    assert outputs.jsonable(multi[2]) == outputs.jsonable(single[2])
+    assert files.jsonable(multi[2]) == files.jsonable(single[2])
 
 
 def test_sigterm_and_sigint_become_a_stop_request_and_handlers_come_back(capsys):

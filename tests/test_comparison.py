@@ -16,10 +16,11 @@ from scipy import stats
 
 from pgjax.commands import compare
 from pgjax.commands.train import main as train_main
-from pgjax.results import aggregates, loading, outputs
+from pgjax.results import aggregates
 from pgjax.results import comparison as cmp
 from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE
-from pgjax.results.folder import SUMMARY_FILE
+from pgjax.running.run_folder import files, loading
+from pgjax.running.run_folder.files import SUMMARY_FILE
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "rliable_reference.json").read_text())
 TWO_RATES = ["--lr", "0.003", "0.03", "--num-seeds", "3", "--num-updates", "6", "--episodes-per-update", "2",
@@ -252,7 +253,7 @@ def test_compare_aggregates_folders_of_different_environments(two_rates, tmp_pat
     summary.update(env="Acrobot-v1", solve_threshold=-100.0)
     for run in summary["runs"]:
         run["final_return"] -= 500.0
-    outputs.write_json(acrobot / SUMMARY_FILE, summary)
+    files.write_json(acrobot / SUMMARY_FILE, summary)
     assert compare.main([str(two_rates), str(acrobot), "--out", str(tmp_path)]) == 0
     assert "optimality gap" in capsys.readouterr().out
     written = json.loads((tmp_path / compare.COMPARISON_FILE).read_text())
@@ -278,7 +279,7 @@ def test_mixed_environments_are_refused(two_rates, tmp_path, capsys):
     shutil.copytree(two_rates, other)
     summary = loading.load_summary(other)
     summary["env"] = "Acrobot-v1"
-    outputs.write_json(other / SUMMARY_FILE, summary)
+    files.write_json(other / SUMMARY_FILE, summary)
     third = tmp_path / "third"
     shutil.copytree(two_rates, third)
     assert compare.main([str(two_rates), str(third), str(other), "--out", str(tmp_path)]) == 2

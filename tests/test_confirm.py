@@ -12,12 +12,12 @@ from rich.console import Console
 from pgjax.algo.presets import PRESETS
 from pgjax.commands import compare
 from pgjax.commands.train import main, parse_args, run, sweep_of
-from pgjax.results import loading
 from pgjax.results.comparison import paired_improvement
-from pgjax.results.folder import CONFIG_FILE, MARKER_FILE, METRICS_FILE, SUMMARY_FILE
 from pgjax.results.stats import iqm
 from pgjax.running.confirm import PLAN_FILE, confirm_dir, confirmation_points, reference_config
 from pgjax.running.grid import GridPoint
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import CONFIG_FILE, MARKER_FILE, METRICS_FILE, SUMMARY_FILE
 from pgjax.running.sweep import Interrupted
 
 from .conftest import StopAt

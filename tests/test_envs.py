@@ -20,7 +20,8 @@ from pgjax.algo.trainer import make_train
 from pgjax.algo.validation import validate_config
 from pgjax.commands import evaluate
 from pgjax.commands.train import main as train_main
-from pgjax.results import evaluation, loading
+from pgjax.results import evaluation
+from pgjax.running.run_folder import loading
 
 LISTED = [
     "CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Acrobot-v1", "MountainCar-v0",

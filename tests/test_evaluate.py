@@ -15,8 +15,9 @@ from pgjax.algo.policy import MLPPolicy, categorical, make_apply_fn, make_policy
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.trainer import make_train
 from pgjax.commands import evaluate
-from pgjax.results import evaluation, loading, summary
-from pgjax.results.folder import CONFIG_FILE
+from pgjax.results import evaluation, summary
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import CONFIG_FILE
 
 from .test_plot import small_run_folder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pgjax.commands.evaluate import keep_earlier_results
-from pgjax.results import outputs
+from pgjax.running.run_folder import files
 
 
 def _result(gymnasium: bool, episodes: int = 3, render: bool = False) -> dict:
@@ -22,20 +22,20 @@ def _result(gymnasium: bool, episodes: int = 3, render: bool = False) -> dict:
 
 def test_render_after_gymnasium_keeps_the_gymnasium_results(tmp_path):
     path = tmp_path / "evaluation.json"
-    outputs.write_json(path, _result(gymnasium=True))
+    files.write_json(path, _result(gymnasium=True))
     later = _result(gymnasium=False, render=True)
     assert keep_earlier_results(later, path) == ["Gymnasium returns"]
     assert [r["gymnasium_greedy_mean"] for r in later["runs"]] == [7.0, 7.0]
     assert later["groups"][0]["gymnasium_greedy"] == {"mean": 7.0} and later["render"]["path"] == "run0.gif"
-    outputs.write_json(path, later)
+    files.write_json(path, later)
     again = _result(gymnasium=False)
     assert keep_earlier_results(again, path) == ["Gymnasium returns", "render"]
-    assert json.loads(json.dumps(outputs.jsonable(again))) == json.loads(path.read_text())
+    assert json.loads(json.dumps(files.jsonable(again))) == json.loads(path.read_text())
 
 
 def test_results_of_other_episodes_or_seeds_are_not_kept(tmp_path):
     path = tmp_path / "evaluation.json"
     assert keep_earlier_results(_result(gymnasium=False), path) == []  # no earlier file
-    outputs.write_json(path, _result(gymnasium=True, episodes=5))
+    files.write_json(path, _result(gymnasium=True, episodes=5))
     later = _result(gymnasium=False)
     assert keep_earlier_results(later, path) == [] and "gymnasium_greedy_mean" not in later["runs"][0]

@@ -12,8 +12,9 @@ import pytest
 import pgjax
 from pgjax.algo.trainer import Metrics
 from pgjax.commands.train import main
-from pgjax.results import exports, loading
-from pgjax.results.folder import (
+from pgjax.results import exports
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import (
     CHECKPOINT_DIR,
     CURVES_CSV,
     CURVES_PARQUET,

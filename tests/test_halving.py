@@ -11,9 +11,10 @@ import pytest
 from rich.console import Console
 
 from pgjax.commands.train import main, parse_args, run
-from pgjax.results import loading, outputs, summary, tables
+from pgjax.results import summary, tables
 from pgjax.running import grid, segments, sweep
 from pgjax.running.halving import HalvingPlan, rank, train_halving
+from pgjax.running.run_folder import files, loading
 
 from .conftest import StopAt, small_config
 
@@ -192,7 +193,7 @@ def test_the_summary_says_where_each_group_stopped_and_what_halving_saved(plain,
     assert entry["env_steps_saved"] == entry["env_steps_full_sweep"] - spent > 0
     assert spent < plain.metrics.env_steps[:, -1].sum()  # what the full sweep did spend
     shown = io.StringIO()
-    tables.print_report(json.loads(json.dumps(outputs.jsonable(made))), Console(file=shown, width=300))
+    tables.print_report(json.loads(json.dumps(files.jsonable(made))), Console(file=shown, width=300))
     assert "configurations per rung 5 -> 3 -> 2" in shown.getvalue()
     assert f"{entry['env_steps_saved']:,} saved" in shown.getvalue()
 

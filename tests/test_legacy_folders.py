@@ -11,7 +11,7 @@ import pytest
 
 from pgjax.algo.config import LEGACY_STATIC, Config, StaticConfig
 from pgjax.commands import evaluate, train
-from pgjax.results import loading
+from pgjax.running.run_folder import loading
 
 SMALL = ["--num-seeds", "2", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8", "--quiet"]
 LEGACY = {"gradient_block_rows": None, "feature_major_backward": None}

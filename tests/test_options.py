@@ -14,7 +14,7 @@ from pgjax.algo.presets import ENV_PRESETS, PRESETS, preset_config
 from pgjax.commands.grid_settings import resolve_grid
 from pgjax.commands.options import ALIASES, train_arguments, train_settings_names
 from pgjax.commands.shared import make_console
-from pgjax.results.outputs import jsonable
+from pgjax.running.run_folder.files import jsonable
 
 
 @pytest.mark.parametrize("config", [*PRESETS.values(), *ENV_PRESETS.values()],

@@ -13,10 +13,11 @@ from PIL import Image
 
 from pgjax.commands import plot
 from pgjax.commands.train import main as train_main
-from pgjax.results import loading, outputs, plots
-from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
+from pgjax.results import plots
 from pgjax.results.stats import iqm
 from pgjax.running import grid
+from pgjax.running.run_folder import files, loading
+from pgjax.running.run_folder.files import CONFIG_FILE, SUMMARY_FILE
 
 SMALL_SWEEP = ["--num-seeds", "2", "--lr", "0.01", "0.03", "--num-updates", "10", "--episodes-per-update", "2",
                "--hidden", "8", "--quiet"]
@@ -96,7 +97,7 @@ def test_runs_of_different_environments_are_not_overlaid(run_folder, tmp_path):
     other = tmp_path / "other_env"
     shutil.copytree(run_folder, other)
     summary = loading.load_summary(other)
-    outputs.write_json(other / SUMMARY_FILE, {**summary, "env": "Acrobot-v1"})
+    files.write_json(other / SUMMARY_FILE, {**summary, "env": "Acrobot-v1"})
     with pytest.raises(ValueError, match="different environments: CartPole-v1 .*, Acrobot-v1 ") as error:
         plots.plot_folders([run_folder, other], tmp_path / "mixed.png")
     assert "\n" not in str(error.value) and not (tmp_path / "mixed.png").exists()

@@ -10,9 +10,9 @@ import pytest
 
 from pgjax.results import summary
 from pgjax.running import grid, sweep
-from pgjax.running.checkpoints import CheckpointMismatch
 from pgjax.running.halving import HalvingPlan, train_halving
 from pgjax.running.repack import RungCost, choose_chunk_size, fitted_size, read_sizes, sizes_file, write_sizes
+from pgjax.running.run_folder.checkpoints import CheckpointMismatch
 
 from .conftest import small_config
 

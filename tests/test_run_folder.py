@@ -14,8 +14,9 @@ import pytest
 
 from pgjax.commands import compare, evaluate, plot
 from pgjax.commands.train import main as train_main
-from pgjax.results import exports, loading, outputs, plots
-from pgjax.results.folder import (
+from pgjax.results import exports, plots
+from pgjax.running.run_folder import files, loading
+from pgjax.running.run_folder.files import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     CURVES_CSV,
@@ -123,8 +124,8 @@ def marked_run(tmp_path: Path) -> Path:
     """A run folder as pgjax leaves it, with files of the user's put inside pgjax's folders afterwards."""
     out = tmp_path / "run"
     prepare_out_dir(out, overwrite=False)
-    outputs.write_json(out / CONFIG_FILE, {"a": 1})
-    outputs.write_json(out / SUMMARY_FILE, {"a": 1})
+    files.write_json(out / CONFIG_FILE, {"a": 1})
+    files.write_json(out / SUMMARY_FILE, {"a": 1})
     (out / (METRICS_FILE + TMP_SUFFIX)).write_bytes(b"left by a kill")
     note_written(out / METRICS_FILE)
     (out / "checkpoints" / "chunk-0000" / "4").mkdir(parents=True)
@@ -211,7 +212,7 @@ def test_a_tracker_that_cannot_start_removes_its_own_folders_only(tmp_path):
     out = tmp_path / "run"
     (out / "wandb").mkdir(parents=True)
     prepare_out_dir(out, overwrite=False)
-    outputs.write_json(out / CONFIG_FILE, {"a": 1})
+    files.write_json(out / CONFIG_FILE, {"a": 1})
     (out / "tensorboard" / "group0").mkdir(parents=True)  # made by the tracker that then failed
     (out / "tensorboard" / "group0" / "events").write_bytes(b"e")
     (out / "wandb" / "mine").write_text("the user's")
@@ -276,9 +277,9 @@ def _metrics():
 
 
 WRITERS = {
-    "config.json": lambda d: outputs.write_json(d / "config.json", {"a": list(range(100))}),
-    "metrics.npz": lambda d: outputs.write_metrics(d / "metrics.npz", [_metrics()], [np.arange(2)]),
-    "params.msgpack": lambda d: outputs.write_params(d / "params.msgpack", [{"w": np.ones((2, 50))}]),
+    "config.json": lambda d: files.write_json(d / "config.json", {"a": list(range(100))}),
+    "metrics.npz": lambda d: files.write_metrics(d / "metrics.npz", [_metrics()], [np.arange(2)]),
+    "params.msgpack": lambda d: files.write_params(d / "params.msgpack", [{"w": np.ones((2, 50))}]),
     "runs.csv": lambda d: exports.write_csv(d / "runs.csv", ["a"], [[i] for i in range(100)]),
     "learning_curves.png": lambda d: plots.plot_curves(
         [{"label": "x", "env_steps": np.cumsum(np.ones((2, 5)), 1), "returns": np.ones((2, 5))}],

@@ -11,10 +11,10 @@ from rich.console import Console
 
 from pgjax.commands.grid_settings import resolve_grid, search_of
 from pgjax.commands.train import main, parse_args, run
-from pgjax.results import loading
-from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
 from pgjax.results.tables import print_report
 from pgjax.running import grid
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import CONFIG_FILE, SUMMARY_FILE
 from pgjax.running.search import Range, Search, balance_note, draw, parse_range, unit_points
 
 SMALL = ["--num-seeds", "2", "--num-updates", "25", "--episodes-per-update", "2", "--hidden", "8", "--quiet",

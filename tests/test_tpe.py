@@ -13,11 +13,11 @@ from rich.console import Console
 
 from pgjax.commands.options import RunOptions
 from pgjax.commands.train import main, parse_args, run
-from pgjax.results import loading
-from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
 from pgjax.results.run_record import read_resumable
 from pgjax.running import sweep, tpe
 from pgjax.running.grid import compile_groups
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import CONFIG_FILE, SUMMARY_FILE
 from pgjax.running.search import Range, parse_range, ranges_from_record
 
 from .conftest import StopAt

@@ -16,10 +16,11 @@ import pytest
 from pgjax.algo.trainer import Metrics
 from pgjax.commands import options
 from pgjax.commands.train import main, parse_args
-from pgjax.results import loading, trackers, tracking
-from pgjax.results.folder import CONFIG_FILE, MARKER_FILE, prepare_out_dir, read_marker
+from pgjax.results import trackers, tracking
 from pgjax.results.stats import iqm
 from pgjax.running import grid
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import CONFIG_FILE, MARKER_FILE, prepare_out_dir, read_marker
 from pgjax.running.sweep import Chunk, SegmentReport
 
 from .conftest import small_config

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 from pgjax.commands.train import main
-from pgjax.results import loading, outputs
-from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE
-from pgjax.running import checkpoints
-from pgjax.running.folder_lock import LOCK_FILE
+from pgjax.running.run_folder import checkpoints, files, loading
+from pgjax.running.run_folder.files import CONFIG_FILE, SUMMARY_FILE
+from pgjax.running.run_folder.lock import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--num-updates", "2", "--num-seeds", "2", "--episodes-per-update", "1", "--hidden", "8", "--quiet"]
@@ -40,7 +39,7 @@ def _same_results(a: Path, b: Path) -> None:
     for ma, mb in zip(loading.load_metrics(a), loading.load_metrics(b), strict=True):
         for name in ma:
             np.testing.assert_array_equal(ma[name], mb[name], err_msg=name)
-    assert outputs.jsonable(loading.load_params(a)) == outputs.jsonable(loading.load_params(b))
+    assert files.jsonable(loading.load_params(a)) == files.jsonable(loading.load_params(b))
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 from pgjax import load_policy
 from pgjax.commands import compare, evaluate
 from pgjax.commands import train as train_command
-from pgjax.results import trust
-from pgjax.results.folder import CONFIG_FILE, SUMMARY_FILE, WANDB_DIR
+from pgjax.running.run_folder import trust
+from pgjax.running.run_folder.files import CONFIG_FILE, SUMMARY_FILE, WANDB_DIR
 
 CHAIN = "tests.custom:make_chain"
 LINEAR = "tests.custom:linear_network"

@@ -340,7 +340,7 @@ class Config:
         """The `Config` that `to_dict` gave `data`, also after a JSON round trip.
 
         JSON lists become the tuples the fields hold, and null numbers (how
-        `pgjax.results.outputs.jsonable` writes infinity) become inf. Fields left
+        `pgjax.running.run_folder.files.jsonable` writes infinity) become inf. Fields left
         out take their defaults; the fast-path knobs of pgjax 0.2's static settings
         (`LEGACY_STATIC`, now `pgjax.algo.pieces.FastPaths`) are dropped. Raises
         ValueError naming fields it does not know.
@@ -373,7 +373,7 @@ def _from_fields(cls: type, values: dict) -> Any:
 
 # The one answer to "is setting `name` static, and of what type?", derived from the field declarations above:
 # the command line (`pgjax.options`), the grid (`pgjax.grid_settings`, `pgjax.running.grid`) and the run folder's
-# readers (`pgjax.results.loading`, `pgjax.results.exports`) ask it here.
+# readers (`pgjax.running.run_folder.loading`, `pgjax.results.exports`) ask it here.
 STATIC_FIELDS = frozenset(f.name for f in dataclasses.fields(StaticConfig))
 HYPERPARAMS_FIELDS = frozenset(f.name for f in dataclasses.fields(Hyperparams))
 

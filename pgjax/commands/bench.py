@@ -213,12 +213,12 @@ def write_record(args: Any, config: Config, spec, paths, device: dict, record: d
         return
     from pgjax.algo.fast.networks import feature_major
     from pgjax.algo.policy import MLPPolicy, make_policy
-    from pgjax.results import outputs
     from pgjax.running.devices import backend_choices
+    from pgjax.running.run_folder import files
 
-    outputs.write_json(args.out, {
+    files.write_json(args.out, {
         "complete": complete, "device": device,
-        "versions": {**outputs.package_versions(), "pgjax": version()}, "command": sys.argv,
+        "versions": {**files.package_versions(), "pgjax": version()}, "command": sys.argv,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "backend_choices": backend_choices().as_dict(),
         "settings": {**dataclasses.asdict(args), "config": config.to_dict(),
                      "feature_major_backward_used": isinstance(policy := make_policy(spec, config), MLPPolicy)

@@ -91,7 +91,6 @@ def _interval(found: dict | None, key: str, digits: int) -> str:
 def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args, out: Path, console: Console) -> dict:
     """Paired comparisons of every completed group against the baseline; prints, writes, returns comparison.json."""
     from pgjax.results import comparison as cmp
-    from pgjax.results import outputs
     from pgjax.results.comparison_plots import (
         IMPROVEMENT_FILE,
         PROFILE_FILE,
@@ -99,7 +98,8 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
         plot_performance_profiles,
     )
     from pgjax.results.confirmation import checked_confirmation
-    from pgjax.results.folder import SUMMARY_FILE
+    from pgjax.running.run_folder import files
+    from pgjax.running.run_folder.files import SUMMARY_FILE
 
     groups, left_out = _groups_of_one_environment(dirs, summaries)
     confirmations = [checked_confirmation(s, d / SUMMARY_FILE) for d, s in zip(dirs, summaries)]  # before
@@ -146,7 +146,7 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
     for dropped in left_out:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
     _print_confirmations(dirs, confirmations, data, console)
-    outputs.write_json(out / COMPARISON_FILE, data)
+    files.write_json(out / COMPARISON_FILE, data)
     return data
 
 
@@ -164,11 +164,12 @@ def _print_confirmations(dirs: list[Path], confirmations: list[dict | None], dat
 
 def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, out: Path, console: Console) -> dict:
     """Normalised IQM and optimality gap of each group index over the folders (one per environment)."""
-    from pgjax.results import aggregates, outputs, trust
+    from pgjax.results import aggregates
     from pgjax.results import comparison as cmp
     from pgjax.results.comparison_plots import PROFILE_FILE, plot_performance_profiles
-    from pgjax.results.folder import SUMMARY_FILE
     from pgjax.results.random_policy import random_policy_return  # JAX and gymnax
+    from pgjax.running.run_folder import files, trust
+    from pgjax.running.run_folder.files import SUMMARY_FILE
 
     per_folder = [cmp.summary_groups(summary) for summary in summaries]
     names = [sorted(g.name for g in kept) for kept, _ in per_folder]
@@ -208,7 +209,7 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
                        "interval": "stratified percentile bootstrap (runs resampled within each environment)",
                        "resamples": args.resamples, "seed": 0},
             "performance_profile": {"tau": tau, "groups": profiles}}
-    outputs.write_json(out / COMPARISON_FILE, data)
+    files.write_json(out / COMPARISON_FILE, data)
     plot_performance_profiles(profiles, tau, out / PROFILE_FILE, title=f"{len(dirs)} environments: normalised scores",
                               xlabel="normalised score (tau): 0 random policy, 1 reference")
     print_environments(data, console)
@@ -238,7 +239,7 @@ def print_environments(data: dict, console: Console) -> None:
 
 def compare_folders(args: Args, console: Console) -> Path:
     """Check the input, then compare; returns the comparison.json written. ValueError: bad input, nothing written."""
-    from pgjax.results import loading
+    from pgjax.running.run_folder import loading
 
     dirs = list(args.dirs)
     if not dirs:
@@ -268,8 +269,8 @@ def compare_folders(args: Args, console: Console) -> Path:
 
 def _compare_into(dirs: list[Path], args: Args, out: Path, console: Console) -> Path:
     """`compare_folders` once its input is checked and `out` exists."""
-    from pgjax.results import loading, trust
-    from pgjax.results.folder import SUMMARY_FILE
+    from pgjax.running.run_folder import loading, trust
+    from pgjax.running.run_folder.files import SUMMARY_FILE
 
     summaries = [loading.load_summary(d) for d in dirs]
     envs = [s["env"] for s in summaries]

@@ -94,8 +94,8 @@ def check_memory(episodes: int, num_runs: int, static: Any) -> None:
 
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
-    from pgjax.results import outputs
     from pgjax.results.evaluation import EVALUATION_FILE, policy_callable, render_episode
+    from pgjax.running.run_folder import files
 
     run_dir, summary, group_configs = _checked_folder(args)
     configs, params, greedy, sampling = _evaluate_jax(args, run_dir, summary, group_configs)
@@ -113,7 +113,7 @@ def evaluate_folder(args: Args, console: Console) -> dict:
                                      configs[args.run].static.env, seed=args.seed)
         result["render"] = {"path": path, "run": args.run, "return": total}
     kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
-    outputs.write_json(run_dir / EVALUATION_FILE, result)
+    files.write_json(run_dir / EVALUATION_FILE, result)
     print_evaluation(result, console)
     if kept:
         console.print(f"kept from the earlier {EVALUATION_FILE} (same --episodes and --seed): {', '.join(kept)}")
@@ -123,9 +123,9 @@ def evaluate_folder(args: Args, console: Console) -> dict:
 def _checked_folder(args: Args) -> tuple[Path, dict, list]:
     """The run folder, its summary and each group's config, after every check that reads no parameters:
     the flags, --run, Gymnasium and pygame where asked for, the factories named again and the memory."""
-    from pgjax.results import loading, trust
     from pgjax.results.evaluation import GYMNASIUM_HINT, _gymnasium
-    from pgjax.results.folder import SUMMARY_FILE
+    from pgjax.running.run_folder import loading, trust
+    from pgjax.running.run_folder.files import SUMMARY_FILE
 
     check_args(args)
     run_dir = loading.check_run_dir(args.dir)
@@ -152,8 +152,8 @@ def _evaluate_jax(args: Args, run_dir: Path, summary: dict, group_configs: list)
     import jax
     import jax.numpy as jnp
 
-    from pgjax.results import loading
     from pgjax.results.evaluation import evaluate_runs
+    from pgjax.running.run_folder import loading
 
     num_runs = len(summary["runs"])
     all_params = loading.load_params(run_dir)  # {"group<g>": leaves [R_g, ...]}, in the order of the group's runs
@@ -203,7 +203,7 @@ def keep_earlier_results(result: dict, path: Path) -> list[str]:
     earlier call with the same --episodes and --seed stay in evaluation.json when
     a later call leaves them out. Returns what was kept ("Gymnasium returns", "render").
     """
-    from pgjax.results import loading
+    from pgjax.running.run_folder import loading
 
     if not path.is_file():
         return []

@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(Args, argv, "pgjax.plot", __doc__.split("\n")[0])
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    from pgjax.results.folder import PLOT_FILE
-    from pgjax.results.loading import check_run_dir
     from pgjax.results.plots import figure_path, plot_folders
+    from pgjax.running.run_folder.files import PLOT_FILE
+    from pgjax.running.run_folder.loading import check_run_dir
 
     try:
         if not args.dirs:

@@ -10,7 +10,7 @@
 Flags left out take the preset's value; a flag given several values sweeps them
 (every combination, each with the same `--num-seeds` seeds). The flags are the
 fields of `pgjax.algo.config` and `pgjax.commands.options.RunOptions` (`pgjax.commands.options`).
-Results go to `--out` (default: a new folder under runs/); `pgjax.results.outputs`
+Results go to `--out` (default: a new folder under runs/); `pgjax.running.run_folder.files`
 describes the files.
 
 The command parses, plans, prints, runs and prints: the command line becomes a
@@ -44,7 +44,7 @@ from pgjax.commands.shared import make_console, parse
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pgjax.running.folder_lock import FolderLock
+    from pgjax.running.run_folder.lock import FolderLock
 
 
 def prepare(argv: list[str]) -> None:
@@ -118,7 +118,7 @@ def resumed_sweep(args: Any, run: RunOptions, hold: FolderLock | None = None) ->
 
     config_file = resumable_config(run.resume, hold)
     # This command's own: how it prints and caches, and the trackers and processes it starts (a folder's
-    # files start none, `pgjax.results.trust`).
+    # files start none, `pgjax.running.run_folder.trust`).
     kept = {name: getattr(run, name) for name in RESUME_OPTIONS}
     given = grid_settings.given_settings(args)
     env, networks = given.pop("env", None), tuple(given.pop("network", ()))
@@ -182,7 +182,7 @@ def run(args: Any, console: Console | None = None, started: float | None = None,
       FolderInUse: another process holds the run folder.
       ValueError, FileExistsError, ImportError: the user's error, in one line; nothing written.
     """
-    from pgjax.running.folder_lock import FolderLock
+    from pgjax.running.run_folder.lock import FolderLock
 
     with FolderLock() as hold:
         return _train(args, console or make_console(), time.perf_counter() if started is None else started,

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from pgjax.results.folder import write_atomic
+from pgjax.running.run_folder.files import write_atomic
 
 PROFILE_FILE = "performance_profiles.png"
 IMPROVEMENT_FILE = "probability_of_improvement.png"

@@ -114,7 +114,7 @@ def checked_confirmation(summary: dict, path) -> dict | None:
     Raises:
       ValueError: one line naming `path`: the entry is not a confirmation.
     """
-    from pgjax.results.loading import damaged
+    from pgjax.running.run_folder.loading import damaged
 
     entry = summary.get("confirmation")
     if entry is None:

@@ -27,8 +27,8 @@ from pgjax.algo.envs import env_for
 from pgjax.algo.imports import names_code
 from pgjax.algo.pieces import choose_collect, choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence
-from pgjax.results import loading, trust
-from pgjax.results.folder import SUMMARY_FILE
+from pgjax.running.run_folder import loading, trust
+from pgjax.running.run_folder.files import SUMMARY_FILE
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
@@ -109,10 +109,10 @@ def load_policy(run_dir: str | Path, run: int = 0, *, greedy: bool = True, seed:
       greedy, seed: as `policy_callable`.
       env, network: for a run trained with an environment or network factory
         ("package.module:factory"), that factory named again: a run folder is data,
-        and pgjax imports no module that it names (`pgjax.results.trust`).
+        and pgjax imports no module that it names (`pgjax.running.run_folder.trust`).
 
     Raises:
-      ValueError: as `pgjax.results.loading.load_summary`; the folder names a
+      ValueError: as `pgjax.running.run_folder.loading.load_summary`; the folder names a
         factory that `env`/`network` do not name again, or they name another.
       IndexError: `run` is out of range.
     """

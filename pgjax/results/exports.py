@@ -41,10 +41,10 @@ import numpy as np
 
 from pgjax.algo.config import HYPERPARAMS_FIELDS, STATIC_FIELDS, setting_kind
 from pgjax.algo.trainer import Metrics
-from pgjax.results import loading
-from pgjax.results.folder import CURVES_CSV, CURVES_PARQUET, RUNS_FILE, remove_written, write_atomic
 from pgjax.results.tables import format_setting
 from pgjax.running.memory import format_bytes
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import CURVES_CSV, CURVES_PARQUET, RUNS_FILE, remove_written, write_atomic
 
 # summary.json run entries, in the columns' order after the settings
 RUN_RESULTS = ("final_return", "solved", "solved_at_env_steps", "env_steps", "episodes", "diverged",
@@ -245,7 +245,7 @@ def load_results(run_dir: str | Path) -> Results:
     Raises:
       ImportError: pandas is missing (one line naming the `results` extra), or
         pyarrow for a folder whose curves are Parquet.
-      ValueError: as `pgjax.results.loading.load_summary`; a file is damaged (one
+      ValueError: as `pgjax.running.run_folder.loading.load_summary`; a file is damaged (one
         line naming it, the cause chained).
     """
     pd = import_pandas()

@@ -22,11 +22,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from pgjax.results import loading
-from pgjax.results.folder import PLOT_FILE, write_atomic
 from pgjax.results.stats import Statistic, bootstrap_interval, iqm
 from pgjax.results.tables import settings_label
 from pgjax.running.grid import varied_settings
+from pgjax.running.run_folder import loading
+from pgjax.running.run_folder.files import PLOT_FILE, write_atomic
 
 STATISTICS = {"iqm": iqm, "mean": np.mean}
 STATISTIC_NAMES = {"iqm": "IQM", "mean": "mean"}
@@ -273,7 +273,7 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
 
     Raises:
       ValueError: no folder; a folder that holds no finished run
-        (`pgjax.results.loading.check_run_dir`) or a damaged one (summary.json or
+        (`pgjax.running.run_folder.loading.check_run_dir`) or a damaged one (summary.json or
         metrics.npz: the message names the file); folders of different
         environments, whose returns do not compare (the message names them).
     """

@@ -8,7 +8,7 @@ the results and the report after.
     trained = pgjax.running.plan.run_plan(plan, hooks(out, tracker, console, mode, stop))
     finish(out, plan, trained, start, tracker, console)         # summary.json last, then the report
 
-config.json's fields (`config_record`) are the one statement of its schema; `pgjax.running.resume`
+config.json's fields (`config_record`) are the one statement of its schema; `pgjax.running.run_folder.resume`
 checks them as untrusted data when a run is resumed (`check_saved_config`, `resumed_chunks`).
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from pgjax.algo.config import Config
-from pgjax.results import folder, loading, outputs, tables, tracking, trust
+from pgjax.results import tables, tracking
 from pgjax.results.confirmation import confirmation_fields, tuning_ranking
 from pgjax.results.summary import halving_score, summarise
-from pgjax.running import resume
-from pgjax.running.folder_lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.grid import GridPoint
+from pgjax.running.run_folder import files, loading, resume, trust
+from pgjax.running.run_folder.lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.strategy import Hooks, Plan, Trained
 
 
@@ -39,7 +39,7 @@ def config_record(command: list[str], plan: Plan, run: Any, given: dict) -> dict
         "seeds": {"first": run.seed, "count": run.num_seeds},
         "chunks": resume.chunk_plan(plan.chunks),
         "memory_estimate": plan.estimates, "num_devices": len(plan.devices),
-        "versions": outputs.package_versions(outputs.DECIDING_PACKAGES + (  # TPE's points: Optuna's
+        "versions": files.package_versions(files.DECIDING_PACKAGES + (  # TPE's points: Optuna's
             ("optuna",) if search and search.get("sampler") == "tpe" else ())),
         "devices": [str(d) for d in plan.devices],
     }
@@ -53,7 +53,7 @@ def run_folder(run: Any, plan: Plan) -> tuple[Path, Any]:
       ImportError: a tracker's extra is not installed (`pgjax.results.tracking.check_installed`): nothing written.
     """
     tracking.check_installed(run)
-    out = run.out or folder.default_out_dir(plan.points[0].config.static.env, plan.preset)
+    out = run.out or files.default_out_dir(plan.points[0].config.static.env, plan.preset)
     if run.tensorboard == "":
         run = dataclasses.replace(run, tensorboard=str(tracking.tensorboard_dir(run, out)))
     return out, run
@@ -71,12 +71,12 @@ def start_run_folder(out: Path, overwrite: bool, hold: FolderLock, record: dict)
     """
     made = hold_new_folder(out, hold)
     try:
-        folder.prepare_out_dir(out, overwrite)
+        files.prepare_out_dir(out, overwrite)
     except BaseException:
         hold.release()
         remove_made_folders(out, made)
         raise
-    outputs.write_json(out / resume.CONFIG_FILE, record)
+    files.write_json(out / resume.CONFIG_FILE, record)
     return made
 
 
@@ -95,7 +95,7 @@ def resumable_config(run_dir: Path, hold: FolderLock | None = None) -> Path:
     config_file = run_dir / resume.CONFIG_FILE
     if not config_file.exists():
         raise ValueError(f"{run_dir} holds no run to resume (no {resume.CONFIG_FILE})")
-    if (run_dir / folder.SUMMARY_FILE).exists():
+    if (run_dir / files.SUMMARY_FILE).exists():
         raise ValueError(f"{run_dir} holds a finished run; there is nothing to resume")
     return config_file
 
@@ -108,7 +108,7 @@ def read_resumable(config_file: Path, run_fields: dict[str, Any], env: str | Non
     Args:
       run_fields: the type of each run option (`typing.get_type_hints` of the command's run options).
       env, networks, weightings, step_losses: the code the user names again (`--env`, `--network`,
-        `--weighting`, `--step-loss`), which a folder's own names may be (`pgjax.results.trust.confirm_configs`).
+        `--weighting`, `--step-loss`), which a folder's own names may be (`trust.confirm_configs`).
 
     Raises:
       ValueError: one line: another version's folder, a damaged config.json or a factory it names
@@ -137,7 +137,7 @@ def open_trackers(run: Any, out: Path, plan: Plan, hold: FolderLock, started: bo
         return tracking.open_tracking(run, out, plan.points, plan.num_seeds)
     except ValueError:
         if started:
-            folder.remove_run_files(out, this_command=True)
+            files.remove_run_files(out, this_command=True)
             hold.release()  # its lock file goes too
             remove_made_folders(out, made)
         raise
@@ -155,7 +155,7 @@ def hooks(out: Path, tracker: tracking.Tracking, console: Any, mode: str, stop: 
         saved = loading.load_json(config_file)
         saved["grid"][:len(asked)] = [{"index": p.index, "config": p.config.to_dict()} for p in asked]
         saved["search"]["asked_points"] = len(asked)
-        outputs.write_json(config_file, saved)
+        files.write_json(config_file, saved)
 
     return Hooks(folder=out, console=console, mode=mode, should_stop=stop, on_segment=tracker.log_segment,
                  on_round=on_round if records else None, score=halving_score, rank=tuning_ranking)
@@ -170,10 +170,10 @@ def finish(out: Path, plan: Plan, trained: Trained, start: float, tracker: track
         tracker.log_final(summary)
     finally:
         tracker.close()
-    folder.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
+    files.record_folders(out)  # the marker lists what the trackers wrote, for --overwrite
     tables.print_report(summary, console)
     print_best(summary, console)
-    console.print(f"results in {out}/ (learning curves: {out / folder.PLOT_FILE})", soft_wrap=True)
+    console.print(f"results in {out}/ (learning curves: {out / files.PLOT_FILE})", soft_wrap=True)
     for line in tracker.where():
         console.print(line, soft_wrap=True)
     return summary
@@ -231,8 +231,8 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
                                      jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
     ordered = [by_point[i] for i in range(len(points))]
     metrics = [m for m, _, _ in ordered]
-    outputs.write_metrics(out / folder.METRICS_FILE, metrics, [s for _, _, s in ordered])
-    outputs.write_params(out / folder.PARAMS_FILE, [p for _, p, _ in ordered])
+    files.write_metrics(out / files.METRICS_FILE, metrics, [s for _, _, s in ordered])
+    files.write_params(out / files.PARAMS_FILE, [p for _, p, _ in ordered])
     # wall_seconds: summary.json, written last, is all that is left
     timings = {**trained.timings, "wall_seconds": time.perf_counter() - start}
     summary = summarise(points, num_seeds, plan.preset, trained.results, timings, spec.solve_threshold,
@@ -245,5 +245,5 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
     summary["warnings"] = run_warnings(metrics, spec)  # lines: what looks like a run that cannot learn
     write_exports(out, summary, metrics)
     plot_summary(out, summary, metrics)
-    outputs.write_json(out / folder.SUMMARY_FILE, summary)
+    files.write_json(out / files.SUMMARY_FILE, summary)
     return summary

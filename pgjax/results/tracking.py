@@ -46,10 +46,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pgjax.results.folder import TENSORBOARD_DIR
 from pgjax.results.stats import iqm
 from pgjax.results.trackers import RETURN_TAGS, GroupCurve, TensorBoardTracker, WandbTracker
 from pgjax.running.grid import GridPoint, compile_groups
+from pgjax.running.run_folder.files import TENSORBOARD_DIR
 from pgjax.running.sweep import SegmentReport
 
 # option -> (the modules it imports, the extra that installs them)

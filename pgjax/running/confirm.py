@@ -34,10 +34,10 @@ import jax
 
 from pgjax.algo.config import Config, is_static
 from pgjax.algo.presets import preset_config
-from pgjax.running.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, chunk_folders, write_record
 from pgjax.running.grid import GridPoint, compile_groups, varied_settings
 from pgjax.running.progress import SweepProgress
-from pgjax.running.resume import chunk_plan, resumed_chunks
+from pgjax.running.run_folder.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, chunk_folders, write_record
+from pgjax.running.run_folder.resume import chunk_plan, resumed_chunks
 from pgjax.running.segments import concat_trees
 from pgjax.running.strategy import Confirmed, Hooks, Plan, Trained, Work
 from pgjax.running.sweep import ChunkRunner, GroupResult, SegmentReport, plan_chunks

@@ -43,10 +43,10 @@ import jax
 import numpy as np
 
 from pgjax.algo.trainer import Metrics
-from pgjax.running.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.grid import GridPoint
 from pgjax.running.progress import rung_progress
 from pgjax.running.repack import RungCost, SizeChoice, choose_chunk_size, fitted_size, read_sizes, write_sizes
+from pgjax.running.run_folder.checkpoints import CHECKPOINT_DIR, check_chunk_folders
 from pgjax.running.segments import concat_trees, split_into_chunks
 from pgjax.running.sharding import process_0_values
 from pgjax.running.strategy import Hooks, Plan, Trained, Work

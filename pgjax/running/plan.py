@@ -28,11 +28,11 @@ from pgjax.algo.trainer import own_function
 from pgjax.running import memory, tpe
 from pgjax.running.confirm import Confirm, confirm_seeds_of
 from pgjax.running.devices import start_distributed, use_compile_cache
-from pgjax.running.folder_lock import FolderLock
 from pgjax.running.grid import GridPoint, compile_groups
 from pgjax.running.halving import Halving, HalvingPlan
 from pgjax.running.install import check_installed
-from pgjax.running.resume import hold_resumed_folder, resumed_chunks
+from pgjax.running.run_folder.lock import FolderLock
+from pgjax.running.run_folder.resume import hold_resumed_folder, resumed_chunks
 from pgjax.running.search import Search, balance_note
 from pgjax.running.segments import Interrupted
 from pgjax.running.strategy import Hooks, Plan, Strategy, Trained
@@ -88,7 +88,7 @@ def stages_of(points: list[GridPoint], search: dict | None, options: Any,
 def start_devices(options: Any, hold: FolderLock) -> tuple[list, list[str]]:
     """Check the install (`pgjax.running.install`), join the other processes of a --distributed run, set the
     compile cache up and, in a resumed multi-process run, hold its folder by process 0
-    (`pgjax.running.resume.hold_resumed_folder`).
+    (`pgjax.running.run_folder.resume.hold_resumed_folder`).
 
     Returns:
       (every process's devices, lines to say: a compile cache that cannot be written).

@@ -141,7 +141,7 @@ def choose_chunk_size(runs: int, first_size: int, num_devices: int, slot_steps: 
 
 def sizes_file(run_dir: Path, rung: int) -> Path:
     """`<run_dir>/checkpoints/rung-<k>/chunk_sizes.json`."""
-    from pgjax.running.checkpoints import CHECKPOINT_DIR  # imports JAX: the CLI reads RepackMode before JAX
+    from pgjax.running.run_folder.checkpoints import CHECKPOINT_DIR  # imports JAX: the CLI reads RepackMode before JAX
     return Path(run_dir) / CHECKPOINT_DIR / f"rung-{rung}" / CHUNK_SIZES_FILE
 
 
@@ -156,7 +156,7 @@ def read_sizes(run_dir: Path, rung: int, first_sizes: dict[int, int], num_device
     Raises:
       CheckpointMismatch: the file is not such a record (edited or damaged).
     """
-    from pgjax.running.checkpoints import CheckpointMismatch  # imports JAX (see sizes_file)
+    from pgjax.running.run_folder.checkpoints import CheckpointMismatch  # imports JAX (see sizes_file)
     path = sizes_file(run_dir, rung)
     if not path.is_file():
         return None
@@ -176,5 +176,5 @@ def read_sizes(run_dir: Path, rung: int, first_sizes: dict[int, int], num_device
 
 def write_sizes(run_dir: Path, rung: int, sizes: dict[int, int]) -> None:
     """Record a rung's chunk sizes (compile group -> size) before it trains."""
-    from pgjax.running.checkpoints import write_record  # imports JAX (see sizes_file)
+    from pgjax.running.run_folder.checkpoints import write_record  # imports JAX (see sizes_file)
     write_record(sizes_file(run_dir, rung), {str(g): size for g, size in sorted(sizes.items())})

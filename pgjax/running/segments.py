@@ -7,7 +7,7 @@ whose steps past `num_active` are skipped by a `lax.cond`, so one executable
 serves the last, shorter segment too, and the results do not depend on where
 the segments end: a resumed run is bitwise the run that was never stopped.
 Between segments the host reports progress (`SegmentReport`), writes
-checkpoints (`pgjax.running.checkpoints`) and checks whether it was asked to
+checkpoints (`pgjax.running.run_folder.checkpoints`) and checks whether it was asked to
 stop (`Interrupted`).
 """
 
@@ -27,8 +27,8 @@ from flax import serialization
 
 from pgjax.algo.config import Hyperparams
 from pgjax.algo.trainer import Metrics, RunState, run_batch_updates
-from pgjax.running.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
 from pgjax.running.devices import count_cache_hits
+from pgjax.running.run_folder.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
 from pgjax.running.sharding import fetch, is_key, key_data, memory_bytes, place_runs, shard_runs, wrap_keys
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments

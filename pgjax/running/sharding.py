@@ -63,7 +63,7 @@ def is_key(x: Any) -> bool:
 
     The one test of pgjax's running code for a typed key: `key_data` and
     `wrap_keys` convert by it, for placing (`place_runs`), fetching (`fetch`),
-    checkpoints (`pgjax.running.checkpoints`), segments (`pgjax.running.segments`)
+    checkpoints (`pgjax.running.run_folder.checkpoints`), segments (`pgjax.running.segments`)
     and memory estimates (`pgjax.running.memory`).
 
     Args:

@@ -30,9 +30,9 @@ from pgjax.algo.config import Hyperparams
 from pgjax.algo.pieces import FastPaths
 from pgjax.algo.trainer import Metrics, RunState, make_trainer
 from pgjax.running import memory
-from pgjax.running.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
 from pgjax.running.grid import GridPoint, group_runs
 from pgjax.running.progress import SweepProgress
+from pgjax.running.run_folder.checkpoints import ChunkCheckpoints, check_chunk_folders, chunk_dir
 from pgjax.running.segments import (
     SEGMENT_UPDATES,
     Chunk,

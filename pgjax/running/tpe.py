@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 
 from pgjax.algo.config import is_static
-from pgjax.running.checkpoints import check_chunk_folders, chunk_dir
 from pgjax.running.grid import GridPoint, compile_groups, expand_grid
 from pgjax.running.progress import SweepProgress
+from pgjax.running.run_folder.checkpoints import check_chunk_folders, chunk_dir
 from pgjax.running.search import Range, Search, ranges_from_record
 from pgjax.running.segments import Chunk, concat_trees, split_into_chunks
 from pgjax.running.strategy import Hooks, Plan, Trained, Work

@@ -1,6 +1,6 @@
 """Reading a run folder back: every file checked as untrusted data, a damaged one named in one line.
 
-The files are those `pgjax.results.outputs` describes. Each loader validates what
+The files are those `pgjax.running.run_folder.files` describes. Each loader validates what
 it reads and raises ValueError naming the damaged file (and so its folder), with
 the cause chained: never a KeyError, TypeError or a zip or msgpack error.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from flax import serialization
 
 from pgjax.algo.config import LEGACY_STATIC, Config, is_static
-from pgjax.results.folder import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
+from pgjax.running.run_folder.files import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
 
 
 def damaged(path: Path, problem: str) -> ValueError:

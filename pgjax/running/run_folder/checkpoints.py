@@ -19,9 +19,9 @@ import jax
 import numpy as np
 from flax import serialization
 
+from pgjax.running.run_folder.files import CHECKPOINT_DIR
 from pgjax.running.sharding import fetch, wrap_keys
 
-CHECKPOINT_DIR = "checkpoints"  # the run folder's (`pgjax.results.folder.RUN_FILES`)
 # orbax's folder for a save in progress: "<update>.orbax-checkpoint-tmp" (older orbax: "-<timestamp>" after it)
 _INCOMPLETE_SAVE = re.compile(r"^\d+\.orbax-checkpoint-tmp(-\d+)?$")
 _CHUNK_DIR = re.compile(r"^chunk-\d{4,}$")

@@ -7,7 +7,7 @@
 The lock is `filelock.FileLock` on `<run_dir>/.pgjax.lock` taken without
 waiting (timeout 0): a second command on the same folder stops at once with a
 one-line message naming the holder's process id (written into the lock file).
-The file is not one of a run's files (`pgjax.results.folder.RUN_FILES`), so a
+The file is not one of a run's files (`pgjax.running.run_folder.files.RUN_FILES`), so a
 folder holding only it holds no run; it is removed when the hold ends.
 """
 
@@ -100,7 +100,7 @@ def check_writable(folder: Path) -> None:
     Each folder must allow writing (`os.access`); `folder` itself is also tried
     with a probe file (a read-only file system refuses even the superuser).
     """
-    from pgjax.running.checkpoints import CHECKPOINT_DIR
+    from pgjax.running.run_folder.files import CHECKPOINT_DIR
 
     folder = Path(folder)
     checkpoints = folder / CHECKPOINT_DIR

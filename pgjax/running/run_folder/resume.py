@@ -4,8 +4,8 @@ A run folder's config.json records the grid, the run options and the chunk plan
 (`chunk_plan`; `chunks_of` reverses it). Before `--resume` trains anything,
 `check_saved_config` checks every field it reads (types, ranges, unknown keys),
 `resumed_chunks` checks the plan against the grid, the seeds and the devices, and
-`hold_resumed_folder` holds the folder (`pgjax.running.folder_lock`), checks it can
-be written and removes what saves cut short left (`pgjax.running.checkpoints`).
+`hold_resumed_folder` holds the folder (`pgjax.running.run_folder.lock`), checks it can
+be written and removes what saves cut short left (`pgjax.running.run_folder.checkpoints`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import numpy as np
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.validation import validate_config
-from pgjax.running.checkpoints import remove_incomplete_saves
-from pgjax.running.folder_lock import FolderLock, check_writable
 from pgjax.running.grid import GridPoint
+from pgjax.running.run_folder.checkpoints import remove_incomplete_saves
+from pgjax.running.run_folder.files import CONFIG_FILE
+from pgjax.running.run_folder.lock import FolderLock, check_writable
 from pgjax.running.segments import Chunk, split_into_chunks
-
-CONFIG_FILE = "config.json"  # the run folder's (`pgjax.results.outputs` describes it)
 
 
 def chunk_plan(chunks: list[Chunk]) -> list[dict]:

@@ -1,17 +1,45 @@
-"""The run folder on disk: its file names, its marker, atomic writes, and preparing and clearing --out.
+"""The run folder's files: their names, the marker, atomic writes, the writers, and preparing and clearing --out.
+
+    .pgjax-run.json the marker: written first, it lists what pgjax wrote into the folder
+                    (`pgjax.running.run_folder.files.MARKER_FILE`; a folder "holds a run" only with it)
+    config.json     the command line, its arguments, every grid point's settings,
+                    the chunk plan, versions and devices
+    summary.json    per-run, per-group and aggregate results (the contract other tools read);
+                    written last: a folder is a finished run only with it
+    metrics.npz     per-update metrics of every group (grid point): arrays
+                    "group<g>/<name>" of shape [R runs of the group, U updates, ...]
+                    and "group<g>/seeds" [R]
+    params.msgpack  final policy parameters, {"group<g>": params stacked on a leading [R] axis}
+    checkpoints/    orbax checkpoints of every chunk of runs (`pgjax.running.run_folder.checkpoints`)
+    learning_curves.png  return against env steps, one curve per group (`pgjax.results.plots`)
+    runs.csv        one row per run: group, seed, settings, final results (`pgjax.results.exports`)
+    curves.parquet  one row per run and update: the per-update metrics (curves.csv without pyarrow)
+    tensorboard/    TensorBoard event files, with `--tensorboard` (`pgjax.results.tracking`)
+    wandb/          Weights & Biases' local run files, with `--wandb`
+
+A group is one grid point; its runs are its seeds, listed in summary.json's
+`groups[g]["runs"]` (indices into `runs`).
+
+Every file is written through a
+temporary file beside it (`write_atomic`): a reader never sees half a file, a
+failed write leaves no temporary file, and a full disk is a one-line ValueError
+naming the file. The loaders validate what they read and raise ValueError
+naming the damaged file and its folder.
+
 
 A folder holds a run only if it has pgjax's marker (`MARKER_FILE`), written
 first and listing every file pgjax writes there (`note_written`, called by
 `write_atomic` before each write); --overwrite deletes only what it lists
-(`remove_run_files`). `pgjax.results.outputs` describes the files and writes
-their content; `pgjax.results.loading` reads them back.
+(`remove_run_files`). `pgjax.running.run_folder.loading` reads them back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -20,10 +48,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pgjax.running.checkpoints import CHECKPOINT_DIR
-from pgjax.running.footprint import format_bytes
-from pgjax.running.resume import CONFIG_FILE
+import jax
+import numpy as np
+from flax import serialization
 
+from pgjax.running.footprint import format_bytes
+
+CONFIG_FILE = "config.json"  # the command line, every grid point's settings, the chunk plan (see above)
+CHECKPOINT_DIR = "checkpoints"  # orbax checkpoints of every chunk (`pgjax.running.run_folder.checkpoints`)
 MARKER_FILE = ".pgjax-run.json"
 MARKER_FORMAT = "pgjax run folder"
 SUMMARY_FILE = "summary.json"
@@ -44,7 +76,7 @@ CLASH_NAMES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, PLOT_FILE, 
                CURVES_CSV, CHECKPOINT_DIR)
 # Folders the trackers write into; a user's own (there before the run) is left alone and is no clash.
 TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
-# The entries pgjax's checkpoints make under checkpoints/ (`pgjax.running.checkpoints`, `pgjax.running.halving`)
+# The entries pgjax's checkpoints make under checkpoints/ (`checkpoints`, `pgjax.running.halving`)
 CHECKPOINT_ENTRY = re.compile(r"chunk-\d{4}|rung-\d+|confirmation")  # pgjax.running.confirm.CONFIRM_DIR too
 # The errors of a full disk or quota: their message says the space needed and free.
 FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
@@ -355,3 +387,82 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
         if isinstance(cause, OSError) and cause.errno not in FULL_DISK:
             raise ValueError(f"cannot write to --out {out}: {cause.strerror or cause}") from None
         raise
+
+
+# The files' content: JSON, metrics and parameters.
+DECIDING_PACKAGES = ("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax")
+
+
+def package_versions(packages: tuple[str, ...] = DECIDING_PACKAGES) -> dict:
+    """Installed versions of the packages that decide results (None if not installed)."""
+    import importlib.metadata
+    import platform
+
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: NumPy scalars become Python numbers, inf and NaN become null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (`write_atomic`): a reader never sees a half-written file. ValueError: it failed."""
+    text = (json.dumps(jsonable(data), indent=2) + "\n").encode()
+    write_atomic(path, lambda tmp: write_bytes(tmp, text), f"about {format_bytes(len(text))}")
+
+
+def write_metrics(path: Path, group_metrics: list[Any], group_seeds: list[np.ndarray]) -> None:
+    """Save each group's `Metrics` (leaves [R, U, ...]) and seeds [R] as named arrays, atomically.
+
+    U may differ between groups: under successive halving a group dropped
+    early has only the updates it trained.
+
+    Raises:
+      ValueError: the write failed (`write_atomic`).
+    """
+    arrays = {}
+    for g, (metrics, seeds) in enumerate(zip(group_metrics, group_seeds)):
+        arrays[f"group{g}/seeds"] = np.asarray(seeds)
+        for f in dataclasses.fields(metrics):
+            arrays[f"group{g}/{f.name}"] = np.asarray(getattr(metrics, f.name))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:  # a file object: NumPy adds no ".npz" to the name
+            np.savez_compressed(file, **arrays)
+
+    write_atomic(path, write, f"up to {format_bytes(sum(a.nbytes for a in arrays.values()))}")
+
+
+def write_params(path: Path, group_params: list[Any]) -> None:
+    """Save each group's stacked final parameters (leaves [R, ...]) as msgpack, atomically.
+
+    Raises:
+      ValueError: the write failed (`write_atomic`).
+    """
+    state_dict = {
+        f"group{g}": serialization.to_state_dict(jax.tree.map(np.asarray, params))
+        for g, params in enumerate(group_params)
+    }
+    data = serialization.msgpack_serialize(state_dict)
+    write_atomic(path, lambda tmp: write_bytes(tmp, data), f"about {format_bytes(len(data))}")
