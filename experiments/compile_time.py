@@ -79,7 +79,7 @@ def measure(variant: str) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from pgjax.algo.pieces import FastPaths
+    from pgjax.algo.config import FastPaths
     from pgjax.algo.presets import preset_config
     from pgjax.algo.trainer import make_train, make_trainer
     from pgjax.running.segments import SEGMENT_UPDATES, _control, make_segment

@@ -3,7 +3,7 @@
     python experiments/fast_paths.py                       # experiments/results/fast_paths.json and .md
     python experiments/fast_paths.py --runs 16 --repeats 2 --num-updates 30   # a reduced reading
 
-The fast paths are the switches of `pgjax.algo.pieces.FastPaths`. For the preset
+The fast paths are the switches of `pgjax.algo.config.FastPaths`. For the preset
 (default: "default" on CartPole-v1) the training function (`jax.vmap(make_train(config,
 fast=...))` over every CPU device, as `python -m pgjax.bench` runs it)
 is compiled once per variant: every fast path on (pgjax's default), each one
@@ -35,8 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax.algo.config import Config
-from pgjax.algo.pieces import FastPaths
+from pgjax.algo.config import Config, FastPaths
 from pgjax.algo.presets import preset_config
 from pgjax.algo.trainer import make_train
 from pgjax.results.throughput import device_description

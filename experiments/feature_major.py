@@ -30,10 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, FastPaths
 from pgjax.algo.envs import make_env
 from pgjax.algo.fast.networks import feature_major
-from pgjax.algo.pieces import FastPaths
 from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import preset_config
 from pgjax.results.throughput import bench_train, device_description

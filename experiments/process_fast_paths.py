@@ -3,7 +3,7 @@
     python experiments/process_fast_paths.py                # experiments/results/process_fast_paths.json and .md
     python experiments/process_fast_paths.py --repeats 5    # more rounds
 
-The fast paths are those of `pgjax.algo.pieces.PROCESS_FAST_PATHS`
+The fast paths are those of `pgjax.algo.config.PROCESS_FAST_PATHS`
 (small_loops, llvm_level, gc_freeze), switched off one at a
 time through PGJAX_SPEED_OFF. Each measurement is the default command,
 `python -m pgjax.train --quiet --compile-cache off --out <temporary folder>`,
@@ -40,7 +40,7 @@ from pathlib import Path
 import tyro
 from digests import file_digest, metrics_digest
 
-from pgjax.algo.pieces import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE
+from pgjax.algo.config import PROCESS_FAST_PATHS, SPEED_OFF_VARIABLE
 from pgjax.running.devices import cpu_model
 from pgjax.running.run_folder import files
 from pgjax.running.run_folder.files import METRICS_FILE, PARAMS_FILE, SUMMARY_FILE

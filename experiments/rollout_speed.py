@@ -34,8 +34,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pgjax.algo.config import FastPaths
 from pgjax.algo.envs import make_env  # noqa: E402
-from pgjax.algo.pieces import FastPaths, choose_collect, choose_network  # noqa: E402
+from pgjax.algo.pieces import choose_collect, choose_network  # noqa: E402
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence  # noqa: E402
 from pgjax.algo.presets import PRESETS  # noqa: E402
 from pgjax.algo.trainer import make_trainer  # noqa: E402

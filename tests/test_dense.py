@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pgjax.algo.config import FastPaths
 from pgjax.algo.envs import make_env
 from pgjax.algo.fast import blocks
 from pgjax.algo.fast.networks import FeatureMajorMLP, dense_layers, dense_stack, feature_major
-from pgjax.algo.pieces import FastPaths, choose_network
+from pgjax.algo.pieces import choose_network
 from pgjax.algo.policy import MLPPolicy, categorical, make_policy
 from pgjax.algo.policy import gaussian as gaussian_distribution
 from pgjax.algo.presets import preset_config

@@ -244,7 +244,7 @@ def test_a_weighting_of_the_wrong_shape_or_beside_a_learned_baseline_is_refused(
 
 def test_a_step_loss_of_ones_own_is_the_reference_loss_when_it_computes_the_same():
     """`step_loss` on both paths: REINFORCE's own per-step loss written outside pgjax gives the same update."""
-    from pgjax.algo.pieces import FastPaths
+    from pgjax.algo.config import FastPaths
 
     config = dataclasses.replace(PRESETS["default"], static=dataclasses.replace(PRESETS["default"].static,
                                                                                    num_updates=2))

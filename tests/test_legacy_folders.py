@@ -1,5 +1,5 @@
 """Run folders written by pgjax 0.2, whose static settings hold the fast-path knobs `gradient_block_rows` and
-`feature_major_backward` (now `pgjax.algo.pieces.FastPaths`), still load, evaluate and resume."""
+`feature_major_backward` (now `pgjax.algo.config.FastPaths`), still load, evaluate and resume."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pgjax.algo.pieces import PROCESS_FAST_PATHS, FastPaths
+from pgjax.algo.config import PROCESS_FAST_PATHS, FastPaths
 from pgjax.running import devices
 from pgjax.running.devices import process_fast_path_on, process_speeds_off
 

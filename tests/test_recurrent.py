@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from pgjax.algo import loss
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, FastPaths
 from pgjax.algo.fast import recurrent
-from pgjax.algo.pieces import FastPaths
 from pgjax.algo.policy import RecurrentPolicy, categorical, make_apply_fn, make_value_fn, recurrence
 from pgjax.algo.presets import PRESETS
 from pgjax.algo.rollout import Trajectory

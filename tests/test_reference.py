@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, FastPaths
 from pgjax.algo.envs import make_env
 from pgjax.algo.fast.blocks import make_value_gradient
 from pgjax.algo.loss import make_value_gradient as plain_value_gradient
-from pgjax.algo.pieces import FastPaths, choose_collect, choose_network, choose_pieces
+from pgjax.algo.pieces import choose_collect, choose_network, choose_pieces
 from pgjax.algo.policy import (
     make_apply_fn,
     make_distribution,

@@ -7,7 +7,7 @@ episodes), `weights` (returns, baselines, advantages, reductions and the
 learned value baseline) and `loss` (the losses and their plain gradients), each
 written for one run. `pieces` is the one table that chooses each piece or its
 fast path (`pgjax.algo.fast`: the folded rollout, the blocked gradient, the
-feature-major dense layers, im2col convolutions), as `pieces.FastPaths` says;
+feature-major dense layers, im2col convolutions), as `config.FastPaths` says;
 the reference modules and the trainer never import the fast paths.
 `validation` checks a config against the registries before training.
 """

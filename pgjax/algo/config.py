@@ -4,7 +4,8 @@
 its fields and `make_train` compiles anew. `Hyperparams` holds plain numbers that
 enter the computation as arrays, so one compiled `train` can be `jax.vmap`-ped
 over a batch of them. A `Config` pairs the two; `pgjax.algo.presets` names the ones pgjax
-ships.
+ships. `FastPaths` holds the static switches of how an update is computed (which
+fast path each piece takes, `pgjax.algo.pieces`), apart from what it computes.
 
 This module is data: it imports nothing of pgjax, and neither JAX nor Flax (the command
 line's `--help` reads these declarations before anything imports JAX); `Hyperparams`
@@ -20,6 +21,7 @@ import dataclasses
 import importlib.abc
 import importlib.util
 import math
+import os
 import sys
 import typing
 from typing import Any, Literal
@@ -342,7 +344,7 @@ class Config:
         JSON lists become the tuples the fields hold, and null numbers (how
         `pgjax.running.run_folder.files.jsonable` writes infinity) become inf. Fields left
         out take their defaults; the fast-path knobs of pgjax 0.2's static settings
-        (`LEGACY_STATIC`, now `pgjax.algo.pieces.FastPaths`) are dropped. Raises
+        (`LEGACY_STATIC`, now `pgjax.algo.config.FastPaths`) are dropped. Raises
         ValueError naming fields it does not know.
         """
         static, hparams = data.get("static", {}), data.get("hparams", {})
@@ -350,7 +352,7 @@ class Config:
         return cls(_from_fields(StaticConfig, static), _from_fields(Hyperparams, hparams))
 
 
-# Static settings of pgjax 0.2 that were fast-path knobs (now `pgjax.algo.pieces.FastPaths.block_rows` and
+# Static settings of pgjax 0.2 that were fast-path knobs (now `pgjax.algo.config.FastPaths.block_rows` and
 # `.feature_major_dense`): run folders that hold them still load, without them.
 LEGACY_STATIC = ("gradient_block_rows", "feature_major_backward")
 
@@ -406,3 +408,128 @@ def setting_kind(name: str) -> tuple[Any, bool]:
     if typing.get_origin(kind) is tuple:
         return typing.get_args(kind)[0], True
     return kind, False
+
+
+# How an update is computed: the fast paths' switches (`pgjax.algo.pieces` chooses by them).
+
+SPEED_OFF_VARIABLE = "PGJAX_SPEED_OFF"
+# The process fast paths (`pgjax.running.devices`): XLA CPU options and `gc.freeze` around the compiles.
+PROCESS_FAST_PATHS = ("small_loops", "llvm_level", "gc_freeze")
+SWITCHES = ("fold_runs", "blocked_gradient", "feature_major_dense", "inverse_cdf_sampling", "im2col_convolution",
+            "run_major_buffers", "skip_auto_reset")
+
+
+@dataclasses.dataclass(frozen=True)
+class FastPaths:
+    """One switch per fast path, and their settings (hashable, static: each combination compiles its own program).
+
+    True (the default) takes the fast path, `feature_major_dense` None decides by
+    the network; `pgjax.algo.pieces.choose_pieces` chooses by them.
+
+    Every fast path computes the same function as the plain reference path
+    (`FastPaths.reference()`); they change only how XLA lays out and orders the
+    work, so float sums may differ in their order, and nothing else (inverse-CDF
+    sampling draws from the same distribution, other samples):
+
+    * `fold_runs`: `pgjax.algo.fast.folded.fold_vmap` folds `jax.vmap` over runs
+      into one explicit run axis, so that the rollout's `while_loop` stops when the
+      batch's longest episode ends (off: a plain `jax.vmap`, whose batched loop
+      predicate carries every buffer through a `select` per step).
+    * `blocked_gradient`: the losses' gradients (and the value network's values)
+      go over blocks of runs and time slices up to each block's longest episode
+      (`pgjax.algo.fast.blocks`; off: `pgjax.algo.loss`'s `jax.value_and_grad` of
+      the loss over the whole [T, E] trajectory of each run). `block_rows` sets the
+      steps a block takes (None: `pgjax.algo.fast.blocks.default_block_rows()`).
+    * `feature_major_dense`: an MLP's dense layers take the hand-written
+      feature-major backward pass of `pgjax.algo.fast.networks.dense_stack`. None
+      (the default) decides by the first layer (`pgjax.algo.fast.networks`), True
+      takes it for every MLP, False never (autodiff of the plain layers).
+    * `inverse_cdf_sampling`: categorical actions drawn by inverse-CDF sampling
+      from one uniform number per draw (`pgjax.algo.policy.sample`; off:
+      `jax.random.categorical`). The default preset was tuned with it, so it stays
+      although its gain was under 5%.
+    * `im2col_convolution`: the CNN's 3x3 convolutions are one matrix product over
+      the 9 shifted copies of the input (`pgjax.algo.fast.networks.Im2colConv`;
+      off: `lax.conv_general_dilated`, a grouped convolution once vmapped over runs).
+    * `run_major_buffers`: with `fold_runs`, the rollout writes image observations
+      into run-major [R, T, E, ...] buffers (`pgjax.algo.fast.rollout`; off:
+      time-major buffers moved to run-major after the loop, as vectors always are).
+    * `skip_auto_reset`: the rollout steps an environment by `step_env` and
+      `is_truncated`, without the reset that gymnax's `step` computes at every
+      step and pgjax throws away, where that is the environment's own step less
+      its reset (`pgjax.algo.envs.steps_directly`: gymnax's environments, not
+      wrappers or classes with a `step` of their own; off: its `step`). The key
+      given to `step_env` is the step's key itself, not its split as in `step`:
+      other samples from the same distribution for environments that draw in
+      their step.
+    * `entropy_bonus` is a setting that travels with the switches, not a fast path:
+      whether any run trained has a non-zero entropy coefficient. None decides at
+      run time (a `lax.cond` in the blocked gradient, which compiles the gradient
+      twice); True or False fixes it when tracing. False leaves the entropy term out
+      of the loss, ignoring `Hyperparams.entropy_coef`: the same function only where
+      every run's is 0, which is where the sweep sets it.
+
+    The environment variable PGJAX_SPEED_OFF, a comma-separated list of names,
+    turns fast paths off, read here only (`fast_paths_off`): the switches above
+    (`FastPaths.from_environment()`, what `pgjax.algo.trainer.make_trainer` takes
+    by default) and the process fast paths `PROCESS_FAST_PATHS`, which
+    `pgjax.running.devices` applies (XLA options and the garbage collector around
+    the compiles), e.g. `PGJAX_SPEED_OFF=small_loops,blocked_gradient python -m pgjax.train`.
+    """
+
+    fold_runs: bool = True
+    blocked_gradient: bool = True
+    feature_major_dense: bool | None = None
+    inverse_cdf_sampling: bool = True
+    im2col_convolution: bool = True
+    run_major_buffers: bool = True
+    skip_auto_reset: bool = True
+    block_rows: int | None = None
+    entropy_bonus: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.block_rows is not None and self.block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {self.block_rows}")
+
+    @classmethod
+    def reference(cls) -> FastPaths:
+        """Every fast path off: the plain reference path."""
+        return cls(**{name: False for name in SWITCHES})
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The fast paths' switch names, in declaration order."""
+        return SWITCHES
+
+    @classmethod
+    def from_environment(cls) -> FastPaths:
+        """The defaults with the switches PGJAX_SPEED_OFF names turned off.
+
+        Raises:
+          ValueError: PGJAX_SPEED_OFF names an unknown fast path (`fast_paths_off`).
+        """
+        return cls(**{name: False for name in fast_paths_off() if name in SWITCHES})
+
+
+def fast_paths_off(value: str | None = None) -> frozenset[str]:
+    """The fast paths turned off: the names in PGJAX_SPEED_OFF (or in `value`).
+
+    Args:
+      value: a comma-separated list of names from `SWITCHES` and `PROCESS_FAST_PATHS`
+        (spaces and empty items ignored); None reads the environment variable
+        PGJAX_SPEED_OFF (unset: none off).
+
+    Returns:
+      The names listed.
+
+    Raises:
+      ValueError: a name that is no fast path (a one-line message that lists them).
+    """
+    value = os.environ.get(SPEED_OFF_VARIABLE, "") if value is None else value
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    known = (*PROCESS_FAST_PATHS, *SWITCHES)
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise ValueError(f"{SPEED_OFF_VARIABLE}: unknown fast path{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(map(repr, unknown))}; give a comma-separated list of {', '.join(known)}")
+    return names

@@ -59,7 +59,7 @@ Routes (`ROUTES`), the way one step is taken, chosen once by `choose_route`:
 `steps_directly(env)` says where "step_env+is_truncated" is the very step that
 "step" takes, less its reset: an environment whose class keeps gymnax's own
 `step` and `reset` (no wrapper, no override). There the fast path
-`pgjax.algo.pieces.FastPaths.skip_auto_reset` takes it (`step_function`).
+`pgjax.algo.config.FastPaths.skip_auto_reset` takes it (`step_function`).
 
 ## Spaces
 

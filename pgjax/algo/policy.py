@@ -566,7 +566,7 @@ def sample(key: jax.Array, logits: jax.Array) -> jax.Array:
     Inverse-CDF sampling: one uniform number per draw, a = #{k : CDF_k <= u}.
     Exact like `jax.random.categorical`'s Gumbel-max trick (`plain_sample`),
     which draws A numbers and takes two logarithms of each; the two give
-    different samples from the same key (`pgjax.algo.pieces.FastPaths.inverse_cdf_sampling`).
+    different samples from the same key (`pgjax.algo.config.FastPaths.inverse_cdf_sampling`).
     """
     cdf = jnp.cumsum(jax.nn.softmax(logits), axis=-1)
     u = jax.random.uniform(key, logits.shape[:-1] + (1,), dtype=cdf.dtype)

@@ -31,7 +31,7 @@ policy for Discrete actions, a Gaussian one for Box actions (`pgjax.algo.policy`
 train in segments with progress, checkpoints and safe stopping points in
 between. The pieces come from `pgjax.algo.pieces.choose_pieces`, the one table
 that takes each reference piece or its fast path, as `fast`
-(`pgjax.algo.pieces.FastPaths`) says; `FastPaths.reference()` is the plain path
+(`pgjax.algo.config.FastPaths`) says; `FastPaths.reference()` is the plain path
 the tests compare against. `weighting` and `step_loss` put your own step
 weights or per-step loss in the update.
 """
@@ -46,10 +46,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax.algo.config import Config, Hyperparams
+from pgjax.algo.config import Config, FastPaths, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for, make_env
 from pgjax.algo.imports import import_object
-from pgjax.algo.pieces import FastPaths, choose_pieces
+from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
 from pgjax.algo.weights import BaselineUpdate, sane
@@ -162,7 +162,7 @@ def make_trainer(
     Args:
       config: what to train (checked by `make_train` and the commands, not here).
       env: the environment, for `pgjax.algo.envs.make_env` (None: `config.static.env`).
-      fast: the fast paths (`pgjax.algo.pieces.FastPaths`; None: all but those
+      fast: the fast paths (`pgjax.algo.config.FastPaths`; None: all but those
         PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
       weighting: your own step weights, `weights(traj, hparams) -> weight [T, E]`
         (None: `config.static.weighting`'s function, else the config's returns and baseline).

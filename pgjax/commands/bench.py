@@ -118,8 +118,8 @@ def bench_config(args: Any) -> Config:
 
 
 def bench_paths(args: Any):
-    """The fast paths measured (`pgjax.algo.pieces.FastPaths`): all, --feature-major-backward deciding the MLP's."""
-    from pgjax.algo.pieces import FastPaths
+    """The fast paths measured (`pgjax.algo.config.FastPaths`): all, --feature-major-backward deciding the MLP's."""
+    from pgjax.algo.config import FastPaths
 
     return FastPaths(feature_major_dense=args.feature_major_backward)
 

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, FastPaths
 from pgjax.algo.envs import EnvSpec, env_for, reset_function, step_function
-from pgjax.algo.pieces import FastPaths, choose_collect
+from pgjax.algo.pieces import choose_collect
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy
 from pgjax.algo.trainer import make_train
 from pgjax.results import summary

@@ -45,7 +45,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from pgjax.algo.pieces import PROCESS_FAST_PATHS, fast_paths_off
+from pgjax.algo.config import PROCESS_FAST_PATHS, fast_paths_off
 
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _LLVM_LEVEL_FLAG = "--xla_backend_optimization_level"
@@ -59,7 +59,7 @@ def process_speeds_off(value: str | None = None) -> frozenset[str]:
     """The process fast paths turned off: those of `PROCESS_FAST_PATHS` that PGJAX_SPEED_OFF (or `value`) names.
 
     Raises:
-      ValueError: a name that is no fast path (`pgjax.algo.pieces.fast_paths_off`).
+      ValueError: a name that is no fast path (`pgjax.algo.config.fast_paths_off`).
     """
     return fast_paths_off(value) & frozenset(PROCESS_FAST_PATHS)
 

@@ -26,8 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from pgjax.algo.config import Hyperparams
-from pgjax.algo.pieces import FastPaths
+from pgjax.algo.config import FastPaths, Hyperparams
 from pgjax.algo.trainer import Metrics, RunState, make_trainer
 from pgjax.running import memory
 from pgjax.running.grid import GridPoint, group_runs
