@@ -484,6 +484,7 @@ def test_plot_out_without_a_suffix_gets_png_and_says_so(run_folder, tmp_path, ca
     ("{tmp}/no/such/x.png", "no such folder for --out: {tmp}/no/such"),
     ("{tmp}/file/x.png", "no such folder for --out: {tmp}/file"),
     ("{tmp}/x.xyz", "cannot write a figure to {tmp}/x.xyz: give a file ending in .png"),
+    ("{tmp}/file", "--out {tmp}/file is an existing file without an image suffix: give the figure's file"),
 ])
 def test_plot_out_that_cannot_be_written_is_one_line(out, message, run_folder, tmp_path, capsys):
     (tmp_path / "file").write_text("")

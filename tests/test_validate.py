@@ -87,6 +87,14 @@ def test_the_last_seed_a_key_holds_is_taken():
         check_seeds("--seed", SEED_MAX - 62, 64, "--num-seeds")
 
 
+def test_more_seeds_than_a_key_holds_asks_for_fewer_not_a_negative_seed():
+    with pytest.raises(ValueError, match=r"^--num-seeds 1000000000000 is more seeds than a JAX key holds .*: give "
+                                         r"--num-seeds 4294967296 or fewer with --seed 0$"):
+        check_seeds("--seed", 0, 10**12, "--num-seeds")
+    with pytest.raises(ValueError, match="give --seed 0 or less"):  # every seed a key holds, from 0: that fits
+        check_seeds("--seed", 5, SEED_MAX + 1, "--num-seeds")
+
+
 @pytest.mark.parametrize("seed", ["99999999999999999999", "-1", "4294967296"])
 def test_evaluate_refuses_a_seed_a_key_cannot_hold_in_one_line(seed, tmp_path, capsys):
     from pgjax.commands.evaluate import main as evaluate

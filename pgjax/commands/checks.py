@@ -29,6 +29,9 @@ def check_seeds(flag: str, first: int, count: int = 1, count_flag: str = "") -> 
         raise ValueError(f"{flag} {first} is outside the seeds a JAX key holds (32 bits): give {flag} from "
                          f"{SEED_MIN} to {SEED_MAX}")
     last = first + count - 1
+    if last > SEED_MAX and count > SEED_MAX - SEED_MIN + 1:  # no first seed fits: the count must shrink
+        raise ValueError(f"{count_flag} {count} is more seeds than a JAX key holds (32 bits, {SEED_MAX + 1:,}): "
+                         f"give {count_flag} {SEED_MAX - first + 1} or fewer with {flag} {first}")
     if last > SEED_MAX:
         raise ValueError(f"{flag} {first} with {count_flag} {count} uses seeds up to {last}, past {SEED_MAX}, the "
                          f"largest a JAX key holds (32 bits): give {flag} {SEED_MAX - count + 1} or less")

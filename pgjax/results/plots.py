@@ -188,11 +188,14 @@ def figure_path(out: str | Path, default_name: str = PLOT_FILE) -> Path:
 
     Raises:
       ValueError: one line: the folder it would go into is missing or not writable,
-        or the suffix is no image format matplotlib writes.
+        `out` is an existing file without a suffix, or the suffix is no image format matplotlib writes.
     """
     out = Path(out)
     if out.is_dir():
         path = out / default_name
+    elif out.suffix == "" and out.exists():  # a file that is there already: never a sibling of it
+        raise ValueError(f"--out {out} is an existing file without an image suffix: give the figure's file "
+                         f"(e.g. --out {out}.png) or a folder")
     elif out.suffix == "":
         path = out.with_name(out.name + ".png")
     else:
