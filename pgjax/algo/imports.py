@@ -1,4 +1,5 @@
-"""`import_object("package.module:name")`: what `--env` and `StaticConfig.network` strings of that form name."""
+"""`import_object("package.module:name")`: what `--env`, `StaticConfig.network`, `.weighting` and `.step_loss`
+strings of that form name."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ def names_code(name: Any) -> bool:
     return isinstance(name, str) and ":" in name
 
 
+def well_formed(path: Any) -> bool:
+    """Whether `path` is "package.module:name": a module and a name, one ":" between them."""
+    module_name, _, attr = path.partition(":") if isinstance(path, str) else ("", "", "")
+    return bool(module_name and attr and ":" not in attr)
+
+
 def import_object(path: str, what: str) -> Any:
     """The object that "package.module:name" names (name may be dotted: "module:Class.attr").
 
@@ -26,9 +33,9 @@ def import_object(path: str, what: str) -> Any:
       ValueError: a malformed path, a module that cannot be imported (the
         message says why), or a missing attribute.
     """
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr or ":" in attr:
+    if not well_formed(path):
         raise ValueError(f"the {what} '{path}' is not of the form package.module:name")
+    module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -48,3 +55,15 @@ def import_object(path: str, what: str) -> Any:
             raise ValueError(f"module '{module_name}' has no attribute '{attr}' (the {what} '{path}' names)")
         obj = getattr(obj, part)
     return obj
+
+
+def import_callable(path: str, what: str) -> Any:
+    """`import_object(path, what)`, which must be callable (a function, a class).
+
+    Raises:
+      ValueError: as `import_object`'s, or an object that is not callable (named with its type).
+    """
+    found = import_object(path, what)
+    if not callable(found):
+        raise ValueError(f"'{path}' names an object of type {type(found).__name__}, not a {what}")
+    return found

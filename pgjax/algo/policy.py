@@ -52,7 +52,7 @@ from jax.scipy.special import log_ndtr
 
 from pgjax.algo.config import Config, Squash, StaticConfig
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.imports import import_object, names_code
+from pgjax.algo.imports import import_callable, names_code, well_formed
 
 # ---- layers (PyTorch's initialisation) and what every network applies
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
@@ -284,8 +284,7 @@ def check_network_name(name: str) -> None:
     if not isinstance(name, str):
         raise ValueError(f"a network is named by a string, got {type(name).__name__}")
     if names_code(name):
-        module_name, _, attr = name.partition(":")
-        if not module_name or not attr or ":" in attr:
+        if not well_formed(name):
             raise ValueError(f"the network factory '{name}' is not of the form package.module:name")
         return
     if name not in _NETWORKS:
@@ -305,10 +304,7 @@ def network_factory(name: str) -> NetworkFactory:
     if isinstance(name, str) and name in _NETWORKS:
         return _NETWORKS[name]
     check_network_name(name)
-    factory = import_object(name, "network factory")
-    if not callable(factory):
-        raise ValueError(f"'{name}' names an object of type {type(factory).__name__}, not a network factory")
-    return factory
+    return import_callable(name, "network factory")
 
 
 def _mlp(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> MLPPolicy:

@@ -48,7 +48,7 @@ from flax import struct
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for, make_env
-from pgjax.algo.imports import import_object
+from pgjax.algo.imports import import_callable
 from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
@@ -67,7 +67,6 @@ class RunState:
     diverged: jax.Array  # bool [], an update gave a non-finite loss or parameters
     value_params: Any = None  # value network parameters (value baselines only)
     value_opt_state: Any = None  # its optax state
-
 
 
 @struct.dataclass
@@ -176,9 +175,9 @@ def make_trainer(
     paths = fast or FastPaths.from_environment()
     spec = make_env(env, max_episode_steps=static.max_episode_steps) if env is not None else env_for(static)
     if weighting is None and static.weighting:
-        weighting = own_function(static.weighting, "weighting")
+        weighting = import_callable(static.weighting, "weighting function")
     if step_loss is None and static.step_loss:
-        step_loss = own_function(static.step_loss, "step loss")
+        step_loss = import_callable(static.step_loss, "step loss function")
     pieces = choose_pieces(spec, config, paths, weighting=weighting, step_loss=step_loss)
     collect, weights_of, policy_gradient = pieces.collect, pieces.weighting, pieces.policy_gradient
 
@@ -220,18 +219,6 @@ def make_trainer(
         return new_state, metrics
 
     return Trainer(init, update, static.num_updates, spec, paths)
-
-
-def own_function(name: str, what: str) -> Callable:
-    """The function "package.module:function" names: a `StaticConfig.weighting` or `.step_loss` of one's own.
-
-    Raises:
-      ValueError: one line: a malformed name, a module that cannot be imported, a missing or uncallable object.
-    """
-    function = import_object(name, what)
-    if not callable(function):
-        raise ValueError(f"'{name}' names an object of type {type(function).__name__}, not a {what} function")
-    return function
 
 
 def metrics_of(state: RunState, traj: Trajectory, loss: jax.Array, grads: Any, entropy: jax.Array,

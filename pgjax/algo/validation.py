@@ -17,7 +17,7 @@ this order: the network's name, sizes, kinds, combinations, then the numbers.
 from __future__ import annotations
 
 from pgjax.algo.config import Config, StaticConfig
-from pgjax.algo.imports import names_code
+from pgjax.algo.imports import well_formed
 from pgjax.algo.policy import check_network_name
 from pgjax.algo.weights import is_learned, validate_kinds, validate_learned
 
@@ -34,8 +34,7 @@ def validate_static(static: StaticConfig) -> None:
     """
     check_network_name(static.network)
     for name, flag in ((static.weighting, "--weighting"), (static.step_loss, "--step-loss")):
-        if name != "" and not (isinstance(name, str) and names_code(name) and name.partition(":")[0]
-                               and name.partition(":")[2] and ":" not in name.partition(":")[2]):
+        if name != "" and not well_formed(name):
             raise ValueError(f"{flag} {name!r} is not of the form package.module:function")
     static.validate_sizes()
     validate_kinds(static)
