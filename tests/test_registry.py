@@ -11,10 +11,11 @@ import pytest
 
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.envs import make_env
+from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.trainer import make_train, make_trainer
 from pgjax.algo.validation import validate_config, validate_static
-from pgjax.algo.weights import BASELINES, BaselineKind, apply_baseline, is_learned, make_weighting
+from pgjax.algo.weights import BASELINES, BaselineKind, apply_baseline, is_learned
 
 from .conftest import small_config
 
@@ -41,7 +42,7 @@ def test_a_registered_baseline_is_used_by_the_trainer(registered, keys8):
     reward = jnp.where(valid, 1.0, 0.0)
     traj = Trajectory(obs=jnp.zeros((6, 2, 4)), action=jnp.zeros((6, 2), jnp.int32), reward=reward,
                       valid=valid, truncated=jnp.zeros(2, bool), loop_steps=jnp.int32(0))
-    weights = make_weighting(make_env("CartPole-v1"), config).weights(None, traj, config.hparams.as_arrays())
+    weights = choose_pieces(make_env("CartPole-v1"), config).weighting.weights(None, traj, config.hparams.as_arrays())
     # episode returns 6 and 3 (default preset: undiscounted episode returns), the best 6
     np.testing.assert_array_equal(weights.weight, np.where(valid, np.array([0.0, -3.0]), 0.0))
     np.testing.assert_array_equal(apply_baseline(reward * 2, valid, registered), _minus_best(reward * 2, valid, None))

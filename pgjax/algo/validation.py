@@ -19,7 +19,7 @@ from __future__ import annotations
 from pgjax.algo.config import Config, StaticConfig
 from pgjax.algo.imports import well_formed
 from pgjax.algo.policy import check_network_name
-from pgjax.algo.weights import is_learned, validate_kinds, validate_learned
+from pgjax.algo.weights import check_beside_own_weighting, is_learned, validate_kinds, validate_learned
 
 
 def validate_static(static: StaticConfig) -> None:
@@ -40,9 +40,8 @@ def validate_static(static: StaticConfig) -> None:
     validate_kinds(static)
     static.validate_combinations()
     validate_learned(static)
-    if static.weighting and is_learned(static.baseline):
-        raise ValueError(f"a weighting of your own replaces the baseline: baseline '{static.baseline}' would train a "
-                         "value network no weight uses; give a fixed baseline (e.g. --baseline none)")
+    if static.weighting:
+        check_beside_own_weighting(static.baseline)
 
 
 def validate_config(config: Config) -> None:

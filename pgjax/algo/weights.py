@@ -1,6 +1,6 @@
 """Step weights: what multiplies each step's -log pi(a|s) in an update, and the learned value baseline.
 
-    weighting = make_weighting(spec, config)
+    weighting = choose_pieces(spec, config, paths).weighting   # pgjax.algo.pieces: returns_baseline or value_weighting
     value_params, value_opt_state = weighting.init(key, hparams)
     weights = weighting.weights(value_params, traj, hparams)          # StepWeights: w and c, [T, E]
     value = weighting.update(value_params, value_opt_state, traj, weights, hparams)
@@ -477,6 +477,17 @@ def returns_baseline(config: Config) -> StepWeighting:
     return fixed_weighting(weights)
 
 
+def check_beside_own_weighting(baseline: str) -> None:
+    """Refuse a learned `baseline` beside a weighting of one's own, which replaces the baseline.
+
+    Raises:
+      ValueError: one line: the value network it would train no weight uses.
+    """
+    if is_learned(baseline):
+        raise ValueError(f"a weighting of your own replaces the baseline: baseline '{baseline}' would train a value "
+                         "network no weight uses; give a fixed baseline (e.g. --baseline none)")
+
+
 def custom_weighting(config: Config, weights: Callable[[Trajectory, Hyperparams], jax.Array]) -> StepWeighting:
     """A step weighting of your own: w = `weights(traj, hparams)`, with the config's reduction; learns nothing.
 
@@ -490,9 +501,7 @@ def custom_weighting(config: Config, weights: Callable[[Trajectory, Hyperparams]
         or `weights` returns another shape than [T, E] (when traced).
     """
     static = config.static
-    if BASELINES[static.baseline].learned:
-        raise ValueError(f"a weighting of your own replaces the baseline: baseline '{static.baseline}' would train "
-                         "a value network no weight uses; give a fixed baseline (e.g. --baseline none)")
+    check_beside_own_weighting(static.baseline)
     name = getattr(weights, "__qualname__", type(weights).__name__)
 
     def step_weights(params: None, traj: Trajectory, hparams: Hyperparams) -> StepWeights:
@@ -607,9 +616,3 @@ def value_weighting(
         return value_baseline(spec, config, module, recurrent_forward(value_recurrence, value_fn),
                               recurrent_gradient(value_recurrence, value_fn))
     return value_baseline(spec, config, module, value_forward(value_fn), value_gradient(value_fn))
-
-
-def make_weighting(spec: EnvSpec, config: Config) -> StepWeighting:
-    """The reference weighting `config` names: `value_weighting` for a learned baseline, else `returns_baseline`
-    (`pgjax.algo.pieces.choose_pieces` makes the same choice with the fast paths)."""
-    return value_weighting(spec, config) if is_learned(config.static.baseline) else returns_baseline(config)
