@@ -29,7 +29,7 @@ compiles; `experiments/process_fast_paths.py` measures each one on and off):
 All are on by default. The environment variable PGJAX_SPEED_OFF turns some
 off: a comma-separated list of their names, e.g.
 `PGJAX_SPEED_OFF=small_loops,gc_freeze python -m pgjax.train`; it is read in
-`pgjax.algo.pieces`, the one place that also reads it for the training
+`pgjax.algo.config`, the one place that also reads it for the training
 path's fast paths. An environment variable, because these act before the
 command line is parsed or after the training, and a measurement needs a fresh
 process per variant.

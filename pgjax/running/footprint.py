@@ -16,7 +16,7 @@ so it follows any network, action space or environment without recounting them:
 
 Each is counted as many times as the compiled program holds copies of it (the
 `*_COPIES` constants below). `pgjax.running.memory` plans sweeps with it;
-`pgjax.algo.trainer.make_train` checks that one run fits (`check_one_run`).
+`check_train` checks that one run fits before `make_train` (`check_one_run`).
 tests/test_memory.py checks the estimate against XLA's own accounting of the
 compiled segment.
 """
@@ -37,6 +37,7 @@ from pgjax.algo.fast.blocks import default_block_rows
 from pgjax.algo.pieces import choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, make_value_network, recurrence
 from pgjax.algo.rollout import make_collect
+from pgjax.algo.trainer import Metrics, Trainer, make_trainer
 from pgjax.algo.weights import is_learned
 from pgjax.running.devices import device_memory_stats, host_available_bytes
 
@@ -255,6 +256,13 @@ def might_not_fit(spec: EnvSpec, episodes: int, share: float = 0.05) -> bool:
     return available is not None and observations > share * available
 
 
+def trainer_shapes(trainer: Trainer, config: Config) -> RunShapes:
+    """The `RunShapes` of one run of `trainer` (made for `config`): its initial state traced, its metrics
+    as declared (tracing a whole update is slow)."""
+    state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
+    return measure_run(state, Metrics.shapes(config.static.episodes_per_update), trainer.spec, config)
+
+
 def check_train(config: Config, env: Any = None, fast: Any = None) -> None:
     """Check that one run of `config` (all its updates' metrics kept) fits half the default device's free
     memory, before `pgjax.make_train(config, env, fast)` is compiled; the command line plans its chunks
@@ -263,15 +271,10 @@ def check_train(config: Config, env: Any = None, fast: Any = None) -> None:
     Raises:
       ValueError: it would not fit; the message names the settings that would (as Python).
     """
-    from pgjax.algo.trainer import Metrics, make_trainer
-
     trainer = make_trainer(config, env, fast)
-    episodes = config.static.episodes_per_update
-    if not might_not_fit(trainer.spec, episodes):
+    if not might_not_fit(trainer.spec, config.static.episodes_per_update):
         return
-    state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
-    shapes = measure_run(state, Metrics.shapes(episodes), trainer.spec, config)
-    check_one_run(shapes, trainer.num_updates, trainer.spec, config, trainer.paths.block_rows)
+    check_one_run(trainer_shapes(trainer, config), trainer.num_updates, trainer.spec, config, trainer.paths.block_rows)
 
 
 def check_one_run(shapes: RunShapes, num_updates: int, spec: EnvSpec, config: Config,

@@ -28,14 +28,10 @@ def run_shapes(static: StaticConfig) -> RunShapes:
     Raises:
       ValueError: settings the trainer rejects (`make_trainer`).
     """
-    from pgjax.algo.envs import env_for
-    from pgjax.algo.trainer import Metrics, make_trainer
+    from pgjax.algo.trainer import make_trainer
 
     config = Config(static)
-    trainer = make_trainer(config)
-    state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
-    metrics = Metrics.shapes(static.episodes_per_update)  # declared: tracing a whole update is slow
-    return footprint.measure_run(state, metrics, env_for(static), config)
+    return footprint.trainer_shapes(make_trainer(config), config)
 
 
 def run_bytes(static: StaticConfig, segment_length: int) -> int:
