@@ -286,6 +286,8 @@ def test_the_command_line_trains_a_weighting_by_name_and_compare_reads_both(tmp_
     (["--step-loss", "tests.custom:LENGTH"], "names an object of type int, not a step loss function"),
     (["--weighting", "tests.custom:returns_to_go", "--baseline", "value", "--returns", "reward_to_go"],
      "replaces the --baseline"),
+    (["--weighting", "builtins:len"], "the weighting len failed: TypeError: len() takes exactly one argument"),
+    (["--step-loss", "builtins:len"], "the step loss len failed: TypeError: len() takes exactly one argument"),
 ])
 def test_a_weighting_or_loss_that_cannot_serve_is_refused_before_any_file(flags, message, tmp_path, capsys):
     assert train_main([*flags, "--num-seeds", "2", "--num-updates", "2", "--out", str(tmp_path / "x")]) == 2

@@ -3,7 +3,9 @@ strings of that form name."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -67,3 +69,24 @@ def import_callable(path: str, what: str) -> Any:
     if not callable(found):
         raise ValueError(f"'{path}' names an object of type {type(found).__name__}, not a {what}")
     return found
+
+
+def one_line_errors(function: Callable, what: str) -> Callable:
+    """`function` (code of one's own, called while pgjax traces), whose exceptions become one line.
+
+    Raises (when called):
+      ValueError: "the {what} NAME failed: TYPE: first line of its message"; pgjax's own ValueErrors pass as they are.
+    """
+    name = getattr(function, "__qualname__", type(function).__name__)
+
+    @functools.wraps(function)
+    def called(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except ValueError:
+            raise
+        except Exception as error:
+            message = (str(error).strip().splitlines() or [""])[0]
+            raise ValueError(f"the {what} {name} failed: {type(error).__name__}: {message}") from error
+
+    return called

@@ -48,7 +48,7 @@ from flax import struct
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for, make_env
-from pgjax.algo.imports import import_callable
+from pgjax.algo.imports import import_callable, one_line_errors
 from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
@@ -178,6 +178,8 @@ def make_trainer(
         weighting = import_callable(static.weighting, "weighting function")
     if step_loss is None and static.step_loss:
         step_loss = import_callable(static.step_loss, "step loss function")
+    weighting = weighting and one_line_errors(weighting, "weighting")  # one's own code fails in one line
+    step_loss = step_loss and one_line_errors(step_loss, "step loss")
     pieces = choose_pieces(spec, config, paths, weighting=weighting, step_loss=step_loss)
     collect, weights_of, policy_gradient = pieces.collect, pieces.weighting, pieces.policy_gradient
 
@@ -219,6 +221,19 @@ def make_trainer(
         return new_state, metrics
 
     return Trainer(init, update, static.num_updates, spec, paths)
+
+
+def trace_update(config: Config) -> Metrics:
+    """Trace one run's init and one update of `config` (`jax.eval_shape`: nothing computed), as a check that
+    its pieces build and run: what a weighting or step loss of one's own raises shows here.
+
+    Returns:
+      The update's `Metrics` shapes. Raises: what `make_trainer` and the update raise.
+    """
+    trainer = make_trainer(config)
+    hparams = config.hparams.as_arrays()
+    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
+    return jax.eval_shape(trainer.update, state, hparams)[1]
 
 
 def metrics_of(state: RunState, traj: Trajectory, loss: jax.Array, grads: Any, entropy: jax.Array,

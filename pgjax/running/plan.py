@@ -22,9 +22,9 @@ from typing import Any
 import jax
 
 from pgjax.algo.envs import env_for
-from pgjax.algo.imports import import_callable
 from pgjax.algo.policy import make_policy
 from pgjax.algo.presets import ENV_PRESETS
+from pgjax.algo.trainer import trace_update
 from pgjax.running import memory, tpe
 from pgjax.running.confirm import Confirm, confirm_seeds_of
 from pgjax.running.devices import start_distributed, use_compile_cache
@@ -137,10 +137,9 @@ def make_plan(preset: str, points: list[GridPoint], stages: tuple[Strategy, ...]
             make_policy(spec, group[0].config)
         except ValueError as error:
             raise ValueError(flag_names(str(error))) from None
-        for name, what in ((group[0].config.static.weighting, "weighting function"),
-                           (group[0].config.static.step_loss, "step loss function")):
-            if name:  # one's own function: imported now, so that a missing one fails before any file
-                import_callable(name, what)
+        static = group[0].config.static
+        if static.weighting or static.step_loss:  # one's own code: one update traced now (nothing computed),
+            trace_update(group[0].config)      # so that it fails before any file
     if saved is not None:
         chunks, estimates = resumed_chunks(config_file, saved, groups, options.num_seeds, devices), None
     else:
