@@ -111,15 +111,24 @@ def wrap_keys(tree: Any, like: Any = None) -> Any:
 
 
 def fetch(tree: Any) -> Any:
-    """Bring (possibly multi-process) device arrays to NumPy on this host; typed PRNG keys become key data."""
+    """Bring (possibly multi-process) device arrays to NumPy on this host; typed PRNG keys become key data.
+
+    An array spread over the devices of several processes (`jax.distributed`) is gathered whole on every
+    process (a collective: every process calls `fetch` on the same structure at the same point); any other
+    leaf, NumPy arrays included, is this process's own and is returned as it is, never concatenated with the
+    other processes' copies (a second `fetch` of a fetched tree is the same tree).
+    """
     import jax
 
-    tree = key_data(tree)
-    if jax.process_count() > 1:
+    leaves, structure = jax.tree.flatten(key_data(tree))
+    spread = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable]
+    if spread:
         from jax.experimental import multihost_utils
 
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
+        gathered = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
+        for i, whole in zip(spread, gathered):
+            leaves[i] = whole
+    return jax.tree.unflatten(structure, jax.device_get(leaves))
 
 
 def process_0_values(values: Any) -> Any:
