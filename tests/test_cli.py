@@ -8,11 +8,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -355,37 +353,6 @@ def test_sigint_stops_at_a_safe_point_and_resume_reaches_the_uninterrupted_resul
         np.testing.assert_array_equal(a_metrics[0][name], b_metrics[0][name], err_msg=name)
     assert files.jsonable(a_params) == files.jsonable(b_params)
     assert [r["final_return"] for r in a_summary["runs"]] == [r["final_return"] for r in b_summary["runs"]]
-
-
-def test_two_processes_with_jax_distributed_train_like_one_process(tmp_path):
-    """`--distributed` over 2 local processes (1 CPU device each, gloo on loopback) gives the runs of
-    one process with 2 devices, bitwise; process 0 writes the folder. Process 1 looks for the chunks'
-    checkpoint folders late (`tests/late_process.py`), after process 0 has made its own: it must open the
-    checkpoints process 0 opens (before, it opened one more, and gloo failed "Received data size doesn't
-    match expected size", in 1 of 20 runs on a loaded 2-core machine without the delay)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    argv = [*small("--num-seeds", "4"), "--quiet"]
-    out = tmp_path / "multi"
-    processes = []
-    for index in range(2):
-        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-               "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "PGJAX_NUM_PROCESSES": "2",
-               "PGJAX_PROCESS_ID": str(index)}
-        command = [sys.executable, str(Path(__file__).with_name("late_process.py")), "--distributed", *argv,
-                   "--out", str(out)]
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          text=True))
-    printed = [process.communicate(timeout=240)[0] for process in processes]
-    for index, process in enumerate(processes):  # both outputs: a process failing may be the other's cause
-        assert process.returncode == 0, "\n".join(f"process {i}:\n{text}" for i, text in enumerate(printed))
-    assert main([*argv, "--out", str(tmp_path / "single")]) == 0
-    multi, single = _load_run(out), _load_run(tmp_path / "single")
-    assert multi[0]["devices"] == 2
-    for name in multi[1][0]:
-        np.testing.assert_array_equal(multi[1][0][name], single[1][0][name], err_msg=name)
-    assert files.jsonable(multi[2]) == files.jsonable(single[2])
 
 
 def test_sigterm_and_sigint_become_a_stop_request_and_handlers_come_back(capsys):

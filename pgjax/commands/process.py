@@ -1,21 +1,48 @@
-"""The process of a command: XLA set up before JAX starts, Ctrl-C and SIGTERM turned into stop requests, exit.
+"""The process of a command: XLA set up before JAX starts, Ctrl-C and SIGTERM turned into stop requests, a
+failure while running said in one line, exit.
 
 Importing what trains or evaluates starts JAX's backends (gymnax makes arrays at
 import), after which `configure_cpu` can no longer give XLA one CPU device per
 core; `prepare_process` runs first, in each command's `__main__` block and in the
 console scripts (`pgjax.commands.scripts`). `pgjax.commands.shared` re-exports
 these names.
+
+Every command ends with one of these exit statuses (docs/cli.md):
+
+* 0: done;
+* 1 (`FAILED`): a failure while running: a disk that filled, a device out of
+  memory, an environment that raised, a process of a --distributed run that
+  stopped. One line on stderr names the file or the call and the cause; the
+  train command writes the traceback into the run folder's failure log (named
+  in that line, `run_failed`), and the folder stays resumable;
+* 2: bad input, refused in one line before anything is written;
+* 128 + N: stopped by signal N (130: Ctrl-C, 143: SIGTERM), its work checkpointed.
+
+While a run trains, `QuietLibraries` keeps what libraries print as they fail
+(asyncio's "Event loop is closed" tracebacks from orbax's threads on a full
+disk, absl's log records) out of the console: a run that fails writes them into
+its log; a run that finishes prints them as before, once training is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import errno
 import gc
+import logging
 import os
+import re
+import shlex
 import signal
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pgjax
+from pgjax.algo.config import SPEED_OFF_VARIABLE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -74,17 +101,22 @@ def _end_at_once(signum, frame) -> None:
 def exit_process(code: int) -> None:
     """End the process with `code` (`sys.exit`); a multi-process run shuts its coordination service down first.
 
-    After a stop or abort asked by a signal (`StopRequest`), the process ends at once (`os._exit`, output
-    flushed): its work is saved, and the teardown has nothing left to save but could still be cut by a
-    further Ctrl-C, or print what the libraries do then (orbax's threads, an asyncio loop already closed).
+    After a stop or abort asked by a signal (`StopRequest`), or a failure while training (`end_at_once`), the
+    process ends at once (`os._exit`, output flushed): its work is saved, and the teardown has nothing left to
+    save but could still be cut by a further Ctrl-C, or print what the libraries do then (orbax's threads, an
+    asyncio loop already closed). A multi-process run stopped by a signal still shuts down together (every
+    process reached the same stop); one that failed does not wait for processes that may be gone.
     """
-    if _SIGNALLED:
+    jax = sys.modules.get("jax")  # not imported: no processes to shut down (and no JAX to import for it)
+    together = jax is not None and jax.distributed.is_initialized()
+    if _END_AT_ONCE:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        if together and _END_AT_ONCE == "stopped":
+            jax.distributed.shutdown()
         os._exit(code)
-    jax = sys.modules.get("jax")  # not imported: no processes to shut down (and no JAX to import for it)
-    if jax is not None and jax.distributed.is_initialized():
+    if together:
         jax.distributed.shutdown()
     sys.exit(code)
 
@@ -96,6 +128,7 @@ def prepare_process(argv: list[str]) -> None:
     with --distributed in `argv`, join the other processes (`start_distributed`). A PGJAX_SPEED_OFF
     that names an unknown fast path ends the process with a one-line error (exit status 2).
     """
+    from pgjax.commands.native_output import keep_apart
     from pgjax.running.devices import configure_cpu, start_distributed
 
     try:
@@ -104,14 +137,24 @@ def prepare_process(argv: list[str]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     if "--distributed" in argv:
+        keep_apart()  # XLA's, gloo's and the coordination service's own output goes to a log
         start_distributed()
 
 
 # What a second Ctrl-C (or SIGTERM) prints as it aborts a training command.
 ABORTED = "aborted at once: the current segment is lost; resume from the last checkpoint with --resume"
-# Set once a signal asked training to stop (`StopRequest`): the process then ends without its teardown
-# (`exit_process`), where Python's own handlers are back and a further Ctrl-C would kill it mid-way.
-_SIGNALLED = False
+# Set once a signal asked training to stop (`StopRequest`) or training failed (`end_at_once`): the process then
+# ends without its teardown (`exit_process`), where Python's own handlers are back and a further Ctrl-C would kill
+# it mid-way, orbax's threads may print what they raise, and a multi-process run's shutdown would wait for a
+# process that is gone.
+_END_AT_ONCE: str | None = None
+
+
+def end_at_once(why: str = "failed") -> None:
+    """Make `exit_process` end the process without its teardown (output flushed): training was "stopped" by a
+    signal, or "failed" and said so in one line; its work is saved."""
+    global _END_AT_ONCE
+    _END_AT_ONCE = why
 
 
 class StopRequest:
@@ -140,8 +183,7 @@ class StopRequest:
         return self.signal is not None
 
     def _handle(self, signum, frame):
-        global _SIGNALLED
-        _SIGNALLED = True
+        end_at_once("stopped")
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
@@ -159,3 +201,207 @@ class StopRequest:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         sys.unraisablehook = self._previous_hook
+
+
+FAILED = 1
+
+_NO_SPACE = ("no space left on device", "os_error_code='28'", "disk quota exceeded")
+# What JAX raises in a process of a --distributed run whose peer stopped: gloo's collective, or the
+# coordination service's RPCs.
+_PEER_LOST = ("Gloo", "Connection closed by peer", "Connection reset by peer", "heartbeat", "CoordinationService",
+              "coordination service")
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+_PGJAX = Path(pgjax.__file__).parent
+
+
+class RunFailed(Exception):
+    """A failure while a run trained: `str()` is the one line to print (what failed, where the folder stands,
+    how to resume, where the traceback is)."""
+
+
+def refused(error: BaseException) -> bool:
+    """Whether `error` is pgjax refusing input (a ValueError, FileExistsError or ImportError that pgjax's own
+    code raised: a damaged run folder, a checkpoint of another plan), not a failure while running. A file
+    that could not be written (`WriteFailed`) is a failure."""
+    from pgjax.running.run_folder.files import WriteFailed
+
+    if not isinstance(error, (ValueError, FileExistsError, ImportError)) or isinstance(error, WriteFailed):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PGJAX)
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of `str(error)`, or the exception's type name."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def describe(error: BaseException) -> str:
+    """What failed, in one line: the cause and the file or the call it happened in.
+
+    Examples: "no space left on device writing /runs/a/summary.json", "another process of this
+    --distributed run stopped (Gloo AllGather failed: ...)", "ZeroDivisionError: division by zero
+    (in my_env.py:12, step)".
+    """
+    from pgjax.running.run_folder.files import WriteFailed
+
+    text, first = str(error), first_line(error)
+    os_error = isinstance(error, OSError)
+    if isinstance(error, WriteFailed):
+        return first
+    if no_space(error):
+        path = error.filename if os_error and error.filename else next(iter(_QUOTED_PATH.findall(first)), None)
+        return f"no space left on device writing {path}" if path else "no space left on device"
+    if os_error:
+        return f"{error.strerror or first}: {error.filename}" if error.filename else (error.strerror or first)
+    if any(mark in text for mark in _PEER_LOST):
+        return f"another process of this --distributed run stopped or cannot be reached ({first})"
+    if "RESOURCE_EXHAUSTED" in text and "memory" in text.lower():
+        return f"the device ran out of memory ({first})"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (in {Path(frames[-1].filename).name}:{frames[-1].lineno}, {frames[-1].name})" if frames else ""
+    return f"{type(error).__name__}: {first}{where}"
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes `run_dir` in this process: the fast paths turned off here, and in a
+    multi-process run --distributed and the variables that say which process this is and where the
+    coordinator listens (where they were set: JAX finds them by itself on SLURM, Open MPI, Kubernetes and
+    Cloud TPU), to give again in each process."""
+    import jax
+
+    names = (SPEED_OFF_VARIABLE,)
+    if jax.process_count() > 1:
+        names += ("JAX_COORDINATOR_ADDRESS", "PGJAX_NUM_PROCESSES", "PGJAX_PROCESS_ID")
+    words = [f"{name}={shlex.quote(os.environ[name])}" for name in names if os.environ.get(name)]
+    words += ["python -m pgjax.train --resume", shlex.quote(str(run_dir))]
+    if jax.process_count() > 1:
+        words.append("--distributed")
+    return " ".join(words)
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether `error` is a full disk (ENOSPC, or orbax/tensorstore's words for it)."""
+    return (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or any(
+        mark in str(error).lower() for mark in _NO_SPACE)
+
+
+def write_log(folder: Path, error: BaseException, held: list[str], process: str = "") -> Path | None:
+    """Append `error`'s traceback, and what the libraries printed as it happened (`held`), to `folder`'s
+    `FAILURE_LOG`, in one write. Returns the file, or None where it cannot be written (a full disk)."""
+    from pgjax.running.run_folder.files import FAILURE_LOG, note_written
+
+    path = Path(folder) / FAILURE_LOG
+    stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    text = "".join([f"--- {stamp}{' ' + process if process else ''}: {describe(error)}\n",
+                    *traceback.format_exception(error), *held, "\n"])
+    try:
+        if path.is_symlink():  # a run folder is read and written inside itself only
+            return None
+        note_written(path)  # listed in the folder's marker: --overwrite removes it with the run's files
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(text)
+    except (OSError, ValueError):
+        return None
+    return path
+
+
+class _Held(logging.Handler):
+    """Keeps library log records (`QuietLibraries`)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class QuietLibraries:
+    """Hold what libraries print while a run trains: exceptions their threads cannot raise (`sys.unraisablehook`,
+    a KeyboardInterrupt excepted: `pgjax.commands.process.StopRequest` handles it) and log records of level
+    WARNING and above. `release()` prints them as they would have been; `lines()` gives them as text for a log.
+
+    Use as a context manager; the previous hook and log handlers come back on exit.
+    """
+
+    def __init__(self):
+        self._unraisables: list[str] = []
+        self._handler = _Held()
+        self._previous_hook = None
+        self._root_handlers: list[logging.Handler] = []
+
+    def _unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self._previous_hook(unraisable)
+            return
+        head = f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n"
+        self._unraisables.append(head + "".join(traceback.format_exception(
+            unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)))
+
+    def __enter__(self) -> QuietLibraries:
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        root = logging.getLogger()
+        self._root_handlers = list(root.handlers)
+        for handler in self._root_handlers:
+            root.removeHandler(handler)
+        root.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.unraisablehook = self._previous_hook
+        root = logging.getLogger()
+        root.removeHandler(self._handler)
+        for handler in self._root_handlers:
+            root.addHandler(handler)
+
+    def lines(self) -> list[str]:
+        """What was held, as text: each log record formatted as logging's default does, each exception with
+        its traceback."""
+        formatter = logging.Formatter(logging.BASIC_FORMAT)
+        return [formatter.format(record) + "\n" for record in self._handler.records] + self._unraisables
+
+    def release(self) -> None:
+        """Print what was held, to the handlers and the stream it would have gone to, and forget it."""
+        for record in self._handler.records:
+            handlers = self._root_handlers or [logging.lastResort]
+            for handler in handlers:
+                if handler is not None and record.levelno >= handler.level:
+                    handler.handle(record)
+        for text in self._unraisables:
+            sys.stderr.write(text)
+        self._handler.records.clear()
+        self._unraisables.clear()
+
+
+def run_failed(error: Exception, out: Path, held: list[str]) -> RunFailed:
+    """The `RunFailed` for `error`, raised while `out`'s run trained: its traceback and what the libraries
+    printed are appended to the folder's failure log, and its one line says what failed, how to resume and
+    where the log is."""
+    import jax
+
+    process = f"process {jax.process_index()} of {jax.process_count()}" if jax.process_count() > 1 else ""
+    log = write_log(out, error, held, process)
+    then = "free space, then resume" if no_space(error) else "resume"
+    where = f"its traceback is in {log}" if log is not None else f"its traceback could not be written to {out}"
+    return RunFailed(f"{describe(error)}; {out} keeps every finished chunk and its last checkpoint: "
+                     f"{then} with: {resume_command(out)} ({where})")
+
+
+def say_failure(failed: RunFailed) -> int:
+    """Print `failed`'s line on stderr (and tell a --distributed process's native-output watcher it was said),
+    make the process end at once (`end_at_once`); returns the exit status, `FAILED`."""
+    from pgjax.commands import native_output
+
+    print(f"error: {failed}", file=sys.stderr, flush=True)
+    native_output.said()
+    end_at_once()  # the teardown would wait for a lost process, or print what orbax's threads raise
+    return FAILED
+
+
+def note_resume_command(run_dir: Path) -> None:
+    """Tell a --distributed process's native-output watcher (`pgjax.commands.native_output`) the command that
+    resumes `run_dir`, for the line it prints should native code end the process."""
+    from pgjax.commands import native_output
+
+    native_output.tell_resume(resume_command(run_dir))

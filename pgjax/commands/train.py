@@ -38,7 +38,22 @@ from typing import TYPE_CHECKING, Any
 
 from pgjax.commands import options
 from pgjax.commands.options import RunOptions
-from pgjax.commands.process import ABORTED, StopRequest, exit_process, freeze_imports, prepare_process, run_command
+from pgjax.commands.process import (
+    ABORTED,
+    QuietLibraries,
+    RunFailed,
+    StopRequest,
+    end_at_once,
+    exit_process,
+    freeze_imports,
+    note_resume_command,
+    prepare_process,
+    refused,
+    resume_command,
+    run_command,
+    run_failed,
+    say_failure,
+)
 from pgjax.commands.shared import make_console, parse
 
 if TYPE_CHECKING:
@@ -195,6 +210,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
 
     from pgjax.results import run_record
     from pgjax.running import plan as planning
+    from pgjax.running.segments import Interrupted
 
     sweep = sweep_of(args, hold)
     devices, warnings = planning.start_devices(sweep.run, hold)
@@ -221,13 +237,19 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         console.print(line, soft_wrap=True)
     mode = ("bar" if console.is_terminal else "lines") if verbose else "off"
     tracker = run_record.open_trackers(opts if is_main else RunOptions(), out, plan, hold, started, made)
-    try:
-        trained = planning.run_plan(plan, run_record.hooks(out, tracker, console, mode, stop, records=is_main))
-    except BaseException:  # a stop, an error or a second Ctrl-C: the trackers flush and finish first
-        tracker.close()
-        raise
+    note_resume_command(out)  # a --distributed process's watcher says it, should native code end the process
+    with QuietLibraries() as libraries:
+        try:
+            trained = planning.run_plan(plan, run_record.hooks(out, tracker, console, mode, stop, records=is_main))
+            libraries.release()
+            if is_main:
+                run_record.finish(out, plan, trained, start, tracker, console)
+        except BaseException as error:  # a stop, an error or a second Ctrl-C: the trackers flush and finish first
+            tracker.close()
+            if isinstance(error, Exception) and not isinstance(error, Interrupted) and not refused(error):
+                raise run_failed(error, out, libraries.lines()) from error
+            raise
     if is_main:
-        run_record.finish(out, plan, trained, start, tracker, console)
         if stop is not None and stop.signal is not None:
             console.print(f"{signal.Signals(stop.signal).name} arrived during the last segment or after it: "
                           "training finished, every run is complete and saved (nothing was lost)", soft_wrap=True)
@@ -267,14 +289,17 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         except (ValueError, FileExistsError, ImportError) as error:  # FolderInUse, CheckpointMismatch too
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except RunFailed as failed:
+            return say_failure(failed)
         except Interrupted as stopped:
             console.print(f"{stopped}; every finished chunk and the current one are checkpointed.")
-            console.print(f"resume with: python -m pgjax.train --resume {stopped.run_dir}", soft_wrap=True)
+            console.print(f"resume with: {resume_command(stopped.run_dir)}", soft_wrap=True)
             return 128 + (stop.signal or signal.SIGINT)
         except BaseException as error:
             if not _aborted(error):
                 raise
             print(ABORTED, file=sys.stderr)
+            end_at_once()  # the other processes of a multi-process run may be anywhere: no shutdown together
             return 128 + (stop.signal or signal.SIGINT)
     return 0
 

@@ -29,7 +29,7 @@ from pgjax.algo.config import Hyperparams
 from pgjax.algo.trainer import Metrics, RunState, run_batch_updates
 from pgjax.running.devices import count_cache_hits
 from pgjax.running.run_folder.checkpoints import CheckpointMismatch, ChunkCheckpoints, host_tree, run_dir_of
-from pgjax.running.sharding import fetch, is_key, key_data, memory_bytes, place_runs, shard_runs, wrap_keys
+from pgjax.running.sharding import any_process, fetch, is_key, key_data, memory_bytes, place_runs, shard_runs, wrap_keys
 
 SEGMENT_UPDATES = 20  # updates per compiled segment: progress, checkpoints and stops happen between segments
 
@@ -261,7 +261,9 @@ class SegmentLoop:
                 last_report = self._collect(pending, history, n, last_report)
             pending = (chunk, metrics, active, done, num_updates)
             at_checkpoint = bool(self.checkpoint_every) and done % self.checkpoint_every == 0
-            stopping = self.should_stop is not None and self.should_stop()
+            # every process stops at the same segment, that of the first to be asked (a signal reaches each
+            # process at its own time; a process that went on alone would wait in a collective for ever)
+            stopping = self.should_stop is not None and any_process(self.should_stop())
             if done == num_updates or at_checkpoint or stopping:
                 last_report = self._collect(pending, history, n, last_report)
                 pending = None

@@ -131,6 +131,20 @@ def fetch(tree: Any) -> Any:
     return jax.tree.unflatten(structure, jax.device_get(leaves))
 
 
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is True in any process of a multi-process run (a collective: every process calls it at the
+    same point), so that they all take the same branch (a stop that reached one of them); `flag` itself in a
+    one-process run."""
+    import jax
+    import numpy as np
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return bool(np.asarray(multihost_utils.process_allgather(np.array([flag], np.int32))).any())
+    return flag
+
+
 def process_0_values(values: Any) -> Any:
     """`values` (a NumPy array) as process 0 has them, on every process of a multi-process run (a collective:
     every process calls it at the same point); `values` itself in a one-process run."""

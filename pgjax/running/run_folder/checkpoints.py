@@ -142,9 +142,17 @@ class ChunkCheckpoints:
 
         self._ocp = ocp
         self.directory = Path(directory).absolute()
+        # In a multi-process run every process holds the whole chunk (`pgjax.running.sharding.fetch`): process 0
+        # alone writes it, and no process waits for another to save or read (a process that died must not
+        # leave the others waiting in orbax's barriers: they end in one line, the checkpoint complete).
+        self._writes = jax.process_index() == 0
+        alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                                   active_processes={jax.process_index()})
+        self.directory.mkdir(parents=True, exist_ok=True)  # orbax makes no folder for a subset of processes
         self._manager = ocp.CheckpointManager(
             self.directory, item_handlers=ocp.StandardCheckpointHandler(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, create=False,
+                                                 multiprocessing_options=alone),
         )
 
     def latest(self) -> int | None:
@@ -162,7 +170,10 @@ class ChunkCheckpoints:
         return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in flat}
 
     def save(self, update: int, state: Any, metrics: Any) -> None:
-        """Write (state, metrics) after `update` updates; older checkpoints are removed."""
+        """Write (state, metrics) after `update` updates (in process 0 of a multi-process run; the others hold the
+        same); older checkpoints are removed."""
+        if not self._writes:
+            return
         tree = serialization.to_state_dict({"state": host_tree(state), "metrics": host_tree(metrics)})
         self._manager.save(update, args=self._ocp.args.StandardSave(tree), force=True)
         self._manager.wait_until_finished()

@@ -63,17 +63,18 @@ METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"
 PLOT_FILE = "learning_curves.png"
 RUNS_FILE = "runs.csv"
+FAILURE_LOG = "failure.log"  # a failure while training: its traceback and what libraries printed (appended)
 CURVES_PARQUET = "curves.parquet"
 CURVES_CSV = "curves.csv"
 TENSORBOARD_DIR = "tensorboard"  # --tensorboard's default folder
 WANDB_DIR = "wandb"  # where --wandb's local files go
 TMP_SUFFIX = ".tmp"  # `write_atomic`'s temporary file: <name>.tmp beside <name>
 RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, CHECKPOINT_DIR, PLOT_FILE, RUNS_FILE,
-             CURVES_PARQUET, CURVES_CSV, TENSORBOARD_DIR, WANDB_DIR)
+             CURVES_PARQUET, CURVES_CSV, TENSORBOARD_DIR, WANDB_DIR, FAILURE_LOG)
 # What the training command writes into --out: in a folder without the marker, any of these is a clash
 # (pgjax would replace or mix with them), never replaced or deleted.
 CLASH_NAMES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, PLOT_FILE, RUNS_FILE, CURVES_PARQUET,
-               CURVES_CSV, CHECKPOINT_DIR)
+               CURVES_CSV, CHECKPOINT_DIR, FAILURE_LOG)
 # Folders the trackers write into; a user's own (there before the run) is left alone and is no clash.
 TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 # The entries pgjax's checkpoints make under checkpoints/ (`checkpoints`, `pgjax.running.halving`)
@@ -82,8 +83,16 @@ CHECKPOINT_ENTRY = re.compile(r"chunk-\d{4}|rung-\d+|confirmation")  # pgjax.run
 FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
-def write_error(path: Path, error: OSError, needed: str | None = None) -> ValueError:
-    """The one-line ValueError for an OSError writing `path`: a full disk says the space needed and free.
+class WriteFailed(ValueError):
+    """A file of pgjax's could not be written (a full disk, a quota, a folder made read-only): one line.
+
+    A ValueError, so that a command refuses an output it cannot write before it starts in one line (exit
+    status 2); once a run trains, it is a failure while running (`pgjax.commands.failure`, exit status 1).
+    """
+
+
+def write_error(path: Path, error: OSError, needed: str | None = None) -> WriteFailed:
+    """The one-line `WriteFailed` for an OSError writing `path`: a full disk says the space needed and free.
 
     Args:
       path: the file being written; error: what the write raised;
@@ -94,8 +103,8 @@ def write_error(path: Path, error: OSError, needed: str | None = None) -> ValueE
         sizes = [f"{needed} needed"] if needed else []
         with contextlib.suppress(OSError):
             sizes.append(f"{format_bytes(shutil.disk_usage(path.parent).free)} free")
-        return ValueError(f"{what} writing {path}" + (f" ({', '.join(sizes)})" if sizes else ""))
-    return ValueError(f"cannot write {path}: {error.strerror or error}")
+        return WriteFailed(f"{what} writing {path}" + (f" ({', '.join(sizes)})" if sizes else ""))
+    return WriteFailed(f"cannot write {path}: {error.strerror or error}")
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], Any], needed: str | None = None) -> Path:
