@@ -45,3 +45,28 @@ def volume_env():
             return spaces.Box(-1.0, 1.0, (1, 1, 1, 4))
 
     return Volume()
+
+
+_STEPS = [0]
+
+
+def _count_step(_) -> None:
+    _STEPS[0] += 1
+    if _STEPS[0] > 300:
+        raise ZeroDivisionError("the simulator lost its state")
+
+
+def raising_env():
+    """CartPole-v1 whose step, while training runs, raises in a host callback after 300 calls (an environment
+    that fails mid-run: its error surfaces from the compiled program)."""
+    import gymnax
+    import jax
+
+    env, _ = gymnax.make("CartPole-v1")
+
+    class Raising(type(env)):
+        def step_env(self, key, state, action, params):
+            jax.debug.callback(_count_step, action)
+            return super().step_env(key, state, action, params)
+
+    return Raising()

@@ -21,6 +21,7 @@ from pgjax.running.run_folder.files import (
     CONFIG_FILE,
     CURVES_CSV,
     CURVES_PARQUET,
+    FAILURE_LOG,
     MARKER_FILE,
     METRICS_FILE,
     PARAMS_FILE,
@@ -317,9 +318,13 @@ def test_a_full_disk_writing_parquet_leaves_no_temporary_file(tmp_path, monkeypa
 def test_training_on_a_full_disk_leaves_no_finished_looking_folder(name, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     FullDisk(monkeypatch, {name})
-    assert train_main([*TINY, "--out", str(out)]) == 2
+    assert train_main([*TINY, "--out", str(out)]) == 1  # a failure while running, not bad input
     err = one_error_line(capsys)
     assert err.startswith(f"error: no space left on device writing {out / name} (")
+    if name != CONFIG_FILE:  # trained: the folder resumes, and its failure log holds the traceback
+        assert f"free space, then resume with: python -m pgjax.train --resume {out} (its traceback is in " \
+               f"{out / FAILURE_LOG})" in err
+        assert "Traceback (most recent call last)" in (out / FAILURE_LOG).read_text()
     assert not list(out.rglob("*.tmp")) and not (out / SUMMARY_FILE).exists()
     with pytest.raises(ValueError, match="interrupted run|holds no run"):
         loading.check_run_dir(out)

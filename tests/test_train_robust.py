@@ -235,3 +235,26 @@ def test_a_double_ctrl_c_ends_quietly_and_two_resumes_at_once_leave_one_writer(t
     whole = tmp_path / "whole"
     subprocess.run([*command, "--quiet", "--out", str(whole)], check=True, capture_output=True, cwd=REPO)
     _same_results(stopped, whole)
+
+
+def test_an_environment_that_raises_while_training_is_one_line_exit_1_and_the_run_resumes(tmp_path):
+    """A failure while running (here an environment's host callback raising after 300 steps): one line naming
+    the error and where it was raised, the resume command and the log; exit status 1; no traceback on the
+    console; the traceback in the run folder's failure.log; the folder resumes (with an environment that works:
+    the counter of tests/broken.py starts again in a new process, and fails again later)."""
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "pgjax.train", "--env", "tests.broken:raising_env", "--num-seeds", "2",
+            "--num-updates", "200", "--episodes-per-update", "1", "--hidden", "8", "--checkpoint-every", "20",
+            "--quiet", "--out", str(out)]
+    root = Path(__file__).parent.parent
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.startswith("error: ZeroDivisionError: the simulator lost its state (in broken.py:")
+    assert done.stderr.rstrip().endswith(f"resume with: python -m pgjax.train --resume {out} (its traceback is in "
+                                         f"{out / files.FAILURE_LOG})")
+    log = (out / files.FAILURE_LOG).read_text()
+    assert "Traceback (most recent call last)" in log and "ZeroDivisionError" in log
+    assert (out / CONFIG_FILE).is_file() and not (out / SUMMARY_FILE).exists()
+    with pytest.raises(ValueError, match="interrupted run"):
+        loading.check_run_dir(out)

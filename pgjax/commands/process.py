@@ -53,7 +53,8 @@ def run_command(main: Callable[[], int]) -> int:
     (exit 141, as SIGPIPE), and so does a Ctrl-C outside training's own handling (one line, exit 130) or
     during the teardown after `main` returns. A broken install (`pgjax.running.install`: a package that lacks a
     feature pgjax uses, or fails as pgjax's layers import it) is one line on stderr, "error: <package and
-    what is wrong>: <the pip command that fixes it>", and exit status 2, not a traceback.
+    what is wrong>: <the pip command that fixes it>", and exit status 2, not a traceback. An OSError (a full
+    disk, a folder that went away) is one line naming the file and the cause, exit status 1 (`FAILED`).
 
     The imports so far are frozen out of the garbage collector's sight first (`freeze_imports`).
     """
@@ -69,6 +70,9 @@ def run_command(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:  # a Ctrl-C outside training's own handling (`StopRequest`): no traceback
         print("aborted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT
+    except OSError as error:  # a failure while running (a full disk, a folder gone): one line, exit status 1
+        print(f"error: {describe(error)}", file=sys.stderr)
+        return FAILED
     except (ImportError, AttributeError) as error:  # a broken install: one line, not a traceback
         from pgjax.running.install import broken_import
 
@@ -219,6 +223,14 @@ class RunFailed(Exception):
     how to resume, where the traceback is)."""
 
 
+def exit_status(error: BaseException) -> int:
+    """The exit status of a command ended by `error`, said in one line: `FAILED` for a file that could not be
+    written (`pgjax.running.run_folder.files.WriteFailed`: a full disk, a quota), else 2 (bad input)."""
+    from pgjax.running.run_folder.files import WriteFailed
+
+    return FAILED if isinstance(error, WriteFailed) else 2
+
+
 def refused(error: BaseException) -> bool:
     """Whether `error` is pgjax refusing input (a ValueError, FileExistsError or ImportError that pgjax's own
     code raised: a damaged run folder, a checkpoint of another plan), not a failure while running. A file
@@ -258,9 +270,36 @@ def describe(error: BaseException) -> str:
         return f"another process of this --distributed run stopped or cannot be reached ({first})"
     if "RESOURCE_EXHAUSTED" in text and "memory" in text.lower():
         return f"the device ran out of memory ({first})"
+    embedded = _embedded_error(text)
+    if embedded is not None:  # raised by Python called from the compiled program (a host callback)
+        return embedded
     frames = traceback.extract_tb(error.__traceback__)
     where = f" (in {Path(frames[-1].filename).name}:{frames[-1].lineno}, {frames[-1].name})" if frames else ""
     return f"{type(error).__name__}: {first}{where}"
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
+
+
+def _embedded_error(text: str) -> str | None:
+    """The error a traceback inside `text` ends with, and where it was raised ("ZeroDivisionError: ... (in
+    my_env.py:56, step, called from the compiled program)"): JAX puts a host callback's traceback in its own
+    error's message. None where `text` holds no traceback."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
+    if start is None:
+        return None
+    where = None
+    for line in lines[start + 1:]:
+        frame = _FRAME.match(line)
+        if frame:
+            where = frame.groups()
+        elif line.strip() and not line[:1].isspace():  # the exception's line ends the traceback
+            if where is None:
+                return None
+            file, number, function = where
+            return f"{line.strip()} (in {Path(file).name}:{number}, {function}, called from the compiled program)"
+    return None
 
 
 def resume_command(run_dir: Path) -> str:

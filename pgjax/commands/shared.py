@@ -23,6 +23,7 @@ from pgjax.commands.process import (  # noqa: F401  (the process's names, for `f
     ABORTED,
     StopRequest,
     exit_process,
+    exit_status,
     prepare_process,
     run_command,
 )
@@ -316,7 +317,8 @@ FOLDER_ERRORS = (ValueError, IndexError, ImportError, OSError, KeyError)
 
 
 def folder_error(error: Exception) -> int:
-    """Print `error` (one of `FOLDER_ERRORS`) as one line on stderr; returns the exit status, 2.
+    """Print `error` (one of `FOLDER_ERRORS`) as one line on stderr; returns the exit status: 2, or 1 for an
+    output that could not be written (`pgjax.commands.process.exit_status`).
 
     A KeyError is a field missing from a run folder's files, most likely written by another pgjax version.
     """
@@ -324,5 +326,5 @@ def folder_error(error: Exception) -> int:
         print(f"error: a run folder lacks {error} (written by another pgjax version?)", file=sys.stderr)
     else:
         print(f"error: {error}", file=sys.stderr)
-    return 2
+    return exit_status(error)
 

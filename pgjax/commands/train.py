@@ -45,6 +45,7 @@ from pgjax.commands.process import (
     StopRequest,
     end_at_once,
     exit_process,
+    exit_status,
     freeze_imports,
     note_resume_command,
     prepare_process,
@@ -248,6 +249,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
             tracker.close()
             if isinstance(error, Exception) and not isinstance(error, Interrupted) and not refused(error):
                 raise run_failed(error, out, libraries.lines()) from error
+            libraries.release()
             raise
     if is_main:
         if stop is not None and stop.signal is not None:
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
             run(args, console=console, started=started, stop=stop)
         except (ValueError, FileExistsError, ImportError) as error:  # FolderInUse, CheckpointMismatch too
             print(f"error: {error}", file=sys.stderr)
-            return 2
+            return exit_status(error)
         except RunFailed as failed:
             return say_failure(failed)
         except Interrupted as stopped:
