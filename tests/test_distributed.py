@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,11 @@ def test_a_stopped_distributed_run_resumes_to_the_uninterrupted_runs_results(sto
     argv = words[words.index("pgjax.train") + 1:]
     assert variables["JAX_COORDINATOR_ADDRESS"] == f"127.0.0.1:{port}" and argv == ["--resume", str(out),
                                                                                      "--distributed"]
+    if stop == "ctrl-c both":  # one process may resume a multi-process run too (its devices are the same)
+        alone = tmp_path / "alone"
+        shutil.copytree(out, alone)
+        assert main(["--resume", str(alone), "--quiet"]) == 0
+        assert_same_runs(load_run(alone), load_run(whole))
     resumed = finish(start([*argv, "--quiet"], [{**env, **variables, "PGJAX_PROCESS_ID": str(i)}
                                                for i, env in enumerate(envs)]))
     assert all(code == 0 for code, _, _ in resumed), shown(resumed)

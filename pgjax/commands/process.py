@@ -327,7 +327,11 @@ def no_space(error: BaseException) -> bool:
 
 def write_log(folder: Path, error: BaseException, held: list[str], process: str = "") -> Path | None:
     """Append `error`'s traceback, and what the libraries printed as it happened (`held`), to `folder`'s
-    `FAILURE_LOG`, in one write. Returns the file, or None where it cannot be written (a full disk)."""
+    `FAILURE_LOG`, in one write, headed by the time, `process` ("process 1 of 2" in a multi-process run) and
+    `describe(error)`. Returns the file, or None where it cannot be written (a full disk, a symlink).
+
+    The file is listed in the folder's marker (for --overwrite) by process 0 only, which alone writes the marker.
+    """
     from pgjax.running.run_folder.files import FAILURE_LOG, note_written
 
     path = Path(folder) / FAILURE_LOG
@@ -337,7 +341,8 @@ def write_log(folder: Path, error: BaseException, held: list[str], process: str 
     try:
         if path.is_symlink():  # a run folder is read and written inside itself only
             return None
-        note_written(path)  # listed in the folder's marker: --overwrite removes it with the run's files
+        if not process or process.startswith("process 0 "):
+            note_written(path)  # listed in the folder's marker: --overwrite removes it with the run's files
         with open(path, "a", encoding="utf-8") as log:
             log.write(text)
     except (OSError, ValueError):
