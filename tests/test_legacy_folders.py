@@ -1,5 +1,6 @@
-"""Run folders written by pgjax 0.2, whose static settings hold the fast-path knobs `gradient_block_rows` and
-`feature_major_backward` (now `pgjax.algo.config.FastPaths`), still load, evaluate and resume."""
+"""Run folders written by earlier versions still load, evaluate and resume: 0.2's, whose static settings hold the
+fast-path knobs `gradient_block_rows` and `feature_major_backward` (now `pgjax.algo.config.FastPaths`), and 1.0's
+interrupted --distributed runs, whose checkpoints hold every run once per process."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from pgjax.algo.config import LEGACY_STATIC, Config, StaticConfig
 from pgjax.commands import evaluate, train
-from pgjax.running.run_folder import loading
+from pgjax.running.run_folder import files, loading
 
 SMALL = ["--num-seeds", "2", "--num-updates", "4", "--episodes-per-update", "2", "--hidden", "8", "--quiet"]
 LEGACY = {"gradient_block_rows": None, "feature_major_backward": None}
@@ -65,3 +66,57 @@ def test_a_0_2_folder_resumes_to_the_same_results(finished, tmp_path):
     for a, b in zip(want, got):
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _checkpoint_copied(folder, copies: int, change=None) -> None:
+    """Rewrite chunk 0's checkpoint with every run `copies` times, as pgjax 1.0's --distributed processes wrote
+    it (`change(array)` alters the last copy)."""
+    import jax
+
+    from pgjax.running.run_folder.checkpoints import ChunkCheckpoints
+
+    chunk = folder / "checkpoints" / "chunk-0000"
+    saved = ChunkCheckpoints(chunk)
+    step = saved.latest()
+    raw = saved._manager.restore(step, args=saved._ocp.args.StandardRestore())
+    saved.close()
+    shutil.rmtree(chunk / str(step))
+
+    def copied(x):
+        x = np.asarray(x)
+        last = change(x.copy()) if change is not None else x
+        return np.concatenate([x] * (copies - 1) + [last])
+
+    again = ChunkCheckpoints(chunk)
+    again.save(step, jax.tree.map(copied, raw["state"]), jax.tree.map(copied, raw["metrics"]))
+    again.close()
+
+
+def test_a_1_0_distributed_checkpoint_of_every_run_twice_resumes_and_differing_copies_are_refused(finished, tmp_path,
+                                                                                                   capsys):
+    """pgjax 1.0's --distributed runs saved every run once per process (each gathered a NumPy copy again): an
+    interrupted one resumes from the first copy, to the same results; copies that differ are a damaged folder."""
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    for name in ("summary.json", "metrics.npz", "params.msgpack"):
+        (folder / name).unlink()
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    _checkpoint_copied(folder, 2)
+    assert train.main(["--resume", str(folder), "--quiet"]) == 0
+    want, got = loading.load_metrics(finished), loading.load_metrics(folder)
+    for a, b in zip(want, got):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert files.jsonable(loading.load_params(folder)) == files.jsonable(loading.load_params(finished))
+
+    def perturb(x):
+        x.flat[0] = not x.flat[0] if x.dtype == bool else (x.flat[0] + 1 if x.flat[0] == 0 else 0)
+        return x
+
+    _checkpoint_copied(broken, 2, perturb)
+    capsys.readouterr()
+    assert train.main(["--resume", str(broken), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: {broken}/config.json does not match its checkpoints (chunk-0000 "
+                                       "holds 2 different copies of its runs); the folder was edited or damaged\n")
+    assert not (broken / "summary.json").exists()
