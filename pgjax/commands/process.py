@@ -421,13 +421,17 @@ class QuietLibraries:
 def run_failed(error: Exception, out: Path, held: list[str]) -> RunFailed:
     """The `RunFailed` for `error`, raised while `out`'s run trained: its traceback and what the libraries
     printed are appended to the folder's failure log, and its one line says what failed, how to resume and
-    where the log is."""
+    where the log is (a folder whose config.json is gone, removed while it trained, cannot resume: it says so)."""
     import jax
+
+    from pgjax.running.run_folder.files import CONFIG_FILE
 
     process = f"process {jax.process_index()} of {jax.process_count()}" if jax.process_count() > 1 else ""
     log = write_log(out, error, held, process)
-    then = "free space, then resume" if no_space(error) else "resume"
     where = f"its traceback is in {log}" if log is not None else f"its traceback could not be written to {out}"
+    if not (Path(out) / CONFIG_FILE).is_file():
+        return RunFailed(f"{describe(error)}; {out}/{CONFIG_FILE} is gone: the run cannot be resumed ({where})")
+    then = "free space, then resume" if no_space(error) else "resume"
     return RunFailed(f"{describe(error)}; {out} keeps every finished chunk and its last checkpoint: "
                      f"{then} with: {resume_command(out)} ({where})")
 
