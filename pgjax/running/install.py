@@ -113,7 +113,7 @@ def floors() -> dict[str, str]:
 
 
 def requirement(package: str) -> str:
-    """pgjax's requirement on `package` (an import name, `orbax` for orbax-checkpoint): 'jax>=0.10', or the
+    """pgjax's requirement on `package` (an import name, `orbax` for orbax-checkpoint): 'jax>=0.10.2', or the
     distribution's bare name where pgjax declares no floor for it."""
     distribution = DISTRIBUTIONS.get(package, package)
     return floors().get(_normal(distribution), distribution)
