@@ -32,7 +32,7 @@ import re
 import traceback
 from pathlib import Path
 
-# (package, dotted name pgjax uses): each must resolve; the release that first has it is the package's floor.
+# (package, dotted name pgjax uses): each must resolve (every release from pyproject.toml's floor on has it).
 FEATURES = (
     ("jax", "jax.extend.core.jaxprs_in_params"),  # pgjax.running.memory
     ("jax", "jax.shard_map"),  # pgjax.running.sharding
