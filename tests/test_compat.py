@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import gymnax.environments.environment as gymnax_environment
@@ -14,6 +16,8 @@ import pytest
 from pgjax.running import install as compat
 
 ROOT = Path(__file__).resolve().parent.parent
+DEPENDENCIES = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+FLOORS = {re.match(r"[a-z0-9-]+", r)[0]: r for r in DEPENDENCIES}  # {'jax': 'jax>=0.10.2', ...}
 
 
 @pytest.fixture
@@ -60,10 +64,11 @@ def test_a_gymnax_without_is_truncated_is_named(fresh, monkeypatch):
     assert "overwritten" in message and message.endswith("--force-reinstall")
 
 
-def test_a_jax_without_jaxprs_in_params_asks_for_jax_0_10(fresh, monkeypatch):
+def test_a_jax_without_jaxprs_in_params_asks_for_jax_s_floor(fresh, monkeypatch):
     monkeypatch.delattr(jax.extend.core, "jaxprs_in_params")
     message = _one_line_error()
-    assert "has no jax.extend.core.jaxprs_in_params (pgjax needs jax>=0.10): pip install 'jax>=0.10'" in message
+    jax_floor = FLOORS["jax"]  # 'jax>=0.10.2'
+    assert f"has no jax.extend.core.jaxprs_in_params (pgjax needs {jax_floor}): pip install '{jax_floor}'" in message
 
 
 def test_an_optax_without_tree_norm_asks_for_optax_0_2_5(fresh, monkeypatch):
@@ -135,14 +140,41 @@ def test_a_package_that_fails_at_import_is_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("error: importing flax ")
     assert "AttributeError: module 'jax.core' has no attribute 'pp_eqn_rules'" in done.stderr
-    assert "--force-reinstall" in done.stderr and not (tmp_path / "run").exists()
+    assert done.stderr.strip().endswith(f"pgjax needs {FLOORS['flax']}: pip install --upgrade '{FLOORS['flax']}'")
+    assert not (tmp_path / "run").exists()
 
 
-def test_pyproject_asks_for_the_releases_the_check_names():
-    import tomllib
+def test_a_package_that_fails_at_import_is_named_with_its_floor(tmp_path):
+    # an orbax-checkpoint older than its floor under jax 0.10: its import of a name JAX no longer has
+    fake = tmp_path / "site-packages" / "orbax" / "checkpoint" / "__init__.py"
+    code = compile("raise ImportError(\"cannot import name 'DeviceLocalLayout' from 'jax.experimental.layout'\")\n",
+                   str(fake), "exec")
+    try:
+        exec(code, {})
+    except ImportError as error:
+        broken = compat.broken_import(error)
+    assert broken.package == "orbax"
+    message = str(broken)
+    assert message.startswith("importing orbax-checkpoint ") and "cannot import name 'DeviceLocalLayout'" in message
+    floor = FLOORS["orbax-checkpoint"]  # 'orbax-checkpoint>=0.11.33'
+    assert message.endswith(f": pgjax needs {floor}: pip install --upgrade '{floor}'")
 
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for release in compat.RELEASES.values():  # FEATURES' releases, and what a missing package is told to install
-        assert release in dependencies, f"the install check names {release}; pyproject.toml does not"
+
+def test_the_floors_named_are_pyproject_s_and_every_package_has_one():
+    assert sorted(FLOORS.values()) == sorted(DEPENDENCIES)
+    for package in compat.PACKAGES:  # each package the check names has a floor in pyproject.toml
+        assert ">=" in compat.requirement(package), package
     missing = compat.broken_import(ModuleNotFoundError("No module named 'orbax'", name="orbax.checkpoint"))
-    assert str(missing).endswith("pip install 'orbax-checkpoint>=0.11'")
+    assert str(missing).endswith(f"pip install '{FLOORS['orbax-checkpoint']}'")
+
+
+def test_an_installed_pgjax_reads_its_floors_from_its_metadata(monkeypatch, tmp_path):
+    monkeypatch.setattr(compat, "PYPROJECT", tmp_path / "pyproject.toml")  # not a source tree
+    monkeypatch.setattr(compat.importlib.metadata, "requires",
+                        lambda name: ["jax>=0.10", "orbax-checkpoint>=0.11.33", "pandas>=2; extra == \"results\""])
+    compat.floors.cache_clear()
+    try:
+        assert compat.floors() == {"jax": "jax>=0.10", "orbax-checkpoint": "orbax-checkpoint>=0.11.33"}
+        assert compat.requirement("orbax") == "orbax-checkpoint>=0.11.33" and compat.requirement("six") == "six"
+    finally:
+        compat.floors.cache_clear()

@@ -31,7 +31,7 @@ from pgjax.running.run_folder import loading, trust
 from pgjax.running.run_folder.files import SUMMARY_FILE
 
 EVALUATION_FILE = "evaluation.json"
-GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.0'"
+GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.1'"
 
 Policy = Callable[[np.ndarray], "int | np.ndarray"]
 

@@ -16,31 +16,38 @@ process; their outcome (a pass or the error) is kept.
 importing pgjax's layers and says whether one of these packages raised it, as
 a `BrokenInstall` (the commands print it as one line, `pgjax.commands.process`).
 
+Every fix printed names the package and pgjax's floor for it (`requirement`), read from the one
+declaration, pyproject.toml's dependencies (`floors`), e.g. "importing orbax-checkpoint 0.11.16
+failed (...): pgjax needs orbax-checkpoint>=0.11.33: pip install --upgrade 'orbax-checkpoint>=0.11.33'".
+
 This module imports no JAX at its top, so that a command's `--help` need not.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
+import re
 import traceback
+from pathlib import Path
 
-# (package, dotted name pgjax uses, the release that first has it): each must resolve.
+# (package, dotted name pgjax uses): each must resolve (every release from pyproject.toml's floor on has it).
 FEATURES = (
-    ("jax", "jax.extend.core.jaxprs_in_params", "jax>=0.10"),  # pgjax.running.memory
-    ("jax", "jax.shard_map", "jax>=0.10"),  # pgjax.running.sharding
-    ("jax", "jax.custom_batching.custom_vmap", "jax>=0.10"),  # pgjax.algo.fast.folded
-    ("optax", "optax.tree.norm", "optax>=0.2.5"),  # pgjax.algo.trainer's grad_norm
-    ("flax", "flax.linen.Module", "flax>=0.10"),  # pgjax.algo.policy
-    ("flax", "flax.struct.dataclass", "flax>=0.10"),  # pgjax.algo.trainer
-    ("gymnax", "gymnax.environments.environment.Environment.is_truncated", "gymnax>=1.0.1"),
+    ("jax", "jax.extend.core.jaxprs_in_params"),  # pgjax.running.memory
+    ("jax", "jax.shard_map"),  # pgjax.running.sharding
+    ("jax", "jax.custom_batching.custom_vmap"),  # pgjax.algo.fast.folded
+    ("optax", "optax.tree.norm"),  # pgjax.algo.trainer's grad_norm
+    ("flax", "flax.linen.Module"),  # pgjax.algo.policy
+    ("flax", "flax.struct.dataclass"),  # pgjax.algo.trainer
+    ("gymnax", "gymnax.environments.environment.Environment.is_truncated"),
 )
-# The packages whose failure at import `broken_import` reports as a broken install.
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax", "numpy", "scipy")
-NEEDED = " ".join(dict.fromkeys(f"'{release}'" for _, _, release in FEATURES))  # 'jax>=0.10' 'optax>=0.2.5' ...
-# What pip installs, for a package missing altogether: FEATURES' releases, and these.
-RELEASES = {"jaxlib": "jaxlib>=0.10", "orbax": "orbax-checkpoint>=0.11", "chex": "chex>=0.1.89",
-            "numpy": "numpy>=1.26", "scipy": "scipy>=1.15", **{p: r for p, _, r in FEATURES}}
-GYMNAX_FIX = "pip install 'gymnax>=1.0.1' --force-reinstall"
+# The packages (import names) whose failure at import `broken_import` reports as a broken install.
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax", "numpy", "scipy", "matplotlib", "tyro",
+            "rich", "filelock", "six")
+DISTRIBUTIONS = {"orbax": "orbax-checkpoint"}  # import name -> the name pip installs, where they differ
+GYMNAX_FIX = "pip install '{}' --force-reinstall"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # there in a clone (and an editable install)
 
 _outcome: list = []  # [None] once the checks passed, [error] once they failed
 
@@ -66,8 +73,8 @@ def check_installed() -> None:
     """
     if not _outcome:
         try:
-            for package, name, release in FEATURES:
-                _check_feature(package, name, release)
+            for package, name in FEATURES:
+                _check_feature(package, name)
             _check_gymnax_step()
         except BrokenInstall as error:
             _outcome.append(error)
@@ -77,17 +84,56 @@ def check_installed() -> None:
         raise _outcome[0]
 
 
-def _fix(package: str, release: str) -> str:
-    return GYMNAX_FIX if package == "gymnax" else f"pip install '{release}'"
+@functools.cache
+def floors() -> dict[str, str]:
+    """pgjax's runtime requirements by distribution name, e.g. {'orbax-checkpoint': 'orbax-checkpoint>=0.11.33'}.
+
+    Declared once, in pyproject.toml: read from it where pgjax runs from its source tree (a clone, an
+    editable install), else from the installed pgjax's metadata (`importlib.metadata.requires`); empty
+    when neither is there.
+    """
+    requirements: list[str] = []
+    if PYPROJECT.is_file():
+        import tomllib
+
+        project = tomllib.loads(PYPROJECT.read_text()).get("project", {})
+        if project.get("name") == "pgjax":
+            requirements = project.get("dependencies", [])
+    if not requirements:
+        try:
+            requirements = [r for r in importlib.metadata.requires("pgjax") or [] if "extra ==" not in r]
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    found = {}
+    for requirement in requirements:
+        requirement = requirement.split(";")[0].strip()
+        name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
+        found[_normal(name)] = requirement.replace(" ", "")
+    return found
 
 
-def _check_feature(package: str, name: str, release: str) -> None:
+def requirement(package: str) -> str:
+    """pgjax's requirement on `package` (an import name, `orbax` for orbax-checkpoint): 'jax>=0.10.2', or the
+    distribution's bare name where pgjax declares no floor for it."""
+    distribution = DISTRIBUTIONS.get(package, package)
+    return floors().get(_normal(distribution), distribution)
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _fix(package: str) -> str:
+    return GYMNAX_FIX.format(requirement("gymnax")) if package == "gymnax" else f"pip install '{requirement(package)}'"
+
+
+def _check_feature(package: str, name: str) -> None:
     """Resolve the dotted `name` (modules imported as needed); a missing part raises BrokenInstall."""
     parts = name.split(".")
     try:
         found = importlib.import_module(parts[0])
     except ImportError as error:
-        raise BrokenInstall(package, f"{package} cannot be imported ({error}): {_fix(package, release)}") from None
+        raise BrokenInstall(package, f"{package} cannot be imported ({error}): {_fix(package)}") from None
     for depth, part in enumerate(parts[1:], start=2):
         if hasattr(found, part):
             found = getattr(found, part)
@@ -97,7 +143,7 @@ def _check_feature(package: str, name: str, release: str) -> None:
         except ImportError:
             overwritten = " (another package may have overwritten its files)" if package == "gymnax" else ""
             raise BrokenInstall(package, f"{package} {_version(package)} has no {name}{overwritten} (pgjax needs "
-                                         f"{release}): {_fix(package, release)}") from None
+                                         f"{requirement(package)}): {_fix(package)}") from None
 
 
 def _check_gymnax_step() -> None:
@@ -116,12 +162,12 @@ def _check_gymnax_step() -> None:
         out = jax.eval_shape(one_step)
     except Exception as error:  # an old copy's make, reset or step that fails to trace
         raise BrokenInstall("gymnax", f"gymnax {_version('gymnax')}: one step of CartPole-v1 fails to trace "
-                                      f"({type(error).__name__}: {_first_line(error)}): {GYMNAX_FIX}") from None
+                                      f"({type(error).__name__}: {_first_line(error)}): {_fix('gymnax')}") from None
     if not isinstance(out, tuple) or len(out) != 6:
         count = len(out) if isinstance(out, tuple) else type(out).__name__
         raise BrokenInstall("gymnax", f"gymnax's Environment.step returns {count} values (gymnax {_version('gymnax')}"
                                       " reported), not gymnax 1.0's 6 (obs, state, reward, terminated, truncated,"
-                                      f" info): another package may have overwritten gymnax's files; {GYMNAX_FIX}")
+                                      f" info): another package may have overwritten gymnax's files; {_fix('gymnax')}")
 
 
 def broken_import(error: BaseException) -> BrokenInstall | None:
@@ -137,16 +183,17 @@ def broken_import(error: BaseException) -> BrokenInstall | None:
         return error
     missing = (getattr(error, "name", None) or "").split(".")[0]
     if isinstance(error, ModuleNotFoundError) and missing in PACKAGES:
-        return BrokenInstall(missing, f"{missing} is not installed ({error}): {_fix(missing, RELEASES[missing])}")
+        return BrokenInstall(missing, f"{missing} is not installed ({error}): {_fix(missing)}")
     frames = traceback.extract_tb(error.__traceback__)
     if not any(frame.name == "<module>" for frame in frames[1:]):  # not raised while importing a module
         return None
     for frame in reversed(frames):  # the innermost module being imported: an old flax's import of a name
         package = _package_of(frame.filename)  # that JAX no longer has (under gymnax's import of flax) is flax's
         if package is not None and frame.name == "<module>":
-            return BrokenInstall(package, f"importing {package} {_version(package)} failed "
-                                          f"({type(error).__name__}: {_first_line(error)}): reinstall the versions "
-                                          f"pgjax needs: pip install {NEEDED} --force-reinstall")
+            name, needed = DISTRIBUTIONS.get(package, package), requirement(package)
+            fix = _fix(package) if package == "gymnax" else f"pip install --upgrade '{needed}'"
+            return BrokenInstall(package, f"importing {name} {_version(package)} failed ({type(error).__name__}: "
+                                          f"{_first_line(error)}): pgjax needs {needed}: {fix}")
     return None
 
 
@@ -160,10 +207,8 @@ def _package_of(filename: str) -> str | None:
 
 
 def _version(package: str) -> str:
-    import importlib.metadata
-
     try:
-        return importlib.metadata.version(package if package != "orbax" else "orbax-checkpoint")
+        return importlib.metadata.version(DISTRIBUTIONS.get(package, package))
     except importlib.metadata.PackageNotFoundError:
         return "(version unknown)"
 
