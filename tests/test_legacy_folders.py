@@ -117,6 +117,6 @@ def test_a_1_0_distributed_checkpoint_of_every_run_twice_resumes_and_differing_c
     _checkpoint_copied(broken, 2, perturb)
     capsys.readouterr()
     assert train.main(["--resume", str(broken), "--quiet"]) == 2
-    assert capsys.readouterr().err == (f"error: {broken}/config.json does not match its checkpoints (chunk-0000 "
-                                       "holds 2 different copies of its runs); the folder was edited or damaged\n")
+    assert capsys.readouterr().err == (f"error: {broken}/config.json does not match its checkpoints (chunk 0 has 4 "
+                                       "runs, the plan 2); the folder was edited or damaged\n")
     assert not (broken / "summary.json").exists()

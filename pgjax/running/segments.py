@@ -323,10 +323,10 @@ def check_checkpoint(checkpoints: ChunkCheckpoints, update: int, state_like: Any
                                           f"{begun} to {until}")
     saved = checkpoints.saved_shapes(update)
     runs = sorted({shape[0] for shape in saved.values() if shape})
-    if len(runs) != 1 or not n or runs[0] % n:
-        raise CheckpointMismatch(run_dir, f"{name} has {'/'.join(map(str, runs)) or 'no'} runs, the plan {n}")
     # pgjax 1.0's --distributed runs saved every run once per process: read as one (`ChunkCheckpoints.restore`)
-    copies = runs[0] // n
+    copies = 1 if runs == [n] else checkpoints.copies_of_runs(update, n) if len(runs) == 1 else 0
+    if not copies:
+        raise CheckpointMismatch(run_dir, f"{name} has {'/'.join(map(str, runs)) or 'no'} runs, the plan {n}")
     saved = {key: (shape[0] // copies, *shape[1:]) if shape else shape for key, shape in saved.items()}
     expected = {f"state/{key}": shape for key, shape in _flat_shapes(serialization.to_state_dict(
         host_tree(state_like))).items()}

@@ -190,29 +190,26 @@ class ChunkCheckpoints:
         """
         raw = self._manager.restore(update, args=self._ocp.args.StandardRestore())
         template = {"state": host_tree(state_like), "metrics": host_tree(metrics_like)}
-        restored = serialization.from_state_dict(template, self._one_copy(raw, len(jax.tree.leaves(state_like)[0])))
+        n = len(jax.tree.leaves(state_like)[0])  # a checkpoint of copies of the runs (`copies_of_runs`): the first
+        raw = jax.tree.map(lambda x: x[:n] if np.ndim(x) and len(x) > n else x, raw)
+        restored = serialization.from_state_dict(template, raw)
 
         state = wrap_keys(restored["state"], like=state_like)
         return state, restored["metrics"]
 
-    def _one_copy(self, raw: Any, n: int) -> Any:
-        """`raw` with leaves of n runs. pgjax 1.0's --distributed runs saved every run once per process, k
-        identical copies one after the other ([k * n, ...]): the first is kept.
-
-        Raises:
-          CheckpointMismatch: the copies differ (the folder was edited or damaged).
-        """
-        def one(x):
-            x = np.asarray(x)
-            if x.ndim == 0 or x.shape[0] == n or not n or x.shape[0] % n:
-                return x  # the shapes are checked against the plan's (`pgjax.running.segments.check_checkpoint`)
-            copies = x.reshape(x.shape[0] // n, n, *x.shape[1:])
-            if not all(np.array_equal(copy, copies[0], equal_nan=True) for copy in copies[1:]):
-                raise CheckpointMismatch(run_dir_of(self.directory), f"{self.directory.name} holds {len(copies)} "
-                                                                     "different copies of its runs")
-            return copies[0]
-
-        return jax.tree.map(one, raw)
+    def copies_of_runs(self, update: int, n: int) -> int:
+        """How many identical copies of n runs, one after another, the checkpoint after `update` updates holds:
+        pgjax 1.0's --distributed runs saved every run once per process. 0 where its runs are not copies of n
+        runs (their number is no multiple of n, or the copies differ: another plan's, or damaged)."""
+        leaves = [np.asarray(x) for x in jax.tree.leaves(self._manager.restore(
+            update, args=self._ocp.args.StandardRestore()))]
+        sizes = {x.shape[0] for x in leaves if x.ndim}
+        if len(sizes) != 1 or not n or sizes.pop() % n:
+            return 0
+        copies = [x.reshape(-1, n, *x.shape[1:]) for x in leaves if x.ndim]
+        if not all(np.array_equal(x[k], x[0], equal_nan=True) for x in copies for k in range(1, len(x))):
+            return 0
+        return len(copies[0]) if copies else 0
 
     def close(self) -> None:
         self._manager.close()
