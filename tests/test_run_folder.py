@@ -474,31 +474,58 @@ def test_plot_out_folder_writes_inside_it_and_says_so(run_folder, tmp_path, caps
     assert (tmp_path / PLOT_FILE).stat().st_size > 20_000
 
 
-def test_plot_out_without_a_suffix_gets_png_and_says_so(run_folder, tmp_path, capsys):
-    assert plot.main([str(run_folder), "--out", str(tmp_path / "curves")]) == 0
-    assert capsys.readouterr().out == f"learning curves in {tmp_path / 'curves.png'}\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
-
-
 @pytest.mark.parametrize("out,message", [
     ("{tmp}/no/such/x.png", "no such folder for --out: {tmp}/no/such"),
-    ("{tmp}/file/x.png", "no such folder for --out: {tmp}/file"),
+    ("{tmp}/file/x.png", "--out {tmp}/file/x.png: {tmp}/file is a file, not a folder"),
     ("{tmp}/x.xyz", "cannot write a figure to {tmp}/x.xyz: give a file ending in .png"),
-    ("{tmp}/file", "--out {tmp}/file is an existing file without an image suffix: give the figure's file"),
+    ("{tmp}/curves", "--out {tmp}/curves names no image format: give the figure's file, e.g. --out {tmp}/curves.png"),
+    ("{tmp}/file", "--out {tmp}/file names no image format: give the figure's file, e.g. --out {tmp}/file.png"),
+    ("{tmp}/notes.png", "--out {tmp}/notes.png is an existing file, not a PNG image: pgjax writes neither over it "
+                        "nor beside it"),
+    ("{tmp}/notes.pdf", "--out {tmp}/notes.pdf is an existing file, not a PDF image"),
+    ("{tmp}/image.pdf", "--out {tmp}/image.pdf is an existing file, not a PDF image"),  # a PNG named .pdf
 ])
 def test_plot_out_that_cannot_be_written_is_one_line(out, message, run_folder, tmp_path, capsys):
     (tmp_path / "file").write_text("")
+    for name in ("notes.png", "notes.pdf"):
+        (tmp_path / name).write_text("my notes\n")
+    (tmp_path / "image.pdf").write_bytes((run_folder / PLOT_FILE).read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert plot.main([str(run_folder), "--out", out.format(tmp=tmp_path)]) == 2
     assert one_error_line(capsys).startswith(f"error: {message.format(tmp=tmp_path)}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing over them, nothing beside
+
+
+def test_plot_out_that_is_a_device_or_a_users_file_is_refused(run_folder, capsys):
+    assert plot.main([str(run_folder), "--out", "/dev/null"]) == 2
+    assert one_error_line(capsys).startswith("error: --out /dev/null names no image format")
+    assert plot.main([str(run_folder), "--out", "/etc/hostname"]) == 2
+    assert one_error_line(capsys).startswith("error: --out /etc/hostname names no image format")
+    assert not Path("/etc/hostname.png").exists()
+
+
+def test_plot_out_writes_over_its_own_image_and_an_empty_file(run_folder, tmp_path, capsys):
+    for name in ("a.png", "b.pdf", "c.svg"):
+        (tmp_path / name).write_bytes(b"")
+        for _ in range(2):  # empty, then the figure written the first time
+            assert plot.main([str(run_folder), "--out", str(tmp_path / name)]) == 0
+            assert capsys.readouterr().out == f"learning curves in {tmp_path / name}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.pdf", "c.svg"]
+    assert (tmp_path / "b.pdf").read_bytes().startswith(b"%PDF-")
 
 
 def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_path, monkeypatch, capsys):
-    import os
+    real = Path.write_text
 
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    def read_only(self, *args, **kwargs):
+        if self.name.startswith(".pgjax-write-test"):
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", read_only)  # chmod does not stop root
     assert plot.main([str(run_folder), "--out", str(tmp_path / "x.png")]) == 2
-    assert one_error_line(capsys) == f"error: cannot write to the folder of --out: {tmp_path} is not writable"
+    assert one_error_line(capsys) == (f"error: cannot write to --out {tmp_path / 'x.png'}: Permission denied in "
+                                      f"{tmp_path}")
 
 
 def test_plot_of_the_mean_goes_beside_the_iqm_plot(copy_of, capsys):
@@ -520,3 +547,33 @@ def test_compare_makes_a_missing_out_folder_and_bad_input_leaves_none(run_folder
     (tmp_path / "file").write_text("")
     assert compare.main([str(run_folder), "--out", str(tmp_path / "file")]) == 2
     assert "is a file: give a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("comparison.json", b'{"mine": 1}', "--out {out}/comparison.json is an existing file, not a comparison.json of "
+                                        "pgjax.compare"),
+    ("performance_profiles.png", b"my notes", "--out {out}/performance_profiles.png is an existing file, not a PNG "
+                                              "image: pgjax writes neither over it nor beside it"),
+    ("probability_of_improvement.png", b"\0", "--out {out}/probability_of_improvement.png is an existing file"),
+])
+def test_compare_writes_over_no_file_of_its_names_that_is_not_its_own(name, content, message, run_folder, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / name).write_bytes(content)
+    assert compare.main([str(run_folder), "--out", str(out), "--resamples", "100"]) == 2
+    assert one_error_line(capsys).startswith(f"error: {message.format(out=out)}")
+    assert [p.name for p in out.iterdir()] == [name] and (out / name).read_bytes() == content
+
+
+def test_compare_writes_over_its_own_files_and_refuses_a_files_name_for_out(run_folder, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    for _ in range(2):
+        assert compare.main([str(run_folder), "--out", str(out), "--resamples", "100"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "performance_profiles.png",
+                                                      "probability_of_improvement.png"]
+    capsys.readouterr()
+    assert compare.main([str(run_folder), "--out", str(tmp_path / "cmp.json"), "--resamples", "100"]) == 2
+    assert one_error_line(capsys).startswith(f"error: --out {tmp_path / 'cmp.json'} names a file; compare writes "
+                                             "comparison.json and its plots into a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp"]

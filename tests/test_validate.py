@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from pgjax.algo.config import Hyperparams
-from pgjax.commands.checks import SEED_MAX, check_output_file, check_seeds
+from pgjax.commands.bench import BENCH_FILE
+from pgjax.commands.checks import SEED_MAX, check_seeds
+from pgjax.commands.outputs import check_output_file
 from pgjax.commands.train import main
 
 SMALL = ["--num-seeds", "2", "--num-updates", "2", "--episodes-per-update", "2", "--hidden", "8"]
@@ -166,8 +168,27 @@ def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, monkey
     assert f"cannot write to --out {tmp_path / 'new' / 'b.json'}: Permission denied in {tmp_path}" in err
 
 
+def test_bench_out_writes_over_no_file_but_an_earlier_bench_json(tmp_path, capsys, monkeypatch):
+    import pgjax.results.throughput
+    from pgjax.commands.bench import main as bench
+
+    monkeypatch.setattr(pgjax.results.throughput, "measure_rung", _never("a rung of the ladder"))
+    for content in (b"my notes\n", b'{"complete": true}', b"[]"):
+        (tmp_path / "b.json").write_bytes(content)
+        err = refused(capsys, tmp_path, ["--out", str(tmp_path / "b.json")], bench)
+        assert err == (f"error: --out {tmp_path / 'b.json'} is an existing file, not a pgjax.bench JSON (with "
+                       '"complete", "device" and "ladder"): pgjax writes neither over it nor beside it; give another '
+                       "path (or move that file away)")
+        assert (tmp_path / "b.json").read_bytes() == content and [p.name for p in tmp_path.iterdir()] == ["b.json"]
+    own = tmp_path / "own.json"
+    own.write_text('{"complete": false, "device": {}, "ladder": []}')
+    check_output_file("--out", own, BENCH_FILE)  # an earlier --out of bench: written over
+    own.write_text("")
+    check_output_file("--out", own, BENCH_FILE)  # an empty file: nothing to lose
+
+
 def test_a_writable_output_file_passes_and_nothing_is_left(tmp_path):
-    check_output_file("--out", tmp_path / "a" / "b" / "bench.json")
+    check_output_file("--out", tmp_path / "a" / "b" / "bench.json", make_folders=True)
     check_output_file("--out", None)
     assert list(tmp_path.iterdir()) == []
 
