@@ -577,3 +577,95 @@ def test_compare_writes_over_its_own_files_and_refuses_a_files_name_for_out(run_
     assert one_error_line(capsys).startswith(f"error: --out {tmp_path / 'cmp.json'} names a file; compare writes "
                                              "comparison.json and its plots into a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp"]
+
+
+# --- links: a run folder is read inside itself ------------------------------------------------------------------
+
+
+def link_outside(folder: Path, name: str, tmp_path: Path) -> Path:
+    """Move `folder / name` out of the folder and leave a symbolic link to it; returns where it went."""
+    target = tmp_path / f"outside-{name.replace('/', '-')}"
+    shutil.move(folder / name, target)
+    (folder / name).symlink_to(target)
+    return target
+
+
+LINKED_READS = {
+    SUMMARY_FILE: lambda d: plot.main([str(d)]),
+    METRICS_FILE: lambda d: plot.main([str(d)]),
+    PARAMS_FILE: lambda d: evaluate.main([str(d), "--episodes", "1"]),
+    "evaluation.json": lambda d: evaluate.main([str(d), "--episodes", "1"]),
+    RUNS_FILE: lambda d: exports.load_results(d),
+    CURVES_PARQUET: lambda d: exports.load_results(d),
+}
+
+
+@pytest.mark.parametrize("name", LINKED_READS)
+def test_a_file_linked_outside_the_run_folder_is_refused_in_one_line(name, copy_of, tmp_path, capsys):
+    folder = copy_of()
+    if name == "evaluation.json":
+        assert evaluate.main([str(folder), "--episodes", "1"]) == 0
+        capsys.readouterr()
+    target = link_outside(folder, name, tmp_path)
+    before = target.read_bytes()
+    message = (f"{folder / name} is a symlink leading outside the run folder (to {target}); pgjax reads and writes "
+               "a run folder only inside it")
+    if name in (RUNS_FILE, CURVES_PARQUET):
+        with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+            LINKED_READS[name](folder)
+    else:
+        assert LINKED_READS[name](folder) == 2
+        assert one_error_line(capsys).startswith(f"error: {message}")
+    assert target.read_bytes() == before and (folder / name).is_symlink()
+
+
+def test_compare_and_the_loaders_refuse_a_summary_linked_outside(copy_of, tmp_path, capsys):
+    folder = copy_of()
+    link_outside(folder, SUMMARY_FILE, tmp_path)
+    assert compare.main([str(folder), "--resamples", "100"]) == 2
+    assert "summary.json is a symlink leading outside the run folder" in one_error_line(capsys)
+    for load in (loading.load_summary, loading.load_metrics, loading.load_params):
+        with pytest.raises(ValueError, match="summary.json is a symlink leading outside the run folder"):
+            load(folder)
+
+
+def test_a_link_that_stays_inside_the_run_folder_is_read(copy_of, capsys):
+    folder = copy_of()
+    (folder / SUMMARY_FILE).rename(folder / "real-summary.json")
+    (folder / SUMMARY_FILE).symlink_to("real-summary.json")
+    assert plot.main([str(folder), "--out", str(folder / "x.png")]) == 0
+    assert loading.load_summary(folder)["env"] == "CartPole-v1"
+
+
+@pytest.mark.parametrize("name", [CONFIG_FILE, CHECKPOINT_DIR, f"{CHECKPOINT_DIR}/chunk-0000", ".pgjax.lock"])
+def test_resume_refuses_a_link_leading_outside_before_it_reads_writes_or_deletes(name, copy_of, tmp_path, capsys):
+    folder = copy_of()
+    (folder / SUMMARY_FILE).unlink()
+    (folder / CHECKPOINT_DIR / "chunk-0000").mkdir(parents=True)
+    (folder / CHECKPOINT_DIR / "chunk-0000" / "kept").write_text("precious")
+    if name == ".pgjax.lock":
+        (folder / name).write_text("precious")
+    target = link_outside(folder, name, tmp_path)
+    before = snapshot(tmp_path)
+    assert train_main(["--resume", str(folder)]) == 2
+    assert one_error_line(capsys).startswith(f"error: {folder / name} is a symlink leading outside the run folder "
+                                             f"(to {target})")
+    assert snapshot(tmp_path) == before  # nothing outside read into, written or deleted
+
+
+def test_plot_and_compare_of_runs_that_all_diverged_to_nan_print_no_warning(copy_of, tmp_path):
+    import subprocess
+    import sys
+
+    folder = copy_of()
+    with np.load(folder / METRICS_FILE) as data:
+        arrays = {name: data[name] for name in data.files}
+    for name in arrays:
+        if name.endswith("/episode_return"):
+            arrays[name] = np.full_like(arrays[name], np.nan)
+    with open(folder / METRICS_FILE, "wb") as file:
+        np.savez_compressed(file, **arrays)
+    for command in (["pgjax.plot", str(folder), "--out", str(tmp_path / "nan.png")],
+                    ["pgjax.compare", str(folder), "--out", str(tmp_path / "cmp"), "--resamples", "100"]):
+        done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stderr == "", done.stderr

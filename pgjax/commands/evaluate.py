@@ -100,7 +100,7 @@ def check_memory(episodes: int, num_runs: int, static: Any) -> None:
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
     from pgjax.results.evaluation import EVALUATION_FILE, policy_callable, render_episode
-    from pgjax.running.run_folder import files
+    from pgjax.running.run_folder import files, loading
 
     run_dir, summary, group_configs = _checked_folder(args)
     configs, params, greedy, sampling = _evaluate_jax(args, run_dir, summary, group_configs)
@@ -117,7 +117,7 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
                                      configs[args.run].static.env, seed=args.seed)
         result["render"] = {"path": path, "run": args.run, "return": total}
-    kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
+    kept = keep_earlier_results(result, loading.run_file(run_dir, EVALUATION_FILE))
     files.write_json(run_dir / EVALUATION_FILE, result)
     print_evaluation(result, console)
     if kept:
@@ -140,7 +140,7 @@ def _checked_folder(args: Args) -> tuple[Path, dict, list]:
         raise ValueError(f"--run {args.run} out of range: {run_dir} holds {num_runs} runs")
     if args.gymnasium or args.render:
         _gymnasium()
-    check_output_file("the run folder's", run_dir / EVALUATION_FILE, EVALUATION_RECORD)
+    check_output_file("the run folder's", loading.run_file(run_dir, EVALUATION_FILE), EVALUATION_RECORD)
     if args.render:
         if importlib.util.find_spec("pygame") is None:
             raise ImportError(f"--render needs pygame, Gymnasium's renderer: {GYMNASIUM_HINT}")
