@@ -187,6 +187,26 @@ def test_bench_out_writes_over_no_file_but_an_earlier_bench_json(tmp_path, capsy
     check_output_file("--out", own, BENCH_FILE)  # an empty file: nothing to lose
 
 
+def test_bench_out_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import pgjax.results.throughput
+    from pgjax.commands.bench import main as bench
+    from pgjax.running.run_folder import files
+
+    monkeypatch.setattr(pgjax.results.throughput, "measure_rung", _never("a rung of the ladder"))
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_bytes", full)
+    assert bench(["--quick", "--out", str(tmp_path / "b.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no space left on device writing {tmp_path / 'b.json'} (about ") and \
+        err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_writable_output_file_passes_and_nothing_is_left(tmp_path):
     check_output_file("--out", tmp_path / "a" / "b" / "bench.json", make_folders=True)
     check_output_file("--out", None)

@@ -160,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {options.with_flag_names(str(error))}", file=sys.stderr)
         return 2
-    return run_ladder(args, config, spec, make_console())
+    try:
+        return run_ladder(args, config, spec, make_console())
+    except ValueError as error:  # --out could not be written (a full disk): one line naming it, exit status 1
+        if not isinstance(error.__cause__, OSError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def run_ladder(args: Any, config: Config, spec, console: Console) -> int:
