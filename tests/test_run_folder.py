@@ -514,15 +514,7 @@ def test_plot_out_writes_over_its_own_image_and_an_empty_file(run_folder, tmp_pa
     assert (tmp_path / "b.pdf").read_bytes().startswith(b"%PDF-")
 
 
-def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_path, monkeypatch, capsys):
-    real = Path.write_text
-
-    def read_only(self, *args, **kwargs):
-        if self.name.startswith(".pgjax-write-test"):
-            raise PermissionError(13, "Permission denied")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", read_only)  # chmod does not stop root
+def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_path, write_probes_refused, capsys):
     assert plot.main([str(run_folder), "--out", str(tmp_path / "x.png")]) == 2
     assert one_error_line(capsys) == (f"error: cannot write to --out {tmp_path / 'x.png'}: Permission denied in "
                                       f"{tmp_path}")

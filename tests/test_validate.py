@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -153,17 +152,9 @@ def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_pat
     assert message in err, err
 
 
-def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, monkeypatch):
+def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, write_probes_refused):
     from pgjax.commands.bench import main as bench
 
-    real = Path.write_text
-
-    def read_only(self, *args, **kwargs):
-        if self.name.startswith(".pgjax-write-test"):
-            raise PermissionError(13, "Permission denied")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", read_only)  # chmod does not stop root
     err = refused(capsys, tmp_path, ["--out", str(tmp_path / "new" / "b.json")], bench)
     assert f"cannot write to --out {tmp_path / 'new' / 'b.json'}: Permission denied in {tmp_path}" in err
 
