@@ -661,3 +661,22 @@ def test_plot_and_compare_of_runs_that_all_diverged_to_nan_print_no_warning(copy
                     ["pgjax.compare", str(folder), "--out", str(tmp_path / "cmp"), "--resamples", "100"]):
         done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_every_image_format_matplotlib_writes_is_told_from_a_users_file(tmp_path):
+    from matplotlib.figure import Figure
+
+    from pgjax.commands.outputs import image
+
+    figure = Figure(figsize=(1, 1))
+    figure.add_subplot().plot([0, 1])
+    for image_format in figure.canvas.get_supported_filetypes():
+        path, notes = tmp_path / f"figure.{image_format}", tmp_path / f"notes.{image_format}"
+        try:
+            figure.savefig(path, format=image_format)
+        except Exception:  # a format whose writer is not installed (e.g. pgf without LaTeX)
+            continue
+        notes.write_text("my notes\n")
+        own = image(image_format)
+        assert not own.recognise(notes)
+        assert own.recognise(path) == (image_format not in ("raw", "rgba")), image_format  # bare pixels: no signature

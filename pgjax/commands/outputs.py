@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 # The first bytes of the image formats matplotlib (and Pillow's GIF) writes; SVG (XML whose first 4 KiB open an
-# <svg> element) and WebP (RIFF ... WEBP) are told apart in `image`. "raw" and "rgba" (bare pixels) have no
-# signature: an existing file is never taken for one.
+# <svg> element), WebP (RIFF ... WEBP) and AVIF (... ftypavif) are told apart in `image`. "raw" and "rgba" (bare
+# pixels) have no signature: an existing file is never taken for one.
 IMAGE_SIGNATURES = {
     "png": (b"\x89PNG\r\n\x1a\n",), "pdf": (b"%PDF-",), "ps": (b"%!PS",), "eps": (b"%!PS", b"\xc5\xd0\xd3\xc6"),
     "svgz": (b"\x1f\x8b",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",), "tif": (b"II*\x00", b"MM\x00*"),
@@ -55,6 +55,8 @@ def image(image_format: str) -> Own:
             return head.lstrip().startswith(b"<") and b"<svg" in head
         if image_format == "webp":
             return head.startswith(b"RIFF") and head[8:12] == b"WEBP"
+        if image_format == "avif":
+            return head[4:12] == b"ftypavif"
         signatures = IMAGE_SIGNATURES.get(image_format)
         return signatures is not None and head.startswith(signatures)
 
