@@ -141,6 +141,7 @@ def test_empty_paths_names_and_repeated_values_are_refused(argv, message, tmp_pa
     (["--out", ""], "--out '.' names no file"),
     (["--out", "{tmp}/file/b.json"], "file is a file, not a folder"),
     (["--out", "/proc/b.json"], "cannot write to --out /proc/b.json"),
+    (["--out", "{tmp}/" + "n" * 300], "n: File name too long"),
 ])
 def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_path, capsys, monkeypatch):
     import pgjax.commands.bench

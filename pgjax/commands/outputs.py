@@ -32,6 +32,7 @@ IMAGE_SIGNATURES = {
     "tiff": (b"II*\x00", b"MM\x00*"), "pgf": (b"%% Creator: Matplotlib",), "gif": (b"GIF87a", b"GIF89a"),
 }
 HEAD_BYTES = 4096
+OWN_MAX_BYTES = 2**30  # a larger file is no earlier output of a command's (and is not read to tell)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,14 @@ def check_output_file(flag: str, path: Path | None, own: Own | None = None, *, m
         return
     if str(path) in ("", "."):
         raise ValueError(f"{flag} '{path}' names no file: give a file, e.g. {flag} results.json")
+    try:
+        _check_path(flag, path, own, make_folders)
+    except OSError as error:  # e.g. a name too long for the file system
+        raise ValueError(f"cannot write to {flag} {path}: {error.strerror or error}") from None
+
+
+def _check_path(flag: str, path: Path, own: Own | None, make_folders: bool) -> None:
+    """`check_output_file` for a path given. OSError: the file system cannot tell (a name too long)."""
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder: give a file in it")
     if path.exists() or path.is_symlink():
@@ -120,12 +129,8 @@ def _check_existing(flag: str, path: Path, own: Own | None) -> None:
     if not path.is_file():
         raise ValueError(f"{flag} {path} is not a plain file (a link to nothing, a device, a pipe): give the "
                          "path of a file to write")
-    try:
-        empty = path.stat().st_size == 0
-        ours = empty or (own is not None and own.recognise(path))
-    except OSError as error:
-        raise ValueError(f"cannot read {flag} {path}: {error.strerror or error}") from None
-    if not ours:
+    size = path.stat().st_size
+    if size and not (own is not None and size <= OWN_MAX_BYTES and own.recognise(path)):
         kind = f"not {own.what}" if own is not None else "not empty"
         raise ValueError(f"{flag} {path} is an existing file, {kind}: pgjax writes neither over it nor beside it; "
                          f"give another path (or move that file away)")
