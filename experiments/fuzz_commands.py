@@ -372,6 +372,20 @@ def main() -> int:
     next_case, lock = iter(range(args.cases)), threading.Lock()
     mounted: list[bool] = []
 
+    def save() -> dict:
+        """The counts so far; written to --out after every case (a campaign stopped early keeps what it ran)."""
+        ran = [r for r in results if r is not None]
+        counts = {v: sum(r["verdict"] == v for r in ran) for v in VERDICTS}
+        counts["full_disk_cases"] = sum(r.get("full_disk", False) for r in ran)
+        counts["linked_cases"] = sum(r.get("linked") is not None for r in ran)
+        if args.out:
+            tmp = args.out.with_name(args.out.name + ".tmp")
+            tmp.write_text(json.dumps({"seed": args.seed, "cases": len(ran), "asked": args.cases, "jobs": args.jobs,
+                                       "full_disk_mounted": all(mounted), "counts": counts, "results": ran},
+                                      indent=1) + "\n")
+            tmp.replace(args.out)
+        return counts
+
     def worker(work: Path) -> None:
         work.mkdir()
         folders = make_folders(work)
@@ -385,8 +399,9 @@ def main() -> int:
                     return
                 command, argv, linked, full_disk = make_case(random.Random(f"{args.seed}-{i}"), work, folders, full)
                 result = run_case(command, argv, work, folders, args.timeout, linked, full if full_disk else None)
-                results[i] = result
                 with lock:
+                    results[i] = result
+                    save()
                     done = sum(r is not None for r in results)
                     print(f"{done:4d} #{i:<4d} {result['verdict']:8s} {command} {' '.join(argv)}"
                           + (f"  <- {result.get('why')}: {result.get('stderr_tail')!r}" if result["verdict"] == "failed"
@@ -402,16 +417,9 @@ def main() -> int:
             thread.start()
         for thread in threads:
             thread.join()
-    ran = [r for r in results if r is not None]
-    counts = {v: sum(r["verdict"] == v for r in ran) for v in VERDICTS}
-    counts["full_disk_cases"] = sum(r.get("full_disk", False) for r in ran)
-    counts["linked_cases"] = sum(r.get("linked") is not None for r in ran)
+    counts = save()
     print(" | ".join(f"{k} {v}" for k, v in counts.items()) + f" (full disk mounted: {all(mounted)})")
-    if args.out:
-        args.out.write_text(json.dumps({"seed": args.seed, "cases": len(ran), "jobs": args.jobs,
-                                        "full_disk_mounted": all(mounted), "counts": counts, "results": ran},
-                                       indent=1) + "\n")
-    return 1 if counts["failed"] or len(ran) < args.cases else 0
+    return 1 if counts["failed"] or any(r is None for r in results) else 0
 
 
 if __name__ == "__main__":
