@@ -303,3 +303,12 @@ def test_spaces_with_nothing_in_them_are_refused_before_any_file(factory, messag
         make_env(f"tests.custom:{factory}")
     err = refused(capsys, tmp_path, ["--env", f"tests.custom:{factory}", "--out", str(tmp_path / "x")])
     assert message in err, err
+
+
+def test_billions_of_episodes_are_refused_without_jaxs_int64_warning(tmp_path, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        err = refused(capsys, tmp_path, ["--episodes-per-update", "4294967296", "--num-updates", "2",
+                                         "--out", str(tmp_path / "run")])
+    assert "one run per device needs" in err
+    assert not [w for w in caught if "int64" in str(w.message)]  # JAX's, from tracing the estimate: not shown
