@@ -127,7 +127,8 @@ def evaluate_folder(args: Args, console: Console) -> dict:
 
 def _checked_folder(args: Args) -> tuple[Path, dict, list]:
     """The run folder, its summary and each group's config, after every check that reads no parameters:
-    the flags, --run, Gymnasium and pygame where asked for, the factories named again and the memory."""
+    the flags, --run, Gymnasium and pygame where asked for, the files it writes (evaluation.json and --render,
+    `pgjax.commands.outputs`), the factories named again and the memory."""
     from pgjax.results.evaluation import EVALUATION_FILE, GYMNASIUM_HINT, _gymnasium
     from pgjax.running.run_folder import loading, trust
     from pgjax.running.run_folder.files import SUMMARY_FILE
