@@ -46,3 +46,20 @@ class StopAt:
     def __call__(self) -> bool:
         self.polls += 1
         return self.polls >= self.at
+
+
+@pytest.fixture
+def write_probes_refused(monkeypatch):
+    """The probe file that checks a folder for an output can be written (`.pgjax-write-test-<pid>`,
+    `pgjax.commands.outputs.check_output_file`) cannot be made: a folder that is not writable, even for root,
+    whom chmod does not stop."""
+    from pathlib import Path
+
+    real = Path.write_text
+
+    def read_only(self, *args, **kwargs):
+        if self.name.startswith(".pgjax-write-test"):
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", read_only)

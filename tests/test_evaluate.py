@@ -153,6 +153,35 @@ def test_cli_renders_a_run(run_folder, tmp_path):
     assert result["render"]["return"] >= 1 and gif.stat().st_size > 1000
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("episode", None, "--render {path} is no GIF's name: give a file ending in .gif, e.g. --render {path}.gif"),
+    ("episode.png", None, "--render {path} is no GIF's name: give a file ending in .gif"),
+    ("notes.gif", b"my notes", "--render {path} is an existing file, not a GIF image: pgjax writes neither over it "
+                               "nor beside it"),
+])
+def test_render_goes_exactly_to_a_gif_path_and_over_no_users_file(name, content, message, run_folder, tmp_path,
+                                                                  capsys):
+    pytest.importorskip("pygame")
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    assert evaluate.main([str(run_folder), "--episodes", "1", "--render", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message.format(path=path)}") and err.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ([name] if content is not None else [])
+    assert content is None or path.read_bytes() == content
+
+
+def test_an_evaluation_json_that_is_not_an_evaluation_is_not_written_over(run_folder, tmp_path, capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder)
+    (folder / "evaluation.json").write_text('{"mine": 1}')
+    assert evaluate.main([str(folder), "--episodes", "1"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: the run folder's {folder / 'evaluation.json'} is an existing "
+                                              "file, not an evaluation.json of pgjax.evaluate")
+    assert (folder / "evaluation.json").read_text() == '{"mine": 1}'
+
+
 BAD_INPUT = [
     ["/no/such/folder"], ["{tmp}"], ["{run}", "--run", "5"], ["{run}", "--episodes", "0"],
     ["{run}", "--render", "/no/such/dir/x.gif"], [], ["--episodes", "3"], ["{run}", "--episodes"],

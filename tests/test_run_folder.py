@@ -479,31 +479,50 @@ def test_plot_out_folder_writes_inside_it_and_says_so(run_folder, tmp_path, caps
     assert (tmp_path / PLOT_FILE).stat().st_size > 20_000
 
 
-def test_plot_out_without_a_suffix_gets_png_and_says_so(run_folder, tmp_path, capsys):
-    assert plot.main([str(run_folder), "--out", str(tmp_path / "curves")]) == 0
-    assert capsys.readouterr().out == f"learning curves in {tmp_path / 'curves.png'}\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
-
-
 @pytest.mark.parametrize("out,message", [
     ("{tmp}/no/such/x.png", "no such folder for --out: {tmp}/no/such"),
-    ("{tmp}/file/x.png", "no such folder for --out: {tmp}/file"),
+    ("{tmp}/file/x.png", "--out {tmp}/file/x.png: {tmp}/file is a file, not a folder"),
     ("{tmp}/x.xyz", "cannot write a figure to {tmp}/x.xyz: give a file ending in .png"),
-    ("{tmp}/file", "--out {tmp}/file is an existing file without an image suffix: give the figure's file"),
+    ("{tmp}/curves", "--out {tmp}/curves names no image format: give the figure's file, e.g. --out {tmp}/curves.png"),
+    ("{tmp}/file", "--out {tmp}/file names no image format: give the figure's file, e.g. --out {tmp}/file.png"),
+    ("{tmp}/notes.png", "--out {tmp}/notes.png is an existing file, not a PNG image: pgjax writes neither over it "
+                        "nor beside it"),
+    ("{tmp}/notes.pdf", "--out {tmp}/notes.pdf is an existing file, not a PDF image"),
+    ("{tmp}/image.pdf", "--out {tmp}/image.pdf is an existing file, not a PDF image"),  # a PNG named .pdf
 ])
 def test_plot_out_that_cannot_be_written_is_one_line(out, message, run_folder, tmp_path, capsys):
     (tmp_path / "file").write_text("")
+    for name in ("notes.png", "notes.pdf"):
+        (tmp_path / name).write_text("my notes\n")
+    (tmp_path / "image.pdf").write_bytes((run_folder / PLOT_FILE).read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert plot.main([str(run_folder), "--out", out.format(tmp=tmp_path)]) == 2
     assert one_error_line(capsys).startswith(f"error: {message.format(tmp=tmp_path)}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing over them, nothing beside
 
 
-def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_path, monkeypatch, capsys):
-    import os
+def test_plot_out_that_is_a_device_or_a_users_file_is_refused(run_folder, capsys):
+    assert plot.main([str(run_folder), "--out", "/dev/null"]) == 2
+    assert one_error_line(capsys).startswith("error: --out /dev/null names no image format")
+    assert plot.main([str(run_folder), "--out", "/etc/hostname"]) == 2
+    assert one_error_line(capsys).startswith("error: --out /etc/hostname names no image format")
+    assert not Path("/etc/hostname.png").exists()
 
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+
+def test_plot_out_writes_over_its_own_image_and_an_empty_file(run_folder, tmp_path, capsys):
+    for name in ("a.png", "b.pdf", "c.svg"):
+        (tmp_path / name).write_bytes(b"")
+        for _ in range(2):  # empty, then the figure written the first time
+            assert plot.main([str(run_folder), "--out", str(tmp_path / name)]) == 0
+            assert capsys.readouterr().out == f"learning curves in {tmp_path / name}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.pdf", "c.svg"]
+    assert (tmp_path / "b.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_plot_out_in_a_folder_that_is_not_writable_is_one_line(run_folder, tmp_path, write_probes_refused, capsys):
     assert plot.main([str(run_folder), "--out", str(tmp_path / "x.png")]) == 2
-    assert one_error_line(capsys) == f"error: cannot write to the folder of --out: {tmp_path} is not writable"
+    assert one_error_line(capsys) == (f"error: cannot write to --out {tmp_path / 'x.png'}: Permission denied in "
+                                      f"{tmp_path}")
 
 
 def test_plot_of_the_mean_goes_beside_the_iqm_plot(copy_of, capsys):
@@ -525,3 +544,144 @@ def test_compare_makes_a_missing_out_folder_and_bad_input_leaves_none(run_folder
     (tmp_path / "file").write_text("")
     assert compare.main([str(run_folder), "--out", str(tmp_path / "file")]) == 2
     assert "is a file: give a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("comparison.json", b'{"mine": 1}', "--out {out}/comparison.json is an existing file, not a comparison.json of "
+                                        "pgjax.compare"),
+    ("performance_profiles.png", b"my notes", "--out {out}/performance_profiles.png is an existing file, not a PNG "
+                                              "image: pgjax writes neither over it nor beside it"),
+    ("probability_of_improvement.png", b"\0", "--out {out}/probability_of_improvement.png is an existing file"),
+])
+def test_compare_writes_over_no_file_of_its_names_that_is_not_its_own(name, content, message, run_folder, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / name).write_bytes(content)
+    assert compare.main([str(run_folder), "--out", str(out), "--resamples", "100"]) == 2
+    assert one_error_line(capsys).startswith(f"error: {message.format(out=out)}")
+    assert [p.name for p in out.iterdir()] == [name] and (out / name).read_bytes() == content
+
+
+def test_compare_writes_over_its_own_files_and_refuses_a_files_name_for_out(run_folder, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    for _ in range(2):
+        assert compare.main([str(run_folder), "--out", str(out), "--resamples", "100"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "performance_profiles.png",
+                                                      "probability_of_improvement.png"]
+    capsys.readouterr()
+    assert compare.main([str(run_folder), "--out", str(tmp_path / "cmp.json"), "--resamples", "100"]) == 2
+    assert one_error_line(capsys).startswith(f"error: --out {tmp_path / 'cmp.json'} names a file; compare writes "
+                                             "comparison.json and its plots into a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp"]
+
+
+# --- links: a run folder is read inside itself ------------------------------------------------------------------
+
+
+def link_outside(folder: Path, name: str, tmp_path: Path) -> Path:
+    """Move `folder / name` out of the folder and leave a symbolic link to it; returns where it went."""
+    target = tmp_path / f"outside-{name.replace('/', '-')}"
+    shutil.move(folder / name, target)
+    (folder / name).symlink_to(target)
+    return target
+
+
+LINKED_READS = {
+    SUMMARY_FILE: lambda d: plot.main([str(d)]),
+    METRICS_FILE: lambda d: plot.main([str(d)]),
+    PARAMS_FILE: lambda d: evaluate.main([str(d), "--episodes", "1"]),
+    "evaluation.json": lambda d: evaluate.main([str(d), "--episodes", "1"]),
+    RUNS_FILE: lambda d: exports.load_results(d),
+    CURVES_PARQUET: lambda d: exports.load_results(d),
+}
+
+
+@pytest.mark.parametrize("name", LINKED_READS)
+def test_a_file_linked_outside_the_run_folder_is_refused_in_one_line(name, copy_of, tmp_path, capsys):
+    folder = copy_of()
+    if name == "evaluation.json":
+        assert evaluate.main([str(folder), "--episodes", "1"]) == 0
+        capsys.readouterr()
+    target = link_outside(folder, name, tmp_path)
+    before = target.read_bytes()
+    message = (f"{folder / name} is a symlink leading outside the run folder (to {target}); pgjax reads and writes "
+               "a run folder only inside it")
+    if name in (RUNS_FILE, CURVES_PARQUET):
+        with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+            LINKED_READS[name](folder)
+    else:
+        assert LINKED_READS[name](folder) == 2
+        assert one_error_line(capsys).startswith(f"error: {message}")
+    assert target.read_bytes() == before and (folder / name).is_symlink()
+
+
+def test_compare_and_the_loaders_refuse_a_summary_linked_outside(copy_of, tmp_path, capsys):
+    folder = copy_of()
+    link_outside(folder, SUMMARY_FILE, tmp_path)
+    assert compare.main([str(folder), "--resamples", "100"]) == 2
+    assert "summary.json is a symlink leading outside the run folder" in one_error_line(capsys)
+    for load in (loading.load_summary, loading.load_metrics, loading.load_params):
+        with pytest.raises(ValueError, match="summary.json is a symlink leading outside the run folder"):
+            load(folder)
+
+
+def test_a_link_that_stays_inside_the_run_folder_is_read(copy_of, capsys):
+    folder = copy_of()
+    (folder / SUMMARY_FILE).rename(folder / "real-summary.json")
+    (folder / SUMMARY_FILE).symlink_to("real-summary.json")
+    assert plot.main([str(folder), "--out", str(folder / "x.png")]) == 0
+    assert loading.load_summary(folder)["env"] == "CartPole-v1"
+
+
+@pytest.mark.parametrize("name", [CONFIG_FILE, CHECKPOINT_DIR, f"{CHECKPOINT_DIR}/chunk-0000", ".pgjax.lock"])
+def test_resume_refuses_a_link_leading_outside_before_it_reads_writes_or_deletes(name, copy_of, tmp_path, capsys):
+    folder = copy_of()
+    (folder / SUMMARY_FILE).unlink()
+    (folder / CHECKPOINT_DIR / "chunk-0000").mkdir(parents=True)
+    (folder / CHECKPOINT_DIR / "chunk-0000" / "kept").write_text("precious")
+    if name == ".pgjax.lock":
+        (folder / name).write_text("precious")
+    target = link_outside(folder, name, tmp_path)
+    before = snapshot(tmp_path)
+    assert train_main(["--resume", str(folder)]) == 2
+    assert one_error_line(capsys).startswith(f"error: {folder / name} is a symlink leading outside the run folder "
+                                             f"(to {target})")
+    assert snapshot(tmp_path) == before  # nothing outside read into, written or deleted
+
+
+def test_plot_and_compare_of_runs_that_all_diverged_to_nan_print_no_warning(copy_of, tmp_path):
+    import subprocess
+    import sys
+
+    folder = copy_of()
+    with np.load(folder / METRICS_FILE) as data:
+        arrays = {name: data[name] for name in data.files}
+    for name in arrays:
+        if name.endswith("/episode_return"):
+            arrays[name] = np.full_like(arrays[name], np.nan)
+    with open(folder / METRICS_FILE, "wb") as file:
+        np.savez_compressed(file, **arrays)
+    for command in (["pgjax.plot", str(folder), "--out", str(tmp_path / "nan.png")],
+                    ["pgjax.compare", str(folder), "--out", str(tmp_path / "cmp"), "--resamples", "100"]):
+        done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_every_image_format_matplotlib_writes_is_told_from_a_users_file(tmp_path):
+    from matplotlib.figure import Figure
+
+    from pgjax.commands.outputs import image
+
+    figure = Figure(figsize=(1, 1))
+    figure.add_subplot().plot([0, 1])
+    for image_format in figure.canvas.get_supported_filetypes():
+        path, notes = tmp_path / f"figure.{image_format}", tmp_path / f"notes.{image_format}"
+        try:
+            figure.savefig(path, format=image_format)
+        except Exception:  # a format whose writer is not installed (e.g. pgf without LaTeX)
+            continue
+        notes.write_text("my notes\n")
+        own = image(image_format)
+        assert not own.recognise(notes)
+        assert own.recognise(path) == (image_format not in ("raw", "rgba")), image_format  # bare pixels: no signature

@@ -133,3 +133,18 @@ def test_non_finite_returns_give_no_return_statistics():
     assert out["solve_rate"] == 0.0
     with pytest.raises(ValueError):
         group_statistics(np.zeros(3), np.zeros(2, bool), np.zeros(3))
+
+
+def test_nan_among_the_values_gives_nan_bounds_and_no_warning():
+    import warnings
+
+    values = np.ones((3, 4))
+    values[0, 2] = np.nan  # a run that diverged to NaN at one point of a curve
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        low, high = bootstrap_interval(values, np.mean, axis=0, reps=100)
+        everywhere = bootstrap_interval(np.full((3, 4), np.nan), iqm, axis=0, reps=100)
+    assert caught == []  # scipy's DegenerateDataWarning (and its source line) is not printed
+    np.testing.assert_array_equal(low, [1.0, 1.0, np.nan, 1.0])
+    np.testing.assert_array_equal(high, [1.0, 1.0, np.nan, 1.0])
+    assert np.isnan(everywhere).all()

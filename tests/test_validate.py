@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import pytest
 
 from pgjax.algo.config import Hyperparams
-from pgjax.commands.checks import SEED_MAX, check_output_file, check_seeds
+from pgjax.commands.bench import BENCH_FILE
+from pgjax.commands.checks import SEED_MAX, check_seeds
+from pgjax.commands.outputs import check_output_file
 from pgjax.commands.train import main
 
 SMALL = ["--num-seeds", "2", "--num-updates", "2", "--episodes-per-update", "2", "--hidden", "8"]
@@ -140,6 +141,7 @@ def test_empty_paths_names_and_repeated_values_are_refused(argv, message, tmp_pa
     (["--out", ""], "--out '.' names no file"),
     (["--out", "{tmp}/file/b.json"], "file is a file, not a folder"),
     (["--out", "/proc/b.json"], "cannot write to --out /proc/b.json"),
+    (["--out", "{tmp}/" + "n" * 300], "n: File name too long"),
 ])
 def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_path, capsys, monkeypatch):
     import pgjax.commands.bench
@@ -151,23 +153,54 @@ def test_bench_refuses_every_bad_flag_before_benchmarking(argv, message, tmp_pat
     assert message in err, err
 
 
-def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, monkeypatch):
+def test_bench_refuses_an_out_folder_it_cannot_write_to(tmp_path, capsys, write_probes_refused):
     from pgjax.commands.bench import main as bench
 
-    real = Path.write_text
-
-    def read_only(self, *args, **kwargs):
-        if self.name.startswith(".pgjax-write-test"):
-            raise PermissionError(13, "Permission denied")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", read_only)  # chmod does not stop root
     err = refused(capsys, tmp_path, ["--out", str(tmp_path / "new" / "b.json")], bench)
     assert f"cannot write to --out {tmp_path / 'new' / 'b.json'}: Permission denied in {tmp_path}" in err
 
 
+def test_bench_out_writes_over_no_file_but_an_earlier_bench_json(tmp_path, capsys, monkeypatch):
+    import pgjax.results.throughput
+    from pgjax.commands.bench import main as bench
+
+    monkeypatch.setattr(pgjax.results.throughput, "measure_rung", _never("a rung of the ladder"))
+    for content in (b"my notes\n", b'{"complete": true}', b"[]"):
+        (tmp_path / "b.json").write_bytes(content)
+        err = refused(capsys, tmp_path, ["--out", str(tmp_path / "b.json")], bench)
+        assert err == (f"error: --out {tmp_path / 'b.json'} is an existing file, not a pgjax.bench JSON (with "
+                       '"complete", "device" and "ladder"): pgjax writes neither over it nor beside it; give another '
+                       "path (or move that file away)")
+        assert (tmp_path / "b.json").read_bytes() == content and [p.name for p in tmp_path.iterdir()] == ["b.json"]
+    own = tmp_path / "own.json"
+    own.write_text('{"complete": false, "device": {}, "ladder": []}')
+    check_output_file("--out", own, BENCH_FILE)  # an earlier --out of bench: written over
+    own.write_text("")
+    check_output_file("--out", own, BENCH_FILE)  # an empty file: nothing to lose
+
+
+def test_bench_out_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import pgjax.results.throughput
+    from pgjax.commands.bench import main as bench
+    from pgjax.running.run_folder import files
+
+    monkeypatch.setattr(pgjax.results.throughput, "measure_rung", _never("a rung of the ladder"))
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_bytes", full)
+    assert bench(["--quick", "--out", str(tmp_path / "b.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no space left on device writing {tmp_path / 'b.json'} (about ") and \
+        err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_writable_output_file_passes_and_nothing_is_left(tmp_path):
-    check_output_file("--out", tmp_path / "a" / "b" / "bench.json")
+    check_output_file("--out", tmp_path / "a" / "b" / "bench.json", make_folders=True)
     check_output_file("--out", None)
     assert list(tmp_path.iterdir()) == []
 
@@ -270,3 +303,12 @@ def test_spaces_with_nothing_in_them_are_refused_before_any_file(factory, messag
         make_env(f"tests.custom:{factory}")
     err = refused(capsys, tmp_path, ["--env", f"tests.custom:{factory}", "--out", str(tmp_path / "x")])
     assert message in err, err
+
+
+def test_billions_of_episodes_are_refused_without_jaxs_int64_warning(tmp_path, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        err = refused(capsys, tmp_path, ["--episodes-per-update", "4294967296", "--num-updates", "2",
+                                         "--out", str(tmp_path / "run")])
+    assert "one run per device needs" in err
+    assert not [w for w in caught if "int64" in str(w.message)]  # JAX's, from tracing the estimate: not shown

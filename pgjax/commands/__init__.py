@@ -7,6 +7,8 @@
   starts, stop requests, exit);
 * `pgjax.commands.options`, `.grid_settings`, `.checks`: the training flags, the
   grid points they ask for, the checks of command-line values;
+* `pgjax.commands.outputs`: the files a command writes go exactly where they are
+  asked to, over no file that is not the command's own;
 * `pgjax.commands.scripts`: the console scripts.
 
 `pgjax.train`, `pgjax.evaluate`, ... are only the `python -m` entry points: each runs

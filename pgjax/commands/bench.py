@@ -37,7 +37,7 @@ import tyro
 from pgjax.algo.config import Config
 from pgjax.algo.presets import PRESETS, preset_config
 from pgjax.commands import options
-from pgjax.commands.checks import check_output_file
+from pgjax.commands.outputs import check_output_file, json_object
 from pgjax.commands.process import prepare_process, run_command
 from pgjax.commands.shared import make_console, parse, version
 
@@ -74,6 +74,11 @@ def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     ], frozen=True)
 
 
+# What an earlier --out of bench holds: it may be written over (`pgjax.commands.outputs`).
+BENCH_FILE = json_object('a pgjax.bench JSON (with "complete", "device" and "ladder")',
+                         ("complete", "device", "ladder"))
+
+
 def check_bench_args(args) -> None:
     """Refuse the benchmark's flags that cannot work, all of them before any benchmarking.
 
@@ -83,7 +88,8 @@ def check_bench_args(args) -> None:
     Raises:
       ValueError: one line naming the flag: --runs, --compile-updates (each), --num-updates or
         --env-limit-steps < 1, --runs or --compile-updates given a value twice, or an --out that
-        cannot be written (`pgjax.commands.checks.check_output_file`).
+        cannot be written or is an existing file that is not an earlier --out of bench
+        (`pgjax.commands.outputs.check_output_file`).
     """
     for name in ("runs", "compile_updates"):
         values = getattr(args, name)
@@ -99,7 +105,7 @@ def check_bench_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"{options.flag(name)} must be >= 1, got {value}")
-    check_output_file("--out", args.out)
+    check_output_file("--out", args.out, BENCH_FILE, make_folders=True)
 
 
 def bench_config(args: Any) -> Config:
@@ -154,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {options.with_flag_names(str(error))}", file=sys.stderr)
         return 2
-    return run_ladder(args, config, spec, make_console())
+    try:
+        return run_ladder(args, config, spec, make_console())
+    except ValueError as error:  # --out could not be written (a full disk): one line naming it, exit status 1
+        if not isinstance(error.__cause__, OSError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def run_ladder(args: Any, config: Config, spec, console: Console) -> int:

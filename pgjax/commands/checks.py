@@ -1,4 +1,5 @@
-"""Checks of command-line values that every command shares: seeds a JAX key holds, names, folders, files.
+"""Checks of command-line values that every command shares: seeds a JAX key holds, names, run folders
+(the files a command writes are `pgjax.commands.outputs`').
 
 Each raises a one-line ValueError naming the flag and how to fix it, before
 anything is computed or written.
@@ -6,7 +7,6 @@ anything is computed or written.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 # Seeds become JAX PRNG keys (`jax.random.key(seed)`), which keep 32 bits of a seed with JAX's 64-bit integers off:
@@ -64,30 +64,3 @@ def check_run_folder(flag: str, path: Path | None) -> None:
     if resolved == Path(resolved.anchor):
         raise ValueError(f"{flag} {path} is the filesystem's root: give a folder of its own for the run, e.g. "
                          f"{flag} runs/mine")
-
-
-def check_output_file(flag: str, path: Path | None) -> None:
-    """Refuse a file to write that cannot be written, before any work: an empty path, a folder, a path under a
-    file, or a folder where no file can be made (checked by making and removing a probe file in the nearest
-    folder that exists). Nothing is left behind.
-
-    Raises:
-      ValueError: one line naming the flag and how to fix it.
-    """
-    if path is None:
-        return
-    if str(path) in ("", "."):
-        raise ValueError(f"{flag} '{path}' names no file: give a file, e.g. {flag} bench.json")
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder: give a file in it, e.g. {flag} {path / 'bench.json'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
-    probe = folder / f".pgjax-write-test-{os.getpid()}"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"cannot write to {flag} {path}: {error.strerror or error} in {folder}") from None

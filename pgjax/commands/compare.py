@@ -7,8 +7,9 @@
 
 Writes comparison.json, performance_profiles.png and (one environment)
 probability_of_improvement.png into DIR for one folder, else into the current
-folder, or into --out. The statistics are `pgjax.results.comparison`'s; this
-module parses, calls, prints and writes.
+folder, or into --out: over files of those names only where they are an
+earlier comparison's (`pgjax.commands.outputs`). The statistics are
+`pgjax.results.comparison`'s; this module parses, calls, prints and writes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
+from pgjax.commands.outputs import Own, check_output_file, image, json_object
 from pgjax.commands.process import run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
@@ -49,7 +51,8 @@ class Args:
                                          "folders); default the best by IQM (ties: fewer steps to solve, then "
                                          "the mean).")
     out: Path | None = setting(None, "Folder to write comparison.json and the plots into (made if missing, in "
-                                     "a folder that exists); default DIR for one folder, else the current folder.")
+                                     "a folder that exists; files of those names there only if they are an "
+                                     "earlier comparison's); default DIR for one folder, else the current folder.")
     resamples: int = setting(BOOTSTRAP_RESAMPLES, "Bootstrap resamples of every interval (seed 0).")
     env: tuple[str, ...] | None = setting(None, "Environment factories (package.module:factory) the folders were "
                                                 "trained on, named again: folders of different environments are "
@@ -237,6 +240,15 @@ def print_environments(data: dict, console: Console) -> None:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
 
 
+def comparison_files() -> dict[str, Own]:
+    """The files compare writes into --out, and what an earlier comparison's look like (`pgjax.commands.outputs`)."""
+    from pgjax.results.comparison_plots import IMPROVEMENT_FILE, PROFILE_FILE
+
+    return {COMPARISON_FILE: json_object(f'a {COMPARISON_FILE} of pgjax.compare (with "dirs" and '
+                                         f'"performance_profile")', ("dirs", "performance_profile")),
+            PROFILE_FILE: image("png"), IMPROVEMENT_FILE: image("png")}
+
+
 def compare_folders(args: Args, console: Console) -> Path:
     """Check the input, then compare; returns the comparison.json written. ValueError: bad input, nothing written."""
     from pgjax.running.run_folder import loading
@@ -257,6 +269,11 @@ def compare_folders(args: Args, console: Console) -> Path:
     made = not out.exists()
     if made and not out.parent.is_dir():
         raise ValueError(f"no such folder for --out: {out.parent} (--out makes its own folder, not the ones above)")
+    if made and out.suffix.lower() in (".json", ".png"):
+        raise ValueError(f"--out {out} names a file; compare writes {COMPARISON_FILE} and its plots into a folder: "
+                         f"give a folder (one that does not exist is made)")
+    for name, own in ({} if made else comparison_files()).items():  # a folder there already: its files
+        check_output_file("--out", out / name, own)
     try:
         if made:
             out.mkdir()

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from pgjax.algo.config import setting
 from pgjax.commands.checks import check_seeds
+from pgjax.commands.outputs import check_output_file, image, json_object
 from pgjax.commands.process import prepare_process, run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results import stats
@@ -34,7 +35,8 @@ class Args:
     episodes: int = setting(20, "Fresh episodes per run and policy.")
     gymnasium: bool = setting(False, "Also evaluate every run's greedy policy on Gymnasium's reference environment "
                                      "(slow: Python steps).")
-    render: Path | None = setting(None, "Write a GIF of one greedy Gymnasium episode of run --run.")
+    render: Path | None = setting(None, "Write a GIF of one greedy Gymnasium episode of run --run to this file "
+                                        "(ending in .gif; an existing file only if it is a GIF).")
     run: int = setting(0, "Run whose episode --render draws.")
     seed: int = setting(0, "PRNG seed: run k's JAX episodes use fold_in(key(seed), k); Gymnasium episode i resets "
                            "with seed + i.")
@@ -44,6 +46,9 @@ class Args:
                                                     "trained with, named again (as --env).")
 
 
+# What an earlier evaluation.json holds: it may be written over (`pgjax.commands.outputs`).
+EVALUATION_RECORD = json_object('an evaluation.json of pgjax.evaluate (with "env", "episodes", "seed" and "runs")',
+                                ("env", "episodes", "seed", "runs"))
 # The share of the host's free memory an evaluation's episodes may take (the rest: the policies, XLA, the results).
 EVALUATION_MEMORY_FRACTION = 0.5
 
@@ -95,7 +100,7 @@ def check_memory(episodes: int, num_runs: int, static: Any) -> None:
 def evaluate_folder(args: Args, console: Console) -> dict:
     """Evaluate every run of `args.dir`, print the table and write evaluation.json; returns its content."""
     from pgjax.results.evaluation import EVALUATION_FILE, policy_callable, render_episode
-    from pgjax.running.run_folder import files
+    from pgjax.running.run_folder import files, loading
 
     run_dir, summary, group_configs = _checked_folder(args)
     configs, params, greedy, sampling = _evaluate_jax(args, run_dir, summary, group_configs)
@@ -112,7 +117,7 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
                                      configs[args.run].static.env, seed=args.seed)
         result["render"] = {"path": path, "run": args.run, "return": total}
-    kept = keep_earlier_results(result, run_dir / EVALUATION_FILE)
+    kept = keep_earlier_results(result, loading.run_file(run_dir, EVALUATION_FILE))
     files.write_json(run_dir / EVALUATION_FILE, result)
     print_evaluation(result, console)
     if kept:
@@ -122,8 +127,9 @@ def evaluate_folder(args: Args, console: Console) -> dict:
 
 def _checked_folder(args: Args) -> tuple[Path, dict, list]:
     """The run folder, its summary and each group's config, after every check that reads no parameters:
-    the flags, --run, Gymnasium and pygame where asked for, the factories named again and the memory."""
-    from pgjax.results.evaluation import GYMNASIUM_HINT, _gymnasium
+    the flags, --run, Gymnasium and pygame where asked for, the files it writes (evaluation.json and --render,
+    `pgjax.commands.outputs`), the factories named again and the memory."""
+    from pgjax.results.evaluation import EVALUATION_FILE, GYMNASIUM_HINT, _gymnasium
     from pgjax.running.run_folder import loading, trust
     from pgjax.running.run_folder.files import SUMMARY_FILE
 
@@ -135,11 +141,14 @@ def _checked_folder(args: Args) -> tuple[Path, dict, list]:
         raise ValueError(f"--run {args.run} out of range: {run_dir} holds {num_runs} runs")
     if args.gymnasium or args.render:
         _gymnasium()
+    check_output_file("the run folder's", loading.run_file(run_dir, EVALUATION_FILE), EVALUATION_RECORD)
     if args.render:
         if importlib.util.find_spec("pygame") is None:
             raise ImportError(f"--render needs pygame, Gymnasium's renderer: {GYMNASIUM_HINT}")
-        if not args.render.parent.is_dir():
-            raise ValueError(f"no such folder for --render: {args.render.parent}")
+        if args.render.suffix.lower() != ".gif":
+            raise ValueError(f"--render {args.render} is no GIF's name: give a file ending in .gif, e.g. "
+                             f"--render {args.render.with_name(args.render.stem or 'episode')}.gif")
+        check_output_file("--render", args.render, image("gif"))
     group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
     trust.confirm_configs(group_configs, str(run_dir / SUMMARY_FILE), args.env, args.network or ())
     check_memory(args.episodes, num_runs, group_configs[0].static)  # builds the environment: confirmed first

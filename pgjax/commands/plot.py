@@ -3,10 +3,12 @@
     python -m pgjax.plot runs/DIR                       # -> runs/DIR/learning_curves.png
     python -m pgjax.plot runs/A runs/B --out ab.png     # every group of every folder in one figure
     python -m pgjax.plot runs/A --out figures/          # an existing folder: -> figures/learning_curves.png
-    python -m pgjax.plot runs/A --out curves            # no suffix: -> curves.png
+    python -m pgjax.plot runs/A --out curves.pdf        # the format its suffix names
 
-The command names the file it wrote, exactly. The figures are `pgjax.results.plots`'s; this
-module parses, calls and prints.
+The figure goes exactly to the file given (a name without an image suffix is
+refused, not added to), and over an existing file only if that is an image of
+the same format (`pgjax.commands.outputs`); the command names the file it wrote.
+The figures are `pgjax.results.plots`'s; this module parses, calls and prints.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import tyro
 
 from pgjax.algo.config import setting
+from pgjax.commands.outputs import check_output_file, image
 from pgjax.commands.process import run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, parse
 from pgjax.results.stats import Statistic
@@ -29,8 +32,9 @@ class Args:
 
     dirs: tyro.conf.Positional[tuple[Path, ...]] = setting(dataclasses.MISSING,
                                                            "Run folders written by `python -m pgjax.train`.")
-    out: Path | None = setting(None, "Image to write (an existing folder: learning_curves.png inside it; no suffix: "
-                                     ".png added); default DIR/learning_curves.png for one folder, "
+    out: Path | None = setting(None, "Image to write, in the format its suffix names (.png, .pdf, .svg, ...; an "
+                                     "existing file only if it is such an image; an existing folder: "
+                                     "learning_curves.png inside it); default DIR/learning_curves.png for one folder, "
                                      "./learning_curves.png for several (learning_curves_mean.png for "
                                      "--statistic mean).")
     statistic: Statistic = setting("iqm", "Line drawn over runs: interquartile mean or mean (the band is its 95% "
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(Args, argv, "pgjax.plot", __doc__.split("\n")[0])
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    from pgjax.results.plots import figure_path, plot_folders
+    from pgjax.results.plots import figure_path, image_format_of, plot_folders
     from pgjax.running.run_folder.files import PLOT_FILE
     from pgjax.running.run_folder.loading import check_run_dir
 
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         # the mean's figure beside the IQM's that train wrote, not over it
         name = PLOT_FILE if args.statistic == "iqm" else Path(PLOT_FILE).stem + f"_{args.statistic}.png"
         out = figure_path(args.out or (args.dirs[0] / name if len(args.dirs) == 1 else Path(name)), name)
+        check_output_file("--out", out, image(image_format_of(out)))
         path = plot_folders(args.dirs, out, statistic=args.statistic)
     except FOLDER_ERRORS as error:
         return folder_error(error)

@@ -28,7 +28,7 @@ from pgjax.algo.imports import names_code
 from pgjax.algo.pieces import choose_collect, choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence
 from pgjax.running.run_folder import loading, trust
-from pgjax.running.run_folder.files import SUMMARY_FILE
+from pgjax.running.run_folder.files import SUMMARY_FILE, write_atomic
 
 EVALUATION_FILE = "evaluation.json"
 GYMNASIUM_HINT = "pip install 'gymnasium[classic-control]>=1.1'"
@@ -222,7 +222,8 @@ def evaluate_gymnasium(policy_fn: Policy, env_id: str = "CartPole-v1", episodes:
 def render_episode(
     policy_fn: Policy, path: str | Path, env_id: str = "CartPole-v1", *, seed: int = 0, frame_step: int = 2
 ) -> tuple[Path, float]:
-    """Write one Gymnasium episode of `policy_fn` as an animated GIF (Pillow); returns (path, return).
+    """Write one Gymnasium episode of `policy_fn` as an animated GIF (Pillow) to exactly `path`, atomically
+    (`write_atomic`); returns (path, return).
 
     Every `frame_step`-th frame is kept and shown for `frame_step` frames of the
     environment's render rate (50 fps for CartPole-v1), so the GIF plays in real time.
@@ -249,6 +250,6 @@ def render_episode(
     # One 32-colour palette from the first frame (it shows every part) for all frames, not one per frame.
     palette = Image.fromarray(frames[0]).quantize(colors=32, method=Image.Quantize.MEDIANCUT)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames[::frame_step]]
-    path = Path(path)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 * frame_step / fps), loop=0)
+    path = write_atomic(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                         duration=round(1000 * frame_step / fps), loop=0))
     return path, total

@@ -246,25 +246,23 @@ def load_results(run_dir: str | Path) -> Results:
       ImportError: pandas is missing (one line naming the `results` extra), or
         pyarrow for a folder whose curves are Parquet.
       ValueError: as `pgjax.running.run_folder.loading.load_summary`; a file is damaged (one
-        line naming it, the cause chained).
+        line naming it, the cause chained) or a link leading outside the folder (`loading.run_file`).
     """
     pd = import_pandas()
-    run_dir = loading.check_run_dir(run_dir)
     summary = None
     dtypes = curve_dtypes()
-    runs_path = run_dir / RUNS_FILE
+    runs_path, parquet, csv = (loading.run_file(run_dir, name) for name in (RUNS_FILE, CURVES_PARQUET, CURVES_CSV))
     if runs_path.is_file():
         runs = _read_table(runs_path, lambda: _read_runs(pd, runs_path.read_text()))
     else:
         summary = loading.load_summary(run_dir)
         runs = _read_runs(pd, csv_text(*runs_table(summary)))
-    if (run_dir / CURVES_PARQUET).is_file():
+    if parquet.is_file():
         if not has_parquet():
-            raise ImportError(f"{run_dir / CURVES_PARQUET} needs pyarrow: {RESULTS_EXTRA}")
-        curves = _read_table(run_dir / CURVES_PARQUET,
-                             lambda: _typed_curves(pd.read_parquet(run_dir / CURVES_PARQUET), dtypes))
-    elif (run_dir / CURVES_CSV).is_file():
-        curves = _read_table(run_dir / CURVES_CSV, lambda: _typed_curves(pd.read_csv(run_dir / CURVES_CSV), dtypes))
+            raise ImportError(f"{parquet} needs pyarrow: {RESULTS_EXTRA}")
+        curves = _read_table(parquet, lambda: _typed_curves(pd.read_parquet(parquet), dtypes))
+    elif csv.is_file():
+        curves = _read_table(csv, lambda: _typed_curves(pd.read_csv(csv), dtypes))
     else:
         summary = summary or loading.load_summary(run_dir)
         group_metrics = loading.load_run_metrics(run_dir, summary)

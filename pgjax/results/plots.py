@@ -12,7 +12,6 @@ pyplot backend of the caller is left alone.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -183,32 +182,20 @@ def image_format_of(path: Path) -> str:
 def figure_path(out: str | Path, default_name: str = PLOT_FILE) -> Path:
     """The file a figure asked for with `--out OUT` goes to, and which the command names.
 
-    An existing folder gets `default_name` inside it; a name without a suffix gets
-    ".png" (`--out curves` writes curves.png); any other name is the file itself.
+    An existing folder gets `default_name` inside it; any other name is the file
+    itself, in the format its suffix names (nothing is added to it).
 
     Raises:
-      ValueError: one line: the folder it would go into is missing or not writable,
-        `out` is an existing file without a suffix, or the suffix is no image format matplotlib writes.
+      ValueError: one line: `out` has no suffix, or one that is no image format matplotlib writes.
     """
     out = Path(out)
     if out.is_dir():
-        path = out / default_name
-    elif out.suffix == "" and out.exists():  # a file that is there already: never a sibling of it
-        raise ValueError(f"--out {out} is an existing file without an image suffix: give the figure's file "
-                         f"(e.g. --out {out}.png) or a folder")
-    elif out.suffix == "":
-        path = out.with_name(out.name + ".png")
-    else:
-        path = out
-    folder = path.parent
-    if not folder.is_dir():
-        raise ValueError(f"no such folder for --out: {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to the folder of --out: {folder} is not writable")
-    if path.is_dir():
-        raise ValueError(f"--out {path} is a folder")
-    image_format_of(path)
-    return path
+        return out / default_name
+    if out.suffix == "":
+        raise ValueError(f"--out {out} names no image format: give the figure's file, e.g. --out {out}.png "
+                         f"(or .pdf, .svg), or a folder that exists")
+    image_format_of(out)
+    return out
 
 
 def curves_of_summary(summary: dict, group_metrics: Sequence[dict], run_dir: str | Path) -> list[dict]:

@@ -24,7 +24,7 @@ from pgjax.results import tables, tracking
 from pgjax.results.confirmation import confirmation_fields, tuning_ranking
 from pgjax.results.summary import halving_score, summarise
 from pgjax.running.grid import GridPoint
-from pgjax.running.run_folder import files, loading, resume, trust
+from pgjax.running.run_folder import files, links, loading, resume, trust
 from pgjax.running.run_folder.lock import FolderLock, hold_new_folder, remove_made_folders
 from pgjax.running.strategy import Hooks, Plan, Trained
 
@@ -85,14 +85,15 @@ def resumable_config(run_dir: Path, hold: FolderLock | None = None) -> Path:
     a multi-process run's is held later, by process 0).
 
     Raises:
-      ValueError: one line: no such folder, no run in it, or a finished run; a folder that cannot be written.
+      ValueError: one line: no such folder, no run in it, or a finished run; a folder that cannot be written;
+        config.json or checkpoints/ (or a file under it) is a link leading outside the folder.
       FolderInUse: another process holds it.
     """
     if hold is not None:
         resume.hold_resumed_folder(run_dir, hold)
     if not run_dir.is_dir():
         raise ValueError(f"--resume {run_dir}: no such folder")
-    config_file = run_dir / resume.CONFIG_FILE
+    config_file = links.inside(run_dir, run_dir / resume.CONFIG_FILE)
     if not config_file.exists():
         raise ValueError(f"{run_dir} holds no run to resume (no {resume.CONFIG_FILE})")
     if (run_dir / files.SUMMARY_FILE).exists():

@@ -20,6 +20,7 @@ computes, and `iqm` here equals `rliable.metrics.aggregate_iqm` and
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -99,7 +100,9 @@ def bootstrap_interval(
       percentile of resampled means, medians or IQMs lies there; the bounds are
       clipped to it so that float rounding cannot take them out). Resamples are
       drawn in batches of about 16M values (128 MiB) at a time, so memory stays
-      bounded for thousands of runs.
+      bounded for thousands of runs. Where the statistic of the resamples is NaN (a NaN among the
+      values: runs that diverged to NaN), both bounds are NaN, silently (scipy's DegenerateDataWarning
+      is not printed).
 
     Raises:
       ValueError: fewer than 2 runs (in any sample); `within_range` with a tuple of samples.
@@ -114,10 +117,12 @@ def bootstrap_interval(
     size = sum(sample.size for sample in samples) * per_value
     from scipy import stats  # scipy: only when an interval is computed
 
-    result = stats.bootstrap(
-        samples, statistic, n_resamples=reps, vectorized=True, axis=axis, batch=max(1, 2**24 // size),
-        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings():  # NaN among the values (every run diverged): NaN bounds there, said by no warning
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            samples, statistic, n_resamples=reps, vectorized=True, axis=axis, batch=max(1, 2**24 // size),
+            confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+        )
     low, high = result.confidence_interval.low, result.confidence_interval.high
     if within_range:
         smallest, largest = samples[0].min(axis=axis), samples[0].max(axis=axis)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import jax
@@ -154,7 +155,9 @@ def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunS
     """The `RunShapes` of one run: `state` and `metrics` are the shapes of its RunState and of one update's Metrics."""
     static = config.static
     policy, collect = update_collect(spec, config)
-    trajectory = jax.eval_shape(collect, state.params, jax.random.key(0))
+    with warnings.catch_warnings():  # buffers past int32's indices (billions of episodes, refused by the plan):
+        warnings.filterwarnings("ignore", "Explicitly requested dtype int64", UserWarning)  # JAX's warning, not ours
+        trajectory = jax.eval_shape(collect, state.params, jax.random.key(0))
     obs = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
     activations = activation_bytes(per_step_fn(policy), state.params, obs)
     if is_learned(static.baseline):

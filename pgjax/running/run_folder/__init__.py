@@ -3,6 +3,7 @@
 * `files`: the files' names, the marker, atomic writes, the writers of JSON,
   metrics and parameters, and preparing and clearing --out;
 * `loading`: reading the files back, each checked as untrusted data;
+* `links`: a folder is read inside itself: a link in it leading outside is refused;
 * `trust`: a folder is data, never code: what it names is imported only when
   the user names it again;
 * `lock`: one writer per folder;

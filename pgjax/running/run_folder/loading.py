@@ -1,8 +1,10 @@
 """Reading a run folder back: every file checked as untrusted data, a damaged one named in one line.
 
-The files are those `pgjax.running.run_folder.files` describes. Each loader validates what
-it reads and raises ValueError naming the damaged file (and so its folder), with
-the cause chained: never a KeyError, TypeError or a zip or msgpack error.
+The files are those `pgjax.running.run_folder.files` describes, each read inside the
+folder (`run_file`: a symbolic link leading outside is refused, `pgjax.running.run_folder.links`).
+Each loader validates what it reads and raises ValueError naming the damaged file
+(and so its folder), with the cause chained: never a KeyError, TypeError or a zip
+or msgpack error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flax import serialization
 
 from pgjax.algo.config import LEGACY_STATIC, Config, is_static
 from pgjax.running.run_folder.files import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
+from pgjax.running.run_folder.links import inside
 
 
 def damaged(path: Path, problem: str) -> ValueError:
@@ -61,7 +64,8 @@ def check_run_dir(run_dir: str | Path) -> Path:
       `run_dir` as a Path.
 
     Raises:
-      ValueError: the folder is missing or a file; it holds an interrupted run
+      ValueError: the folder is missing or a file; its summary.json is a link leading outside it
+        (`pgjax.running.run_folder.links.inside`); it holds an interrupted run
         (config.json or checkpoints/ but no summary.json: the message says how
         to continue it); or it holds no run.
     """
@@ -70,7 +74,7 @@ def check_run_dir(run_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir} is missing: no such folder")
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir} is a file, not a run folder")
-    if not (run_dir / SUMMARY_FILE).is_file():
+    if not inside(run_dir, run_dir / SUMMARY_FILE).is_file():
         if (run_dir / CONFIG_FILE).is_file() or (run_dir / CHECKPOINT_DIR).is_dir():
             raise ValueError(
                 f"{run_dir} holds an interrupted run (no {SUMMARY_FILE} yet); "
@@ -78,6 +82,17 @@ def check_run_dir(run_dir: str | Path) -> Path:
             )
         raise ValueError(f"{run_dir} holds no run (no {SUMMARY_FILE})")
     return run_dir
+
+
+def run_file(run_dir: str | Path, name: str) -> Path:
+    """The file `name` of the finished run in `run_dir`, to be read: `run_dir / name` once `check_run_dir`
+    passes and no link on the way leads outside the folder (`pgjax.running.run_folder.links.inside`).
+
+    Raises:
+      ValueError: as `check_run_dir`; the file is a symbolic link leading outside the folder (one line naming it).
+    """
+    run_dir = check_run_dir(run_dir)
+    return inside(run_dir, run_dir / name)
 
 
 def _is_int(value: Any) -> bool:
@@ -142,7 +157,7 @@ def load_summary(run_dir: str | Path) -> dict:
     Raises:
       ValueError: as `check_run_dir`; summary.json is damaged (`load_json`, `validate_summary`).
     """
-    path = check_run_dir(run_dir) / SUMMARY_FILE
+    path = run_file(run_dir, SUMMARY_FILE)
     return validate_summary(load_json(path), path)
 
 
@@ -186,7 +201,7 @@ def load_group_metrics(run_dir: str | Path, group: int) -> dict[str, np.ndarray]
       ValueError: as `check_run_dir`; metrics.npz is damaged (one line naming it).
       IndexError: the run has no such group.
     """
-    groups = _metrics_groups(check_run_dir(run_dir) / METRICS_FILE)
+    groups = _metrics_groups(run_file(run_dir, METRICS_FILE))
     if not 0 <= group < len(groups):
         raise IndexError(f"{run_dir} has no group {group}")
     return groups[group]
@@ -198,7 +213,7 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, np.ndarray]]:
     Raises:
       ValueError: as `load_group_metrics`.
     """
-    return _metrics_groups(check_run_dir(run_dir) / METRICS_FILE)
+    return _metrics_groups(run_file(run_dir, METRICS_FILE))
 
 
 def load_run_metrics(run_dir: str | Path, summary: dict) -> list[dict[str, np.ndarray]]:
@@ -245,7 +260,7 @@ def load_params(run_dir: str | Path, run: int | None = None) -> Any:
         every group's runs (one line naming it). IndexError: `run` is out of range.
     """
     summary = load_summary(run_dir)
-    path = Path(run_dir) / PARAMS_FILE
+    path = run_file(run_dir, PARAMS_FILE)
     try:
         params = serialization.msgpack_restore(path.read_bytes())
     except FileNotFoundError as error:

@@ -17,6 +17,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from pgjax.running.run_folder.links import inside
+
 LOCK_FILE = ".pgjax.lock"
 _PROBE_FILE = ".pgjax-write-probe"
 
@@ -56,7 +58,8 @@ class FolderLock:
 
         Raises:
           FolderInUse: another process holds it (the message names its pid when known).
-          ValueError: the lock file cannot be made there (the folder is not writable).
+          ValueError: the lock file cannot be made there (the folder is not writable), or is a link
+            leading outside the folder (`pgjax.running.run_folder.links.inside`).
         """
         import filelock
 
@@ -65,7 +68,7 @@ class FolderLock:
             if self.folder.absolute() == folder.absolute():
                 return
             raise RuntimeError(f"already holding {self.folder}, cannot also hold {folder}")
-        path = folder / LOCK_FILE
+        path = inside(folder, folder / LOCK_FILE)  # a lock file linked elsewhere would truncate what it leads to
         pid = _holder_pid(path)  # read first: an older filelock truncates the file when it tries the lock
         lock = filelock.FileLock(str(path), timeout=0)
         try:
@@ -112,7 +115,7 @@ def check_writable(folder: Path) -> None:
         if not os.access(path, os.W_OK | os.X_OK):
             raise ValueError(f"{path} is read-only: make it writable (chmod -R u+w {folder}) to resume the run "
                              "there, or copy the folder and resume the copy")
-    probe = folder / _PROBE_FILE
+    probe = inside(folder, folder / _PROBE_FILE)
     try:
         probe.write_text("")
         probe.unlink()

@@ -4,8 +4,9 @@ A run folder's config.json records the grid, the run options and the chunk plan
 (`chunk_plan`; `chunks_of` reverses it). Before `--resume` trains anything,
 `check_saved_config` checks every field it reads (types, ranges, unknown keys),
 `resumed_chunks` checks the plan against the grid, the seeds and the devices, and
-`hold_resumed_folder` holds the folder (`pgjax.running.run_folder.lock`), checks it can
-be written and removes what saves cut short left (`pgjax.running.run_folder.checkpoints`).
+`hold_resumed_folder` refuses links leading out of the folder (`pgjax.running.run_folder.links`),
+holds it (`pgjax.running.run_folder.lock`), checks it can be written and removes what saves
+cut short left (`pgjax.running.run_folder.checkpoints`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.validation import validate_config
 from pgjax.running.grid import GridPoint
 from pgjax.running.run_folder.checkpoints import remove_incomplete_saves
-from pgjax.running.run_folder.files import CONFIG_FILE
+from pgjax.running.run_folder.files import CHECKPOINT_DIR, CONFIG_FILE
+from pgjax.running.run_folder.links import inside, tree_inside
 from pgjax.running.run_folder.lock import FolderLock, check_writable
 from pgjax.running.segments import Chunk, split_into_chunks
 
@@ -62,7 +64,8 @@ def hold_resumed_folder(folder: Path | None, hold: FolderLock, distributed: bool
 
     Raises:
       FolderInUse: another process holds it. ValueError: it cannot be written,
-        or its name cannot be a folder's (too long).
+        or its name cannot be a folder's (too long); its config.json, checkpoints/
+        or a file under it is a link leading outside it (`pgjax.running.run_folder.links`).
     """
     if folder is None or hold.folder is not None:
         return
@@ -71,6 +74,8 @@ def hold_resumed_folder(folder: Path | None, hold: FolderLock, distributed: bool
             return  # `resumed_sweep` says what is wrong
     except OSError as error:
         raise ValueError(f"--resume {folder}: {error.strerror or error}") from None
+    inside(folder, folder / CONFIG_FILE)  # read below and by every process; checkpoints/ is read and cleared
+    tree_inside(folder, folder / CHECKPOINT_DIR)
     if _peek_distributed(folder) and not distributed:
         return
     hold.take(folder)
