@@ -366,10 +366,11 @@ class QuietLibraries:
     a KeyboardInterrupt excepted: `pgjax.commands.process.StopRequest` handles it) and log records of level
     WARNING and above. `release()` prints them as they would have been; `lines()` gives them as text for a log.
 
-    Use as a context manager; the previous hook and log handlers come back on exit.
+    Use as a context manager; the previous hook and log handlers come back on exit (unless `keep_holding`).
     """
 
     def __init__(self):
+        self._keep = False
         self._unraisables: list[str] = []
         self._handler = _Held()
         self._previous_hook = None
@@ -392,7 +393,14 @@ class QuietLibraries:
         root.addHandler(self._handler)
         return self
 
+    def keep_holding(self) -> None:
+        """Hold on after the block, until the process ends: a run failed, and orbax's threads still print as they
+        end (the failure log has the traceback already)."""
+        self._keep = True
+
     def __exit__(self, *exc) -> None:
+        if self._keep:
+            return
         sys.unraisablehook = self._previous_hook
         root = logging.getLogger()
         root.removeHandler(self._handler)

@@ -248,6 +248,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
         except BaseException as error:  # a stop, an error or a second Ctrl-C: the trackers flush and finish first
             tracker.close()
             if isinstance(error, Exception) and not isinstance(error, Interrupted) and not refused(error):
+                libraries.keep_holding()
                 raise run_failed(error, out, libraries.lines()) from error
             libraries.release()
             raise
