@@ -258,3 +258,26 @@ def test_an_environment_that_raises_while_training_is_one_line_exit_1_and_the_ru
     assert (out / CONFIG_FILE).is_file() and not (out / SUMMARY_FILE).exists()
     with pytest.raises(ValueError, match="interrupted run"):
         loading.check_run_dir(out)
+
+
+@pytest.mark.parametrize("error, said", [
+    (OSError(28, "No space left on device", "/runs/a/summary.json"),
+     "no space left on device writing /runs/a/summary.json"),
+    (ValueError('RESOURCE_EXHAUSTED: Error writing "state.update/0" in OCDBT database at local file "/runs/a/'
+                'checkpoints/chunk-0000/20.orbax-checkpoint-tmp/": Failed to write 9 bytes to file 15: No space '
+                "left on device [os_error_code='28']"),
+     "no space left on device writing /runs/a/checkpoints/chunk-0000/20.orbax-checkpoint-tmp/"),
+    (PermissionError(13, "Permission denied", "/runs/a/config.json"), "Permission denied: /runs/a/config.json"),
+    (RuntimeError("UNKNOWN: Gloo AllGather failed: [pair.cc:547] Connection closed by peer [127.0.0.1]:1"),
+     "another process of this --distributed run stopped or cannot be reached (UNKNOWN: Gloo AllGather failed: "
+     "[pair.cc:547] Connection closed by peer [127.0.0.1]:1)"),
+    (RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8 bytes"),
+     "the device ran out of memory (RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8 bytes)"),
+    (RuntimeError('INTERNAL: CpuCallback error calling callback: Traceback (most recent call last):\n  File "/x/'
+                  'jax/callback.py", line 8, in _wrapped\n  File "/home/u/my_env.py", line 56, in step\nKeyError: 3'),
+     "KeyError: 3 (in my_env.py:56, step, called from the compiled program)"),
+])
+def test_a_failure_while_running_is_described_in_one_line(error, said):
+    from pgjax.commands.process import describe
+
+    assert describe(error) == said
