@@ -83,7 +83,11 @@ def test_an_environment_without_a_preset_names_the_settings_it_trains_with():
     assert note.startswith("DeepSea-bsuite has no preset of its own: training with CartPole-v1's default settings "
                            "and the learning rate")
     assert "--hidden 32" in note and "--learning-rate 0.01" in note and "--squash" not in note
+    assert "--weighting" not in note and "--step-loss" not in note  # off: no flag with an empty value
     assert preset_note(plan_of([])) is None
+    given = sweep_of(parse_args(["--env", "DeepSea-bsuite", "--lr", "0.003"])).given
+    mine = preset_note(plan_of(["--env", "DeepSea-bsuite", "--lr", "0.003"]), given)
+    assert "the learning rate measured" not in mine and "--learning-rate 0.003" in mine
     points = resolve_grid("default", {"env": "DeepSea-bsuite"})
     assert plan.points == points
     cartpole = preset_config("default")

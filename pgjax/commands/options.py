@@ -371,7 +371,8 @@ def settings_line(configs: Config | typing.Sequence[Config], continuous_actions:
         values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
                                                           for f in dataclasses.fields(config.hparams)}}
         unused = {"env", *unused_settings(config.static, continuous_actions)}
-        unused |= {name for name in ("env_kwargs", "max_episode_steps") if not getattr(config.static, name)}
+        unused |= {name for name in ("env_kwargs", "max_episode_steps", "weighting", "step_loss")
+                   if not getattr(config.static, name)}  # off: no flag to show
         for name, value in values.items():
             text = " ".join(value) if name in WORDS_VALUED else format_setting(value)
             if name not in unused and text not in shown.setdefault(name, []):

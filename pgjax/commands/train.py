@@ -166,13 +166,16 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def preset_note(plan: Any) -> str | None:
+def preset_note(plan: Any, given: dict | None = None) -> str | None:
     """For an environment without a preset of its own under preset "default": which settings it trains with
-    (`plan`: a `pgjax.running.strategy.Plan`)."""
+    (`plan`: a `pgjax.running.strategy.Plan`; `given`: the settings the command line gave, `Sweep.given`: a
+    learning rate given is the user's, not the one measured for environments without a preset)."""
     if plan.env_has_preset:
         return None
+    learning_rate = "" if "learning_rate" in (given or {}) else " and the learning rate measured for environments " \
+                                                                "without one"
     return (f"{plan.points[0].config.static.env} has no preset of its own: training with CartPole-v1's default "
-            f"settings and the learning rate measured for environments without one "
+            f"settings{learning_rate} "
             f"({options.settings_line([p.config for p in plan.points], plan.spec.action_kind == 'continuous')}); "
             "give flags to change them")
 
@@ -221,7 +224,7 @@ def _train(args: Any, console: Console, start: float, stop: StopRequest | None, 
                               saved=sweep.saved, config_file=sweep.config_file, flag_names=options.with_flag_names)
     out, opts = run_record.run_folder(sweep.run, plan)
     is_main = jax.process_index() == 0
-    lines = [*sweep.notes, preset_note(plan), *planning.describe(plan)]
+    lines = [*sweep.notes, preset_note(plan, sweep.given), *planning.describe(plan)]
     if opts.plan_only:  # every process calibrates (their devices train together); process 0 prints
         for line in filter(None, lines if is_main else []):
             console.print(line, soft_wrap=True)
