@@ -49,20 +49,20 @@ def keep_apart() -> str:
     return _log
 
 
-def log_path() -> str | None:
-    """The native output's log, where `keep_apart` made one."""
-    return _log
+def watched() -> bool:
+    """Whether this process's native output goes to a watcher (`keep_apart`)."""
+    return _log is not None
 
 
 def tell_resume(command: str) -> None:
     """Tell the watcher how this process's run resumes (said in its line, should native code end the process)."""
-    if _log is not None:
+    if watched():
         os.write(2, RESUME + command.encode() + b"\n")
 
 
 def said() -> None:
     """Tell the watcher that pgjax printed its own line about the failure (it then prints none)."""
-    if _log is not None:
+    if watched():
         os.write(2, SAID)
 
 

@@ -243,11 +243,6 @@ def refused(error: BaseException) -> bool:
     return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PGJAX)
 
 
-def first_line(error: BaseException) -> str:
-    """The first non-blank line of `str(error)`, or the exception's type name."""
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-
-
 def describe(error: BaseException) -> str:
     """What failed, in one line: the cause and the file or the call it happened in.
 
@@ -255,9 +250,10 @@ def describe(error: BaseException) -> str:
     --distributed run stopped (Gloo AllGather failed: ...)", "ZeroDivisionError: division by zero
     (in my_env.py:12, step)".
     """
+    from pgjax.running.install import first_line
     from pgjax.running.run_folder.files import WriteFailed
 
-    text, first = str(error), first_line(error)
+    text, first = str(error), first_line(error) or type(error).__name__
     os_error = isinstance(error, OSError)
     if isinstance(error, WriteFailed):
         return first
@@ -309,13 +305,11 @@ def resume_command(run_dir: Path) -> str:
     Cloud TPU), to give again in each process."""
     import jax
 
-    names = (SPEED_OFF_VARIABLE,)
-    if jax.process_count() > 1:
-        names += ("JAX_COORDINATOR_ADDRESS", "PGJAX_NUM_PROCESSES", "PGJAX_PROCESS_ID")
+    distributed = jax.process_count() > 1
+    names = (SPEED_OFF_VARIABLE, *(("JAX_COORDINATOR_ADDRESS", "PGJAX_NUM_PROCESSES", "PGJAX_PROCESS_ID")
+                                   if distributed else ()))
     words = [f"{name}={shlex.quote(os.environ[name])}" for name in names if os.environ.get(name)]
-    words += ["python -m pgjax.train --resume", shlex.quote(str(run_dir))]
-    if jax.process_count() > 1:
-        words.append("--distributed")
+    words += ["python -m pgjax.train --resume", shlex.quote(str(run_dir)), *(["--distributed"] if distributed else [])]
     return " ".join(words)
 
 
@@ -325,23 +319,25 @@ def no_space(error: BaseException) -> bool:
         mark in str(error).lower() for mark in _NO_SPACE)
 
 
-def write_log(folder: Path, error: BaseException, held: list[str], process: str = "") -> Path | None:
+def write_log(folder: Path, error: BaseException, held: list[str], process: str = "",
+              lists: bool = True) -> Path | None:
     """Append `error`'s traceback, and what the libraries printed as it happened (`held`), to `folder`'s
     `FAILURE_LOG`, in one write, headed by the time, `process` ("process 1 of 2" in a multi-process run) and
-    `describe(error)`. Returns the file, or None where it cannot be written (a full disk, a symlink).
+    `describe(error)`. Returns the file, or None where it cannot be written (a full disk, a link leading
+    outside the folder: `pgjax.running.run_folder.links.inside`).
 
-    The file is listed in the folder's marker (for --overwrite) by process 0 only, which alone writes the marker.
+    With `lists`, the file is listed in the folder's marker (for --overwrite): in a multi-process run, by
+    process 0 only, which alone writes the marker.
     """
     from pgjax.running.run_folder.files import FAILURE_LOG, note_written
+    from pgjax.running.run_folder.links import inside
 
-    path = Path(folder) / FAILURE_LOG
     stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     text = "".join([f"--- {stamp}{' ' + process if process else ''}: {describe(error)}\n",
                     *traceback.format_exception(error), *held, "\n"])
     try:
-        if path.is_symlink():  # a run folder is read and written inside itself only
-            return None
-        if not process or process.startswith("process 0 "):
+        path = inside(folder, Path(folder) / FAILURE_LOG)  # a run folder is read and written inside itself only
+        if lists:
             note_written(path)  # listed in the folder's marker: --overwrite removes it with the run's files
         with open(path, "a", encoding="utf-8") as log:
             log.write(text)
@@ -435,7 +431,7 @@ def run_failed(error: Exception, out: Path, held: list[str]) -> RunFailed:
     from pgjax.running.run_folder.files import CONFIG_FILE
 
     process = f"process {jax.process_index()} of {jax.process_count()}" if jax.process_count() > 1 else ""
-    log = write_log(out, error, held, process)
+    log = write_log(out, error, held, process, lists=jax.process_index() == 0)
     where = f"its traceback is in {log}" if log is not None else f"its traceback could not be written to {out}"
     if not (Path(out) / CONFIG_FILE).is_file():
         return RunFailed(f"{describe(error)}; {out}/{CONFIG_FILE} is gone: the run cannot be resumed ({where})")
@@ -460,4 +456,5 @@ def note_resume_command(run_dir: Path) -> None:
     resumes `run_dir`, for the line it prints should native code end the process."""
     from pgjax.commands import native_output
 
-    native_output.tell_resume(resume_command(run_dir))
+    if native_output.watched():
+        native_output.tell_resume(resume_command(run_dir))

@@ -172,8 +172,8 @@ def preset_note(plan: Any, given: dict | None = None) -> str | None:
     learning rate given is the user's, not the one measured for environments without a preset)."""
     if plan.env_has_preset:
         return None
-    learning_rate = "" if "learning_rate" in (given or {}) else " and the learning rate measured for environments " \
-                                                                "without one"
+    measured = "learning_rate" not in (given or {})
+    learning_rate = " and the learning rate measured for environments without one" if measured else ""
     return (f"{plan.points[0].config.static.env} has no preset of its own: training with CartPole-v1's default "
             f"settings{learning_rate} "
             f"({options.settings_line([p.config for p in plan.points], plan.spec.action_kind == 'continuous')}); "

@@ -162,7 +162,7 @@ def _check_gymnax_step() -> None:
         out = jax.eval_shape(one_step)
     except Exception as error:  # an old copy's make, reset or step that fails to trace
         raise BrokenInstall("gymnax", f"gymnax {_version('gymnax')}: one step of CartPole-v1 fails to trace "
-                                      f"({type(error).__name__}: {_first_line(error)}): {_fix('gymnax')}") from None
+                                      f"({type(error).__name__}: {first_line(error)}): {_fix('gymnax')}") from None
     if not isinstance(out, tuple) or len(out) != 6:
         count = len(out) if isinstance(out, tuple) else type(out).__name__
         raise BrokenInstall("gymnax", f"gymnax's Environment.step returns {count} values (gymnax {_version('gymnax')}"
@@ -193,7 +193,7 @@ def broken_import(error: BaseException) -> BrokenInstall | None:
             name, needed = DISTRIBUTIONS.get(package, package), requirement(package)
             fix = _fix(package) if package == "gymnax" else f"pip install --upgrade '{needed}'"
             return BrokenInstall(package, f"importing {name} {_version(package)} failed ({type(error).__name__}: "
-                                          f"{_first_line(error)}): pgjax needs {needed}: {fix}")
+                                          f"{first_line(error)}): pgjax needs {needed}: {fix}")
     return None
 
 
@@ -213,5 +213,6 @@ def _version(package: str) -> str:
         return "(version unknown)"
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of `str(error)` ("" for none): what a one-line message quotes of an error."""
     return (str(error).strip().splitlines() or [""])[0]

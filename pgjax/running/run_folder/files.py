@@ -87,7 +87,7 @@ class WriteFailed(ValueError):
     """A file of pgjax's could not be written (a full disk, a quota, a folder made read-only): one line.
 
     A ValueError, so that a command refuses an output it cannot write before it starts in one line (exit
-    status 2); once a run trains, it is a failure while running (`pgjax.commands.failure`, exit status 1).
+    status 2); once a run trains, it is a failure while running (`pgjax.commands.process`, exit status 1).
     """
 
 
