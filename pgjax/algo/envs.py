@@ -37,7 +37,8 @@ An environment serves pgjax when it has gymnax's shape, whatever its classes:
   `step_env(key, state, action, params)`, five values and no auto-reset;
 * `observation_space(params)` and `action_space(params)`, recognised by their
   attributes (`space_kind`);
-* params given with it, else its `default_params`, else None (passed as it is).
+* params given with it, else its `default_params` (called where it is a method, as xminigrid's), else None
+  (passed as it is).
 
 pgjax counts the steps of its own rollout and cuts each episode off at the step
 limit itself (`EnvSpec.max_steps`), so the environment needs no
@@ -111,6 +112,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax.algo.imports import import_object
+from pgjax.algo.suites import make_suite_env, split_suite_name
 
 # Returns at which an environment counts as solved (Gym's `reward_threshold`),
 # judged on the mean return of the last 100 training episodes. Gym gives none
@@ -200,7 +202,15 @@ def _split_env_params(made: Any, source: str) -> tuple[Any, Any]:
             f"{source} an object of type {type(env).__name__}, which lacks {', '.join(missing)}: an environment "
             "has gymnax's shape (reset, step, observation_space, action_space; see pgjax.algo.envs)"
         )
-    return env, (getattr(env, "default_params", None) if params is None else params)
+    if params is None:
+        params = getattr(env, "default_params", None)
+        if inspect.ismethod(params) or inspect.isfunction(params):  # xminigrid's is a method: call it
+            try:
+                params = params()
+            except Exception as error:
+                raise ValueError(f"{source} an environment whose default_params() failed: {error_line(error)}; "
+                                 "give an (environment, env_params) pair") from error
+    return env, params
 
 
 def _own_step_limit(env: Any, params: Any) -> tuple[int, str] | None:
@@ -308,17 +318,25 @@ def make_env(env: Any, *, max_episode_steps: int = 0, env_kwargs: Sequence[str] 
     """
     if isinstance(env, EnvSpec):
         return env
-    if env_kwargs and not (isinstance(env, str) and ":" in env):
-        raise ValueError(f"--env-kwargs {' '.join(env_kwargs)} needs --env package.module:factory, "
-                         f"not {env if isinstance(env, str) else type(env).__name__}")
-    if isinstance(env, str) and ":" not in env:
+    suite = split_suite_name(env) if isinstance(env, str) else None
+    if suite is not None and suite[0] == "gymnax" and not env_kwargs:
+        return _gymnax_env(suite[1], max_episode_steps)
+    if env_kwargs and not (isinstance(env, str) and (":" in env or suite is not None)):
+        raise ValueError(f"--env-kwargs {' '.join(env_kwargs)} needs --env package.module:factory or "
+                         f"SUITE/NAME, not {env if isinstance(env, str) else type(env).__name__}")
+    if isinstance(env, str) and ":" not in env and suite is None:
         return _gymnax_env(env, max_episode_steps)
     return _custom_env(env, max_episode_steps, env_kwargs)
 
 
 def _custom_env(env: Any, max_episode_steps: int, env_kwargs: Sequence[str]) -> EnvSpec:
-    """`make_env` of a "package.module:factory" string or an object with gymnax's shape (or a pair)."""
-    if isinstance(env, str):
+    """`make_env` of a "SUITE/NAME" or "package.module:factory" string, or an object with gymnax's shape (or
+    a pair)."""
+    suite = split_suite_name(env) if isinstance(env, str) else None
+    if suite is not None:
+        name = env
+        env, params = _split_env_params(make_suite_env(*suite, env_kwargs), f"the suite adapter of '{name}' gave")
+    elif isinstance(env, str):
         name = env
         made = call_factory(name, env_kwargs)
         env, params = _split_env_params(made, f"the environment factory '{name}' returned")
