@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
+from pgjax.algo.suites import suite_preset
 
 PRESETS: dict[str, Config] = {
     # Tutorial 000, "Policy Gradient - a quick introduction": 4-32-2 MLP, Adam 0.01,
@@ -113,7 +114,8 @@ UNPRESET_LEARNING_RATE = 0.01
 def preset_config(name: str, env: str | None = None) -> Config:
     """The preset `name` for environment `env` (None: the preset's own environment).
 
-    "default" is the environment's own preset from `ENV_PRESETS` where it has one,
+    "default" is the environment's own preset from `ENV_PRESETS` (or its suite's adapter's `PRESETS`,
+    `pgjax.algo.suites.suite_preset`) where it has one,
     and CartPole-v1's default otherwise, with `UNPRESET_LEARNING_RATE`; any other preset (the tutorials) keeps its
     settings and only changes the environment.
     """
@@ -121,6 +123,8 @@ def preset_config(name: str, env: str | None = None) -> Config:
         raise ValueError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
     if name == "default" and env in ENV_PRESETS:
         return ENV_PRESETS[env]
+    if name == "default" and env is not None and (recommended := suite_preset(env)) is not None:
+        return recommended
     config = PRESETS[name]
     if env is None:
         return config

@@ -18,6 +18,10 @@ gives two functions:
   gives a legal-action mask as an `action_mask` leaf of a Dict observation
   (bool [A], True = legal) where the suite has one.
 
+An adapter module may also hold `PRESETS: dict[str, pgjax.algo.config.Config]`:
+what preset "default" means for its tasks (task name -> the Config, its env
+"SUITE/NAME"), each chosen by measurement (`preset_config` uses it).
+
 Raises ValueError (one line) for an unknown suite or task (close names
 suggested), or a suite that is not installed (the extra to install named).
 """
@@ -102,3 +106,16 @@ def make_suite_env(suite: str, name: str, pairs: Sequence[str] = ()) -> tuple[An
         raise ValueError(f"{suite} has no task '{name}'{hint} ({len(known)} tasks, e.g. "
                          f"{suite}/{SUITES[suite].example})")
     return adapter.make(name, tuple(pairs))
+
+
+def suite_preset(env: str) -> Any:
+    """The `pgjax.algo.config.Config` the adapter of `env` ("SUITE/NAME") recommends for it (its `PRESETS`),
+    or None: no suite, no such preset, or the suite not installed (make_env says so when it builds it)."""
+    split = split_suite_name(env)
+    if split is None or split[0] not in SUITES:
+        return None
+    try:
+        adapter = _adapter(split[0])
+    except ValueError:
+        return None
+    return getattr(adapter, "PRESETS", {}).get(split[1])
