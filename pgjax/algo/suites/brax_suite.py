@@ -33,10 +33,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from gymnax.environments import spaces
 
-from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.envs import split_pairs, typed_kwargs
 
 # brax.envs.create's defaults for EpisodeWrapper: an episode of 1000 raw steps, one raw step per action.
