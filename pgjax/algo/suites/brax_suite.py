@@ -47,8 +47,9 @@ BACKENDS = ("generalized", "positional", "spring", "mjx")
 # issue 40 (positional backend, 200 steps). Measured on 8 seeds on 2 shared CPU cores (python -m pgjax.train
 # --env brax/inverted_pendulum --env-kwargs backend=positional --max-episode-steps 200 --num-seeds 8 ...):
 # CartPole's default settings with the unpreset learning rate 0.01, 8 episodes per update: 50 updates gave
-# IQM 84.5 [81.4, 97.6]; 150 updates 200.0 [199.8, 200.0] (mean 199.9, 1.31 M env steps); reward-to-go with
-# gamma 0.99 and a 64-unit tanh layer, 150 updates, only 196.5 [189.6, 199.7]. The first at 150 updates it is.
+# IQM 84.5 [81.4, 97.6]; 150 updates 200.0 [199.8, 200.0] (mean 199.9; 1.31 M env steps over the 8 runs);
+# reward-to-go with gamma 0.99 and a 64-unit tanh layer, 150 updates, only 196.5 [189.6, 199.7]. The first at
+# 150 updates it is.
 PRESETS: dict[str, Config] = {
     "inverted_pendulum": Config(
         StaticConfig(env="brax/inverted_pendulum", env_kwargs=("backend=positional",), max_episode_steps=200,
@@ -63,7 +64,7 @@ def names() -> tuple[str, ...]:
     """brax's registered environment names (`brax.envs._envs`, what `get_environment` takes), sorted."""
     from brax import envs
 
-    return tuple(sorted(envs._envs))  # noqa: SLF001 - brax's registry; get_environment reads it, no public list
+    return tuple(sorted(envs._envs))  # brax's registry, which get_environment reads (no public list)
 
 
 def _raw_key(key: jax.Array) -> jax.Array:
@@ -163,7 +164,7 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[BraxEnv, None]:
     from brax.envs.wrappers.training import EpisodeWrapper
 
     label = f"brax/{name}"
-    env_class = envs._envs[name]  # noqa: SLF001 - what get_environment(name) calls
+    env_class = envs._envs[name]  # what get_environment(name) calls
     raw = split_pairs(pairs)
     episode_keys = ("episode_length", "action_repeat")
     episode = typed_kwargs(_episode_arguments, [f"{k}={v}" for k, v in raw.items() if k in episode_keys], label)
