@@ -696,9 +696,10 @@ def _masked_codec(space: Any, name: str) -> ObsCodec:
     """The codec of a Dict observation holding a legal-action mask (`MASK_KEY`): the other leaves encoded as a
     Dict's (one float32 vector [F]), then the mask's entries as 0.0/1.0, [F + M]."""
     mask_space = space.spaces[MASK_KEY]
-    if space_kind(mask_space) != "box" or 0 in tuple(mask_space.shape):
+    shape = getattr(mask_space, "shape", None)  # a Box of bools, or a MultiBinary (shape and n)
+    if not isinstance(shape, tuple | list) or len(shape) < 1 or 0 in tuple(shape):
         raise ValueError(f"{name}'s {MASK_KEY} must be a Box of bools, one per action (True = legal); got a "
-                         f"{type(mask_space).__name__}")
+                         f"{type(mask_space).__name__} of shape {shape}")
     mask_size = math.prod(int(n) for n in mask_space.shape)
     others = _Parts({key: leaf for key, leaf in space.spaces.items() if key != MASK_KEY})
     size, encode_others = _leaf(others, name) if others.spaces else (0, None)
