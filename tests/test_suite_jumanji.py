@@ -56,10 +56,10 @@ def test_the_time_limit_is_the_step_limit_and_a_cap_lowers_it():
 
 def run(spec, first_obs, state, choose, steps):
     """[(action, reward, terminated, truncated)] of up to `steps` steps, `choose(obs)` picking each action."""
-    obs, out = first_obs, []
+    obs, out, step = first_obs, [], jax.jit(spec.env.step)
     for _ in range(steps):
         action = choose(obs)
-        obs, state, reward, terminated, truncated, _ = spec.env.step(jax.random.key(0), state, action, None)
+        obs, state, reward, terminated, truncated, _ = step(jax.random.key(0), state, action, None)
         out.append((int(action), float(reward), bool(terminated), bool(truncated)))
         if terminated or truncated:
             break

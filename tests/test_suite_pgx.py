@@ -41,15 +41,15 @@ def test_the_board_bounds_the_learners_moves_else_a_cap_is_needed():
         make_env("pgx/2048")
 
 
-def play(env, key, choose, moves=9):
-    """The learner's moves of one game, `choose(obs, key)` picking each: [(reward, terminated, truncated,
-    the player to move after the opponents' replies, the learner's seat)]."""
+def play(reset, step, key, choose, moves=9):
+    """The learner's moves of one game (`reset` and `step` the environment's, jitted), `choose(obs, key)` picking
+    each: [(reward, terminated, truncated, the player to move after the opponents' replies, the learner's seat)]."""
     key, reset_key = jax.random.split(key)
-    obs, state = env.reset(reset_key, None)
+    obs, state = reset(reset_key, None)
     out = []
     for move_key in jax.random.split(key, moves):
         choose_key, step_key = jax.random.split(move_key)
-        obs, state, reward, terminated, truncated, _ = env.step(step_key, state, choose(obs, choose_key), None)
+        obs, state, reward, terminated, truncated, _ = step(step_key, state, choose(obs, choose_key), None)
         out.append((float(reward), bool(terminated), bool(truncated), int(state.game.current_player),
                     int(state.learner)))
         if terminated or truncated:
@@ -57,13 +57,15 @@ def play(env, key, choose, moves=9):
     return out
 
 
+@jax.jit
 def random_legal(obs, key):
     return jax.random.categorical(key, jnp.where(obs["action_mask"], 0.0, -jnp.inf))
 
 
 def test_the_opponent_replies_inside_step_and_the_reward_is_the_learners():
     env = make_env("pgx/tic_tac_toe").env
-    games = [play(env, jax.random.key(seed), random_legal) for seed in range(40)]
+    reset, step = jax.jit(env.reset), jax.jit(env.step)
+    games = [play(reset, step, jax.random.key(seed), random_legal) for seed in range(40)]
     for game in games:
         *middle, last = game
         assert all(to_move == learner and not (te or tr) for _, te, tr, to_move, learner in middle)
@@ -90,15 +92,17 @@ def test_an_illegal_move_ends_the_game_with_minus_one_a_truncation_is_not_a_term
 
 @pytest.mark.parametrize("first, opening_moves", [("learner", 0), ("opponent", 1)])
 def test_env_kwargs_choose_who_moves_first(first, opening_moves):
-    env = make_env("pgx/tic_tac_toe", env_kwargs=(f"first={first}",)).env
+    reset = jax.jit(make_env("pgx/tic_tac_toe", env_kwargs=(f"first={first}",)).env.reset)
     for seed in range(8):
-        obs, state = env.reset(jax.random.key(seed), None)
+        obs, state = reset(jax.random.key(seed), None)
         assert int(state.game._step_count) == opening_moves
         assert int(obs["action_mask"].sum()) == 9 - opening_moves
 
 
 def test_env_kwargs_reach_the_games_constructor_and_wrong_ones_are_named():
-    assert make_env("pgx/hex", env_kwargs=("size=5",), max_episode_steps=30).num_actions == 5 * 5 + 1
+    sticky = make_env("pgx/minatar-breakout", env_kwargs=("sticky_action_prob=0.0",), max_episode_steps=30)
+    assert sticky.env.game.sticky_action_prob == 0.0 and make_env(
+        "pgx/minatar-breakout", max_episode_steps=30).env.game.sticky_action_prob == 0.1
     with pytest.raises(ValueError, match=r"takes no argument 'size' \(it takes first\)"):
         make_env("pgx/tic_tac_toe", env_kwargs=("size=4",))
     with pytest.raises(ValueError, match="takes first as one of random, learner, opponent"):
