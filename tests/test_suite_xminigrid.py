@@ -107,3 +107,25 @@ def test_the_preset_learns_above_a_random_policy():
     returns = np.asarray(metrics.episode_return)
     assert np.all(np.isfinite(np.asarray(metrics.loss)))
     assert returns[:, -5:].mean() > 0.8, returns[:, -5:].mean(axis=1)
+
+
+def test_an_xland_task_plays_the_ruleset_of_the_benchmark_named(monkeypatch):
+    """xminigrid.load_benchmark downloads its data; here it gives a benchmark of two rulesets made in place."""
+    from xminigrid.benchmarks import Benchmark
+    from xminigrid.core.constants import TILES_REGISTRY, Colors, Tiles
+    from xminigrid.core.goals import AgentOnTileGoal
+    from xminigrid.core.rules import EmptyRule
+
+    tiles = (TILES_REGISTRY[Tiles.BALL, Colors.RED], TILES_REGISTRY[Tiles.SQUARE, Colors.BLUE])
+    benchmark = Benchmark(goals=jnp.stack([AgentOnTileGoal(tile=tile).encode() for tile in tiles]),
+                          rules=jnp.stack([EmptyRule().encode()[None]] * 2),
+                          init_tiles=jnp.stack([tile[None] for tile in tiles]), num_rules=jnp.zeros(2, jnp.int32))
+    named = []
+    monkeypatch.setattr(xminigrid, "load_benchmark", lambda name: named.append(name) or benchmark)
+    spec = make_env("xminigrid/XLand-MiniGrid-R1-9x9", env_kwargs=("benchmark=trivial-21k", "ruleset=1"))
+    assert named == ["trivial-21k"]
+    np.testing.assert_array_equal(spec.params.ruleset.goal, benchmark.goals[1])
+    np.testing.assert_array_equal(spec.params.ruleset.init_tiles, benchmark.init_tiles[1])
+    assert spec.max_steps == 3 * 9 * 9 and spec.obs_shape == (5, 5, 2)  # XLand's default_params
+    with pytest.raises(ValueError, match="ruleset=2: the benchmark trivial-21k has rulesets 0 to 1"):
+        make_env("xminigrid/XLand-MiniGrid-R1-9x9", env_kwargs=("benchmark=trivial-21k", "ruleset=2"))
