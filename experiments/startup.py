@@ -12,14 +12,16 @@ by side). A benchmark, not a test: the figures depend on the machine's load.
     python experiments/startup.py --default-command --checkout DIR [--compare-with OLD_DIR] [--repeats 5]
 
 measures instead the default command (`python -m pgjax.train`, one update of
-one seed) under `python -X importtime`, alternating the checkouts run by run so
-that both see the same load: the sum of the top-level modules' cumulative
-import times (all the command imports), the part under gymnax (every module
-gymnax imported first, seaborn among them) and under seaborn, and the wall time
-of the whole command. `-X importtime` logs the imports of `import` statements,
-not those of `importlib.import_module` (gymnax's modules pgjax imports by name:
-their own lines are missing, the modules they import are there); the wall time
-counts everything.
+one seed) and `make_env("CartPole-v1")` in Python (`IMPORT_CASES`) under
+`python -X importtime`, alternating the checkouts run by run so that both see
+the same load: the sum of the top-level modules' cumulative import times (all
+that the process imports), the part under gymnax (every module gymnax imported
+first, seaborn among them) and under seaborn, the wall and CPU time of the whole
+process, and the modules the older checkout imported that the newer does not.
+`-X importtime` logs the imports of `import` statements, not those of
+`importlib.import_module` (gymnax's modules pgjax imports by name: their own
+lines are missing, the modules they import are there); the wall and CPU times
+count everything.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,7 +55,12 @@ def timed(checkout: Path, args: list[str], repeats: int) -> dict:
             "runs_s": [round(s, 3) for s in seconds], "exit_status": done.returncode, "imports_jax": imported_jax}
 
 
-DEFAULT_COMMAND = ["-m", "pgjax.train", "--num-updates", "1", "--num-seeds", "1"]
+# What --default-command runs under -X importtime ("{out}": a scratch folder): the default command, one update of
+# one seed, and the Python API's building of the default environment.
+IMPORT_CASES = {
+    "default command": ["-m", "pgjax.train", "--num-updates", "1", "--num-seeds", "1", "--out", "{out}"],
+    "make_env CartPole-v1": ["-c", "from pgjax.algo.envs import make_env; make_env('CartPole-v1')"],
+}
 GROUPS = ("gymnax", "seaborn")  # the packages whose share of the imports is reported
 
 
@@ -83,18 +91,21 @@ def grouped_seconds(lines: list[tuple[str, int, int, int]], package: str) -> flo
     return total / 1e6
 
 
-def default_command_imports(checkout: Path, out: Path) -> tuple[dict, list]:
-    """One run of the default command under `-X importtime`: (its import seconds, all and per `GROUPS`, and wall
-    seconds; its `import_lines`)."""
+def measured_imports(checkout: Path, args: list[str]) -> tuple[dict, list]:
+    """One run of `python -X importtime ARGS`: (its import seconds, all and per `GROUPS`, its wall seconds and
+    CPU seconds (user + system, all threads: less hurt by other work on the machine than the wall); its
+    `import_lines`)."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "JAX_PLATFORMS": "cpu"}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-X", "importtime", *DEFAULT_COMMAND, "--out", str(out)], env=env,
-                          cwd=checkout, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    start, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-X", "importtime", *args], env=env, cwd=checkout, capture_output=True,
+                          text=True)
+    wall, now = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
     if done.returncode != 0:
-        raise SystemExit(f"the default command failed in {checkout}: {done.stderr.splitlines()[-1:]}")
+        raise SystemExit(f"{' '.join(args)} failed in {checkout}: {done.stderr.splitlines()[-1:]}")
     lines = import_lines(done.stderr)
-    figures = {"imports_s": sum(cum for _, _, cum, depth in lines if depth == 0) / 1e6, "wall_s": wall}
+    figures = {"imports_s": sum(cum for _, _, cum, depth in lines if depth == 0) / 1e6, "wall_s": wall,
+               "cpu_s": cpu}
     return figures | {f"{package}_s": grouped_seconds(lines, package) for package in GROUPS}, lines
 
 
@@ -107,25 +118,30 @@ def dropped_modules(before: list[tuple[str, int, int, int]], after: list[tuple[s
             "largest": [f"{name} {us / 1e6:.3f} s" for us, name in gone[:10]]}
 
 
-def compare_default_imports(checkouts: dict[str, Path], repeats: int) -> dict:
-    """`default_command_imports` of each labelled checkout, `repeats` times, the checkouts alternating; the
-    medians and each run's figures, per label; with two checkouts, the second's `dropped_modules` (last runs)."""
+def compare_imports(checkouts: dict[str, Path], repeats: int) -> dict:
+    """`measured_imports` of each case of `IMPORT_CASES` in each labelled checkout, `repeats` times, the
+    checkouts alternating: per case and label, the medians and each run's figures; with two checkouts, the
+    second's `dropped_modules` (last runs)."""
     import tempfile
 
-    runs: dict[str, list[dict]] = {label: [] for label in checkouts}
-    lines: dict[str, list] = {}
+    found: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for repeat in range(repeats):
-            for label, checkout in checkouts.items():
-                figures, lines[label] = default_command_imports(checkout, Path(scratch) / f"{label}-{repeat}")
-                runs[label].append(figures)
-    found = {label: {"command": "python -X importtime " + " ".join(DEFAULT_COMMAND) + " --out DIR",
-                     "median": {key: round(statistics.median(r[key] for r in each), 3) for key in each[0]},
-                     "runs": [{key: round(value, 3) for key, value in r.items()} for r in each]}
-             for label, each in runs.items()}
-    if len(lines) == 2:  # what the first checkout's last run imported and the second's did not
-        first, second = lines
-        found[second]["not_imported_any_more"] = dropped_modules(lines[first], lines[second])
+        for case, template in IMPORT_CASES.items():
+            runs: dict[str, list[dict]] = {label: [] for label in checkouts}
+            lines: dict[str, list] = {}
+            for repeat in range(repeats):
+                for label, checkout in checkouts.items():
+                    args = [arg.replace("{out}", str(Path(scratch) / f"{label}-{repeat}")) for arg in template]
+                    figures, lines[label] = measured_imports(checkout, args)
+                    runs[label].append(figures)
+            found[case] = {label: {"command": "python -X importtime " + " ".join(template),
+                                   "median": {key: round(statistics.median(r[key] for r in each), 3)
+                                              for key in each[0]},
+                                   "runs": [{key: round(value, 3) for key, value in r.items()} for r in each]}
+                           for label, each in runs.items()}
+            if len(lines) == 2:  # what the first checkout's last run imported and the second's did not
+                first, second = lines
+                found[case][second]["not_imported_any_more"] = dropped_modules(lines[first], lines[second])
     return found
 
 
@@ -143,21 +159,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.default_command:
         checkouts = {"before": args.compare_with} if args.compare_with else {}
-        figures = compare_default_imports({**checkouts, args.label: args.checkout}, args.repeats)
-        for label, found in figures.items():
-            print(f"{label:8s} " + "  ".join(f"{key} {value:.3f}" for key, value in found["median"].items()))
-            if "not_imported_any_more" in found:
-                print(f"{label:8s} not imported any more: {found['not_imported_any_more']}")
-        if args.compare_with:
-            for key in figures["before"]["median"]:
-                old, new = figures["before"]["median"][key], figures[args.label]["median"][key]
-                print(f"{key}: {args.label}/before = {new / old:.3f}" if old else f"{key}: before is 0")
+        cases = compare_imports({**checkouts, args.label: args.checkout}, args.repeats)
+        for case, figures in cases.items():
+            for label, found in figures.items():
+                print(f"{case}, {label}: " + "  ".join(f"{k} {v:.3f}" for k, v in found["median"].items()))
+                if "not_imported_any_more" in found:
+                    print(f"{case}, {label}: not imported any more: {found['not_imported_any_more']}")
+            if args.compare_with:
+                print(f"{case}, {args.label}/before: " + "  ".join(
+                    f"{key} {new / old:.3f}" for key, old in figures["before"]["median"].items()
+                    if old and (new := figures[args.label]["median"][key]) is not None))
         if args.out:
             data = json.loads(args.out.read_text()) if args.out.exists() else {}
             data["device"] = f"{os.cpu_count()}-core CPU container ({platform.processor() or platform.machine()})"
             data["python"] = platform.python_version()
             data["repeats"] = args.repeats
-            data["default_command"] = {"note": args.note, **figures}
+            data["note"] = args.note
+            data.update(cases)
             args.out.write_text(json.dumps(data, indent=2) + "\n")
         return
     figures: dict = {"import_jax": timed(args.checkout, ["-c", "import jax"], args.repeats)}
