@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import navix
 from gymnax.environments import spaces
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
@@ -74,8 +75,6 @@ PRESETS: dict[str, Config] = {
 
 def names() -> tuple[str, ...]:
     """navix's registered task names (`navix.registry()`), sorted."""
-    import navix
-
     return tuple(sorted(navix.registry()))
 
 
@@ -131,8 +130,6 @@ def _resolve_functions(kwargs: dict[str, Any], label: str) -> dict[str, Any]:
 def observation_box(env: Any) -> spaces.Box:
     """The gymnax Box of a navix environment's observations: uint8 0..255 for the rgb observation functions
     (images), else uint8 0..SYMBOL_MAX (symbolic and categorical grids, taken as numbers)."""
-    import navix
-
     space = env.observation_space
     shape = tuple(int(n) for n in space.shape)
     if env.observation_fn in (navix.observations.rgb, navix.observations.rgb_first_person):
@@ -189,8 +186,6 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[NavixEnv, None]:
       ValueError: one line: an argument the environment does not take (those it takes named), a value
         of the wrong type or an unknown function name, or navix failing to build it.
     """
-    import navix
-
     label = f"navix/{name}"
     default = navix.make(name)
     kwargs = _resolve_functions(typed_kwargs(_arguments(default), pairs, label), label)

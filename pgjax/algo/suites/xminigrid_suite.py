@@ -30,7 +30,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xminigrid
 from gymnax.environments import spaces
+from xminigrid.core.constants import NUM_COLORS, NUM_TILES
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.envs import error_line, split_pairs, typed_kwargs
@@ -61,16 +63,12 @@ PRESETS: dict[str, Config] = {
 
 def names() -> tuple[str, ...]:
     """xminigrid's registered task names (`xminigrid.registered_environments()`)."""
-    import xminigrid
-
     return tuple(xminigrid.registered_environments())
 
 
 def observation_box(env: Any, params: Any) -> spaces.Box:
     """The gymnax Box of the symbolic view: uint8 [*env.observation_shape(params)], each cell's last axis
     (tile id, colour id) bounded by xminigrid's NUM_TILES - 1 and NUM_COLORS - 1."""
-    from xminigrid.core.constants import NUM_COLORS, NUM_TILES
-
     shape = tuple(int(n) for n in env.observation_shape(params))
     high = np.broadcast_to(np.asarray([NUM_TILES - 1, NUM_COLORS - 1], np.uint8)[: shape[-1]], shape)
     return spaces.Box(np.zeros(shape, np.uint8), high, shape, jnp.uint8)
@@ -123,8 +121,6 @@ def _ruleset(name: str, arguments: dict[str, str]) -> Any:
     Raises:
       ValueError: one line: no benchmark given, an unknown one, an index that is not an int or out of range.
     """
-    import xminigrid
-
     benchmarks = xminigrid.registered_benchmarks()
     if "benchmark" not in arguments:
         raise ValueError(f"xminigrid/{name} plays the rules of a benchmark: give --env-kwargs benchmark=NAME "
@@ -154,8 +150,6 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[XMiniGridEnv, Any]:
       ValueError: one line: a field the params lack (those they have named), a value of the wrong type,
         an XLand task without a benchmark, or xminigrid failing to build it.
     """
-    import xminigrid
-
     label = f"xminigrid/{name}"
     env, registered = xminigrid.make(name)
     xland = name.startswith("XLand-")
