@@ -43,7 +43,7 @@ from pgjax.algo.envs import error_line, typed_kwargs
 TRUNCATION, TERMINATION = 1, 2
 
 # The largest code of navix's symbolic and categorical observations: its entity ids
-# (navix.entities.EntityIds: PLAYER = 10), colours (< 6) and states (directions, < 4) are below it.
+# (navix.entities.EntityIds: PLAYER = 10), colours (navix.rendering.registry's, GREY = 5) and states (directions, < 4) are below it.
 SYMBOL_MAX = 10
 
 # The environment fields --env-kwargs may name by a function of a navix module (module name -> field).
@@ -60,7 +60,8 @@ FIXED_FIELDS = ("height", "width", "observation_space", "action_space", "reward_
 #   lr 0.003, entropy 0.01, 16 episodes (issue 40's): mean 0.91, every seed 0.85 to 0.94, 84k env steps a run;
 #   that with 64 units, reward-to-go, gamma 0.99: mean 0.99, every seed >= 0.94, 44k env steps a run, but its
 #   policies reach the goal only by sampling: their greedy argmax walks into a wall for good (pgjax.evaluate:
-#   greedy IQM 0.0 on 8 of 8 seeds; the same with --env-kwargs penality_coeff=0.9 or lr 0.01 and gamma 0.9);
+#   greedy IQM 0.0 on 8 of 8 seeds; with --env-kwargs penality_coeff=0.9 greedy mean 0.1, with lr 0.01 and
+#   gamma 0.9 greedy mean 0.6);
 #   gamma 0.9 over 300 updates (this preset): final 1.0 and greedy IQM 1.0 on 16 of 16 seeds (--seed 0, 100),
 #   62k env steps a run (200 updates: greedy mean 0.8).
 # experiments/suites_table.py: experiments/results/suites/navix_Navix-Empty-5x5-v0.json.
