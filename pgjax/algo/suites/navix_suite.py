@@ -42,8 +42,8 @@ from pgjax.algo.envs import error_line, typed_kwargs
 # navix's StepType values (navix.environments.environment.StepType)
 TRUNCATION, TERMINATION = 1, 2
 
-# The largest code of navix's symbolic and categorical observations: its entity ids
-# (navix.entities.EntityIds: PLAYER = 10), colours (navix.rendering.registry's, GREY = 5) and states (directions, < 4) are below it.
+# The largest code of navix's symbolic and categorical observations: its entity ids (navix.entities.EntityIds:
+# PLAYER = 10); colours (navix.rendering.registry's, GREY = 5) and states (directions, < 4) are below it.
 SYMBOL_MAX = 10
 
 # The environment fields --env-kwargs may name by a function of a navix module (module name -> field).
