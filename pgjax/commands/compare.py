@@ -29,6 +29,7 @@ from pgjax.commands.outputs import Own, check_output_file, image, json_object
 from pgjax.commands.process import run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
+from pgjax.results.tables import format_return, return_decimals
 
 if TYPE_CHECKING:
     from pgjax.results import comparison as cmp
@@ -84,9 +85,13 @@ def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple
     return groups, left_out
 
 
-def _interval(found: dict | None, key: str, digits: int) -> str:
+def _interval(found: dict | None, key: str, digits: int | None) -> str:
+    """ "+0.12 [0.05, 0.20]": `found[key]` (a difference signed) and its "ci95", at `digits` decimals (None: the
+    decimals the returns need, `pgjax.results.tables.return_decimals`); "-" without it."""
     if not found or found.get(key) is None:
         return "-"
+    if digits is None:
+        digits = return_decimals([found[key], *(found.get("ci95") or ())])
     low_high = "" if found.get("ci95") is None else f" [{found['ci95'][0]:.{digits}f}, {found['ci95'][1]:.{digits}f}]"
     return f"{found[key]:+.{digits}f}{low_high}" if key == "mean" else f"{found[key]:.{digits}f}{low_high}"
 
@@ -125,7 +130,7 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
     runs = {g.name: f"{int(g.sane().sum())}/{g.seeds.size}" for g in groups}
     base = result["baseline"]
     table = Table(title=f"{env}: each group against the baseline, group {base} ({result['baseline_label']}; "
-                        f"{result['baseline_rule']}, IQM {iqms[base]:.1f})",
+                        f"{result['baseline_rule']}, IQM {format_return(iqms[base])})",
                   caption="difference: mean over seeds of group - baseline (runs paired by seed); P(improvement): "
                           "P(a run of the group beats one of the baseline), ties 1/2; [95% percentile-bootstrap CI]")
     steps = any(entry["env_steps_to_solve"] is not None for entry in result["groups"])
@@ -135,10 +140,11 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
         columns += ["steps to solve: difference [95% CI]", "P(fewer steps) [95% CI]"]
     for column in columns:
         table.add_column(column, justify="left" if column == "settings" else "right")
+    decimals = return_decimals(iqms.values(), tell_apart=False)
     for entry in result["groups"]:
         final = entry["final_return"]
-        row = [str(entry["group"]), entry["label"], runs[entry["group"]], f"{iqms[entry['group']]:.1f}",
-               _interval(final["difference"], "mean", 1), str(final["difference"]["pairs"]),
+        row = [str(entry["group"]), entry["label"], runs[entry["group"]], format_return(iqms[entry["group"]], decimals),
+               _interval(final["difference"], "mean", None), str(final["difference"]["pairs"]),
                _interval(final["probability_of_improvement"], "probability", 2)]
         if steps:
             solve = entry["env_steps_to_solve"] or {}
@@ -234,8 +240,9 @@ def print_environments(data: dict, console: Console) -> None:
                       _interval({"value": row["optimality_gap"], "ci95": row["optimality_gap_ci95"]}, "value", 2))
     console.print(table)
     for env in envs:
-        console.print(f"{env['env']} ({env['dir']}): random policy {env['random_score']:.1f}, "
-                      f"reference {env['reference_score']:.1f} ({env['reference']})")
+        decimals = return_decimals([env["random_score"], env["reference_score"]])
+        console.print(f"{env['env']} ({env['dir']}): random policy {format_return(env['random_score'], decimals)}, "
+                      f"reference {format_return(env['reference_score'], decimals)} ({env['reference']})")
     for dropped in data["left_out"]:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
 

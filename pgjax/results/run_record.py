@@ -201,7 +201,7 @@ def print_best(summary: dict, console: Any) -> None:
     best = next(group for group in summary["groups"] if group["index"] == ranked[0])
     statistics = best["statistics"] or {}
     iqm = statistics.get("iqm")
-    shown = "-" if iqm is None else f"{iqm:.1f}"
+    shown = tables.format_return(iqm)
     console.print(f"best: group {best['index']} (IQM {shown} over its {len(best['runs'])} runs; ties go to fewer "
                   f"steps to solve, then the mean: summary.json's ranking) | its settings: "
                   f"{escape(best_flags(best))}", soft_wrap=True)

@@ -31,14 +31,56 @@ def settings_label(settings: dict, names) -> str:
     return ", ".join(f"{name}={format_setting(settings.get(name), TABLE_DIGITS)}" for name in names)
 
 
-def format_estimate(point: float | None, interval: list | None, label: str = "") -> str:
-    """ "499.8 [498.9, 500.0]" (or "499.8 (95% CI 498.9 to 500.0)" with a label); "-" without a point."""
+# The most decimals a return is printed with (a finer difference is noise at any reward scale pgjax meets).
+MAX_RETURN_DECIMALS = 4
+
+
+def return_decimals(values, tell_apart: bool = True) -> int:
+    """The decimals to print returns with: what every table and line that prints returns uses.
+
+    At least 1, and enough for two significant digits of the largest magnitude among `values` (a 0-1
+    reward's 0.96 prints as 0.96, CartPole's 499.8 as 499.8); with `tell_apart`, more until the distinct
+    values print distinct (an estimate and its interval ends: 0.963 [0.955, 0.970]); never more than
+    `MAX_RETURN_DECIMALS`.
+
+    Args:
+      values: returns (floats; None and non-finite ones are left out).
+      tell_apart: whether distinct values must print distinct (an estimate and its interval: True; a column
+        of many runs' returns, whose every run differs a little: False).
+
+    Returns:
+      The number of decimals, 1 to `MAX_RETURN_DECIMALS`.
+    """
+    finite = sorted({float(v) for v in values if v is not None and math.isfinite(v)})
+    scale = max((abs(v) for v in finite), default=0.0)
+    decimals = 1 if scale == 0 else min(max(1, 1 - math.floor(math.log10(scale))), MAX_RETURN_DECIMALS)
+    while tell_apart and decimals < MAX_RETURN_DECIMALS and len({f"{v:.{decimals}f}" for v in finite}) < len(finite):
+        decimals += 1
+    return decimals
+
+
+def format_return(value: float | None, decimals: int | None = None) -> str:
+    """A return as tables print it: `decimals` (default: `return_decimals([value])`) places; "-" for None/NaN."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.{return_decimals([value]) if decimals is None else decimals}f}"
+
+
+def format_estimate(point: float | None, interval: list | None, label: str = "", decimals: int | None = None) -> str:
+    """ "499.8 [498.9, 500.0]" (or "499.8 (95% CI 498.9 to 500.0)" with a label); "-" without a point.
+
+    The decimals: `decimals`, else `return_decimals` of the point and interval ends (0.96 [0.95, 0.97] on a 0-1
+    reward, never "1.0 [1.0, 1.0]")."""
     if point is None or math.isnan(point):
         return "-"
+    if decimals is None:
+        decimals = return_decimals([point, *(interval or ())])
     if interval is None:
-        return f"{point:.1f}"
+        return f"{point:.{decimals}f}"
     low, high = interval
-    return f"{point:.1f} ({label}{low:.1f} to {high:.1f})" if label else f"{point:.1f} [{low:.1f}, {high:.1f}]"
+    if label:
+        return f"{point:.{decimals}f} ({label}{low:.{decimals}f} to {high:.{decimals}f})"
+    return f"{point:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
 def print_report(summary: dict, console: Console) -> None:
