@@ -176,7 +176,7 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     from pgjax.results import aggregates
     from pgjax.results import comparison as cmp
     from pgjax.results.comparison_plots import PROFILE_FILE, plot_performance_profiles
-    from pgjax.results.random_policy import random_policy_return  # JAX and gymnax
+    from pgjax.results.random_policy import random_policy_of  # JAX and the environment's package
     from pgjax.running.run_folder import files, trust
     from pgjax.running.run_folder.files import SUMMARY_FILE
 
@@ -190,13 +190,16 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
         raise ValueError("no completed group with a run that did not diverge in these folders: nothing to aggregate")
     for run_dir, summary in zip(dirs, summaries):  # before any environment is built
         trust.confirm(summary["env"], args.env or (), "env", str(run_dir / SUMMARY_FILE))
+    statics = [environment_settings(run_dir, summary) for run_dir, summary in zip(dirs, summaries)]
     envs = []
-    for run_dir, summary, (kept, _) in zip(dirs, summaries, per_folder):
+    for run_dir, summary, (kept, _), static in zip(dirs, summaries, per_folder, statics):
         threshold = summary.get("solve_threshold")
         best = max(float(np.max(g.final_returns[g.sane()])) for g in kept)
         reference = threshold if threshold is not None else best
-        envs.append({"dir": str(run_dir), "env": summary["env"], "random_score": random_policy_return(summary["env"]),
-                     "reference_score": reference,
+        random_score = random_policy_of(static)  # with the run's --env-kwargs and --max-episode-steps
+        envs.append({"dir": str(run_dir), "env": summary["env"], "env_kwargs": list(static.env_kwargs),
+                     "max_episode_steps": static.max_episode_steps, "random_score": random_score.mean,
+                     "random_score_stderr": random_score.stderr, "reference_score": reference,
                      "reference": "solve threshold" if threshold is not None else "best final return of these runs"})
     labels = {g.name: g.label for g in per_folder[0][0]}
     rows, profiles = [], []
@@ -223,6 +226,24 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
                               xlabel="normalised score (tau): 0 random policy, 1 reference")
     print_environments(data, console)
     return data
+
+
+def environment_settings(run_dir: Path, summary: dict):
+    """The `StaticConfig` of a folder's first run: its environment as it trained (--env, --env-kwargs,
+    --max-episode-steps), for the random policy's score (`pgjax.results.random_policy.random_policy_of`).
+
+    Raises:
+      ValueError: the folder's runs trained different --env-kwargs or --max-episode-steps (one folder is one
+        environment here; compare such a folder alone).
+    """
+    from pgjax.running.run_folder.loading import run_config
+
+    fields = ("env_kwargs", "max_episode_steps")
+    settings = {tuple(str(run["hyperparameters"].get(name)) for name in fields) for run in summary["runs"]}
+    if len(settings) > 1:
+        raise ValueError(f"{run_dir} holds runs of several --env-kwargs or --max-episode-steps: aggregating "
+                         "folders takes one environment per folder; compare that folder alone")
+    return run_config(summary, 0, run_dir).static
 
 
 def print_environments(data: dict, console: Console) -> None:

@@ -103,8 +103,11 @@ def print_report(summary: dict, console: Console) -> None:
     groups, caption = _shown_groups(summary, f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
     table = Table(title=title, caption=caption)
     halving = summary.get("halving")
+    # the random policy's return: one line under the table, or a column where the groups' environments differ
+    random_column = summary.get("random_policy") is None and any(g.get("random_policy") for g in groups)
     columns = ("group", *varied, *(["updates"] if halving else []), "runs", "solved",
-               "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]", "steps to solve", "diverged")
+               "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]",
+               *(["random policy"] if random_column else []), "steps to solve", "diverged")
     for column in columns:
         table.add_column(column, justify="right")
     for group in groups:
@@ -118,9 +121,14 @@ def print_report(summary: dict, console: Console) -> None:
             *([f"{group['num_updates_trained']:,}"] if halving else []), str(len(group["runs"])),
             solved, format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
             format_estimate(statistics.get("iqm"), statistics.get("iqm_ci95")),
+            *([_random_text(group.get("random_policy"))] if random_column else []),
             "-" if steps is None else f"{steps:,.0f} ({solve['count']}/{sane})", str(group["num_diverged"]),
         )
     console.print(table)
+    if summary.get("random_policy"):
+        random = summary["random_policy"]
+        console.print(f"random policy: {_random_text(random)} (mean return of {random['episodes']:,} episodes of "
+                      "uniformly random actions, with its standard error)", soft_wrap=True)
     _print_diverged(summary["runs"], console)
     statistics = summary["statistics"] or {}
     sane = summary["num_runs"] - summary["num_diverged"]
@@ -151,6 +159,14 @@ def print_report(summary: dict, console: Console) -> None:
         print_confirmation(summary["confirmation"], console)
     for line in summary.get("warnings") or ():  # `pgjax.results.health`: a run that looks unable to learn
         console.print(f"[bold yellow]warning[/]: {escape(line)}", soft_wrap=True)
+
+
+def _random_text(random: dict | None) -> str:
+    """A random policy's return ({"mean", "stderr"}) as "0.16 ± 0.01"; "-" without one."""
+    if random is None:
+        return "-"
+    decimals = return_decimals([random["mean"], random["mean"] + random["stderr"]])
+    return f"{format_return(random['mean'], decimals)} ± {format_return(random['stderr'], decimals)}"
 
 
 def _print_diverged(runs: list[dict], console: Console) -> None:
