@@ -148,7 +148,9 @@ def late_collapse(episode_return: np.ndarray, entropy: np.ndarray, episodes: np.
       first_run: the index of the first run (summary.json's "runs") of this grid point.
 
     Returns:
-      [(run index, update (1-based) from which the run stayed at or below the random policy, what happened)].
+      [(run index, update (1-based) from which the run stayed at or below the random policy: the first update
+      of the first trailing window at or below it after the last one above, or from which the entropy stayed
+      below the floor; what happened)].
     """
     returns = np.asarray(episode_return, np.float64)
     if returns.ndim != 2 or returns.size == 0 or random is None or not np.isfinite(random.stderr):
@@ -170,7 +172,7 @@ def late_collapse(episode_return: np.ndarray, entropy: np.ndarray, episodes: np.
         if not np.isfinite(trail[-1]) or trail[-1] > upper:
             continue
         above = np.flatnonzero(trail > upper)
-        since = (int(above[-1]) + 1 if above.size else 0) + window  # 1-based update ending the first window below
+        since = int(above[-1]) + 2 if above.size else 1  # 1-based first update of the first window since below
         deterministic = judged_entropy and float(np.asarray(entropy)[run, -1]) < ENTROPY_FLOOR
         if np.any(trail > random.mean + FALL_MARGINS * margin):
             what = f"its return fell from {np.max(trail):.3g} to {trail[-1]:.3g}"
@@ -179,6 +181,8 @@ def late_collapse(episode_return: np.ndarray, entropy: np.ndarray, episodes: np.
             since = int(high[-1]) + 2 if high.size else 1
             what = f"entropy {float(np.asarray(entropy)[run, -1]):.2g} nats, return {trail[-1]:.3g}"
         elif trail[-1] < lower:
+            not_below = np.flatnonzero(trail >= lower)
+            since = int(not_below[-1]) + 2 if not_below.size else 1
             what = f"its return ends at {trail[-1]:.3g}"
         else:
             continue
