@@ -148,9 +148,9 @@ def late_collapse(episode_return: np.ndarray, entropy: np.ndarray, episodes: np.
       first_run: the index of the first run (summary.json's "runs") of this grid point.
 
     Returns:
-      [(run index, update (1-based) from which the run stayed at or below the random policy: the first update
-      of the first trailing window at or below it after the last one above, or from which the entropy stayed
-      below the floor; what happened)].
+      [(run index, update (1-based) where it collapsed: the first update at or below the bound within the first
+      trailing window (after the last one above) whose mean is at or below it, or the one from which the
+      entropy stayed below the floor; what happened)].
     """
     returns = np.asarray(episode_return, np.float64)
     if returns.ndim != 2 or returns.size == 0 or random is None or not np.isfinite(random.stderr):
@@ -172,7 +172,7 @@ def late_collapse(episode_return: np.ndarray, entropy: np.ndarray, episodes: np.
         if not np.isfinite(trail[-1]) or trail[-1] > upper:
             continue
         above = np.flatnonzero(trail > upper)
-        since = int(above[-1]) + 2 if above.size else 1  # 1-based first update of the first window since below
+        since = _first_within(returns[run], int(above[-1]) + 1 if above.size else 0, window, upper)
         deterministic = judged_entropy and float(np.asarray(entropy)[run, -1]) < ENTROPY_FLOOR
         if np.any(trail > random.mean + FALL_MARGINS * margin):
             what = f"its return fell from {np.max(trail):.3g} to {trail[-1]:.3g}"
@@ -182,12 +182,19 @@ def late_collapse(episode_return: np.ndarray, entropy: np.ndarray, episodes: np.
             what = f"entropy {float(np.asarray(entropy)[run, -1]):.2g} nats, return {trail[-1]:.3g}"
         elif trail[-1] < lower:
             not_below = np.flatnonzero(trail >= lower)
-            since = int(not_below[-1]) + 2 if not_below.size else 1
+            since = _first_within(returns[run], int(not_below[-1]) + 1 if not_below.size else 0, window, lower)
             what = f"its return ends at {trail[-1]:.3g}"
         else:
             continue
         found.append((first_run + run, min(since, updates), what))
     return found
+
+
+def _first_within(returns: np.ndarray, start: int, window: int, bound: float) -> int:
+    """The 1-based update of the first of `returns[start:start + window]` at or below `bound` (`start` + 1 if
+    none is: the window's mean is)."""
+    within = np.flatnonzero(returns[start:start + window] <= bound)
+    return start + (int(within[0]) if within.size else 0) + 1
 
 
 def collapse_warning(collapsed: list[tuple[int, int, str]], random_mean: float | None) -> str | None:
