@@ -127,6 +127,20 @@ def test_the_random_policy_samples_every_kind_of_action_uniformly():
         random_policy_return(make_env("CartPole-v1"), episodes=0)
 
 
+@pytest.mark.parametrize("multi", [False, True], ids=["discrete", "multi_discrete"])
+def test_the_random_policy_takes_legal_actions_alone(multi):
+    from tests.masked import make_doors
+
+    # tests.masked's doors: opening the highest open door earns 1, another open one 0, a closed one -1 and ends
+    # the episode; each of 6 steps opens 5 doors at random (door 0 where none is): uniform over the open doors
+    # earns 1/#open a step (per entry of the MultiDiscrete action)
+    masks = [[(m >> d) & 1 for d in range(5)] for m in range(32)]
+    per_step = np.mean([1 / max(sum(mask), 1) for mask in masks])
+    score = random_policy_return(make_env(make_doors(5, multi=multi)), episodes=400)
+    expected = 6 * per_step * (2 if multi else 1)
+    assert abs(score.mean - expected) < 4 * score.stderr, (score, expected)
+
+
 # ---------------------------------------------------------------- health over the whole run
 
 UPDATES, RANDOM = 200, RandomScore(mean=0.16, stderr=0.01, episodes=1000)

@@ -5,9 +5,11 @@ Normalised scores put a uniformly random policy at 0 and the reference score at 
 (`pgjax.algo.envs.SOLVE_THRESHOLDS`, or a custom environment's `solve_threshold`); where there is
 none (Pendulum-v1, MinAtar), the best final return among the runs compared, which the caller
 passes. The random policy's score is measured here: the mean return of episodes played with
-uniformly random actions (every discrete action equally likely; a continuous action uniform
-within its bounds) by the rollout of training (`pgjax.algo.rollout.make_collect`), computed once
-per environment and process.
+uniformly random actions (every discrete action equally likely, every legal one where the environment
+gives a legal-action mask, each entry of a MultiDiscrete action on its own; a continuous action uniform
+within its bounds) by the rollout of training (`pgjax.algo.rollout.make_collect`), in the environment
+as the run built it (its `--env-kwargs` and `--max-episode-steps`), computed once per environment and
+process. Train prints it beside its table and warns of a policy at or below it (`pgjax.results.health`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo.envs import EnvSpec, make_env
-from pgjax.algo.policy import Distribution, categorical, gaussian, multi_categorical
+from pgjax.algo.envs import EnvSpec, legal_actions, make_env
+from pgjax.algo.policy import Distribution, categorical, gaussian, masked_logits, multi_categorical
 from pgjax.algo.rollout import make_collect
 
 RANDOM_EPISODES = 1000  # episodes behind a random-policy score
@@ -56,7 +58,10 @@ def uniform_distribution(spec: EnvSpec) -> Distribution:
 
 
 def zero_policy(spec: EnvSpec):
-    """A stand-in policy network for `make_collect`: `(params, obs [E, ...]) -> zeros [E, K]`, params unused.
+    """A stand-in policy network for `make_collect`: `(params, obs [E, F]) -> logits [E, K]`, params unused:
+    zeros, with the illegal actions' logits masked (`pgjax.algo.policy.masked_logits`) where the environment
+    gives a legal-action mask (`pgjax.algo.envs.legal_actions`): uniform over the legal actions (per entry of a
+    MultiDiscrete action).
 
     Args:
       spec: the environment; K is its number of actions (logits) or twice its action
@@ -66,7 +71,12 @@ def zero_policy(spec: EnvSpec):
       The apply function.
     """
     outputs = 2 * spec.num_actions if spec.action_kind == "continuous" else spec.num_actions
-    return lambda params, obs: jnp.zeros((obs.shape[0], outputs), jnp.float32)
+
+    def logits(params, obs):
+        zeros = jnp.zeros((obs.shape[0], outputs), jnp.float32)
+        legal = legal_actions(spec, obs)
+        return zeros if legal is None else masked_logits(zeros, legal)
+    return logits
 
 
 class RandomScore(NamedTuple):
