@@ -284,3 +284,45 @@ def test_several_valued_options_show_that_they_take_one_or_more(capsys):
     assert capsys.readouterr().err == "error: --compile-updates expects whole numbers, got none\n"
     assert compare_main(["--help"]) == 0
     assert "--env STR..." in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the "no preset" note for suites
+
+@pytest.fixture
+def fake_suite(monkeypatch):
+    """A suite "flagtest" registered as `pgjax.algo.suites` registers one: tasks "chain" (no preset) and "tuned"
+    (its adapter's PRESETS recommends learning rate 0.05)."""
+    import sys
+    import types
+
+    from pgjax.algo import suites
+    from pgjax.algo.config import Config
+    from tests import custom
+
+    adapter = types.ModuleType("pgjax.algo.suites.flagtest_suite")
+    adapter.names = lambda: ("chain", "tuned")
+    adapter.make = lambda name, pairs: custom.Chain()
+    tuned = PRESETS["default"]
+    adapter.PRESETS = {"tuned": Config(dataclasses.replace(tuned.static, env="flagtest/tuned"),
+                                       dataclasses.replace(tuned.hparams, learning_rate=0.05))}
+    monkeypatch.setitem(sys.modules, adapter.__name__, adapter)
+    monkeypatch.setitem(suites.SUITES, "flagtest", suites.Suite("flagtest_suite", "json", "", "chain"))
+
+
+def test_the_no_preset_note_holds_for_suites(fake_suite):
+    from pgjax.commands.options import RunOptions
+    from pgjax.commands.train import parse_args, preset_note, sweep_of
+    from pgjax.running.plan import make_plan
+
+    def note_of(argv: list[str]) -> tuple[str | None, float]:
+        sweep = sweep_of(parse_args(argv))
+        plan = make_plan(sweep.preset, sweep.points, sweep.stages, RunOptions(num_seeds=2), jax.devices())
+        return preset_note(plan, sweep.given), plan.points[0].config.hparams.learning_rate
+
+    assert note_of(["--env", "flagtest/tuned"]) == (None, 0.05)  # the suite's own preset: no note
+    assert note_of(["--env", "flagtest/tuned", "--lr", "0.2"]) == (None, 0.2)
+    note, learning_rate = note_of(["--env", "flagtest/chain"])
+    assert learning_rate == 0.01 and note.startswith("flagtest/chain has no preset of its own: training with "
+                                                     "CartPole-v1's default settings and the learning rate measured")
+    note, learning_rate = note_of(["--env", "flagtest/chain", "--lr", "0.003"])
+    assert learning_rate == 0.003 and "the learning rate measured" not in note and "--learning-rate 0.003" in note
