@@ -109,13 +109,15 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         from pgjax.results.evaluation import evaluate_gymnasium
 
         gym_returns = np.stack([
-            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed)
+            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed,
+                               configs[k].static.max_episode_steps)
             for k in range(len(configs))
         ])
     result = evaluation_record(args, summary, greedy, sampling, gym_returns)
     if args.render:
         path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
-                                     configs[args.run].static.env, seed=args.seed)
+                                     configs[args.run].static.env, seed=args.seed,
+                                     max_episode_steps=configs[args.run].static.max_episode_steps)
         result["render"] = {"path": path, "run": args.run, "return": total}
     kept = keep_earlier_results(result, loading.run_file(run_dir, EVALUATION_FILE))
     files.write_json(run_dir / EVALUATION_FILE, result)
