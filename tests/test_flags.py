@@ -201,6 +201,7 @@ def test_a_group_at_or_below_the_random_policy_is_named_once():
     line = health.below_random_policy(groups)
     assert "group 0 (IQM 0.17, random 0.16), group 2" in line and "group 1" not in line
     assert health.below_random_policy(groups[1:2]) is None
+    assert health.below_random_policy([{**groups[0], "stopped_early": True}]) is None  # halving judged it
 
 
 # ---------------------------------------------------------------- returns at their scale's precision

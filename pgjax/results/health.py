@@ -218,14 +218,15 @@ def below_random_policy(groups: list[dict]) -> str | None:
 
     Args:
       groups: summary.json's "groups", each with "statistics" ("iqm", "iqm_ci95") and "random_policy"
-        ({"mean", "stderr"}, `RandomScore.to_dict`); a group without either is not judged.
+        ({"mean", "stderr"}, `RandomScore.to_dict`); a group without either, or one that successive halving
+        stopped early ("stopped_early"), is not judged.
     """
     found = []
     for group in groups:
         random, statistics = group.get("random_policy"), group.get("statistics") or {}
         iqm = statistics.get("iqm")
-        if random is None or iqm is None or not np.isfinite(iqm):
-            continue
+        if random is None or iqm is None or not np.isfinite(iqm) or group.get("stopped_early"):
+            continue  # a group successive halving stopped early was judged worse already
         interval = statistics.get("iqm_ci95")
         iqm_stderr = 0.0 if interval is None else (interval[1] - interval[0]) / 3.92
         if iqm <= random["mean"] + NOISE_SIGMAS * float(np.hypot(random["stderr"], iqm_stderr)):
