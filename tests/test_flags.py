@@ -197,9 +197,12 @@ def test_run_warnings_look_at_the_whole_run_of_every_grid_point():
 def test_a_group_at_or_below_the_random_policy_is_named_once():
     groups = [{"index": 0, "statistics": {"iqm": 0.17, "iqm_ci95": [0.1, 0.3]}, "random_policy": RANDOM.to_dict()},
               {"index": 1, "statistics": {"iqm": 0.9, "iqm_ci95": [0.85, 0.95]}, "random_policy": RANDOM.to_dict()},
-              {"index": 2, "statistics": {"iqm": 0.05, "iqm_ci95": None}, "random_policy": RANDOM.to_dict()}]
+              {"index": 2, "statistics": {"iqm": 0.05, "iqm_ci95": None}, "random_policy": RANDOM.to_dict()},
+              # seeds spread widely (CartPole at --lr 0.3) but the IQM well above the random policy's: not below
+              {"index": 3, "statistics": {"iqm": 0.25, "iqm_ci95": [0.0, 0.9]}, "random_policy": RANDOM.to_dict()}]
     line = health.below_random_policy(groups)
-    assert "group 0 (IQM 0.17, random 0.16), group 2" in line and "group 1" not in line
+    assert "group 0 (IQM 0.17 [0.1, 0.3], random 0.16), group 2 (IQM 0.05, random 0.16);" in line
+    assert "group 1" not in line and "group 3" not in line
     assert health.below_random_policy(groups[1:2]) is None
     assert health.below_random_policy([{**groups[0], "stopped_early": True}]) is None  # halving judged it
 
