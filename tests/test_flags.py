@@ -323,8 +323,11 @@ def test_the_no_preset_note_holds_for_suites(fake_suite):
         plan = make_plan(sweep.preset, sweep.points, sweep.stages, RunOptions(num_seeds=2), jax.devices())
         return preset_note(plan, sweep.given), plan.points[0].config.hparams.learning_rate
 
-    assert note_of(["--env", "flagtest/tuned"]) == (None, 0.05)  # the suite's own preset: no note
-    assert note_of(["--env", "flagtest/tuned", "--lr", "0.2"]) == (None, 0.2)
+    note, learning_rate = note_of(["--env", "flagtest/tuned"])  # the suite's own preset, said
+    assert learning_rate == 0.05 and note.startswith("flagtest/tuned: preset default is its suite adapter's, "
+                                                     "measured for this task (") and "--learning-rate 0.05" in note
+    note, learning_rate = note_of(["--env", "flagtest/tuned", "--lr", "0.2"])
+    assert learning_rate == 0.2 and "--learning-rate 0.2" in note and "no preset" not in note
     note, learning_rate = note_of(["--env", "flagtest/chain"])
     assert learning_rate == 0.01 and note.startswith("flagtest/chain has no preset of its own: training with "
                                                      "CartPole-v1's default settings and the learning rate measured")
