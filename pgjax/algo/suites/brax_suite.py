@@ -33,10 +33,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from brax import envs
+from brax.envs.base import PipelineEnv
+from brax.envs.wrappers.training import EpisodeWrapper
 from gymnax.environments import spaces
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
-from pgjax.algo.envs import split_pairs, typed_kwargs
+from pgjax.algo.envs import error_line, split_pairs, typed_kwargs
 
 # brax.envs.create's defaults for EpisodeWrapper: an episode of 1000 raw steps, one raw step per action.
 EPISODE_LENGTH = 1000
@@ -62,8 +65,6 @@ PRESETS: dict[str, Config] = {
 
 def names() -> tuple[str, ...]:
     """brax's registered environment names (`brax.envs._envs`, what `get_environment` takes), sorted."""
-    from brax import envs
-
     return tuple(sorted(envs._envs))  # brax's registry, which get_environment reads (no public list)
 
 
@@ -129,8 +130,6 @@ class BraxEnv:
 def _constructor_parameters(env_class: type) -> list[str]:
     """The keyword arguments brax's environment `env_class` takes: its own, and where it passes **kwargs on,
     `PipelineEnv`'s (less `sys`, which the environment builds)."""
-    from brax.envs.base import PipelineEnv
-
     own = inspect.signature(env_class.__init__).parameters
     named = [name for name, p in own.items() if name != "self"
              and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
@@ -160,9 +159,6 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[BraxEnv, None]:
       ValueError: one line: a key neither the environment nor EpisodeWrapper takes (what they take named),
         a value of the wrong type, an unknown backend, a limit below 1, or the constructor failing.
     """
-    from brax import envs
-    from brax.envs.wrappers.training import EpisodeWrapper
-
     label = f"brax/{name}"
     env_class = envs._envs[name]  # what get_environment(name) calls
     raw = split_pairs(pairs)
@@ -183,8 +179,6 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[BraxEnv, None]:
     try:
         env = envs.get_environment(name, **kwargs)
     except Exception as error:
-        message = next((line.strip() for line in str(error).splitlines() if line.strip()), "(no message)")
-        raise ValueError(f"brax.envs.get_environment({name!r}, {kwargs}) failed: "
-                         f"{type(error).__name__}: {message}") from error
+        raise ValueError(f"brax.envs.get_environment({name!r}, {kwargs}) failed: {error_line(error)}") from error
     return BraxEnv(EpisodeWrapper(env, episode_length, action_repeat), label, episode_length, action_repeat), None
 

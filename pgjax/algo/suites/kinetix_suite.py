@@ -46,7 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
+import kinetix
 import numpy as np
+from kinetix.environment import ActionType, ObservationType, make_kinetix_env
+from kinetix.util.saving import load_from_json_file
 
 from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.envs import typed_kwargs
@@ -76,8 +79,6 @@ PRESETS: dict[str, Config] = {
 
 
 def _levels_folder() -> Path:
-    import kinetix
-
     return Path(kinetix.__file__).parent / "levels"
 
 
@@ -177,9 +178,6 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[KinetixLevelEnv, Any]:
       ValueError: one line: a key it does not take (those it takes named), a value of the wrong type, an
         action or observation type pgjax does not serve.
     """
-    from kinetix.environment import ActionType, ObservationType, make_kinetix_env
-    from kinetix.util.saving import load_from_json_file
-
     label = f"kinetix/{name}"
     level, static_env_params, env_params = load_from_json_file(name)
 
