@@ -43,12 +43,15 @@ class Suite(NamedTuple):
       package: the import name of the suite's own package (what is missing when it is not installed).
       extra: the pgjax extra that installs it (`pip install "pgjax[<extra>]"`).
       example: one task name, for messages and docs.
+      install: the install command where the extra alone does not install the suite (its release pins an
+        older JAX than pgjax's); "" for `pip install "pgjax[<extra>]"`.
     """
 
     module: str
     package: str
     extra: str
     example: str
+    install: str = ""
 
 
 SUITES: dict[str, Suite] = {
@@ -59,7 +62,10 @@ SUITES: dict[str, Suite] = {
     "xminigrid": Suite("xminigrid_suite", "xminigrid", "xminigrid", "MiniGrid-Empty-5x5"),
     "craftax": Suite("craftax_suite", "craftax", "craftax", "Craftax-Classic-Symbolic-v1"),
     "pgx": Suite("pgx_suite", "pgx", "pgx", "2048"),
-    "kinetix": Suite("kinetix_suite", "kinetix", "kinetix", "s/h0_weak_thrust"),
+    # kinetix-env 3.0.2 pins jax<=0.9.0 and jax2d 1.0.1 (whose jnp.clip(a_min=) fails on jax 0.10): its extra
+    # holds what it needs at run time, jax2d 1.0.2 among them, and kinetix-env itself goes in without its pins
+    "kinetix": Suite("kinetix_suite", "kinetix", "kinetix", "s/h0_weak_thrust",
+                     'pip install "pgjax[kinetix]" && pip install --no-deps kinetix-env==3.0.2'),
     "popgym-arcade": Suite("popgym_arcade_suite", "popgym_arcade", "popgym-arcade", "CartPoleEasy"),
 }
 
@@ -84,7 +90,8 @@ def _adapter(suite: str) -> Any:
         # the adapter imports its suite (gymnax's adapter only the environment named)
         return importlib.import_module(f"pgjax.algo.suites.{entry.module}")
     except ImportError as error:
-        install = f'pip install "pgjax[{entry.extra}]"' if entry.extra else f"pip install {entry.package}"
+        install = entry.install or (f'pip install "pgjax[{entry.extra}]"' if entry.extra
+                                    else f"pip install {entry.package}")
         raise ValueError(f"--env {suite}/... needs the {suite} package, which does not import here "
                          f"({type(error).__name__}: {error}); install it: {install}") from None
 
