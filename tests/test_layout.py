@@ -13,14 +13,19 @@ COMMANDS = ("train", "evaluate", "plot", "compare", "bench")
 
 
 def _assigns_sys_modules(tree: ast.AST) -> bool:
-    """Whether the module puts something in `sys.modules` (a module standing in for another)."""
+    """Whether the module puts something in `sys.modules` under its own or a pgjax name (a module standing in
+    for another). Another package's own module objects placed under their names (gymnax's, deferred by
+    `pgjax.algo.suites.gymnax_builtins`) stand in for nothing."""
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         for target in targets:
             if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute)
                     and target.value.attr == "modules" and isinstance(target.value.value, ast.Name)
                     and target.value.value.id == "sys"):
-                return True
+                key = target.slice
+                if (isinstance(key, ast.Name) and key.id == "__name__") or (
+                        isinstance(key, ast.Constant) and str(key.value).startswith("pgjax")):
+                    return True
     return False
 
 
@@ -49,7 +54,9 @@ def test_the_reexport_check_finds_a_facade_and_passes_a_module():
     module = ast.parse("from pgjax.results import stats\n\ndef f():\n    return stats\n")
     assert _only_reexports(facade) and not _only_reexports(docstring_only) and not _only_reexports(module)
     assert _assigns_sys_modules(ast.parse("import sys\nimport pgjax.x\nsys.modules[__name__] = pgjax.x\n"))
+    assert _assigns_sys_modules(ast.parse("import sys\nsys.modules['pgjax.old'] = sys.modules[__name__]\n"))
     assert not _assigns_sys_modules(module)
+    assert not _assigns_sys_modules(ast.parse("import sys\nfor name in NAMES:\n    sys.modules[name] = make(name)\n"))
 
 
 def test_the_top_level_holds_only_the_package_and_the_entry_points():
