@@ -8,6 +8,8 @@
   first line of each module's docstring;
 * `<!-- api -->` becomes a mkdocstrings entry for every public name of `pgjax`
   (its `__all__`), under the layer of the module that defines it;
+* `<!-- suites-table -->` becomes the table of the suites' measured tasks, read from
+  `experiments/results/suites/*.json` (written by `experiments/suites_table.py`);
 * `experiments/results/*.png` figures are served as `figures/<name>.png`.
 
 Each command runs in a subprocess with this checkout first on PYTHONPATH, so the
@@ -17,6 +19,7 @@ pages describe the code being built; a command that fails fails the build.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -31,6 +34,7 @@ HELP = re.compile(r"<!-- help: (pgjax(?:\.\w+)*) -->")
 PRESETS = "<!-- presets -->"
 MODULES = "<!-- modules -->"
 API = "<!-- api -->"
+SUITES_TABLE = "<!-- suites-table -->"
 LAYERS = {"pgjax.algo": "The algorithm (`pgjax.algo`)", "pgjax.running": "Running (`pgjax.running`)",
           "pgjax.results": "Results (`pgjax.results`)"}
 _cache: dict[tuple[str, ...], str] = {}
@@ -127,6 +131,32 @@ def _api_entries() -> str:
     return "\n".join(f"## {title}\n\n" + "\n".join(entries) for title, entries in by_layer.items() if entries)
 
 
+def _number(value: float, digits: int = 3) -> str:
+    """`digits` significant digits; thousands and millions as k and M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g}{suffix}"
+    return f"{value:.{digits}g}"
+
+
+def _suites_table() -> str:
+    """One row per `experiments/results/suites/*.json`: the task, the random policy, pgjax's IQM [95% CI], env
+    steps per run, training and raw-environment steps/s, compile seconds."""
+    rows = ["| task | `--env-kwargs` | step limit | random policy | pgjax IQM [95% CI] | seeds | env steps per run | "
+            "training steps/s | raw env steps/s (batch) | compile s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((ROOT / "experiments" / "results" / "suites").glob("*.json")):
+        record = json.loads(path.read_text())
+        trained, random, raw = record["trained"], record["random_policy"], record["raw_env"]
+        low, high = trained["iqm_ci"]
+        kwargs = " ".join(record["env_kwargs"]) or "-"
+        cells = [f"`{record['env']}`", kwargs, str(record["max_steps"]), _number(random["mean"], 4),
+                 f"{_number(trained['iqm'], 4)} [{_number(low, 4)}, {_number(high, 4)}]", str(trained["runs"]),
+                 _number(trained["env_steps_per_run"]), _number(trained["train_steps_per_second"]),
+                 f"{_number(raw['steps_per_second'])} ({raw['batch']})", f"{trained['compile_seconds']:.0f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     def help_block(match: re.Match) -> str:
         module = match.group(1)
@@ -139,6 +169,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = markdown.replace(API, _api_entries())
     if MODULES in markdown:
         markdown = markdown.replace(MODULES, _modules_table())
+    if SUITES_TABLE in markdown:
+        markdown = markdown.replace(SUITES_TABLE, _suites_table())
     return markdown
 
 
