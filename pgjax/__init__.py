@@ -42,6 +42,8 @@ _EXPORTS = {
     "RunState": "pgjax.algo.trainer",
     "Metrics": "pgjax.algo.trainer",
     "make_env": "pgjax.algo.envs",
+    "SUITES": "pgjax.algo.suites",
+    "suite_names": "pgjax.algo.suites",
     "MLPPolicy": "pgjax.algo.policy",
     "CNNPolicy": "pgjax.algo.policy",
     "RecurrentPolicy": "pgjax.algo.policy",

@@ -147,7 +147,7 @@ def _train(spec, seeds: int = 2, **static):
 
 def test_each_space_gets_its_codec():
     image = observation_codec(spaces.Box(0, 255, (SIDE, SIDE, 1), jnp.uint8), "img")
-    assert image == ((SIDE, SIDE, 1), "uint8", 1 / 255, None)
+    assert image == ((SIDE, SIDE, 1), "uint8", 1 / 255, None, 0)
     binary = observation_codec(spaces.Box(0, 1, (10, 10, 4), jnp.uint8), "maps")  # 0/1 maps: not scaled
     assert binary.scale == 1.0 and binary.encode is None
     assert observation_codec(spaces.Box(0, 255, (3,)), "floats").scale == 1.0  # float32 0..255: not images

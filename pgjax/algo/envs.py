@@ -133,6 +133,10 @@ BINARY_OBSERVATIONS = frozenset({
     "Catch-bsuite", "DeepSea-bsuite",
 })
 
+# The observation leaf that is a legal-action mask: bool [A], True = legal (jumanji's and pgx's convention). It is
+# not fed to the network; the policy gives illegal actions no probability (`pgjax.algo.policy.masked`).
+MASK_KEY = "action_mask"
+
 # Where an environment's own step limit is looked for, in this order: fields of its params, then attributes
 # of the environment (gymnax's name first; Craftax's params call it max_timesteps).
 STEP_LIMIT_NAMES = ("max_steps_in_episode", "max_timesteps", "max_episode_steps", "max_steps")
@@ -166,6 +170,8 @@ class EnvSpec(NamedTuple):
         Box, whose observations are served as they are (`encode_batch`).
       action_nvec: [D] sizes of a MultiDiscrete action space (action_kind "multi_discrete",
         num_actions = sum(nvec) logits, actions int32 [D]); None otherwise.
+      mask_size: the entries of the legal-action mask that end each encoded observation (= num_actions), 0
+        where the environment gives none (`MASK_KEY`, `legal_actions`).
     """
 
     env: Any  # gymnax.environments.environment.Environment or an object with its API
@@ -183,6 +189,7 @@ class EnvSpec(NamedTuple):
     obs_scale: float = 1.0
     encode_obs: Callable[[Any], jax.Array] | None = None
     action_nvec: tuple[int, ...] | None = None
+    mask_size: int = 0
 
 
 def _split_env_params(made: Any, source: str) -> tuple[Any, Any]:
@@ -263,10 +270,18 @@ def _describe(env: Any, params: Any, name: str, solve_threshold: float | None, o
     obs = observation_codec(_space(env, params, name, "observation_space"), name)
     actions = action_codec(_space(env, params, name, "action_space"), name)
     stored = "uint8" if obs_dtype == "uint8" and obs.encode is None else obs.dtype
+    if obs.mask_size and actions.kind == "continuous":
+        raise ValueError(f"{name}'s observations hold an {MASK_KEY}, but its actions are a Box: a legal-action "
+                         "mask serves Discrete and MultiDiscrete actions")
+    if obs.mask_size and obs.mask_size != actions.num_actions:
+        raise ValueError(f"{name}'s {MASK_KEY} has {obs.mask_size} entries, its action space "
+                         f"{actions.num_actions} {'logits' if actions.kind == 'multi_discrete' else 'actions'}: "
+                         "a mask holds one bool per action (True = legal)")
     return EnvSpec(env=env, params=params, obs_shape=obs.shape, num_actions=actions.num_actions,
                    max_steps=_max_steps(env, params, name, max_episode_steps), solve_threshold=solve_threshold,
                    action_kind=actions.kind, action_low=actions.low, action_high=actions.high, obs_dtype=stored,
-                   name=name, obs_scale=obs.scale, encode_obs=obs.encode, action_nvec=actions.nvec)
+                   name=name, obs_scale=obs.scale, encode_obs=obs.encode, action_nvec=actions.nvec,
+                   mask_size=obs.mask_size)
 
 
 def _shape(x: Any) -> Any:
@@ -532,12 +547,14 @@ class ObsCodec(NamedTuple):
       encode: raw observation (an array; an int [] for Discrete; a dict or tuple pytree for Dict and
         Tuple) -> array [*shape] of `dtype`, pure and jittable; None where the raw observation
         already is that array.
+      mask_size: the last entries of the encoded vector that are the legal-action mask (1 = legal), 0 for none.
     """
 
     shape: tuple[int, ...]
     dtype: str
     scale: float
     encode: Encode | None
+    mask_size: int = 0
 
 
 class ActionCodec(NamedTuple):
@@ -659,12 +676,48 @@ def observation_codec(space: Any, name: str) -> ObsCodec:
     if kind == "multi_discrete":
         nvec = _nvec(space, name, "observation")
         return ObsCodec((sum(nvec),), "uint8", 1.0, _one_hots(nvec, jnp.uint8))
+    if kind == "dict" and MASK_KEY in space.spaces:
+        return _masked_codec(space, name)
     if kind in ("dict", "tuple"):
         size, encode = _leaf(space, name)
         if size < 1:
             raise ValueError(f"{name} has a {type(space).__name__} observation space that holds no number")
         return ObsCodec((size,), "float32", 1.0, encode)
     raise ValueError(_refusal(space, name))
+
+
+class _Parts(NamedTuple):
+    """A Dict space's other leaves (`spaces`, as `space_kind` reads a Dict), without its mask."""
+
+    spaces: dict[str, Any]
+
+
+def _masked_codec(space: Any, name: str) -> ObsCodec:
+    """The codec of a Dict observation holding a legal-action mask (`MASK_KEY`): the other leaves encoded as a
+    Dict's (one float32 vector [F]), then the mask's entries as 0.0/1.0, [F + M]."""
+    mask_space = space.spaces[MASK_KEY]
+    shape = getattr(mask_space, "shape", None)  # a Box of bools, or a MultiBinary (shape and n)
+    if not isinstance(shape, tuple | list) or len(shape) < 1 or 0 in tuple(shape):
+        raise ValueError(f"{name}'s {MASK_KEY} must be a Box of bools, one per action (True = legal); got a "
+                         f"{type(mask_space).__name__} of shape {shape}")
+    mask_size = math.prod(int(n) for n in mask_space.shape)
+    others = _Parts({key: leaf for key, leaf in space.spaces.items() if key != MASK_KEY})
+    size, encode_others = _leaf(others, name) if others.spaces else (0, None)
+    if size < 1:
+        raise ValueError(f"{name}'s observations hold only an {MASK_KEY}: the policy needs something to see")
+
+    def encode(x):
+        mask = x[MASK_KEY] if isinstance(x, Mapping) else getattr(x, MASK_KEY)
+        return jnp.concatenate([encode_others(x), jnp.asarray(mask).reshape(mask_size).astype(jnp.float32)])
+
+    return ObsCodec((size + mask_size,), "float32", 1.0, encode, mask_size)
+
+
+def legal_actions(spec: Any, obs: jax.Array) -> jax.Array | None:
+    """The legal-action mask that ends encoded observations: obs [..., F + M] -> bool [..., M] (True = legal),
+    M = `spec.mask_size` = num_actions; None where the environment gives no mask."""
+    size = getattr(spec, "mask_size", 0)
+    return obs[..., obs.shape[-1] - size:] > 0.5 if size else None
 
 
 def _box_actions(space: Any, name: str) -> ActionCodec:

@@ -359,7 +359,15 @@ def _check_outputs(module: nn.Module, spec: EnvSpec, name: str, num_outputs: int
                          f"'log_std' of shape ({num_outputs},), which the trainer sets to init_log_std")
 
 
-def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool) -> nn.Module:
+def _network(spec: EnvSpec, static: StaticConfig, num_outputs: int, gaussian: bool, policy: bool = True
+             ) -> nn.Module:
+    """The module of `static.network` for `spec`; where observations end with a legal-action mask, the network is
+    built for the features before it and wrapped (`Masked`): the mask is cut off, and masks a policy's logits."""
+    if spec.mask_size:
+        features = spec._replace(obs_shape=(spec.obs_shape[-1] - spec.mask_size,), mask_size=0)
+        network = _network(features, static, num_outputs, gaussian)
+        wrapper = MaskedRecurrent if is_recurrent(network) else Masked
+        return wrapper(network, spec.mask_size, mask_outputs=policy)
     factory = network_factory(static.network)
     if factory in BUILT_IN:
         return factory(spec, static, num_outputs, gaussian)
@@ -404,7 +412,7 @@ def make_policy(spec: EnvSpec, config: Config) -> nn.Module:
 
 def make_value_network(spec: EnvSpec, config: Config) -> nn.Module:
     """The value network: the policy's architecture (its factory) with one output, V(s)."""
-    return _network(spec, config.static, 1, False)
+    return _network(spec, config.static, 1, False, policy=False)
 
 
 def make_apply_fn(module: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
@@ -541,6 +549,59 @@ def recurrence(module: nn.Module) -> Recurrence | None:
         return module.apply({"params": params}, carry, obs.astype(jnp.float32), method="step")
 
     return Recurrence(lambda batch_shape: module.initial_carry(batch_shape), step)
+
+
+# ---- legal-action masks
+# The logit an illegal action gets: its probability exp(MASKED_LOGIT - max) is 0 in float32, and its term of the
+# entropy, 0 * log 0, stays 0 (a finite logit, not -inf, whose 0 * -inf would be NaN).
+MASKED_LOGIT = -1e9
+
+
+def masked_logits(logits: jax.Array, legal: jax.Array) -> jax.Array:
+    """logits [..., A] with the illegal actions' (legal [..., A] False) set to `MASKED_LOGIT`: sampling, greedy
+    choice, log-probability and entropy then see only the legal actions, and no gradient reaches the others."""
+    return jnp.where(legal, logits, MASKED_LOGIT)
+
+
+class Masked(nn.Module):
+    """A network on observations that end with a legal-action mask (`pgjax.algo.envs.legal_actions`).
+
+    `__call__(obs [..., F + M]) -> out [..., K]`: `network` sees the features obs[..., :F] only; a policy's
+    logits (`mask_outputs`) are masked (`masked_logits`); a value network's output is left as it is.
+
+    Attributes:
+      network: the module on the features [..., F] (built for an EnvSpec of obs_shape (F,)).
+      mask_size: M, the mask's entries (the actions, or a MultiDiscrete's logits).
+      mask_outputs: whether the outputs are logits to mask (a policy) or not (a value network).
+    """
+
+    network: nn.Module
+    mask_size: int
+    mask_outputs: bool = True
+
+    def split(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """obs [..., F + M] -> (features [..., F], legal bool [..., M])."""
+        cut = obs.shape[-1] - self.mask_size
+        return obs[..., :cut], obs[..., cut:] > 0.5
+
+    def masked(self, out: jax.Array, legal: jax.Array) -> jax.Array:
+        return masked_logits(out, legal) if self.mask_outputs else out
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        features, legal = self.split(obs)
+        return self.masked(self.network(features), legal)
+
+
+class MaskedRecurrent(Masked):
+    """`Masked` around a recurrent network: also its `initial_carry` and `step` (`is_recurrent`)."""
+
+    def initial_carry(self, batch_shape: tuple[int, ...]) -> Any:
+        return self.network.initial_carry(batch_shape)
+
+    def step(self, carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        features, legal = self.split(obs)
+        carry, out = self.network.step(carry, features)
+        return carry, self.masked(out, legal)
 
 
 # ---- action distributions

@@ -42,7 +42,17 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.algo.envs import EnvSpec
-from pgjax.algo.policy import ACTIVATIONS, CNNPolicy, DenseWeights, MLPPolicy, TorchConv, flatten, scaled, with_log_std
+from pgjax.algo.policy import (
+    ACTIVATIONS,
+    CNNPolicy,
+    DenseWeights,
+    Masked,
+    MLPPolicy,
+    TorchConv,
+    flatten,
+    scaled,
+    with_log_std,
+)
 
 
 class FeatureMajorMLP(MLPPolicy):
@@ -85,8 +95,11 @@ def fast_network(module: nn.Module, spec: EnvSpec, feature_major_dense: bool | N
     """`module` with the network fast paths swapped in (`module` itself where none applies); the settings
     are `FastPaths`'.
 
-    Only the built-in `MLPPolicy` and `CNNPolicy` (their exact classes) are swapped.
+    Only the built-in `MLPPolicy` and `CNNPolicy` (their exact classes) are swapped, alone or inside `Masked`.
     """
+    if isinstance(module, Masked):
+        features = spec._replace(obs_shape=(spec.obs_shape[-1] - module.mask_size,), mask_size=0)
+        return module.clone(network=fast_network(module.network, features, feature_major_dense, im2col_convolution))
     if type(module) is MLPPolicy and feature_major(module, spec, feature_major_dense):
         fields = {f.name: getattr(module, f.name) for f in dataclasses.fields(MLPPolicy)
                   if f.name not in ("parent", "name")}
