@@ -40,7 +40,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax.algo.config import Config
+from pgjax.algo.config import Config, Hyperparams, StaticConfig
 from pgjax.algo.envs import typed_kwargs
 
 # Where the suite keeps an environment's step limit: its attribute names, in this order.
@@ -145,5 +145,17 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[PopgymArcadeEnv, Any]:
     return PopgymArcadeEnv(arcade, name, None if limit is None else int(limit)), params
 
 
-# What preset "default" means for POPGym Arcade tasks; see the comment on the measurement below.
-PRESETS: dict[str, Config] = {}
+# What preset "default" means for CartPoleEasy (fully observable, 128x128 pixels, flattened for the MLP), measured
+# on a 2-core CPU, 8 seeds, 4 episodes an update, 25 updates, hidden 64, reward-to-go with gamma 0.99: at lr 0.01
+# (the unpreset default, whole-episode return, no entropy bonus) the policy's entropy fell to 1.7e-09 nats by
+# update 3 (return 0.1, a random policy's 0.115); at lr 3e-4 with entropy 0.01 it fell to 0.003 by update 25
+# (return 0.19); at lr 1e-4 with entropy 0.01 it stayed at 0.33 nats while the return rose from 0.115 to 0.18-0.20
+# (one seed of 8 at 0.07). The environment steps at about 800 steps/s on such a CPU (it draws every frame), so the
+# budget here is small; experiments/results/suites/popgym-arcade_CartPoleEasy.json measures it.
+PRESETS: dict[str, Config] = {
+    "CartPoleEasy": Config(
+        StaticConfig(env="popgym-arcade/CartPoleEasy", hidden=(64,), episodes_per_update=4, num_updates=50,
+                     returns="reward_to_go", baseline="batch_norm"),
+        Hyperparams(learning_rate=1e-4, gamma=0.99, entropy_coef=0.01),
+    ),
+}
