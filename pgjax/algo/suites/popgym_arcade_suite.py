@@ -154,7 +154,7 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[PopgymArcadeEnv, Any]:
 # budget here is small; experiments/results/suites/popgym-arcade_CartPoleEasy.json measures it.
 PRESETS: dict[str, Config] = {
     "CartPoleEasy": Config(
-        StaticConfig(env="popgym-arcade/CartPoleEasy", hidden=(64,), episodes_per_update=4, num_updates=50,
+        StaticConfig(env="popgym-arcade/CartPoleEasy", hidden=(64,), episodes_per_update=4, num_updates=30,
                      returns="reward_to_go", baseline="batch_norm"),
         Hyperparams(learning_rate=1e-4, gamma=0.99, entropy_coef=0.01),
     ),
