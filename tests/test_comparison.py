@@ -198,9 +198,14 @@ def test_performance_profile_matches_rliable():
 
 
 def test_random_policy_scores_cartpole_as_known():
+    from pgjax.algo.envs import make_env
     from pgjax.results.random_policy import random_policy_return
 
-    assert 18 < random_policy_return("CartPole-v1", episodes=200) < 27  # a random CartPole policy lasts ~22 steps
+    score = random_policy_return(make_env("CartPole-v1"), episodes=200)
+    assert 18 < score.mean < 27  # a random CartPole policy lasts ~22 steps
+    assert 0.3 < score.stderr < 2.5 and score.episodes == 200  # its episodes' spread (sd ~12) / sqrt(200)
+    capped = random_policy_return(make_env("CartPole-v1", max_episode_steps=5), episodes=200)
+    assert capped.mean == 5.0 and capped.stderr == 0.0  # no random episode ends before 5 steps: every one is cut
 
 
 # ---------------------------------------------------------------- summary.json and the command

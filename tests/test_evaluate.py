@@ -99,6 +99,11 @@ def test_gymnasium_evaluation_of_a_solved_policy(solved_params):
     assert evaluation.evaluate_gymnasium(untrained, "CartPole-v1", episodes=3).mean() < 200
     with pytest.raises(ValueError):
         evaluation.evaluate_gymnasium(act, "NoSuchEnv-v9", episodes=1)
+    # the run's --max-episode-steps cuts Gymnasium's episodes too (the sooner of it and Gymnasium's own 500);
+    # the gymnax suite's spelling names the same environment
+    capped = evaluation.evaluate_gymnasium(act, "gymnax/CartPole-v1", episodes=2, seed=0, max_episode_steps=30)
+    assert np.array_equal(capped, [30.0, 30.0])
+    assert evaluation.evaluate_gymnasium(act, "CartPole-v1", episodes=1, max_episode_steps=10_000).mean() <= 500
 
 
 def test_render_writes_an_animated_gif(solved_params, tmp_path):

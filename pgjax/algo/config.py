@@ -69,7 +69,8 @@ class StaticConfig:
     categorical for Discrete actions, Gaussian for Box actions.
 
     Attributes:
-      env: gymnax environment id, e.g. "CartPole-v1" (`pgjax.algo.envs.make_env`).
+      env: gymnax environment id, e.g. "CartPole-v1", a suite's task "SUITE/NAME" or "package.module:factory"
+        (`pgjax.algo.envs.make_env`).
       env_kwargs: "key=value" arguments of a "package.module:factory" env (`pgjax.algo.envs`).
       max_episode_steps: episodes are cut off (truncated) after this many steps; 0: the env's own limit.
       network: "mlp" (observations flattened, then `hidden`), "cnn" (3x3
@@ -115,8 +116,10 @@ class StaticConfig:
         (`pgjax.algo.loss.StepLoss`); "" (the default): REINFORCE's.
     """
 
-    env: str = setting("CartPole-v1", 'gymnax environment id (listed above) or "package.module:factory".')
-    env_kwargs: tuple[str, ...] = setting((), 'Arguments of --env\'s factory: "key=value ...", typed by its signature.')
+    env: str = setting("CartPole-v1", 'gymnax environment id (listed above), a suite\'s task "SUITE/NAME" (jumanji, '
+                       'brax, navix, xminigrid, craftax, pgx, kinetix, popgym-arcade) or "package.module:factory".')
+    env_kwargs: tuple[str, ...] = setting((), 'Arguments of --env\'s suite or factory: "key=value ...", typed by its '
+                                          'signature.')
     max_episode_steps: int = setting(0, "Cut episodes off after this many steps (0: the environment's own limit).")
     hidden: tuple[int, ...] = setting((32,), 'Hidden layer widths, "64,64" for two layers.')
     activation: Activation = setting("relu", "Hidden-layer nonlinearity.")

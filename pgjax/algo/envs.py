@@ -106,7 +106,6 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -373,15 +372,18 @@ def env_for(static: Any) -> EnvSpec:
 
 
 def _gymnax_env(env_id: str, max_episode_steps: int = 0) -> EnvSpec:
-    """The EnvSpec of a gymnax id (`gymnax.registered_envs`)."""
-    if env_id not in gymnax.registered_envs:
-        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)
+    """The EnvSpec of a gymnax id, its module alone imported (`pgjax.algo.suites.gymnax_builtins`)."""
+    from pgjax.algo.suites.gymnax_builtins import make_environment, registered_ids
+
+    known = registered_ids()
+    if env_id not in known:
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
             f"unknown environment '{env_id}'{hint} (a gymnax id, or package.module:factory for your own)"
         )
     try:
-        env, params = gymnax.make(env_id)
+        env, params = make_environment(env_id)
     except Exception as error:  # e.g. MNISTBandit-bsuite downloads its data set when built
         raise ValueError(f"gymnax cannot build {env_id} here: {type(error).__name__}: {error}") from None
     binary = env_id in BINARY_OBSERVATIONS

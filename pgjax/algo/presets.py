@@ -121,6 +121,10 @@ def preset_config(name: str, env: str | None = None) -> Config:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
+    if env is not None and env.startswith("gymnax/") and name == "default":  # gymnax/CartPole-v1 is CartPole-v1
+        own = ENV_PRESETS.get(env.removeprefix("gymnax/"))
+        if own is not None:
+            return Config(dataclasses.replace(own.static, env=env), own.hparams)
     if name == "default" and env in ENV_PRESETS:
         return ENV_PRESETS[env]
     if name == "default" and env is not None and (recommended := suite_preset(env)) is not None:

@@ -160,7 +160,8 @@ def make_trainer(
 
     Args:
       config: what to train (checked by `make_train` and the commands, not here).
-      env: the environment, for `pgjax.algo.envs.make_env` (None: `config.static.env`).
+      env: the environment, for `pgjax.algo.envs.make_env` (None: `config.static.env`); built under
+        `config.static.max_episode_steps`, and a string with `config.static.env_kwargs`.
       fast: the fast paths (`pgjax.algo.config.FastPaths`; None: all but those
         PGJAX_SPEED_OFF names; `FastPaths.reference()` is the plain path).
       weighting: your own step weights, `weights(traj, hparams) -> weight [T, E]`
@@ -173,7 +174,11 @@ def make_trainer(
     """
     static = config.static
     paths = fast or FastPaths.from_environment()
-    spec = make_env(env, max_episode_steps=static.max_episode_steps) if env is not None else env_for(static)
+    if env is None:
+        spec = env_for(static)
+    else:  # the config's cap, and its factory arguments for an environment named by a string
+        spec = make_env(env, max_episode_steps=static.max_episode_steps,
+                        env_kwargs=static.env_kwargs if isinstance(env, str) else ())
     if weighting is None and static.weighting:
         weighting = import_callable(static.weighting, "weighting function")
     if step_loss is None and static.step_loss:

@@ -53,20 +53,21 @@ def bench_arguments(preset: str = "default", env: str | None = None) -> type:
     sets the fast path `FastPaths.feature_major_dense`).
     """
     defaults = preset_config(preset if preset in PRESETS else "default", env)
-    arg = lambda help, hint=None: tyro.conf.arg(help=help, help_behavior_hint=hint)
+    arg = lambda help, hint=None, metavar=None: tyro.conf.arg(help=help, help_behavior_hint=hint, metavar=metavar)
     return dataclasses.make_dataclass("BenchArguments", [
         options.preset_flag("Training configuration to measure."),
         *options.setting_flags(("env", "env_kwargs", "max_episode_steps", "num_updates"), defaults, sweep=False),
         ("feature_major_backward", Annotated[bool | None, arg(
             "Whether the MLP takes the hand-written feature-major backward pass (default: where its first layer "
             "is at least as wide as the flattened observation).", "")], dataclasses.field(default=None)),
-        ("runs", Annotated[tuple[int, ...], arg("Numbers of runs (seeds) to measure, one row each.")],
+        # "INT...": one value or more, as check_command_line requires (tyro's own "[INT [INT ...]]" says none will do)
+        ("runs", Annotated[tuple[int, ...], arg("Numbers of runs (seeds) to measure, one row each.", None, "INT...")],
          dataclasses.field(default=(1, 16, 64, 256, 1024))),
         ("env_limit_steps", Annotated[int | None, arg("Steps of the random-action scan that measures the "
                                                       "environment limit (default: 20 million env steps, at least "
                                                       "1000).", "")], dataclasses.field(default=None)),
         ("compile_updates", Annotated[tuple[int, ...], arg("Update counts at which compile time is measured for "
-                                                           "the middle rung.")],
+                                                           "the middle rung.", None, "INT...")],
          dataclasses.field(default=(10, 100, 1000))),
         ("quick", Annotated[bool, arg("Smoke test: runs 1 and 8, 5 updates, 100 env-limit steps, no compile "
                                       "ladder.")], dataclasses.field(default=False)),

@@ -29,6 +29,7 @@ from pgjax.commands.outputs import Own, check_output_file, image, json_object
 from pgjax.commands.process import run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
 from pgjax.results.stats import BOOTSTRAP_RESAMPLES, iqm
+from pgjax.results.tables import format_return, return_decimals
 
 if TYPE_CHECKING:
     from pgjax.results import comparison as cmp
@@ -84,9 +85,13 @@ def _groups_of_one_environment(dirs: list[Path], summaries: list[dict]) -> tuple
     return groups, left_out
 
 
-def _interval(found: dict | None, key: str, digits: int) -> str:
+def _interval(found: dict | None, key: str, digits: int | None) -> str:
+    """ "+0.12 [0.05, 0.20]": `found[key]` (a difference signed) and its "ci95", at `digits` decimals (None: the
+    decimals the returns need, `pgjax.results.tables.return_decimals`); "-" without it."""
     if not found or found.get(key) is None:
         return "-"
+    if digits is None:
+        digits = return_decimals([found[key], *(found.get("ci95") or ())])
     low_high = "" if found.get("ci95") is None else f" [{found['ci95'][0]:.{digits}f}, {found['ci95'][1]:.{digits}f}]"
     return f"{found[key]:+.{digits}f}{low_high}" if key == "mean" else f"{found[key]:.{digits}f}{low_high}"
 
@@ -125,7 +130,7 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
     runs = {g.name: f"{int(g.sane().sum())}/{g.seeds.size}" for g in groups}
     base = result["baseline"]
     table = Table(title=f"{env}: each group against the baseline, group {base} ({result['baseline_label']}; "
-                        f"{result['baseline_rule']}, IQM {iqms[base]:.1f})",
+                        f"{result['baseline_rule']}, IQM {format_return(iqms[base])})",
                   caption="difference: mean over seeds of group - baseline (runs paired by seed); P(improvement): "
                           "P(a run of the group beats one of the baseline), ties 1/2; [95% percentile-bootstrap CI]")
     steps = any(entry["env_steps_to_solve"] is not None for entry in result["groups"])
@@ -135,10 +140,11 @@ def compare_one_environment(dirs: list[Path], summaries: list[dict], args: Args,
         columns += ["steps to solve: difference [95% CI]", "P(fewer steps) [95% CI]"]
     for column in columns:
         table.add_column(column, justify="left" if column == "settings" else "right")
+    decimals = return_decimals(iqms.values(), tell_apart=False)
     for entry in result["groups"]:
         final = entry["final_return"]
-        row = [str(entry["group"]), entry["label"], runs[entry["group"]], f"{iqms[entry['group']]:.1f}",
-               _interval(final["difference"], "mean", 1), str(final["difference"]["pairs"]),
+        row = [str(entry["group"]), entry["label"], runs[entry["group"]], format_return(iqms[entry["group"]], decimals),
+               _interval(final["difference"], "mean", None), str(final["difference"]["pairs"]),
                _interval(final["probability_of_improvement"], "probability", 2)]
         if steps:
             solve = entry["env_steps_to_solve"] or {}
@@ -170,7 +176,7 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     from pgjax.results import aggregates
     from pgjax.results import comparison as cmp
     from pgjax.results.comparison_plots import PROFILE_FILE, plot_performance_profiles
-    from pgjax.results.random_policy import random_policy_return  # JAX and gymnax
+    from pgjax.results.random_policy import random_policy_of  # JAX and the environment's package
     from pgjax.running.run_folder import files, trust
     from pgjax.running.run_folder.files import SUMMARY_FILE
 
@@ -184,13 +190,16 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
         raise ValueError("no completed group with a run that did not diverge in these folders: nothing to aggregate")
     for run_dir, summary in zip(dirs, summaries):  # before any environment is built
         trust.confirm(summary["env"], args.env or (), "env", str(run_dir / SUMMARY_FILE))
+    statics = [environment_settings(run_dir, summary) for run_dir, summary in zip(dirs, summaries)]
     envs = []
-    for run_dir, summary, (kept, _) in zip(dirs, summaries, per_folder):
+    for run_dir, summary, (kept, _), static in zip(dirs, summaries, per_folder, statics):
         threshold = summary.get("solve_threshold")
         best = max(float(np.max(g.final_returns[g.sane()])) for g in kept)
         reference = threshold if threshold is not None else best
-        envs.append({"dir": str(run_dir), "env": summary["env"], "random_score": random_policy_return(summary["env"]),
-                     "reference_score": reference,
+        random_score = random_policy_of(static)  # with the run's --env-kwargs and --max-episode-steps
+        envs.append({"dir": str(run_dir), "env": summary["env"], "env_kwargs": list(static.env_kwargs),
+                     "max_episode_steps": static.max_episode_steps, "random_score": random_score.mean,
+                     "random_score_stderr": random_score.stderr, "reference_score": reference,
                      "reference": "solve threshold" if threshold is not None else "best final return of these runs"})
     labels = {g.name: g.label for g in per_folder[0][0]}
     rows, profiles = [], []
@@ -219,6 +228,24 @@ def compare_environments(dirs: list[Path], summaries: list[dict], args: Args, ou
     return data
 
 
+def environment_settings(run_dir: Path, summary: dict):
+    """The `StaticConfig` of a folder's first run: its environment as it trained (--env, --env-kwargs,
+    --max-episode-steps), for the random policy's score (`pgjax.results.random_policy.random_policy_of`).
+
+    Raises:
+      ValueError: the folder's runs trained different --env-kwargs or --max-episode-steps (one folder is one
+        environment here; compare such a folder alone).
+    """
+    from pgjax.running.run_folder.loading import run_config
+
+    fields = ("env_kwargs", "max_episode_steps")
+    settings = {tuple(str(run["hyperparameters"].get(name)) for name in fields) for run in summary["runs"]}
+    if len(settings) > 1:
+        raise ValueError(f"{run_dir} holds runs of several --env-kwargs or --max-episode-steps: aggregating "
+                         "folders takes one environment per folder; compare that folder alone")
+    return run_config(summary, 0, run_dir).static
+
+
 def print_environments(data: dict, console: Console) -> None:
     """The table of `compare_environments`' aggregates, then each environment's reference scores and what was left
     out."""
@@ -234,8 +261,9 @@ def print_environments(data: dict, console: Console) -> None:
                       _interval({"value": row["optimality_gap"], "ci95": row["optimality_gap_ci95"]}, "value", 2))
     console.print(table)
     for env in envs:
-        console.print(f"{env['env']} ({env['dir']}): random policy {env['random_score']:.1f}, "
-                      f"reference {env['reference_score']:.1f} ({env['reference']})")
+        decimals = return_decimals([env["random_score"], env["reference_score"]])
+        console.print(f"{env['env']} ({env['dir']}): random policy {format_return(env['random_score'], decimals)}, "
+                      f"reference {format_return(env['reference_score'], decimals)} ({env['reference']})")
     for dropped in data["left_out"]:
         console.print(f"left out: group {dropped['group']}: {dropped['reason']}")
 

@@ -109,13 +109,15 @@ def evaluate_folder(args: Args, console: Console) -> dict:
         from pgjax.results.evaluation import evaluate_gymnasium
 
         gym_returns = np.stack([
-            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed)
+            evaluate_gymnasium(policy_callable(configs[k], params[k]), configs[k].static.env, args.episodes, args.seed,
+                               configs[k].static.max_episode_steps)
             for k in range(len(configs))
         ])
     result = evaluation_record(args, summary, greedy, sampling, gym_returns)
     if args.render:
         path, total = render_episode(policy_callable(configs[args.run], params[args.run]), args.render,
-                                     configs[args.run].static.env, seed=args.seed)
+                                     configs[args.run].static.env, seed=args.seed,
+                                     max_episode_steps=configs[args.run].static.max_episode_steps)
         result["render"] = {"path": path, "run": args.run, "return": total}
     kept = keep_earlier_results(result, loading.run_file(run_dir, EVALUATION_FILE))
     files.write_json(run_dir / EVALUATION_FILE, result)
@@ -245,23 +247,29 @@ def keep_earlier_results(result: dict, path: Path) -> list[str]:
 
 
 def _with_interval(agg: dict) -> str:
-    ci = agg["iqm_ci95"]
-    interval = "" if ci is None else f" (95% CI {ci[0]:.1f} to {ci[1]:.1f})"
-    return f"IQM {agg['iqm']:.1f}{interval}, mean {agg['mean']:.1f}"
+    """ "IQM 0.96 (95% CI 0.95 to 0.97), mean 0.96": at the decimals the values need (`return_decimals`)."""
+    from pgjax.results.tables import format_estimate, format_return, return_decimals
+
+    decimals = return_decimals([agg["iqm"], *(agg["iqm_ci95"] or ()), agg["mean"]])
+    return (f"IQM {format_estimate(agg['iqm'], agg['iqm_ci95'], '95% CI ', decimals)}, "
+            f"mean {format_return(agg['mean'], decimals)}")
 
 
 def print_evaluation(result: dict, console: Console) -> None:
-    """One table row per run and one aggregate line per group."""
+    """One table row per run and one aggregate line per group; returns at the decimals their scale needs
+    (`pgjax.results.tables.return_decimals`, one count for the table)."""
+    from pgjax.results.tables import format_return, return_decimals
+
     with_gym = any("gymnasium_greedy_mean" in r for r in result["runs"])
     table = Table(title=f"{result['env']}: mean return over {result['episodes']} fresh episodes per run")
     columns = ["run", "seed", "group", "greedy", "sampling", *(["Gymnasium greedy"] if with_gym else [])]
     for column in columns:
         table.add_column(column, justify="right")
+    names = ("greedy_mean", "sampling_mean", *(["gymnasium_greedy_mean"] if with_gym else []))
+    decimals = return_decimals([run[name] for run in result["runs"] for name in names], tell_apart=False)
     for run in result["runs"]:
         row = [str(run["run"]), str(run["seed"]), str(run["group"]),
-               f"{run['greedy_mean']:.1f}", f"{run['sampling_mean']:.1f}"]
-        if with_gym:
-            row.append(f"{run['gymnasium_greedy_mean']:.1f}")
+               *(format_return(run[name], decimals) for name in names)]
         table.add_row(*row)
     console.print(table)
     for group in result["groups"]:

@@ -21,7 +21,6 @@ Short aliases (the one table of them, `ALIASES`):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -302,25 +301,11 @@ def prescan(argv: list[str], flag: str) -> str | None:
 
 
 def gymnax_environments() -> list[str]:
-    """gymnax's registered environments, read without importing gymnax (whose import starts JAX) when it is not
-    imported yet: its registration module's list of built-in ids; else (or where that list cannot be read)
-    `gymnax.registered_envs`."""
-    import sys
+    """gymnax's ids pgjax builds (`pgjax.algo.suites.gymnax_builtins.registered_ids`: the built-in ones, and those
+    registered at run time where gymnax is imported), read without importing gymnax (whose import starts JAX)."""
+    from pgjax.algo.suites.gymnax_builtins import registered_ids
 
-    if "gymnax" not in sys.modules:
-        import ast
-        import importlib.util
-
-        with contextlib.suppress(Exception):
-            spec = importlib.util.find_spec("gymnax")
-            source = Path(next(iter(spec.submodule_search_locations))) / "registration.py"
-            for node in ast.parse(source.read_text()).body:
-                if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
-                        "_BUILTIN_ENV_IDS"]:
-                    return list(ast.literal_eval(node.value))
-    import gymnax
-
-    return list(gymnax.registered_envs)
+    return list(registered_ids())
 
 
 def environments_text() -> str:

@@ -1,8 +1,8 @@
 """The process of a command: XLA set up before JAX starts, Ctrl-C and SIGTERM turned into stop requests, a
 failure while running said in one line, exit.
 
-Importing what trains or evaluates starts JAX's backends (gymnax makes arrays at
-import), after which `configure_cpu` can no longer give XLA one CPU device per
+Importing what trains or evaluates can start JAX's backends (an environment
+module that makes arrays at import), after which `configure_cpu` can no longer give XLA one CPU device per
 core; `prepare_process` runs first, in each command's `__main__` block and in the
 console scripts (`pgjax.commands.scripts`). `pgjax.commands.shared` re-exports
 these names.

@@ -189,9 +189,26 @@ def arguments(cls: type) -> type:
     for f in dataclasses.fields(cls):
         alias = f.metadata.get("alias")
         annotation = Annotated[hints[f.name], tyro.conf.arg(help=f.metadata["help"],
-                                                            aliases=(alias,) if alias else None)]
+                                                            aliases=(alias,) if alias else None,
+                                                            metavar=_several_metavar(hints[f.name]))]
         fields.append((f.name, annotation, dataclasses.field(default=f.default, default_factory=f.default_factory)))
     return dataclasses.make_dataclass(cls.__name__, fields)
+
+
+def _several_metavar(annotation: Any) -> str | None:
+    """ "STR..." for an option of several values (`tuple[str, ...]`, or it `| None`), which takes one or more
+    (`check_command_line` refuses none; tyro's own "[STR [STR ...]]" would say none will do); None for the rest
+    (tyro's own) and for a positional argument."""
+    base, extras = _unwrap(annotation)
+    if any(extra is tyro.conf.Positional for extra in extras):
+        return None
+    if typing.get_origin(base) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(base) if a is not type(None)]
+        base = members[0] if len(members) == 1 else base
+    if typing.get_origin(base) is not tuple:
+        return None
+    element, _ = _unwrap(typing.get_args(base)[0])
+    return f"{getattr(element, '__name__', 'VALUE').upper()}..."
 
 
 def parse(cls: type, argv: list[str] | None, module: str, description: str) -> Any:

@@ -167,9 +167,15 @@ def tracker_notes(recorded: dict, run: RunOptions) -> tuple[str, ...]:
 
 
 def preset_note(plan: Any, given: dict | None = None) -> str | None:
-    """For an environment without a preset of its own under preset "default": which settings it trains with
+    """Under preset "default", for an environment without a preset of its own, or with its suite adapter's
+    (`pgjax.algo.suites.suite_preset`): which settings it trains with
     (`plan`: a `pgjax.running.strategy.Plan`; `given`: the settings the command line gave, `Sweep.given`: a
     learning rate given is the user's, not the one measured for environments without a preset)."""
+    env = plan.points[0].config.static.env
+    if plan.suite_preset:  # a suite adapter's measured preset: say so
+        return (f"{env}: preset default is its suite adapter's, measured for this task "
+                f"({options.settings_line([p.config for p in plan.points], plan.spec.action_kind == 'continuous')}); "
+                "give flags to change them")
     if plan.env_has_preset:
         return None
     measured = "learning_rate" not in (given or {})

@@ -27,6 +27,7 @@ from pgjax.algo.envs import env_for
 from pgjax.algo.imports import names_code
 from pgjax.algo.pieces import choose_collect, choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, recurrence
+from pgjax.algo.suites import split_suite_name
 from pgjax.running.run_folder import loading, trust
 from pgjax.running.run_folder.files import SUMMARY_FILE, write_atomic
 
@@ -184,9 +185,14 @@ def _gymnasium():
     return gymnasium
 
 
-def _make_gymnasium_env(env_id: str, **kwargs):
-    if names_code(env_id):  # Gymnasium's make would import the module before the id
-        raise ValueError(f"Gymnasium has no reference implementation of the environment factory '{env_id}': "
+def _make_gymnasium_env(env_id: str, max_episode_steps: int = 0, **kwargs):
+    """Gymnasium's `env_id` (a gymnax id, or "gymnax/ID"), its episodes cut off after `max_episode_steps` where
+    sooner than its own limit (0: its own), as `pgjax.algo.envs.make_env` cuts the JAX environment's."""
+    suite = split_suite_name(env_id)
+    if suite is not None and suite[0] == "gymnax":
+        env_id = suite[1]
+    elif names_code(env_id) or suite is not None:  # Gymnasium's make would import the module before the id
+        raise ValueError(f"Gymnasium has no reference implementation of the environment '{env_id}': "
                          "its cross-check and rendering take gymnax ids that Gymnasium also has (CartPole-v1)")
     gym = _gymnasium()
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame's renderer needs no sound card
@@ -194,6 +200,9 @@ def _make_gymnasium_env(env_id: str, **kwargs):
     if kwargs.get("render_mode") == "rgb_array" and headless:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no window system to ask for
     try:
+        if max_episode_steps:
+            own = gym.spec(env_id).max_episode_steps
+            kwargs["max_episode_steps"] = min(max_episode_steps, own) if own else max_episode_steps
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as error:
         raise ImportError(f"Gymnasium's {env_id} needs more packages ({error}): {GYMNASIUM_HINT}") from None
@@ -201,9 +210,11 @@ def _make_gymnasium_env(env_id: str, **kwargs):
         raise ValueError(f"Gymnasium cannot make {env_id!r}: {error}") from None
 
 
-def evaluate_gymnasium(policy_fn: Policy, env_id: str = "CartPole-v1", episodes: int = 10, seed: int = 0) -> np.ndarray:
-    """Undiscounted returns [episodes] of `policy_fn` on Gymnasium's `env_id`; episode i resets with seed + i."""
-    env = _make_gymnasium_env(env_id)
+def evaluate_gymnasium(policy_fn: Policy, env_id: str = "CartPole-v1", episodes: int = 10, seed: int = 0,
+                       max_episode_steps: int = 0) -> np.ndarray:
+    """Undiscounted returns [episodes] of `policy_fn` on Gymnasium's `env_id`; episode i resets with seed + i;
+    episodes cut off after `max_episode_steps` (the run's --max-episode-steps; 0: Gymnasium's own limit)."""
+    env = _make_gymnasium_env(env_id, max_episode_steps)
     returns = np.zeros(episodes)
     try:
         for i in range(episodes):
@@ -220,17 +231,19 @@ def evaluate_gymnasium(policy_fn: Policy, env_id: str = "CartPole-v1", episodes:
 
 
 def render_episode(
-    policy_fn: Policy, path: str | Path, env_id: str = "CartPole-v1", *, seed: int = 0, frame_step: int = 2
+    policy_fn: Policy, path: str | Path, env_id: str = "CartPole-v1", *, seed: int = 0, frame_step: int = 2,
+    max_episode_steps: int = 0,
 ) -> tuple[Path, float]:
     """Write one Gymnasium episode of `policy_fn` as an animated GIF (Pillow) to exactly `path`, atomically
     (`write_atomic`); returns (path, return).
 
     Every `frame_step`-th frame is kept and shown for `frame_step` frames of the
-    environment's render rate (50 fps for CartPole-v1), so the GIF plays in real time.
+    environment's render rate (50 fps for CartPole-v1), so the GIF plays in real time. The episode is cut off
+    after `max_episode_steps` (the run's --max-episode-steps; 0: Gymnasium's own limit).
     """
     from PIL import Image
 
-    env = _make_gymnasium_env(env_id, render_mode="rgb_array")
+    env = _make_gymnasium_env(env_id, max_episode_steps, render_mode="rgb_array")
     total, frames = 0.0, []
     try:
         obs, _ = env.reset(seed=seed)

@@ -5,22 +5,25 @@ Normalised scores put a uniformly random policy at 0 and the reference score at 
 (`pgjax.algo.envs.SOLVE_THRESHOLDS`, or a custom environment's `solve_threshold`); where there is
 none (Pendulum-v1, MinAtar), the best final return among the runs compared, which the caller
 passes. The random policy's score is measured here: the mean return of episodes played with
-uniformly random actions (every discrete action equally likely; a continuous action uniform
-within its bounds) by the rollout of training (`pgjax.algo.rollout.make_collect`), computed once
-per environment and process.
+uniformly random actions (every discrete action equally likely, every legal one where the environment
+gives a legal-action mask, each entry of a MultiDiscrete action on its own; a continuous action uniform
+within its bounds) by the rollout of training (`pgjax.algo.rollout.make_collect`), in the environment
+as the run built it (its `--env-kwargs` and `--max-episode-steps`), computed once per environment and
+process. Train prints it beside its table and warns of a policy at or below it (`pgjax.results.health`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algo.envs import EnvSpec, make_env
-from pgjax.algo.policy import Distribution, categorical, gaussian, multi_categorical
+from pgjax.algo.envs import EnvSpec, legal_actions, make_env
+from pgjax.algo.policy import Distribution, categorical, gaussian, masked_logits, multi_categorical
 from pgjax.algo.rollout import make_collect
 
 RANDOM_EPISODES = 1000  # episodes behind a random-policy score
@@ -55,7 +58,10 @@ def uniform_distribution(spec: EnvSpec) -> Distribution:
 
 
 def zero_policy(spec: EnvSpec):
-    """A stand-in policy network for `make_collect`: `(params, obs [E, ...]) -> zeros [E, K]`, params unused.
+    """A stand-in policy network for `make_collect`: `(params, obs [E, F]) -> logits [E, K]`, params unused:
+    zeros, with the illegal actions' logits masked (`pgjax.algo.policy.masked_logits`) where the environment
+    gives a legal-action mask (`pgjax.algo.envs.legal_actions`): uniform over the legal actions (per entry of a
+    MultiDiscrete action).
 
     Args:
       spec: the environment; K is its number of actions (logits) or twice its action
@@ -65,35 +71,71 @@ def zero_policy(spec: EnvSpec):
       The apply function.
     """
     outputs = 2 * spec.num_actions if spec.action_kind == "continuous" else spec.num_actions
-    return lambda params, obs: jnp.zeros((obs.shape[0], outputs), jnp.float32)
+
+    def logits(params, obs):
+        zeros = jnp.zeros((obs.shape[0], outputs), jnp.float32)
+        legal = legal_actions(spec, obs)
+        return zeros if legal is None else masked_logits(zeros, legal)
+    return logits
 
 
-@functools.lru_cache(maxsize=None)
-def random_policy_return(env: str, episodes: int = RANDOM_EPISODES, seed: int = RANDOM_SEED) -> float:
-    """Mean return of a uniformly random policy over `episodes` fresh episodes of `env`, each to its end.
+class RandomScore(NamedTuple):
+    """A uniformly random policy's score: the mean return of `episodes` episodes and its standard error
+    (the episodes' standard deviation / sqrt(episodes)), in the environment's return units."""
+
+    mean: float
+    stderr: float
+    episodes: int
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "stderr": self.stderr, "episodes": self.episodes}
+
+
+def random_policy_return(spec: EnvSpec, episodes: int = RANDOM_EPISODES, seed: int = RANDOM_SEED) -> RandomScore:
+    """The return of a uniformly random policy over `episodes` fresh episodes of `spec`, each to its end.
 
     The episodes are played by the rollout of training (`pgjax.algo.rollout.make_collect`,
-    with `zero_policy` and `uniform_distribution`), `RANDOM_BATCH` at a time.
+    with `zero_policy` and `uniform_distribution`), `RANDOM_BATCH` at a time, under the spec's step cap
+    (`EnvSpec.max_steps`, `--max-episode-steps`) and with the arguments it was built with.
 
     Args:
-      env: a gymnax id or "package.module:factory" (`pgjax.algo.envs.make_env`).
+      spec: the environment (`pgjax.algo.envs.make_env`; `pgjax.algo.envs.env_for` of a run's settings).
       episodes: the episodes played.
-      seed: the PRNG seed; the result is a function of `env`, `episodes` and it.
+      seed: the PRNG seed; the result is a function of the environment, `episodes` and it.
 
     Returns:
-      The mean episode return (an episode ends at its first terminated or truncated
-      step, as in training). Cached per (env, episodes, seed) for the process.
+      The mean episode return (an episode ends at its first terminated or truncated step, as in training)
+      and its standard error.
 
     Raises:
-      ValueError: as `make_env`; `episodes` < 1.
+      ValueError: `episodes` < 1.
     """
     if episodes < 1:
         raise ValueError(f"a random-policy score needs at least 1 episode, got {episodes}")
-    spec = make_env(env)
     batches = math.ceil(episodes / RANDOM_BATCH)
     per_batch = math.ceil(episodes / batches)
     # stepped as training's default path steps it (`FastPaths.skip_auto_reset`)
     collect = make_collect(spec, zero_policy(spec), per_batch, uniform_distribution(spec), skip_auto_reset=True)
     returns = jax.jit(lambda key: collect(None, key).reward.sum(axis=0))
     totals = [np.asarray(returns(key), np.float64) for key in jax.random.split(jax.random.key(seed), batches)]
-    return float(np.mean(np.concatenate(totals)[:episodes]))
+    played = np.concatenate(totals)[:episodes]
+    stderr = float(played.std(ddof=1) / math.sqrt(episodes)) if episodes > 1 else math.inf
+    return RandomScore(float(played.mean()), stderr, episodes)
+
+
+def random_policy_of(static: Any, episodes: int = RANDOM_EPISODES, seed: int = RANDOM_SEED) -> RandomScore:
+    """`random_policy_return` of a run's environment: its `--env`, `--env-kwargs` and `--max-episode-steps`
+    (a `pgjax.algo.config.StaticConfig`'s env, env_kwargs, max_episode_steps), computed once per process
+    for each.
+
+    Raises:
+      ValueError: as `pgjax.algo.envs.make_env`; `episodes` < 1.
+    """
+    return _random_policy_cached(static.env, tuple(static.env_kwargs), static.max_episode_steps, episodes, seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _random_policy_cached(env: str, env_kwargs: tuple[str, ...], max_episode_steps: int, episodes: int,
+                          seed: int) -> RandomScore:
+    spec = make_env(env, max_episode_steps=max_episode_steps, env_kwargs=env_kwargs)
+    return random_policy_return(spec, episodes, seed)

@@ -201,7 +201,7 @@ def print_best(summary: dict, console: Any) -> None:
     best = next(group for group in summary["groups"] if group["index"] == ranked[0])
     statistics = best["statistics"] or {}
     iqm = statistics.get("iqm")
-    shown = "-" if iqm is None else f"{iqm:.1f}"
+    shown = tables.format_return(iqm)
     console.print(f"best: group {best['index']} (IQM {shown} over its {len(best['runs'])} runs; ties go to fewer "
                   f"steps to solve, then the mean: summary.json's ranking) | its settings: "
                   f"{escape(best_flags(best))}", soft_wrap=True)
@@ -220,8 +220,9 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
     import jax
 
     from pgjax.results.exports import write_exports
-    from pgjax.results.health import run_warnings
+    from pgjax.results.health import below_random_policy, run_warnings
     from pgjax.results.plots import plot_summary  # matplotlib: only here
+    from pgjax.results.random_policy import random_policy_of
 
     points, num_seeds, spec, outcome = trained.points, plan.num_seeds, plan.spec, trained.outcome
     by_point = {}
@@ -243,7 +244,16 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
         tuning = {"first_seed": plan.seed, "num_seeds": num_seeds, "iqm": confirmed.tuning_iqm}
         summary["confirmation"] = confirmation_fields(confirmed.confirmation, confirmed.results,
                                                       spec.solve_threshold, tuning, confirmed.timings)
-    summary["warnings"] = run_warnings(metrics, spec)  # lines: what looks like a run that cannot learn
+    # the random policy's return in each grid point's environment (its --env-kwargs and cap; computed once per
+    # environment setting): beside the report's table, and what the warnings judge the runs against
+    randoms = [random_policy_of(point.config.static) for point in points]
+    by_index = {point.index: random for point, random in zip(points, randoms)}
+    for group in summary["groups"]:
+        group["random_policy"] = by_index[group["index"]].to_dict()
+    distinct = {random for random in randoms}
+    summary["random_policy"] = distinct.pop().to_dict() if len(distinct) == 1 else None
+    warned = [*run_warnings(metrics, spec, randoms), below_random_policy(summary["groups"])]
+    summary["warnings"] = [line for line in warned if line]  # lines: what looks like a run that cannot learn
     write_exports(out, summary, metrics)
     plot_summary(out, summary, metrics)
     files.write_json(out / files.SUMMARY_FILE, summary)

@@ -31,14 +31,56 @@ def settings_label(settings: dict, names) -> str:
     return ", ".join(f"{name}={format_setting(settings.get(name), TABLE_DIGITS)}" for name in names)
 
 
-def format_estimate(point: float | None, interval: list | None, label: str = "") -> str:
-    """ "499.8 [498.9, 500.0]" (or "499.8 (95% CI 498.9 to 500.0)" with a label); "-" without a point."""
+# The most decimals a return is printed with (a finer difference is noise at any reward scale pgjax meets).
+MAX_RETURN_DECIMALS = 4
+
+
+def return_decimals(values, tell_apart: bool = True) -> int:
+    """The decimals to print returns with: what every table and line that prints returns uses.
+
+    At least 1, and enough for two significant digits of the largest magnitude among `values` (a 0-1
+    reward's 0.96 prints as 0.96, CartPole's 499.8 as 499.8); with `tell_apart`, more until the distinct
+    values print distinct (an estimate and its interval ends: 0.963 [0.955, 0.970]); never more than
+    `MAX_RETURN_DECIMALS`.
+
+    Args:
+      values: returns (floats; None and non-finite ones are left out).
+      tell_apart: whether distinct values must print distinct (an estimate and its interval: True; a column
+        of many runs' returns, whose every run differs a little: False).
+
+    Returns:
+      The number of decimals, 1 to `MAX_RETURN_DECIMALS`.
+    """
+    finite = sorted({float(v) for v in values if v is not None and math.isfinite(v)})
+    scale = max((abs(v) for v in finite), default=0.0)
+    decimals = 1 if scale == 0 else min(max(1, 1 - math.floor(math.log10(scale))), MAX_RETURN_DECIMALS)
+    while tell_apart and decimals < MAX_RETURN_DECIMALS and len({f"{v:.{decimals}f}" for v in finite}) < len(finite):
+        decimals += 1
+    return decimals
+
+
+def format_return(value: float | None, decimals: int | None = None) -> str:
+    """A return as tables print it: `decimals` (default: `return_decimals([value])`) places; "-" for None/NaN."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.{return_decimals([value]) if decimals is None else decimals}f}"
+
+
+def format_estimate(point: float | None, interval: list | None, label: str = "", decimals: int | None = None) -> str:
+    """ "499.8 [498.9, 500.0]" (or "499.8 (95% CI 498.9 to 500.0)" with a label); "-" without a point.
+
+    The decimals: `decimals`, else `return_decimals` of the point and interval ends (0.96 [0.95, 0.97] on a 0-1
+    reward, never "1.0 [1.0, 1.0]")."""
     if point is None or math.isnan(point):
         return "-"
+    if decimals is None:
+        decimals = return_decimals([point, *(interval or ())])
     if interval is None:
-        return f"{point:.1f}"
+        return f"{point:.{decimals}f}"
     low, high = interval
-    return f"{point:.1f} ({label}{low:.1f} to {high:.1f})" if label else f"{point:.1f} [{low:.1f}, {high:.1f}]"
+    if label:
+        return f"{point:.{decimals}f} ({label}{low:.{decimals}f} to {high:.{decimals}f})"
+    return f"{point:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
 def print_report(summary: dict, console: Console) -> None:
@@ -61,8 +103,11 @@ def print_report(summary: dict, console: Console) -> None:
     groups, caption = _shown_groups(summary, f"final return: mean of each run's last 100 episodes; 95% CI: {method}")
     table = Table(title=title, caption=caption)
     halving = summary.get("halving")
+    # the random policy's return: one line under the table, or a column where the groups' environments differ
+    random_column = summary.get("random_policy") is None and any(g.get("random_policy") for g in groups)
     columns = ("group", *varied, *(["updates"] if halving else []), "runs", "solved",
-               "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]", "steps to solve", "diverged")
+               "mean final return [95% bootstrap CI]", "IQM [95% bootstrap CI]",
+               *(["random policy"] if random_column else []), "steps to solve", "diverged")
     for column in columns:
         table.add_column(column, justify="right")
     for group in groups:
@@ -76,9 +121,14 @@ def print_report(summary: dict, console: Console) -> None:
             *([f"{group['num_updates_trained']:,}"] if halving else []), str(len(group["runs"])),
             solved, format_estimate(statistics.get("mean"), statistics.get("mean_ci95")),
             format_estimate(statistics.get("iqm"), statistics.get("iqm_ci95")),
+            *([_random_text(group.get("random_policy"))] if random_column else []),
             "-" if steps is None else f"{steps:,.0f} ({solve['count']}/{sane})", str(group["num_diverged"]),
         )
     console.print(table)
+    if summary.get("random_policy"):
+        random = summary["random_policy"]
+        console.print(f"random policy: {_random_text(random)} (mean return of {random['episodes']:,} episodes of "
+                      "uniformly random actions, with its standard error)", soft_wrap=True)
     _print_diverged(summary["runs"], console)
     statistics = summary["statistics"] or {}
     sane = summary["num_runs"] - summary["num_diverged"]
@@ -109,6 +159,14 @@ def print_report(summary: dict, console: Console) -> None:
         print_confirmation(summary["confirmation"], console)
     for line in summary.get("warnings") or ():  # `pgjax.results.health`: a run that looks unable to learn
         console.print(f"[bold yellow]warning[/]: {escape(line)}", soft_wrap=True)
+
+
+def _random_text(random: dict | None) -> str:
+    """A random policy's return ({"mean", "stderr"}) as "0.16 ± 0.01"; "-" without one."""
+    if random is None:
+        return "-"
+    decimals = return_decimals([random["mean"], random["mean"] + random["stderr"]])
+    return f"{format_return(random['mean'], decimals)} ± {format_return(random['stderr'], decimals)}"
 
 
 def _print_diverged(runs: list[dict], console: Console) -> None:

@@ -32,6 +32,8 @@ import re
 import traceback
 from pathlib import Path
 
+from pgjax.algo.suites.gymnax_builtins import defer_package_inits, make_environment
+
 # (package, dotted name pgjax uses): each must resolve (every release from pyproject.toml's floor on has it).
 FEATURES = (
     ("jax", "jax.extend.core.jaxprs_in_params"),  # pgjax.running.memory
@@ -131,6 +133,8 @@ def _check_feature(package: str, name: str) -> None:
     """Resolve the dotted `name` (modules imported as needed); a missing part raises BrokenInstall."""
     parts = name.split(".")
     try:
+        if parts[0] == "gymnax":  # its __init__.py imports every environment: run only when wanted
+            defer_package_inits()
         found = importlib.import_module(parts[0])
     except ImportError as error:
         raise BrokenInstall(package, f"{package} cannot be imported ({error}): {_fix(package)}") from None
@@ -147,12 +151,12 @@ def _check_feature(package: str, name: str) -> None:
 
 
 def _check_gymnax_step() -> None:
-    """Trace one step of gymnax's CartPole-v1: six values (gymnax 1.0's step API), or BrokenInstall."""
-    import gymnax
+    """Trace one step of gymnax's CartPole-v1 (its module alone imported, `pgjax.algo.suites.gymnax_builtins`):
+    six values (gymnax 1.0's step API), or BrokenInstall."""
     import jax
 
     try:
-        env, params = gymnax.make("CartPole-v1")
+        env, params = make_environment("CartPole-v1")
 
         def one_step():
             key = jax.random.key(0)

@@ -59,6 +59,7 @@ class Plan:
       stages: the `Strategy`s that train, one after another (the search, then a confirmation).
       resuming: the run continues an interrupted one (its chunks were read back).
       env_has_preset: the environment has a default preset of its own.
+      suite_preset: that preset is its suite adapter's (`pgjax.algo.suites.suite_preset`), which the command says.
     """
 
     preset: str
@@ -77,6 +78,7 @@ class Plan:
     search: dict | None = None
     resuming: bool = False
     env_has_preset: bool = True
+    suite_preset: bool = False
 
     @property
     def num_runs(self) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -78,12 +79,14 @@ def _adapter(suite: str) -> Any:
                          f"{', '.join(SUITES)}")
     entry = SUITES[suite]
     try:
-        importlib.import_module(entry.package)
+        if importlib.util.find_spec(entry.package) is None:
+            raise ModuleNotFoundError(f"No module named '{entry.package}'", name=entry.package)
+        # the adapter imports its suite (gymnax's adapter only the environment named)
+        return importlib.import_module(f"pgjax.algo.suites.{entry.module}")
     except ImportError as error:
         install = f'pip install "pgjax[{entry.extra}]"' if entry.extra else f"pip install {entry.package}"
         raise ValueError(f"--env {suite}/... needs the {suite} package, which does not import here "
                          f"({type(error).__name__}: {error}); install it: {install}") from None
-    return importlib.import_module(f"pgjax.algo.suites.{entry.module}")
 
 
 def suite_names(suite: str) -> tuple[str, ...]:
