@@ -33,6 +33,7 @@ Install it without its dependencies, then what it really imports:
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -47,11 +48,23 @@ from pgjax.algo.envs import typed_kwargs
 _LIMIT_ATTRIBUTES = ("max_steps_in_episode", "max_episode_length")
 
 
+def _registration() -> Any:
+    """The module `popgym_arcade.registration` (its `make`, `REGISTERED_ENVIRONMENTS`).
+
+    Raises:
+      ValueError: one line, where popgym_arcade is there but does not import (installed with --no-deps and
+        without what it imports).
+    """
+    try:
+        return importlib.import_module("popgym_arcade.registration")
+    except ImportError as error:
+        raise ValueError(f"popgym-arcade does not import here ({type(error).__name__}: {error}); installed with "
+                         "--no-deps it needs: pip install dm_pix jaxtyping") from None
+
+
 def names() -> tuple[str, ...]:
     """The task names `popgym_arcade.make` takes (`popgym_arcade.registration.REGISTERED_ENVIRONMENTS`)."""
-    from popgym_arcade.registration import REGISTERED_ENVIRONMENTS
-
-    return tuple(REGISTERED_ENVIRONMENTS)
+    return tuple(_registration().REGISTERED_ENVIRONMENTS)
 
 
 class PopgymArcadeEnv:
@@ -123,13 +136,13 @@ def make(name: str, pairs: Sequence[str] = ()) -> tuple[PopgymArcadeEnv, Any]:
       ValueError: one line: a key the constructor does not take (its parameters named), a value not of the
         parameter's type, or the task failing to build (e.g. a parameter the task fixes itself).
     """
-    import popgym_arcade
+    registration = _registration()
     from popgym_arcade import environments
 
     label = f"popgym-arcade/{name}"
     kwargs = typed_kwargs(_constructor(getattr(environments, name)), pairs, label)
     try:
-        arcade, params = popgym_arcade.make(name, **kwargs)
+        arcade, params = registration.make(name, **kwargs)
     except Exception as error:
         raise ValueError(f"popgym-arcade cannot build {name} with {pairs or 'no arguments'}: "
                          f"{type(error).__name__}: {error}") from None
