@@ -66,7 +66,9 @@ SUITES: dict[str, Suite] = {
     # holds what it needs at run time, jax2d 1.0.2 among them, and kinetix-env itself goes in without its pins
     "kinetix": Suite("kinetix_suite", "kinetix", "kinetix", "s/h0_weak_thrust",
                      'pip install "pgjax[kinetix]" && pip install --no-deps kinetix-env==3.0.2'),
-    "popgym-arcade": Suite("popgym_arcade_suite", "popgym_arcade", "popgym-arcade", "CartPoleEasy"),
+    # popgym-arcade's stable-gymnax would overwrite gymnax 1.0.1's files: it goes in without its dependencies
+    "popgym-arcade": Suite("popgym_arcade_suite", "popgym_arcade", "popgym-arcade", "CartPoleEasy",
+                           'pip install "pgjax[popgym-arcade]" && pip install --no-deps "popgym-arcade>=0.0.7"'),
 }
 
 
