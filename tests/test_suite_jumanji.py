@@ -9,12 +9,11 @@ import pytest
 
 pytest.importorskip("jumanji")
 
-from pgjax.algo.envs import legal_actions, make_env  # noqa: E402
-from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy  # noqa: E402
-from pgjax.algo.rollout import make_collect  # noqa: E402
+from pgjax.algo.envs import make_env  # noqa: E402
 from pgjax.algo.suites import suite_names, suite_preset  # noqa: E402
 from pgjax.algo.trainer import make_train  # noqa: E402
 from tests.conftest import small_config  # noqa: E402
+from tests.suite_checks import untrained_moves  # noqa: E402
 
 SMALL_SNAKE = ("num_rows=5", "num_cols=5", "time_limit=30")
 UP, RIGHT, DOWN, LEFT = range(4)
@@ -129,13 +128,7 @@ def test_no_illegal_action_is_ever_taken_from_the_first_update():
     end the episode with discount 0 the step it is taken)."""
     spec = snake()
     config = small_config(env="jumanji/Snake-v1", env_kwargs=SMALL_SNAKE)
-    policy = make_policy(spec, config)
-    params = policy.init(jax.random.key(0), jnp.zeros(spec.obs_shape))["params"]
-    collect = jax.jit(make_collect(spec, make_apply_fn(policy), 128, make_distribution(spec)))
-    traj = collect(params, jax.random.key(1))
-    legal = np.asarray(legal_actions(spec, traj.obs.astype(jnp.float32)))
-    taken = np.take_along_axis(legal, np.asarray(traj.action)[..., None], -1)[..., 0]
-    valid = np.asarray(traj.valid)
+    taken, valid, reward = untrained_moves(spec, config)
     assert valid.sum() > 128 * 5 and taken[valid].all()
 
 

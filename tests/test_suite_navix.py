@@ -16,24 +16,13 @@ import numpy as np  # noqa: E402
 from pgjax.algo.envs import action_codec, make_env, observation_codec, step_function  # noqa: E402
 from pgjax.algo.suites import navix_suite, suite_preset  # noqa: E402
 from pgjax.algo.trainer import make_train  # noqa: E402
+from tests.suite_checks import play  # noqa: E402
 
 EMPTY = "navix/Navix-Empty-5x5-v0"
 # navix's MiniGrid action set: 0 rotate counter-clockwise, 1 rotate clockwise, 2 forward
 CCW, CW, FORWARD = 0, 1, 2
 # From (1, 1) facing east to the goal at (3, 3): two forward, turn south, two forward.
 TO_GOAL = (FORWARD, FORWARD, CW, FORWARD, FORWARD)
-
-
-def play(env: str, actions, env_kwargs=()):
-    """(reward, terminated, truncated) of each step of `actions` from a reset, through pgjax's step."""
-    spec = make_env(env, env_kwargs=env_kwargs)
-    step = jax.jit(step_function(spec.env, spec.route))
-    _, state = spec.env.reset(jax.random.key(0), spec.params)
-    out = []
-    for action in actions:
-        _, state, reward, terminated, truncated = step(jax.random.key(1), state, jnp.int32(action), spec.params)
-        out.append((float(reward), bool(terminated), bool(truncated)))
-    return out
 
 
 def test_every_task_builds_with_gymnax_spaces():

@@ -10,11 +10,10 @@ import pytest
 pytest.importorskip("pgx")
 
 from pgjax.algo.envs import legal_actions, make_env  # noqa: E402
-from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy  # noqa: E402
-from pgjax.algo.rollout import make_collect  # noqa: E402
 from pgjax.algo.suites import suite_names, suite_preset  # noqa: E402
 from pgjax.algo.trainer import make_train  # noqa: E402
 from tests.conftest import small_config  # noqa: E402
+from tests.suite_checks import untrained_moves  # noqa: E402
 
 
 def test_names_are_the_games_pgx_lists():
@@ -127,16 +126,10 @@ def test_no_illegal_move_is_ever_taken_from_the_first_update(name):
     game with -1 at once)."""
     spec = make_env(f"pgx/{name}", max_episode_steps=60)
     config = small_config(env=f"pgx/{name}", max_episode_steps=60)
-    policy = make_policy(spec, config)
-    params = policy.init(jax.random.key(0), jnp.zeros(spec.obs_shape))["params"]
-    collect = jax.jit(make_collect(spec, make_apply_fn(policy), 128, make_distribution(spec)))
-    traj = collect(params, jax.random.key(1))
-    legal = np.asarray(legal_actions(spec, traj.obs.astype(jnp.float32)))
-    taken = np.take_along_axis(legal, np.asarray(traj.action)[..., None], -1)[..., 0]
-    valid = np.asarray(traj.valid)
+    taken, valid, reward = untrained_moves(spec, config)
     assert valid.sum() >= 128 * 3 and taken[valid].all()
     if name == "2048":  # no reward below 0 but the illegal move's -1
-        assert np.asarray(traj.reward)[valid].min() >= 0.0
+        assert reward[valid].min() >= 0.0
 
 
 def test_a_short_run_trains():

@@ -14,9 +14,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pgjax.algo.envs import action_codec, make_env, observation_codec, step_function  # noqa: E402
+from pgjax.algo.envs import action_codec, make_env, observation_codec  # noqa: E402
 from pgjax.algo.suites import suite_preset, xminigrid_suite  # noqa: E402
 from pgjax.algo.trainer import make_train  # noqa: E402
+from tests import suite_checks  # noqa: E402
 
 EMPTY = "xminigrid/MiniGrid-Empty-5x5"
 # xminigrid's actions: 0 forward, 1 turn clockwise, 2 turn counter-clockwise
@@ -26,15 +27,8 @@ TO_GOAL = (FORWARD, FORWARD, CW, FORWARD, FORWARD)
 
 
 def play(env: str, actions, env_kwargs=()):
-    """(reward, terminated, truncated) of each step of `actions` from a reset, through pgjax's step."""
-    spec = make_env(env, env_kwargs=env_kwargs)
-    step = jax.jit(step_function(spec.env, spec.route))
-    _, state = spec.env.reset(jax.random.key(0), spec.params)
-    out = []
-    for action in actions:
-        _, state, reward, terminated, truncated = step(jax.random.key(1), state, jnp.int32(action), spec.params)
-        out.append((round(float(reward), 4), bool(terminated), bool(truncated)))
-    return out
+    """`tests.suite_checks.play`, rewards to 4 decimals."""
+    return suite_checks.play(env, actions, env_kwargs, digits=4)
 
 
 def test_every_minigrid_task_builds_with_gymnax_spaces():
