@@ -128,7 +128,8 @@ def print_report(summary: dict, console: Console) -> None:
     if summary.get("random_policy"):
         random = summary["random_policy"]
         console.print(f"random policy: {_random_text(random)} (mean return of {random['episodes']:,} episodes of "
-                      "uniformly random actions, with its standard error)", soft_wrap=True)
+                      "uniformly random actions, legal ones where the environment masks them, with its standard error)",
+                      soft_wrap=True)
     _print_diverged(summary["runs"], console)
     statistics = summary["statistics"] or {}
     sane = summary["num_runs"] - summary["num_diverged"]
