@@ -18,6 +18,13 @@ def test_the_spelling_splits_at_the_first_slash():
     assert suites.split_suite_name("tests.custom:make_chain") is None
 
 
+@pytest.mark.parametrize("env, missing", [("/", "suite"), ("/CartPole-v1", "suite"), ("jumanji/", "task"),
+                                          ("gymnax/", "task")])
+def test_a_spelling_without_its_suite_or_task_is_refused(env, missing):
+    with pytest.raises(ValueError, match=f"names no {missing}: give SUITE/NAME"):
+        make_env(env)
+
+
 def test_an_unknown_suite_is_refused_with_the_closest_name():
     with pytest.raises(ValueError, match="unknown environment suite 'jumanj': did you mean jumanji"):
         make_env("jumanj/Snake-v1")

@@ -333,6 +333,9 @@ def make_env(env: Any, *, max_episode_steps: int = 0, env_kwargs: Sequence[str] 
     if isinstance(env, EnvSpec):
         return env
     suite = split_suite_name(env) if isinstance(env, str) else None
+    if suite is not None and not all(suite):
+        raise ValueError(f"--env {env!r} names no {'suite' if not suite[0] else 'task'}: give SUITE/NAME, e.g. "
+                         "jumanji/Snake-v1 (pgjax.algo.suites.SUITES lists the suites)")
     if suite is not None and suite[0] == "gymnax" and not env_kwargs:
         return _gymnax_env(suite[1], max_episode_steps)
     if env_kwargs and not (isinstance(env, str) and (":" in env or suite is not None)):
