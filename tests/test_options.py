@@ -130,3 +130,10 @@ def test_progress_lines_when_not_a_terminal_and_the_time_left_after_the_first_ch
     with SweepProgress(40, Console(file=one, width=80), "lines", clock=lambda: now[0]) as p:
         p.report(SegmentReport(Chunk(0, 0, np.arange(4), 4), 1, 10, 10, 10, 1000, 2.0, 30.0))
     assert one.getvalue().startswith("progress: 10/10 updates (100%) | training | 500 steps/s | return 30.0 |")
+
+
+def test_the_progress_line_prints_a_return_at_the_precision_its_scale_needs():
+    from pgjax.running.progress import return_text
+
+    assert [return_text(x) for x in (500.0, 21.64, 0.96, 0.2, 1.0, -0.028, -12.34)] == [
+        "500.0", "21.6", "0.96", "0.2", "1.0", "-0.028", "-12.3"]

@@ -28,6 +28,15 @@ from pgjax.running.segments import SegmentReport
 PLAIN_EVERY_SECONDS = 30.0
 
 
+
+def return_text(value: float) -> str:
+    """A return for the progress line: one decimal from 10 up (500.0, 21.6), else three significant digits with
+    a decimal point (0.96 on a 0-1 reward, not 1.0; 5.9, 1.0, -0.028)."""
+    if not math.isfinite(value) or abs(value) >= 10:
+        return f"{value:.1f}"
+    text = f"{value:.3g}"
+    return text if "." in text or "e" in text else f"{text}.0"
+
 def format_duration(seconds: float) -> str:
     """0.34 -> "0.3 s", 12.3 -> "12 s", 754 -> "12 min 34 s", 45296 -> "12 h 34 min"."""
     if not math.isfinite(seconds):
@@ -120,7 +129,7 @@ class SweepProgress:
         # the next chunk, whose runs start afresh)
         where = (f"chunk {report.chunk.index + 1}/{report.num_chunks} at update {report.updates_done}/"
                  f"{report.num_updates}" if several else "training")
-        mean_return = f"{report.mean_return:.1f}" + (f" (chunk {report.chunk.index + 1})" if several else "")
+        mean_return = return_text(report.mean_return) + (f" (chunk {report.chunk.index + 1})" if several else "")
         bar_text = where if several else f"updates {report.updates_done}/{report.num_updates}"
         self._progress.update(self._task, advance=work, description=bar_text, speed=format_rate(speed),
                               mean_return=mean_return)
