@@ -1,5 +1,5 @@
-"""Environments as pgjax sees them: a gymnax id, a factory "package.module:factory", or any object with
-gymnax's shape; its spaces, its step limit and how one step is taken.
+"""Environments as pgjax sees them: a gymnax id, a suite's task "SUITE/NAME" (`pgjax.algo.suites`), a factory
+"package.module:factory", or any object with gymnax's shape; its spaces, its step limit and how one step is taken.
 
 pgjax serves an environment whose observations are one array (a gymnax `Box`:
 a vector for the MLP, an image [H, W, C] or [H, W] for the CNN or flattened for
@@ -81,6 +81,11 @@ Observations (`observation_codec`) become one array the network takes:
   flattened, uint8 0..255 ones scaled by 1/255; Discrete one-hot), in the order
   `jax.tree` flattens them (a dict's keys sorted), concatenated.
 
+A `Dict` holding an `action_mask` leaf (`MASK_KEY`: bool, True = legal, one per action or MultiDiscrete
+logit) is a legal-action mask: the other leaves are encoded as above, and the mask's entries, as 0.0/1.0, end
+the vector (`EnvSpec.mask_size`, `legal_actions`); the policy cuts them off before its network and masks its
+logits with them (`pgjax.algo.policy.Masked`).
+
 Actions (`action_codec`): `Discrete(n)` (categorical), a bounded 1-D `Box`
 (Gaussian), or a MultiDiscrete vector of sizes `nvec` [D] (independent
 categoricals, one per entry: `pgjax.algo.policy.multi_categorical`).
@@ -133,7 +138,7 @@ BINARY_OBSERVATIONS = frozenset({
 })
 
 # The observation leaf that is a legal-action mask: bool [A], True = legal (jumanji's and pgx's convention). It is
-# not fed to the network; the policy gives illegal actions no probability (`pgjax.algo.policy.masked`).
+# not fed to the network; the policy gives illegal actions no probability (`pgjax.algo.policy.masked_logits`).
 MASK_KEY = "action_mask"
 
 # Where an environment's own step limit is looked for, in this order: fields of its params, then attributes
