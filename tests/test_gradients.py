@@ -44,6 +44,7 @@ from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.trainer import make_trainer
 from pgjax.algo.validation import validate_config
 from tests.conftest import small_config
+from tests.custom import returns_to_go
 
 REWARDS = np.array([1.5, 0.0, -1.0])
 LOGITS = np.array([0.0, 0.5, -0.3])
@@ -153,16 +154,20 @@ def test_a_constant_baseline_changes_the_variance_as_the_closed_form_says():
     assert closed[0] < closed[1] < closed[2] and measured[0] < measured[1] < measured[2]
 
 
-CARTPOLE_CONFIGS = {
+IDENTITY_CONFIGS = {  # CartPole-v1 (the default preset's), but where named
     "default": {},
     "value_gae_entropy": dict(returns="reward_to_go", baseline="value", advantage="gae", reduction="episode_sum"),
     "episode_norm": dict(returns="reward_to_go", baseline="episode_norm", reduction="episode_mean"),
+    "own_weighting": dict(weighting="tests.custom:returns_to_go", baseline="none"),
+    "pendulum_gaussian": dict(env="Pendulum-v1", returns="reward_to_go", baseline="batch_norm"),
 }
 
 
-@pytest.mark.parametrize("name", list(CARTPOLE_CONFIGS))
-def test_the_mean_over_episodes_is_the_trainers_gradient_on_cartpole(name):
-    config = small_config(**CARTPOLE_CONFIGS[name])
+@pytest.mark.parametrize("name", list(IDENTITY_CONFIGS))
+def test_the_mean_over_episodes_is_the_trainers_gradient(name):
+    """On the episodes of the trainer's own update: the norm of the estimates' mean is the update's grad_norm,
+    and the mean is step 3's gradient (`choose_pieces(...).policy_gradient`) on the reference and default paths."""
+    config = small_config(**IDENTITY_CONFIGS[name])
     config = dataclasses.replace(config, hparams=config.hparams.replace(entropy_coef=0.01, gamma=0.99))
     hparams = config.hparams.as_arrays()
     reference = FastPaths.reference()
@@ -176,11 +181,29 @@ def test_the_mean_over_episodes_is_the_trainers_gradient_on_cartpole(name):
     np.testing.assert_allclose(float(jnp.linalg.norm(grads.mean(axis=0))), float(metrics.grad_norm), rtol=1e-5)
     spec = env_for(config.static)
     for paths in (reference, FastPaths()):  # step 3 of the update, on the plain path and the default one
-        pieces = choose_pieces(spec, config, paths)
+        pieces = choose_pieces(spec, config, paths, weighting=returns_to_go if config.static.weighting else None)
         weights = pieces.weighting.weights(state.value_params, traj, hparams)
         _, update_grads, _ = pieces.policy_gradient(state.params, traj.obs, traj.action, weights.weight, weights.coef,
                                                     traj.valid, hparams.entropy_coef)
         np.testing.assert_allclose(grads.mean(axis=0), flatten_gradient(update_grads), rtol=2e-5, atol=1e-7)
+
+
+def test_every_compared_weighting_on_one_trajectory():
+    """Every weighting of a run with a learned value gives [E, P] estimates on the same episodes; the run's own
+    is the run's gradient, and the weightings differ."""
+    run = small_config(returns="reward_to_go", baseline="value", episodes_per_update=6)
+    run = dataclasses.replace(run, hparams=run.hparams.replace(gamma=0.99, baseline_constant=15.0))
+    hparams = run.hparams.as_arrays()
+    state = make_trainer(run, fast=FastPaths.reference()).init(jax.random.key(2), hparams)
+    traj = make_episode_gradients(run).collect(state.params, jax.random.key(5))
+    means = {}
+    for name, config in compared_weightings(run, gae_lambdas=(0.9,)).items():
+        grads = make_episode_gradients(config).gradients(state.params, traj, state.value_params)
+        assert grads.shape == (6, flatten_gradient(state.params).shape[0]) and bool(jnp.isfinite(grads).all())
+        means[name] = np.asarray(grads.mean(axis=0))
+    np.testing.assert_array_equal(means["run"], means["value"])  # the run's weighting is "value" at its gamma
+    names = list(means)[1:]
+    assert all(not np.allclose(means[a], means[b]) for i, a in enumerate(names) for b in names[i + 1:])
 
 
 def test_a_learned_weighting_needs_the_value_parameters():
