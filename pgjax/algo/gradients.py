@@ -36,11 +36,11 @@ from jax.flatten_util import ravel_pytree
 from pgjax.algo.config import Config, FastPaths, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for, make_env
 from pgjax.algo.imports import import_callable, one_line_errors
-from pgjax.algo.loss import reinforce_loss
+from pgjax.algo.loss import StepLoss, reinforce_loss
 from pgjax.algo.pieces import choose_collect, choose_pieces
-from pgjax.algo.policy import make_apply_fn, recurrence
-from pgjax.algo.rollout import Trajectory
-from pgjax.algo.weights import is_learned
+from pgjax.algo.policy import Distribution, make_apply_fn, recurrence
+from pgjax.algo.rollout import ApplyFn, Trajectory
+from pgjax.algo.weights import StepWeights, is_learned
 
 REFERENCE = FastPaths.reference()
 
@@ -53,7 +53,8 @@ class EpisodeGradients(NamedTuple):
         estimates g_e = E * grad L_e of the module's docstring, flattened as `flatten_gradient` does (P: the
         number of policy parameters); their mean over E is the gradient of the update's loss on `traj`.
         `value_params`: the value network's parameters (needed for a learned baseline, else ignored);
-        `hparams`: None takes the config's.
+        `hparams`: None takes the config's. Raises ValueError (when traced) for a learned baseline without
+        `value_params`.
       collect: `(params, key) -> Trajectory` of E fresh episodes with the policy (the reference rollout,
         `Trajectory.last_obs` kept, so that a learned baseline can bootstrap a truncated episode).
       spec: the environment.
@@ -115,23 +116,43 @@ def make_episode_gradients(
     collect = choose_collect(spec, apply_fn, num_episodes or static.episodes_per_update, pieces.dist, REFERENCE,
                              keep_last_obs=True)
 
-    def episode_loss(params, obs, action, weight, coef, valid, entropy_coef):
-        return reinforce_loss(apply_fn, params, obs, action, weight, coef, valid, entropy_coef, dist=pieces.dist,
-                              step_loss=step_loss)[0]
-
-    episode_grad = jax.vmap(jax.grad(episode_loss), in_axes=(None, 1, 1, 1, 1, 1, None))
-
     def gradients(params: Any, traj: Trajectory, value_params: Any = None, hparams: Hyperparams | None = None
                   ) -> jax.Array:
         if learned and value_params is None:
             raise ValueError(f"baseline '{static.baseline}' weights by a learned value: give its value_params")
         hparams = default_hparams if hparams is None else hparams
         weights = pieces.weighting.weights(value_params, traj, hparams)
-        grads = episode_grad(params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid,
-                             hparams.entropy_coef)
-        return traj.valid.shape[1] * jax.vmap(flatten_gradient)(grads)
+        return episode_gradients(apply_fn, pieces.dist, params, traj, weights, hparams.entropy_coef, step_loss)
 
     return EpisodeGradients(gradients, collect, spec)
+
+
+def episode_gradients(apply_fn: ApplyFn, dist: Distribution, params: Any, traj: Trajectory, weights: StepWeights,
+                      entropy_coef: jax.Array | float, step_loss: StepLoss | None = None) -> jax.Array:
+    """The per-episode estimates g_e = E * grad L_e of the module's docstring, from weights already computed
+    (what `EpisodeGradients.gradients` computes once it has the weights; what an update that has its weights
+    would call). One run; a feed-forward policy.
+
+    Args:
+      apply_fn: the policy network, `(params, obs [..., *obs_shape]) -> out [..., K]` (`pgjax.algo.policy`).
+      dist: the action distribution `out` parameterises.
+      params: the policy's parameters (P numbers in all).
+      traj: E episodes (`Trajectory`, [T, E] time-major).
+      weights: their `StepWeights` (w and c [T, E], over the whole batch), held constant.
+      entropy_coef: beta of the loss; step_loss: one's own per-step loss (None: REINFORCE's).
+
+    Returns:
+      [E, P] float32, columns in `flatten_gradient`'s order; the mean over E is the gradient of
+      `pgjax.algo.loss.reinforce_loss` (the update's loss) on `traj`.
+    """
+
+    def episode_loss(params, obs, action, weight, coef, valid):
+        return reinforce_loss(apply_fn, params, obs, action, weight, coef, valid, entropy_coef, dist=dist,
+                              step_loss=step_loss)[0]
+
+    grads = jax.vmap(jax.grad(episode_loss), in_axes=(None, 1, 1, 1, 1, 1))(
+        params, traj.obs, traj.action, weights.weight, weights.coef, traj.valid)
+    return traj.valid.shape[1] * jax.vmap(flatten_gradient)(grads)
 
 
 class EstimatorStatistics(NamedTuple):
