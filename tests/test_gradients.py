@@ -39,7 +39,13 @@ from gymnax.environments import environment, spaces
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams, StaticConfig
 from pgjax.algo.envs import env_for
-from pgjax.algo.gradients import compared_weightings, estimator_statistics, flatten_gradient, make_episode_gradients
+from pgjax.algo.gradients import (
+    compared_weightings,
+    estimator_statistics,
+    flatten_gradient,
+    make_episode_gradients,
+    reference_gradient,
+)
 from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.trainer import make_trainer
 from pgjax.algo.validation import validate_config
@@ -204,6 +210,19 @@ def test_every_compared_weighting_on_one_trajectory():
     np.testing.assert_array_equal(means["run"], means["value"])  # the run's weighting is "value" at its gamma
     names = list(means)[1:]
     assert all(not np.allclose(means[a], means[b]) for i, a in enumerate(names) for b in names[i + 1:])
+
+
+def test_reference_gradient_is_the_mean_of_its_batches():
+    config = small_config()
+    state = make_trainer(config, fast=FastPaths.reference()).init(jax.random.key(0), config.hparams.as_arrays())
+    estimates = make_episode_gradients(config)
+    key = jax.random.key(9)
+    batches = [estimates.gradients(state.params, estimates.collect(state.params, k)).mean(axis=0)
+               for k in jax.random.split(key, 3)]
+    np.testing.assert_allclose(reference_gradient(estimates, state.params, key, 3), np.mean(batches, axis=0),
+                               rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="num_batches must be >= 1"):
+        reference_gradient(estimates, state.params, key, 0)
 
 
 def test_a_learned_weighting_needs_the_value_parameters():

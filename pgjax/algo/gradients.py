@@ -155,6 +155,34 @@ def episode_gradients(apply_fn: ApplyFn, dist: Distribution, params: Any, traj: 
     return traj.valid.shape[1] * jax.vmap(flatten_gradient)(grads)
 
 
+def reference_gradient(estimates: EpisodeGradients, params: Any, key: jax.Array, num_batches: int,
+                       value_params: Any = None, hparams: Hyperparams | None = None) -> jax.Array:
+    """A large-batch gradient: the mean of `num_batches` batches' estimates, each of `estimates.collect`'s E
+    fresh episodes, one batch at a time (`lax.map`), so that memory holds one batch's [E, P] estimates only.
+
+    Args:
+      estimates: what `make_episode_gradients` built (its weighting and E).
+      params: the policy's parameters; key: the first batch's key is `jax.random.split(key, num_batches)[0]`.
+      num_batches: B >= 1; the gradient is of B * E episodes.
+      value_params, hparams: as `EpisodeGradients.gradients` takes them.
+
+    Returns:
+      [P] float32. Weights that a batch statistic normalises (batch_mean, batch_norm) are normalised over each
+      batch of E, as training would on batches of E, not over all B * E episodes.
+
+    Raises:
+      ValueError: num_batches below 1.
+    """
+    if num_batches < 1:
+        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+
+    def batch_mean(batch_key):
+        traj = estimates.collect(params, batch_key)
+        return estimates.gradients(params, traj, value_params, hparams).mean(axis=0)
+
+    return jax.lax.map(batch_mean, jax.random.split(key, num_batches)).mean(axis=0)
+
+
 class EstimatorStatistics(NamedTuple):
     """Statistics of one batch's per-episode gradient estimates g_e [E, P] (units: the loss's gradient's,
     per parameter; variances in their square). `mean` is g = mean_e g_e, the batch's estimate.
