@@ -3,7 +3,8 @@ the weightings to compare on the same episodes.
 
     estimates = make_episode_gradients(config)                     # reference pieces of `config`'s update
     traj = estimates.collect(params, key)                          # E fresh episodes (last observations kept)
-    grads = estimates.gradients(params, traj, value_params)       # [E, P]: mean over E = the update's gradient
+    grads = estimates.gradients(params, traj, value_params)        # [E, P]: mean over E = the update's gradient
+    reference = reference_gradient(estimates, params, other_key, 64)  # [P]: 64 fresh batches' mean, one at a time
     stats = estimator_statistics(grads, reference)                 # norm, variance, SNR, cosine, squared error
     for name, other in compared_weightings(config).items():        # the same episodes, another weighting
         grads = make_episode_gradients(other).gradients(params, traj, value_params)
