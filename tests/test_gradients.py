@@ -97,6 +97,7 @@ def logits_network(spec, static, num_outputs: int, gaussian: bool) -> Logits:
 
 
 def bandit_config(**static) -> Config:
+    """The bandit's config: `EPISODES` episodes a batch, whole return, no baseline, but for `static`."""
     fields = dict(env="tests.test_gradients:Bandit", network="tests.test_gradients:logits_network",
                   episodes_per_update=EPISODES, returns="episode", baseline="none", reduction="step_mean")
     return Config(StaticConfig(**{**fields, **static}), Hyperparams())
