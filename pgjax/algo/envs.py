@@ -373,10 +373,15 @@ def _custom_env(env: Any, max_episode_steps: int, env_kwargs: Sequence[str]) -> 
     return _check_transitions(spec)
 
 
-def env_for(static: Any) -> EnvSpec:
-    """`make_env` of a `pgjax.algo.config.StaticConfig`'s env, step cap and factory arguments."""
-    return make_env(static.env, max_episode_steps=getattr(static, "max_episode_steps", 0),
-                    env_kwargs=getattr(static, "env_kwargs", ()))
+def env_for(static: Any, env: Any = None) -> EnvSpec:
+    """`make_env` of a `pgjax.algo.config.StaticConfig`'s env, step cap and factory arguments; with `env` (an
+    object, a pair or a string, as `make_env` takes), that environment under the config's cap, and the config's
+    factory arguments where `env` is a string."""
+    cap = getattr(static, "max_episode_steps", 0)
+    if env is None:
+        return make_env(static.env, max_episode_steps=cap, env_kwargs=getattr(static, "env_kwargs", ()))
+    return make_env(env, max_episode_steps=cap, env_kwargs=getattr(static, "env_kwargs", ()) if isinstance(env, str)
+                    else ())
 
 
 def _gymnax_env(env_id: str, max_episode_steps: int = 0) -> EnvSpec:

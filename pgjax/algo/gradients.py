@@ -35,8 +35,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams
-from pgjax.algo.envs import EnvSpec, env_for, make_env
-from pgjax.algo.imports import import_callable, one_line_errors
+from pgjax.algo.envs import EnvSpec, env_for
+from pgjax.algo.imports import own_functions
 from pgjax.algo.loss import StepLoss, reinforce_loss
 from pgjax.algo.pieces import choose_collect, choose_pieces
 from pgjax.algo.policy import Distribution, make_apply_fn, recurrence
@@ -97,17 +97,8 @@ def make_episode_gradients(
         raises for an environment, network or function pgjax cannot serve (one line).
     """
     static = config.static
-    if env is None:
-        spec = env_for(static)
-    else:
-        spec = make_env(env, max_episode_steps=static.max_episode_steps,
-                        env_kwargs=static.env_kwargs if isinstance(env, str) else ())
-    if weighting is None and static.weighting:
-        weighting = import_callable(static.weighting, "weighting function")
-    if step_loss is None and static.step_loss:
-        step_loss = import_callable(static.step_loss, "step loss function")
-    weighting = weighting and one_line_errors(weighting, "weighting")
-    step_loss = step_loss and one_line_errors(step_loss, "step loss")
+    spec = env_for(static, env)
+    weighting, step_loss = own_functions(static, weighting, step_loss)
     pieces = choose_pieces(spec, config, REFERENCE, weighting=weighting, step_loss=step_loss)
     if recurrence(pieces.policy) is not None:
         raise ValueError(f"per-episode gradients of the recurrent network '{static.network}' are not computed yet")

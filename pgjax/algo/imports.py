@@ -90,3 +90,19 @@ def one_line_errors(function: Callable, what: str) -> Callable:
             raise ValueError(f"the {what} {name} failed: {type(error).__name__}: {message}") from error
 
     return called
+
+
+def own_functions(static: Any, weighting: Callable | None = None, step_loss: Callable | None = None
+                  ) -> tuple[Callable | None, Callable | None]:
+    """(weighting, step loss) of one's own: those given, else those a `pgjax.algo.config.StaticConfig` names
+    ("package.module:name", imported), each wrapped to fail in one line (`one_line_errors`); None for none.
+
+    Raises:
+      ValueError: a named function that cannot be imported or is not callable (`import_callable`).
+    """
+    if weighting is None and static.weighting:
+        weighting = import_callable(static.weighting, "weighting function")
+    if step_loss is None and static.step_loss:
+        step_loss = import_callable(static.step_loss, "step loss function")
+    return (weighting and one_line_errors(weighting, "weighting"),
+            step_loss and one_line_errors(step_loss, "step loss"))

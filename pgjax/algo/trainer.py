@@ -47,8 +47,8 @@ import optax
 from flax import struct
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams
-from pgjax.algo.envs import EnvSpec, env_for, make_env
-from pgjax.algo.imports import import_callable, one_line_errors
+from pgjax.algo.envs import EnvSpec, env_for
+from pgjax.algo.imports import own_functions
 from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
@@ -174,17 +174,8 @@ def make_trainer(
     """
     static = config.static
     paths = fast or FastPaths.from_environment()
-    if env is None:
-        spec = env_for(static)
-    else:  # the config's cap, and its factory arguments for an environment named by a string
-        spec = make_env(env, max_episode_steps=static.max_episode_steps,
-                        env_kwargs=static.env_kwargs if isinstance(env, str) else ())
-    if weighting is None and static.weighting:
-        weighting = import_callable(static.weighting, "weighting function")
-    if step_loss is None and static.step_loss:
-        step_loss = import_callable(static.step_loss, "step loss function")
-    weighting = weighting and one_line_errors(weighting, "weighting")  # one's own code fails in one line
-    step_loss = step_loss and one_line_errors(step_loss, "step loss")
+    spec = env_for(static, env)  # the config's cap, and its factory arguments for an environment named by a string
+    weighting, step_loss = own_functions(static, weighting, step_loss)  # one's own code fails in one line
     pieces = choose_pieces(spec, config, paths, weighting=weighting, step_loss=step_loss)
     collect, weights_of, policy_gradient = pieces.collect, pieces.weighting, pieces.policy_gradient
 
