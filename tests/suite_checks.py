@@ -3,6 +3,8 @@ and the moves of an untrained policy under a legal-action mask."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ import numpy as np
 from pgjax.algo.envs import EnvSpec, legal_actions, make_env, step_function
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy
 from pgjax.algo.rollout import make_collect
+from pgjax.algo.trainer import make_train
 
 
 def play(env: str, actions, env_kwargs=(), digits: int | None = None) -> list[tuple[float, bool, bool]]:
@@ -37,3 +40,11 @@ def untrained_moves(spec: EnvSpec, config, episodes: int = 128) -> tuple[np.ndar
     legal = np.asarray(legal_actions(spec, traj.obs.astype(jnp.float32)))
     taken = np.take_along_axis(legal, np.asarray(traj.action)[..., None], -1)[..., 0]
     return taken, np.asarray(traj.valid), np.asarray(traj.reward)
+
+
+def shortened_preset(config, num_updates: int = 40, seeds: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(episode_return, loss), each [seeds, num_updates], of `config` trained for `num_updates` updates on
+    `seeds` seeds (keys 0..seeds-1), vmapped and jitted."""
+    config = dataclasses.replace(config, static=dataclasses.replace(config.static, num_updates=num_updates))
+    _, metrics = jax.jit(jax.vmap(make_train(config)))(jax.vmap(jax.random.key)(jnp.arange(seeds)))
+    return np.asarray(metrics.episode_return), np.asarray(metrics.loss)

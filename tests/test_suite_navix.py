@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
@@ -15,8 +14,7 @@ import numpy as np  # noqa: E402
 
 from pgjax.algo.envs import action_codec, make_env, observation_codec, step_function  # noqa: E402
 from pgjax.algo.suites import navix_suite, suite_preset  # noqa: E402
-from pgjax.algo.trainer import make_train  # noqa: E402
-from tests.suite_checks import play  # noqa: E402
+from tests.suite_checks import play, shortened_preset  # noqa: E402
 
 EMPTY = "navix/Navix-Empty-5x5-v0"
 # navix's MiniGrid action set: 0 rotate counter-clockwise, 1 rotate clockwise, 2 forward
@@ -91,9 +89,6 @@ def test_the_preset_learns_above_a_random_policy():
     """The adapter's preset, shortened: a random policy reaches the goal in about half the episodes (0.51)."""
     preset = suite_preset(EMPTY)
     assert preset is navix_suite.PRESETS["Navix-Empty-5x5-v0"]
-    config = dataclasses.replace(preset, static=dataclasses.replace(preset.static, num_updates=40))
-    keys = jax.vmap(jax.random.key)(jnp.arange(4))
-    _, metrics = jax.jit(jax.vmap(make_train(config)))(keys)
-    returns = np.asarray(metrics.episode_return)
-    assert np.all(np.isfinite(np.asarray(metrics.loss)))
+    returns, loss = shortened_preset(preset, num_updates=40, seeds=4)
+    assert np.all(np.isfinite(loss))
     assert returns[:, -5:].mean() > 0.8, returns[:, -5:].mean(axis=1)

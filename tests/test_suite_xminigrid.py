@@ -3,21 +3,19 @@ training."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
 
 xminigrid = pytest.importorskip("xminigrid")
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pgjax.algo.envs import action_codec, make_env, observation_codec  # noqa: E402
 from pgjax.algo.suites import suite_preset, xminigrid_suite  # noqa: E402
-from pgjax.algo.trainer import make_train  # noqa: E402
 from tests import suite_checks  # noqa: E402
+from tests.suite_checks import shortened_preset  # noqa: E402
 
 EMPTY = "xminigrid/MiniGrid-Empty-5x5"
 # xminigrid's actions: 0 forward, 1 turn clockwise, 2 turn counter-clockwise
@@ -95,11 +93,8 @@ def test_the_preset_learns_above_a_random_policy():
     """The adapter's preset, shortened: a random policy returns about 0.24."""
     preset = suite_preset(EMPTY)
     assert preset is xminigrid_suite.PRESETS["MiniGrid-Empty-5x5"]
-    config = dataclasses.replace(preset, static=dataclasses.replace(preset.static, num_updates=40))
-    keys = jax.vmap(jax.random.key)(jnp.arange(4))
-    _, metrics = jax.jit(jax.vmap(make_train(config)))(keys)
-    returns = np.asarray(metrics.episode_return)
-    assert np.all(np.isfinite(np.asarray(metrics.loss)))
+    returns, loss = shortened_preset(preset, num_updates=40, seeds=4)
+    assert np.all(np.isfinite(loss))
     assert returns[:, -5:].mean() > 0.8, returns[:, -5:].mean(axis=1)
 
 
