@@ -111,23 +111,26 @@ ENV_PRESETS: dict[str, Config] = {
 UNPRESET_LEARNING_RATE = 0.01
 
 
+def env_preset(env: str) -> Config | None:
+    """What preset "default" means for `env` where pgjax recommends something for it: its `ENV_PRESETS` entry
+    (a gymnax id, bare or as "gymnax/ID", the Config then naming `env` as given), or its suite adapter's
+    (`pgjax.algo.suites.suite_preset`); None where there is neither."""
+    own = ENV_PRESETS.get(env.removeprefix("gymnax/"))
+    if own is not None:
+        return own if own.static.env == env else Config(dataclasses.replace(own.static, env=env), own.hparams)
+    return suite_preset(env)
+
+
 def preset_config(name: str, env: str | None = None) -> Config:
     """The preset `name` for environment `env` (None: the preset's own environment).
 
-    "default" is the environment's own preset from `ENV_PRESETS` (or its suite's adapter's `PRESETS`,
-    `pgjax.algo.suites.suite_preset`) where it has one,
-    and CartPole-v1's default otherwise, with `UNPRESET_LEARNING_RATE`; any other preset (the tutorials) keeps its
-    settings and only changes the environment.
+    "default" is the environment's own preset (`env_preset`: `ENV_PRESETS`, or its suite's adapter's
+    `PRESETS`) where it has one, and CartPole-v1's default otherwise, with `UNPRESET_LEARNING_RATE`; any other
+    preset (the tutorials) keeps its settings and only changes the environment.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
-    if env is not None and env.startswith("gymnax/") and name == "default":  # gymnax/CartPole-v1 is CartPole-v1
-        own = ENV_PRESETS.get(env.removeprefix("gymnax/"))
-        if own is not None:
-            return Config(dataclasses.replace(own.static, env=env), own.hparams)
-    if name == "default" and env in ENV_PRESETS:
-        return ENV_PRESETS[env]
-    if name == "default" and env is not None and (recommended := suite_preset(env)) is not None:
+    if name == "default" and env is not None and (recommended := env_preset(env)) is not None:
         return recommended
     config = PRESETS[name]
     if env is None:

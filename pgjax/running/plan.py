@@ -23,7 +23,7 @@ import jax
 
 from pgjax.algo.envs import env_for
 from pgjax.algo.policy import make_policy
-from pgjax.algo.presets import ENV_PRESETS
+from pgjax.algo.presets import env_preset
 from pgjax.algo.suites import suite_preset
 from pgjax.algo.trainer import trace_update
 from pgjax.running import memory, tpe
@@ -151,8 +151,7 @@ def make_plan(preset: str, points: list[GridPoint], stages: tuple[Strategy, ...]
     return Plan(preset, points, groups, chunks, estimates, devices, spec, options.num_seeds, options.seed, stages,
                 checkpoint_every=options.checkpoint_every, block_rows=options.gradient_block_rows,
                 max_parallel=options.max_parallel, search=search, resuming=saved is not None,
-                env_has_preset=preset != "default" or static.env.removeprefix("gymnax/") in ENV_PRESETS
-                or suite_preset(static.env) is not None,
+                env_has_preset=preset != "default" or env_preset(static.env) is not None,
                 suite_preset=preset == "default" and suite_preset(static.env) is not None)
 
 
