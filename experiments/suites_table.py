@@ -38,8 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pgjax.algo.envs import EnvSpec, legal_actions, make_env
-from pgjax.algo.policy import masked_logits
+from pgjax.algo.envs import EnvSpec, make_env
 from pgjax.algo.rollout import make_collect
 from pgjax.commands.train import main as train_main
 from pgjax.results import random_policy, throughput
@@ -68,13 +67,7 @@ def random_returns(spec: EnvSpec, num_seeds: int, episodes: int) -> np.ndarray:
     """[num_seeds] mean return of `episodes` fresh episodes of a policy uniform over the legal actions (the
     Box for continuous ones), per seed: the rollout of training with zero logits, masked where the
     environment gives a mask."""
-    zeros = random_policy.zero_policy(spec)
-
-    def uniform(params, obs):
-        out = zeros(params, obs)
-        legal = legal_actions(spec, obs)
-        return out if legal is None else masked_logits(out, legal)
-
+    uniform = random_policy.zero_policy(spec)  # zero logits, masked where the environment gives a mask
     collect = jax.jit(jax.vmap(make_collect(spec, uniform, episodes, random_policy.uniform_distribution(spec),
                                             skip_auto_reset=True)))
     keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.key(123_456), seed))(jnp.arange(num_seeds))
