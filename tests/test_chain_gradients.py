@@ -59,6 +59,7 @@ import pytest
 from pgjax.algo.gradients import estimator_statistics, make_episode_gradients
 from pgjax.algo.rollout import Trajectory
 from tests.chain_mdp import (
+    ADVANCE,
     MAX_STEPS,
     NUM_STATES,
     TABLE,
@@ -166,15 +167,16 @@ def test_the_enumerated_episodes_are_the_chains(trajectory):
     assert valid.shape == (EPISODES, MAX_STEPS) and valid[:, 0].all()
     state = np.where(valid, np.asarray(trajectory.obs).argmax(axis=-1).T, 0)
     action, reward = np.asarray(trajectory.action).T, np.asarray(trajectory.reward).T
-    known = {(tuple(s), tuple(a), tuple(r), tuple(v)): n for n, (s, a, r, v) in
-             enumerate(zip(episodes.state, episodes.action, episodes.reward.astype(np.float32), episodes.valid))}
-    which = np.array([known[(tuple(s), tuple(a), tuple(r), tuple(v))]  # a KeyError: an episode not enumerated
-                      for s, a, r, v in zip(state, action, reward, valid)])
+    sampled = np.concatenate([state, action, reward, valid], axis=-1)  # [E, 4 T]
+    enumerated = np.concatenate([episodes.state, episodes.action, episodes.reward, episodes.valid], axis=-1)
+    matches = (sampled[:, None, :] == enumerated[None, :, :]).all(axis=-1)  # [E, 24]
+    assert (matches.sum(axis=-1) == 1).all()  # every episode drawn is one enumerated
+    which = matches.argmax(axis=-1)
     frequency = np.bincount(which, minlength=len(probabilities)) / EPISODES
     np.testing.assert_array_less(np.abs(frequency - probabilities),
                                  Z * np.sqrt(probabilities * (1 - probabilities) / EPISODES) + 1e-12)
     lengths = episodes.valid.sum(axis=-1)
-    cut_off = (lengths == MAX_STEPS) & (episodes.action[:, -1] == 1) & (episodes.state[:, -1] < NUM_STATES - 1)
+    cut_off = (lengths == MAX_STEPS) & (episodes.action[:, -1] == ADVANCE) & (episodes.state[:, -1] < NUM_STATES - 1)
     np.testing.assert_array_equal(np.asarray(trajectory.truncated), cut_off[which])
     assert 0.01 < probabilities[cut_off].sum() and frequency[cut_off].sum() > 0  # truncations are drawn
 
