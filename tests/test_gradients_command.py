@@ -84,13 +84,17 @@ def test_points_are_the_estimators_statistics_of_those_episodes(run_folder, meas
         assert entry["squared_error"]["point"] == pytest.approx(float(stats.squared_error), rel=1e-4)
 
 
-def test_counts_resample_the_episodes_as_indices_do():
+def test_counts_resample_the_episodes_as_indices_do(monkeypatch):
     rng = np.random.default_rng(0)
     grads, reference = rng.normal(size=(2, 12, 5)), rng.normal(size=5)
     counts = gradient_stats.resample_counts(12, 50, seed=1)
     assert counts.shape == (50, 12) and np.all(counts.sum(axis=1) == 12)
     indices = np.repeat(np.arange(12), counts[7].astype(int))  # draw 7's episodes, as indices
     draws = gradient_stats.bootstrap_draws(grads, reference, counts)
+    monkeypatch.setattr(gradient_stats, "DRAW_BLOCK_NUMBERS", 7)  # the draws a block at a time: the same
+    blocked = gradient_stats.bootstrap_draws(grads, reference, counts)
+    for name in gradient_stats.STATISTICS:
+        np.testing.assert_allclose(blocked[name], draws[name], rtol=1e-12)
     for w in range(2):
         resampled = estimator_statistics(jnp.asarray(grads[w][indices]), jnp.asarray(reference))
         assert draws["episode_variance"][7, w] == pytest.approx(float(resampled.episode_variance), rel=1e-5)
@@ -146,6 +150,19 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, run_folder, tmp_p
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert sorted(p.name for p in folder.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
+
+
+def test_episodes_beyond_the_free_memory_are_refused_before_any_work(run_folder, tmp_path, monkeypatch, capsys):
+    from pgjax.running import devices
+
+    folder = tmp_path / "copy"
+    shutil.copytree(run_folder, folder, ignore=shutil.ignore_patterns("gradients.*"))
+    monkeypatch.setattr(devices, "host_available_bytes", lambda: 10**6)
+    assert gradients.main([str(folder), "--episodes", "1024"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --episodes 1,024 of a policy of 58 parameters would need about ") and \
+        err.count("\n") == 1, err
+    assert not (folder / "gradients.json").exists()
 
 
 def test_a_learned_baseline_is_refused_in_one_line(run_folder, tmp_path, capsys):

@@ -52,6 +52,8 @@ class Args:
 # What an earlier gradients.json holds: it may be written over (`pgjax.commands.outputs`).
 GRADIENTS_RECORD = json_object('a gradients.json of pgjax.gradients (with "env", "run", "episodes" and "weightings")',
                                ("env", "run", "episodes", "weightings"))
+# The share of the host's free memory the estimates may take (the rest: XLA, the policy, the bootstrap's blocks).
+MEMORY_FRACTION = 0.5
 
 
 def check_args(args: Args) -> None:
@@ -101,6 +103,37 @@ def _checked_folder(args: Args) -> tuple[Path, dict, object, Path, Path]:
     return run_dir, summary, config, out, figure
 
 
+def gradients_bytes(episodes: int, num_params: int, config: object) -> int:
+    """Memory the measurement of `episodes` episodes of a policy of `num_params` parameters takes at its
+    largest: every weighting's [N, P] float32 estimates, one estimator's float64 copy and its computation's
+    (about 3 more [N, P] float32 arrays), and two batches of episodes (`pgjax.commands.evaluate.episode_bytes`)."""
+    from pgjax.algo.gradients import compared_weightings
+    from pgjax.commands.evaluate import episode_bytes
+
+    num_weightings = len(compared_weightings(config, learned=False))
+    return (4 * num_weightings + 8 + 12) * episodes * num_params + 2 * episodes * episode_bytes(config.static)
+
+
+def check_memory(episodes: int, num_params: int, config: object) -> None:
+    """Refuse --episodes whose estimates would not fit in half the host's free memory.
+
+    Raises:
+      ValueError: one line with the figures and the --episodes that fit.
+    """
+    from pgjax.running.devices import host_available_bytes
+    from pgjax.running.footprint import format_bytes
+
+    available = host_available_bytes()
+    if available is None:
+        return
+    needed, budget = gradients_bytes(episodes, num_params, config), MEMORY_FRACTION * available
+    if needed > budget:
+        fit = int(budget // max(gradients_bytes(1, num_params, config), 1))
+        raise ValueError(f"--episodes {episodes:,} of a policy of {num_params:,} parameters would need about "
+                         f"{format_bytes(needed)} of memory and {format_bytes(available)} is free; --episodes "
+                         f"{fit:,} or fewer fit")
+
+
 def gradients_record(args: Args, summary: dict, names: list[str], statistics: dict, returns: np.ndarray,
                      num_params: int) -> dict:
     """gradients.json's content: the settings, and per weighting each statistic's point and interval."""
@@ -134,6 +167,7 @@ def measure(args: Args, console: Console) -> dict:
 
     run_dir, summary, config, out, figure = _checked_folder(args)
     params = loading.load_params(run_dir, args.run)
+    check_memory(args.episodes, sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params)), config)
     key = jax.random.key(args.seed)
     names, grads, reference, returns = measure_gradients(config, params, jax.random.fold_in(key, 0),
                                                          jax.random.fold_in(key, 1), args.episodes,

@@ -22,6 +22,7 @@ from pgjax.results.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 GRADIENTS_FILE = "gradients.json"
 GRADIENTS_FIGURE = "gradients.png"
 REFERENCE_WEIGHTING = "reward_to_go"  # unbiased for the run's loss (no baseline, gamma 1): the reference's
+DRAW_BLOCK_NUMBERS = 2**22  # float64 numbers of the draws' means computed at once (32 MiB)
 STATISTICS = ("episode_variance", "cosine", "squared_error", "variance_difference", "variance_ratio")
 
 
@@ -84,15 +85,20 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, counts: np.ndarray
     reps = counts.shape[0]
     draws = {name: np.zeros((reps, num_weightings)) for name in STATISTICS[:3]}
     reference_norm = np.linalg.norm(reference)
-    for w in range(num_weightings):  # one estimator's [N, P] in float64 at a time; the draws at once
+    block = max(1, DRAW_BLOCK_NUMBERS // num_params)  # draws at once: their means [block, P] stay small
+    for w in range(num_weightings):  # one estimator's [N, P] in float64 at a time
         g = grads[w].astype(np.float64)
-        mean = counts @ g / num_episodes  # [B, P]
-        squared_norm = np.sum(mean**2, axis=1)
-        total = counts @ np.sum(g**2, axis=1)
-        draws["episode_variance"][:, w] = np.maximum(total - num_episodes * squared_norm, 0.0) / (num_episodes - 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            draws["cosine"][:, w] = mean @ reference / (np.sqrt(squared_norm) * reference_norm)
-        draws["squared_error"][:, w] = np.sum((mean - reference) ** 2, axis=1)
+        squared_rows = np.sum(g**2, axis=1)
+        for start in range(0, reps, block):
+            c = counts[start:start + block]
+            mean = c @ g / num_episodes  # [block, P]
+            squared_norm = np.sum(mean**2, axis=1)
+            rows = slice(start, start + len(c))
+            draws["episode_variance"][rows, w] = (np.maximum(c @ squared_rows - num_episodes * squared_norm, 0.0)
+                                                  / (num_episodes - 1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                draws["cosine"][rows, w] = mean @ reference / (np.sqrt(squared_norm) * reference_norm)
+            draws["squared_error"][rows, w] = np.sum((mean - reference) ** 2, axis=1)
     variance = draws["episode_variance"]
     draws["variance_difference"] = variance - variance[:, [baseline]]
     with np.errstate(divide="ignore", invalid="ignore"):
