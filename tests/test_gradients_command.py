@@ -135,7 +135,7 @@ def test_out_writes_exactly_there_and_over_no_users_file(run_folder, tmp_path, c
 BAD_INPUT = [
     ["/no/such/folder"], ["{run}", "--episodes", "1"], ["{run}", "--run", "5"], ["{run}", "--reference-batches", "0"],
     ["{run}", "--resamples", "0"], ["{run}", "--figure", "{tmp}/figure.txt"], ["{run}", "--out", "/no/such/dir/g.json"],
-    [], ["{run}", "--episodes"],
+    ["{run}", "--out", "{tmp}/same.png", "--figure", "{tmp}/same.png"], [], ["{run}", "--episodes"],
 ]
 
 

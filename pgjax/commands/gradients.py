@@ -89,6 +89,8 @@ def _checked_folder(args: Args) -> tuple[Path, dict, object, Path, Path]:
         raise ValueError(f"--run {args.run} out of range: {run_dir} holds {num_runs} runs")
     out = args.out if args.out is not None else loading.run_file(run_dir, GRADIENTS_FILE)
     figure = args.figure if args.figure is not None else loading.run_file(run_dir, GRADIENTS_FIGURE)
+    if out.resolve() == figure.resolve():
+        raise ValueError(f"--out and --figure name the same file {out}: give two files")
     check_output_file("--out" if args.out is not None else "the run folder's", out, GRADIENTS_RECORD)
     if figure.suffix.lower() != ".png":
         raise ValueError(f"--figure {figure} is no PNG's name: give a file ending in .png")
