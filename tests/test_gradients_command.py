@@ -67,7 +67,8 @@ def test_json_holds_every_weighting_with_its_statistics(run_folder, measured):
             assert set(entry[statistic]) == {"point", "ci95"} and len(entry[statistic]["ci95"]) == 2
         assert entry["episode_variance"]["point"] > 0 and entry["update_variance"]["point"] > 0
         assert -1 <= entry["cosine"]["point"] <= 1
-    assert measured["weightings"][0]["variance_ratio"] == {"point": 1.0, "ci95": [1.0, 1.0]}
+    for ratio in ("variance_ratio", "snr_ratio"):
+        assert measured["weightings"][0][ratio] == {"point": 1.0, "ci95": [1.0, 1.0]}
     assert (run_folder / "gradients.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -108,6 +109,9 @@ def test_points_are_the_statistics_of_those_batches(measured, remeasured):
             "squared_error": squared_error, "squared_bias": squared_error - update_variance,
             "variance_ratio": update_variance / grads[0].mean(axis=1).var(axis=0, ddof=1).sum(),
         }
+        if w == 0:
+            run_snr = expected["snr"]
+        expected["snr_ratio"] = expected["snr"] / run_snr
         for statistic, value in expected.items():
             assert entry[statistic]["point"] == pytest.approx(value, rel=2e-4, abs=1e-9), (entry["name"], statistic)
 
@@ -153,6 +157,7 @@ def test_the_bootstrap_is_paired_by_batch():
     paired = gradient_stats.paired_statistics(grads, reference, baseline=0, reps=500)
     np.testing.assert_allclose([paired["variance_ratio"]["low"][1], paired["variance_ratio"]["high"][1]], 4.0)
     np.testing.assert_allclose(paired["snr"]["low"][1], paired["snr"]["low"][0], rtol=1e-9)
+    np.testing.assert_allclose([paired["snr_ratio"]["low"][1], paired["snr_ratio"]["high"][1]], 1.0)
     apart = [gradient_stats.bootstrap_draws(grads[[w]], reference, 0.0, gradient_stats.resample_counts(40, 500, w))
              for w in range(2)]
     ratio = apart[1]["update_variance"][:, 0] / apart[0]["update_variance"][:, 0]

@@ -31,7 +31,7 @@ REFERENCE_WEIGHTING = "reward_to_go"  # unbiased for the run's loss (no baseline
 DRAW_BLOCK_NUMBERS = 2**22  # float64 numbers of the draws' means computed at once (32 MiB)
 # Each estimator's statistics (`bootstrap_draws`), in the order of gradients.json and the table.
 STATISTICS = ("episode_variance", "update_variance", "snr", "cosine", "squared_error", "squared_bias",
-              "variance_ratio")
+              "variance_ratio", "snr_ratio")
 
 
 def resample_counts(num_batches: int, reps: int, seed: int = 0) -> np.ndarray:
@@ -75,7 +75,9 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
       squared_bias: |m - reference|^2 - V / K - reference_variance, the squared distance of the estimator's
         expectation from the reference's (unbiased for it: 0 for an unbiased estimator, up to noise that can
         take it below 0); it is squared_error - update_variance;
-      variance_ratio: update_variance of w over that of `baseline` on the same draw.
+      variance_ratio: update_variance of w over that of `baseline` on the same draw (meaningful between
+        weightings of one scale: a normalised weighting rescales the gradient);
+      snr_ratio: snr of w over that of `baseline` on the same draw (scale-free).
     `population` gives instead each statistic's value for the K batches taken as the whole population (what
     the bootstrap's draws estimate): the variances with ddof 0, snr |m|^2 / V and squared_bias |m - reference|^2
     - reference_variance; `paired_statistics` centres its intervals with it.
@@ -85,6 +87,7 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
       reference: [P] the reference gradient; reference_variance: its own variance (tr Cov of it; 0: none).
       counts: [B, K] resampling counts (`resample_counts`).
       baseline: the row of `grads` the ratios are against.
+      population: the statistics of the K batches as the population (see above), not their estimates.
 
     Returns:
       {statistic: [B, W] float64} for each name of `STATISTICS`.
@@ -104,7 +107,7 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
         raise ValueError(f"baseline {baseline} out of range for {num_weightings} estimators")
     reps, num_episodes = counts.shape[0], num_batches * batch_episodes
     ddof = 0 if population else 1
-    draws = {name: np.zeros((reps, num_weightings)) for name in STATISTICS[:-1]}
+    draws = {name: np.zeros((reps, num_weightings)) for name in STATISTICS[:-2]}
     reference_norm = np.linalg.norm(reference)
     block = max(1, DRAW_BLOCK_NUMBERS // num_params)  # draws at once: their means [block, P] stay small
     for w in range(num_weightings):  # one estimator's batches in float64 at a time
@@ -130,9 +133,10 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
             draws["cosine"][rows, w] = c @ cosines / num_batches
             draws["squared_error"][rows, w] = c @ errors / num_batches - reference_variance
             draws["squared_bias"][rows, w] = np.sum((mean - reference) ** 2, axis=1) - noise - reference_variance
-    variance = draws["update_variance"]
+    variance, snr = draws["update_variance"], draws["snr"]
     with np.errstate(divide="ignore", invalid="ignore"):
         draws["variance_ratio"] = variance / variance[:, [baseline]]
+        draws["snr_ratio"] = snr / snr[:, [baseline]]
     return draws
 
 
