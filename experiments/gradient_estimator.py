@@ -52,7 +52,7 @@ WEIGHTINGS = {
     "default": ("episode", "batch_norm", "step_mean", 1.0, 0.0),
     "reward_to_go": ("reward_to_go", "none", "episode_sum", 1.0, 0.0),
 }
-REPORTED = ("update_variance", "snr", "cosine", "variance_ratio", "snr_ratio")
+REPORTED = ("update_variance", "snr", "cosine", "variance_ratio", "snr_ratio", "cosine_difference")
 
 
 def weighting_configs(config) -> dict:
@@ -135,9 +135,10 @@ def main() -> None:
                              "updates": 0 if stage == "initial" else config.static.num_updates,
                              **measure_policy(weighting_configs(config), params, 1000 + run, args)}
                     results.append(entry)
-                    ratio = entry["weightings"]["001"]["snr_ratio"]
+                    ratio, cosine = (entry["weightings"]["001"][k] for k in ("snr_ratio", "cosine_difference"))
                     print(f"{preset} run {run} {stage}: return {entry['mean_return']:.1f}, SNR 001/000 "
-                          f"{ratio[0]:.3g} [{ratio[1]:.3g}, {ratio[2]:.3g}]", flush=True)
+                          f"{ratio[0]:.3g} [{ratio[1]:.3g}, {ratio[2]:.3g}], cosine 001-000 {cosine[0]:.3g} "
+                          f"[{cosine[1]:.3g}, {cosine[2]:.3g}]", flush=True)
     record = {
         "command": "python experiments/gradient_estimator.py " + " ".join(sys.argv[1:]),
         "device": f"{platform.processor() or platform.machine()} CPU, {jax.device_count()} device(s): "

@@ -69,6 +69,7 @@ def test_json_holds_every_weighting_with_its_statistics(run_folder, measured):
         assert -1 <= entry["cosine"]["point"] <= 1
     for ratio in ("variance_ratio", "snr_ratio"):
         assert measured["weightings"][0][ratio] == {"point": 1.0, "ci95": [1.0, 1.0]}
+    assert measured["weightings"][0]["cosine_difference"] == {"point": 0.0, "ci95": [0.0, 0.0]}
     assert (run_folder / "gradients.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -110,8 +111,9 @@ def test_points_are_the_statistics_of_those_batches(measured, remeasured):
             "variance_ratio": update_variance / grads[0].mean(axis=1).var(axis=0, ddof=1).sum(),
         }
         if w == 0:
-            run_snr = expected["snr"]
+            run_snr, run_cosine = expected["snr"], expected["cosine"]
         expected["snr_ratio"] = expected["snr"] / run_snr
+        expected["cosine_difference"] = expected["cosine"] - run_cosine
         for statistic, value in expected.items():
             assert entry[statistic]["point"] == pytest.approx(value, rel=2e-4, abs=1e-9), (entry["name"], statistic)
 
@@ -158,6 +160,8 @@ def test_the_bootstrap_is_paired_by_batch():
     np.testing.assert_allclose([paired["variance_ratio"]["low"][1], paired["variance_ratio"]["high"][1]], 4.0)
     np.testing.assert_allclose(paired["snr"]["low"][1], paired["snr"]["low"][0], rtol=1e-9)
     np.testing.assert_allclose([paired["snr_ratio"]["low"][1], paired["snr_ratio"]["high"][1]], 1.0)
+    np.testing.assert_allclose([paired["cosine_difference"]["low"][1], paired["cosine_difference"]["high"][1]], 0.0,
+                               atol=1e-12)  # the same direction on every batch
     apart = [gradient_stats.bootstrap_draws(grads[[w]], reference, 0.0, gradient_stats.resample_counts(40, 500, w))
              for w in range(2)]
     ratio = apart[1]["update_variance"][:, 0] / apart[0]["update_variance"][:, 0]

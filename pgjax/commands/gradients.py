@@ -263,7 +263,7 @@ def _estimate(entry: dict) -> str:
 COLUMNS = {"episode_variance": "variance per episode", "update_variance": "variance of an update",
            "snr": "SNR of an update", "cosine": "cosine with reference", "squared_error": "squared error",
            "squared_bias": "squared bias", "variance_ratio": "variance / run's",
-           "snr_ratio": "SNR / run's"}
+           "snr_ratio": "SNR / run's", "cosine_difference": "cosine - run's"}
 
 
 def print_gradients(result: dict, console: Console) -> None:

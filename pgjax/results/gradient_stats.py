@@ -31,7 +31,7 @@ REFERENCE_WEIGHTING = "reward_to_go"  # unbiased for the run's loss (no baseline
 DRAW_BLOCK_NUMBERS = 2**22  # float64 numbers of the draws' means computed at once (32 MiB)
 # Each estimator's statistics (`bootstrap_draws`), in the order of gradients.json and the table.
 STATISTICS = ("episode_variance", "update_variance", "snr", "cosine", "squared_error", "squared_bias",
-              "variance_ratio", "snr_ratio")
+              "variance_ratio", "snr_ratio", "cosine_difference")
 
 
 def resample_counts(num_batches: int, reps: int, seed: int = 0) -> np.ndarray:
@@ -77,7 +77,9 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
         take it below 0); it is squared_error - update_variance;
       variance_ratio: update_variance of w over that of `baseline` on the same draw (meaningful between
         weightings of one scale: a normalised weighting rescales the gradient);
-      snr_ratio: snr of w over that of `baseline` on the same draw (scale-free).
+      snr_ratio: snr of w over that of `baseline` on the same draw (scale-free; unbounded where the baseline's
+        snr is near 0);
+      cosine_difference: cosine of w minus that of `baseline` on the same draw (scale-free and bounded).
     `population` gives instead each statistic's value for the K batches taken as the whole population (what
     the bootstrap's draws estimate): the variances with ddof 0, snr |m|^2 / V and squared_bias |m - reference|^2
     - reference_variance; `paired_statistics` centres its intervals with it.
@@ -107,7 +109,7 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
         raise ValueError(f"baseline {baseline} out of range for {num_weightings} estimators")
     reps, num_episodes = counts.shape[0], num_batches * batch_episodes
     ddof = 0 if population else 1
-    draws = {name: np.zeros((reps, num_weightings)) for name in STATISTICS[:-2]}
+    draws = {name: np.zeros((reps, num_weightings)) for name in STATISTICS[:-3]}
     reference_norm = np.linalg.norm(reference)
     block = max(1, DRAW_BLOCK_NUMBERS // num_params)  # draws at once: their means [block, P] stay small
     for w in range(num_weightings):  # one estimator's batches in float64 at a time
@@ -137,6 +139,7 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
     with np.errstate(divide="ignore", invalid="ignore"):
         draws["variance_ratio"] = variance / variance[:, [baseline]]
         draws["snr_ratio"] = snr / snr[:, [baseline]]
+    draws["cosine_difference"] = draws["cosine"] - draws["cosine"][:, [baseline]]
     return draws
 
 
