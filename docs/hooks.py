@@ -167,9 +167,9 @@ def _interval(values: list[float], digits: int = 3) -> str:
 
 
 def _gradient_estimator_table() -> str:
-    """Two tables from `experiments/results/gradient_estimator.json`: per preset and stage, the median over runs
-    of each weighting's SNR and of 001's SNR and variance over 000's, with how many runs' paired 95% intervals
-    lie wholly above or below 1; then every run's points and intervals."""
+    """Two tables from `experiments/results/gradient_estimator.json`: per preset and stage, the median over runs of
+    each weighting's SNR and cosine, and of 001's against 000's (with how many runs' paired 95% intervals lie
+    wholly above or below no difference); then every run's points and intervals."""
     import statistics
 
     record = json.loads((ROOT / "experiments" / "results" / "gradient_estimator.json").read_text())
@@ -181,32 +181,34 @@ def _gradient_estimator_table() -> str:
     def median(entries, name, statistic):
         return _number(statistics.median(e["weightings"][name][statistic][0] for e in entries))
 
-    def sides(entries, name, statistic):
-        above = sum(e["weightings"][name][statistic][1] > 1 for e in entries)
-        below = sum(e["weightings"][name][statistic][2] < 1 for e in entries)
-        return f"{above} / {below}"
+    def sides(entries, statistic, level):
+        above = sum(e["weightings"]["001"][statistic][1] > level for e in entries)
+        below = sum(e["weightings"]["001"][statistic][2] < level for e in entries)
+        return f"{median(entries, '001', statistic)} ({above} / {below})"
 
-    summary = ["| policy | updates | mean return | " + " | ".join(f"SNR {n}" for n in names) +
-               " | SNR 001 / 000 (runs above / below 1) | variance 001 / 000 | cosine 000 | cosine 001 |",
-               "|---|---|---|" + "---|" * len(names) + "---|---|---|---|"]
+    summary = ["| policy | updates | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | "
+               + " | ".join(f"cosine {n}" for n in names) + " | cosine 001 - 000 (runs above / below 0) | "
+               "SNR 001 / 000 (runs above / below 1) | variance 001 / 000 |",
+               "|---|---|---|" + "---|" * (2 * len(names) + 3)]
     for (preset, stage), entries in by_stage.items():
         cells = [f"{preset}, {stage}", str(entries[0]["updates"]),
                  _number(statistics.median(e["mean_return"] for e in entries))]
         cells += [median(entries, name, "snr") for name in names]
-        cells += [f"{median(entries, '001', 'snr_ratio')} ({sides(entries, '001', 'snr_ratio')})",
-                  median(entries, "001", "variance_ratio"), median(entries, "000", "cosine"),
-                  median(entries, "001", "cosine")]
+        cells += [median(entries, name, "cosine") for name in names]
+        cells += [sides(entries, "cosine_difference", 0.0), sides(entries, "snr_ratio", 1.0),
+                  median(entries, "001", "variance_ratio")]
         summary.append("| " + " | ".join(cells) + " |")
-    runs = ["| policy | run | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | SNR 001 / 000 | "
-            + " | ".join(f"cosine {n}" for n in names) + " |", "|---|---|---|" + "---|" * (2 * len(names) + 1)]
+    runs = ["| policy | run | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | "
+            + " | ".join(f"cosine {n}" for n in names) + " | cosine 001 - 000 | SNR 001 / 000 |",
+            "|---|---|---|" + "---|" * (2 * len(names) + 2)]
     for policy in record["policies"]:
         weightings = policy["weightings"]
         cells = [f"{policy['preset']}, {policy['stage']}", str(policy["run"]), _number(policy["mean_return"])]
         cells += [_interval(weightings[name]["snr"]) for name in names]
-        cells += [_interval(weightings["001"]["snr_ratio"])]
         cells += [_interval(weightings[name]["cosine"]) for name in names]
+        cells += [_interval(weightings["001"][k]) for k in ("cosine_difference", "snr_ratio")]
         runs.append("| " + " | ".join(cells) + " |")
-    return "\n".join(summary) + "\n\nEvery run:\n\n" + "\n".join(runs)
+    return "\n".join(summary) + "\n\nEvery run (95% paired intervals):\n\n" + "\n".join(runs)
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
