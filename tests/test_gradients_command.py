@@ -149,6 +149,15 @@ def test_counts_resample_the_batches_as_indices_do(monkeypatch):
         np.testing.assert_allclose(draws[name][7], resampled[name][0], rtol=1e-9)
 
 
+def test_an_update_of_gradient_zero_counts_cosine_zero():
+    """batch_norm's weights are all 0 on a batch whose episodes return the same (CartPole's step limit): that
+    update does not move, and its cosine with the reference counts 0 (not nan) in the mean over updates."""
+    reference = np.array([1.0, 0.0])
+    grads = np.array([[[[2.0, 0.0]], [[0.0, 0.0]], [[1.0, 1.0]]]])  # [W=1, K=3, E=1, P=2]
+    draws = gradient_stats.bootstrap_draws(grads, reference, 0.0, np.ones((1, 3)))
+    assert draws["cosine"][0, 0] == pytest.approx((1.0 + 0.0 + 2**-0.5) / 3)
+
+
 def test_the_bootstrap_is_paired_by_batch():
     """Estimator 1 is twice estimator 0 episode by episode: on every paired draw its variance is exactly 4 times
     the other's and its SNR the same, so the paired interval of the ratio is [4, 4]; drawn apart, the

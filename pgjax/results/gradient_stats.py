@@ -69,7 +69,8 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
       snr: (|m|^2 - V / K) / V, the signal-to-noise ratio of an update's estimate: the squared norm of the
         estimator's expectation over V (|m|^2 less its own noise V / K; scale-free, unlike the variances);
       cosine: sum_k c_k cos(m_k, reference) / K, the mean cosine of an update's estimate with the reference
-        (nan where a batch's estimate or the reference is 0);
+        (an update whose estimate is 0, e.g. batch_norm's on episodes of equal returns, counts 0; nan where the
+        reference is 0);
       squared_error: sum_k c_k |m_k - reference|^2 / K - reference_variance, the mean squared error of an
         update's estimate against the reference's expectation (the reference's own variance taken out);
       squared_bias: |m - reference|^2 - V / K - reference_variance, the squared distance of the estimator's
@@ -117,8 +118,9 @@ def bootstrap_draws(grads: np.ndarray, reference: np.ndarray, reference_variance
         batch_means = g.mean(axis=1)  # [K, P]
         episode_squares = np.sum(g**2, axis=(1, 2))  # [K]
         mean_squares = np.sum(batch_means**2, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cosines = batch_means @ reference / (np.sqrt(mean_squares) * reference_norm)
+        with np.errstate(divide="ignore", invalid="ignore"):  # an update of gradient 0 points nowhere: cosine 0
+            cosines = np.where(mean_squares > 0, batch_means @ reference / (np.sqrt(mean_squares) * reference_norm),
+                               0.0)
         errors = np.sum((batch_means - reference) ** 2, axis=1)
         for start in range(0, reps, block):
             c = counts[start:start + block]
