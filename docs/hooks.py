@@ -169,7 +169,8 @@ def _interval(values: list[float], digits: int = 3) -> str:
 def _gradient_estimator_table() -> str:
     """Two tables from `experiments/results/gradient_estimator.json`: per preset and stage, the median over runs of
     each weighting's SNR and cosine, and of 001's against 000's (with how many runs' paired 95% intervals lie
-    wholly above or below no difference); then every run's points and intervals."""
+    wholly above or below no difference; no SNR ratio where 000's SNR interval reaches 0 in a run: the ratio is
+    unbounded there); then every run's points and intervals."""
     import statistics
 
     record = json.loads((ROOT / "experiments" / "results" / "gradient_estimator.json").read_text())
@@ -188,15 +189,20 @@ def _gradient_estimator_table() -> str:
 
     summary = ["| policy | updates | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | "
                + " | ".join(f"cosine {n}" for n in names) + " | cosine 001 - 000 (runs above / below 0) | "
-               "SNR 001 / 000 (runs above / below 1) | variance 001 / 000 |",
-               "|---|---|---|" + "---|" * (2 * len(names) + 3)]
+               "SNR 001 / 000 (runs above / below 1) | variance 001 / 000 | variance reward_to_go / episode "
+               "(runs above / below 1) |",
+               "|---|---|---|" + "---|" * (2 * len(names) + 4)]
     for (preset, stage), entries in by_stage.items():
         cells = [f"{preset}, {stage}", str(entries[0]["updates"]),
                  _number(statistics.median(e["mean_return"] for e in entries))]
         cells += [median(entries, name, "snr") for name in names]
         cells += [median(entries, name, "cosine") for name in names]
-        cells += [sides(entries, "cosine_difference", 0.0), sides(entries, "snr_ratio", 1.0),
-                  median(entries, "001", "variance_ratio")]
+        noise = sum(e["weightings"]["000"]["snr"][1] <= 0 for e in entries)  # 000's SNR interval reaches 0
+        ratio = sides(entries, "snr_ratio", 1.0) if not noise else f"- (000's SNR is noise in {noise} runs)"
+        cells += [sides(entries, "cosine_difference", 0.0), ratio, median(entries, "001", "variance_ratio")]
+        to_episode = [e["weightings"]["reward_to_go"]["variance_ratio_to_episode"] for e in entries]
+        cells.append(f"{_number(statistics.median(r[0] for r in to_episode))} ({sum(r[1] > 1 for r in to_episode)}"
+                     f" / {sum(r[2] < 1 for r in to_episode)})")
         summary.append("| " + " | ".join(cells) + " |")
     runs = ["| policy | run | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | "
             + " | ".join(f"cosine {n}" for n in names) + " | cosine 001 - 000 | SNR 001 / 000 |",

@@ -9,7 +9,7 @@ preset's updates (`python -m pgjax.train --preset P --num-updates U/2`, a fresh 
 measures two policies: the initial one (rebuilt from the run's seed, as `python -m pgjax.gradients --policy
 initial` does) and the halfway one (the run's final). On each policy it computes, on the same K = episodes /
 batch-episodes batches of E episodes (`pgjax.results.gradient_stats.measure_gradients`), the per-episode
-gradient estimates of four weightings, each on the preset's own network:
+gradient estimates of five weightings, each on the preset's own network:
 
     000: tutorial 000's, the episode's return minus 15 on every step, averaged over the episode's steps
          (returns episode, baseline constant 15, reduction episode_mean, gamma 1);
@@ -18,6 +18,8 @@ gradient estimates of four weightings, each on the preset's own network:
     default: pgjax's default, the episode's return standardised over the batch's steps, averaged over every
          step of the batch (returns episode, baseline batch_norm, reduction step_mean, gamma 1);
     reward_to_go: the plain unbiased estimator (returns reward_to_go, no baseline, episode_sum, gamma 1);
+    episode: the whole return on every step, the same otherwise (unbiased too, and on reward_to_go's scale:
+         their variances compare as they are, `variance_ratio_to_episode`);
 
 and the reference gradient of the last on `--reference-batches` x K other batches: -grad J of the expected
 undiscounted return, unbiased. The statistics and their paired bootstrap intervals are
@@ -51,6 +53,7 @@ WEIGHTINGS = {
     "001": ("reward_to_go", "episode_norm", "episode_sum", 0.9, 0.0),
     "default": ("episode", "batch_norm", "step_mean", 1.0, 0.0),
     "reward_to_go": ("reward_to_go", "none", "episode_sum", 1.0, 0.0),
+    "episode": ("episode", "none", "episode_sum", 1.0, 0.0),
 }
 REPORTED = ("update_variance", "snr", "cosine", "variance_ratio", "snr_ratio", "cosine_difference")
 
@@ -91,13 +94,19 @@ def measure_policy(configs: dict, params, seed: int, args) -> dict:
     measured = measure_gradients(configs, configs["reward_to_go"], params, jax.random.fold_in(key, 0),
                                  jax.random.fold_in(key, 1), num_batches, args.batch_episodes,
                                  args.reference_batches)
-    statistics = paired_statistics(measured.grads, measured.reference.mean, measured.reference.variance,
-                                   baseline=measured.names.index("000"), reps=args.resamples, seed=seed)
+    reference = (measured.grads, measured.reference.mean, measured.reference.variance)
+    statistics = paired_statistics(*reference, baseline=measured.names.index("000"), reps=args.resamples, seed=seed)
+    to_episode = paired_statistics(*reference, baseline=measured.names.index("episode"), reps=args.resamples,
+                                   seed=seed)["variance_ratio"]
+
+    def triple(values, w):
+        return [float(values[k][w]) for k in ("point", "low", "high")]
+
     return {
         "mean_return": float(np.mean(measured.returns)),
         "reference_norm": float(np.linalg.norm(measured.reference.mean)),
-        "weightings": {name: {statistic: [float(statistics[statistic][k][w]) for k in ("point", "low", "high")]
-                              for statistic in REPORTED}
+        "weightings": {name: {**{statistic: triple(statistics[statistic], w) for statistic in REPORTED},
+                              "variance_ratio_to_episode": triple(to_episode, w)}
                        for w, name in enumerate(measured.names)},
     }
 
