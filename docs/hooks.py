@@ -174,7 +174,7 @@ def _gradient_estimator_table() -> str:
     import statistics
 
     record = json.loads((ROOT / "experiments" / "results" / "gradient_estimator.json").read_text())
-    names = list(record["weightings"])
+    names = [name for name in record["weightings"] if name != "episode"]  # the whole return: in the last ratio
     by_stage: dict[tuple[str, str], list[dict]] = {}
     for policy in record["policies"]:
         by_stage.setdefault((policy["preset"], policy["stage"]), []).append(policy)
