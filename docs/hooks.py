@@ -10,6 +10,8 @@
   (its `__all__`), under the layer of the module that defines it;
 * `<!-- suites-table -->` becomes the table of the suites' measured tasks, read from
   `experiments/results/suites/*.json` (written by `experiments/suites_table.py`);
+* `<!-- gradient-estimator-table -->` becomes the tables of the tutorials' gradient estimators on CartPole,
+  read from `experiments/results/gradient_estimator.json` (written by `experiments/gradient_estimator.py`);
 * `experiments/results/*.png` figures are served as `figures/<name>.png`.
 
 Each command runs in a subprocess with this checkout first on PYTHONPATH, so the
@@ -35,6 +37,7 @@ PRESETS = "<!-- presets -->"
 MODULES = "<!-- modules -->"
 API = "<!-- api -->"
 SUITES_TABLE = "<!-- suites-table -->"
+GRADIENT_ESTIMATOR_TABLE = "<!-- gradient-estimator-table -->"
 LAYERS = {"pgjax.algo": "The algorithm (`pgjax.algo`)", "pgjax.running": "Running (`pgjax.running`)",
           "pgjax.results": "Results (`pgjax.results`)"}
 _cache: dict[tuple[str, ...], str] = {}
@@ -157,6 +160,63 @@ def _suites_table() -> str:
     return "\n".join(rows)
 
 
+def _interval(values: list[float], digits: int = 3) -> str:
+    """ "1.23 [1.1, 1.4]": a [point, low, high] triple."""
+    point, low, high = values
+    return f"{_number(point, digits)} [{_number(low, 2)}, {_number(high, 2)}]"
+
+
+def _gradient_estimator_table() -> str:
+    """Two tables from `experiments/results/gradient_estimator.json`: per preset and stage, the median over runs of
+    each weighting's SNR and cosine, and of 001's against 000's (with how many runs' paired 95% intervals lie
+    wholly above or below no difference; no SNR ratio where 000's SNR interval reaches 0 in a run: the ratio is
+    unbounded there); then every run's points and intervals."""
+    import statistics
+
+    record = json.loads((ROOT / "experiments" / "results" / "gradient_estimator.json").read_text())
+    names = [name for name in record["weightings"] if name != "episode"]  # the whole return: in the last ratio
+    by_stage: dict[tuple[str, str], list[dict]] = {}
+    for policy in record["policies"]:
+        by_stage.setdefault((policy["preset"], policy["stage"]), []).append(policy)
+
+    def median(entries, name, statistic):
+        return _number(statistics.median(e["weightings"][name][statistic][0] for e in entries))
+
+    def sides(entries, statistic, level):
+        above = sum(e["weightings"]["001"][statistic][1] > level for e in entries)
+        below = sum(e["weightings"]["001"][statistic][2] < level for e in entries)
+        return f"{median(entries, '001', statistic)} ({above} / {below})"
+
+    summary = ["| policy | updates | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | "
+               + " | ".join(f"cosine {n}" for n in names) + " | cosine 001 - 000 (runs above / below 0) | "
+               "SNR 001 / 000 (runs above / below 1) | variance 001 / 000 | variance reward_to_go / episode "
+               "(runs above / below 1) |",
+               "|---|---|---|" + "---|" * (2 * len(names) + 4)]
+    for (preset, stage), entries in by_stage.items():
+        cells = [f"{preset}, {stage}", str(entries[0]["updates"]),
+                 _number(statistics.median(e["mean_return"] for e in entries))]
+        cells += [median(entries, name, "snr") for name in names]
+        cells += [median(entries, name, "cosine") for name in names]
+        noise = sum(e["weightings"]["000"]["snr"][1] <= 0 for e in entries)  # 000's SNR interval reaches 0
+        ratio = sides(entries, "snr_ratio", 1.0) if not noise else f"- (000's SNR is noise in {noise} runs)"
+        cells += [sides(entries, "cosine_difference", 0.0), ratio, median(entries, "001", "variance_ratio")]
+        to_episode = [e["weightings"]["reward_to_go"]["variance_ratio_to_episode"] for e in entries]
+        cells.append(f"{_number(statistics.median(r[0] for r in to_episode))} ({sum(r[1] > 1 for r in to_episode)}"
+                     f" / {sum(r[2] < 1 for r in to_episode)})")
+        summary.append("| " + " | ".join(cells) + " |")
+    runs = ["| policy | run | mean return | " + " | ".join(f"SNR {n}" for n in names) + " | "
+            + " | ".join(f"cosine {n}" for n in names) + " | cosine 001 - 000 | SNR 001 / 000 |",
+            "|---|---|---|" + "---|" * (2 * len(names) + 2)]
+    for policy in record["policies"]:
+        weightings = policy["weightings"]
+        cells = [f"{policy['preset']}, {policy['stage']}", str(policy["run"]), _number(policy["mean_return"])]
+        cells += [_interval(weightings[name]["snr"]) for name in names]
+        cells += [_interval(weightings[name]["cosine"]) for name in names]
+        cells += [_interval(weightings["001"][k]) for k in ("cosine_difference", "snr_ratio")]
+        runs.append("| " + " | ".join(cells) + " |")
+    return "\n".join(summary) + "\n\nEvery run (95% paired intervals):\n\n" + "\n".join(runs)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     def help_block(match: re.Match) -> str:
         module = match.group(1)
@@ -171,6 +231,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = markdown.replace(MODULES, _modules_table())
     if SUITES_TABLE in markdown:
         markdown = markdown.replace(SUITES_TABLE, _suites_table())
+    if GRADIENT_ESTIMATOR_TABLE in markdown:
+        markdown = markdown.replace(GRADIENT_ESTIMATOR_TABLE, _gradient_estimator_table())
     return markdown
 
 

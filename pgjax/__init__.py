@@ -7,13 +7,13 @@
 Four layers, each importing only those before it:
 
 * `pgjax.algo`: the algorithm as pure functions (config, presets, envs, policy,
-  rollout, weights, loss, trainer; `pieces` chooses each piece or its fast path);
+  rollout, weights, loss, trainer, gradients; `pieces` chooses each piece or its fast path);
 * `pgjax.running`: the install check, devices and XLA setup, sharding, memory,
   grids, sweeps, checkpoints, progress;
 * `pgjax.results`: the run folder's files, summary.json, statistics, tables,
   plots, evaluation of trained policies;
 * `pgjax.commands`: the commands, `python -m pgjax.train`, `pgjax.evaluate`, `pgjax.plot`,
-  `pgjax.bench` (parse, call, print).
+  `pgjax.compare`, `pgjax.bench`, `pgjax.gradients` (parse, call, print).
 
 Importing pgjax starts no JAX backend, so `pgjax.configure_cpu()` can still
 give XLA one CPU device per core; the heavier modules load on first use.
@@ -49,10 +49,15 @@ _EXPORTS = {
     "RecurrentPolicy": "pgjax.algo.policy",
     "register_network": "pgjax.algo.policy",
     "FastPaths": "pgjax.algo.pieces",
+    "make_episode_gradients": "pgjax.algo.gradients",
+    "estimator_statistics": "pgjax.algo.gradients",
+    "reference_gradient": "pgjax.algo.gradients",
+    "compared_weightings": "pgjax.algo.gradients",
     # running: devices, sweeps, checkpoints
     "train_runs": "pgjax.running.sharding",
     # results: files, statistics, plots, evaluation
     "load_params": "pgjax.running.run_folder.loading",
+    "load_value_params": "pgjax.running.run_folder.loading",
     "load_metrics": "pgjax.running.run_folder.loading",
     "load_summary": "pgjax.running.run_folder.loading",
     "load_group_metrics": "pgjax.running.run_folder.loading",
@@ -60,6 +65,8 @@ _EXPORTS = {
     "load_results": "pgjax.results.exports",
     "load_policy": "pgjax.results.evaluation",
     "group_statistics": "pgjax.results.stats",
+    "measure_gradients": "pgjax.results.gradient_stats",
+    "paired_statistics": "pgjax.results.gradient_stats",
 }
 
 __all__ = ["configure_cpu", *_EXPORTS]

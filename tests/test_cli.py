@@ -210,7 +210,7 @@ def test_help_explains_every_flag_with_the_presets_values(capsys):
     assert re.search(r"Adam learning rate\. \(default: 0\.0003\)", flat) and "(default: 5000)" in flat
 
 
-@pytest.mark.parametrize("module", ["train", "evaluate", "plot", "bench"])
+@pytest.mark.parametrize("module", ["train", "evaluate", "plot", "bench", "gradients"])
 def test_every_command_has_version_usage_and_survives_a_closed_pipe(module, capsys):
     import importlib
 

@@ -213,16 +213,19 @@ def test_every_compared_weighting_on_one_trajectory():
     assert all(not np.allclose(means[a], means[b]) for i, a in enumerate(names) for b in names[i + 1:])
 
 
-def test_reference_gradient_is_the_mean_of_its_batches():
+def test_reference_gradient_is_the_mean_of_its_batches_with_its_own_variance():
     config = small_config()
     state = make_trainer(config, fast=FastPaths.reference()).init(jax.random.key(0), config.hparams.as_arrays())
     estimates = make_episode_gradients(config)
     key = jax.random.key(9)
-    batches = [estimates.gradients(state.params, estimates.collect(state.params, k)).mean(axis=0)
-               for k in jax.random.split(key, 3)]
-    np.testing.assert_allclose(reference_gradient(estimates, state.params, key, 3), np.mean(batches, axis=0),
-                               rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match="num_batches must be >= 1"):
+    batches = np.array([estimates.gradients(state.params, estimates.collect(state.params, k)).mean(axis=0)
+                        for k in jax.random.split(key, 4)])
+    for at_once in (1, 3):  # a group of 3 and one of 1: the same batches, vmapped or not
+        reference = reference_gradient(estimates, state.params, key, 4, batches_at_once=at_once)
+        np.testing.assert_allclose(reference.mean, batches.mean(axis=0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(reference.variance, batches.var(axis=0, ddof=1).sum() / 4, rtol=1e-4)
+    assert np.isnan(reference_gradient(estimates, state.params, key, 1).variance)
+    with pytest.raises(ValueError, match="num_batches and batches_at_once must be >= 1"):
         reference_gradient(estimates, state.params, key, 0)
 
 

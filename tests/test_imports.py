@@ -15,7 +15,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pgjax"
 # the entry layer: the commands package and the `python -m pgjax.<command>` entry points
-ENTRY_POINTS = ("train", "evaluate", "plot", "compare", "bench")
+ENTRY_POINTS = ("train", "evaluate", "plot", "compare", "bench", "gradients")
 ENTRY_MODULES = {"pgjax.commands", *(f"pgjax.{name}" for name in ENTRY_POINTS)}
 # Each layer and the layers it must not import.
 FORBIDDEN = {

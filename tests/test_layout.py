@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pgjax"
-COMMANDS = ("train", "evaluate", "plot", "compare", "bench")
+COMMANDS = ("train", "evaluate", "plot", "compare", "bench", "gradients")
 
 
 def _assigns_sys_modules(tree: ast.AST) -> bool:

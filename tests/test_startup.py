@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("train", "evaluate", "plot", "compare", "bench")
+COMMANDS = ("train", "evaluate", "plot", "compare", "bench", "gradients")
 CASES = {"help": (["--help"], 0), "version": (["--version"], 0), "unknown flag": (["--no-such-flag"], 2)}
 BAD_VALUES = {  # a value of the wrong type or outside the choices, per command
     "train": ["--num-seeds", "many"], "evaluate": ["some_dir", "--episodes", "x"],
-    "plot": ["--statistic", "median"], "compare": ["--resamples", "x"], "bench": ["--runs", "x"]}
+    "plot": ["--statistic", "median"], "compare": ["--resamples", "x"], "bench": ["--runs", "x"],
+    "gradients": ["some_dir", "--episodes", "x"]}
 
 RUNNER = """
 import json, runpy, sys

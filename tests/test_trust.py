@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgjax import load_policy
-from pgjax.commands import compare, evaluate
+from pgjax.commands import compare, evaluate, gradients
 from pgjax.commands import train as train_command
 from pgjax.running.run_folder import trust
 from pgjax.running.run_folder.files import CONFIG_FILE, SUMMARY_FILE, WANDB_DIR
@@ -93,6 +93,30 @@ def test_evaluate_and_load_policy_import_no_module_a_folder_names(custom_folder,
     with pytest.raises(ValueError, match="is not the"):
         load_policy(folder, env=CHAIN, network=LINEAR)
     _never_imported(evil)
+
+
+@pytest.mark.parametrize("names", [{"env": f"{EVIL_MODULE}:make"}, {"network": f"{EVIL_MODULE}:make"}])
+def test_gradients_imports_no_module_a_folder_names(custom_folder, tmp_path, evil, names, capsys):
+    folder = _copy(custom_folder, tmp_path, "bundle")
+    _rename(folder, **names)
+    small = ["--episodes", "4", "--reference-batches", "1", "--resamples", "20"]
+    confirmed = [] if "env" in names else ["--env", CHAIN]
+    assert gradients.main([str(folder), *small, *confirmed]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "imports no code a run folder names" in err and f"{EVIL_MODULE}:make" in err
+    assert gradients.main([str(folder), *small, "--env", CHAIN, "--network", LINEAR]) == 2
+    assert f"which names '{EVIL_MODULE}:make'" in capsys.readouterr().err
+    assert not (folder / "gradients.json").exists()
+    _never_imported(evil)
+
+
+def test_gradients_of_a_factory_folder_need_its_factories_named_again(custom_folder, tmp_path, capsys):
+    folder = _copy(custom_folder, tmp_path, "named")
+    small = ["--episodes", "4", "--reference-batches", "1", "--resamples", "20"]
+    assert gradients.main([str(folder), *small]) == 2
+    assert f"--env {CHAIN}" in capsys.readouterr().err
+    assert gradients.main([str(folder), *small, "--env", CHAIN, "--network", LINEAR]) == 0
+    assert json.loads((folder / "gradients.json").read_text())["weightings"][0]["name"] == "run"
 
 
 def test_resume_imports_no_module_its_config_names(custom_folder, tmp_path, evil, capsys):

@@ -4,7 +4,7 @@ the weightings to compare on the same episodes.
     estimates = make_episode_gradients(config)                     # reference pieces of `config`'s update
     traj = estimates.collect(params, key)                          # E fresh episodes (last observations kept)
     grads = estimates.gradients(params, traj, value_params)        # [E, P]: mean over E = the update's gradient
-    reference = reference_gradient(estimates, params, other_key, 64)  # [P]: 64 fresh batches' mean, one at a time
+    reference = reference_gradient(estimates, params, other_key, 64).mean  # [P]: 64 fresh batches' mean
     stats = estimator_statistics(grads, reference)                 # norm, variance, SNR, cosine, squared error
     for name, other in compared_weightings(config).items():        # the same episodes, another weighting
         grads = make_episode_gradients(other).gradients(params, traj, value_params)
@@ -147,32 +147,52 @@ def episode_gradients(apply_fn: ApplyFn, dist: Distribution, params: Any, traj: 
     return traj.valid.shape[1] * jax.vmap(flatten_gradient)(grads)
 
 
+class ReferenceGradient(NamedTuple):
+    """A large-batch gradient (`reference_gradient`) and its own noise.
+
+    Attributes:
+      mean: [P] float32, the mean of B batches' estimates (each batch's mean over its E episodes).
+      variance: [] float32, tr Cov(batch estimate) / B, the variance of `mean` itself (ddof 1; nan for B = 1):
+        what the reference's own noise adds to a squared distance from it.
+    """
+
+    mean: jax.Array
+    variance: jax.Array
+
+
 def reference_gradient(estimates: EpisodeGradients, params: Any, key: jax.Array, num_batches: int,
-                       value_params: Any = None, hparams: Hyperparams | None = None) -> jax.Array:
+                       value_params: Any = None, hparams: Hyperparams | None = None, batches_at_once: int = 1
+                       ) -> ReferenceGradient:
     """A large-batch gradient: the mean of `num_batches` batches' estimates, each of `estimates.collect`'s E
-    fresh episodes, one batch at a time (`lax.map`), so that memory holds one batch's [E, P] estimates only.
+    fresh episodes, `batches_at_once` batches at a time (`lax.map` over vmapped groups), so that memory holds
+    that many batches' [E, P] estimates only.
 
     Args:
       estimates: what `make_episode_gradients` built (its weighting and E).
-      params: the policy's parameters; key: the first batch's key is `jax.random.split(key, num_batches)[0]`.
+      params: the policy's parameters; key: batch b's key is `jax.random.split(key, num_batches)[b]`.
       num_batches: B >= 1; the gradient is of B * E episodes.
       value_params, hparams: as `EpisodeGradients.gradients` takes them.
+      batches_at_once: batches vmapped together (>= 1; the same numbers for any value, up to float rounding).
 
     Returns:
-      [P] float32. Weights that a batch statistic normalises (batch_mean, batch_norm) are normalised over each
-      batch of E, as training would on batches of E, not over all B * E episodes.
+      A `ReferenceGradient`. Weights that a batch statistic normalises (batch_mean, batch_norm, and the
+      reduction step_mean) are normalised over each batch of E, as training does on batches of E: the mean is
+      the expectation of an update's estimate of E episodes, not of one of B * E.
 
     Raises:
-      ValueError: num_batches below 1.
+      ValueError: num_batches or batches_at_once below 1.
     """
-    if num_batches < 1:
-        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    if num_batches < 1 or batches_at_once < 1:
+        raise ValueError(f"num_batches and batches_at_once must be >= 1, got {num_batches} and {batches_at_once}")
 
     def batch_mean(batch_key):
         traj = estimates.collect(params, batch_key)
         return estimates.gradients(params, traj, value_params, hparams).mean(axis=0)
 
-    return jax.lax.map(batch_mean, jax.random.split(key, num_batches)).mean(axis=0)
+    means = jax.lax.map(batch_mean, jax.random.split(key, num_batches), batch_size=min(batches_at_once, num_batches))
+    mean = means.mean(axis=0)
+    variance = jnp.sum((means - mean) ** 2) / (num_batches - 1) / num_batches if num_batches > 1 else jnp.nan
+    return ReferenceGradient(mean, jnp.float32(variance))
 
 
 class EstimatorStatistics(NamedTuple):

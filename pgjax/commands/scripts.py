@@ -1,4 +1,5 @@
-"""Console scripts (`pgjax-train`, `-evaluate`, `-plot`, `-compare`, `-bench`): `python -m pgjax.<command>`.
+"""Console scripts (`pgjax-train`, `-evaluate`, `-plot`, `-compare`, `-bench`,
+`-gradients`): `python -m pgjax.<command>`.
 
 Each sets XLA up (`pgjax.commands.process.prepare_process`) before it imports its entry
 module, whose import starts JAX's backends, as `python -m` does at the top of
@@ -54,3 +55,11 @@ def bench() -> None:
     from pgjax.commands import bench as bench_module
 
     sys.exit(run_command(bench_module.main))
+
+
+def gradients() -> None:
+    """`pgjax-gradients`: `python -m pgjax.gradients` as a console script."""
+    prepare_process(sys.argv)
+    from pgjax.commands import gradients as gradients_module
+
+    sys.exit(run_command(gradients_module.main))

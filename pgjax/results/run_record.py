@@ -208,7 +208,8 @@ def print_best(summary: dict, console: Any) -> None:
 
 
 def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict:
-    """Write metrics.npz, params.msgpack, the exports, the plot and summary.json (last) into `out`; returns the summary.
+    """Write metrics.npz, params.msgpack (value_params.msgpack for learned baselines), the exports, the plot and
+    summary.json (last) into `out`; returns the summary.
 
     summary.json marks a finished run: a write that fails before it leaves a folder that reads as interrupted.
     `trained` is `pgjax.running.plan.run_plan`'s: its results are one per compile group, or one per grid point
@@ -230,11 +231,15 @@ def write_results(out: Path, plan: Plan, trained: Trained, start: float) -> dict
         for i, point in enumerate(compile_group):
             rows = slice(i * num_seeds, (i + 1) * num_seeds)
             by_point[point.index] = (jax.tree.map(lambda x: x[rows], result.metrics),
-                                     jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows])
+                                     jax.tree.map(lambda x: x[rows], result.state.params), result.seeds[rows],
+                                     jax.tree.map(lambda x: x[rows], result.state.value_params))
     ordered = [by_point[i] for i in range(len(points))]
-    metrics = [m for m, _, _ in ordered]
-    files.write_metrics(out / files.METRICS_FILE, metrics, [s for _, _, s in ordered])
-    files.write_params(out / files.PARAMS_FILE, [p for _, p, _ in ordered])
+    metrics = [m for m, _, _, _ in ordered]
+    files.write_metrics(out / files.METRICS_FILE, metrics, [s for _, _, s, _ in ordered])
+    files.write_params(out / files.PARAMS_FILE, [p for _, p, _, _ in ordered])
+    value_params = [v for _, _, _, v in ordered]
+    if any(v is not None for v in value_params):  # the learned baselines' (pgjax.gradients compares with them)
+        files.write_params(out / files.VALUE_PARAMS_FILE, value_params)
     # wall_seconds: summary.json, written last, is all that is left
     timings = {**trained.timings, "wall_seconds": time.perf_counter() - start}
     summary = summarise(points, num_seeds, plan.preset, trained.results, timings, spec.solve_threshold,

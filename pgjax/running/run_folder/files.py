@@ -61,6 +61,7 @@ MARKER_FORMAT = "pgjax run folder"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.npz"
 PARAMS_FILE = "params.msgpack"
+VALUE_PARAMS_FILE = "value_params.msgpack"  # the learned baseline's final parameters (value baselines only)
 PLOT_FILE = "learning_curves.png"
 RUNS_FILE = "runs.csv"
 FAILURE_LOG = "failure.log"  # a failure while training: its traceback and what libraries printed (appended)
@@ -69,12 +70,12 @@ CURVES_CSV = "curves.csv"
 TENSORBOARD_DIR = "tensorboard"  # --tensorboard's default folder
 WANDB_DIR = "wandb"  # where --wandb's local files go
 TMP_SUFFIX = ".tmp"  # `write_atomic`'s temporary file: <name>.tmp beside <name>
-RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, CHECKPOINT_DIR, PLOT_FILE, RUNS_FILE,
-             CURVES_PARQUET, CURVES_CSV, TENSORBOARD_DIR, WANDB_DIR, FAILURE_LOG)
+RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, VALUE_PARAMS_FILE, CHECKPOINT_DIR, PLOT_FILE,
+             RUNS_FILE, CURVES_PARQUET, CURVES_CSV, TENSORBOARD_DIR, WANDB_DIR, FAILURE_LOG)
 # What the training command writes into --out: in a folder without the marker, any of these is a clash
 # (pgjax would replace or mix with them), never replaced or deleted.
-CLASH_NAMES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, PLOT_FILE, RUNS_FILE, CURVES_PARQUET,
-               CURVES_CSV, CHECKPOINT_DIR, FAILURE_LOG)
+CLASH_NAMES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, PARAMS_FILE, VALUE_PARAMS_FILE, PLOT_FILE, RUNS_FILE,
+               CURVES_PARQUET, CURVES_CSV, CHECKPOINT_DIR, FAILURE_LOG)
 # Folders the trackers write into; a user's own (there before the run) is left alone and is no clash.
 TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 # The entries pgjax's checkpoints make under checkpoints/ (`checkpoints`, `pgjax.running.halving`)
@@ -464,14 +465,15 @@ def write_metrics(path: Path, group_metrics: list[Any], group_seeds: list[np.nda
 
 
 def write_params(path: Path, group_params: list[Any]) -> None:
-    """Save each group's stacked final parameters (leaves [R, ...]) as msgpack, atomically.
+    """Save each group's stacked final parameters (leaves [R, ...]) as msgpack, atomically, as "group<g>"; a
+    group whose parameters are None (a value network's, where the group learns none) is left out.
 
     Raises:
       ValueError: the write failed (`write_atomic`).
     """
     state_dict = {
         f"group{g}": serialization.to_state_dict(jax.tree.map(np.asarray, params))
-        for g, params in enumerate(group_params)
+        for g, params in enumerate(group_params) if params is not None
     }
     data = serialization.msgpack_serialize(state_dict)
     write_atomic(path, lambda tmp: write_bytes(tmp, data), f"about {format_bytes(len(data))}")

@@ -21,7 +21,14 @@ import numpy as np
 from flax import serialization
 
 from pgjax.algo.config import LEGACY_STATIC, Config, is_static
-from pgjax.running.run_folder.files import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PARAMS_FILE, SUMMARY_FILE
+from pgjax.running.run_folder.files import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    PARAMS_FILE,
+    SUMMARY_FILE,
+    VALUE_PARAMS_FILE,
+)
 from pgjax.running.run_folder.links import inside
 
 
@@ -260,28 +267,66 @@ def load_params(run_dir: str | Path, run: int | None = None) -> Any:
         every group's runs (one line naming it). IndexError: `run` is out of range.
     """
     summary = load_summary(run_dir)
-    path = run_file(run_dir, PARAMS_FILE)
+    params = _read_group_params(run_file(run_dir, PARAMS_FILE), summary, range(len(summary["groups"])))
+    if run is None:
+        return params
+    group, position = _locate(summary, run, run_dir)
+    return jax.tree.map(lambda x: x[position], params[f"group{group}"])
+
+
+def load_value_params(run_dir: str | Path, run: int) -> Any:
+    """The final parameters of run `run`'s learned value baseline, from value_params.msgpack.
+
+    Returns:
+      A Flax params pytree of NumPy arrays, or None where the folder keeps none for the run's group (it learns
+      no value, or pgjax 1.0 trained it: it wrote no value_params.msgpack).
+
+    Raises:
+      ValueError: as `load_summary`; value_params.msgpack is damaged (one line naming it). IndexError: `run`
+        is out of range.
+    """
+    summary = load_summary(run_dir)
+    group, position = _locate(summary, run, run_dir)
+    path = run_file(run_dir, VALUE_PARAMS_FILE)
+    if not path.is_file():
+        return None
+    params = _read_group_params(path, summary, None)  # every group it holds checked
+    if f"group{group}" not in params:
+        return None
+    return jax.tree.map(lambda x: x[position], params[f"group{group}"])
+
+
+def _read_group_params(path: Path, summary: dict, groups: Any) -> dict:
+    """The stacked parameters {"group<g>": leaves [R_g, ...]} of a msgpack file of `files.write_params`, checked.
+
+    Args:
+      path: the file; summary: the folder's (`load_summary`).
+      groups: the groups the file must hold, exactly; None: any of the summary's groups.
+
+    Raises:
+      ValueError: the file is missing, cannot be read, or does not hold those groups' runs (one line naming it).
+    """
     try:
         params = serialization.msgpack_restore(path.read_bytes())
     except FileNotFoundError as error:
         raise damaged(path, "is missing") from error
     except Exception as error:  # msgpack's errors on damaged bytes are of many kinds, not all ValueErrors
         raise damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
-    names = [f"group{g}" for g in range(len(summary["groups"]))]
-    if not isinstance(params, dict) or sorted(params) != sorted(names):
+    known = {f"group{g}": g for g in range(len(summary["groups"]))}
+    names = list(known) if groups is None else [f"group{g}" for g in groups]
+    if groups is None and not (isinstance(params, dict) and set(params) <= set(names)):
+        raise damaged(path, f"holds more than parameters of groups {', '.join(names)}")
+    if groups is not None and not (isinstance(params, dict) and sorted(params) == sorted(names)):
         raise damaged(path, f"does not hold the parameters of groups {', '.join(names)}")
-    for name, group in zip(names, summary["groups"]):
+    for name in params if groups is None else names:
+        size = len(summary["groups"][known[name]]["runs"])
         try:
             leaves = jax.tree.leaves(params[name])
         except Exception as error:  # not a tree of arrays
             raise damaged(path, f"holds {name} in no form of parameters ({error})") from error
-        if not leaves or any(not isinstance(x, np.ndarray) or x.ndim < 1 or x.shape[0] != len(group["runs"])
-                             for x in leaves):
-            raise damaged(path, f"does not hold {name}'s {len(group['runs'])} runs' parameters")
-    if run is None:
-        return params
-    group, position = _locate(summary, run, run_dir)
-    return jax.tree.map(lambda x: x[position], params[f"group{group}"])
+        if not leaves or any(not isinstance(x, np.ndarray) or x.ndim < 1 or x.shape[0] != size for x in leaves):
+            raise damaged(path, f"does not hold {name}'s {size} runs' parameters")
+    return params
 
 
 def load_run_config(run_dir: str | Path, run: int) -> Config:
