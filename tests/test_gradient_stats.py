@@ -18,7 +18,7 @@ import pytest
 
 import pgjax
 from pgjax.algo.config import FastPaths
-from pgjax.algo.gradients import episode_gradients, estimator_statistics
+from pgjax.algo.gradients import episode_gradients, estimator_statistics, sliced_episode_gradients
 from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.policy import make_apply_fn, make_policy
 from pgjax.algo.trainer import GRADIENT_STATS, Metrics, make_trainer, run_batch_updates
@@ -246,3 +246,23 @@ def test_the_cosine_with_a_zero_gradient_is_nan_and_the_variance_is_the_estimato
     np.testing.assert_allclose(stats["gradient_variance"], estimator_statistics(episodes).variance)
     np.testing.assert_allclose(gradient_statistics(episodes, jnp.ones(2), -jnp.ones(2))["gradient_cosine"], -1.0,
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("slice_steps", [7, 16, 50, 200])
+def test_the_sliced_estimates_are_the_whole_episodes(slice_steps):
+    """`sliced_episode_gradients` (what training takes) equals the reference `episode_gradients`, for slices that
+    divide the step limit T = 50 or not (the last slice overlapping) and one longer than T."""
+    config = small_config(max_episode_steps=50, episodes_per_update=6)
+    config = dataclasses.replace(config, hparams=config.hparams.replace(entropy_coef=0.01))
+    hparams = config.hparams.as_arrays()
+    trainer = make_trainer(config, fast=FastPaths.reference())
+    pieces = choose_pieces(trainer.spec, config, FastPaths.reference())
+    state = trainer.init(jax.random.key(2), hparams)
+    traj = pieces.collect(state.params, jax.random.key(4))
+    weights = pieces.weighting.weights(state.value_params, traj, hparams)
+    apply_fn = make_apply_fn(pieces.policy)
+    whole = episode_gradients(apply_fn, pieces.dist, state.params, traj, weights, hparams.entropy_coef)
+    sliced = jax.jit(sliced_episode_gradients, static_argnums=(0, 1, 6, 7))(
+        apply_fn, pieces.dist, state.params, traj, weights, hparams.entropy_coef, None, slice_steps)
+    assert int(traj.lengths.max()) > 7 and int(traj.lengths.min()) < int(traj.lengths.max())
+    np.testing.assert_allclose(sliced, whole, rtol=1e-5, atol=1e-6)

@@ -49,7 +49,7 @@ from flax import struct
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for
-from pgjax.algo.gradients import episode_gradients, estimator_statistics, flatten_gradient
+from pgjax.algo.gradients import estimator_statistics, flatten_gradient, sliced_episode_gradients
 from pgjax.algo.imports import own_functions
 from pgjax.algo.pieces import choose_pieces
 from pgjax.algo.policy import make_apply_fn, recurrence
@@ -100,7 +100,7 @@ class Metrics:
         update's steps, before the value update; 0 without a value baseline.
       gradient_variance, gradient_snr, gradient_cosine: with `StaticConfig.gradient_stats` only (None
         otherwise: no leaves), statistics of the update's per-episode gradient estimates g_e [E, P]
-        (`pgjax.algo.gradients.episode_gradients`, whose mean g is the update's gradient, of norm
+        (`pgjax.algo.gradients.sliced_episode_gradients`, whose mean g is the update's gradient, of norm
         `grad_norm`): [U] the variance of the update's estimate, tr Cov(g_e) / E (ddof 1, summed over
         parameters); [U] the signal-to-noise ratio |g|^2 / that variance; [U] the cosine between this
         update's gradient and the previous update's (nan at the first update, and where either is 0).
@@ -251,8 +251,8 @@ def make_trainer(
         gradient = None
         if stats:
             gradient = flatten_gradient(grads)
-            episodes = episode_gradients(apply_fn, pieces.dist, state.params, traj, weights, hparams.entropy_coef,
-                                         step_loss)
+            episodes = sliced_episode_gradients(apply_fn, pieces.dist, state.params, traj, weights,
+                                                hparams.entropy_coef, step_loss)
             metrics = metrics.replace(**gradient_statistics(episodes, gradient, state.previous_gradient))
         new_state = RunState(params, opt_state, next_key, metrics.env_steps, state.update + 1, diverged,
                              value_params, value_opt_state, gradient)

@@ -14,9 +14,9 @@ so it follows any network, action space or environment without recounting them:
     activations   the values the network computes per observation (its jaxpr),
                   times the rows of a gradient block
     episode gradients  with `StaticConfig.gradient_stats` only: the update's per-episode
-                  gradient estimates [E, P] and the network's values over all T * E
-                  steps of the update at once (`pgjax.algo.gradients.episode_gradients`
-                  differentiates each episode whole, not in blocks)
+                  gradient estimates [E, P] and the network's values over a time slice of
+                  all E episodes (`pgjax.algo.gradients.sliced_episode_gradients`:
+                  S = min(SLICE_STEPS, T) steps at once)
 
 Each is counted as many times as the compiled program holds copies of it (the
 `*_COPIES` constants below). `pgjax.running.memory` plans sweeps with it;
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from pgjax.algo.config import Config
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.fast.blocks import default_block_rows
+from pgjax.algo.gradients import SLICE_STEPS
 from pgjax.algo.pieces import choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, make_value_network, recurrence
 from pgjax.algo.rollout import make_collect
@@ -136,8 +137,8 @@ class RunShapes:
       activation_copies: how many copies of it a gradient block holds per row (`ACTIVATION_COPIES`,
         `RECURRENT_ACTIVATION_COPIES` for a recurrent policy).
       episode_gradients: with `StaticConfig.gradient_stats`, the per-episode gradient estimates
-        (`EPISODE_GRADIENT_COPIES` of [E, P] float32) and the policy's values over the update's T * E steps
-        (`ACTIVATION_COPIES` of each); 0 without.
+        (`EPISODE_GRADIENT_COPIES` of [E, P] float32, and the sum over the slices) and the policy's values over
+        a time slice of S * E steps (`ACTIVATION_COPIES` of each); 0 without.
     """
 
     state: int
@@ -180,8 +181,8 @@ def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunS
     step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
     episode_gradients = 0
     if static.gradient_stats:  # [E, P] estimates, and the policy's values over every step of the update at once
-        steps = math.prod(trajectory.reward.shape)  # T * E
-        episode_gradients = (EPISODE_GRADIENT_COPIES * static.episodes_per_update * tree_bytes(state.params)
+        steps = min(SLICE_STEPS, trajectory.reward.shape[0]) * static.episodes_per_update  # S * E
+        episode_gradients = ((EPISODE_GRADIENT_COPIES + 1) * static.episodes_per_update * tree_bytes(state.params)
                              + ACTIVATION_COPIES * steps * activation_bytes(per_step_fn(policy), state.params, obs))
     return RunShapes(
         state=tree_bytes(state),
@@ -208,9 +209,8 @@ def block_total(shapes: RunShapes, block_rows: int | None = None) -> int:
 
 
 def growing_total(shapes: RunShapes) -> int:
-    """The part of `run_total` that grows linearly with the step limit T and with E: trajectory, step arrays and
-    the per-episode gradients (gradient_stats)."""
-    return TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays + shapes.episode_gradients
+    """The part of `run_total` that grows linearly with the step limit T and with E: trajectory and step arrays."""
+    return TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
 
 
 def fitting_advice(problem: str, shapes: RunShapes, per_run: int, budget: float, max_steps: int, episodes: int,
