@@ -52,7 +52,7 @@ from pgjax.algo.envs import EnvSpec, env_for
 from pgjax.algo.gradients import estimator_statistics, flatten_gradient, sliced_episode_gradients
 from pgjax.algo.imports import own_functions
 from pgjax.algo.pieces import choose_pieces
-from pgjax.algo.policy import make_apply_fn, recurrence
+from pgjax.algo.policy import make_apply_fn, make_policy, recurrence
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
 from pgjax.algo.weights import BaselineUpdate, sane
@@ -212,7 +212,8 @@ def make_trainer(
     if stats and recurrence(pieces.policy) is not None:
         raise ValueError(f"gradient_stats computes per-episode gradients of feed-forward networks only, not "
                          f"network '{static.network}'")
-    apply_fn = make_apply_fn(pieces.policy) if stats else None
+    # the plain network's layers (not the fast paths' feature-major ones, slower per episode): the same function
+    apply_fn = make_apply_fn(make_policy(spec, config)) if stats else None
 
     def init(key: jax.Array, hparams: Hyperparams) -> RunState:
         init_key, loop_key = jax.random.split(key)
