@@ -21,6 +21,7 @@ configure_cpu()
 import contextlib
 import dataclasses
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -48,6 +49,15 @@ CONFIGURATIONS = {
     "bigger": ["--episodes-per-update", "32", "--hidden", "64,64", "--num-updates", "25"],
 }
 WAYS = {"off": [], "on": ["--gradient-stats"]}
+
+
+def cpu_model() -> str:
+    """The host CPU's model name (Linux's /proc/cpuinfo), or "unknown CPU"."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
 
 
 def run_once(arguments: list[str], folder: Path) -> dict:
@@ -79,7 +89,7 @@ def main(args: Args) -> dict:
                     records[name][way].append(run_once([*arguments, *extra], Path(folder)))
                     print(f"{name:8s} {way:3s} train {records[name][way][-1]['train_seconds']:.2f} s", flush=True)
     result = {
-        "device": f"{len(jax.devices())} x {jax.devices()[0].device_kind} (2-core Intel Xeon CPU, shared)",
+        "device": f"{len(jax.devices())} x {jax.devices()[0].device_kind} on {cpu_model()} ({os.cpu_count()} cores)",
         "command": "python -m pgjax.train --quiet --compile-cache off [--gradient-stats] (64 seeds)",
         "configurations": {name: " ".join(arguments) or "(the default preset)"
                            for name, arguments in CONFIGURATIONS.items()},
