@@ -142,9 +142,8 @@ class StaticConfig:
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
     weighting: str = setting("", "Your step weights, module:function.")
     step_loss: str = setting("", "Your per-step loss, module:function.")
-    gradient_stats: bool = setting(False, "Also record per update the variance, signal-to-noise ratio and "
-                                          "consecutive cosine of the policy-gradient estimator (from per-episode "
-                                          "gradients; needs --episodes-per-update >= 2, a feed-forward network).")
+    gradient_stats: bool = setting(False, "Also record per update the gradient estimator's variance, SNR and "
+                                          "cosine to the last update's.")
 
     def validate(self) -> None:
         """Check what needs no registry: `validate_sizes`, then `validate_combinations`.
