@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 
@@ -128,7 +127,7 @@ def test_curves_columns_take_a_metrics_value(run_dir):
     """`write_exports` takes the trainer's `Metrics` (what train.py passes) as well as loaded dicts."""
     summary = loading.load_summary(run_dir)
     loaded = loading.load_metrics(run_dir)
-    as_metrics = [Metrics(**{f.name: m[f.name] for f in dataclasses.fields(Metrics)}) for m in loaded]
+    as_metrics = [Metrics(**{name: m[name] for name in Metrics.names()}) for m in loaded]
     a, b = exports.curves_columns(summary, loaded), exports.curves_columns(summary, as_metrics)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])

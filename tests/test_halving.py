@@ -146,7 +146,7 @@ def test_survivors_in_chunks_that_straddle_grid_points_differ_only_in_loop_steps
     for point, result in enumerate(results):
         rows = slice(3 * point, 3 * point + 3)
         trained = result.metrics.env_steps.shape[1]
-        for name in result.metrics.__dataclass_fields__:
+        for name in result.metrics.names():
             if name != "loop_steps":
                 expected = getattr(full.metrics, name)[rows, :trained]
                 np.testing.assert_array_equal(getattr(result.metrics, name), expected, err_msg=name)

@@ -274,7 +274,7 @@ def _metrics():
 
     shapes = Metrics.shapes(3)
     return Metrics(**{name: np.ones((2, *getattr(shapes, name).shape), getattr(shapes, name).dtype)
-                      for name in Metrics.__dataclass_fields__})
+                      for name in Metrics.names()})
 
 
 WRITERS = {

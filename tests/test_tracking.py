@@ -52,8 +52,8 @@ def reports(metrics: Metrics, chunk_size: int, segment: int) -> list[SegmentRepo
         chunk = Chunk(index, 0, np.arange(start, min(start + chunk_size, runs)), chunk_size)
         for first in range(0, updates, segment):
             last = min(first + segment, updates)
-            part = Metrics(**{f.name: np.asarray(getattr(metrics, f.name))[chunk.positions, first:last]
-                              for f in dataclasses.fields(Metrics)})
+            part = Metrics(**{name: np.asarray(getattr(metrics, name))[chunk.positions, first:last]
+                              for name in Metrics.names(metrics.gradient_snr is not None)})
             out.append(SegmentReport(chunk, -(-runs // chunk_size), last, updates, last - first, 100, 0.5, 0.0,
                                      metrics=part))
     return out
@@ -109,6 +109,29 @@ def test_a_group_over_several_chunks_is_logged_when_its_last_runs_train(two_poin
             np.testing.assert_allclose(joined(split[group], tag), joined(whole[group], tag))
         # two chunks trained the group's runs at 100 steps in 0.5 s each: still 200 steps per second
         assert all(v == 200.0 for _, c in split[group] for v in c.speed.values())
+
+
+def test_gradient_statistics_are_logged_as_medians_over_the_groups_runs(two_points):
+    """With --gradient-stats the curves carry each statistic's median over the group's runs (NaNs left out),
+    also for a group spread over several chunks."""
+    rng = np.random.default_rng(2)
+    metrics = fake_metrics(rng, 8, 7)
+    cosine = rng.uniform(-1, 1, (8, 7)).astype(np.float32)
+    cosine[:, 0] = np.nan  # no previous update
+    metrics = metrics.replace(gradient_variance=rng.uniform(0, 1, (8, 7)).astype(np.float32),
+                              gradient_snr=rng.uniform(0, 5, (8, 7)).astype(np.float32), gradient_cosine=cosine)
+    for chunk_size in (8, 2):
+        found = collect(two_points, metrics, chunk_size=chunk_size, segment=3)
+        for group in (0, 1):
+            rows = slice(4 * group, 4 * group + 4)
+            for name in ("gradient_variance", "gradient_snr"):
+                np.testing.assert_allclose(joined(found[group], f"{name}/median"),
+                                           np.median(getattr(metrics, name)[rows].astype(np.float64), axis=0))
+            logged = joined(found[group], "gradient_cosine/median")
+            assert np.isnan(logged[0])
+            np.testing.assert_allclose(logged[1:], np.median(cosine[rows, 1:].astype(np.float64), axis=0))
+    plain = collect(two_points, fake_metrics(rng, 8, 7), chunk_size=8, segment=3)
+    assert not any(tag.startswith("gradient") for _, curve in plain[0] for tag in curve.values)
 
 
 def test_a_failing_tracker_is_dropped_with_a_warning(two_points, capsys):

@@ -37,6 +37,9 @@ Activation = Literal["relu", "tanh"]
 Network = str  # a registered network ("mlp", "cnn", `pgjax.algo.policy.register_network`) or "package.module:factory"
 Squash = Literal["clip", "tanh"]
 Advantage = Literal["return", "gae"]
+# The built-in recurrent networks (`pgjax.algo.policy.RecurrentPolicy`): what `StaticConfig.validate_combinations`
+# refuses with gradient_stats without importing the registry (one's own recurrent network is refused when built).
+RECURRENT_NETWORKS = ("gru", "lstm")
 
 
 # Training computes every `Hyperparams` value in float32 (`Hyperparams.as_arrays`, `grid.group_runs`): a value
@@ -114,6 +117,10 @@ class StaticConfig:
       step_loss: "package.module:function", a per-step loss of your own,
         `function(log_prob, entropy, weight, entropy_coef) -> loss [...]`
         (`pgjax.algo.loss.StepLoss`); "" (the default): REINFORCE's.
+      gradient_stats: also record, per update, statistics of the policy-gradient estimator from the
+        update's per-episode gradient estimates (`pgjax.algo.trainer.Metrics`' gradient_variance,
+        gradient_snr, gradient_cosine); off: training and its outputs are as without the setting. Needs
+        `episodes_per_update` >= 2 and a feed-forward network.
     """
 
     env: str = setting("CartPole-v1", 'gymnax environment id (listed above), a suite\'s task "SUITE/NAME" (jumanji, '
@@ -135,6 +142,8 @@ class StaticConfig:
     advantage: Advantage = setting("return", "With a value baseline: G_t - V(s_t), or GAE with --gae-lambda.")
     weighting: str = setting("", "Your step weights, module:function.")
     step_loss: str = setting("", "Your per-step loss, module:function.")
+    gradient_stats: bool = setting(False, "Also record per update the gradient estimator's variance, SNR and "
+                                          "cosine to the last update's.")
 
     def validate(self) -> None:
         """Check what needs no registry: `validate_sizes`, then `validate_combinations`.
@@ -178,6 +187,12 @@ class StaticConfig:
                 "baseline 'episode_norm' with returns 'episode' gives every step weight 0 "
                 "(the return is constant within an episode); use baseline 'batch_norm' or returns 'reward_to_go'"
             )
+        if self.gradient_stats and self.episodes_per_update < 2:
+            raise ValueError(f"gradient_stats needs episodes_per_update >= 2 (a variance over episodes), got "
+                             f"{self.episodes_per_update}")
+        if self.gradient_stats and self.network in RECURRENT_NETWORKS:
+            raise ValueError(f"gradient_stats computes per-episode gradients of feed-forward networks only, not "
+                             f"network '{self.network}'")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ weights or per-step loss in the update.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,8 +49,10 @@ from flax import struct
 
 from pgjax.algo.config import Config, FastPaths, Hyperparams
 from pgjax.algo.envs import EnvSpec, env_for
+from pgjax.algo.gradients import estimator_statistics, flatten_gradient, sliced_episode_gradients
 from pgjax.algo.imports import own_functions
 from pgjax.algo.pieces import choose_pieces
+from pgjax.algo.policy import make_apply_fn, make_policy, recurrence
 from pgjax.algo.rollout import Trajectory
 from pgjax.algo.validation import validate_config
 from pgjax.algo.weights import BaselineUpdate, sane
@@ -67,6 +70,9 @@ class RunState:
     diverged: jax.Array  # bool [], an update gave a non-finite loss or parameters
     value_params: Any = None  # value network parameters (value baselines only)
     value_opt_state: Any = None  # its optax state
+    # float32 [P], the previous update's policy gradient flattened (`pgjax.algo.gradients.flatten_gradient`;
+    # zeros before the first update), for `Metrics.gradient_cosine`; None without `StaticConfig.gradient_stats`
+    previous_gradient: Any = None
 
 
 @struct.dataclass
@@ -92,6 +98,12 @@ class Metrics:
         without a value baseline.
       explained_variance: [U] 1 - Var(target - V) / Var(target) over the
         update's steps, before the value update; 0 without a value baseline.
+      gradient_variance, gradient_snr, gradient_cosine: with `StaticConfig.gradient_stats` only (None
+        otherwise: no leaves), statistics of the update's per-episode gradient estimates g_e [E, P]
+        (`pgjax.algo.gradients.sliced_episode_gradients`, whose mean g is the update's gradient, of norm
+        `grad_norm`): [U] the variance of the update's estimate, tr Cov(g_e) / E (ddof 1, summed over
+        parameters); [U] the signal-to-noise ratio |g|^2 / that variance; [U] the cosine between this
+        update's gradient and the previous update's (nan at the first update, and where either is 0).
     """
 
     episode_return: jax.Array
@@ -106,20 +118,35 @@ class Metrics:
     diverged: jax.Array
     value_loss: jax.Array
     explained_variance: jax.Array
+    gradient_variance: jax.Array | None = None
+    gradient_snr: jax.Array | None = None
+    gradient_cosine: jax.Array | None = None
 
     @classmethod
-    def shapes(cls, episodes_per_update: int) -> Metrics:
+    def shapes(cls, episodes_per_update: int, gradient_stats: bool = False) -> Metrics:
         """Shapes and dtypes of one update's metrics of one run (leaves without the update axis), as
         `jax.ShapeDtypeStruct`s: what `Trainer.update` returns, without tracing an update.
 
         Args:
           episodes_per_update: E, the length of `episode_returns`.
+          gradient_stats: `StaticConfig.gradient_stats` (False: the `GRADIENT_STATS` fields are None).
         """
         f32, i32 = jnp.float32, jnp.int32
         dtypes = dict(episode_return=f32, episode_length=f32, episodes=i32, env_steps=i32, loss=f32, entropy=f32,
-                      grad_norm=f32, loop_steps=i32, diverged=jnp.bool_, value_loss=f32, explained_variance=f32)
+                      grad_norm=f32, loop_steps=i32, diverged=jnp.bool_, value_loss=f32, explained_variance=f32,
+                      **({name: f32 for name in GRADIENT_STATS} if gradient_stats else {}))
         return cls(episode_returns=jax.ShapeDtypeStruct((episodes_per_update,), f32),
                    **{name: jax.ShapeDtypeStruct((), dtype) for name, dtype in dtypes.items()})
+
+    @classmethod
+    def names(cls, gradient_stats: bool = False) -> tuple[str, ...]:
+        """The fields that hold arrays (the others are None), in declaration order: what metrics.npz and a
+        checkpoint hold per group or chunk."""
+        return tuple(f.name for f in dataclasses.fields(cls) if gradient_stats or f.name not in GRADIENT_STATS)
+
+
+# The `Metrics` fields of `StaticConfig.gradient_stats`, None without it.
+GRADIENT_STATS = ("gradient_variance", "gradient_snr", "gradient_cosine")
 
 
 def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
@@ -139,6 +166,7 @@ class Trainer(NamedTuple):
         metrics leaves have no update axis.
       num_updates: U, updates of a whole training run.
       spec: the environment it trains on; paths: the fast paths it takes.
+      gradient_stats: whether its state and metrics carry the gradient statistics (`StaticConfig.gradient_stats`).
     """
 
     init: Callable[[jax.Array, Hyperparams], RunState]
@@ -146,6 +174,7 @@ class Trainer(NamedTuple):
     num_updates: int
     spec: EnvSpec | None = None
     paths: FastPaths | None = None
+    gradient_stats: bool = False
 
 
 def make_trainer(
@@ -170,7 +199,8 @@ def make_trainer(
         `config.static.step_loss`'s function, else REINFORCE's).
 
     Raises:
-      ValueError: an environment, network or function pgjax cannot serve (one line).
+      ValueError: an environment, network or function pgjax cannot serve (one line); gradient statistics of a
+        recurrent network.
     """
     static = config.static
     paths = fast or FastPaths.from_environment()
@@ -178,6 +208,12 @@ def make_trainer(
     weighting, step_loss = own_functions(static, weighting, step_loss)  # one's own code fails in one line
     pieces = choose_pieces(spec, config, paths, weighting=weighting, step_loss=step_loss)
     collect, weights_of, policy_gradient = pieces.collect, pieces.weighting, pieces.policy_gradient
+    stats = static.gradient_stats
+    if stats and recurrence(pieces.policy) is not None:
+        raise ValueError(f"gradient_stats computes per-episode gradients of feed-forward networks only, not "
+                         f"network '{static.network}'")
+    # the plain network's layers (not the fast paths' feature-major ones, slower per episode): the same function
+    apply_fn = make_apply_fn(make_policy(spec, config)) if stats else None
 
     def init(key: jax.Array, hparams: Hyperparams) -> RunState:
         init_key, loop_key = jax.random.split(key)
@@ -187,7 +223,8 @@ def make_trainer(
         value_params, value_opt_state = weights_of.init(jax.random.fold_in(init_key, 1), hparams)
         return RunState(params=params, opt_state=make_optimizer(hparams).init(params), key=loop_key,
                         env_steps=jnp.int32(0), update=jnp.int32(0), diverged=jnp.bool_(False),
-                        value_params=value_params, value_opt_state=value_opt_state)
+                        value_params=value_params, value_opt_state=value_opt_state,
+                        previous_gradient=jnp.zeros_like(flatten_gradient(params)) if stats else None)
 
     def update(state: RunState, hparams: Hyperparams) -> tuple[RunState, Metrics]:
         """One update of one run."""
@@ -210,13 +247,35 @@ def make_trainer(
         old = (state.params, state.opt_state, state.value_params, state.value_opt_state)
         params, opt_state, value_params, value_opt_state = jax.tree.map(lambda n, o: jnp.where(diverged, o, n),
                                                                         new, old)
-        # 6. metrics
+        # 6. metrics, and with gradient_stats those of the update's per-episode gradient estimates
         metrics = metrics_of(state, traj, loss, grads, entropy, diverged, value)
+        gradient = None
+        if stats:
+            gradient = flatten_gradient(grads)
+            episodes = sliced_episode_gradients(apply_fn, pieces.dist, state.params, traj, weights,
+                                                hparams.entropy_coef, step_loss)
+            metrics = metrics.replace(**gradient_statistics(episodes, gradient, state.previous_gradient))
         new_state = RunState(params, opt_state, next_key, metrics.env_steps, state.update + 1, diverged,
-                             value_params, value_opt_state)
+                             value_params, value_opt_state, gradient)
         return new_state, metrics
 
-    return Trainer(init, update, static.num_updates, spec, paths)
+    return Trainer(init, update, static.num_updates, spec, paths, stats)
+
+
+def gradient_statistics(episodes: jax.Array, gradient: jax.Array, previous: jax.Array) -> dict[str, jax.Array]:
+    """One update's `Metrics.gradient_*` of one run.
+
+    Args:
+      episodes: [E, P] the update's per-episode gradient estimates (`pgjax.algo.gradients.episode_gradients`).
+      gradient: [P] the update's gradient, flattened (the mean of `episodes` up to float rounding).
+      previous: [P] the previous update's (zeros before the first: the cosine is then nan).
+
+    Returns:
+      {"gradient_variance", "gradient_snr", "gradient_cosine"}: float32 scalars (`Metrics`).
+    """
+    estimates = estimator_statistics(episodes)
+    cosine = jnp.dot(gradient, previous) / (jnp.linalg.norm(gradient) * jnp.linalg.norm(previous))
+    return dict(gradient_variance=estimates.variance, gradient_snr=estimates.snr, gradient_cosine=cosine)
 
 
 def trace_update(config: Config) -> Metrics:

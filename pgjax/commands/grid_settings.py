@@ -39,8 +39,10 @@ def given_settings(args: Any) -> dict[str, Any]:
     given = {}
     for f in dataclasses.fields(args.settings):
         value = getattr(args.settings, f.name)
-        if value is None:
+        if value is None or value is False:  # not given (a switch: off)
             continue
+        if value is True:  # a switch given: its one value
+            value = (True,)
         if rangeable(f.name):
             kind = setting_type(f.name)[1]
             value = tuple(v if ":" in v else kind(v) for v in value)

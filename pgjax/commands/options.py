@@ -208,7 +208,8 @@ def rangeable(name: str) -> bool:
 def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = True) -> list[tuple]:
     """`dataclasses.make_dataclass` fields for the settings `names`, each None unless given.
 
-    A field of type T becomes `tuple[T, ...] | None` (several values sweep it)
+    A bool field becomes a switch (`--gradient-stats`, False unless given: one value for every grid point); a
+    field of another type T becomes `tuple[T, ...] | None` (several values sweep it)
     where `sweep` and the setting is not in `SINGLE_VALUED`, else `T | None`;
     widths (`tuple[int, ...]` fields) are read as strings ("64,64", `pgjax.commands.grid_settings.parse_widths`),
     and so are the values of a `rangeable` setting (a number or a range,
@@ -221,6 +222,9 @@ def setting_flags(names: typing.Sequence[str], defaults: Config, sweep: bool = T
         value_type = str if typing.get_origin(kind) is tuple else kind
         default = getattr(defaults.static if cls is StaticConfig else defaults.hparams, name)
         hint = f"(default: {format_setting(default)})" if default != "" else "(default: off)"
+        if kind is bool:  # a switch, off unless given: `--gradient-stats` (a grid does not vary it)
+            fields.append((name, Annotated[bool, _arg(cls, name, "")], dataclasses.field(default=False)))
+            continue
         if name in WORDS_VALUED:
             annotation = Annotated[tuple[str, ...] | None, _arg(cls, name, hint, "KEY=VALUE...")]
         elif sweep and rangeable(name):
@@ -347,7 +351,8 @@ def with_flag_names(message: str) -> str:
 
 def settings_line(configs: Config | typing.Sequence[Config], continuous_actions: bool) -> str:
     """The settings of `configs` that apply, on one line, as flags: `--hidden 32 --learning-rate 0.01 0.03 ...`;
-    a setting that differs between the configs (a sweep) shows each value once, in order."""
+    a setting that differs between the configs (a sweep) shows each value once, in order; a switch that is on
+    shows its flag alone (`--gradient-stats`)."""
     from pgjax.algo.validation import unused_settings
 
     configs = [configs] if isinstance(configs, Config) else list(configs)
@@ -356,10 +361,10 @@ def settings_line(configs: Config | typing.Sequence[Config], continuous_actions:
         values = {**dataclasses.asdict(config.static), **{f.name: getattr(config.hparams, f.name)
                                                           for f in dataclasses.fields(config.hparams)}}
         unused = {"env", *unused_settings(config.static, continuous_actions)}
-        unused |= {name for name in ("env_kwargs", "max_episode_steps", "weighting", "step_loss")
+        unused |= {name for name in ("env_kwargs", "max_episode_steps", "weighting", "step_loss", "gradient_stats")
                    if not getattr(config.static, name)}  # off: no flag to show
         for name, value in values.items():
-            text = " ".join(value) if name in WORDS_VALUED else format_setting(value)
+            text = " ".join(value) if name in WORDS_VALUED else "" if value is True else format_setting(value)
             if name not in unused and text not in shown.setdefault(name, []):
                 shown[name].append(text)
-    return " ".join(f"{flag(name)} {' '.join(texts)}" for name, texts in shown.items() if texts)
+    return " ".join(" ".join((flag(name), *filter(None, texts))) for name, texts in shown.items() if texts)

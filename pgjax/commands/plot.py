@@ -4,6 +4,7 @@
     python -m pgjax.plot runs/A runs/B --out ab.png     # every group of every folder in one figure
     python -m pgjax.plot runs/A --out figures/          # an existing folder: -> figures/learning_curves.png
     python -m pgjax.plot runs/A --out curves.pdf        # the format its suffix names
+    python -m pgjax.plot runs/A --metric gradient_snr   # another per-update metric -> learning_curves_gradient_snr.png
 
 The figure goes exactly to the file given (a name without an image suffix is
 refused, not added to), and over an existing file only if that is an image of
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -24,6 +26,10 @@ from pgjax.commands.outputs import check_output_file, image
 from pgjax.commands.process import run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, parse
 from pgjax.results.stats import Statistic
+
+# `pgjax.results.plots.METRICS`' names (that module imports matplotlib, which --help does not need)
+Metric = Literal["return", "length", "loss", "entropy", "grad_norm", "value_loss", "explained_variance",
+                 "gradient_variance", "gradient_snr", "gradient_cosine"]
 
 
 @dataclasses.dataclass
@@ -39,6 +45,8 @@ class Args:
                                      "--statistic mean).")
     statistic: Statistic = setting("iqm", "Line drawn over runs: interquartile mean or mean (the band is its 95% "
                                           "bootstrap interval).")
+    metric: Metric = setting("return", "Per-update metric drawn (the curves' column; gradient_*: runs trained with "
+                                       "--gradient-stats); another than return goes to learning_curves_<metric>.png.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         for run_dir in args.dirs:  # a missing or interrupted run is named before --out
             check_run_dir(run_dir)
         # the mean's figure beside the IQM's that train wrote, not over it
-        name = PLOT_FILE if args.statistic == "iqm" else Path(PLOT_FILE).stem + f"_{args.statistic}.png"
+        suffixes = ([] if args.metric == "return" else [args.metric]) + ([] if args.statistic == "iqm"
+                                                                          else [args.statistic])
+        name = "_".join([Path(PLOT_FILE).stem, *suffixes]) + Path(PLOT_FILE).suffix
         out = figure_path(args.out or (args.dirs[0] / name if len(args.dirs) == 1 else Path(name)), name)
         check_output_file("--out", out, image(image_format_of(out)))
-        path = plot_folders(args.dirs, out, statistic=args.statistic)
+        path = plot_folders(args.dirs, out, statistic=args.statistic, metric=args.metric)
     except FOLDER_ERRORS as error:
         return folder_error(error)
     print(f"learning curves in {path}")

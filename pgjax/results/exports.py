@@ -14,7 +14,10 @@ The curves hold one row per run and update: `run`, `group`, `seed`, `update`
 (1 for the first), then every per-update scalar of `pgjax.Metrics`: `env_steps`,
 `return` (`episode_return`), `length` (`episode_length`), `episodes`, `loss`,
 `entropy`, `grad_norm`, `loop_steps`, `diverged`, `value_loss`,
-`explained_variance`. Groups may hold different numbers of updates (a group
+`explained_variance`, and with `--gradient-stats` `gradient_variance`,
+`gradient_snr`, `gradient_cosine` (runs.csv then also holds each run's
+`gradient_variance_median`, `gradient_snr_median` and `gradient_cosine_mean`,
+summary.json's run entries). Groups may hold different numbers of updates (a group
 stopped early by successive halving has fewer rows per run). They go to
 `curves.parquet` when pyarrow is importable, else `curves.csv`.
 
@@ -40,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pgjax.algo.config import HYPERPARAMS_FIELDS, STATIC_FIELDS, setting_kind
-from pgjax.algo.trainer import Metrics
+from pgjax.algo.trainer import GRADIENT_STATS, Metrics
 from pgjax.results.tables import format_setting
 from pgjax.running.memory import format_bytes
 from pgjax.running.run_folder import loading
@@ -49,6 +52,8 @@ from pgjax.running.run_folder.files import CURVES_CSV, CURVES_PARQUET, RUNS_FILE
 # summary.json run entries, in the columns' order after the settings
 RUN_RESULTS = ("final_return", "solved", "solved_at_env_steps", "env_steps", "episodes", "diverged",
                "diverged_at_update")
+# summary.json run entries of `--gradient-stats`, columns after RUN_RESULTS where the runs carry them
+GRADIENT_RESULTS = ("gradient_variance_median", "gradient_snr_median", "gradient_cosine_mean")
 # summary.json group entries copied to their runs' rows where present (successive halving)
 GROUP_RESULTS = ("rung", "stopped_early")
 # curve columns named otherwise than their Metrics field
@@ -56,18 +61,21 @@ CURVE_NAMES = {"episode_return": "return", "episode_length": "length"}
 RESULTS_EXTRA = "pip install 'pgjax[results]'"
 
 
-def curve_fields() -> list[str]:
-    """The `Metrics` fields with one value per update (every field but `episode_returns`), env_steps first."""
-    scalar = [f.name for f in dataclasses.fields(Metrics) if getattr(Metrics.shapes(1), f.name).shape == ()]
+def curve_fields(gradient_stats: bool = False) -> list[str]:
+    """The `Metrics` fields with one value per update (every field but `episode_returns`), env_steps first;
+    the gradient statistics (`GRADIENT_STATS`) only with `gradient_stats`."""
+    shapes = Metrics.shapes(1, gradient_stats)
+    scalar = [name for name in Metrics.names(gradient_stats) if getattr(shapes, name).shape == ()]
     return ["env_steps", *(name for name in scalar if name != "env_steps")]
 
 
-def curve_dtypes() -> dict[str, np.dtype]:
+def curve_dtypes(gradient_stats: bool = False) -> dict[str, np.dtype]:
     """Column name -> NumPy dtype of the curves table (the CSV is read back into these)."""
-    shapes = Metrics.shapes(1)
+    shapes = Metrics.shapes(1, gradient_stats)
     return {"run": np.dtype(np.int64), "group": np.dtype(np.int64), "seed": np.dtype(np.int64),
             "update": np.dtype(np.int64),
-            **{CURVE_NAMES.get(name, name): np.dtype(getattr(shapes, name).dtype) for name in curve_fields()}}
+            **{CURVE_NAMES.get(name, name): np.dtype(getattr(shapes, name).dtype)
+               for name in curve_fields(gradient_stats)}}
 
 
 def has_parquet() -> bool:
@@ -81,12 +89,13 @@ def runs_table(summary: dict) -> tuple[list[str], list[list[Any]]]:
     """
     settings = list(dict.fromkeys(name for run in summary["runs"] for name in run["hyperparameters"]))
     group_results = [name for name in GROUP_RESULTS if any(name in g for g in summary["groups"])]
-    columns = ["run", "group", "seed", *settings, *RUN_RESULTS, *group_results]
+    run_results = [*RUN_RESULTS, *(name for name in GRADIENT_RESULTS if any(name in r for r in summary["runs"]))]
+    columns = ["run", "group", "seed", *settings, *run_results, *group_results]
     rows = []
     for index, run in enumerate(summary["runs"]):
         group = summary["groups"][run["group"]]
         values = [_setting_value(name, run["hyperparameters"].get(name)) for name in settings]
-        rows.append([index, run["group"], run["seed"], *values, *(run.get(name) for name in RUN_RESULTS),
+        rows.append([index, run["group"], run["seed"], *values, *(run.get(name) for name in run_results),
                      *(group.get(name) for name in group_results)])
     return columns, rows
 
@@ -111,12 +120,14 @@ def curves_columns(summary: dict, group_metrics: Sequence[Mapping[str, np.ndarra
     Args:
       summary: the summary.json dict (which runs, seeds, of which group).
       group_metrics: per group, its metrics (a `Metrics` or `loading.load_group_metrics`'s dict), leaves
-        [R, U_g, ...]; U_g may differ between groups.
+        [R, U_g, ...]; U_g may differ between groups. The gradient statistics are columns where every group
+        holds them (`--gradient-stats`, one value for every grid point).
     """
-    dtypes = curve_dtypes()
+    group_metrics = [_as_dict(metrics) for metrics in group_metrics]
+    gradient_stats = bool(group_metrics) and all(GRADIENT_STATS[0] in metrics for metrics in group_metrics)
+    dtypes = curve_dtypes(gradient_stats)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
     for group, metrics in zip(summary["groups"], group_metrics):
-        metrics = _as_dict(metrics)
         runs = np.asarray(group["runs"], np.int64)
         num_runs, num_updates = np.shape(metrics["env_steps"])[:2]
         if num_runs != runs.size:
@@ -126,7 +137,7 @@ def curves_columns(summary: dict, group_metrics: Sequence[Mapping[str, np.ndarra
         parts["group"].append(np.full(runs.size * num_updates, group["index"], np.int64))
         parts["seed"].append(np.repeat([summary["runs"][r]["seed"] for r in runs], num_updates).astype(np.int64))
         parts["update"].append(np.tile(np.arange(1, num_updates + 1, dtype=np.int64), runs.size))
-        for name in curve_fields():
+        for name in curve_fields(gradient_stats):
             parts[CURVE_NAMES.get(name, name)].append(np.asarray(metrics[name]).reshape(-1))
     return {name: np.concatenate(p).astype(dtypes[name], copy=False) if p else np.zeros(0, dtypes[name])
             for name, p in parts.items()}
@@ -134,7 +145,8 @@ def curves_columns(summary: dict, group_metrics: Sequence[Mapping[str, np.ndarra
 
 def _as_dict(metrics: Mapping[str, np.ndarray] | Metrics) -> Mapping[str, np.ndarray]:
     if isinstance(metrics, Metrics):
-        return {f.name: getattr(metrics, f.name) for f in dataclasses.fields(Metrics)}
+        return {f.name: getattr(metrics, f.name) for f in dataclasses.fields(Metrics)
+                if getattr(metrics, f.name) is not None}
     return metrics
 
 
@@ -250,7 +262,6 @@ def load_results(run_dir: str | Path) -> Results:
     """
     pd = import_pandas()
     summary = None
-    dtypes = curve_dtypes()
     runs_path, parquet, csv = (loading.run_file(run_dir, name) for name in (RUNS_FILE, CURVES_PARQUET, CURVES_CSV))
     if runs_path.is_file():
         runs = _read_table(runs_path, lambda: _read_runs(pd, runs_path.read_text()))
@@ -260,13 +271,13 @@ def load_results(run_dir: str | Path) -> Results:
     if parquet.is_file():
         if not has_parquet():
             raise ImportError(f"{parquet} needs pyarrow: {RESULTS_EXTRA}")
-        curves = _read_table(parquet, lambda: _typed_curves(pd.read_parquet(parquet), dtypes))
+        curves = _read_table(parquet, lambda: _typed_curves(pd.read_parquet(parquet)))
     elif csv.is_file():
-        curves = _read_table(csv, lambda: _typed_curves(pd.read_csv(csv), dtypes))
+        curves = _read_table(csv, lambda: _typed_curves(pd.read_csv(csv)))
     else:
         summary = summary or loading.load_summary(run_dir)
         group_metrics = loading.load_run_metrics(run_dir, summary)
-        curves = pd.DataFrame(curves_columns(summary, group_metrics)).astype(dtypes)
+        curves = _typed_curves(pd.DataFrame(curves_columns(summary, group_metrics)))
     return Results(runs, curves)
 
 
@@ -278,8 +289,10 @@ def _read_table(path: Path, read: Any) -> Any:
         raise loading.damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
 
 
-def _typed_curves(curves: Any, dtypes: dict[str, np.dtype]) -> Any:
-    """The curves with their dtypes; KeyError naming a column the file lacks."""
+def _typed_curves(curves: Any) -> Any:
+    """The curves with their dtypes (`curve_dtypes`, the gradient statistics' where the file has them); KeyError
+    naming a column the file lacks."""
+    dtypes = curve_dtypes(GRADIENT_STATS[0] in curves)
     missing = [name for name in dtypes if name not in curves]
     if missing:
         raise KeyError(f"no column {', '.join(missing)}")

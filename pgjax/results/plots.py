@@ -2,6 +2,7 @@
 
     plot_run("runs/DIR")                                 # -> runs/DIR/learning_curves.png
     plot_folders(["runs/A", "runs/B"], "ab.png")         # every group of every folder in one figure
+    plot_folders(["runs/A"], "snr.png", metric="gradient_snr")   # another per-update metric (`METRICS`)
 
 Each run's per-update returns are interpolated onto a grid of env steps shared by
 the runs of a curve (up to the smallest final env-steps count among them), so
@@ -35,6 +36,20 @@ BAND_RESAMPLES = 500
 # Curves drawn one by one, with a band and a legend entry; more curves than this: the first ones (the best,
 # as the caller orders them) and the envelope of the others' curves (a legend of 1,000 entries says nothing).
 TOP_CURVES = 8
+# The per-update metrics a figure can draw: name (the curves' column, `pgjax.results.exports`) -> (the `Metrics`
+# field, the y axis's label, whether the axis is logarithmic). The gradient statistics need `--gradient-stats`.
+METRICS = {
+    "return": ("episode_return", "episode return (mean of each update's episodes)", False),
+    "length": ("episode_length", "episode length (mean of each update's episodes), in env steps", False),
+    "loss": ("loss", "REINFORCE loss", False),
+    "entropy": ("entropy", "policy entropy (nats)", False),
+    "grad_norm": ("grad_norm", "gradient norm before clipping", True),
+    "value_loss": ("value_loss", "value loss", True),
+    "explained_variance": ("explained_variance", "explained variance of the value baseline", False),
+    "gradient_variance": ("gradient_variance", "variance of the gradient estimate, tr Cov(g_e) / E", True),
+    "gradient_snr": ("gradient_snr", "gradient signal-to-noise ratio, |g|^2 / variance", True),
+    "gradient_cosine": ("gradient_cosine", "cosine between consecutive updates' gradients", False),
+}
 
 
 def curve_on_grid(env_steps: np.ndarray, returns: np.ndarray, points: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +103,7 @@ def plot_curves(
     reps: int = BAND_RESAMPLES,
     seed: int = 0,
     top: int = TOP_CURVES,
+    metric: str = "return",
 ) -> Path:
     """Draw learning curves into a PNG (800 x 500 pixels at 100 dpi before tight cropping).
 
@@ -106,6 +122,7 @@ def plot_curves(
       statistic: "iqm" (interquartile mean over runs, rliable's recommendation) or "mean".
       points, reps, seed: grid points per curve; bootstrap resamples and seed of the bands.
       top: most curves drawn one by one.
+      metric: what the curves' "returns" hold (`METRICS`): the y axis's label and scale.
 
     Returns:
       The path written.
@@ -118,6 +135,7 @@ def plot_curves(
         raise ValueError("no curves to plot")
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
+    check_metric(metric)
     path = Path(path)
     image_format = image_format_of(path)
     fig = Figure(figsize=(8, 5), dpi=100)
@@ -138,7 +156,10 @@ def plot_curves(
     if threshold is not None:
         ax.axhline(threshold, color="0.35", ls="--", lw=1.2, label=f"solve threshold ({threshold:g})")
     ax.set_xlabel("environment steps per run")
-    ax.set_ylabel("episode return (mean of each update's episodes)")
+    _, ylabel, logarithmic = METRICS[metric]
+    ax.set_ylabel(ylabel)
+    if logarithmic:
+        ax.set_yscale("log")
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.grid(alpha=0.3)
     ax.set_title(title)
@@ -198,20 +219,42 @@ def figure_path(out: str | Path, default_name: str = PLOT_FILE) -> Path:
     return out
 
 
-def curves_of_summary(summary: dict, group_metrics: Sequence[dict], run_dir: str | Path) -> list[dict]:
-    """One unlabelled curve per group of a run: {"run_dir", "hyperparameters", "env_steps", "returns", "rank" (its
-    place in the run's ranking, best first; an unranked group's after every ranked one)}.
+def check_metric(metric: str) -> None:
+    """Raise ValueError (one line listing them) for a metric that is not one of `METRICS`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+
+
+def curves_of_summary(summary: dict, group_metrics: Sequence[dict], run_dir: str | Path,
+                      metric: str = "return") -> list[dict]:
+    """One unlabelled curve per group of a run: {"run_dir", "hyperparameters", "env_steps", "returns" (the
+    metric's values), "rank" (its place in the run's ranking, best first; an unranked group's after every
+    ranked one)}.
 
     Args:
       summary: the run's summary.json dict (written or not yet); group_metrics: per group,
-        its metrics (name -> [R, U] arrays: "env_steps", "episode_return"); run_dir: the folder.
+        its metrics (name -> [R, U] arrays: "env_steps" and the metric's field); run_dir: the folder.
+      metric: one of `METRICS`. Leading updates where no run has a value (the cosine's first) are left out.
+
+    Raises:
+      ValueError: an unknown metric, or one the folder's metrics do not hold (naming the folder; the gradient
+        statistics: train with --gradient-stats).
     """
+    check_metric(metric)
+    field = METRICS[metric][0]
     ranking = (summary.get("ranking") or {}).get("groups") if isinstance(summary.get("ranking"), dict) else None
     place = {index: k for k, index in enumerate(ranking)} if isinstance(ranking, list) else {}
-    return [{"run_dir": Path(run_dir), "hyperparameters": group["hyperparameters"],
-             "env_steps": np.asarray(metrics["env_steps"]), "returns": np.asarray(metrics["episode_return"]),
-             "rank": place.get(group["index"], len(place) + g)}
-            for g, (group, metrics) in enumerate(zip(summary["groups"], group_metrics))]
+    curves = []
+    for g, (group, metrics) in enumerate(zip(summary["groups"], group_metrics)):
+        if field not in metrics:
+            hint = ": train with --gradient-stats" if field.startswith("gradient_") else ""
+            raise ValueError(f"{run_dir} holds no per-update {metric}{hint}")
+        env_steps, values = np.asarray(metrics["env_steps"]), np.asarray(metrics[field])
+        first = int(np.argmax(~np.isnan(values).all(axis=0))) if values.size else 0
+        curves.append({"run_dir": Path(run_dir), "hyperparameters": group["hyperparameters"],
+                       "env_steps": env_steps[:, first:], "returns": values[:, first:],
+                       "rank": place.get(group["index"], len(place) + g)})
+    return curves
 
 
 def best_first(curves: list[dict]) -> list[dict]:
@@ -252,8 +295,8 @@ def plot_summary(run_dir: str | Path, summary: dict, group_metrics: Sequence[Any
                        statistic=statistic)
 
 
-def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
-    """One curve per group of every run folder, labelled by what tells it apart.
+def group_curves(run_dirs: Sequence[str | Path], metric: str = "return") -> tuple[list[dict], dict]:
+    """One curve per group of every run folder, labelled by what tells it apart (of `metric`, `METRICS`).
 
     Returns:
       (curves for `plot_curves`, `best_first`, each also with "hyperparameters" and "run_dir";
@@ -265,7 +308,8 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
       ValueError: no folder; a folder that holds no finished run
         (`pgjax.running.run_folder.loading.check_run_dir`) or a damaged one (summary.json or
         metrics.npz: the message names the file); folders of different
-        environments, whose returns do not compare (the message names them).
+        environments, whose returns do not compare (the message names them); a metric unknown or not
+        in a folder (`curves_of_summary`).
     """
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
@@ -279,20 +323,24 @@ def group_curves(run_dirs: Sequence[str | Path]) -> tuple[list[dict], dict]:
     for run_dir, summary in zip(run_dirs, summaries):
         thresholds[summary["env"]] = summary.get("solve_threshold")
         group_metrics = loading.load_run_metrics(run_dir, summary)
-        curves.extend(curves_of_summary(summary, group_metrics, run_dir))
+        curves.extend(curves_of_summary(summary, group_metrics, run_dir, metric))
     return best_first(label_curves(curves, several=len(run_dirs) > 1)), thresholds
 
 
-def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic: Statistic = "iqm") -> Path:
+def plot_folders(run_dirs: Sequence[str | Path], path: str | Path, *, statistic: Statistic = "iqm",
+                 metric: str = "return") -> Path:
     """Overlay every group of every run folder (all of one environment) in one figure; returns the PNG written.
+
+    `metric`: what the curves show (`METRICS`; the solve threshold is drawn with the return only).
 
     Raises:
       ValueError: as `group_curves`.
     """
-    curves, thresholds = group_curves(run_dirs)
+    curves, thresholds = group_curves(run_dirs, metric)
     ((env, threshold),) = thresholds.items()
     where = Path(run_dirs[0]).name if len(run_dirs) == 1 else f"{len(run_dirs)} run folders"
-    return plot_curves(curves, path, threshold=threshold, title=f"{env}: {where}", statistic=statistic)
+    return plot_curves(curves, path, threshold=threshold if metric == "return" else None, title=f"{env}: {where}",
+                       statistic=statistic, metric=metric)
 
 
 def plot_run(run_dir: str | Path, path: str | Path | None = None, *, statistic: Statistic = "iqm") -> Path:

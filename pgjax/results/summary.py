@@ -187,7 +187,30 @@ def run_entries(points: list[GridPoint], num_seeds: int, results, threshold: flo
                 "diverged": bool(diverged[-1]),
                 "diverged_at_update": int(np.argmax(diverged)) + 1 if diverged[-1] else None,
             }
+            if getattr(result.metrics, "gradient_snr", None) is not None:  # --gradient-stats
+                runs[index].update(gradient_results(result.metrics.gradient_variance[i],
+                                                    result.metrics.gradient_snr[i], result.metrics.gradient_cosine[i]))
     return runs
+
+
+def gradient_results(variance: np.ndarray, snr: np.ndarray, cosine: np.ndarray) -> dict:
+    """One run's gradient statistics over its updates (summary.json's run entry, runs.csv's columns).
+
+    Args:
+      variance, snr, cosine: [U] the run's `Metrics.gradient_variance`, `gradient_snr`, `gradient_cosine`.
+
+    Returns:
+      {"gradient_variance_median", "gradient_snr_median": medians over the updates,
+      "gradient_cosine_mean": the mean over the updates after the first}; NaNs (a diverged run's, the first
+      cosine) left out, NaN where nothing is left.
+    """
+    def over(values: np.ndarray, fn) -> float:
+        values = np.asarray(values, np.float64)
+        values = values[~np.isnan(values)]
+        return float(fn(values)) if values.size else float("nan")
+
+    return {"gradient_variance_median": over(variance, np.median), "gradient_snr_median": over(snr, np.median),
+            "gradient_cosine_mean": over(cosine, np.mean)}
 
 
 def statistics_over_runs(runs: list[dict], threshold: float | None) -> dict:

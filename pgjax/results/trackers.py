@@ -34,7 +34,8 @@ class GroupCurve:
     Attributes:
       update: [K] update numbers (1 for the first).
       env_steps: [K] mean over the group's runs of their cumulative env steps after the update.
-      values: tag -> [K] (`RETURN_TAGS`, "loss/mean", "entropy/mean", "diverged/fraction").
+      values: tag -> [K] (`RETURN_TAGS`, "loss/mean", "entropy/mean", "diverged/fraction", and with
+        --gradient-stats "gradient_variance/median", "gradient_snr/median", "gradient_cosine/median").
       speed: update -> env steps per second, at the updates that ended a segment.
     """
 

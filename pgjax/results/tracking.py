@@ -12,6 +12,8 @@ turns them into statistics over each group's runs, one point per update:
     return/iqm, return/mean, return/q25, return/median, return/q75
                           the update's mean episode return, over the group's runs
     loss/mean, entropy/mean, diverged/fraction
+    gradient_variance/median, gradient_snr/median, gradient_cosine/median
+                          with --gradient-stats: the medians over the group's runs (NaNs left out)
     speed/env_steps_per_second  at each segment's last update: the env steps per second of the
                           chunk that trained the group's runs (a chunk's runs train at once and
                           share it; a group over several chunks: their steps over their seconds)
@@ -40,12 +42,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from pgjax.algo.trainer import GRADIENT_STATS
 from pgjax.results.stats import iqm
 from pgjax.results.trackers import RETURN_TAGS, GroupCurve, TensorBoardTracker, WandbTracker
 from pgjax.running.grid import GridPoint, compile_groups
@@ -77,14 +81,22 @@ def tensorboard_dir(run_options: Any, run_dir: Path) -> Path | None:
 
 
 def curve_of(update0: int, env_steps: np.ndarray, returns: np.ndarray, loss: np.ndarray, entropy: np.ndarray,
-             diverged: np.ndarray, speed: dict[int, float]) -> GroupCurve:
-    """A `GroupCurve` from a group's runs' values [runs, K] at updates update0 + 1 ... update0 + K."""
+             diverged: np.ndarray, speed: dict[int, float], gradient: dict[str, np.ndarray] | None = None
+             ) -> GroupCurve:
+    """A `GroupCurve` from a group's runs' values [runs, K] at updates update0 + 1 ... update0 + K.
+
+    `gradient`: {`GRADIENT_STATS` field: [runs, K]} with --gradient-stats (None: without), logged as their
+    medians over the runs."""
     returns = np.asarray(returns, np.float64)
     q25, median, q75 = np.percentile(returns, [25, 50, 75], axis=0)
     values = dict(zip(RETURN_TAGS, (iqm(returns, axis=0), returns.mean(axis=0), q25, median, q75)))
     values["loss/mean"] = np.asarray(loss, np.float64).mean(axis=0)
     values["entropy/mean"] = np.asarray(entropy, np.float64).mean(axis=0)
     values["diverged/fraction"] = np.asarray(diverged, np.float64).mean(axis=0)
+    for name, array in (gradient or {}).items():
+        with warnings.catch_warnings():  # an update where every run's value is NaN (the first cosine): NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values[f"{name}/median"] = np.nanmedian(np.asarray(array, np.float64), axis=0)
     num = returns.shape[1]
     return GroupCurve(np.arange(update0 + 1, update0 + num + 1), np.asarray(env_steps, np.float64).mean(axis=0),
                       values, speed)
@@ -105,12 +117,14 @@ class GroupCurves:
         self.next_update = {p.index: 0 for p in points}  # updates of each group logged so far
         self.pending: dict[int, dict[str, np.ndarray]] = {}  # group -> field -> [num_seeds, U]; "count" [U]
         self.speed: dict[int, dict[int, list[float]]] = {}  # group -> update -> [env steps, seconds]
+        self.fields = self.FIELDS  # and the gradient statistics where the metrics hold them (`add`)
 
     def add(self, report: SegmentReport) -> list[tuple[int, GroupCurve]]:
         """The (group, curve) pairs that `report` completes, in group order (none without metrics)."""
         metrics = report.metrics
         if metrics is None or report.new_updates == 0:
             return []
+        self.fields = self.FIELDS + tuple(name for name in GRADIENT_STATS if getattr(metrics, name) is not None)
         positions = np.asarray(report.chunk.positions)
         points = np.asarray(self.compile_groups[report.chunk.group])[positions // self.num_seeds]
         seed_index = positions % self.num_seeds
@@ -122,7 +136,7 @@ class GroupCurves:
                 record = self.speed.setdefault(group, {}).setdefault(report.updates_done, [0.0, 0.0])
                 record[0] += report.env_steps
                 record[1] += report.seconds
-            block = {name: np.asarray(getattr(metrics, name))[rows] for name in self.FIELDS}
+            block = {name: np.asarray(getattr(metrics, name))[rows] for name in self.fields}
             if rows.size == self.num_seeds and group not in self.pending and self.next_update[group] == first:
                 last = first + report.new_updates
                 done.append((group, self._curve(group, first, block, last)))  # the whole group at once
@@ -137,7 +151,7 @@ class GroupCurves:
             del self.speed[group][u]
         self.next_update[group] = last
         return curve_of(first, block["env_steps"], block["episode_return"], block["loss"], block["entropy"],
-                        block["diverged"], speed)
+                        block["diverged"], speed, {name: block[name] for name in GRADIENT_STATS if name in block})
 
     def _buffer(self, group: int, seeds: np.ndarray, first: int, block: dict[str, np.ndarray],
                 num_updates: int) -> list[tuple[int, GroupCurve]]:
@@ -146,13 +160,13 @@ class GroupCurves:
         pending = self.pending.get(group)
         if pending is None or pending["count"].size < width:
             size = max(num_updates, width)
-            grown = {name: np.zeros((self.num_seeds, size), block[name].dtype) for name in self.FIELDS}
+            grown = {name: np.zeros((self.num_seeds, size), block[name].dtype) for name in self.fields}
             grown["count"] = np.zeros(size, np.int64)
             if pending is not None:
                 for name, array in pending.items():
                     grown[name][..., :array.shape[-1]] = array
             pending = self.pending[group] = grown
-        for name in self.FIELDS:
+        for name in self.fields:
             pending[name][seeds, first:width] = block[name]
         pending["count"][first:width] += seeds.size
         start = self.next_update[group]
@@ -160,7 +174,7 @@ class GroupCurves:
         stop = start + (int(np.argmin(complete)) if not complete.all() else complete.size)
         if stop == start:
             return []
-        curve = self._curve(group, start, {name: pending[name][:, start:stop] for name in self.FIELDS}, stop)
+        curve = self._curve(group, start, {name: pending[name][:, start:stop] for name in self.fields}, stop)
         if stop == pending["count"].size:
             del self.pending[group]
         return [(group, curve)]

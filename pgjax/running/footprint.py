@@ -13,6 +13,10 @@ so it follows any network, action space or environment without recounting them:
     metrics       `Trainer.update`'s Metrics of one update, times the segment's updates
     activations   the values the network computes per observation (its jaxpr),
                   times the rows of a gradient block
+    episode gradients  with `StaticConfig.gradient_stats` only: the update's per-episode
+                  gradient estimates [E, P] and the network's values over a time slice of
+                  all E episodes (`pgjax.algo.gradients.sliced_episode_gradients`:
+                  S = min(SLICE_STEPS, T) steps at once)
 
 Each is counted as many times as the compiled program holds copies of it (the
 `*_COPIES` constants below). `pgjax.running.memory` plans sweeps with it;
@@ -35,6 +39,7 @@ import jax.numpy as jnp
 from pgjax.algo.config import Config
 from pgjax.algo.envs import EnvSpec
 from pgjax.algo.fast.blocks import default_block_rows
+from pgjax.algo.gradients import SLICE_STEPS
 from pgjax.algo.pieces import choose_network
 from pgjax.algo.policy import make_apply_fn, make_distribution, make_policy, make_value_network, recurrence
 from pgjax.algo.rollout import make_collect
@@ -56,6 +61,8 @@ STEP_ARRAYS = 3  # per-step float arrays without a value baseline: returns, weig
 VALUE_STEP_ARRAYS = 4  # and with one: values, advantages, value targets, value-loss coefficients
 METRICS_COPIES = 2  # the segment's stacked metrics and their copy with the run axis first
 ACTIVATION_COPIES = 3  # per gradient-block row: the forward values, the residuals kept for the backward, cotangents
+# the per-episode gradient estimates [E, P] (gradient_stats): as pytrees of the parameters' shapes, and flattened
+EPISODE_GRADIENT_COPIES = 2
 # per row of a recurrent network's time slice: the residuals its scan stacks (its forward values and cotangents
 # live one step at a time)
 RECURRENT_ACTIVATION_COPIES = 1
@@ -129,6 +136,9 @@ class RunShapes:
       activations_per_step: what the larger network (policy or value) computes per observation.
       activation_copies: how many copies of it a gradient block holds per row (`ACTIVATION_COPIES`,
         `RECURRENT_ACTIVATION_COPIES` for a recurrent policy).
+      episode_gradients: with `StaticConfig.gradient_stats`, the per-episode gradient estimates
+        (`EPISODE_GRADIENT_COPIES` of [E, P] float32, and the sum over the slices) and the policy's values over
+        a time slice of S * E steps (`ACTIVATION_COPIES` of each); 0 without.
     """
 
     state: int
@@ -138,6 +148,7 @@ class RunShapes:
     metrics: int
     activations_per_step: int
     activation_copies: int = ACTIVATION_COPIES
+    episode_gradients: int = 0
 
 
 def update_collect(spec: EnvSpec, config: Config) -> tuple[Any, Any]:
@@ -168,6 +179,11 @@ def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunS
 
         activations = max(activations, activation_bytes(value_fn, state.value_params, obs))
     step_arrays = STEP_ARRAYS + (VALUE_STEP_ARRAYS if is_learned(static.baseline) else 0)
+    episode_gradients = 0
+    if static.gradient_stats:  # [E, P] estimates, and the policy's values over every step of the update at once
+        steps = min(SLICE_STEPS, trajectory.reward.shape[0]) * static.episodes_per_update  # S * E
+        episode_gradients = ((EPISODE_GRADIENT_COPIES + 1) * static.episodes_per_update * tree_bytes(state.params)
+                             + ACTIVATION_COPIES * steps * activation_bytes(per_step_fn(policy), state.params, obs))
     return RunShapes(
         state=tree_bytes(state),
         gradients=tree_bytes((state.params, state.value_params)),
@@ -176,6 +192,7 @@ def measure_run(state: Any, metrics: Any, spec: EnvSpec, config: Config) -> RunS
         metrics=tree_bytes(metrics),
         activations_per_step=activations,
         activation_copies=ACTIVATION_COPIES if recurrence(policy) is None else RECURRENT_ACTIVATION_COPIES,
+        episode_gradients=episode_gradients,
     )
 
 
@@ -183,7 +200,7 @@ def run_total(shapes: RunShapes, segment_length: int) -> int:
     """Device bytes of one run while it trains, its metrics kept for `segment_length` updates."""
     return (STATE_COPIES * shapes.state + GRADIENT_COPIES * shapes.gradients
             + TRAJECTORY_COPIES * shapes.trajectory + shapes.step_arrays
-            + METRICS_COPIES * segment_length * shapes.metrics)
+            + METRICS_COPIES * segment_length * shapes.metrics + shapes.episode_gradients)
 
 
 def block_total(shapes: RunShapes, block_rows: int | None = None) -> int:
@@ -263,7 +280,8 @@ def trainer_shapes(trainer: Trainer, config: Config) -> RunShapes:
     """The `RunShapes` of one run of `trainer` (made for `config`): its initial state traced, its metrics
     as declared (tracing a whole update is slow)."""
     state = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams.as_arrays())
-    return measure_run(state, Metrics.shapes(config.static.episodes_per_update), trainer.spec, config)
+    return measure_run(state, Metrics.shapes(config.static.episodes_per_update, config.static.gradient_stats),
+                       trainer.spec, config)
 
 
 def check_train(config: Config, env: Any = None, fast: Any = None) -> None:

@@ -57,13 +57,16 @@ def expand_grid(
         each combination of the values is taken with every sample in turn.
 
     Returns:
-      The grid points, each validated (ValueError names the bad value).
+      The grid points, each validated (ValueError names the bad value; gradient_stats varied).
     """
     static_values = {k: list(v) for k, v in (static_values or {}).items()}
     numeric_values = {k: list(v) for k, v in (numeric_values or {}).items()}
     for name, values in {**static_values, **numeric_values}.items():
         if not values:
             raise ValueError(f"no values given for {name}")
+    if len(set(static_values.get("gradient_stats", ()))) > 1 or any("gradient_stats" in s for s in samples or ()):
+        raise ValueError("gradient_stats takes one value for every grid point (it records statistics of training, "
+                         "which it leaves as it is): give it once")
     samples = list(samples) if samples else [{}]
     points = []
     for static_combo in itertools.product(*static_values.values()):

@@ -226,9 +226,10 @@ class SegmentLoop:
         template = None
         if latest is not None:
             template = _placeholder_state(trainer.init, chunk.size)
-            check_checkpoint(checkpoints, latest, _take(template, np.arange(n)), chunk, num_updates, begun)
+            check_checkpoint(checkpoints, latest, _take(template, np.arange(n)), chunk, num_updates, begun,
+                             trainer.gradient_stats)
             restored, restored_metrics = checkpoints.restore(latest, _take(template, np.arange(n)),
-                                                             _metrics_template(n))
+                                                             _metrics_template(n, trainer.gradient_stats))
             restored_steps = restored_metrics.env_steps[:, -1].astype(np.int64)
             if begun:
                 restored_steps -= restored_metrics.env_steps[:, begun - 1]
@@ -302,7 +303,7 @@ class SegmentLoop:
 
 
 def check_checkpoint(checkpoints: ChunkCheckpoints, update: int, state_like: Any, chunk: Chunk, until: int,
-                     begun: int = 0) -> None:
+                     begun: int = 0, gradient_stats: bool = False) -> None:
     """Check, from its metadata, that a chunk's checkpoint after `update` updates is one of this plan's.
 
     Args:
@@ -310,6 +311,7 @@ def check_checkpoint(checkpoints: ChunkCheckpoints, update: int, state_like: Any
       state_like: a `RunState` of the chunk's real runs (leaves [n, ...]), the shapes expected.
       chunk: the chunk of the plan; until: the updates the plan trains it to;
         begun: the updates its runs had before (a later rung's chunk).
+        gradient_stats: whether the metrics hold the gradient statistics (`Metrics.names`).
 
     Raises:
       CheckpointMismatch: another number of runs, other array shapes or names,
@@ -330,7 +332,7 @@ def check_checkpoint(checkpoints: ChunkCheckpoints, update: int, state_like: Any
     saved = {key: (shape[0] // copies, *shape[1:]) if shape else shape for key, shape in saved.items()}
     expected = {f"state/{key}": shape for key, shape in _flat_shapes(serialization.to_state_dict(
         host_tree(state_like))).items()}
-    expected.update({f"metrics/{f.name}": None for f in dataclasses.fields(Metrics)})
+    expected.update({f"metrics/{name}": None for name in Metrics.names(gradient_stats)})
     if set(saved) != set(expected):
         odd = sorted(set(saved) ^ set(expected))
         raise CheckpointMismatch(run_dir, f"{name} holds other arrays than the plan's ({', '.join(odd[:3])}"
@@ -365,9 +367,9 @@ def _pad_like(restored: Any, placeholder: Any) -> Any:
     return np.concatenate([restored, np.repeat(restored[-1:], extra, axis=0)])
 
 
-def _metrics_template(n: int) -> Metrics:
+def _metrics_template(n: int, gradient_stats: bool = False) -> Metrics:
     """A `Metrics` pytree with the structure of a chunk's saved metrics (values unused)."""
-    return Metrics(*(np.zeros((n, 0)) for _ in dataclasses.fields(Metrics)))
+    return Metrics(**{name: np.zeros((n, 0)) for name in Metrics.names(gradient_stats)})
 
 
 def concat_trees(trees: Sequence[Any], axis: int = 0) -> Any:

@@ -274,7 +274,7 @@ class ChunkRunner:
                 if latest is not None:
                     state = _take(_placeholder_state(trainer.init, chunk.size), np.arange(chunk.positions.size))
                     check_checkpoint(checkpoints, latest, state, chunk, trainer.num_updates if until is None
-                                     else until)
+                                     else until, gradient_stats=trainer.gradient_stats)
             finally:
                 checkpoints.close()
 

@@ -192,7 +192,8 @@ class ChunkCheckpoints:
         template = {"state": host_tree(state_like), "metrics": host_tree(metrics_like)}
         n = len(jax.tree.leaves(state_like)[0])  # a checkpoint of copies of the runs (`copies_of_runs`): the first
         raw = jax.tree.map(lambda x: x[:n] if np.ndim(x) and len(x) > n else x, raw)
-        restored = serialization.from_state_dict(template, raw)
+        restored = serialization.from_state_dict(template, _with_empty_fields(raw, serialization.to_state_dict(
+            template)))
 
         state = wrap_keys(restored["state"], like=state_like)
         return state, restored["metrics"]
@@ -213,3 +214,13 @@ class ChunkCheckpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _with_empty_fields(raw: Any, template: Any) -> Any:
+    """`raw` (a restored state dict) with the None entries of `template` (a state dict) that it lacks added: a
+    checkpoint saved before a field that is None here existed (e.g. `RunState.previous_gradient`, which only
+    `StaticConfig.gradient_stats` fills) restores into the structure of today's."""
+    if not isinstance(raw, dict) or not isinstance(template, dict):
+        return raw
+    return {**{key: None for key, value in template.items() if value is None},
+            **{key: _with_empty_fields(value, template.get(key)) for key, value in raw.items()}}

@@ -455,7 +455,8 @@ def write_metrics(path: Path, group_metrics: list[Any], group_seeds: list[np.nda
     for g, (metrics, seeds) in enumerate(zip(group_metrics, group_seeds)):
         arrays[f"group{g}/seeds"] = np.asarray(seeds)
         for f in dataclasses.fields(metrics):
-            arrays[f"group{g}/{f.name}"] = np.asarray(getattr(metrics, f.name))
+            if getattr(metrics, f.name) is not None:  # a field a setting leaves out (`Metrics.names`)
+                arrays[f"group{g}/{f.name}"] = np.asarray(getattr(metrics, f.name))
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as file:  # a file object: NumPy adds no ".npz" to the name
