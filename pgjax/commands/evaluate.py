@@ -23,7 +23,7 @@ from pgjax.algo.config import setting
 from pgjax.commands.checks import check_seeds
 from pgjax.commands.outputs import check_output_file, image, json_object
 from pgjax.commands.process import prepare_process, run_command
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, named_again, parse
 from pgjax.results import stats
 
 
@@ -40,10 +40,8 @@ class Args:
     run: int = setting(0, "Run whose episode --render draws.")
     seed: int = setting(0, "PRNG seed: run k's JAX episodes use fold_in(key(seed), k); Gymnasium episode i resets "
                            "with seed + i.")
-    env: str | None = setting(None, "The environment factory (package.module:factory) the folder was trained on, "
-                                    "named again: a run folder is data, and pgjax imports no code it names.")
-    network: tuple[str, ...] | None = setting(None, "The network factories (package.module:factory) the folder was "
-                                                    "trained with, named again (as --env).")
+    env: str | None = named_again("environment factory (package.module:factory)")
+    network: tuple[str, ...] | None = named_again("network factories (package.module:factory)")
 
 
 # What an earlier evaluation.json holds: it may be written over (`pgjax.commands.outputs`).

@@ -23,7 +23,7 @@ from pgjax.algo.config import setting
 from pgjax.commands.checks import check_seeds
 from pgjax.commands.outputs import check_output_file, image, json_object
 from pgjax.commands.process import prepare_process, run_command
-from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, parse
+from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, named_again, parse
 
 
 @dataclasses.dataclass
@@ -47,14 +47,10 @@ class Args:
                            "the bootstrap NumPy's seed.")
     out: Path | None = setting(None, "The JSON file to write (default: the run folder's gradients.json).")
     figure: Path | None = setting(None, "The figure to write (default: the run folder's gradients.png).")
-    env: str | None = setting(None, "The environment factory (package.module:factory) the folder was trained on, "
-                                    "named again: a run folder is data, and pgjax imports no code it names.")
-    network: tuple[str, ...] | None = setting(None, "The network factories (package.module:factory) the folder was "
-                                                    "trained with, named again (as --env).")
-    weighting: str | None = setting(None, "The weighting function (package.module:function) the folder was trained "
-                                          "with, named again (as --env).")
-    step_loss: str | None = setting(None, "The step loss function (package.module:function) the folder was trained "
-                                          "with, named again (as --env).")
+    env: str | None = named_again("environment factory (package.module:factory)")
+    network: tuple[str, ...] | None = named_again("network factories (package.module:factory)")
+    weighting: str | None = named_again("weighting function (package.module:function)")
+    step_loss: str | None = named_again("step loss function (package.module:function)")
 
 
 # What an earlier gradients.json holds: it may be written over (`pgjax.commands.outputs`).

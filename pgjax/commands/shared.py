@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import tyro
 from rich.console import Console
 
+from pgjax.algo.config import setting
 from pgjax.commands.process import (  # noqa: F401  (the process's names, for `from pgjax.commands.shared import`)
     ABORTED,
     StopRequest,
@@ -27,6 +28,16 @@ from pgjax.commands.process import (  # noqa: F401  (the process's names, for `f
     prepare_process,
     run_command,
 )
+
+
+def named_again(code: str) -> Any:
+    """The flag (a `setting`, default None) by which a command reading a run folder names again `code` the folder
+    was trained with, e.g. "environment factory (package.module:factory)": a run folder is data, and pgjax imports
+    no code it names (`pgjax.running.run_folder.trust`)."""
+    if code.startswith("environment factory"):
+        return setting(None, f"The {code} the folder was trained on, named again: a run folder is data, and pgjax "
+                             "imports no code it names.")
+    return setting(None, f"The {code} the folder was trained with, named again (as --env).")
 
 
 def version() -> str:
