@@ -199,11 +199,20 @@ def arguments(cls: type) -> type:
     fields = []
     for f in dataclasses.fields(cls):
         alias = f.metadata.get("alias")
-        annotation = Annotated[hints[f.name], tyro.conf.arg(help=f.metadata["help"],
-                                                            aliases=(alias,) if alias else None,
-                                                            metavar=_several_metavar(hints[f.name]))]
+        unset = f.default is None or f.default == ()  # the help says what none means: no "(default: None)"
+        annotation = Annotated[hints[f.name], tyro.conf.arg(
+            help=f.metadata["help"], aliases=(alias,) if alias else None,
+            metavar=_several_metavar(hints[f.name]) or (_optional_metavar(hints[f.name]) if unset else None),
+            help_behavior_hint="" if unset else None)]
         fields.append((f.name, annotation, dataclasses.field(default=f.default, default_factory=f.default_factory)))
     return dataclasses.make_dataclass(cls.__name__, fields)
+
+
+def _optional_metavar(annotation: Any) -> str | None:
+    """ "INT", "FLOAT", "STR" or "PATH" for an option `T | None` of one value (tyro's own: "{None}|INT")."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    names = {int: "INT", float: "FLOAT", str: "STR", Path: "PATH"}
+    return names.get(args[0]) if len(args) == 1 and type(None) in typing.get_args(annotation) else None
 
 
 def _several_metavar(annotation: Any) -> str | None:
