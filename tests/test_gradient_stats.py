@@ -95,14 +95,17 @@ def test_the_statistics_are_those_of_the_updates_own_episodes(fast):
     trainer = make_trainer(config, fast=fast)
     pieces = choose_pieces(trainer.spec, config, fast)
     apply_fn = make_apply_fn(make_policy(trainer.spec, config))  # the plain network, whatever the path
-    state = trainer.init(jax.random.key(1), hparams)
+    state = jax.jit(trainer.init)(jax.random.key(1), hparams)
+    update, collect, weights_of = jax.jit(trainer.update), jax.jit(pieces.collect), jax.jit(pieces.weighting.weights)
+    per_episode = jax.jit(lambda params, traj, weights: episode_gradients(apply_fn, pieces.dist, params, traj, weights,
+                                                                          hparams.entropy_coef))
     gradients = []
     for _ in range(2):
-        traj = pieces.collect(state.params, jax.random.split(state.key)[1])  # the episodes of the update
-        weights = pieces.weighting.weights(state.value_params, traj, hparams)
-        grads = episode_gradients(apply_fn, pieces.dist, state.params, traj, weights, hparams.entropy_coef)
+        traj = collect(state.params, jax.random.split(state.key)[1])  # the episodes of the update
+        weights = weights_of(state.value_params, traj, hparams)
+        grads = per_episode(state.params, traj, weights)
         expected = estimator_statistics(grads)
-        state, metrics = trainer.update(state, hparams)
+        state, metrics = update(state, hparams)
         np.testing.assert_allclose(float(metrics.gradient_variance), float(expected.variance), rtol=1e-4)
         np.testing.assert_allclose(float(metrics.gradient_snr), float(expected.snr), rtol=1e-4)
         np.testing.assert_allclose(state.previous_gradient, grads.mean(axis=0), rtol=1e-4, atol=1e-7)

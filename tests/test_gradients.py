@@ -179,19 +179,19 @@ def test_the_mean_over_episodes_is_the_trainers_gradient(name):
     hparams = config.hparams.as_arrays()
     reference = FastPaths.reference()
     trainer = make_trainer(config, fast=reference)
-    state = trainer.init(jax.random.key(1), hparams)
+    state = jax.jit(trainer.init)(jax.random.key(1), hparams)
     estimates = make_episode_gradients(config)
-    traj = estimates.collect(state.params, jax.random.split(state.key)[1])  # the episodes of the trainer's update
-    grads = estimates.gradients(state.params, traj, state.value_params)
+    traj = jax.jit(estimates.collect)(state.params, jax.random.split(state.key)[1])  # the trainer's update's episodes
+    grads = jax.jit(estimates.gradients)(state.params, traj, state.value_params)
     assert grads.shape[0] == config.static.episodes_per_update
-    _, metrics = trainer.update(state, hparams)
+    _, metrics = jax.jit(trainer.update)(state, hparams)
     np.testing.assert_allclose(float(jnp.linalg.norm(grads.mean(axis=0))), float(metrics.grad_norm), rtol=1e-5)
     spec = env_for(config.static)
     for paths in (reference, FastPaths()):  # step 3 of the update, on the plain path and the default one
         pieces = choose_pieces(spec, config, paths, weighting=returns_to_go if config.static.weighting else None)
-        weights = pieces.weighting.weights(state.value_params, traj, hparams)
-        _, update_grads, _ = pieces.policy_gradient(state.params, traj.obs, traj.action, weights.weight, weights.coef,
-                                                    traj.valid, hparams.entropy_coef)
+        weights = jax.jit(pieces.weighting.weights)(state.value_params, traj, hparams)
+        _, update_grads, _ = jax.jit(pieces.policy_gradient)(state.params, traj.obs, traj.action, weights.weight,
+                                                             weights.coef, traj.valid, hparams.entropy_coef)
         np.testing.assert_allclose(grads.mean(axis=0), flatten_gradient(update_grads), rtol=2e-5, atol=1e-7)
 
 
@@ -218,10 +218,12 @@ def test_reference_gradient_is_the_mean_of_its_batches_with_its_own_variance():
     state = make_trainer(config, fast=FastPaths.reference()).init(jax.random.key(0), config.hparams.as_arrays())
     estimates = make_episode_gradients(config)
     key = jax.random.key(9)
-    batches = np.array([estimates.gradients(state.params, estimates.collect(state.params, k)).mean(axis=0)
-                        for k in jax.random.split(key, 4)])
+    batch_means = jax.jit(jax.vmap(lambda k: estimates.gradients(state.params, estimates.collect(state.params, k))
+                                   .mean(axis=0)))
+    batches = np.asarray(batch_means(jax.random.split(key, 4)))
     for at_once in (1, 3):  # a group of 3 and one of 1: the same batches, vmapped or not
-        reference = reference_gradient(estimates, state.params, key, 4, batches_at_once=at_once)
+        reference = jax.jit(lambda p, k, n=at_once: reference_gradient(estimates, p, k, 4, batches_at_once=n))(
+            state.params, key)
         np.testing.assert_allclose(reference.mean, batches.mean(axis=0), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(reference.variance, batches.var(axis=0, ddof=1).sum() / 4, rtol=1e-4)
     assert np.isnan(reference_gradient(estimates, state.params, key, 1).variance)

@@ -253,8 +253,12 @@ def measure_gradients(configs: dict[str, Any], reference_config: Any, params: An
     estimators = {name: make_episode_gradients(c, env, batch_episodes) for name, c in configs.items()}
     collect = jax.jit(jax.vmap(next(iter(estimators.values())).collect, in_axes=(None, 0)))
     trajs = collect(params, jax.random.split(key, num_batches))  # leaves [K, ...]: K batches of E episodes
-    grads = np.stack([np.asarray(jax.jit(jax.vmap(e.gradients, in_axes=(None, 0, None)))(params, trajs, value_params))
-                      for e in estimators.values()])
+
+    def every_estimate(params, trajs, value_params):  # one program for every weighting: one compile
+        return jax.numpy.stack([jax.vmap(e.gradients, in_axes=(None, 0, None))(params, trajs, value_params)
+                                for e in estimators.values()])
+
+    grads = np.asarray(jax.jit(every_estimate)(params, trajs, value_params))
     reference_estimates = make_episode_gradients(reference_config, env, batch_episodes)
     reference = jax.jit(lambda p, k: reference_gradient(reference_estimates, p, k, reference_batches * num_batches,
                                                         value_params, batches_at_once=num_batches))(params,
