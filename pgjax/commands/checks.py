@@ -12,6 +12,8 @@ from pathlib import Path
 # Seeds become JAX PRNG keys (`jax.random.key(seed)`), which keep 32 bits of a seed with JAX's 64-bit integers off:
 # seeds 2**32 apart would train the same runs, a negative one wraps and a seed past 2**63 overflows. pgjax takes these.
 SEED_MIN, SEED_MAX = 0, 2**32 - 1
+# The share of the host's free memory a command's episodes may take (the rest: XLA, the policies, the results).
+EPISODES_MEMORY_FRACTION = 0.5
 
 
 def check_seeds(flag: str, first: int, count: int = 1, count_flag: str = "") -> None:
@@ -64,3 +66,27 @@ def check_run_folder(flag: str, path: Path | None) -> None:
     if resolved == Path(resolved.anchor):
         raise ValueError(f"{flag} {path} is the filesystem's root: give a folder of its own for the run, e.g. "
                          f"{flag} runs/mine")
+
+
+def check_episodes_memory(episodes: int, bytes_per_episode: int, of: str) -> None:
+    """Refuse --episodes whose memory, `bytes_per_episode` each, would not fit in `EPISODES_MEMORY_FRACTION` of
+    the host's free memory (nothing is refused where the host does not say how much is free).
+
+    Args:
+      episodes: --episodes; bytes_per_episode: what one episode takes at the command's largest;
+      of: what the episodes are of, in the message ("of 4 runs", "of a policy of 58 parameters").
+
+    Raises:
+      ValueError: one line with the figures and the --episodes that fit.
+    """
+    from pgjax.running.devices import host_available_bytes
+    from pgjax.running.footprint import format_bytes
+
+    available = host_available_bytes()
+    if available is None:
+        return
+    budget = EPISODES_MEMORY_FRACTION * available
+    if episodes * bytes_per_episode > budget:
+        raise ValueError(f"--episodes {episodes:,} {of} would need about {format_bytes(episodes * bytes_per_episode)} "
+                         f"of memory and {format_bytes(available)} is free; --episodes "
+                         f"{int(budget // max(bytes_per_episode, 1)):,} or fewer fit")

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
-from pgjax.commands.checks import check_seeds
+from pgjax.commands.checks import check_episodes_memory, check_seeds
 from pgjax.commands.outputs import check_output_file, image, json_object
 from pgjax.commands.process import prepare_process, run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, named_again, parse
@@ -47,8 +47,6 @@ class Args:
 # What an earlier evaluation.json holds: it may be written over (`pgjax.commands.outputs`).
 EVALUATION_RECORD = json_object('an evaluation.json of pgjax.evaluate (with "env", "episodes", "seed" and "runs")',
                                 ("env", "episodes", "seed", "runs"))
-# The share of the host's free memory an evaluation's episodes may take (the rest: the policies, XLA, the results).
-EVALUATION_MEMORY_FRACTION = 0.5
 
 
 def check_args(args: Args) -> None:
@@ -72,27 +70,6 @@ def episode_bytes(static: Any) -> int:
     obs = int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize
     action = 4 * (spec.num_actions if spec.action_kind == "continuous" else len(spec.action_nvec or (0,)))
     return spec.max_steps * (obs + action + 4 + 1) + 2 * 8
-
-
-def check_memory(episodes: int, num_runs: int, static: Any) -> None:
-    """Refuse --episodes whose episodes (all runs' at once) would not fit in the host's free memory.
-
-    Raises:
-      ValueError: one line with the figures and the --episodes that fit.
-    """
-    from pgjax.running.devices import host_available_bytes
-    from pgjax.running.footprint import format_bytes
-
-    available = host_available_bytes()
-    if available is None:
-        return
-    per_episode = num_runs * episode_bytes(static)
-    budget = EVALUATION_MEMORY_FRACTION * available
-    if episodes * per_episode > budget:
-        raise ValueError(
-            f"--episodes {episodes:,} of {num_runs:,} run{'s' * (num_runs > 1)} would need about "
-            f"{format_bytes(episodes * per_episode)} of memory and {format_bytes(available)} is free; --episodes "
-            f"{int(budget // per_episode):,} or fewer fit")
 
 
 def evaluate_folder(args: Args, console: Console) -> dict:
@@ -151,7 +128,9 @@ def _checked_folder(args: Args) -> tuple[Path, dict, list]:
         check_output_file("--render", args.render, image("gif"))
     group_configs = [loading.run_config(summary, group["runs"][0], run_dir) for group in summary["groups"]]
     trust.confirm_configs(group_configs, str(run_dir / SUMMARY_FILE), args.env, args.network or ())
-    check_memory(args.episodes, num_runs, group_configs[0].static)  # builds the environment: confirmed first
+    # episode_bytes builds the environment: its factory is confirmed first
+    check_episodes_memory(args.episodes, num_runs * episode_bytes(group_configs[0].static),
+                          f"of {num_runs:,} run{'s' * (num_runs > 1)}")
     return run_dir, summary, group_configs
 
 

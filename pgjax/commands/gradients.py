@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgjax.algo.config import setting
-from pgjax.commands.checks import check_seeds
+from pgjax.commands.checks import check_episodes_memory, check_seeds
 from pgjax.commands.outputs import check_output_file, image, json_object
 from pgjax.commands.process import prepare_process, run_command
 from pgjax.commands.shared import FOLDER_ERRORS, folder_error, make_console, named_again, parse
@@ -56,8 +56,6 @@ class Args:
 # What an earlier gradients.json holds: it may be written over (`pgjax.commands.outputs`).
 GRADIENTS_RECORD = json_object('a gradients.json of pgjax.gradients (with "env", "run", "episodes" and "weightings")',
                                ("env", "run", "episodes", "weightings"))
-# The share of the host's free memory the estimates may take (the rest: XLA, the policy, the bootstrap's blocks).
-MEMORY_FRACTION = 0.5
 
 
 def check_args(args: Args) -> None:
@@ -126,34 +124,13 @@ def _checked_folder(args: Args) -> Checked:
     return Checked(run_dir, summary, config, batch_episodes, out, figure)
 
 
-def gradients_bytes(episodes: int, num_params: int, config: object, num_weightings: int) -> int:
-    """Memory the measurement of `episodes` episodes of a policy of `num_params` parameters takes at its
-    largest: every weighting's [N, P] float32 estimates, one estimator's float64 copy and its computation's
-    (about 3 more [N, P] float32 arrays), and two batches of episodes (`pgjax.commands.evaluate.episode_bytes`)."""
+def gradients_bytes_per_episode(num_params: int, config: object, num_weightings: int) -> int:
+    """Memory one episode of the measurement of a policy of `num_params` parameters takes at its largest: every
+    weighting's [P] float32 estimates, one estimator's float64 copy and its computation's (about 3 more float32
+    arrays of P), and two episodes' steps (`pgjax.commands.evaluate.episode_bytes`)."""
     from pgjax.commands.evaluate import episode_bytes
 
-    return (4 * num_weightings + 8 + 12) * episodes * num_params + 2 * episodes * episode_bytes(config.static)
-
-
-def check_memory(episodes: int, num_params: int, config: object, num_weightings: int) -> None:
-    """Refuse --episodes whose estimates would not fit in half the host's free memory.
-
-    Raises:
-      ValueError: one line with the figures and the --episodes that fit.
-    """
-    from pgjax.running.devices import host_available_bytes
-    from pgjax.running.footprint import format_bytes
-
-    available = host_available_bytes()
-    if available is None:
-        return
-    needed = gradients_bytes(episodes, num_params, config, num_weightings)
-    budget = MEMORY_FRACTION * available
-    if needed > budget:
-        fit = int(budget // max(gradients_bytes(1, num_params, config, num_weightings), 1))
-        raise ValueError(f"--episodes {episodes:,} of a policy of {num_params:,} parameters would need about "
-                         f"{format_bytes(needed)} of memory and {format_bytes(available)} is free; --episodes "
-                         f"{fit:,} or fewer fit")
+    return (4 * num_weightings + 8 + 12) * num_params + 2 * episode_bytes(config.static)
 
 
 def policy_of(args: Args, checked: Checked) -> tuple[object, object]:
@@ -232,8 +209,10 @@ def measure(args: Args, console: Console) -> dict:
     params, value_params = policy_of(args, checked)
     num_batches, batch_episodes = args.episodes // checked.batch_episodes, checked.batch_episodes
     configs = estimators_of(checked.config, value_params is not None, args.compare)
-    check_memory(num_batches * batch_episodes, sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params)),
-                 checked.config, len(configs))
+    num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    check_episodes_memory(num_batches * batch_episodes,
+                          gradients_bytes_per_episode(num_params, checked.config, len(configs)),
+                          f"of a policy of {num_params:,} parameters")
     key = jax.random.key(args.seed)
     measured = measure_gradients(configs, configs[REFERENCE_WEIGHTING], params, jax.random.fold_in(key, 0),
                                  jax.random.fold_in(key, 1), num_batches, batch_episodes, args.reference_batches,
